@@ -1,0 +1,113 @@
+/* SHA-256 through OpenSSL's EVP interface, and the content hash. */
+#include "config.h"
+#include "src/hash.h"
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ds_sha256 { EVP_MD_CTX *md; };
+
+ds_sha256 *ds_sha256_new(void)
+{
+    ds_sha256 *h = ds_malloc(sizeof *h);
+    h->md = EVP_MD_CTX_new();
+    if (!h->md || EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1) ds_die("EVP sha256 init failed");
+    return h;
+}
+
+void ds_sha256_update(ds_sha256 *h, const void *p, size_t n)
+{
+    if (n && EVP_DigestUpdate(h->md, p, n) != 1) ds_die("EVP sha256 update failed");
+}
+
+void ds_sha256_final(ds_sha256 *h, ds_digest *out)
+{
+    unsigned int len = 32;
+    if (EVP_DigestFinal_ex(h->md, out->b, &len) != 1 || len != 32) ds_die("EVP sha256 final failed");
+    EVP_MD_CTX_free(h->md);
+    free(h);
+}
+
+void ds_sha256_buf(const void *p, size_t n, ds_digest *out)
+{
+    ds_sha256 *h = ds_sha256_new();
+    ds_sha256_update(h, p, n);
+    ds_sha256_final(h, out);
+}
+
+void ds_digest_hex(const ds_digest *d, char out[65])
+{
+    static const char hx[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hx[d->b[i] >> 4];
+        out[2 * i + 1] = hx[d->b[i] & 15];
+    }
+    out[64] = 0;
+}
+
+int ds_digest_parse(const char *hex, ds_digest *d)
+{
+    if (strlen(hex) != 64) return -1;
+    for (int i = 0; i < 64; i++) {
+        char c = hex[i];
+        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0) return -1;
+        if (i % 2 == 0) d->b[i / 2] = (unsigned char)(v << 4);
+        else d->b[i / 2] |= (unsigned char)v;
+    }
+    return 0;
+}
+
+static void put_le(ds_sha256 *h, uint64_t v, int nbytes)
+{
+    unsigned char b[8];
+    for (int i = 0; i < nbytes; i++) b[i] = (unsigned char)(v >> (8 * i));
+    ds_sha256_update(h, b, (size_t)nbytes);
+}
+
+void ds_entry_digest(const ds_tinfo *t, const void *data, ds_digest *out)
+{
+    _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "little-endian host assumed");
+    ds_sha256 *h = ds_sha256_new();
+    ds_sha256_update(h, t->name, strlen(t->name) + 1);
+    const char *dn = ds_dtype_name(t->dtype);
+    ds_sha256_update(h, dn, strlen(dn) + 1);
+    put_le(h, (uint64_t)t->ndim, 4);
+    for (int i = 0; i < t->ndim; i++) put_le(h, (uint64_t)t->shape[i], 8);
+    ds_sha256_update(h, data, ds_tinfo_bytes(t));
+    ds_sha256_final(h, out);
+}
+
+static int cmp_named(const void *a, const void *b)
+{
+    return strcmp(((const ds_named_digest *)a)->name, ((const ds_named_digest *)b)->name);
+}
+
+int ds_content_hash(const ds_ctx *ctx, int n_local, const ds_named_digest *local, ds_digest *out)
+{
+    int *counts = ds_malloc(sizeof(int) * (size_t)ctx->size), *displs = ds_malloc(sizeof(int) * (size_t)ctx->size);
+    int nb = n_local * (int)sizeof(ds_named_digest);
+    MPI_Allgather(&nb, 1, MPI_INT, counts, 1, MPI_INT, ctx->comm);
+    int total = 0;
+    for (int r = 0; r < ctx->size; r++) {
+        displs[r] = total;
+        total += counts[r];
+    }
+    ds_named_digest *all = ds_malloc((size_t)total);
+    MPI_Allgatherv(local, nb, MPI_BYTE, all, counts, displs, MPI_BYTE, ctx->comm);
+    int n = total / (int)sizeof(ds_named_digest);
+    qsort(all, (size_t)n, sizeof *all, cmp_named);
+    int rc = 0;
+    for (int i = 1; i < n; i++)
+        if (strcmp(all[i - 1].name, all[i].name) == 0) {
+            rc = ds_err(DS_EXIT_FAIL, "content hash: entry %s hashed twice", all[i].name);
+            break;
+        }
+    ds_sha256 *h = ds_sha256_new();
+    for (int i = 0; i < n; i++) ds_sha256_update(h, all[i].digest.b, 32);
+    ds_sha256_final(h, out);
+    free(all);
+    free(counts);
+    free(displs);
+    return rc;
+}

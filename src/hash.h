@@ -1,0 +1,37 @@
+/* SHA-256 (OpenSSL libcrypto) and the rank-independent content hash.
+ *
+ * Content hash of a file = SHA-256 over the 32-byte digests of its entries
+ * in byte order of their names. An entry's digest = SHA-256 over: the name,
+ * a NUL, the dtype name (ds_dtype_name), a NUL, ndim as uint32 LE, each dim
+ * as uint64 LE, then the elements little-endian. Entries are tensors of a
+ * model, or the parts of a delta ("<tensor>/bits", "<tensor>/scale", ...).
+ * Whoever holds an entry hashes it; digests are gathered, so the result does
+ * not depend on the number of ranks or on HDF5 chunking (docs/formats.md). */
+#ifndef DS_HASH_H
+#define DS_HASH_H
+#include "src/ctx.h"
+
+typedef struct { unsigned char b[32]; } ds_digest;
+
+typedef struct ds_sha256 ds_sha256;
+ds_sha256 *ds_sha256_new(void);
+void ds_sha256_update(ds_sha256 *h, const void *p, size_t n);
+void ds_sha256_final(ds_sha256 *h, ds_digest *out); /* frees h */
+void ds_sha256_buf(const void *p, size_t n, ds_digest *out);
+/* 64 hex chars + NUL */
+void ds_digest_hex(const ds_digest *d, char out[65]);
+int ds_digest_parse(const char *hex, ds_digest *d);
+
+/* Digest of one entry as described above (data: numel elements of t->dtype,
+ * host little-endian). */
+void ds_entry_digest(const ds_tinfo *t, const void *data, ds_digest *out);
+
+typedef struct {
+    char name[DS_NAME_MAX];
+    ds_digest digest;
+} ds_named_digest;
+
+/* Collective: each rank passes the entries it hashed (a name may appear on
+ * one rank only); returns the content hash, identical on every rank. */
+int ds_content_hash(const ds_ctx *ctx, int n_local, const ds_named_digest *local, ds_digest *out);
+#endif

@@ -1,0 +1,75 @@
+/* deltasoup: one MPI program, one sub-command per job (src/jobs.def). */
+#include "config.h"
+#include "src/jobs.h"
+#include <stdlib.h>
+#include <string.h>
+
+static const struct { const char *name; ds_job_fn fn; const char *summary; } jobs[] = {
+#define DS_JOB(name, fn, summary) {name, fn, summary},
+#include "src/jobs.def"
+#undef DS_JOB
+};
+#define N_JOBS (int)(sizeof jobs / sizeof jobs[0])
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: deltasoup <job> [options]     (run as ./deltasoup, mpiexec -n N deltasoup, or srun deltasoup)\n"
+            "       deltasoup <job> --help\n"
+            "       deltasoup --version\n\njobs:\n");
+    for (int i = 0; i < N_JOBS; i++) fprintf(out, "  %-12s %s\n", jobs[i].name, jobs[i].summary);
+    fprintf(out, "\nexit codes: 0 ok, 1 failed, 2 usage, 3 bad input, 4 output exists or unwritable,\n"
+                 "            75 stopped by a signal after writing a checkpoint (run again to resume)\n"
+                 "docs: docs/cli.md, docs/formats.md\n");
+}
+
+int ds_job_version(ds_ctx *ctx, int argc, char **argv)
+{
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        ds_printf0(ctx, "usage: deltasoup version\nPrint the version and the features this build has.\n");
+        return 0;
+    }
+    ds_printf0(ctx, "deltasoup %s\n", PACKAGE_VERSION);
+#ifdef DS_HAVE_CUDA
+    ds_printf0(ctx, "cuda: yes\n");
+#else
+    ds_printf0(ctx, "cuda: no\n");
+#endif
+#ifdef DS_HAVE_NCCL
+    ds_printf0(ctx, "nccl: yes\n");
+#else
+    ds_printf0(ctx, "nccl: no\n");
+#endif
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return DS_EXIT_USAGE;
+    }
+    /* Help and version need no MPI (fast, and work on a login node). */
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("deltasoup %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    int j = 0;
+    while (j < N_JOBS && strcmp(jobs[j].name, argv[1]) != 0) j++;
+    if (j == N_JOBS) {
+        fprintf(stderr, "deltasoup: unknown job '%s' (deltasoup --help lists them)\n", argv[1]);
+        return DS_EXIT_USAGE;
+    }
+    int provided;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    ds_ctx ctx = {.comm = MPI_COMM_WORLD, .job = jobs[j].name};
+    MPI_Comm_rank(ctx.comm, &ctx.rank);
+    MPI_Comm_size(ctx.comm, &ctx.size);
+    int rc = jobs[j].fn(&ctx, argc - 1, argv + 1);
+    MPI_Finalize();
+    return rc;
+}
