@@ -1,34 +1,57 @@
 /* SentencePiece-style BPE vocabulary (llama2.c tokenizer format) and
- * encode/decode. Ids 0,1,2 = <unk>,<s>,</s>; 3..258 = byte fallback. */
+ * encode/decode. Ids 0,1,2 = <unk>,<s>,</s>; 3..258 = byte fallback.
+ *
+ * Encoding follows llama2.c's run.c: a dummy space is prepended to non-empty
+ * text, the text is split into UTF-8 codepoints (a lead byte plus at most 3
+ * continuation bytes), each codepoint is looked up as a piece, else each of
+ * its bytes becomes id 3 + byte; then the adjacent pair whose concatenated
+ * piece text is in the vocabulary with the highest score is merged (leftmost
+ * on ties), repeatedly. A heap makes this O(n log n) with the same result as
+ * run.c's O(n^2) scan. */
 #ifndef DS_IO_TOKENIZER_H
 #define DS_IO_TOKENIZER_H
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
     int vocab_size;
     int max_token_length;
-    char **pieces;  /* vocab_size NUL-terminated byte strings */
-    int *lengths;   /* byte length of each piece (pieces may hold NULs? no: kept for speed) */
-    float *scores;  /* merge scores */
-    void *index;    /* private lookup structure (built on demand) */
+    char **pieces;  /* vocab_size byte strings, each NUL-terminated */
+    int *lengths;   /* byte length of each piece (the file's length field) */
+    float *scores;  /* merge scores (finite) */
+    void *index;    /* private: piece -> id hash and byte-piece table */
 } ds_tokenizer;
 
+#define DS_TOK_UNK 0
 #define DS_TOK_BOS 1
 #define DS_TOK_EOS 2
+#define DS_TOK_BYTE0 3 /* id of <0x00>; byte b falls back to DS_TOK_BYTE0 + b */
 
-/* Load a llama2.c tokenizer file for vocab_size tokens; 0 or ds_exit code. */
+/* Load a llama2.c tokenizer file holding exactly vocab_size tokens
+ * (vocab_size <= 0: as many as the file holds). Truncated files, absurd
+ * lengths, non-finite scores and trailing bytes are DS_EXIT_INPUT errors
+ * naming the file and the token index. 0 or a ds_exit code. */
 int ds_tokenizer_load_llama2c(const char *path, int vocab_size, ds_tokenizer *tok);
-/* Build from pieces/scores (takes copies). */
+/* Build from pieces/scores (takes copies). lengths may be NULL (strlen). */
 int ds_tokenizer_from_arrays(int vocab_size, int max_token_length, const char *const *pieces,
                              const int *lengths, const float *scores, ds_tokenizer *tok);
 void ds_tokenizer_free(ds_tokenizer *tok);
 
+/* Id of a piece given as bytes, or -1. */
+int ds_tokenizer_lookup(const ds_tokenizer *tok, const char *piece, int len);
+
 /* Encode text (dummy prefix space, byte fallback, best-score merge first).
  * bos/eos: prepend/append those ids. Returns the count written to ids
- * (ids must hold strlen(text) + 3). */
+ * (ids must hold strlen(text) + 3). A byte whose fallback id is outside the
+ * vocabulary (vocab_size < 259) becomes <unk>. */
 int ds_tokenizer_encode(ds_tokenizer *tok, const char *text, int bos, int eos, int *ids);
 /* Decode one token given the previous one (strips the leading space after
- * BOS, turns <0xNN> into the byte). Returns a pointer valid until the next
- * call; *len its length. */
+ * BOS, turns <0xNN> into the byte). Returns a pointer into the tokenizer
+ * (valid while it lives), *len its length; NULL for an id out of range. */
 const char *ds_tokenizer_decode(ds_tokenizer *tok, int prev, int id, int *len);
+/* Decode a sequence to a new NUL-terminated string (*len its length, may be
+ * NULL). BOS and EOS produce no text (BOS still strips the next leading
+ * space), so decode_ids(encode(x, bos=1)) == x. NULL and ds_err set on an
+ * id out of range. */
+char *ds_tokenizer_decode_ids(ds_tokenizer *tok, const int *ids, int n, size_t *len);
 #endif
