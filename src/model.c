@@ -1,0 +1,653 @@
+/* Llama engine on CPU: weights, forward, losses, backward, KV-cached step,
+ * AdamW (src/model.h). Matmuls go through cblas_sgemm/sgemv; activations
+ * live in one workspace allocated per batch shape, so a training step does
+ * no allocation. */
+#include "config.h"
+#include "src/model.h"
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const role_names[DS_LLAMA_ROLES] = {
+    "input_layernorm",       "self_attn.q_proj",  "self_attn.k_proj", "self_attn.v_proj",
+    "self_attn.o_proj",      "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj",
+    "mlp.down_proj"};
+
+static void tinfo_set(ds_tinfo *t, const char *name, int64_t rows, int64_t cols)
+{
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->dtype = DS_DTYPE_F32;
+    t->ndim = cols ? 2 : 1;
+    t->shape[0] = rows;
+    t->shape[1] = cols;
+}
+
+int ds_llama_init(ds_llama *m, const ds_config *cfg)
+{
+    memset(m, 0, sizeof *m);
+    int rc = ds_config_check(cfg, "model");
+    if (rc) return rc;
+    m->cfg = *cfg;
+    const int D = cfg->dim, F = cfg->hidden_dim, L = cfg->n_layers, V = cfg->vocab_size;
+    const int KVD = D / cfg->n_heads * cfg->n_kv_heads;
+    m->n_tensors = 2 + DS_LLAMA_ROLES * L + (cfg->tied_embeddings ? 0 : 1);
+    m->tinfo = ds_calloc((size_t)m->n_tensors, sizeof *m->tinfo);
+    m->w = ds_calloc((size_t)m->n_tensors, sizeof *m->w);
+    m->offset = ds_calloc((size_t)m->n_tensors, sizeof *m->offset);
+    char name[DS_NAME_MAX];
+    tinfo_set(&m->tinfo[0], "model.embed_tokens.weight", V, D);
+    for (int l = 0; l < L; l++) {
+        static const int rows_of[DS_LLAMA_ROLES] = {0, 1, 2, 2, 1, 0, 3, 3, 1};
+        for (int r = 0; r < DS_LLAMA_ROLES; r++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, role_names[r]);
+            int64_t rows = rows_of[r] == 2 ? KVD : rows_of[r] == 3 ? F : D;
+            int64_t cols = rows_of[r] == 0 ? 0 : r == DS_LLAMA_DOWN ? F : D;
+            tinfo_set(&m->tinfo[ds_llama_index(l, r)], name, rows, cols);
+        }
+    }
+    tinfo_set(&m->tinfo[1 + DS_LLAMA_ROLES * L], "model.norm.weight", D, 0);
+    if (!cfg->tied_embeddings) tinfo_set(&m->tinfo[2 + DS_LLAMA_ROLES * L], "lm_head.weight", V, D);
+    int64_t total = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        m->offset[i] = total;
+        total += ds_tinfo_numel(&m->tinfo[i]);
+    }
+    m->numel = total;
+    float *buf = ds_calloc((size_t)total, sizeof(float));
+    for (int i = 0; i < m->n_tensors; i++) m->w[i] = buf + m->offset[i];
+
+    /* RoPE tables in double, rounded once: positions up to 512 and beyond
+     * would lose ~1e-5 rad to a float angle. */
+    const int hs = D / cfg->n_heads, half = hs / 2;
+    m->rope_cos = ds_malloc((size_t)cfg->max_seq_len * half * sizeof(float));
+    m->rope_sin = ds_malloc((size_t)cfg->max_seq_len * half * sizeof(float));
+    for (int p = 0; p < cfg->max_seq_len; p++)
+        for (int i = 0; i < half; i++) {
+            double ang = p * pow((double)cfg->rope_theta, -2.0 * i / hs);
+            m->rope_cos[(size_t)p * half + i] = (float)cos(ang);
+            m->rope_sin[(size_t)p * half + i] = (float)sin(ang);
+        }
+    return 0;
+}
+
+void ds_llama_free(ds_llama *m)
+{
+    if (m->w) free(m->w[0]);
+    free(m->w);
+    free(m->tinfo);
+    free(m->offset);
+    free(m->rope_cos);
+    free(m->rope_sin);
+    memset(m, 0, sizeof *m);
+}
+
+int ds_llama_find(const ds_llama *m, const char *name)
+{
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tinfo[i].name, name) == 0) return i;
+    return -1;
+}
+
+static double rng_normal(ds_rng *r)
+{
+    double u1 = ds_rng_uniform(r), u2 = ds_rng_uniform(r);
+    return sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2);
+}
+
+void ds_llama_randomize(ds_llama *m, uint64_t seed, float std)
+{
+    ds_rng r = {seed};
+    for (int i = 0; i < m->n_tensors; i++) {
+        int64_t n = ds_tinfo_numel(&m->tinfo[i]);
+        int is_norm = m->tinfo[i].ndim == 1;
+        for (int64_t j = 0; j < n; j++)
+            m->w[i][j] = is_norm ? (float)(1.0 + 0.1 * rng_normal(&r)) : (float)(std * rng_normal(&r));
+    }
+}
+
+void ds_llama_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+
+/* ---- building blocks */
+
+/* y[N, out] (=|+=) x[N, in] @ W[out, in]^T */
+static void lin_fwd(float *y, const float *x, const float *W, int N, int in, int out, float beta)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, in, 1.0f, x, in, W, in, beta, y, out);
+}
+
+/* dW[out, in] += dy[N, out]^T @ x[N, in] */
+static void lin_bwd_w(float *dW, const float *dy, const float *x, int N, int in, int out)
+{
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
+}
+
+/* dx[N, in] (=|+=) dy[N, out] @ W[out, in] */
+static void lin_bwd_x(float *dx, const float *dy, const float *W, int N, int in, int out, float beta)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, out, 1.0f, dy, out, W, in, beta, dx, in);
+}
+
+/* y = x * rsqrt(mean(x^2) + eps) * w per row; rs[n] keeps the factor. */
+static void rmsnorm_fwd(float *y, float *rs, const float *x, const float *w, int N, int D, float eps)
+{
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * D;
+        float *yr = y + (size_t)n * D;
+        float ss = 0;
+        for (int j = 0; j < D; j++) ss += xr[j] * xr[j];
+        float r = 1.0f / sqrtf(ss / D + eps);
+        if (rs) rs[n] = r;
+        for (int j = 0; j < D; j++) yr[j] = xr[j] * r * w[j];
+    }
+}
+
+/* dx += d(rmsnorm)/dx^T dy; dw += d/dw^T dy (dw may be NULL). */
+static void rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rs,
+                        int N, int D)
+{
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * D, *dyr = dy + (size_t)n * D;
+        float *dxr = dx + (size_t)n * D;
+        const float r = rs[n];
+        float s = 0;
+        for (int j = 0; j < D; j++) s += dyr[j] * w[j] * xr[j];
+        const float c = s * r * r * r / D;
+        for (int j = 0; j < D; j++) dxr[j] += r * dyr[j] * w[j] - c * xr[j];
+        if (dw)
+            for (int j = 0; j < D; j++) dw[j] += dyr[j] * xr[j] * r;
+    }
+}
+
+/* Rotate-half RoPE on x [N, n_heads*hs] (row stride ld) at position pos(n).
+ * inverse: apply the transpose (for the backward pass). */
+static void rope_apply(const ds_llama *m, float *x, int N, int T, int n_heads, int ld, int pos0, int inverse)
+{
+    const int hs = m->cfg.dim / m->cfg.n_heads, half = hs / 2;
+    const float sgn = inverse ? -1.0f : 1.0f;
+    for (int n = 0; n < N; n++) {
+        const int pos = pos0 + (T ? n % T : 0);
+        const float *c = m->rope_cos + (size_t)pos * half, *s = m->rope_sin + (size_t)pos * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *a = x + (size_t)n * ld + h * hs, *b = a + half;
+            for (int i = 0; i < half; i++) {
+                float x0 = a[i], x1 = b[i], si = sgn * s[i];
+                a[i] = x0 * c[i] - x1 * si;
+                b[i] = x1 * c[i] + x0 * si;
+            }
+        }
+    }
+}
+
+static inline float silu_f(float x) { return x / (1.0f + expf(-x)); }
+
+/* ---- workspace */
+
+struct ds_llama_act {
+    int max_b, max_t, B, T, V;
+    int64_t cap; /* max_b * max_t tokens */
+    int *tokens;
+    float *x;    /* [L+1][cap, D] residual stream entering each layer (and the final norm) */
+    float *xn1, *rs1, *q, *k, *v, *P, *att, *xmid, *xn2, *rs2, *h1, *h3, *act; /* per layer */
+    float *xf, *rsf, *logits, *dlogits;
+    float *dx, *dxn, *dq, *dk, *dv, *datt, *dh1, *dh3, *dP; /* backward scratch */
+};
+
+ds_llama_act *ds_llama_act_new(const ds_llama *m, int max_b, int max_t)
+{
+    const ds_config *c = &m->cfg;
+    const int64_t D = c->dim, F = c->hidden_dim, L = c->n_layers, V = c->vocab_size, H = c->n_heads;
+    const int64_t KVD = D / H * c->n_kv_heads;
+    ds_llama_act *a = ds_calloc(1, sizeof *a);
+    a->max_b = max_b;
+    a->max_t = max_t;
+    a->V = (int)V;
+    const int64_t N = a->cap = (int64_t)max_b * max_t;
+    a->tokens = ds_malloc((size_t)N * sizeof(int));
+#define ALLOC(p, n) (a->p = ds_malloc((size_t)(n) * sizeof(float)))
+    ALLOC(x, (L + 1) * N * D);
+    ALLOC(xn1, L * N * D);
+    ALLOC(rs1, L * N);
+    ALLOC(q, L * N * D);
+    ALLOC(k, L * N * KVD);
+    ALLOC(v, L * N * KVD);
+    ALLOC(P, L * max_b * H * max_t * max_t);
+    ALLOC(att, L * N * D);
+    ALLOC(xmid, L * N * D);
+    ALLOC(xn2, L * N * D);
+    ALLOC(rs2, L * N);
+    ALLOC(h1, L * N * F);
+    ALLOC(h3, L * N * F);
+    ALLOC(act, L * N * F);
+    ALLOC(xf, N * D);
+    ALLOC(rsf, N);
+    ALLOC(logits, N * V);
+    ALLOC(dlogits, N * V);
+    ALLOC(dx, N * D);
+    ALLOC(dxn, N * D);
+    ALLOC(dq, N * D);
+    ALLOC(dk, N * KVD);
+    ALLOC(dv, N * KVD);
+    ALLOC(datt, N * D);
+    ALLOC(dh1, N * F);
+    ALLOC(dh3, N * F);
+    ALLOC(dP, (int64_t)max_t * max_t);
+#undef ALLOC
+    return a;
+}
+
+void ds_llama_act_free(ds_llama_act *a)
+{
+    if (!a) return;
+    float *bufs[] = {a->x,  a->xn1, a->rs1, a->q,      a->k,       a->v,  a->P,   a->att, a->xmid,
+                     a->xn2, a->rs2, a->h1, a->h3,     a->act,     a->xf, a->rsf, a->logits,
+                     a->dlogits, a->dx, a->dxn, a->dq, a->dk,      a->dv, a->datt, a->dh1, a->dh3, a->dP};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(a->tokens);
+    free(a);
+}
+
+/* ---- forward */
+
+/* Causal attention of one layer for every (sequence, head): P = softmax(QK^T
+ * * scale) kept for the backward pass, att = P V. */
+static void attention_fwd(const ds_llama *m, ds_llama_act *a, const float *q, const float *k, const float *v,
+                          float *P, float *att)
+{
+    const int B = a->B, T = a->T, D = m->cfg.dim, H = m->cfg.n_heads, hs = D / H;
+    const int KVD = hs * m->cfg.n_kv_heads, rep = H / m->cfg.n_kv_heads;
+    const float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *Q = q + (size_t)b * T * D + h * hs;
+            const float *K = k + (size_t)b * T * KVD + (h / rep) * hs;
+            const float *Vv = v + (size_t)b * T * KVD + (h / rep) * hs;
+            float *S = P + ((size_t)b * H + h) * T * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, Q, D, K, KVD, 0.0f, S, T);
+            for (int i = 0; i < T; i++) {
+                float *row = S + (size_t)i * T, mx = row[0], sum = 0;
+                for (int j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
+                for (int j = 0; j <= i; j++) sum += (row[j] = expf(row[j] - mx));
+                const float inv = 1.0f / sum;
+                for (int j = 0; j <= i; j++) row[j] *= inv;
+                for (int j = i + 1; j < T; j++) row[j] = 0;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, S, T, Vv, KVD, 0.0f,
+                        att + (size_t)b * T * D + h * hs, D);
+        }
+}
+
+float *ds_llama_forward(const ds_llama *m, ds_llama_act *a, const int *tokens, int B, int T)
+{
+    const ds_config *c = &m->cfg;
+    if (B < 1 || T < 1 || B > a->max_b || T > a->max_t || T > c->max_seq_len)
+        ds_die("ds_llama_forward: batch %dx%d exceeds the workspace %dx%d or max_seq_len %d", B, T, a->max_b,
+               a->max_t, c->max_seq_len);
+    const int D = c->dim, F = c->hidden_dim, L = c->n_layers, V = c->vocab_size, H = c->n_heads;
+    const int KVD = D / H * c->n_kv_heads, N = B * T;
+    const int64_t cap = a->cap;
+    a->B = B;
+    a->T = T;
+    for (int n = 0; n < N; n++) {
+        if (tokens[n] < 0 || tokens[n] >= V) ds_die("ds_llama_forward: token %d out of range [0, %d)", tokens[n], V);
+        a->tokens[n] = tokens[n];
+        memcpy(a->x + (size_t)n * D, m->w[0] + (size_t)tokens[n] * D, (size_t)D * sizeof(float));
+    }
+    for (int l = 0; l < L; l++) {
+        const float *const *W = (const float *const *)m->w + ds_llama_index(l, 0);
+        float *x = a->x + l * cap * D, *xnext = a->x + (l + 1) * cap * D;
+        float *xn1 = a->xn1 + l * cap * D, *q = a->q + l * cap * D, *k = a->k + l * cap * KVD,
+              *v = a->v + l * cap * KVD, *att = a->att + l * cap * D, *xmid = a->xmid + l * cap * D,
+              *xn2 = a->xn2 + l * cap * D, *h1 = a->h1 + l * cap * F, *h3 = a->h3 + l * cap * F,
+              *act = a->act + l * cap * F;
+        float *P = a->P + (int64_t)l * a->max_b * H * a->max_t * a->max_t;
+        rmsnorm_fwd(xn1, a->rs1 + l * cap, x, W[DS_LLAMA_ATTN_NORM], N, D, c->norm_eps);
+        lin_fwd(q, xn1, W[DS_LLAMA_Q], N, D, D, 0);
+        lin_fwd(k, xn1, W[DS_LLAMA_K], N, D, KVD, 0);
+        lin_fwd(v, xn1, W[DS_LLAMA_V], N, D, KVD, 0);
+        rope_apply(m, q, N, T, H, D, 0, 0);
+        rope_apply(m, k, N, T, c->n_kv_heads, KVD, 0, 0);
+        attention_fwd(m, a, q, k, v, P, att);
+        memcpy(xmid, x, (size_t)N * D * sizeof(float));
+        lin_fwd(xmid, att, W[DS_LLAMA_O], N, D, D, 1.0f);
+        rmsnorm_fwd(xn2, a->rs2 + l * cap, xmid, W[DS_LLAMA_FFN_NORM], N, D, c->norm_eps);
+        lin_fwd(h1, xn2, W[DS_LLAMA_GATE], N, D, F, 0);
+        lin_fwd(h3, xn2, W[DS_LLAMA_UP], N, D, F, 0);
+        for (int64_t i = 0; i < (int64_t)N * F; i++) act[i] = silu_f(h1[i]) * h3[i];
+        memcpy(xnext, xmid, (size_t)N * D * sizeof(float));
+        lin_fwd(xnext, act, W[DS_LLAMA_DOWN], N, F, D, 1.0f);
+    }
+    const float *head = c->tied_embeddings ? m->w[0] : m->w[2 + DS_LLAMA_ROLES * L];
+    rmsnorm_fwd(a->xf, a->rsf, a->x + L * cap * D, m->w[1 + DS_LLAMA_ROLES * L], N, D, c->norm_eps);
+    lin_fwd(a->logits, a->xf, head, N, D, V, 0);
+    return a->logits;
+}
+
+/* ---- losses */
+
+/* log-sum-exp of a row, and (when p) its softmax into p. */
+static float row_lse(const float *z, int V, float *p)
+{
+    float mx = z[0];
+    for (int j = 1; j < V; j++) mx = z[j] > mx ? z[j] : mx;
+    float sum = 0;
+    if (p)
+        for (int j = 0; j < V; j++) sum += (p[j] = expf(z[j] - mx));
+    else
+        for (int j = 0; j < V; j++) sum += expf(z[j] - mx);
+    if (p) {
+        const float inv = 1.0f / sum;
+        for (int j = 0; j < V; j++) p[j] *= inv;
+    }
+    return mx + logf(sum);
+}
+
+double ds_llama_loss_ce(ds_llama_act *a, const int *targets, float grad_scale, int64_t *count)
+{
+    const int N = a->B * a->T, V = a->V;
+    double loss = 0;
+    int64_t cnt = 0;
+    for (int n = 0; n < N; n++) {
+        const float *z = a->logits + (size_t)n * V;
+        float *d = a->dlogits + (size_t)n * V;
+        const int t = targets[n];
+        if (t < 0 || t >= V) { /* not counted: no gradient from this position */
+            if (grad_scale != 0) memset(d, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        const float lse = row_lse(z, V, grad_scale != 0 ? d : NULL);
+        loss += (double)lse - z[t];
+        cnt++;
+        if (grad_scale != 0) {
+            d[t] -= 1.0f;
+            for (int j = 0; j < V; j++) d[j] *= grad_scale;
+        }
+    }
+    if (count) *count = cnt;
+    return loss;
+}
+
+double ds_llama_loss_kl(ds_llama_act *a, const float *ref_logits, const unsigned char *mask, float grad_scale,
+                        int64_t *count)
+{
+    const int N = a->B * a->T, V = a->V;
+    double loss = 0;
+    int64_t cnt = 0;
+    for (int n = 0; n < N; n++) {
+        const float *z = a->logits + (size_t)n * V, *r = ref_logits + (size_t)n * V;
+        float *d = a->dlogits + (size_t)n * V;
+        if (mask && !mask[n]) {
+            if (grad_scale != 0) memset(d, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        const float lse = row_lse(z, V, d); /* d = p */
+        float rmx = r[0], rsum = 0;
+        for (int j = 1; j < V; j++) rmx = r[j] > rmx ? r[j] : rmx;
+        for (int j = 0; j < V; j++) rsum += expf(r[j] - rmx);
+        const float rlse = rmx + logf(rsum);
+        double kl = 0;
+        for (int j = 0; j < V; j++) {
+            const float lpr = r[j] - rlse, pr = expf(lpr);
+            kl += (double)pr * ((double)lpr - ((double)z[j] - lse));
+            d[j] = grad_scale * (d[j] - pr); /* dKL/dz = p - p_ref */
+        }
+        loss += kl;
+        cnt++;
+    }
+    if (count) *count = cnt;
+    return loss;
+}
+
+double ds_llama_loss_mse(ds_llama_act *a, const float *ref_logits, const unsigned char *mask, float grad_scale,
+                         int64_t *count)
+{
+    const int N = a->B * a->T, V = a->V;
+    double loss = 0;
+    int64_t cnt = 0;
+    const float g = 2.0f * grad_scale / V;
+    for (int n = 0; n < N; n++) {
+        const float *z = a->logits + (size_t)n * V, *r = ref_logits + (size_t)n * V;
+        float *d = a->dlogits + (size_t)n * V;
+        if (mask && !mask[n]) {
+            if (grad_scale != 0) memset(d, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        double s = 0;
+        for (int j = 0; j < V; j++) {
+            const float e = z[j] - r[j];
+            s += (double)e * e;
+            d[j] = g * e;
+        }
+        loss += s / V;
+        cnt++;
+    }
+    if (count) *count = cnt;
+    return loss;
+}
+
+/* ---- gradients */
+
+void ds_llama_grads_init(ds_llama_grads *g, const ds_llama *m, const unsigned char *want)
+{
+    g->n_tensors = m->n_tensors;
+    g->numel = m->numel;
+    g->data = ds_calloc((size_t)m->numel, sizeof(float));
+    g->g = ds_calloc((size_t)m->n_tensors, sizeof *g->g);
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!want || want[i]) g->g[i] = g->data + m->offset[i];
+}
+
+void ds_llama_grads_zero(ds_llama_grads *g) { memset(g->data, 0, (size_t)g->numel * sizeof(float)); }
+
+void ds_llama_grads_free(ds_llama_grads *g)
+{
+    free(g->data);
+    free(g->g);
+    memset(g, 0, sizeof *g);
+}
+
+/* Backward of attention_fwd: datt -> dq, dk, dv (all w.r.t. the rotated
+ * q and k). dk and dv are accumulated over the query heads of a group. */
+static void attention_bwd(const ds_llama *m, ds_llama_act *a, const float *q, const float *k, const float *v,
+                          const float *P, const float *datt, float *dq, float *dk, float *dv)
+{
+    const int B = a->B, T = a->T, D = m->cfg.dim, H = m->cfg.n_heads, hs = D / H;
+    const int KVD = hs * m->cfg.n_kv_heads, rep = H / m->cfg.n_kv_heads;
+    const float scale = 1.0f / sqrtf((float)hs);
+    float *dS = a->dP;
+    memset(dk, 0, (size_t)B * T * KVD * sizeof(float));
+    memset(dv, 0, (size_t)B * T * KVD * sizeof(float));
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const size_t qo = (size_t)b * T * D + h * hs, ko = (size_t)b * T * KVD + (h / rep) * hs;
+            const float *S = P + ((size_t)b * H + h) * T * T;
+            /* dP = dO V^T, dV += P^T dO */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, datt + qo, D, v + ko, KVD, 0.0f,
+                        dS, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, S, T, datt + qo, D, 1.0f, dv + ko,
+                        KVD);
+            /* softmax backward: dS = P * (dP - rowsum(P * dP)) * scale */
+            for (int i = 0; i < T; i++) {
+                const float *pr = S + (size_t)i * T;
+                float *dr = dS + (size_t)i * T, dot = 0;
+                for (int j = 0; j <= i; j++) dot += pr[j] * dr[j];
+                for (int j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
+                for (int j = i + 1; j < T; j++) dr[j] = 0;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, dS, T, k + ko, KVD, 0.0f,
+                        dq + qo, D);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, dS, T, q + qo, D, 1.0f, dk + ko,
+                        KVD);
+        }
+}
+
+void ds_llama_backward(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g)
+{
+    const ds_config *c = &m->cfg;
+    const int D = c->dim, F = c->hidden_dim, L = c->n_layers, V = c->vocab_size, H = c->n_heads;
+    const int KVD = D / H * c->n_kv_heads, N = a->B * a->T, T = a->T;
+    const int64_t cap = a->cap;
+    const int i_norm = 1 + DS_LLAMA_ROLES * L, i_head = c->tied_embeddings ? 0 : i_norm + 1;
+    float *dx = a->dx, *dxn = a->dxn;
+
+    if (g->g[i_head]) lin_bwd_w(g->g[i_head], a->dlogits, a->xf, N, D, V);
+    lin_bwd_x(dxn, a->dlogits, m->w[i_head], N, D, V, 0);
+    memset(dx, 0, (size_t)N * D * sizeof(float));
+    rmsnorm_bwd(dx, g->g[i_norm], dxn, a->x + L * cap * D, m->w[i_norm], a->rsf, N, D);
+
+    for (int l = L - 1; l >= 0; l--) {
+        const float *const *W = (const float *const *)m->w + ds_llama_index(l, 0);
+        float *const *G = g->g + ds_llama_index(l, 0);
+        const float *x = a->x + l * cap * D, *xn1 = a->xn1 + l * cap * D, *q = a->q + l * cap * D,
+                    *k = a->k + l * cap * KVD, *v = a->v + l * cap * KVD, *att = a->att + l * cap * D,
+                    *xmid = a->xmid + l * cap * D, *xn2 = a->xn2 + l * cap * D, *h1 = a->h1 + l * cap * F,
+                    *h3 = a->h3 + l * cap * F, *act = a->act + l * cap * F;
+        const float *P = a->P + (int64_t)l * a->max_b * H * a->max_t * a->max_t;
+
+        /* FFN: x' = xmid + down(silu(gate xn2) * up xn2) */
+        if (G[DS_LLAMA_DOWN]) lin_bwd_w(G[DS_LLAMA_DOWN], dx, act, N, F, D);
+        lin_bwd_x(a->dh1, dx, W[DS_LLAMA_DOWN], N, F, D, 0);
+        for (int64_t i = 0; i < (int64_t)N * F; i++) {
+            const float da = a->dh1[i], s = 1.0f / (1.0f + expf(-h1[i]));
+            a->dh3[i] = da * h1[i] * s;
+            a->dh1[i] = da * h3[i] * s * (1.0f + h1[i] * (1.0f - s));
+        }
+        if (G[DS_LLAMA_GATE]) lin_bwd_w(G[DS_LLAMA_GATE], a->dh1, xn2, N, D, F);
+        if (G[DS_LLAMA_UP]) lin_bwd_w(G[DS_LLAMA_UP], a->dh3, xn2, N, D, F);
+        lin_bwd_x(dxn, a->dh1, W[DS_LLAMA_GATE], N, D, F, 0);
+        lin_bwd_x(dxn, a->dh3, W[DS_LLAMA_UP], N, D, F, 1.0f);
+        rmsnorm_bwd(dx, G[DS_LLAMA_FFN_NORM], dxn, xmid, W[DS_LLAMA_FFN_NORM], a->rs2 + l * cap, N, D);
+
+        /* attention: xmid = x + o(attn(rope(q xn1), rope(k xn1), v xn1)) */
+        if (G[DS_LLAMA_O]) lin_bwd_w(G[DS_LLAMA_O], dx, att, N, D, D);
+        lin_bwd_x(a->datt, dx, W[DS_LLAMA_O], N, D, D, 0);
+        attention_bwd(m, a, q, k, v, P, a->datt, a->dq, a->dk, a->dv);
+        rope_apply(m, a->dq, N, T, H, D, 0, 1);
+        rope_apply(m, a->dk, N, T, c->n_kv_heads, KVD, 0, 1);
+        if (G[DS_LLAMA_Q]) lin_bwd_w(G[DS_LLAMA_Q], a->dq, xn1, N, D, D);
+        if (G[DS_LLAMA_K]) lin_bwd_w(G[DS_LLAMA_K], a->dk, xn1, N, D, KVD);
+        if (G[DS_LLAMA_V]) lin_bwd_w(G[DS_LLAMA_V], a->dv, xn1, N, D, KVD);
+        lin_bwd_x(dxn, a->dq, W[DS_LLAMA_Q], N, D, D, 0);
+        lin_bwd_x(dxn, a->dk, W[DS_LLAMA_K], N, D, KVD, 1.0f);
+        lin_bwd_x(dxn, a->dv, W[DS_LLAMA_V], N, D, KVD, 1.0f);
+        rmsnorm_bwd(dx, G[DS_LLAMA_ATTN_NORM], dxn, x, W[DS_LLAMA_ATTN_NORM], a->rs1 + l * cap, N, D);
+    }
+    if (g->g[0])
+        for (int n = 0; n < N; n++) {
+            float *row = g->g[0] + (size_t)a->tokens[n] * D;
+            const float *d = dx + (size_t)n * D;
+            for (int j = 0; j < D; j++) row[j] += d[j];
+        }
+}
+
+/* ---- KV-cached generation */
+
+int ds_llama_kv_init(ds_llama_kv *kv, const ds_llama *m, int max_t)
+{
+    const ds_config *c = &m->cfg;
+    if (max_t < 1 || max_t > c->max_seq_len)
+        return ds_err(DS_EXIT_USAGE, "KV cache of %d positions: the model allows 1..%d", max_t, c->max_seq_len);
+    const size_t D = c->dim, KVD = D / c->n_heads * c->n_kv_heads, F = c->hidden_dim;
+    kv->max_t = max_t;
+    kv->k = ds_malloc((size_t)c->n_layers * max_t * KVD * sizeof(float));
+    kv->v = ds_malloc((size_t)c->n_layers * max_t * KVD * sizeof(float));
+    kv->x = ds_malloc(D * sizeof(float));
+    kv->xn = ds_malloc(D * sizeof(float));
+    kv->q = ds_malloc(D * sizeof(float));
+    kv->att = ds_malloc(D * sizeof(float));
+    kv->h1 = ds_malloc(F * sizeof(float));
+    kv->h3 = ds_malloc(F * sizeof(float));
+    kv->scores = ds_malloc((size_t)max_t * sizeof(float));
+    kv->logits = ds_malloc((size_t)c->vocab_size * sizeof(float));
+    return 0;
+}
+
+void ds_llama_kv_free(ds_llama_kv *kv)
+{
+    float *bufs[] = {kv->k, kv->v, kv->x, kv->xn, kv->q, kv->att, kv->h1, kv->h3, kv->scores, kv->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    memset(kv, 0, sizeof *kv);
+}
+
+/* y[out] (+)= W[out, in] x[in] */
+static void matvec(float *y, const float *W, const float *x, int in, int out, float beta)
+{
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, W, in, x, 1, beta, y, 1);
+}
+
+float *ds_llama_step(const ds_llama *m, ds_llama_kv *kv, int token, int pos)
+{
+    const ds_config *c = &m->cfg;
+    const int D = c->dim, F = c->hidden_dim, L = c->n_layers, V = c->vocab_size, H = c->n_heads;
+    const int hs = D / H, KVD = hs * c->n_kv_heads, rep = H / c->n_kv_heads;
+    if (pos < 0 || pos >= kv->max_t || token < 0 || token >= V)
+        ds_die("ds_llama_step: token %d at position %d outside vocab %d / cache %d", token, pos, V, kv->max_t);
+    const float scale = 1.0f / sqrtf((float)hs);
+    memcpy(kv->x, m->w[0] + (size_t)token * D, (size_t)D * sizeof(float));
+    for (int l = 0; l < L; l++) {
+        const float *const *W = (const float *const *)m->w + ds_llama_index(l, 0);
+        float *kc = kv->k + (size_t)l * kv->max_t * KVD, *vc = kv->v + (size_t)l * kv->max_t * KVD;
+        rmsnorm_fwd(kv->xn, NULL, kv->x, W[DS_LLAMA_ATTN_NORM], 1, D, c->norm_eps);
+        matvec(kv->q, W[DS_LLAMA_Q], kv->xn, D, D, 0);
+        matvec(kc + (size_t)pos * KVD, W[DS_LLAMA_K], kv->xn, D, KVD, 0);
+        matvec(vc + (size_t)pos * KVD, W[DS_LLAMA_V], kv->xn, D, KVD, 0);
+        rope_apply(m, kv->q, 1, 0, H, D, pos, 0);
+        rope_apply(m, kc + (size_t)pos * KVD, 1, 0, c->n_kv_heads, KVD, pos, 0);
+        for (int h = 0; h < H; h++) {
+            const int ko = (h / rep) * hs;
+            float *s = kv->scores;
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, pos + 1, hs, scale, kc + ko, KVD, kv->q + h * hs, 1, 0.0f, s,
+                        1);
+            float mx = s[0], sum = 0;
+            for (int j = 1; j <= pos; j++) mx = s[j] > mx ? s[j] : mx;
+            for (int j = 0; j <= pos; j++) sum += (s[j] = expf(s[j] - mx));
+            cblas_sgemv(CblasRowMajor, CblasTrans, pos + 1, hs, 1.0f / sum, vc + ko, KVD, s, 1, 0.0f,
+                        kv->att + h * hs, 1);
+        }
+        matvec(kv->x, W[DS_LLAMA_O], kv->att, D, D, 1.0f);
+        rmsnorm_fwd(kv->xn, NULL, kv->x, W[DS_LLAMA_FFN_NORM], 1, D, c->norm_eps);
+        matvec(kv->h1, W[DS_LLAMA_GATE], kv->xn, D, F, 0);
+        matvec(kv->h3, W[DS_LLAMA_UP], kv->xn, D, F, 0);
+        for (int i = 0; i < F; i++) kv->h1[i] = silu_f(kv->h1[i]) * kv->h3[i];
+        matvec(kv->x, W[DS_LLAMA_DOWN], kv->h1, F, D, 1.0f);
+    }
+    rmsnorm_fwd(kv->xn, NULL, kv->x, m->w[1 + DS_LLAMA_ROLES * L], 1, D, c->norm_eps);
+    matvec(kv->logits, c->tied_embeddings ? m->w[0] : m->w[2 + DS_LLAMA_ROLES * L], kv->xn, D, V, 0);
+    return kv->logits;
+}
+
+/* ---- AdamW */
+
+void ds_adamw_init(ds_adamw *o, const ds_llama *m, float lr, float weight_decay)
+{
+    o->lr = lr;
+    o->beta1 = 0.9f;
+    o->beta2 = 0.999f;
+    o->eps = 1e-8f;
+    o->weight_decay = weight_decay;
+    o->t = 0;
+    o->m = ds_calloc((size_t)m->numel, sizeof(float));
+    o->v = ds_calloc((size_t)m->numel, sizeof(float));
+}
+
+void ds_adamw_step(ds_adamw *o, ds_llama *m, const ds_llama_grads *g)
+{
+    o->t++;
+    const float b1 = o->beta1, b2 = o->beta2;
+    const float c1 = 1.0f / (1.0f - powf(b1, (float)o->t)), c2 = 1.0f / (1.0f - powf(b2, (float)o->t));
+    const float lr = o->lr, wd = o->weight_decay, eps = o->eps;
+    float *w = m->w[0], *mm = o->m, *vv = o->v;
+    const float *gr = g->data;
+    for (int64_t i = 0; i < m->numel; i++) {
+        mm[i] = b1 * mm[i] + (1.0f - b1) * gr[i];
+        vv[i] = b2 * vv[i] + (1.0f - b2) * gr[i] * gr[i];
+        w[i] -= lr * (mm[i] * c1 / (sqrtf(vv[i] * c2) + eps) + wd * w[i]);
+    }
+}
+
+void ds_adamw_free(ds_adamw *o)
+{
+    free(o->m);
+    free(o->v);
+    o->m = o->v = NULL;
+}

@@ -1,0 +1,134 @@
+/* Llama engine on CPU (f32): batched forward and backward with OpenBLAS
+ * GEMMs, a KV-cached one-token path for generation, losses (CE, KL to
+ * reference logits, logit MSE) and AdamW.
+ *
+ * Weights are one float tensor per checkpoint tensor, under the Hugging Face
+ * names and [out, in] layout of io/h5_model.h, in the engine's order:
+ *   0                  model.embed_tokens.weight
+ *   1 + 9*l + role     layer l, role = DS_LLAMA_ATTN_NORM .. DS_LLAMA_DOWN
+ *   1 + 9*L            model.norm.weight
+ *   2 + 9*L            lm_head.weight (untied models only)
+ * All tensors live in one contiguous buffer (w[0] .. w[0] + numel), so a
+ * delta can be added to the weights after loading and gradients can be
+ * all-reduced in one call. ds_llama_find maps a checkpoint name to an index.
+ *
+ * A step: ds_llama_forward (keeps activations in a ds_llama_act), one loss
+ * function (writes dL/dlogits scaled by grad_scale), ds_llama_backward
+ * (adds dL/dW into the tensors a ds_llama_grads asked for; the others are
+ * skipped, but gradients still flow through every layer). */
+#ifndef DS_MODEL_H
+#define DS_MODEL_H
+#include <stdint.h>
+#include "src/ds.h"
+
+enum {
+    DS_LLAMA_ATTN_NORM = 0, /* model.layers.{l}.input_layernorm.weight */
+    DS_LLAMA_Q,             /* self_attn.q_proj.weight [dim, dim] */
+    DS_LLAMA_K,             /* self_attn.k_proj.weight [kv_dim, dim] */
+    DS_LLAMA_V,             /* self_attn.v_proj.weight [kv_dim, dim] */
+    DS_LLAMA_O,             /* self_attn.o_proj.weight [dim, dim] */
+    DS_LLAMA_FFN_NORM,      /* post_attention_layernorm.weight */
+    DS_LLAMA_GATE,          /* mlp.gate_proj.weight [hidden, dim] */
+    DS_LLAMA_UP,            /* mlp.up_proj.weight [hidden, dim] */
+    DS_LLAMA_DOWN,          /* mlp.down_proj.weight [dim, hidden] */
+    DS_LLAMA_ROLES
+};
+
+typedef struct {
+    ds_config cfg;
+    int n_tensors;
+    ds_tinfo *tinfo;  /* names and shapes (dtype F32), engine order */
+    float **w;        /* w[i]: tensor i, pointers into one buffer */
+    int64_t *offset;  /* element offset of tensor i in that buffer */
+    int64_t numel;    /* total parameters */
+    float *rope_cos, *rope_sin; /* [max_seq_len, head_dim/2] */
+} ds_llama;
+
+/* Allocate a zeroed model for cfg (checked with ds_config_check). */
+int ds_llama_init(ds_llama *m, const ds_config *cfg);
+void ds_llama_free(ds_llama *m);
+/* Index of a tensor by its checkpoint name, or -1. */
+int ds_llama_find(const ds_llama *m, const char *name);
+/* Index of layer l's tensor of a role. */
+static inline int ds_llama_index(int layer, int role) { return 1 + DS_LLAMA_ROLES * layer + role; }
+/* Random weights for tests and benchmarks: N(0, std^2) matrices, norms
+ * 1 + N(0, 0.1^2) (not 1, so that their gradients are exercised). */
+void ds_llama_randomize(ds_llama *m, uint64_t seed, float std);
+
+/* ---- workspace of a batch [B, T]: activations kept for the backward pass. */
+typedef struct ds_llama_act ds_llama_act;
+/* For batches of up to max_b sequences of up to max_t tokens. */
+ds_llama_act *ds_llama_act_new(const ds_llama *m, int max_b, int max_t);
+void ds_llama_act_free(ds_llama_act *a);
+
+/* Forward of tokens [B, T] (row-major, positions 0..T-1 in each sequence).
+ * Returns the logits [B*T, vocab], valid until the next forward. */
+float *ds_llama_forward(const ds_llama *m, ds_llama_act *a, const int *tokens, int B, int T);
+
+/* Losses on the logits of the last forward. Each returns the SUM over the
+ * counted positions (double) and writes dL/dlogits * grad_scale for the
+ * backward pass (grad_scale 0: loss only, no gradient wanted).
+ * CE: -log p(target); positions with target < 0 are not counted.
+ * KL: sum_v p_ref (log p_ref - log p), p_ref = softmax(ref_logits).
+ * MSE: mean over the vocabulary of (logit - ref_logit)^2.
+ * mask (KL, MSE): count position i only when mask[i] != 0; NULL: all.
+ * *count (may be NULL) receives the number of counted positions. */
+double ds_llama_loss_ce(ds_llama_act *a, const int *targets, float grad_scale, int64_t *count);
+double ds_llama_loss_kl(ds_llama_act *a, const float *ref_logits, const unsigned char *mask,
+                        float grad_scale, int64_t *count);
+double ds_llama_loss_mse(ds_llama_act *a, const float *ref_logits, const unsigned char *mask,
+                         float grad_scale, int64_t *count);
+
+/* Gradient buffers for a subset of the tensors (one contiguous buffer laid
+ * out like the weights; g[i] is NULL for tensors not asked for). */
+typedef struct {
+    int n_tensors;
+    float **g;
+    float *data;
+    int64_t numel; /* size of data (the whole model, for one all-reduce) */
+} ds_llama_grads;
+/* want[i] != 0 asks for tensor i; want NULL: all tensors. */
+void ds_llama_grads_init(ds_llama_grads *g, const ds_llama *m, const unsigned char *want);
+void ds_llama_grads_zero(ds_llama_grads *g);
+void ds_llama_grads_free(ds_llama_grads *g);
+/* Backward of the last forward and loss: ADDS dL/dW into g (zero it first). */
+void ds_llama_backward(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g);
+
+/* ---- KV-cached generation: one token at a time. */
+typedef struct {
+    int max_t;
+    float *k, *v;        /* [n_layers, max_t, kv_dim] */
+    float *x, *xn, *q, *att, *h1, *h3, *scores, *logits;
+} ds_llama_kv;
+int ds_llama_kv_init(ds_llama_kv *kv, const ds_llama *m, int max_t);
+void ds_llama_kv_free(ds_llama_kv *kv);
+/* Feed token at position pos (0-based, < max_t; positions 0..pos-1 must have
+ * been fed). Returns the logits [vocab] for the next token. */
+float *ds_llama_step(const ds_llama *m, ds_llama_kv *kv, int token, int pos);
+
+/* ---- AdamW (decoupled weight decay) over all parameters. */
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay;
+    int64_t t;
+    float *m, *v;
+} ds_adamw;
+void ds_adamw_init(ds_adamw *o, const ds_llama *m, float lr, float weight_decay);
+/* One update of every weight from g (a full set of gradients). */
+void ds_adamw_step(ds_adamw *o, ds_llama *m, const ds_llama_grads *g);
+void ds_adamw_free(ds_adamw *o);
+
+/* OpenBLAS threads for this process (n >= 1). */
+void ds_llama_set_threads(int n);
+
+/* ---- small deterministic RNG (splitmix64) for sampling, batches, init. */
+typedef struct { uint64_t s; } ds_rng;
+static inline uint64_t ds_rng_u64(ds_rng *r)
+{
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+/* Uniform in [0, 1). */
+static inline double ds_rng_uniform(ds_rng *r) { return (double)(ds_rng_u64(r) >> 11) * 0x1p-53; }
+#endif

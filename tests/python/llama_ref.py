@@ -1,0 +1,344 @@
+#!/usr/bin/python3
+"""Independent reference of the Llama engine (src/model.c) in PyTorch float64.
+
+Written from the Hugging Face LlamaForCausalLM math, not from the C code:
+embedding, RMSNorm, rotate-half RoPE, grouped-query causal attention
+(repeat_kv), SwiGLU, final norm, tied or untied head; gradients by autograd.
+
+  llama_ref.py check PROBE STORIES_BIN   engine vs reference: forward logits,
+                                         gradients of CE/KL/MSE, greedy KV
+                                         generation, on random configs and on
+                                         stories260K (read from llama2.c .bin here)
+  llama_ref.py h5-generate M.h5 N TOK... greedy tokens from a checkpoint
+  llama_ref.py h5-nll M.h5 TOKENS.json   mean NLL of token lists (BOS first)
+Exits 77 when torch is missing (test skipped), 1 on a mismatch.
+"""
+import json
+import struct
+import subprocess
+import sys
+import tempfile
+import os
+
+try:
+    import numpy as np
+    import torch
+except ImportError:
+    print("llama_ref.py: numpy/torch not available, skipping", file=sys.stderr)
+    sys.exit(77)
+
+F64 = torch.float64
+ROLES = ["input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+         "self_attn.o_proj", "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj",
+         "mlp.down_proj"]
+
+
+def tensor_names(cfg):
+    """Engine order of the tensors (the layout documented in src/model.h)."""
+    names = ["model.embed_tokens.weight"]
+    for l in range(cfg["n_layers"]):
+        names += ["model.layers.%d.%s.weight" % (l, r) for r in ROLES]
+    names.append("model.norm.weight")
+    if not cfg["tied_embeddings"]:
+        names.append("lm_head.weight")
+    return names
+
+
+def random_model(cfg, seed):
+    rng = np.random.default_rng(seed)
+    D, F, V = cfg["dim"], cfg["hidden_dim"], cfg["vocab_size"]
+    kvd = D // cfg["n_heads"] * cfg["n_kv_heads"]
+    shapes = {"input_layernorm": (D,), "post_attention_layernorm": (D,),
+              "self_attn.q_proj": (D, D), "self_attn.k_proj": (kvd, D), "self_attn.v_proj": (kvd, D),
+              "self_attn.o_proj": (D, D), "mlp.gate_proj": (F, D), "mlp.up_proj": (F, D),
+              "mlp.down_proj": (D, F)}
+    w = {}
+    for name in tensor_names(cfg):
+        if name.endswith("norm.weight"):
+            w[name] = 1 + 0.1 * rng.standard_normal(D)
+        elif name in ("model.embed_tokens.weight", "lm_head.weight"):
+            w[name] = rng.standard_normal((V, D))
+        else:
+            role = name.split(".", 3)[3][:-len(".weight")]
+            w[name] = rng.standard_normal(shapes[role]) / np.sqrt(shapes[role][1])
+    return {k: v.astype(np.float32) for k, v in w.items()}
+
+
+def load_llama2c(path):
+    """stories260K .bin (llama2.c legacy format) -> config and HF-layout weights.
+    q/k rows are permuted from llama2.c's interleaved RoPE pairs to HF's
+    rotate-half order, as transformers' convert_llama_weights_to_hf does."""
+    with open(path, "rb") as f:
+        D, F, L, H, KVH, V, S = struct.unpack("<7i", f.read(28))
+        data = np.frombuffer(f.read(), dtype="<f4")
+    tied = V > 0
+    V = abs(V)
+    hs = D // H
+    kvd = hs * KVH
+    off = 0
+
+    def take(*shape):
+        nonlocal off
+        n = int(np.prod(shape))
+        a = data[off:off + n].reshape(shape)
+        off += n
+        return a
+
+    emb = take(V, D)
+    att_n, wq, wk, wv, wo = take(L, D), take(L, D, D), take(L, kvd, D), take(L, kvd, D), take(L, D, D)
+    ffn_n, w1, w2, w3 = take(L, D), take(L, F, D), take(L, D, F), take(L, F, D)
+    fin = take(D)
+    off += S * hs  # freq_cis_real/imag
+    head = None if tied else take(V, D)
+
+    def permute(w, nh):
+        rows, cols = w.shape
+        return w.reshape(nh, rows // nh // 2, 2, cols).transpose(0, 2, 1, 3).reshape(rows, cols)
+
+    w = {"model.embed_tokens.weight": emb, "model.norm.weight": fin}
+    for l in range(L):
+        p = "model.layers.%d." % l
+        w[p + "input_layernorm.weight"] = att_n[l]
+        w[p + "self_attn.q_proj.weight"] = permute(wq[l], H)
+        w[p + "self_attn.k_proj.weight"] = permute(wk[l], KVH)
+        w[p + "self_attn.v_proj.weight"] = wv[l]
+        w[p + "self_attn.o_proj.weight"] = wo[l]
+        w[p + "post_attention_layernorm.weight"] = ffn_n[l]
+        w[p + "mlp.gate_proj.weight"] = w1[l]
+        w[p + "mlp.down_proj.weight"] = w2[l]
+        w[p + "mlp.up_proj.weight"] = w3[l]
+    if head is not None:
+        w["lm_head.weight"] = head
+    cfg = dict(dim=D, hidden_dim=F, n_layers=L, n_heads=H, n_kv_heads=KVH, vocab_size=V,
+               max_seq_len=S, tied_embeddings=int(tied), norm_eps=1e-5, rope_theta=10000.0)
+    return cfg, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in w.items()}
+
+
+def load_h5(path):
+    import h5py
+    with h5py.File(path, "r") as f:
+        a = f.attrs
+        cfg = {k: int(a[k]) for k in ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads",
+                                      "vocab_size", "max_seq_len", "tied_embeddings")}
+        cfg["norm_eps"] = float(a["norm_eps"])
+        cfg["rope_theta"] = float(a["rope_theta"])
+        w = {}
+        for name in tensor_names(cfg):
+            d = f["tensors"][name]
+            arr = d[()]
+            if arr.dtype == np.uint16:  # bf16 stored as raw bits
+                arr = (arr.astype(np.uint32) << 16).view(np.float32)
+            w[name] = arr.astype(np.float32)
+    return cfg, w
+
+
+def write_raw(path, cfg, w):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<8i2d", cfg["dim"], cfg["hidden_dim"], cfg["n_layers"], cfg["n_heads"],
+                            cfg["n_kv_heads"], cfg["vocab_size"], cfg["max_seq_len"],
+                            cfg["tied_embeddings"], cfg["norm_eps"], cfg["rope_theta"]))
+        for name in tensor_names(cfg):
+            f.write(np.ascontiguousarray(w[name], dtype="<f4").tobytes())
+
+
+# ---- the reference model
+
+def rmsnorm(x, w, eps):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def rope(x, theta):
+    """x [B, heads, T, hs]; HF rotate_half convention."""
+    T, hs = x.shape[2], x.shape[3]
+    inv = theta ** (-torch.arange(0, hs, 2, dtype=F64) / hs)
+    ang = torch.arange(T, dtype=F64)[:, None] * inv[None, :]
+    emb = torch.cat([ang, ang], -1)
+    rot = torch.cat([-x[..., hs // 2:], x[..., :hs // 2]], -1)
+    return x * emb.cos() + rot * emb.sin()
+
+
+def forward(cfg, W, tokens):
+    """tokens: LongTensor [B, T] -> logits [B, T, V] (float64)."""
+    D, H, KVH = cfg["dim"], cfg["n_heads"], cfg["n_kv_heads"]
+    hs, eps = D // H, cfg["norm_eps"]
+    B, T = tokens.shape
+    x = W["model.embed_tokens.weight"][tokens]
+    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
+    for l in range(cfg["n_layers"]):
+        p = "model.layers.%d." % l
+        h = rmsnorm(x, W[p + "input_layernorm.weight"], eps)
+        q = (h @ W[p + "self_attn.q_proj.weight"].T).view(B, T, H, hs).transpose(1, 2)
+        k = (h @ W[p + "self_attn.k_proj.weight"].T).view(B, T, KVH, hs).transpose(1, 2)
+        v = (h @ W[p + "self_attn.v_proj.weight"].T).view(B, T, KVH, hs).transpose(1, 2)
+        q, k = rope(q, cfg["rope_theta"]), rope(k, cfg["rope_theta"])
+        k = k.repeat_interleave(H // KVH, dim=1)
+        v = v.repeat_interleave(H // KVH, dim=1)
+        s = (q @ k.transpose(-1, -2)) / np.sqrt(hs)
+        s = s.masked_fill(mask, float("-inf"))
+        o = (torch.softmax(s, -1) @ v).transpose(1, 2).reshape(B, T, D)
+        x = x + o @ W[p + "self_attn.o_proj.weight"].T
+        h = rmsnorm(x, W[p + "post_attention_layernorm.weight"], eps)
+        g = torch.nn.functional.silu(h @ W[p + "mlp.gate_proj.weight"].T) * (h @ W[p + "mlp.up_proj.weight"].T)
+        x = x + g @ W[p + "mlp.down_proj.weight"].T
+    x = rmsnorm(x, W["model.norm.weight"], eps)
+    head = W["model.embed_tokens.weight"] if cfg["tied_embeddings"] else W["lm_head.weight"]
+    return x @ head.T
+
+
+def to_torch(w, grad=False):
+    return {k: torch.tensor(v, dtype=F64, requires_grad=grad) for k, v in w.items()}
+
+
+def greedy(cfg, W, prompt, n):
+    toks = list(prompt)
+    with torch.no_grad():
+        for _ in range(n):
+            z = forward(cfg, W, torch.tensor([toks]))[0, -1]
+            toks.append(int(torch.argmax(z)))
+    return toks[len(prompt):]
+
+
+# ---- checks against the engine (through tests/model/model_probe)
+
+FAILED = []
+
+
+def report(ok, what):
+    print(("ok   " if ok else "FAIL ") + what)
+    if not ok:
+        FAILED.append(what)
+
+
+def probe(*args):
+    return subprocess.run([PROBE] + [str(a) for a in args], check=True, capture_output=True, text=True).stdout
+
+
+def write_batch(path, tokens, targets, ref=None):
+    B, T = tokens.shape
+    with open(path, "wb") as f:
+        f.write(struct.pack("<2i", B, T))
+        f.write(tokens.astype("<i4").tobytes())
+        f.write(targets.astype("<i4").tobytes())
+        if ref is not None:
+            f.write(ref.astype("<f4").tobytes())
+
+
+def check_forward(tag, cfg, w, tokens, tmp):
+    raw, bat, out = (os.path.join(tmp, n) for n in ("w.raw", "b.bin", "o.bin"))
+    write_raw(raw, cfg, w)
+    write_batch(bat, tokens, tokens)
+    probe("forward", raw, bat, out)
+    got = np.fromfile(out, dtype="<f4").reshape(*tokens.shape, cfg["vocab_size"])
+    with torch.no_grad():
+        want = forward(cfg, to_torch(w), torch.tensor(tokens, dtype=torch.long)).numpy()
+    err = float(np.abs(got - want).max())
+    report(err <= 1e-4, "%s: forward logits max abs err %.2e (|logit| up to %.1f)" % (tag, err, np.abs(want).max()))
+
+
+def check_grads(tag, cfg, w, tokens, targets, loss, tmp, rng):
+    raw, bat, out = (os.path.join(tmp, n) for n in ("w.raw", "b.bin", "o.bin"))
+    B, T = tokens.shape
+    V = cfg["vocab_size"]
+    ref = rng.standard_normal((B, T, V)).astype(np.float32) * 2 if loss != "ce" else None
+    write_raw(raw, cfg, w)
+    write_batch(bat, tokens, targets, ref)
+    probe("grads", raw, bat, loss, out)
+    raw_out = open(out, "rb").read()
+    got_loss = struct.unpack("<d", raw_out[:8])[0]
+    got = np.frombuffer(raw_out[8:], dtype="<f4")
+
+    W = to_torch(w, grad=True)
+    z = forward(cfg, W, torch.tensor(tokens, dtype=torch.long)).reshape(B * T, V)
+    tg = torch.tensor(targets.reshape(-1), dtype=torch.long)
+    keep = tg >= 0
+    if loss == "ce":
+        L = torch.nn.functional.cross_entropy(z[keep], tg[keep])
+    else:
+        r = torch.tensor(ref.reshape(B * T, V), dtype=F64)[keep]
+        if loss == "kl":
+            lpr = torch.log_softmax(r, -1)
+            L = (lpr.exp() * (lpr - torch.log_softmax(z[keep], -1))).sum(-1).mean()
+        else:
+            L = ((z[keep] - r) ** 2).mean(-1).mean()
+    L.backward()
+    report(abs(got_loss - L.item()) <= 1e-5 * max(1.0, abs(L.item())),
+           "%s: %s loss %.8f vs reference %.8f" % (tag, loss, got_loss, L.item()))
+    off, worst, worst_name = 0, 0.0, ""
+    for name in tensor_names(cfg):
+        want = W[name].grad.numpy().reshape(-1)
+        g = got[off:off + want.size].astype(np.float64)
+        off += want.size
+        # relative error per coordinate, floored at 1% of the tensor's largest
+        # gradient so that coordinates with (near) zero gradient do not divide by 0
+        floor = 1e-2 * np.abs(want).max() + 1e-30
+        rel = float((np.abs(g - want) / np.maximum(np.abs(want), floor)).max())
+        if rel > worst:
+            worst, worst_name = rel, name
+    report(off == got.size and worst < 1e-3,
+           "%s: %s gradients of all %d tensors, max relative err %.2e (%s)" %
+           (tag, loss, len(tensor_names(cfg)), worst, worst_name))
+
+
+def check_generate(tag, cfg, w, prompt, n, tmp):
+    raw = os.path.join(tmp, "w.raw")
+    write_raw(raw, cfg, w)
+    got = [int(t) for t in probe("generate", raw, n, *prompt).split()]
+    want = greedy(cfg, to_torch(w), prompt, n)
+    report(got == want, "%s: greedy KV-cached generation of %d tokens matches (%s ...)" %
+           (tag, n, " ".join(map(str, got[:8]))))
+    if got != want:
+        print("  engine:    ", got, "\n  reference: ", want)
+
+
+def main_check(stories):
+    rng = np.random.default_rng(7)
+    configs = [
+        ("gqa-untied", dict(dim=32, hidden_dim=72, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=61,
+                            max_seq_len=16, tied_embeddings=0, norm_eps=1e-5, rope_theta=10000.0)),
+        ("mha-tied", dict(dim=24, hidden_dim=40, n_layers=3, n_heads=3, n_kv_heads=3, vocab_size=37,
+                          max_seq_len=12, tied_embeddings=1, norm_eps=1e-6, rope_theta=500.0)),
+        ("mqa-untied", dict(dim=16, hidden_dim=24, n_layers=1, n_heads=4, n_kv_heads=1, vocab_size=19,
+                            max_seq_len=9, tied_embeddings=0, norm_eps=1e-5, rope_theta=10000.0)),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (tag, cfg) in enumerate(configs):
+            w = random_model(cfg, 100 + i)
+            B, T = 3, cfg["max_seq_len"]
+            tokens = rng.integers(0, cfg["vocab_size"], (B, T))
+            targets = rng.integers(0, cfg["vocab_size"], (B, T))
+            targets[0, :2] = -1  # ignored positions
+            check_forward(tag, cfg, w, tokens, tmp)
+            for loss in ("ce", "kl", "mse"):
+                check_grads(tag, cfg, w, tokens, targets, loss, tmp, rng)
+            check_generate(tag, cfg, w, list(tokens[0, :3]), cfg["max_seq_len"] - 3, tmp)
+        cfg, w = load_llama2c(stories)
+        tokens = rng.integers(3, cfg["vocab_size"], (2, 48))
+        tokens[:, 0] = 1
+        check_forward("stories260K", cfg, w, tokens, tmp)
+        check_generate("stories260K", cfg, w, [1, 403, 407, 261], 60, tmp)
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    if len(sys.argv) >= 4 and sys.argv[1] == "check":
+        PROBE = sys.argv[2]
+        sys.exit(main_check(sys.argv[3]))
+    if len(sys.argv) >= 4 and sys.argv[1] == "h5-generate":
+        cfg, w = load_h5(sys.argv[2])
+        print(" ".join(map(str, greedy(cfg, to_torch(w), [int(t) for t in sys.argv[4:]], int(sys.argv[3])))))
+        sys.exit(0)
+    if len(sys.argv) == 4 and sys.argv[1] == "h5-nll":
+        cfg, w = load_h5(sys.argv[2])
+        W = to_torch(w)
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for doc in json.load(open(sys.argv[3])):
+                z = forward(cfg, W, torch.tensor([doc]))[0]
+                lp = torch.log_softmax(z[:-1], -1)
+                total -= float(lp[torch.arange(len(doc) - 1), torch.tensor(doc[1:])].sum())
+                count += len(doc) - 1
+        print(json.dumps({"nll": total / count, "tokens": count}))
+        sys.exit(0)
+    print(__doc__, file=sys.stderr)
+    sys.exit(2)
