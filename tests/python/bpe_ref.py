@@ -84,7 +84,9 @@ def cases(corpus):
     c = [b"", b" ", b"a", b"the", b"  leading and trailing  ", b"Hello\nworld\n\n",
          "caf\u00e9 na\u00efve \u20ac5 \u2122 \u00e2".encode(), "\U0001F600 emoji, \u4e2d\u6587".encode(),
          b"\x80\x80 stray continuation, \xff\xfe invalid, \xe2\x82 cut", b"\x01\x02\x7f control",
-         b"<s> </s> <unk> <0x41>", b"Lily's \"big\" ~[x]|y% \\ z"]
+         b"<s> </s> <unk> <0x41>", b"Lily's \"big\" ~[x]|y% \\ z",
+         # overlapping equal-score pairs ("oo" twice): the leftmost must merge first
+         b"zooo", b"Mmm, goood", b"llll pppp"]
     sample = open(corpus + "/tinystories_sample.txt", "rb").read()
     c.append(sample[:1500])  # includes an <|endoftext|> marker
     c.extend(s.strip() for s in sample.split(b"<|endoftext|>") if s.strip())
