@@ -8,7 +8,21 @@
  *
  * Reading: ds_model_open is collective, every rank gets the config and the
  * tensor list; ds_model_read_tensor is independent (a rank reads only what it
- * needs) and converts to the requested dtype. ds_model_close is collective. */
+ * needs) and converts to the requested dtype. ds_model_close is collective.
+ *
+ * Errors: every call returns 0 or a ds_exit code with ds_errmsg() set (one
+ * line naming the file and the tensor). Collective calls (open, create,
+ * content_hash, commit) return the same code on every rank and have already
+ * printed the message once (through ds_ctx_agree, like ds_out_finish): the
+ * job just returns the code. Independent calls (read/write) print nothing:
+ * pass their status on to ds_ctx_agree or ds_model_commit.
+ *
+ * Reading validates: format and format_version (a newer version is refused),
+ * architecture, the config (ds_config_check), and that /tensors holds exactly
+ * the Hugging Face Llama tensors of the config with matching shapes and F32,
+ * F16 or BF16 data; truncated or corrupt files give one line, not HDF5's
+ * error stack. Tensor data in the file is little-endian; the content hash of
+ * a checkpoint is over the tensors as stored (src/hash.h), not the tokenizer. */
 #ifndef DS_IO_H5_MODEL_H
 #define DS_IO_H5_MODEL_H
 #include <mpi.h>
@@ -26,32 +40,53 @@ typedef struct {
     ds_tinfo *tensors; /* sorted by name */
     int has_tokenizer;
     char content_sha256[65]; /* as recorded in the file ("" if absent) */
+    int format_version;      /* as recorded (<= DS_MODEL_FORMAT_VERSION) */
 } ds_model_meta;
+
+/* 1 when path is an HDF5 file whose root attribute format is
+ * DS_MODEL_FORMAT (serial, quiet; for inspect's dispatch). */
+int ds_model_is_model(const char *path);
 
 /* Read side */
 int ds_model_open(const char *path, MPI_Comm comm, ds_model_file **out);
 const ds_model_meta *ds_model_get_meta(const ds_model_file *f);
 /* Index in meta->tensors, or -1. */
 int ds_model_find(const ds_model_file *f, const char *name);
-/* Read a whole tensor converted to dtype want (F32, F16, BF16) into buf. */
+/* The file's final name (as given to open/create). */
+const char *ds_model_path(const ds_model_file *f);
+/* Read a whole tensor converted to dtype want (F32, F16, BF16) into buf
+ * (conversions round to nearest even, kernels/half.h). Reading in the stored
+ * dtype (meta->tensors[i].dtype) gives the exact stored bits. */
 int ds_model_read_tensor(ds_model_file *f, const char *name, ds_dtype want, void *buf);
 /* Read rows [row0, row0+nrows) of a 2-D (or 1-D: elements) tensor. */
 int ds_model_read_rows(ds_model_file *f, const char *name, ds_dtype want, int64_t row0,
                        int64_t nrows, void *buf);
+/* Independent: fill tok (free with ds_tokenizer_free). */
 int ds_model_read_tokenizer(ds_model_file *f, ds_tokenizer *tok);
 void ds_model_close(ds_model_file *f);
 
-/* Write side. tok may be NULL. overwrite: replace an existing NAME. */
+/* Write side. tensors: exactly ds_model_llama_tensors(cfg) (any order), each
+ * with its stored dtype (F32, F16, BF16). tok may be NULL. overwrite: replace
+ * an existing NAME (else DS_EXIT_OUTPUT). The data goes to NAME.tmp. */
 int ds_model_create(const char *path, MPI_Comm comm, const ds_config *cfg, int n,
                     const ds_tinfo *tensors, const ds_tokenizer *tok, int overwrite,
                     ds_model_file **out);
 /* data holds the tensor in src dtype (F32/F16/BF16); it is converted to the
  * dataset's dtype when they differ. */
 int ds_model_write_tensor(ds_model_file *f, const char *name, ds_dtype src, const void *data);
-/* Collective. rc: this rank's status so far. content_sha256: the content
- * hash to record as a root attribute (computed by the caller with
- * ds_content_hash), or NULL. Returns the agreed status. */
+/* Collective (write side): the content hash of the tensors written so far by
+ * all ranks (hex, identical on every rank); fails when a tensor was not
+ * written yet. */
+int ds_model_content_hash(ds_model_file *f, char hex[65]);
+/* Collective. rc: this rank's status so far (not yet printed: commit prints
+ * the failing rank's message once). When every rank succeeded and every
+ * tensor was written, records content_sha256 (computed from the written data;
+ * a non-NULL content_sha256 must equal it), closes and renames NAME.tmp to
+ * NAME; otherwise removes NAME.tmp and leaves an existing NAME untouched.
+ * Frees f either way. Returns the agreed status. */
 int ds_model_commit(ds_model_file *f, int rc, const char *content_sha256);
+/* Collective: give up writing without a message; removes NAME.tmp, frees f. */
+void ds_model_discard(ds_model_file *f);
 /* Hugging Face Llama tensor names for a config, in canonical (sorted) order,
  * with shapes; dtype set to dt. Returns the count; *out allocated. */
 int ds_model_llama_tensors(const ds_config *cfg, ds_dtype dt, ds_tinfo **out);

@@ -1,0 +1,414 @@
+/* deltasoup inspect FILE [--json]: what a file holds, with per-tensor
+ * statistics and a recomputed content hash (jobs/inspect.h). */
+#include "config.h"
+#include "jobs/inspect.h"
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "io/h5.h"
+#include "io/h5_model.h"
+#include "src/jobs.h"
+#include "src/shard.h"
+
+static const struct {
+    const char *kind;
+    ds_inspect_detect_fn detect;
+    ds_inspect_fn inspect;
+} formats[] = {
+#define DS_INSPECT(kind, detect, fn) {kind, detect, fn},
+#include "jobs/inspect.def"
+#undef DS_INSPECT
+};
+#define N_FORMATS (int)(sizeof formats / sizeof formats[0])
+
+/* ---- shared pieces */
+
+static double elem(ds_dtype t, const void *p, size_t i)
+{
+    switch (t) {
+    case DS_DTYPE_F32: return ((const float *)p)[i];
+    case DS_DTYPE_F16: return ds_f16_to_f32(((const uint16_t *)p)[i]);
+    case DS_DTYPE_BF16: return ds_bf16_to_f32(((const uint16_t *)p)[i]);
+    case DS_DTYPE_F64: return ((const double *)p)[i];
+    case DS_DTYPE_U64: return (double)((const uint64_t *)p)[i];
+    case DS_DTYPE_I32: return ((const int32_t *)p)[i];
+    case DS_DTYPE_U8: return ((const uint8_t *)p)[i];
+    default: ds_die("inspect: unknown dtype %d", (int)t);
+    }
+}
+
+void ds_inspect_stats_compute(const ds_tinfo *t, const void *data, ds_inspect_stats *s)
+{
+    size_t n = (size_t)ds_tinfo_numel(t), nf = 0;
+    double lo = INFINITY, hi = -INFINITY, sum = 0, ss = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = elem(t->dtype, data, i);
+        if (!isfinite(v)) continue;
+        nf++;
+        sum += v;
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+    }
+    double mean = nf ? sum / (double)nf : NAN;
+    for (size_t i = 0; i < n; i++) {
+        double v = elem(t->dtype, data, i);
+        if (isfinite(v)) ss += (v - mean) * (v - mean);
+    }
+    memset(s, 0, sizeof *s);
+    s->info = *t;
+    s->min = nf ? lo : NAN;
+    s->max = nf ? hi : NAN;
+    s->mean = mean;
+    s->std = nf ? sqrt(ss / (double)nf) : NAN;
+    s->nonfinite = (int64_t)(n - nf);
+    ds_entry_digest(t, data, &s->digest);
+}
+
+int ds_inspect_tensors(const ds_ctx *ctx, int n, const ds_tinfo *t, ds_inspect_read_fn read, void *arg,
+                       ds_inspect_stats *stats, ds_digest *content)
+{
+    int64_t *sizes = ds_malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    int *owner = ds_malloc(sizeof(int) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) sizes[i] = (int64_t)ds_tinfo_bytes(&t[i]);
+    ds_shard_by_size(n, sizes, ctx->size, owner);
+    /* Mine, in index order: every rank knows the order of the others too. */
+    ds_inspect_stats *mine = ds_calloc((size_t)(n ? n : 1), sizeof *mine);
+    ds_named_digest *dig = ds_calloc((size_t)(n ? n : 1), sizeof *dig);
+    int k = 0, rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        if (owner[i] != ctx->rank) continue;
+        void *buf = ds_malloc(ds_tinfo_bytes(&t[i]));
+        rc = read(arg, i, buf);
+        if (!rc) {
+            ds_inspect_stats_compute(&t[i], buf, &mine[k]);
+            snprintf(dig[k].name, DS_NAME_MAX, "%s", t[i].name);
+            dig[k].digest = mine[k].digest;
+            k++;
+        }
+        free(buf);
+    }
+    rc = ds_ctx_agree(ctx, rc);
+    if (!rc) {
+        int *counts = ds_calloc((size_t)ctx->size, sizeof(int)), *displs = ds_calloc((size_t)ctx->size, sizeof(int));
+        for (int i = 0; i < n; i++) counts[owner[i]] += (int)sizeof(ds_inspect_stats);
+        for (int r = 1; r < ctx->size; r++) displs[r] = displs[r - 1] + counts[r - 1];
+        ds_inspect_stats *all = ds_malloc(sizeof *all * (size_t)(n ? n : 1));
+        MPI_Allgatherv(mine, k * (int)sizeof *mine, MPI_BYTE, all, counts, displs, MPI_BYTE, ctx->comm);
+        int *next = ds_calloc((size_t)ctx->size, sizeof(int));
+        for (int i = 0; i < n; i++) {
+            int r = owner[i];
+            stats[i] = all[displs[r] / (int)sizeof *all + next[r]++];
+        }
+        rc = ds_ctx_agree(ctx, ds_content_hash(ctx, k, dig, content));
+        free(next);
+        free(all);
+        free(counts);
+        free(displs);
+    }
+    free(mine);
+    free(dig);
+    free(sizes);
+    free(owner);
+    return rc;
+}
+
+static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+json_t *ds_inspect_config_json(const ds_config *c)
+{
+    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b}", "dim", c->dim, "hidden_dim",
+                     c->hidden_dim, "n_layers", c->n_layers, "n_heads", c->n_heads, "n_kv_heads", c->n_kv_heads,
+                     "vocab_size", c->vocab_size, "max_seq_len", c->max_seq_len, "norm_eps",
+                     ds_h5_float_decimal(c->norm_eps), "rope_theta", ds_h5_float_decimal(c->rope_theta),
+                     "tied_embeddings", c->tied_embeddings);
+}
+
+json_t *ds_inspect_tensors_json(int n, const ds_inspect_stats *s)
+{
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++) {
+        json_t *shape = json_array();
+        for (int d = 0; d < s[i].info.ndim; d++) json_array_append_new(shape, json_integer(s[i].info.shape[d]));
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(s[i].info.name));
+        json_object_set_new(o, "dtype", json_string(ds_dtype_name(s[i].info.dtype)));
+        json_object_set_new(o, "shape", shape);
+        json_object_set_new(o, "bytes", json_integer((json_int_t)ds_tinfo_bytes(&s[i].info)));
+        json_object_set_new(o, "min", real_or_null(s[i].min));
+        json_object_set_new(o, "max", real_or_null(s[i].max));
+        json_object_set_new(o, "mean", real_or_null(s[i].mean));
+        json_object_set_new(o, "std", real_or_null(s[i].std));
+        json_object_set_new(o, "nonfinite", json_integer(s[i].nonfinite));
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+void ds_inspect_add_tensors(json_t *report, int n, const ds_inspect_stats *s)
+{
+    int64_t params = 0, bytes = 0;
+    for (int i = 0; i < n; i++) {
+        params += ds_tinfo_numel(&s[i].info);
+        bytes += (int64_t)ds_tinfo_bytes(&s[i].info);
+    }
+    json_object_set_new(report, "n_tensors", json_integer(n));
+    json_object_set_new(report, "n_params", json_integer(params));
+    json_object_set_new(report, "bytes", json_integer(bytes));
+    json_object_set_new(report, "tensors", ds_inspect_tensors_json(n, s));
+}
+
+json_t *ds_inspect_hash_json(const char *recorded, const ds_digest *computed)
+{
+    char hex[65];
+    ds_digest_hex(computed, hex);
+    int have = recorded && recorded[0];
+    return json_pack("{s:o, s:s, s:o}", "recorded", have ? json_string(recorded) : json_null(), "computed", hex,
+                     "match", have ? json_boolean(strcmp(recorded, hex) == 0) : json_null());
+}
+
+/* ---- printing for people */
+
+static void value_str(const json_t *v, char *buf, size_t n)
+{
+    switch (json_typeof(v)) {
+    case JSON_STRING: snprintf(buf, n, "%s", json_string_value(v)); break;
+    case JSON_INTEGER: snprintf(buf, n, "%lld", (long long)json_integer_value(v)); break;
+    case JSON_REAL: snprintf(buf, n, "%.6g", json_real_value(v)); break;
+    case JSON_TRUE: snprintf(buf, n, "yes"); break;
+    case JSON_FALSE: snprintf(buf, n, "no"); break;
+    case JSON_NULL: snprintf(buf, n, "-"); break;
+    case JSON_ARRAY: {
+        size_t o = (size_t)snprintf(buf, n, "[");
+        for (size_t i = 0; i < json_array_size(v) && o < n; i++) {
+            char e[64];
+            value_str(json_array_get(v, i), e, sizeof e);
+            o += (size_t)snprintf(buf + o, n - o, "%s%s", i ? ", " : "", e);
+        }
+        if (o < n) snprintf(buf + o, n - o, "]");
+        break;
+    }
+    default: snprintf(buf, n, "{...}");
+    }
+}
+
+/* An array of objects as a table: columns are the first object's keys. */
+static void print_table(const json_t *arr)
+{
+    const json_t *first = json_array_get(arr, 0);
+    size_t nc = json_object_size(first), nr = json_array_size(arr);
+    const char **keys = ds_calloc(nc ? nc : 1, sizeof(char *));
+    int *w = ds_calloc(nc ? nc : 1, sizeof(int));
+    size_t c = 0;
+    const char *key;
+    const json_t *v;
+    char cell[512];
+    json_object_foreach((json_t *)first, key, v)
+    {
+        keys[c] = key;
+        w[c] = (int)strlen(key);
+        c++;
+    }
+    for (size_t r = 0; r < nr; r++)
+        for (c = 0; c < nc; c++) {
+            const json_t *x = json_object_get(json_array_get(arr, r), keys[c]);
+            value_str(x ? x : json_null(), cell, sizeof cell);
+            if ((int)strlen(cell) > w[c]) w[c] = (int)strlen(cell);
+        }
+    printf(" ");
+    for (c = 0; c < nc; c++) printf(" %-*s", w[c], keys[c]);
+    printf("\n");
+    for (size_t r = 0; r < nr; r++) {
+        printf(" ");
+        for (c = 0; c < nc; c++) {
+            const json_t *x = json_object_get(json_array_get(arr, r), keys[c]);
+            value_str(x ? x : json_null(), cell, sizeof cell);
+            /* Numbers right-aligned, text left-aligned. */
+            int num = x && (json_is_number(x) || json_is_null(x));
+            printf(num ? " %*s" : " %-*s", w[c], cell);
+        }
+        printf("\n");
+    }
+    free(keys);
+    free(w);
+}
+
+static void print_text(const json_t *report)
+{
+    const char *key;
+    const json_t *v;
+    char buf[1024];
+    json_object_foreach((json_t *)report, key, v)
+    {
+        if (json_is_object(v)) {
+            printf("%s:\n", key);
+            const char *k2;
+            const json_t *v2;
+            json_object_foreach((json_t *)v, k2, v2)
+            {
+                value_str(v2, buf, sizeof buf);
+                printf("  %s: %s\n", k2, buf);
+            }
+        } else if (json_is_array(v) && json_array_size(v) && json_is_object(json_array_get(v, 0))) {
+            printf("%s:\n", key);
+            print_table(v);
+        } else {
+            value_str(v, buf, sizeof buf);
+            printf("%s: %s\n", key, buf);
+        }
+    }
+}
+
+int ds_inspect_report(const ds_ctx *ctx, const char *path, json_t *report, int json)
+{
+    if (ctx->rank == 0) {
+        if (json) {
+            json_dumpf(report, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+            printf("\n");
+        } else {
+            print_text(report);
+        }
+        fflush(stdout);
+    }
+    const json_t *h = json_object_get(report, "content_sha256");
+    int bad = h && json_is_false(json_object_get(h, "match"));
+    int rc = 0;
+    if (bad) {
+        rc = ds_err(DS_EXIT_INPUT, "%s: content hash mismatch: recorded %s, computed %s (the data was changed or damaged)",
+                    path, json_string_value(json_object_get(h, "recorded")),
+                    json_string_value(json_object_get(h, "computed")));
+        if (ctx->rank == 0) ds_error_print(ctx, ds_errmsg());
+    }
+    json_decref(report);
+    return rc;
+}
+
+/* ---- the model checkpoint branch */
+
+typedef struct {
+    ds_model_file *f;
+    const ds_tinfo *t;
+} model_reader;
+
+static int model_read(void *arg, int i, void *buf)
+{
+    model_reader *r = arg;
+    return ds_model_read_tensor(r->f, r->t[i].name, r->t[i].dtype, buf);
+}
+
+int ds_inspect_model(const ds_ctx *ctx, const char *path, int json)
+{
+    ds_model_file *f;
+    int rc = ds_model_open(path, ctx->comm, &f);
+    if (rc) return rc;
+    const ds_model_meta *m = ds_model_get_meta(f);
+    int tokinfo[2] = {0, 0};
+    if (m->has_tokenizer && ctx->rank == 0) {
+        ds_tokenizer tok;
+        rc = ds_model_read_tokenizer(f, &tok);
+        if (!rc) {
+            tokinfo[0] = tok.vocab_size;
+            tokinfo[1] = tok.max_token_length;
+            ds_tokenizer_free(&tok);
+        }
+    }
+    MPI_Bcast(tokinfo, 2, MPI_INT, 0, ctx->comm);
+    ds_inspect_stats *stats = ds_calloc((size_t)(m->n_tensors ? m->n_tensors : 1), sizeof *stats);
+    ds_digest content;
+    model_reader rd = {f, m->tensors};
+    if (!(rc = ds_ctx_agree(ctx, rc))) rc = ds_inspect_tensors(ctx, m->n_tensors, m->tensors, model_read, &rd, stats, &content);
+    json_t *report = NULL;
+    if (!rc) {
+        report = json_object();
+        json_object_set_new(report, "file", json_string(path));
+        json_object_set_new(report, "format", json_string(DS_MODEL_FORMAT));
+        json_object_set_new(report, "format_version", json_integer(m->format_version));
+        json_object_set_new(report, "architecture", json_string("llama"));
+        json_object_set_new(report, "config", ds_inspect_config_json(&m->cfg));
+        json_object_set_new(report, "tokenizer",
+                            m->has_tokenizer ? json_pack("{s:i, s:i}", "vocab_size", tokinfo[0], "max_token_length",
+                                                         tokinfo[1])
+                                             : json_null());
+        ds_inspect_add_tensors(report, m->n_tensors, stats);
+        json_object_set_new(report, "content_sha256", ds_inspect_hash_json(m->content_sha256, &content));
+    }
+    free(stats);
+    ds_model_close(f);
+    return rc ? rc : ds_inspect_report(ctx, path, report, json);
+}
+
+/* ---- the job */
+
+/* Why no branch took the file, as one error (rank 0). */
+static int unknown_file(const char *path)
+{
+    char kinds[256] = "";
+    for (int k = 0; k < N_FORMATS; k++)
+        snprintf(kinds + strlen(kinds), sizeof kinds - strlen(kinds), "%s%s", k ? ", " : "", formats[k].kind);
+    hid_t file;
+    int rc = ds_h5_open_serial(path, &file);
+    if (rc) {
+        /* Not HDF5 (or damaged): ds_h5_open_serial said why. */
+        if (ds_h5_is_hdf5(path) || !ds_file_exists(path)) return rc;
+        return ds_err(DS_EXIT_INPUT, "%s: not a file deltasoup reads (inspect knows: %s)", path, kinds);
+    }
+    char fmt[128] = "";
+    if (!ds_h5_attr_exists(file, "format"))
+        rc = ds_err(DS_EXIT_INPUT, "%s: HDF5 file without a format attribute: not a deltasoup file", path);
+    else if (ds_h5_attr_get_str(file, "format", fmt, sizeof fmt) == 0)
+        rc = ds_err(DS_EXIT_INPUT, "%s: unknown format \"%s\" (inspect knows: %s)", path, fmt, kinds);
+    else
+        rc = ds_errcode();
+    H5Fclose(file);
+    return rc;
+}
+
+static void usage(const ds_ctx *ctx)
+{
+    ds_printf0(ctx,
+               "usage: deltasoup inspect FILE [--json]\n"
+               "Show what a deltasoup file holds: format, version, config, every tensor's name,\n"
+               "shape, dtype, bytes and min/max/mean/std, and the content hash recomputed from\n"
+               "the data next to the recorded one. Runs at any number of ranks (tensors are\n"
+               "shared out by size); the output does not depend on it.\n\n"
+               "  --json    one JSON object on stdout instead of the table\n"
+               "  --quiet   accepted for uniformity (inspect prints no progress)\n"
+               "  --help    this text\n\n"
+               "file types: ");
+    for (int k = 0; k < N_FORMATS; k++) ds_printf0(ctx, "%s%s", k ? ", " : "", formats[k].kind);
+    ds_printf0(ctx, "\nexit: 0 ok, 2 usage, 3 unreadable or damaged file (incl. a content hash mismatch)\n");
+}
+
+int ds_job_inspect(ds_ctx *ctx, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'}, {"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'}, {0}};
+    int json = 0, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "jqh", opts, NULL)) != -1) {
+        if (c == 'j') json = 1;
+        else if (c == 'q') ctx->quiet = 1;
+        else if (c == 'h') {
+            usage(ctx);
+            return 0;
+        } else {
+            if (ctx->rank == 0) ds_error_print(ctx, "unknown option (deltasoup inspect --help)");
+            return DS_EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        if (ctx->rank == 0) ds_error_print(ctx, "expected one FILE (deltasoup inspect --help)");
+        return DS_EXIT_USAGE;
+    }
+    const char *path = argv[optind];
+    int k = -1, rc = 0;
+    if (ctx->rank == 0) {
+        for (int i = 0; i < N_FORMATS && k < 0; i++)
+            if (formats[i].detect(path)) k = i;
+        if (k < 0) rc = unknown_file(path);
+    }
+    MPI_Bcast(&k, 1, MPI_INT, 0, ctx->comm);
+    if ((rc = ds_ctx_agree(ctx, rc))) return rc;
+    return formats[k].inspect(ctx, path, json);
+}
