@@ -7,7 +7,8 @@
  * its bytes becomes id 3 + byte; then the adjacent pair whose concatenated
  * piece text is in the vocabulary with the highest score is merged (leftmost
  * on ties), repeatedly. A heap makes this O(n log n) with the same result as
- * run.c's O(n^2) scan. */
+ * run.c's O(n^2) scan. After loading, encode and decode only read the
+ * tokenizer, so threads may share one. */
 #ifndef DS_IO_TOKENIZER_H
 #define DS_IO_TOKENIZER_H
 #include <stddef.h>
