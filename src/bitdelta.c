@@ -1,21 +1,24 @@
 /* BitDelta coding plan and ratio accounting (docs/bitdelta.md). */
 #include "config.h"
 #include "src/bitdelta.h"
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "io/h5_delta.h"
+#include "kernels/cpu/bitpack.h"
 
 static const char *const mode_names[] = {"tensor", "row", "col"};
 
-const char *ds_scale_mode_name(ds_scale_mode m)
+const char *ds_scale_kind_name(ds_scale_kind m)
 {
     return (unsigned)m < 3 ? mode_names[m] : "?";
 }
 
-int ds_scale_mode_parse(const char *s, ds_scale_mode *m)
+int ds_scale_kind_parse(const char *s, ds_scale_kind *m)
 {
     for (int i = 0; i < 3; i++)
         if (strcmp(s, mode_names[i]) == 0) {
-            *m = (ds_scale_mode)i;
+            *m = (ds_scale_kind)i;
             return 0;
         }
     return -1;
@@ -35,7 +38,7 @@ int ds_bitdelta_default_coded(const ds_tinfo *t)
     return 0;
 }
 
-void ds_bd_entry_code(ds_bd_entry *e, ds_scale_mode m)
+void ds_bd_entry_code(ds_bd_entry *e, ds_scale_kind m)
 {
     e->coded = 1;
     e->mode = m;
@@ -106,6 +109,163 @@ double ds_bitdelta_ratio(int n, const ds_bd_entry *e, ds_bd_sizes *s)
     for (int i = 0; i < n; i++) ds_bd_entry_bytes(&e[i], s);
     uint64_t stored = s->signs + s->scales + s->dense;
     return stored ? (double)s->full / (double)stored : 0.0;
+}
+
+void ds_bitdelta_scales(const ds_bd_entry *e, const double *row_abs, const double *col_abs, float *scales)
+{
+    if (e->mode == DS_SCALE_ROW) {
+        for (int64_t i = 0; i < e->rows; i++) scales[i] = (float)(row_abs[i] / (double)e->cols);
+    } else if (e->mode == DS_SCALE_COL) {
+        for (int64_t j = 0; j < e->cols; j++) scales[j] = (float)(col_abs[j] / (double)e->rows);
+    } else {
+        double sum = 0;
+        for (int64_t i = 0; i < e->rows; i++) sum += row_abs[i];
+        scales[0] = (float)(sum / ((double)e->rows * (double)e->cols));
+    }
+}
+
+/* Elements converted per step of the chunked float loops (two 16 KiB stacks). */
+#define CHUNK 4096
+
+int64_t ds_bitdelta_code(const ds_bd_entry *e, const void *wf, const void *wb, uint64_t *bits, float *scales)
+{
+    double *row_abs = ds_malloc(sizeof(double) * (size_t)e->rows);
+    double *col_abs = e->mode == DS_SCALE_COL ? ds_calloc((size_t)e->cols, sizeof(double)) : NULL;
+    ds_bitpack_compress((ds_kdtype)e->t.dtype, wf, wb, (size_t)e->rows, (size_t)e->cols, bits, row_abs, col_abs);
+    int64_t bad = -1;
+    /* |delta| sums are finite exactly when every delta is (no float sum of a
+     * tensor overflows a double): look for the element only when one is not. */
+    for (int64_t i = 0; i < e->rows && bad < 0; i++) {
+        if (isfinite(row_abs[i])) continue;
+        size_t es = ds_dtype_size(e->t.dtype), cols = (size_t)e->cols;
+        float a[CHUNK], b[CHUNK];
+        for (size_t j0 = 0; j0 < cols && bad < 0; j0 += CHUNK) {
+            size_t m = cols - j0 < CHUNK ? cols - j0 : CHUNK;
+            size_t off = ((size_t)i * cols + j0) * es;
+            ds_to_f32(e->t.dtype, (const char *)wf + off, a, m);
+            ds_to_f32(e->t.dtype, (const char *)wb + off, b, m);
+            for (size_t j = 0; j < m; j++)
+                if (!isfinite(a[j] - b[j])) {
+                    bad = i * e->cols + (int64_t)(j0 + j);
+                    break;
+                }
+        }
+    }
+    if (bad < 0) ds_bitdelta_scales(e, row_abs, col_abs, scales);
+    free(row_abs);
+    free(col_abs);
+    return bad;
+}
+
+int64_t ds_bitdelta_dense(ds_dtype dt, const void *wf, const void *wb, size_t n, void *out)
+{
+    size_t es = ds_dtype_size(dt);
+    float a[CHUNK], b[CHUNK];
+    for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
+        size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;
+        ds_to_f32(dt, (const char *)wf + i0 * es, a, m);
+        ds_to_f32(dt, (const char *)wb + i0 * es, b, m);
+        for (size_t j = 0; j < m; j++) {
+            a[j] -= b[j];
+            if (!isfinite(a[j])) return (int64_t)(i0 + j);
+        }
+        ds_from_f32(dt, a, (char *)out + i0 * es, m);
+    }
+    return -1;
+}
+
+void ds_bitdelta_add_dense(ds_dtype dt, void *w, ds_dtype ddt, const void *d, size_t n)
+{
+    size_t es = ds_dtype_size(dt), des = ds_dtype_size(ddt);
+    float a[CHUNK], b[CHUNK];
+    for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
+        size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;
+        ds_to_f32(dt, (char *)w + i0 * es, a, m);
+        ds_to_f32(ddt, (const char *)d + i0 * des, b, m);
+        for (size_t j = 0; j < m; j++) a[j] += b[j];
+        ds_from_f32(dt, a, (char *)w + i0 * es, m);
+    }
+}
+
+int ds_bitdelta_check_base(const char *delta_path, const char *delta_base_sha256, const char *base_path,
+                           const char *base_sha256, int force, int rank)
+{
+    if (base_sha256[0] && strcmp(delta_base_sha256, base_sha256) == 0) return 0;
+    char msg[1024];
+    if (!base_sha256[0])
+        snprintf(msg, sizeof msg, "%s: the base %s records no content hash, so the delta (made for base sha256 %.16s...) cannot be checked against it",
+                 delta_path, base_path, delta_base_sha256);
+    else
+        snprintf(msg, sizeof msg, "%s: delta was made for base sha256 %.16s..., but %s has sha256 %.16s...", delta_path,
+                 delta_base_sha256, base_path, base_sha256);
+    if (!force) return ds_err(DS_EXIT_INPUT, "%s (use --force to apply it anyway)", msg);
+    if (rank == 0) {
+        fprintf(stderr, "deltasoup: warning: %s (--force: applying it anyway)\n", msg);
+        fflush(stderr);
+    }
+    return 0;
+}
+
+int ds_bitdelta_apply_f32(ds_delta_file *d, int n, const ds_tinfo *tinfo, float *const *w)
+{
+    const ds_delta_meta *m = ds_delta_get_meta(d);
+    const char *path = ds_delta_path(d);
+    for (int k = 0; k < m->n; k++) {
+        const ds_bd_entry *e = &m->entries[k];
+        int i = 0;
+        while (i < n && strcmp(tinfo[i].name, e->t.name) != 0) i++;
+        char s1[96], s2[96];
+        if (i == n) return ds_err(DS_EXIT_INPUT, "%s: tensor %s: not in the model", path, e->t.name);
+        if (tinfo[i].ndim != e->t.ndim || memcmp(tinfo[i].shape, e->t.shape, sizeof(int64_t) * (size_t)e->t.ndim) != 0)
+            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: delta shape %s, model shape %s", path, e->t.name,
+                          ds_shape_str(&e->t, s1, sizeof s1), ds_shape_str(&tinfo[i], s2, sizeof s2));
+        int rc;
+        if (e->coded) {
+            uint64_t *bits = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row));
+            float *sc = ds_malloc(sizeof(float) * (size_t)e->n_scales);
+            rc = ds_delta_read_signs(d, k, bits);
+            if (!rc) rc = ds_delta_read_scales(d, k, sc);
+            if (!rc)
+                ds_bitpack_apply(DS_KDT_F32, w[i], DS_KDT_F32, w[i], bits, (size_t)e->rows, (size_t)e->cols, e->mode, sc);
+            free(bits);
+            free(sc);
+        } else {
+            size_t ne = (size_t)ds_tinfo_numel(&e->t);
+            void *dd = ds_malloc(ne * ds_dtype_size(e->t.dtype));
+            rc = ds_delta_read_dense(d, k, e->t.dtype, dd);
+            if (!rc) ds_bitdelta_add_dense(DS_DTYPE_F32, w[i], e->t.dtype, dd, ne);
+            free(dd);
+        }
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+int ds_bitdelta_config_same(const ds_config *a, const ds_config *b)
+{
+    return a->dim == b->dim && a->hidden_dim == b->hidden_dim && a->n_layers == b->n_layers &&
+           a->n_heads == b->n_heads && a->n_kv_heads == b->n_kv_heads && a->vocab_size == b->vocab_size &&
+           a->tied_embeddings == b->tied_embeddings;
+}
+
+int ds_bitdelta_apply_to_model(MPI_Comm comm, const char *delta_path, const char *base_path,
+                               const char *base_sha256, const ds_config *cfg, int force, int n,
+                               const ds_tinfo *tinfo, float *const *w)
+{
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    ds_delta_file *d;
+    int rc = ds_delta_open(delta_path, comm, &d);
+    if (rc) return rc; /* the open is collective: every rank saw the same failure */
+    const ds_delta_meta *m = ds_delta_get_meta(d);
+    rc = ds_bitdelta_check_base(delta_path, m->base_sha256, base_path, base_sha256, force, rank);
+    if (!rc && !ds_bitdelta_config_same(&m->cfg, cfg))
+        rc = ds_err(DS_EXIT_INPUT, "%s: delta config (dim %d, %d layers, vocab %d) differs from %s's (dim %d, %d layers, vocab %d)",
+                    delta_path, m->cfg.dim, m->cfg.n_layers, m->cfg.vocab_size, base_path, cfg->dim, cfg->n_layers,
+                    cfg->vocab_size);
+    if (!rc) rc = ds_bitdelta_apply_f32(d, n, tinfo, w);
+    ds_delta_close(d);
+    return rc;
 }
 
 int ds_bitdelta_shapes_config(const char *name, ds_config *cfg, ds_dtype *dt)

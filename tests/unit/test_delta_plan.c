@@ -129,10 +129,10 @@ START_TEST(test_globs)
     const char *none[] = {"nothing.*"};
     o = (ds_bd_options){.dense_for = none, .n_dense_for = 1};
     ck_assert_int_eq(ds_bitdelta_plan(n, T, &o, E), DS_EXIT_USAGE);
-    ds_scale_mode m;
-    ck_assert_int_eq(ds_scale_mode_parse("col", &m), 0);
+    ds_scale_kind m;
+    ck_assert_int_eq(ds_scale_kind_parse("col", &m), 0);
     ck_assert_int_eq(m, DS_SCALE_COL);
-    ck_assert_int_eq(ds_scale_mode_parse("cols", &m), -1);
+    ck_assert_int_eq(ds_scale_kind_parse("cols", &m), -1);
 }
 END_TEST
 

@@ -1,0 +1,84 @@
+/* BitDelta delta file (*.bd.h5, docs/formats.md "Delta file"), on io/h5.h.
+ *
+ *   /                    format, format_version, base_sha256, content_sha256,
+ *                        owner, scale_fit, [dp_epsilon, dp_delta], the base
+ *                        config (dim, hidden_dim, ... as in a checkpoint)
+ *   /bits/<tensor>/      group, attributes dtype (source), rows, cols, scale_mode
+ *       signs            u64 [rows, ceil(cols/64)]
+ *       scale            f32 [1] | [rows] | [cols]
+ *   /dense/<tensor>      the dense delta in the source dtype, tensor's shape
+ *
+ * Writing: ds_delta_create is collective (every rank passes the same meta:
+ * all groups, datasets and attributes are created collectively, in NAME.tmp),
+ * each rank then writes the entries it owns (independent I/O; each write
+ * also digests the entry), and ds_delta_commit (collective) checks that every
+ * entry was written, records base_sha256 and content_sha256 and renames
+ * NAME.tmp to NAME, or removes NAME.tmp when any rank failed.
+ *
+ * Reading: ds_delta_open is collective and checks the structure (format,
+ * version, every tensor's datasets, types and shapes); reads are independent;
+ * ds_delta_close is collective.
+ *
+ * Errors as in io/h5_model.h: collective calls (open, create, commit) return
+ * the same code on every rank and have printed the message once (through
+ * ds_ctx_agree); independent reads and writes print nothing. */
+#ifndef DS_IO_H5_DELTA_H
+#define DS_IO_H5_DELTA_H
+#include <mpi.h>
+#include "src/bitdelta.h"
+#include "src/ds.h"
+
+#define DS_DELTA_FORMAT "deltasoup.bitdelta"
+#define DS_DELTA_FORMAT_VERSION 1
+
+typedef struct {
+    int format_version;      /* as read (DS_DELTA_FORMAT_VERSION when writing) */
+    ds_config cfg;           /* the base checkpoint's config */
+    char base_sha256[65];    /* content hash of the base checkpoint */
+    char content_sha256[65]; /* as recorded ("" while writing) */
+    char owner[DS_NAME_MAX];
+    char scale_fit[DS_NAME_MAX]; /* "mean_abs", or what fit-scales recorded */
+    int has_dp;                  /* dp_epsilon / dp_delta present */
+    double dp_epsilon, dp_delta;
+    int n;                  /* tensors, sorted by name */
+    ds_bd_entry *entries;
+} ds_delta_meta;
+
+typedef struct ds_delta_file ds_delta_file;
+
+/* ---- read side */
+int ds_delta_open(const char *path, MPI_Comm comm, ds_delta_file **out);
+const ds_delta_meta *ds_delta_get_meta(const ds_delta_file *f);
+const char *ds_delta_path(const ds_delta_file *f);
+/* Index in meta->entries, or -1. */
+int ds_delta_find(const ds_delta_file *f, const char *name);
+/* Entry i's packed signs (rows * words_per_row words) / scales (n_scales). */
+int ds_delta_read_signs(ds_delta_file *f, int i, uint64_t *bits);
+int ds_delta_read_scales(ds_delta_file *f, int i, float *scales);
+/* Entry i's dense delta converted to want (F32, F16, BF16). */
+int ds_delta_read_dense(ds_delta_file *f, int i, ds_dtype want, void *buf);
+/* Collective. */
+void ds_delta_close(ds_delta_file *f);
+
+/* ---- write side. meta->entries sorted by name; meta->content_sha256 is
+ * ignored, meta->base_sha256 may be "" when it is only known at commit.
+ * overwrite: replace an existing NAME (else DS_EXIT_OUTPUT). */
+int ds_delta_create(const char *path, MPI_Comm comm, const ds_delta_meta *meta, int overwrite,
+                    ds_delta_file **out);
+int ds_delta_write_signs(ds_delta_file *f, int i, const uint64_t *bits);
+int ds_delta_write_scales(ds_delta_file *f, int i, const float *scales);
+/* data in the entry's source dtype. */
+int ds_delta_write_dense(ds_delta_file *f, int i, const void *data);
+/* Collective. rc: this rank's status so far (not printed yet). base_sha256:
+ * recorded when not NULL (else meta's). Returns the agreed status; frees f
+ * and leaves *content_sha256 (may be NULL) with the hash recorded. */
+int ds_delta_commit(ds_delta_file *f, int rc, const char *base_sha256, char content_sha256[65]);
+
+/* ---- content hash entries: "<tensor>/signs" (U64 [rows, words]),
+ * "<tensor>/scale" (F32 [n_scales]), "<tensor>/dense" (source dtype, shape). */
+void ds_delta_entry_info(const ds_bd_entry *e, const char *part, ds_tinfo *out);
+
+/* 1 when path is an HDF5 file whose root attribute format is
+ * DS_DELTA_FORMAT (serial; for inspect's dispatch). */
+int ds_delta_is_delta(const char *path);
+#endif

@@ -1,0 +1,347 @@
+/* deltasoup compress: base + fine-tuned checkpoint -> BitDelta delta file.
+ * Tensors go to ranks by size; each rank reads only its tensors (base and
+ * fine-tuned, in their stored dtype), codes them with the sign-pack kernel
+ * and writes its part of the delta collectively created file. */
+#include "config.h"
+#include <getopt.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include "io/h5_delta.h"
+#include "io/h5_model.h"
+#include "src/bitdelta.h"
+#include "src/hash.h"
+#include "src/jobs.h"
+#include "src/shard.h"
+
+static void usage(const ds_ctx *ctx)
+{
+    ds_printf0(ctx,
+               "usage: deltasoup compress --base B.h5 --finetuned F.h5 -o D.bd.h5 [options]\n"
+               "       deltasoup compress --dry-run --shapes llama-7b [options]\n"
+               "Compress the fine-tune delta F - B to 1 bit per weight (BitDelta): sign bits and\n"
+               "a scale (mean |delta|) for the 2-D matrices of the transformer blocks, a dense\n"
+               "delta in the source dtype for the other tensors (docs/bitdelta.md).\n\n"
+               "  --base B.h5         base checkpoint\n"
+               "  --finetuned F.h5    fine-tuned checkpoint (same tensors, shapes and dtypes)\n"
+               "  -o, --output D      delta file to write (*.bd.h5)\n"
+               "  --scale MODE        tensor (default), row or col: one scale per tensor/row/column\n"
+               "  --bits-for GLOB     also code matching 2-D tensors with 1 bit (repeatable)\n"
+               "  --dense-for GLOB    keep matching tensors dense (repeatable, after --bits-for)\n"
+               "  --owner ID          recorded as the delta's owner\n"
+               "  --dry-run           print the per-tensor plan and the ratio, write nothing\n"
+               "  --shapes NAME       with --dry-run: shapes of a model family (llama-7b), no files\n"
+               "  --overwrite         replace an existing output\n"
+               "  --json              print the plan / summary as JSON\n"
+               "  --quiet             no progress lines\n"
+               "  -h, --help          this help\n");
+}
+
+typedef struct {
+    const char *base, *ft, *out, *owner, *shapes;
+    ds_bd_options bd;
+    int dry_run, overwrite, json;
+} opts;
+
+static int parse(ds_ctx *ctx, int argc, char **argv, opts *o, const char **bits, const char **dense)
+{
+    enum { O_BASE = 256, O_FT, O_SCALE, O_BITS, O_DENSE, O_OWNER, O_DRY, O_SHAPES, O_OVER, O_JSON, O_QUIET };
+    static const struct option lo[] = {
+        {"base", required_argument, 0, O_BASE},     {"finetuned", required_argument, 0, O_FT},
+        {"output", required_argument, 0, 'o'},      {"scale", required_argument, 0, O_SCALE},
+        {"bits-for", required_argument, 0, O_BITS}, {"dense-for", required_argument, 0, O_DENSE},
+        {"owner", required_argument, 0, O_OWNER},   {"dry-run", no_argument, 0, O_DRY},
+        {"shapes", required_argument, 0, O_SHAPES}, {"overwrite", no_argument, 0, O_OVER},
+        {"json", no_argument, 0, O_JSON},           {"quiet", no_argument, 0, O_QUIET},
+        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    o->owner = "";
+    o->bd.bits_for = bits;
+    o->bd.dense_for = dense;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":o:h", lo, NULL)) != -1) {
+        switch (c) {
+        case O_BASE: o->base = optarg; break;
+        case O_FT: o->ft = optarg; break;
+        case 'o': o->out = optarg; break;
+        case O_SCALE:
+            if (ds_scale_kind_parse(optarg, &o->bd.mode) != 0)
+                return ds_err(DS_EXIT_USAGE, "--scale '%s': expected tensor, row or col", optarg);
+            break;
+        case O_BITS: bits[o->bd.n_bits_for++] = optarg; break;
+        case O_DENSE: dense[o->bd.n_dense_for++] = optarg; break;
+        case O_OWNER: o->owner = optarg; break;
+        case O_DRY: o->dry_run = 1; break;
+        case O_SHAPES: o->shapes = optarg; break;
+        case O_OVER: o->overwrite = 1; break;
+        case O_JSON: o->json = 1; break;
+        case O_QUIET: ctx->quiet = 1; break;
+        case 'h': return -1;
+        case ':': return ds_err(DS_EXIT_USAGE, "%s needs a value (see --help)", argv[optind - 1]);
+        default: return ds_err(DS_EXIT_USAGE, "unknown option '%s' (see --help)", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return ds_err(DS_EXIT_USAGE, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (o->shapes && !o->dry_run) return ds_err(DS_EXIT_USAGE, "--shapes needs --dry-run (it has no weights)");
+    if (o->shapes && (o->base || o->ft)) return ds_err(DS_EXIT_USAGE, "--shapes replaces --base/--finetuned");
+    if (!o->shapes && (!o->base || !o->ft)) return ds_err(DS_EXIT_USAGE, "--base and --finetuned are required");
+    if (!o->dry_run && !o->out) return ds_err(DS_EXIT_USAGE, "-o D.bd.h5 is required (or --dry-run)");
+    return 0;
+}
+
+/* ---- the plan, for --dry-run (rank 0 prints) */
+static void print_plan(const ds_ctx *ctx, int n, const ds_bd_entry *e, int json)
+{
+    ds_bd_sizes s;
+    double ratio = ds_bitdelta_ratio(n, e, &s);
+    int coded = 0;
+    for (int i = 0; i < n; i++) coded += e[i].coded;
+    if (ctx->rank != 0) return;
+    if (json) {
+        json_t *arr = json_array();
+        for (int i = 0; i < n; i++) {
+            uint64_t b = ds_bd_entry_bytes(&e[i], NULL);
+            json_t *sh = json_array();
+            for (int d = 0; d < e[i].t.ndim; d++) json_array_append_new(sh, json_integer(e[i].t.shape[d]));
+            json_array_append_new(
+                arr, json_pack("{s:s, s:o, s:s, s:s, s:s?, s:I, s:I, s:f}", "name", e[i].t.name, "shape", sh, "dtype",
+                               ds_dtype_name(e[i].t.dtype), "coding", e[i].coded ? "bits" : "dense", "scale_mode",
+                               e[i].coded ? ds_scale_kind_name(e[i].mode) : NULL, "bytes_full",
+                               (json_int_t)ds_tinfo_bytes(&e[i].t), "bytes_stored", (json_int_t)b, "ratio",
+                               (double)ds_tinfo_bytes(&e[i].t) / (double)b));
+        }
+        json_t *r = json_pack("{s:o, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:f}", "tensors", arr, "n_tensors", n,
+                              "n_coded", coded, "bytes_full", (json_int_t)s.full, "bytes_signs", (json_int_t)s.signs,
+                              "bytes_scales", (json_int_t)s.scales, "bytes_dense", (json_int_t)s.dense,
+                              "bytes_stored", (json_int_t)(s.signs + s.scales + s.dense), "ratio", ratio);
+        char *txt = json_dumps(r, JSON_INDENT(2));
+        printf("%s\n", txt);
+        free(txt);
+        json_decref(r);
+        fflush(stdout);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        char sh[96], how[32];
+        uint64_t b = ds_bd_entry_bytes(&e[i], NULL);
+        if (e[i].coded) snprintf(how, sizeof how, "1-bit/%s", ds_scale_kind_name(e[i].mode));
+        else snprintf(how, sizeof how, "dense");
+        printf("  %-48s %-14s %-5s %-12s %12llu B  %6.2fx\n", e[i].t.name, ds_shape_str(&e[i].t, sh, sizeof sh),
+               ds_dtype_name(e[i].t.dtype), how, (unsigned long long)b, (double)ds_tinfo_bytes(&e[i].t) / (double)b);
+    }
+    printf("tensors: %d (%d coded with 1 bit, %d dense)\n", n, coded, n - coded);
+    printf("dense delta of every tensor: %llu bytes\n", (unsigned long long)s.full);
+    printf("stored: signs %llu + scales %llu + dense %llu = %llu bytes\n", (unsigned long long)s.signs,
+           (unsigned long long)s.scales, (unsigned long long)s.dense,
+           (unsigned long long)(s.signs + s.scales + s.dense));
+    printf("compression ratio: %.4fx\n", ratio);
+    fflush(stdout);
+}
+
+/* Same tensors, shapes, dtypes and config in both checkpoints. */
+static int check_pair(const char *bp, const ds_model_meta *b, const char *fp, const ds_model_meta *f)
+{
+    if (!ds_bitdelta_config_same(&b->cfg, &f->cfg))
+        return ds_err(DS_EXIT_INPUT, "%s: config (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d) differs from %s's (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d)",
+                      fp, f->cfg.dim, f->cfg.hidden_dim, f->cfg.n_layers, f->cfg.n_heads, f->cfg.n_kv_heads,
+                      f->cfg.vocab_size, bp, b->cfg.dim, b->cfg.hidden_dim, b->cfg.n_layers, b->cfg.n_heads,
+                      b->cfg.n_kv_heads, b->cfg.vocab_size);
+    int i = 0, j = 0;
+    while (i < b->n_tensors || j < f->n_tensors) {
+        int c = i >= b->n_tensors ? 1 : j >= f->n_tensors ? -1 : strcmp(b->tensors[i].name, f->tensors[j].name);
+        if (c < 0) return ds_err(DS_EXIT_INPUT, "%s: tensor %s is missing (it is in %s)", fp, b->tensors[i].name, bp);
+        if (c > 0) return ds_err(DS_EXIT_INPUT, "%s: tensor %s is not in the base %s", fp, f->tensors[j].name, bp);
+        const ds_tinfo *x = &b->tensors[i++], *y = &f->tensors[j++];
+        char s1[96], s2[96];
+        if (x->ndim != y->ndim || memcmp(x->shape, y->shape, sizeof(int64_t) * (size_t)x->ndim) != 0)
+            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: shape %s differs from %s's %s", fp, y->name,
+                          ds_shape_str(y, s1, sizeof s1), bp, ds_shape_str(x, s2, sizeof s2));
+        if (x->dtype != y->dtype)
+            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: dtype %s differs from %s's %s", fp, y->name,
+                          ds_dtype_name(y->dtype), bp, ds_dtype_name(x->dtype));
+    }
+    return 0;
+}
+
+static void *grow(void *p, size_t *cap, size_t need)
+{
+    if (need <= *cap) return p;
+    free(p);
+    *cap = need;
+    return ds_malloc(need);
+}
+
+/* Code this rank's tensors into d; digests of the base tensors it read go to bdig. */
+static int compress_local(const ds_ctx *ctx, const opts *o, ds_model_file *bf, ds_model_file *ff, ds_delta_file *d,
+                          int n, const ds_bd_entry *e, const int *owner, ds_named_digest *bdig, int *nbdig)
+{
+    int mine = 0, done = 0, rc = 0;
+    for (int i = 0; i < n; i++) mine += owner[i] == ctx->rank;
+    size_t capb = 0, capf = 0, capbits = 0, capsc = 0;
+    void *wb = NULL, *wf = NULL;
+    uint64_t *bits = NULL;
+    float *sc = NULL;
+    ds_progress pr;
+    ds_progress_init(&pr, ctx, "tensor", mine);
+    for (int i = 0; i < n && !rc; i++) {
+        if (owner[i] != ctx->rank) continue;
+        const ds_tinfo *t = &e[i].t;
+        size_t bytes = ds_tinfo_bytes(t);
+        wb = grow(wb, &capb, bytes);
+        wf = grow(wf, &capf, bytes);
+        rc = ds_model_read_tensor(bf, t->name, t->dtype, wb);
+        if (!rc) rc = ds_model_read_tensor(ff, t->name, t->dtype, wf);
+        if (rc) break;
+        snprintf(bdig[*nbdig].name, DS_NAME_MAX, "%s", t->name);
+        ds_entry_digest(t, wb, &bdig[(*nbdig)++].digest);
+        int64_t bad;
+        if (e[i].coded) {
+            bits = grow(bits, &capbits, sizeof(uint64_t) * (size_t)(e[i].rows * e[i].words_per_row));
+            sc = grow(sc, &capsc, sizeof(float) * (size_t)e[i].n_scales);
+            bad = ds_bitdelta_code(&e[i], wf, wb, bits, sc);
+        } else {
+            bad = ds_bitdelta_dense(t->dtype, wf, wb, (size_t)ds_tinfo_numel(t), wf);
+        }
+        if (bad >= 0) {
+            float vb, vf;
+            ds_to_f32(t->dtype, (const char *)wb + (size_t)bad * ds_dtype_size(t->dtype), &vb, 1);
+            ds_to_f32(t->dtype, (const char *)wf + (size_t)bad * ds_dtype_size(t->dtype), &vf, 1);
+            rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: non-finite delta at element %lld (fine-tuned %g, base %s: %g)",
+                        o->ft, t->name, (long long)bad, (double)vf, o->base, (double)vb);
+            break;
+        }
+        if (e[i].coded) {
+            rc = ds_delta_write_signs(d, i, bits);
+            if (!rc) rc = ds_delta_write_scales(d, i, sc);
+        } else {
+            rc = ds_delta_write_dense(d, i, wf);
+        }
+        ds_progress_step(&pr, ++done, "%s", t->name);
+    }
+    free(wb);
+    free(wf);
+    free(bits);
+    free(sc);
+    return rc;
+}
+
+static int compress_run(const ds_ctx *ctx, const opts *o)
+{
+    ds_model_file *bf = NULL, *ff = NULL;
+    int rc = ds_model_open(o->base, ctx->comm, &bf);
+    if (rc) return rc;
+    rc = ds_model_open(o->ft, ctx->comm, &ff);
+    if (rc) {
+        ds_model_close(bf);
+        return rc;
+    }
+    const ds_model_meta *bm = ds_model_get_meta(bf), *fm = ds_model_get_meta(ff);
+    int n = bm->n_tensors;
+    ds_bd_entry *e = ds_calloc((size_t)(n ? n : 1), sizeof *e);
+    rc = check_pair(o->base, bm, o->ft, fm);
+    if (!rc) rc = ds_bitdelta_plan(n, bm->tensors, &o->bd, e);
+    rc = ds_ctx_agree(ctx, rc);
+    if (!rc && o->dry_run) print_plan(ctx, n, e, o->json);
+    if (rc || o->dry_run) goto out;
+
+    double t0 = ds_now();
+    ds_delta_meta meta = {.cfg = bm->cfg, .n = n, .entries = e};
+    snprintf(meta.owner, sizeof meta.owner, "%s", o->owner);
+    snprintf(meta.scale_fit, sizeof meta.scale_fit, "mean_abs");
+    ds_delta_file *d;
+    if ((rc = ds_delta_create(o->out, ctx->comm, &meta, o->overwrite, &d))) goto out;
+    int64_t *sizes = ds_malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    int *owner = ds_malloc(sizeof(int) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) sizes[i] = (int64_t)ds_tinfo_bytes(&e[i].t);
+    ds_shard_by_size(n, sizes, ctx->size, owner);
+    ds_named_digest *bdig = ds_malloc(sizeof(ds_named_digest) * (size_t)(n ? n : 1));
+    int nbdig = 0;
+    rc = compress_local(ctx, o, bf, ff, d, n, e, owner, bdig, &nbdig);
+    /* The base's content hash from the data just read: what the delta is
+     * for, and a check of the base file against the hash it records. */
+    char base_hex[65] = "";
+    int any;
+    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, ctx->comm); /* ds_delta_commit prints the message */
+    if (!any) {
+        ds_digest bd;
+        rc = ds_content_hash(ctx, nbdig, bdig, &bd);
+        ds_digest_hex(&bd, base_hex);
+        if (!rc && bm->content_sha256[0] && strcmp(bm->content_sha256, base_hex) != 0)
+            rc = ds_err(DS_EXIT_INPUT, "%s: recorded content_sha256 %.16s... but its tensors hash to %.16s... (corrupt or modified file)",
+                        o->base, bm->content_sha256, base_hex);
+    }
+    char content[65] = "";
+    rc = ds_delta_commit(d, rc, base_hex, content);
+    free(sizes);
+    free(owner);
+    free(bdig);
+    if (rc) goto out;
+
+    ds_bd_sizes s;
+    double ratio = ds_bitdelta_ratio(n, e, &s), secs = ds_now() - t0;
+    size_t rss = ds_peak_rss(), max_rss = 0;
+    MPI_Reduce(&rss, &max_rss, 1, MPI_UNSIGNED_LONG, MPI_MAX, 0, ctx->comm);
+    if (ctx->rank == 0) {
+        double gb = 2.0 * (double)s.full / 1e9; /* both checkpoints read */
+        if (o->json) {
+            json_t *r = json_pack("{s:s, s:s, s:s, s:f, s:I, s:I, s:f, s:f, s:i, s:I}", "output", o->out,
+                                  "content_sha256", content, "base_sha256", base_hex, "ratio", ratio, "bytes_full",
+                                  (json_int_t)s.full, "bytes_stored", (json_int_t)(s.signs + s.scales + s.dense),
+                                  "seconds", secs, "input_gb_per_s", gb / secs, "ranks", ctx->size,
+                                  "peak_rss_bytes_max_rank", (json_int_t)max_rss);
+            char *txt = json_dumps(r, JSON_INDENT(2));
+            printf("%s\n", txt);
+            free(txt);
+            json_decref(r);
+        } else {
+            char dur[32];
+            printf("wrote %s: %d tensors, compression ratio %.4fx (%llu -> %llu bytes)\n", o->out, n, ratio,
+                   (unsigned long long)s.full, (unsigned long long)(s.signs + s.scales + s.dense));
+            printf("content_sha256: %s\nbase_sha256: %s\n", content, base_hex);
+            printf("time: %s on %d rank(s), %.2f GB/s read, peak RSS per rank %.1f MB\n",
+                   ds_fmt_duration(secs, dur, sizeof dur), ctx->size, gb / secs, (double)max_rss / 1e6);
+        }
+        fflush(stdout);
+    }
+out:
+    free(e);
+    ds_model_close(ff);
+    ds_model_close(bf);
+    return rc;
+}
+
+static int compress_shapes(const ds_ctx *ctx, const opts *o)
+{
+    ds_config cfg;
+    ds_dtype dt;
+    int rc = ds_bitdelta_shapes_config(o->shapes, &cfg, &dt);
+    if (rc) return ds_ctx_agree(ctx, rc);
+    ds_tinfo *t;
+    int n = ds_model_llama_tensors(&cfg, dt, &t);
+    ds_bd_entry *e = ds_calloc((size_t)n, sizeof *e);
+    rc = ds_ctx_agree(ctx, ds_bitdelta_plan(n, t, &o->bd, e));
+    if (!rc) print_plan(ctx, n, e, o->json);
+    free(e);
+    free(t);
+    return rc;
+}
+
+int ds_job_compress(ds_ctx *ctx, int argc, char **argv)
+{
+    const char **bits = ds_malloc(sizeof(char *) * (size_t)argc), **dense = ds_malloc(sizeof(char *) * (size_t)argc);
+    opts o;
+    int rc = parse(ctx, argc, argv, &o, bits, dense);
+    if (rc < 0) {
+        usage(ctx);
+        rc = 0;
+    } else if (rc) {
+        rc = ds_ctx_agree(ctx, rc);
+    } else {
+        rc = o.shapes ? compress_shapes(ctx, &o) : compress_run(ctx, &o);
+    }
+    free(bits);
+    free(dense);
+    return rc;
+}

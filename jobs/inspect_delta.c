@@ -1,0 +1,121 @@
+/* inspect's delta branch: a BitDelta file's attributes, per tensor its
+ * coding, scale(s), bits per weight and ratio, the total ratio, and the
+ * content hash recomputed from the data (jobs/inspect.h). */
+#include "config.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "io/h5_delta.h"
+#include "jobs/inspect.h"
+#include "src/bitdelta.h"
+
+/* The stored parts of the delta, in the order of the entries. */
+typedef struct {
+    ds_delta_file *d;
+    int *entry; /* part -> entry */
+    char *kind; /* 's'igns, s'c'ale, 'd'ense */
+} delta_reader;
+
+static int delta_read(void *arg, int i, void *buf)
+{
+    delta_reader *r = arg;
+    int k = r->entry[i];
+    if (r->kind[i] == 's') return ds_delta_read_signs(r->d, k, buf);
+    if (r->kind[i] == 'c') return ds_delta_read_scales(r->d, k, buf);
+    return ds_delta_read_dense(r->d, k, ds_delta_get_meta(r->d)->entries[k].t.dtype, buf);
+}
+
+static json_t *num_or_null(int have, double v) { return have && isfinite(v) ? json_real(v) : json_null(); }
+
+/* One row of the tensor table; sc: the stats of the entry's scale part. */
+static json_t *tensor_json(const ds_bd_entry *e, const ds_inspect_stats *sc)
+{
+    json_t *shape = json_array();
+    for (int d = 0; d < e->t.ndim; d++) json_array_append_new(shape, json_integer(e->t.shape[d]));
+    uint64_t stored = ds_bd_entry_bytes(e, NULL);
+    int per_tensor = e->coded && e->mode == DS_SCALE_TENSOR, spread = e->coded && !per_tensor;
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(e->t.name));
+    json_object_set_new(o, "shape", shape);
+    json_object_set_new(o, "dtype", json_string(ds_dtype_name(e->t.dtype)));
+    json_object_set_new(o, "coding", json_string(e->coded ? "bits" : "dense"));
+    json_object_set_new(o, "scale_mode", e->coded ? json_string(ds_scale_kind_name(e->mode)) : json_null());
+    json_object_set_new(o, "scale", num_or_null(per_tensor, sc ? sc->mean : NAN));
+    json_object_set_new(o, "scale_min", num_or_null(spread, sc ? sc->min : NAN));
+    json_object_set_new(o, "scale_mean", num_or_null(spread, sc ? sc->mean : NAN));
+    json_object_set_new(o, "scale_max", num_or_null(spread, sc ? sc->max : NAN));
+    json_object_set_new(o, "bits", json_real(8.0 * (double)stored / (double)ds_tinfo_numel(&e->t)));
+    json_object_set_new(o, "bytes", json_integer((json_int_t)stored));
+    json_object_set_new(o, "ratio", json_real((double)ds_tinfo_bytes(&e->t) / (double)stored));
+    return o;
+}
+
+int ds_inspect_delta(const ds_ctx *ctx, const char *path, int json)
+{
+    ds_delta_file *d;
+    int rc = ds_delta_open(path, ctx->comm, &d);
+    if (rc) return rc;
+    const ds_delta_meta *m = ds_delta_get_meta(d);
+    int np = 0;
+    size_t cap = (size_t)(2 * m->n + 1);
+    ds_tinfo *parts = ds_calloc(cap, sizeof *parts);
+    delta_reader rd = {d, ds_calloc(cap, sizeof(int)), ds_calloc(cap, 1)};
+    int *scale_part = ds_malloc(sizeof(int) * (size_t)(m->n + 1));
+    for (int k = 0; k < m->n; k++) {
+        const ds_bd_entry *e = &m->entries[k];
+        scale_part[k] = -1;
+        if (e->coded) {
+            ds_delta_entry_info(e, "signs", &parts[np]);
+            rd.entry[np] = k;
+            rd.kind[np++] = 's';
+            ds_delta_entry_info(e, "scale", &parts[np]);
+            scale_part[k] = np;
+            rd.entry[np] = k;
+            rd.kind[np++] = 'c';
+        } else {
+            ds_delta_entry_info(e, "dense", &parts[np]);
+            rd.entry[np] = k;
+            rd.kind[np++] = 'd';
+        }
+    }
+    ds_inspect_stats *stats = ds_calloc(cap, sizeof *stats);
+    ds_digest content;
+    rc = ds_inspect_tensors(ctx, np, parts, delta_read, &rd, stats, &content);
+    json_t *report = NULL;
+    if (!rc) {
+        ds_bd_sizes s;
+        double ratio = ds_bitdelta_ratio(m->n, m->entries, &s);
+        int coded = 0;
+        json_t *arr = json_array();
+        for (int k = 0; k < m->n; k++) {
+            coded += m->entries[k].coded;
+            json_array_append_new(arr, tensor_json(&m->entries[k], scale_part[k] >= 0 ? &stats[scale_part[k]] : NULL));
+        }
+        report = json_object();
+        json_object_set_new(report, "file", json_string(path));
+        json_object_set_new(report, "format", json_string(DS_DELTA_FORMAT));
+        json_object_set_new(report, "format_version", json_integer(m->format_version));
+        json_object_set_new(report, "base_sha256", json_string(m->base_sha256));
+        json_object_set_new(report, "owner", json_string(m->owner));
+        json_object_set_new(report, "scale_fit", json_string(m->scale_fit));
+        json_object_set_new(report, "dp", m->has_dp ? json_pack("{s:f, s:f}", "epsilon", m->dp_epsilon, "delta", m->dp_delta)
+                                                    : json_null());
+        json_object_set_new(report, "config", ds_inspect_config_json(&m->cfg));
+        json_object_set_new(report, "n_tensors", json_integer(m->n));
+        json_object_set_new(report, "n_coded", json_integer(coded));
+        json_object_set_new(report, "tensors", arr);
+        json_object_set_new(report, "compression",
+                            json_pack("{s:I, s:I, s:I, s:I, s:I, s:f}", "bytes_full", (json_int_t)s.full, "bytes_signs",
+                                      (json_int_t)s.signs, "bytes_scales", (json_int_t)s.scales, "bytes_dense",
+                                      (json_int_t)s.dense, "bytes_stored", (json_int_t)(s.signs + s.scales + s.dense),
+                                      "ratio", ratio));
+        json_object_set_new(report, "content_sha256", ds_inspect_hash_json(m->content_sha256, &content));
+    }
+    free(stats);
+    free(parts);
+    free(rd.entry);
+    free(rd.kind);
+    free(scale_part);
+    ds_delta_close(d);
+    return rc ? rc : ds_inspect_report(ctx, path, report, json);
+}

@@ -1,0 +1,51 @@
+#!/bin/sh
+# compress -> apply on the shipped stories260K (f32 and bf16) against the
+# independent numpy reference (tests/python/bitdelta_ref.py): sign bits,
+# scales (tensor / row / column), dense deltas, the applied model, the ratio
+# and both content hashes; then the delta's and the applied model's content
+# hashes at 1, 2, 3 and 4 ranks.
+set -eu
+: "${DELTASOUP:?} ${top_srcdir:?}"
+PY=${PYTHON3:-/usr/bin/python3}
+MPIEXEC=${MPIEXEC:-mpiexec}
+$PY -c 'import numpy, h5py' 2>/dev/null || { echo "skip: $PY lacks numpy/h5py"; exit 77; }
+ref=$top_srcdir/tests/python/bitdelta_ref.py
+model=$top_srcdir/data/models/stories260K
+w=${TMPDIR:-/tmp}/ds-bitdelta-roundtrip.$$
+mkdir -p "$w"
+trap 'rm -rf "$w"' EXIT
+ds() { n=$1; shift; $MPIEXEC -n "$n" "$DELTASOUP" "$@"; }
+q=--quiet
+
+"$DELTASOUP" import --from llama2c "$model/stories260K.bin" -o "$w/b32.h5" $q >/dev/null
+"$DELTASOUP" import --from llama2c "$model/stories260K.bin" -o "$w/b16.h5" --dtype bf16 $q >/dev/null
+if [ -n "${BITDELTA_FT32:-}" ]; then cp "$BITDELTA_FT32" "$w/f32.h5"; else $PY "$ref" perturb "$w/b32.h5" "$w/f32.h5" 1; fi
+$PY "$ref" perturb "$w/b16.h5" "$w/f16.h5" 2 --zero-frac 0.05
+
+check() { # dtype scale extra-compress-args...
+    dt=$1 sc=$2; shift 2
+    "$DELTASOUP" compress --base "$w/b$dt.h5" --finetuned "$w/f$dt.h5" -o "$w/d.bd.h5" --scale "$sc" "$@" --overwrite $q >/dev/null
+    "$DELTASOUP" apply --base "$w/b$dt.h5" --delta "$w/d.bd.h5" -o "$w/a.h5" --overwrite $q >/dev/null
+    r=$($PY "$ref" check "$w/b$dt.h5" "$w/f$dt.h5" "$w/d.bd.h5" "$w/a.h5" --scale "$sc" "$@")
+    # the ratio inspect reports equals the one counted in numpy
+    got=$("$DELTASOUP" inspect "$w/d.bd.h5" --json | $PY -c 'import json,sys; r=json.load(sys.stdin); assert r["content_sha256"]["match"]; print("ratio %.6f" % r["compression"]["ratio"])')
+    [ "$r" = "$got" ] || { echo "ratio: numpy '$r', inspect '$got'"; exit 1; }
+    echo "ok: $dt $sc $* ($r)"
+}
+check 32 tensor
+check 32 row
+check 32 col --dense-for 'model.layers.0.*'
+check 16 tensor
+check 16 row --bits-for model.embed_tokens.weight
+check 16 col --bits-for model.embed_tokens.weight
+
+# rank independence of both outputs
+for n in 1 2 3 4; do
+    ds "$n" compress --base "$w/b16.h5" --finetuned "$w/f16.h5" -o "$w/d$n.bd.h5" --scale row $q >/dev/null
+    ds "$n" apply --base "$w/b16.h5" --delta "$w/d$n.bd.h5" -o "$w/a$n.h5" $q >/dev/null
+    echo "$n $($PY "$ref" hash "$w/d$n.bd.h5") $($PY "$ref" hash "$w/a$n.h5")" >>"$w/hashes"
+done
+cat "$w/hashes"
+[ "$(cut -d' ' -f2,3 "$w/hashes" | sort -u | wc -l)" -eq 1 ] || { echo "content hashes depend on the number of ranks"; exit 1; }
+$PY "$ref" check "$w/b16.h5" "$w/f16.h5" "$w/d4.bd.h5" "$w/a4.h5" --scale row >/dev/null
+echo "ok: identical content hashes at 1-4 ranks"
