@@ -1,0 +1,158 @@
+/* Checkpoint loading and saving for the engine, threads per rank, and
+ * data-parallel perplexity (src/model_io.h). */
+#include "config.h"
+#include "src/model_io.h"
+#include <math.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "src/shard.h"
+
+int ds_llama_load(ds_llama *m, ds_model_file *f)
+{
+    const ds_model_meta *meta = ds_model_get_meta(f);
+    const char *path = ds_model_path(f);
+    int rc = ds_llama_init(m, &meta->cfg);
+    if (rc) return ds_err(rc, "%s: %s", path, ds_errmsg());
+    for (int i = 0; i < m->n_tensors && !rc; i++) {
+        const ds_tinfo *t = &m->tinfo[i];
+        int j = ds_model_find(f, t->name);
+        char want[64], got[64];
+        if (j < 0) {
+            rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s is missing", path, t->name);
+        } else if (meta->tensors[j].ndim != t->ndim || ds_tinfo_numel(&meta->tensors[j]) != ds_tinfo_numel(t) ||
+                   meta->tensors[j].shape[0] != t->shape[0]) {
+            rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s has shape %s, the config needs %s", path, t->name,
+                        ds_shape_str(&meta->tensors[j], got, sizeof got), ds_shape_str(t, want, sizeof want));
+        } else if (!(rc = ds_model_read_tensor(f, t->name, DS_DTYPE_F32, m->w[i]))) {
+            int64_t bad = ds_find_nonfinite(DS_DTYPE_F32, m->w[i], (size_t)ds_tinfo_numel(t));
+            if (bad >= 0)
+                rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: non-finite value at element %lld", path, t->name,
+                            (long long)bad);
+        }
+    }
+    if (rc) ds_llama_free(m);
+    return rc;
+}
+
+int ds_llama_load_path(const ds_ctx *ctx, const char *path, ds_llama *m, ds_tokenizer *tok, ds_dtype **dtypes)
+{
+    ds_model_file *f;
+    memset(m, 0, sizeof *m);
+    if (dtypes) *dtypes = NULL;
+    int rc = ds_model_open(path, ctx->comm, &f);
+    if (rc) return rc;
+    int have_tok = 0;
+    rc = ds_llama_load(m, f);
+    if (!rc && tok) {
+        if (!ds_model_get_meta(f)->has_tokenizer)
+            rc = ds_err(DS_EXIT_INPUT, "%s: no tokenizer in the checkpoint (import it with --tokenizer)", path);
+        else
+            have_tok = !(rc = ds_model_read_tokenizer(f, tok));
+    }
+    if (!rc && dtypes) {
+        *dtypes = ds_malloc((size_t)m->n_tensors * sizeof **dtypes);
+        for (int i = 0; i < m->n_tensors; i++)
+            (*dtypes)[i] = ds_model_get_meta(f)->tensors[ds_model_find(f, m->tinfo[i].name)].dtype;
+    }
+    rc = ds_ctx_agree(ctx, rc);
+    ds_model_close(f);
+    if (rc) {
+        if (m->w) ds_llama_free(m);
+        if (have_tok) ds_tokenizer_free(tok);
+        if (dtypes) {
+            free(*dtypes);
+            *dtypes = NULL;
+        }
+    }
+    return rc;
+}
+
+int ds_llama_save(const ds_llama *m, const ds_ctx *ctx, const char *path, const ds_dtype *dtypes,
+                  const ds_tokenizer *tok, int overwrite)
+{
+    const int n = m->n_tensors;
+    ds_tinfo *ti = ds_malloc((size_t)n * sizeof *ti);
+    int64_t *sizes = ds_malloc((size_t)n * sizeof *sizes);
+    int *owner = ds_malloc((size_t)n * sizeof *owner);
+    for (int i = 0; i < n; i++) {
+        ti[i] = m->tinfo[i];
+        ti[i].dtype = dtypes ? dtypes[i] : DS_DTYPE_F32;
+        sizes[i] = (int64_t)ds_tinfo_bytes(&ti[i]);
+    }
+    ds_shard_by_size(n, sizes, ctx->size, owner);
+    ds_model_file *f;
+    int rc = ds_model_create(path, ctx->comm, &m->cfg, n, ti, tok, overwrite, &f);
+    if (!rc) {
+        for (int i = 0; i < n && !rc; i++)
+            if (owner[i] == ctx->rank) rc = ds_model_write_tensor(f, ti[i].name, DS_DTYPE_F32, m->w[i]);
+        rc = ds_model_commit(f, rc, NULL);
+    }
+    free(ti);
+    free(sizes);
+    free(owner);
+    return rc;
+}
+
+void ds_llama_threads_auto(const ds_ctx *ctx)
+{
+    MPI_Comm node;
+    int local = 1;
+    MPI_Comm_split_type(ctx->comm, MPI_COMM_TYPE_SHARED, ctx->rank, MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &local);
+    MPI_Comm_free(&node);
+    cpu_set_t set;
+    int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    /* Ranks bound to a core each see one CPU; unbound ranks share the node. */
+    int total = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int n = cpus < total ? cpus : total / local;
+    ds_llama_set_threads(n < 1 ? 1 : n);
+}
+
+int ds_llama_ppl(const ds_ctx *ctx, const ds_llama *m, ds_tokenizer *tok, const ds_text_docs *docs, int seq_len,
+                 ds_ppl_result *out)
+{
+    const int nd = docs->n;
+    int64_t *sizes = ds_malloc((size_t)nd * sizeof *sizes);
+    int *owner = ds_malloc((size_t)nd * sizeof *owner);
+    size_t longest = 0;
+    for (int d = 0; d < nd; d++) {
+        size_t len = strlen(docs->docs[d]);
+        /* work grows with the bytes kept (a token is a few bytes) */
+        sizes[d] = (int64_t)(len < (size_t)seq_len * 8 ? len : (size_t)seq_len * 8);
+        longest = len > longest ? len : longest;
+    }
+    ds_shard_by_size(nd, sizes, ctx->size, owner);
+    /* [0, nd): NLL sum of each document, [nd, 2nd): its predicted tokens;
+     * zero where another rank owns the document, so the SUM is exact. */
+    double *acc = ds_calloc((size_t)nd * 2, sizeof *acc);
+    int *ids = ds_malloc((longest + 3) * sizeof *ids);
+    ds_llama_act *a = ds_llama_act_new(m, 1, seq_len);
+    for (int d = 0; d < nd; d++) {
+        if (owner[d] != ctx->rank) continue;
+        int n = ds_tokenizer_encode(tok, docs->docs[d], 1, 0, ids);
+        if (n > seq_len) n = seq_len;
+        if (n < 2) continue;
+        ds_llama_forward(m, a, ids, 1, n);
+        ids[n] = -1; /* the last position predicts nothing */
+        int64_t cnt;
+        acc[d] = ds_llama_loss_ce(a, ids + 1, 0.0f, &cnt);
+        acc[nd + d] = (double)cnt;
+    }
+    MPI_Allreduce(MPI_IN_PLACE, acc, 2 * nd, MPI_DOUBLE, MPI_SUM, ctx->comm);
+    memset(out, 0, sizeof *out);
+    out->documents = nd;
+    for (int d = 0; d < nd; d++) {
+        out->nll_sum += acc[d];
+        out->tokens += (int64_t)acc[nd + d];
+    }
+    out->nll = out->tokens ? out->nll_sum / (double)out->tokens : 0;
+    out->ppl = exp(out->nll);
+    ds_llama_act_free(a);
+    free(ids);
+    free(acc);
+    free(sizes);
+    free(owner);
+    return out->tokens ? 0 : ds_err(DS_EXIT_INPUT, "no predicted tokens: every document has fewer than 2 tokens");
+}

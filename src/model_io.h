@@ -1,0 +1,46 @@
+/* The model engine meets checkpoints and ranks: load the f32 weights from a
+ * ds_model_file (so that a delta can be added afterwards), write a model back
+ * in chosen dtypes, OpenBLAS threads per rank, and the perplexity of a set of
+ * documents, data-parallel across ranks. */
+#ifndef DS_MODEL_IO_H
+#define DS_MODEL_IO_H
+#include "io/h5_model.h"
+#include "io/text.h"
+#include "io/tokenizer.h"
+#include "src/ctx.h"
+#include "src/model.h"
+
+/* Independent: allocate m for the file's config and read every tensor as
+ * f32 (bf16/f16 converted). 0 or a ds_exit code (message not yet printed). */
+int ds_llama_load(ds_llama *m, ds_model_file *f);
+
+/* Collective: open path, load the weights, and when tok is not NULL its
+ * tokenizer (a checkpoint without one is an input error). When dtypes is not
+ * NULL, *dtypes receives the stored dtype of each tensor in engine order.
+ * Errors are printed once; returns the agreed code. */
+int ds_llama_load_path(const ds_ctx *ctx, const char *path, ds_llama *m, ds_tokenizer *tok, ds_dtype **dtypes);
+
+/* Collective: write m as a checkpoint at path (atomically, see
+ * ds_model_commit), tensor i stored as dtypes[i] (NULL: all F32), with tok
+ * (may be NULL). Tensors are shared out across ranks by size; every rank
+ * holds the same m. Returns the agreed code (already printed). */
+int ds_llama_save(const ds_llama *m, const ds_ctx *ctx, const char *path, const ds_dtype *dtypes,
+                  const ds_tokenizer *tok, int overwrite);
+
+/* OpenBLAS threads: the node's CPUs shared by the ranks on that node. */
+void ds_llama_threads_auto(const ds_ctx *ctx);
+
+/* Perplexity of documents: each is tokenized with BOS and cut to seq_len
+ * tokens; every token after the first is predicted. Documents are shared out
+ * across ranks; per-document sums are reduced and added in document order, so
+ * the result does not depend on the number of ranks. Collective. */
+typedef struct {
+    int documents;
+    int64_t tokens;   /* predicted tokens */
+    double nll_sum;   /* nats */
+    double nll;       /* mean NLL per predicted token */
+    double ppl;       /* exp(nll) */
+} ds_ppl_result;
+int ds_llama_ppl(const ds_ctx *ctx, const ds_llama *m, ds_tokenizer *tok, const ds_text_docs *docs, int seq_len,
+                 ds_ppl_result *out);
+#endif
