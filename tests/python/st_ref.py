@@ -109,6 +109,7 @@ def make(outdir, dtype="bf16", shards=1, seed=1, nan=None, tied=False):
          "intermediate_size": 40, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
          "vocab_size": 32, "max_position_embeddings": 64, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
          "tie_word_embeddings": tied, "torch_dtype": "bfloat16"}
+    c["torch_dtype"] = {"f16": "float16", "f32": "float32"}.get(dtype, "bfloat16")  # the embedding's dtype
     rng = np.random.default_rng(seed)
     tensors = {}
     for name, shape in llama_shapes(c).items():
