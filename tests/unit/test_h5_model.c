@@ -1,7 +1,7 @@
 /* Model checkpoint round trip, atomicity and refusals, run at 1, 2 and 4
  * ranks (tests/mpi/h5_model.sh). Every test is collective.
  *
- * usage: test_h5_model DIR   (files go to DIR; DIR/model.h5 and DIR/ref.bin
+ * usage: test_h5_model DIR   (files go to DIR/npN; model.h5 and ref.bin there
  * are kept for the Python reference check: ref.bin holds each tensor's
  * source values as float32 LE, tensors in name order, which rounded to the
  * tensor's dtype must give exactly the stored values). */
@@ -388,8 +388,14 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
-    snprintf(dir, sizeof dir, "%s", argc > 1 ? argv[1] : "test_h5_model.d");
-    if (rank == 0) mkdir(dir, 0777);
+    /* One folder per rank count: the runs at 1, 2 and 4 ranks leave three
+     * models written with different tensor owners. */
+    const char *base = argc > 1 ? argv[1] : "test_h5_model.d";
+    snprintf(dir, sizeof dir, "%s/np%d", base, nranks);
+    if (rank == 0) {
+        mkdir(base, 0777);
+        mkdir(dir, 0777);
+    }
     MPI_Barrier(MPI_COMM_WORLD);
     Suite *s = suite_create("h5_model");
     TCase *tc = tcase_create("h5_model");
