@@ -25,6 +25,26 @@ for kind in "bf16" "mixed" "f16 --tied"; do
 assert all(a[k] == b[k] for k in a), (a, b)' "$d/config.json" "$d/out/config.json"
 done
 
+# inspect: every tensor's stats and digest against numpy on the mixed model.
+$DS inspect "$T/mixed/model.safetensors" --json > "$T/inspect.json"
+$PY - "$T/mixed/model.safetensors" "$T/inspect.json" "$top_srcdir/tests/python" <<'EOF2'
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[3])
+import st_ref
+_, ts, _, _ = st_ref.parse(sys.argv[1])
+rep = json.load(open(sys.argv[2]))
+assert rep["format"] == "safetensors" and rep["metadata"] == {"format": "pt"} and rep["n_tensors"] == len(ts)
+assert rep["content_sha256"]["computed"] == st_ref.content_hash(ts)
+for t in rep["tensors"]:
+    dt, shape, raw = ts[t["name"]]
+    x = np.frombuffer(raw, "<u2").astype("<u4") << 16 if dt == "BF16" else np.frombuffer(raw, "<u4")
+    x = x.view("<f4").astype(np.float64)
+    assert t["dtype"] == dt and tuple(t["shape"]) == shape and t["bytes"] == len(raw), t["name"]
+    for k, v in (("min", x.min()), ("max", x.max()), ("mean", x.mean()), ("std", x.std())):
+        assert abs(t[k] - v) <= 1e-9 * max(1.0, abs(v)), (t["name"], k, t[k], v)
+EOF2
+
 # Shards: the index, or the shard files, at 1, 2 and 4 ranks.
 mkdir "$T/sh"
 $ST make "$T/sh" --dtype bf16 --seed 7 --shards 3
