@@ -1,0 +1,3 @@
+#!/bin/sh
+# The comm interface (MPI backend) and --device parsing at 1, 2 and 4 ranks.
+exec "$top_builddir/tests/run_mpi.sh" "1 2 4" "$top_builddir/tests/unit/test_comm"
