@@ -1,0 +1,201 @@
+# A real one-node Slurm cluster for tests (sourced, not run):
+#   . "$top_srcdir/tests/slurm/cluster.sh"
+#   ds_cluster_start          # munged + slurmctld + slurmd on 127.0.0.1
+#   id=$(ds_sbatch ...)       # sbatch --parsable, prints the job id
+#   ds_job_wait "$id" 120     # polls scontrol, prints the final state(s)
+#   ds_cluster_stop           # also run by the EXIT trap ds_cluster_start sets
+# Everything lives in one temporary directory ($DS_CLUSTER_DIR): slurm.conf
+# (SLURM_CONF points there), a private munge key and socket, state, spool,
+# logs and pid files. Ports are fixed and not Slurm's defaults, and a flock
+# on /tmp/deltasoup-slurm-cluster.lock keeps two clusters from starting at
+# once on the machine. Trouble with Slurm itself is a hard failure (exit 99,
+# "hard error" for automake): these tests are part of the product.
+
+DS_CLUSTER_LOCK=${DS_CLUSTER_LOCK:-/tmp/deltasoup-slurm-cluster.lock}
+DS_CLUSTER_CTLD_PORT=${DS_CLUSTER_CTLD_PORT:-16817}
+DS_CLUSTER_SLURMD_PORT=${DS_CLUSTER_SLURMD_PORT:-16818}
+DS_CLUSTER_CPUS=${DS_CLUSTER_CPUS:-4}
+DS_CLUSTER_DIR=
+
+ds_cluster_fail()
+{
+    echo "cluster.sh: FAIL: $*" >&2
+    if [ -n "$DS_CLUSTER_DIR" ]; then
+        for f in "$DS_CLUSTER_DIR"/log/*.log; do
+            [ -f "$f" ] || continue
+            echo "---- last lines of $f" >&2
+            tail -n 15 "$f" >&2
+        done
+    fi
+    exit 99
+}
+
+# Waits until a daemon's pid file names a live process (or fails).
+ds_cluster_wait_pid()
+{
+    _f=$1 _n=0
+    while [ $_n -lt 100 ]; do
+        if [ -s "$_f" ] && kill -0 "$(cat "$_f")" 2>/dev/null; then return 0; fi
+        sleep 0.1
+        _n=$((_n + 1))
+    done
+    ds_cluster_fail "daemon did not start (no live pid in $_f)"
+}
+
+ds_cluster_start()
+{
+    for p in munged slurmctld slurmd sbatch scontrol srun; do
+        command -v "$p" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin
+        command -v "$p" >/dev/null 2>&1 ||
+            ds_cluster_fail "$p not found: install the Debian packages 'slurm-wlm munge' (scripts/setup.sh)"
+    done
+    id munge >/dev/null 2>&1 || ds_cluster_fail "no 'munge' user: install the Debian package 'munge'"
+
+    exec 9>"$DS_CLUSTER_LOCK" || ds_cluster_fail "cannot open lock $DS_CLUSTER_LOCK"
+    flock -w 600 9 || ds_cluster_fail "another Slurm test cluster held $DS_CLUSTER_LOCK for 10 minutes"
+
+    DS_CLUSTER_DIR=$(mktemp -d /tmp/ds-slurm.XXXXXX) || ds_cluster_fail "mktemp failed"
+    trap 'ds_cluster_stop' EXIT
+    trap 'exit 130' INT TERM
+    d=$DS_CLUSTER_DIR
+    # munged runs as the munge user: its directory must be its own, not
+    # writable by others, and searchable by clients to reach the socket.
+    chmod 755 "$d"
+    mkdir -p "$d/munge" "$d/state" "$d/spool" "$d/log" "$d/run"
+    dd if=/dev/urandom of="$d/munge/munge.key" bs=1024 count=1 status=none
+    chown -R munge:munge "$d/munge"
+    chmod 755 "$d/munge"
+    chmod 400 "$d/munge/munge.key"
+    runuser -u munge -- munged --key-file="$d/munge/munge.key" --socket="$d/munge/munge.socket" \
+        --pid-file="$d/munge/munged.pid" --log-file="$d/munge/munged.log" \
+        --seed-file="$d/munge/munged.seed" ||
+        ds_cluster_fail "munged did not start (see $d/munge/munged.log)"
+    ds_cluster_wait_pid "$d/munge/munged.pid"
+
+    cat >"$d/slurm.conf" <<EOF
+ClusterName=dstest
+SlurmctldHost=localhost
+SlurmctldPort=$DS_CLUSTER_CTLD_PORT
+SlurmdPort=$DS_CLUSTER_SLURMD_PORT
+SlurmUser=root
+AuthType=auth/munge
+AuthInfo=socket=$d/munge/munge.socket
+CredType=cred/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+MpiDefault=pmix
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$d/log/jobcomp.log
+MinJobAge=3600
+SchedulerParameters=batch_sched_delay=0
+SlurmdParameters=config_overrides
+ReturnToService=2
+StateSaveLocation=$d/state
+SlurmdSpoolDir=$d/spool
+SlurmctldPidFile=$d/run/slurmctld.pid
+SlurmdPidFile=$d/run/slurmd.pid
+SlurmctldLogFile=$d/log/slurmctld.log
+SlurmdLogFile=$d/log/slurmd.log
+PlugStackConfig=$d/plugstack.conf
+KillWait=5
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$DS_CLUSTER_CPUS RealMemory=4000 State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+EOF
+    : >"$d/plugstack.conf"
+    SLURM_CONF=$d/slurm.conf
+    export SLURM_CONF
+    # Jobs must not inherit a surrounding allocation's identity.
+    unset SLURM_JOB_ID SLURM_JOBID SLURM_NODELIST SLURM_NTASKS SLURM_NPROCS \
+        SLURM_ARRAY_JOB_ID SLURM_ARRAY_TASK_ID
+
+    slurmctld -c -f "$SLURM_CONF" || ds_cluster_fail "slurmctld did not start"
+    ds_cluster_wait_pid "$d/run/slurmctld.pid"
+    slurmd -N localhost -f "$SLURM_CONF" || ds_cluster_fail "slurmd did not start"
+    ds_cluster_wait_pid "$d/run/slurmd.pid"
+
+    _n=0
+    while :; do
+        st=$(scontrol -o show node localhost 2>/dev/null | sed -n 's/.* State=\([A-Z_+]*\).*/\1/p')
+        case $st in IDLE*) break ;; esac
+        _n=$((_n + 1))
+        [ $_n -lt 300 ] || ds_cluster_fail "node not idle after 30 s (state '$st')"
+        sleep 0.1
+    done
+    echo "cluster.sh: one-node Slurm cluster up in $d (SLURM_CONF=$SLURM_CONF)"
+}
+
+ds_cluster_stop()
+{
+    [ -n "$DS_CLUSTER_DIR" ] || return 0
+    d=$DS_CLUSTER_DIR
+    for f in "$d/run/slurmd.pid" "$d/run/slurmctld.pid" "$d/munge/munged.pid"; do
+        [ -s "$f" ] || continue
+        p=$(cat "$f")
+        kill "$p" 2>/dev/null || continue
+        _n=0
+        while kill -0 "$p" 2>/dev/null && [ $_n -lt 100 ]; do sleep 0.1; _n=$((_n + 1)); done
+        kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null
+    done
+    if [ -n "${DS_CLUSTER_KEEP:-}" ]; then
+        echo "cluster.sh: kept $d (DS_CLUSTER_KEEP)"
+    else
+        rm -rf "$d"
+    fi
+    DS_CLUSTER_DIR=
+    flock -u 9 2>/dev/null
+}
+
+# sbatch with the caller's environment (OMPI root overrides, DELTASOUP, ...):
+# prints the job id.
+ds_sbatch()
+{
+    _out=$(sbatch --parsable --export=ALL "$@") || ds_cluster_fail "sbatch $* was refused"
+    echo "${_out%%;*}"
+}
+
+# ds_job_field ID FIELD: FIELD of job ID (first record; arrays print one each).
+ds_job_field()
+{
+    scontrol -o show job "$1" 2>/dev/null | head -n 1 | tr ' ' '\n' | sed -n "s/^$2=//p"
+}
+
+# ds_job_wait ID [TIMEOUT_S]: polls every 0.5 s until the job (every task of
+# an array) has ended; prints one final state per line. A timeout cancels it.
+ds_job_wait()
+{
+    _id=$1 _limit=$((${2:-120} * 2)) _n=0
+    while :; do
+        _states=$(scontrol -o show job "$_id" 2>/dev/null | tr ' ' '\n' | sed -n 's/^JobState=//p')
+        [ -n "$_states" ] || ds_cluster_fail "job $_id unknown to slurmctld"
+        _busy=0
+        for s in $_states; do
+            case $s in
+            COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL | DEADLINE | PREEMPTED) ;;
+            *) _busy=1 ;;
+            esac
+        done
+        [ $_busy = 1 ] || break
+        _n=$((_n + 1))
+        if [ $_n -ge $_limit ]; then
+            scancel "$_id"
+            ds_cluster_fail "job $_id still running after ${2:-120} s (states: $_states)"
+        fi
+        sleep 0.5
+    done
+    echo "$_states"
+}
+
+# ds_need_jobs JOB...: exit 77 (skip) unless deltasoup lists every JOB.
+ds_need_jobs()
+{
+    _jobs=$("$DELTASOUP" --help 2>/dev/null | sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p')
+    for j in "$@"; do
+        echo "$_jobs" | grep -qx "$j" || {
+            echo "SKIP: deltasoup has no '$j' job yet (deltasoup --help); this test runs once it exists"
+            exit 77
+        }
+    done
+}
