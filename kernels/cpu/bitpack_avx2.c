@@ -179,6 +179,7 @@ DS_TARGET_AVX2 INLINE void apply_rows(ds_kdtype out_dt, void *out, ds_kdtype in_
                                       const float *scale)
 {
     size_t wpr = ds_bitpack_words(cols);
+    if (cols == 0) return; /* scale may be empty: read nothing */
     for (size_t r = 0; r < rows; r++) {
         const uint64_t *brow = bits + r * wpr;
         __m256 grow = _mm256_set1_ps(kind == DS_SCALE_ROW ? scale[r] : scale[0]);

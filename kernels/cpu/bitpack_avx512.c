@@ -125,6 +125,7 @@ DS_TARGET_AVX512 INLINE void apply_rows(ds_kdtype out_dt, void *out, ds_kdtype i
 {
     const __m512 sign = _mm512_set1_ps(-0.0f);
     size_t wpr = ds_bitpack_words(cols);
+    if (cols == 0) return; /* scale may be empty: read nothing */
     for (size_t r = 0; r < rows; r++) {
         const uint64_t *brow = bits + r * wpr;
         __m512 grow = _mm512_set1_ps(kind == DS_SCALE_ROW ? scale[r] : scale[0]);

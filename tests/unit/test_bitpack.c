@@ -366,6 +366,31 @@ START_TEST(test_count_ones)
 }
 END_TEST
 
+START_TEST(test_empty)
+{
+    /* No rows or no columns: nothing is read or written (NULL is fine). */
+    for (int var = 0; var < DS_SIMD_COUNT; var++) {
+        if (!ds_simd_supported((ds_simd)var)) continue;
+        ds_simd_force((ds_simd)var);
+        for (int t = 0; t < 3; t++) {
+            ds_bitpack_compress(dtypes[t], NULL, NULL, 0, 5, NULL, NULL, NULL);
+            ds_bitpack_compress(dtypes[t], NULL, NULL, 3, 0, NULL, NULL, NULL);
+            for (int kind = 0; kind < 3; kind++) {
+                ds_bitpack_apply(dtypes[t], NULL, dtypes[t], NULL, NULL, 3, 0,
+                                 (ds_scale_kind)kind, NULL);
+                ds_bitpack_apply(dtypes[t], NULL, dtypes[t], NULL, NULL, 0, 5,
+                                 (ds_scale_kind)kind, NULL);
+            }
+        }
+        ds_bitpack_expand(NULL, NULL, 3, 0, DS_SCALE_COL, NULL);
+        ck_assert_uint_eq(ds_hamming(NULL, NULL, 0), 0);
+        ds_hamming_pairs(0, NULL, 0, 10, NULL);
+        ds_count_ones(0, NULL, 4, 4, NULL);
+    }
+    ds_simd_force(ds_simd_best());
+}
+END_TEST
+
 START_TEST(test_dispatch)
 {
     ds_simd v;
@@ -444,6 +469,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_expand_variants);
     tcase_add_test(tc, test_hamming);
     tcase_add_test(tc, test_count_ones);
+    tcase_add_test(tc, test_empty);
     tcase_add_test(tc, test_dispatch);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
