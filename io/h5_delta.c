@@ -293,12 +293,11 @@ int ds_delta_commit(ds_delta_file *f, int rc, const char *base_sha256, char cont
     ds_digest tmp;
     if (!base_sha256) base_sha256 = f->meta.base_sha256;
     if (!rc && ds_digest_parse(base_sha256, &tmp) != 0)
-        rc = ds_err(DS_EXIT_FAIL, "%s: base_sha256 '%s' is not a SHA-256 hex digest", f->path, base_sha256);
-    rc = ds_ctx_agree(&f->ctx, rc);
+        rc = ds_ctx_agree(&f->ctx, ds_err(DS_EXIT_FAIL, "%s: base_sha256 '%s' is not a SHA-256 hex digest", f->path,
+                                          base_sha256));
     if (!rc) rc = ds_ctx_agree(&f->ctx, delta_hash(f, hex));
     if (!rc) rc = ds_h5_attr_set_str(f->file, "base_sha256", base_sha256);
     if (!rc) rc = ds_h5_attr_set_str(f->file, "content_sha256", hex);
-    rc = ds_ctx_agree(&f->ctx, rc);
     if (rc) {
         discard_tmp(f);
         return rc;

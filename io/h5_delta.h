@@ -13,7 +13,7 @@
  * each rank then writes the entries it owns (independent I/O; each write
  * also digests the entry), and ds_delta_commit (collective) checks that every
  * entry was written, records base_sha256 and content_sha256 and renames
- * NAME.tmp to NAME, or removes NAME.tmp when any rank failed.
+ * NAME.tmp to NAME, or removes NAME.tmp when the ranks agreed on a failure.
  *
  * Reading: ds_delta_open is collective and checks the structure (format,
  * version, every tensor's datasets, types and shapes); reads are independent;
@@ -69,9 +69,11 @@ int ds_delta_write_signs(ds_delta_file *f, int i, const uint64_t *bits);
 int ds_delta_write_scales(ds_delta_file *f, int i, const float *scales);
 /* data in the entry's source dtype. */
 int ds_delta_write_dense(ds_delta_file *f, int i, const void *data);
-/* Collective. rc: this rank's status so far (not printed yet). base_sha256:
- * recorded when not NULL (else meta's). Returns the agreed status; frees f
- * and leaves *content_sha256 (may be NULL) with the hash recorded. */
+/* Collective. rc: the status all ranks agreed on (ds_ctx_agree, which
+ * printed a failure): nonzero removes NAME.tmp. Else base_sha256 (NULL:
+ * meta's) and the content hash are recorded and NAME.tmp renamed to NAME.
+ * Frees f; returns the agreed status; *content_sha256 (may be NULL)
+ * receives the hash recorded. */
 int ds_delta_commit(ds_delta_file *f, int rc, const char *base_sha256, char content_sha256[65]);
 
 /* ---- content hash entries: "<tensor>/signs" (U64 [rows, words]),

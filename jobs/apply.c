@@ -168,14 +168,13 @@ static int apply_run(const ds_ctx *ctx, const opts *o)
                          o->overwrite, &of);
     if (rc) goto out;
     rc = apply_local(ctx, o, bf, d, of);
-    int any;
     char hex[65] = "";
-    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, ctx->comm); /* ds_model_commit prints the message */
-    if (!any && (rc = ds_model_content_hash(of, hex))) {
+    if (!(rc = ds_ctx_agree(ctx, rc))) rc = ds_model_content_hash(of, hex);
+    if (rc) {
         ds_model_discard(of);
         goto out;
     }
-    rc = ds_model_commit(of, rc, any ? NULL : hex);
+    rc = ds_model_commit(of, 0, hex);
     if (!rc && ctx->rank == 0) {
         char dur[32];
         printf("wrote %s: base %s + delta %s (%d tensors) in %s on %d rank(s)\ncontent_sha256: %s\n", o->out,

@@ -140,14 +140,10 @@ static void print_plan(const ds_ctx *ctx, int n, const ds_bd_entry *e, int json)
     fflush(stdout);
 }
 
-/* Same tensors, shapes, dtypes and config in both checkpoints. */
+/* Same tensors, shapes, dtypes and config in both checkpoints (tensors
+ * first: a tensor named in the message says more than a config field). */
 static int check_pair(const char *bp, const ds_model_meta *b, const char *fp, const ds_model_meta *f)
 {
-    if (!ds_bitdelta_config_same(&b->cfg, &f->cfg))
-        return ds_err(DS_EXIT_INPUT, "%s: config (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d) differs from %s's (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d)",
-                      fp, f->cfg.dim, f->cfg.hidden_dim, f->cfg.n_layers, f->cfg.n_heads, f->cfg.n_kv_heads,
-                      f->cfg.vocab_size, bp, b->cfg.dim, b->cfg.hidden_dim, b->cfg.n_layers, b->cfg.n_heads,
-                      b->cfg.n_kv_heads, b->cfg.vocab_size);
     int i = 0, j = 0;
     while (i < b->n_tensors || j < f->n_tensors) {
         int c = i >= b->n_tensors ? 1 : j >= f->n_tensors ? -1 : strcmp(b->tensors[i].name, f->tensors[j].name);
@@ -162,6 +158,11 @@ static int check_pair(const char *bp, const ds_model_meta *b, const char *fp, co
             return ds_err(DS_EXIT_INPUT, "%s: tensor %s: dtype %s differs from %s's %s", fp, y->name,
                           ds_dtype_name(y->dtype), bp, ds_dtype_name(x->dtype));
     }
+    if (!ds_bitdelta_config_same(&b->cfg, &f->cfg))
+        return ds_err(DS_EXIT_INPUT, "%s: config (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d) differs from %s's (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d)",
+                      fp, f->cfg.dim, f->cfg.hidden_dim, f->cfg.n_layers, f->cfg.n_heads, f->cfg.n_kv_heads,
+                      f->cfg.vocab_size, bp, b->cfg.dim, b->cfg.hidden_dim, b->cfg.n_layers, b->cfg.n_heads,
+                      b->cfg.n_kv_heads, b->cfg.vocab_size);
     return 0;
 }
 
@@ -262,15 +263,14 @@ static int compress_run(const ds_ctx *ctx, const opts *o)
     /* The base's content hash from the data just read: what the delta is
      * for, and a check of the base file against the hash it records. */
     char base_hex[65] = "";
-    int any;
-    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, ctx->comm); /* ds_delta_commit prints the message */
-    if (!any) {
+    if (!(rc = ds_ctx_agree(ctx, rc))) {
         ds_digest bd;
         rc = ds_content_hash(ctx, nbdig, bdig, &bd);
         ds_digest_hex(&bd, base_hex);
         if (!rc && bm->content_sha256[0] && strcmp(bm->content_sha256, base_hex) != 0)
             rc = ds_err(DS_EXIT_INPUT, "%s: recorded content_sha256 %.16s... but its tensors hash to %.16s... (corrupt or modified file)",
                         o->base, bm->content_sha256, base_hex);
+        rc = ds_ctx_agree(ctx, rc);
     }
     char content[65] = "";
     rc = ds_delta_commit(d, rc, base_hex, content);
