@@ -73,8 +73,8 @@ int ds_job_generate(ds_ctx *ctx, int argc, char **argv)
     ds_llama m;
     ds_tokenizer tok;
     if ((rc = ds_llama_load_path(ctx, model, &m, &tok, NULL))) return rc;
+    ds_llama_threads_auto(ctx); /* collective */
     if (ctx->rank == 0) {
-        ds_llama_threads_auto(ctx);
         int *ids = ds_malloc((strlen(prompt) + 3) * sizeof *ids);
         const int np = ds_tokenizer_encode(&tok, prompt, 1, 0, ids);
         const int V = m.cfg.vocab_size;

@@ -2,6 +2,7 @@
  * data-parallel perplexity (src/model_io.h). */
 #include "config.h"
 #include "src/model_io.h"
+#include <cblas.h>
 #include <math.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -108,6 +109,13 @@ void ds_llama_threads_auto(const ds_ctx *ctx)
     int total = (int)sysconf(_SC_NPROCESSORS_ONLN);
     int n = cpus < total ? cpus : total / local;
     ds_llama_set_threads(n < 1 ? 1 : n);
+    /* OpenBLAS 0.3.21 takes CPUs it does not recognise (e.g. virtual Xeons)
+     * for a Prescott and runs 3-4x slower; the choice is made when the
+     * library loads, so all we can do is say how to fix it. */
+    if (ctx->rank == 0 && !ctx->quiet && !getenv("OPENBLAS_CORETYPE") &&
+        strcmp(openblas_get_corename(), "Prescott") == 0 && __builtin_cpu_supports("avx2"))
+        fprintf(stderr, "deltasoup %s: warning: OpenBLAS chose its slow Prescott kernels on this AVX2 CPU; "
+                        "export OPENBLAS_CORETYPE=Haswell (or SkylakeX with AVX-512)\n", ctx->job);
 }
 
 int ds_llama_ppl(const ds_ctx *ctx, const ds_llama *m, ds_tokenizer *tok, const ds_text_docs *docs, int seq_len,

@@ -9,8 +9,13 @@ embedding, RMSNorm, rotate-half RoPE, grouped-query causal attention
                                          gradients of CE/KL/MSE, greedy KV
                                          generation, on random configs and on
                                          stories260K (read from llama2.c .bin here)
-  llama_ref.py h5-generate M.h5 N TOK... greedy tokens from a checkpoint
-  llama_ref.py h5-nll M.h5 TOKENS.json   mean NLL of token lists (BOS first)
+  llama_ref.py check-generate M.h5 OUT.json
+                                         `deltasoup generate --temperature 0 --json`
+                                         output against greedy decoding here
+  llama_ref.py check-eval M.h5 TOK.bin TEXT SEQ_LEN NLL
+                                         eval --ppl's mean NLL against this
+                                         reference (own document split, the
+                                         tokenizer's Python reference bpe_ref.py)
 Exits 77 when torch is missing (test skipped), 1 on a mismatch.
 """
 import json
@@ -124,11 +129,7 @@ def load_h5(path):
         cfg["rope_theta"] = float(a["rope_theta"])
         w = {}
         for name in tensor_names(cfg):
-            d = f["tensors"][name]
-            arr = d[()]
-            if arr.dtype == np.uint16:  # bf16 stored as raw bits
-                arr = (arr.astype(np.uint32) << 16).view(np.float32)
-            w[name] = arr.astype(np.float32)
+            w[name] = f["tensors"][name].astype("f4")[()]  # HDF5 converts f16/bf16
     return cfg, w
 
 
@@ -319,26 +320,56 @@ def main_check(stories):
     return 1 if FAILED else 0
 
 
+def check_generate(h5, out_json):
+    cfg, w = load_h5(h5)
+    got = json.load(open(out_json))
+    prompt, toks = got["prompt_tokens"], got["tokens"]
+    want = greedy(cfg, to_torch(w), prompt, len(toks) + 1)
+    # the engine stops before BOS/EOS or at max_seq_len / --max-tokens
+    ok = want[:len(toks)] == toks and len(toks) > 0
+    report(ok, "greedy generation of %d tokens after a %d-token prompt matches the reference" %
+           (len(toks), len(prompt)))
+    if not ok:
+        print("  engine:    ", toks, "\n  reference: ", want)
+    return 1 if FAILED else 0
+
+
+def split_docs(text):
+    import re
+    docs = []
+    for seg in text.split("<|endoftext|>"):
+        docs += [d.strip() for d in re.split(r"\n[ \t\r\f\v]*\n", seg)]
+    return [d for d in docs if d]
+
+
+def check_eval(h5, tok_bin, text_path, seq_len, nll):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bpe_ref
+    pieces, scores, lookup = bpe_ref.load(tok_bin)
+    cfg, w = load_h5(h5)
+    W = to_torch(w)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for doc in split_docs(open(text_path, encoding="utf-8").read()):
+            ids = bpe_ref.encode(doc.encode("utf-8"), pieces, scores, lookup)[:seq_len]
+            if len(ids) < 2:
+                continue
+            lp = torch.log_softmax(forward(cfg, W, torch.tensor([ids]))[0, :-1], -1)
+            total -= float(lp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum())
+            count += len(ids) - 1
+    ref = total / count
+    report(abs(nll - ref) <= 1e-5 * ref, "eval --ppl NLL %.8f vs reference %.8f (%d tokens)" % (nll, ref, count))
+    return 1 if FAILED else 0
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     if len(sys.argv) >= 4 and sys.argv[1] == "check":
         PROBE = sys.argv[2]
         sys.exit(main_check(sys.argv[3]))
-    if len(sys.argv) >= 4 and sys.argv[1] == "h5-generate":
-        cfg, w = load_h5(sys.argv[2])
-        print(" ".join(map(str, greedy(cfg, to_torch(w), [int(t) for t in sys.argv[4:]], int(sys.argv[3])))))
-        sys.exit(0)
-    if len(sys.argv) == 4 and sys.argv[1] == "h5-nll":
-        cfg, w = load_h5(sys.argv[2])
-        W = to_torch(w)
-        total, count = 0.0, 0
-        with torch.no_grad():
-            for doc in json.load(open(sys.argv[3])):
-                z = forward(cfg, W, torch.tensor([doc]))[0]
-                lp = torch.log_softmax(z[:-1], -1)
-                total -= float(lp[torch.arange(len(doc) - 1), torch.tensor(doc[1:])].sum())
-                count += len(doc) - 1
-        print(json.dumps({"nll": total / count, "tokens": count}))
-        sys.exit(0)
+    if len(sys.argv) == 4 and sys.argv[1] == "check-generate":
+        sys.exit(check_generate(sys.argv[2], sys.argv[3]))
+    if len(sys.argv) == 7 and sys.argv[1] == "check-eval":
+        sys.exit(check_eval(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6])))
     print(__doc__, file=sys.stderr)
     sys.exit(2)

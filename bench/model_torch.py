@@ -1,0 +1,66 @@
+#!/usr/bin/python3
+"""PyTorch peer of bench/model_bench.c: the same Llama math in eager float32
+(embedding, RMSNorm, rotate-half RoPE from precomputed tables, GQA causal
+attention, SwiGLU, untied/tied head, cross-entropy), forward+backward tokens/s.
+  model_torch.py DIM HIDDEN LAYERS HEADS KV_HEADS VOCAB SEQ TIED B T ITERS THREADS"""
+import sys
+import time
+import torch
+import torch.nn.functional as F
+
+D, HID, L, H, KVH, V, S, TIED, B, T, ITERS, THREADS = map(int, sys.argv[1:13])
+torch.set_num_threads(THREADS)
+torch.manual_seed(1)
+hs = D // H
+kvd = hs * KVH
+
+
+def p(*shape, norm=False):
+    return torch.nn.Parameter(torch.ones(shape) if norm else torch.randn(shape) * 0.02)
+
+
+emb = p(V, D)
+layers = [dict(an=p(D, norm=True), q=p(D, D), k=p(kvd, D), v=p(kvd, D), o=p(D, D), fn=p(D, norm=True),
+               g=p(HID, D), u=p(HID, D), d=p(D, HID)) for _ in range(L)]
+fin = p(D, norm=True)
+head = emb if TIED else p(V, D)
+params = [emb, fin] + ([] if TIED else [head]) + [t for l in layers for t in l.values()]
+inv = 1.0 / (10000.0 ** (torch.arange(0, hs, 2).float() / hs))
+ang = torch.arange(T).float()[:, None] * inv[None, :]
+cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
+mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
+
+
+def rms(x, w):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * w
+
+
+def rope(x):
+    rot = torch.cat([-x[..., hs // 2:], x[..., :hs // 2]], -1)
+    return x * cos + rot * sin
+
+
+def forward(tok):
+    x = emb[tok]
+    for w in layers:
+        h = rms(x, w["an"])
+        q = rope((h @ w["q"].t()).view(B, T, H, hs).transpose(1, 2))
+        k = rope((h @ w["k"].t()).view(B, T, KVH, hs).transpose(1, 2)).repeat_interleave(H // KVH, 1)
+        v = (h @ w["v"].t()).view(B, T, KVH, hs).transpose(1, 2).repeat_interleave(H // KVH, 1)
+        s = (q @ k.transpose(-1, -2)) / hs ** 0.5
+        a = torch.softmax(s.masked_fill(mask, float("-inf")), -1) @ v
+        x = x + a.transpose(1, 2).reshape(B, T, D) @ w["o"].t()
+        h = rms(x, w["fn"])
+        x = x + (F.silu(h @ w["g"].t()) * (h @ w["u"].t())) @ w["d"].t()
+    return rms(x, fin) @ head.t()
+
+
+tok = torch.randint(0, V, (B, T))
+tgt = torch.randint(0, V, (B * T,))
+for it in range(-2, ITERS):
+    if it == 0:
+        t0 = time.perf_counter()
+    for q in params:
+        q.grad = None
+    F.cross_entropy(forward(tok).view(B * T, V), tgt).backward()
+print("fwd_bwd_tokens_per_s=%.1f" % (ITERS * B * T / (time.perf_counter() - t0)))
