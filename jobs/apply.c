@@ -68,10 +68,7 @@ static int check_fit(const ds_ctx *ctx, const opts *o, const ds_model_meta *bm, 
 {
     int rc = ds_bitdelta_check_base(o->delta, dm->base_sha256, o->base, bm->content_sha256, o->force, ctx->rank);
     if (rc) return rc;
-    if (!ds_bitdelta_config_same(&dm->cfg, &bm->cfg))
-        return ds_err(DS_EXIT_INPUT, "%s: made for a model with dim %d, %d layers, vocab %d; %s has dim %d, %d layers, vocab %d",
-                      o->delta, dm->cfg.dim, dm->cfg.n_layers, dm->cfg.vocab_size, o->base, bm->cfg.dim,
-                      bm->cfg.n_layers, bm->cfg.vocab_size);
+    if ((rc = ds_bitdelta_check_config(o->delta, &dm->cfg, o->base, &bm->cfg))) return rc;
     for (int k = 0; k < dm->n; k++) {
         const ds_tinfo *t = &dm->entries[k].t;
         int i = ds_model_find(bf, t->name);

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include "src/bitdelta.h"
 #include "src/jobs.h"
 #include "src/model_io.h"
 
@@ -15,6 +16,7 @@ static void usage(const ds_ctx *ctx)
                "Perplexity of a text: it splits into documents on blank lines or <|endoftext|>; each is\n"
                "tokenized with BOS and cut to --seq-len tokens; every token after BOS is predicted.\n"
                "  --model M.h5   checkpoint with a tokenizer\n"
+               "  --delta D      add a BitDelta delta made for M.h5 to the weights (--force: for another base)\n"
                "  --ppl TEXT     text file\n"
                "  --seq-len N    tokens per document at most (default: the model's max_seq_len)\n"
                "  --json         print a JSON object instead of the table\n"
@@ -25,10 +27,11 @@ int ds_job_eval(ds_ctx *ctx, int argc, char **argv)
 {
     static const struct option opts[] = {{"model", 1, 0, 'm'}, {"delta", 1, 0, 'd'}, {"ppl", 1, 0, 'p'},
                                          {"seq-len", 1, 0, 'T'}, {"json", 0, 0, 'j'}, {"quiet", 0, 0, 'q'},
-                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+                                         {"force", 0, 0, 'F'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     const char *model = NULL, *delta = NULL, *text = NULL;
     long seq_len = 0;
     int json = 0, rc = 0, c;
+    int force = 0;
     optind = 1;
     while (!rc && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -38,6 +41,7 @@ int ds_job_eval(ds_ctx *ctx, int argc, char **argv)
         case 'T': rc = ds_parse_int("--seq-len", optarg, 2, 1 << 24, &seq_len); break;
         case 'j': json = 1; break;
         case 'q': ctx->quiet = 1; break;
+        case 'F': force = 1; break;
         case 'h': usage(ctx); return 0;
         default: rc = ds_err(DS_EXIT_USAGE, "bad option (see deltasoup eval --help)");
         }
@@ -45,7 +49,6 @@ int ds_job_eval(ds_ctx *ctx, int argc, char **argv)
     if (!rc && optind < argc) rc = ds_err(DS_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
     if (!rc && !model) rc = ds_err(DS_EXIT_USAGE, "--model is required");
     if (!rc && !text) rc = ds_err(DS_EXIT_USAGE, "--ppl TEXT is required (the only task so far)");
-    if (!rc && delta) rc = ds_err(DS_EXIT_USAGE, "--delta: applying a delta in eval is not yet supported");
     if ((rc = ds_ctx_agree(ctx, rc))) return rc;
 
     ds_text_docs docs;
@@ -56,6 +59,12 @@ int ds_job_eval(ds_ctx *ctx, int argc, char **argv)
     ds_llama m;
     ds_tokenizer tok;
     if ((rc = ds_llama_load_path(ctx, model, &m, &tok, NULL))) {
+        ds_text_docs_free(&docs);
+        return rc;
+    }
+    if (delta && (rc = ds_bitdelta_apply_to_model(ctx, delta, model, force, &m.cfg, m.n_tensors, m.tinfo, m.w))) {
+        ds_llama_free(&m);
+        ds_tokenizer_free(&tok);
         ds_text_docs_free(&docs);
         return rc;
     }

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "src/bitdelta.h"
 #include "src/jobs.h"
 #include "src/model_io.h"
 
@@ -16,6 +17,7 @@ static void usage(const ds_ctx *ctx)
                "                          [--seed S] [--json] [--quiet]\n"
                "Continue a prompt (after BOS) until EOS, BOS, --max-tokens or the model's max_seq_len.\n"
                "  --model M.h5      checkpoint with a tokenizer\n"
+               "  --delta D.bd.h5   add a BitDelta delta made for M.h5 to the weights (--force: for another base)\n"
                "  --prompt TEXT     text to continue (default: empty)\n"
                "  --max-tokens N    new tokens at most (default 256)\n"
                "  --temperature T   0 = greedy (argmax), else sample softmax(logits / T) (default 1.0)\n"
@@ -45,11 +47,12 @@ int ds_job_generate(ds_ctx *ctx, int argc, char **argv)
                                          {"prompt", 1, 0, 'p'},      {"max-tokens", 1, 0, 'n'},
                                          {"temperature", 1, 0, 't'}, {"seed", 1, 0, 's'},
                                          {"json", 0, 0, 'j'},        {"quiet", 0, 0, 'q'},
-                                         {"help", 0, 0, 'h'},        {0, 0, 0, 0}};
+                                         {"force", 0, 0, 'F'}, {"help", 0, 0, 'h'},        {0, 0, 0, 0}};
     const char *model = NULL, *delta = NULL, *prompt = "";
     long max_tokens = 256, seed = 42;
     double temp = 1.0;
     int json = 0, rc = 0, c;
+    int force = 0;
     optind = 1;
     while (!rc && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -61,18 +64,23 @@ int ds_job_generate(ds_ctx *ctx, int argc, char **argv)
         case 's': rc = ds_parse_int("--seed", optarg, 0, INT64_MAX, &seed); break;
         case 'j': json = 1; break;
         case 'q': ctx->quiet = 1; break;
+        case 'F': force = 1; break;
         case 'h': usage(ctx); return 0;
         default: rc = ds_err(DS_EXIT_USAGE, "bad option (see deltasoup generate --help)");
         }
     }
     if (!rc && optind < argc) rc = ds_err(DS_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
     if (!rc && !model) rc = ds_err(DS_EXIT_USAGE, "--model is required");
-    if (!rc && delta) rc = ds_err(DS_EXIT_USAGE, "--delta: applying a delta in generate is not yet supported");
     if ((rc = ds_ctx_agree(ctx, rc))) return rc;
 
     ds_llama m;
     ds_tokenizer tok;
     if ((rc = ds_llama_load_path(ctx, model, &m, &tok, NULL))) return rc;
+    if (delta && (rc = ds_bitdelta_apply_to_model(ctx, delta, model, force, &m.cfg, m.n_tensors, m.tinfo, m.w))) {
+        ds_llama_free(&m);
+        ds_tokenizer_free(&tok);
+        return rc;
+    }
     ds_llama_threads_auto(ctx); /* collective */
     if (ctx->rank == 0) {
         int *ids = ds_malloc((strlen(prompt) + 3) * sizeof *ids);

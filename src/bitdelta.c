@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "io/h5_delta.h"
+#include "io/h5_model.h"
 #include "kernels/cpu/bitpack.h"
 
 static const char *const mode_names[] = {"tensor", "row", "col"};
@@ -248,24 +249,34 @@ int ds_bitdelta_config_same(const ds_config *a, const ds_config *b)
            a->tied_embeddings == b->tied_embeddings;
 }
 
-int ds_bitdelta_apply_to_model(MPI_Comm comm, const char *delta_path, const char *base_path,
-                               const char *base_sha256, const ds_config *cfg, int force, int n,
-                               const ds_tinfo *tinfo, float *const *w)
+int ds_bitdelta_check_config(const char *delta_path, const ds_config *dcfg, const char *base_path,
+                             const ds_config *bcfg)
 {
-    int rank;
-    MPI_Comm_rank(comm, &rank);
+    if (ds_bitdelta_config_same(dcfg, bcfg)) return 0;
+    return ds_err(DS_EXIT_INPUT, "%s: made for a model with dim %d, hidden %d, %d layers, %d/%d heads, vocab %d; %s has dim %d, hidden %d, %d layers, %d/%d heads, vocab %d",
+                  delta_path, dcfg->dim, dcfg->hidden_dim, dcfg->n_layers, dcfg->n_heads, dcfg->n_kv_heads,
+                  dcfg->vocab_size, base_path, bcfg->dim, bcfg->hidden_dim, bcfg->n_layers, bcfg->n_heads,
+                  bcfg->n_kv_heads, bcfg->vocab_size);
+}
+
+int ds_bitdelta_apply_to_model(const ds_ctx *ctx, const char *delta_path, const char *base_path, int force,
+                               const ds_config *cfg, int n, const ds_tinfo *tinfo, float *const *w)
+{
+    /* The base's recorded content hash: its metadata only, no tensor is read. */
+    ds_model_file *bf;
+    int rc = ds_model_open(base_path, ctx->comm, &bf);
+    if (rc) return rc;
+    char base_sha[65];
+    snprintf(base_sha, sizeof base_sha, "%s", ds_model_get_meta(bf)->content_sha256);
+    ds_model_close(bf);
     ds_delta_file *d;
-    int rc = ds_delta_open(delta_path, comm, &d);
-    if (rc) return rc; /* the open is collective: every rank saw the same failure */
+    if ((rc = ds_delta_open(delta_path, ctx->comm, &d))) return rc;
     const ds_delta_meta *m = ds_delta_get_meta(d);
-    rc = ds_bitdelta_check_base(delta_path, m->base_sha256, base_path, base_sha256, force, rank);
-    if (!rc && !ds_bitdelta_config_same(&m->cfg, cfg))
-        rc = ds_err(DS_EXIT_INPUT, "%s: delta config (dim %d, %d layers, vocab %d) differs from %s's (dim %d, %d layers, vocab %d)",
-                    delta_path, m->cfg.dim, m->cfg.n_layers, m->cfg.vocab_size, base_path, cfg->dim, cfg->n_layers,
-                    cfg->vocab_size);
+    rc = ds_bitdelta_check_base(delta_path, m->base_sha256, base_path, base_sha, force, ctx->rank);
+    if (!rc) rc = ds_bitdelta_check_config(delta_path, &m->cfg, base_path, cfg);
     if (!rc) rc = ds_bitdelta_apply_f32(d, n, tinfo, w);
     ds_delta_close(d);
-    return rc;
+    return ds_ctx_agree(ctx, rc);
 }
 
 int ds_bitdelta_shapes_config(const char *name, ds_config *cfg, ds_dtype *dt)

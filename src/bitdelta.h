@@ -4,7 +4,6 @@
  * and apply loops in kernels/cpu/bitpack.h. */
 #ifndef DS_BITDELTA_H
 #define DS_BITDELTA_H
-#include <mpi.h>
 #include <stdint.h>
 #include "kernels/cpu/bitpack.h"
 #include "src/ctx.h"
@@ -87,6 +86,10 @@ int ds_bitdelta_check_base(const char *delta_path, const char *delta_base_sha256
 /* 1 when two configs describe the same tensor shapes (dims, layers, heads,
  * vocabulary, tied head). */
 int ds_bitdelta_config_same(const ds_config *a, const ds_config *b);
+/* DS_EXIT_INPUT naming both files when a delta's config (dcfg) does not fit
+ * the base's (bcfg). */
+int ds_bitdelta_check_config(const char *delta_path, const ds_config *dcfg, const char *base_path,
+                             const ds_config *bcfg);
 
 /* ---- a delta on weights already in memory (generate, eval: --delta). */
 typedef struct ds_delta_file ds_delta_file; /* io/h5_delta.h */
@@ -96,14 +99,14 @@ typedef struct ds_delta_file ds_delta_file; /* io/h5_delta.h */
  * there with the same shape (DS_EXIT_INPUT naming the file and tensor).
  * Independent: each rank adds to its own copy. */
 int ds_bitdelta_apply_f32(ds_delta_file *d, int n, const ds_tinfo *tinfo, float *const *w);
-/* The whole --delta step of a job that loaded the base (base_path, content
- * hash base_sha256, config cfg) into f32 weights: collective open of
- * delta_path on comm, ds_bitdelta_check_base (unless force), config check,
- * ds_bitdelta_apply_f32, close (collective). Returns this rank's status
- * (every rank does the same work; agree on it with ds_ctx_agree). */
-int ds_bitdelta_apply_to_model(MPI_Comm comm, const char *delta_path, const char *base_path,
-                               const char *base_sha256, const ds_config *cfg, int force, int n,
-                               const ds_tinfo *tinfo, float *const *w);
+/* The whole --delta step of generate / eval, collective: after the base
+ * (base_path, config cfg) was loaded into f32 weights, open delta_path,
+ * check it was made for this base (ds_bitdelta_check_base against the
+ * base's recorded content hash; force: warn only) and for its config, and
+ * add it with ds_bitdelta_apply_f32. Every rank adds to its own copy.
+ * Returns the agreed status; a failure was printed once. */
+int ds_bitdelta_apply_to_model(const ds_ctx *ctx, const char *delta_path, const char *base_path, int force,
+                               const ds_config *cfg, int n, const ds_tinfo *tinfo, float *const *w);
 
 /* The shapes-only config of a named model family ("llama-7b"), for
  * compress --dry-run --shapes; *dt receives its dtype. 0 or DS_EXIT_USAGE. */

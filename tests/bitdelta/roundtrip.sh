@@ -17,9 +17,12 @@ trap 'rm -rf "$w"' EXIT
 ds() { n=$1; shift; $MPIEXEC -n "$n" "$DELTASOUP" "$@"; }
 q=--quiet
 
-"$DELTASOUP" import --from llama2c "$model/stories260K.bin" -o "$w/b32.h5" $q >/dev/null
+# f32: a real fine-tune (deltasoup finetune, on TruthfulQA text); bf16: a
+# random perturbation with 5% exact zeros (sign(0) must give bit 1)
+"$DELTASOUP" import --from llama2c "$model/stories260K.bin" --tokenizer "$model/tok512.bin" -o "$w/b32.h5" $q >/dev/null
 "$DELTASOUP" import --from llama2c "$model/stories260K.bin" -o "$w/b16.h5" --dtype bf16 $q >/dev/null
-if [ -n "${BITDELTA_FT32:-}" ]; then cp "$BITDELTA_FT32" "$w/f32.h5"; else $PY "$ref" perturb "$w/b32.h5" "$w/f32.h5" 1; fi
+head -c 1500 "$top_srcdir/data/benchmarks/truthfulqa/TruthfulQA.csv" >"$w/user.txt"
+"$DELTASOUP" finetune --base "$w/b32.h5" --data "$w/user.txt" -o "$w/f32.h5" --steps 6 --batch 2 --seq-len 32 --lr 3e-3 $q >/dev/null
 $PY "$ref" perturb "$w/b16.h5" "$w/f16.h5" 2 --zero-frac 0.05
 
 check() { # dtype scale extra-compress-args...
