@@ -1,0 +1,513 @@
+/* DeltaSoup aggregation math: order statistics and distances on 1-bit and
+ * dense deltas (the conventions are in src/aggregate.h). */
+#include "config.h"
+#include "src/aggregate.h"
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "kernels/cpu/popcount.h"
+#include "src/ds.h"
+
+static inline int pc64(uint64_t x) { return __builtin_popcountll(x); }
+
+/* ---- the users sorted by (|g|, index) at one scale position */
+typedef struct {
+    float m;
+    uint32_t u;
+} mag_idx;
+
+static int mag_cmp(const void *pa, const void *pb)
+{
+    const mag_idx *a = pa, *b = pb;
+    if (a->m != b->m) return a->m < b->m ? -1 : 1;
+    return a->u < b->u ? -1 : a->u > b->u;
+}
+
+static void order_users(size_t n, const float *const *scale, size_t idx, mag_idx *o)
+{
+    for (size_t u = 0; u < n; u++) {
+        o[u].m = fabsf(scale[u][idx]);
+        o[u].u = (uint32_t)u;
+    }
+    qsort(o, n, sizeof *o, mag_cmp);
+}
+
+static inline size_t scale_idx(ds_scale_kind kind, size_t r, size_t col)
+{
+    return kind == DS_SCALE_ROW ? r : kind == DS_SCALE_COL ? col : 0;
+}
+
+/* b'_u at (r, col): the sign bit flipped for a negative scale. */
+static inline unsigned bprime(const ds_agg_bits *c, size_t W, size_t u, size_t r, size_t col)
+{
+    unsigned b = (unsigned)(c->bits[u][r * W + col / 64] >> (col % 64)) & 1u;
+    return b ^ (c->scale[u][scale_idx(c->kind, r, col)] < 0.0f);
+}
+
+void ds_agg_trimmed_bits_ref(const ds_agg_bits *c, size_t k, float *out, uint64_t *kept)
+{
+    const size_t n = c->n, W = ds_bitpack_words(c->cols), lo = k, hi = n - 1 - k;
+    const size_t npos = c->kind == DS_SCALE_COL ? c->cols : 1;
+    mag_idx *ords = ds_malloc(sizeof(mag_idx) * n * npos);
+    for (size_t p = 0; p < npos && c->kind != DS_SCALE_ROW; p++) order_users(n, c->scale, p, ords + p * n);
+    for (size_t r = 0; r < c->rows; r++) {
+        if (c->kind == DS_SCALE_ROW) order_users(n, c->scale, r, ords);
+        for (size_t col = 0; col < c->cols; col++) {
+            const mag_idx *o = ords + (c->kind == DS_SCALE_COL ? col * n : 0);
+            size_t c0 = 0, r0 = 0, r1 = 0;
+            for (size_t q = 0; q < n; q++) c0 += bprime(c, W, o[q].u, r, col) == 0;
+            double s = 0.0;
+            for (size_t q = 0; q < n; q++) {
+                const unsigned b = bprime(c, W, o[q].u, r, col);
+                const size_t pos = b ? c0 + r1++ : c0 - 1 - r0++;
+                if (pos < lo || pos > hi) continue;
+                s += b ? (double)o[q].m : -(double)o[q].m;
+                if (kept) kept[o[q].u]++;
+            }
+            out[r * c->cols + col] = (float)(s / (double)(hi - lo + 1));
+        }
+    }
+    free(ords);
+}
+
+/* ---- fast path (per-tensor and per-row scales) */
+
+/* In-place transpose of a 64 x 64 bit matrix: afterwards bit j of a[i] is
+ * bit i of a[j] before (recursive block swap, Hacker's Delight 7-3). */
+static void transpose64(uint64_t a[64])
+{
+    uint64_t m = 0x00000000FFFFFFFFull;
+    for (unsigned j = 32; j; j >>= 1, m ^= m << j)
+        for (unsigned k = 0; k < 64; k = ((k | j) + 1) & ~j) {
+            const uint64_t t = ((a[k] >> j) ^ a[k | j]) & m;
+            a[k] ^= t << j;
+            a[k | j] ^= t;
+        }
+}
+
+/* Position of the set bit of rank r (0-based) of x; r < popcount(x). */
+static inline unsigned select64(uint64_t x, unsigned r)
+{
+    unsigned pos = 0;
+    for (unsigned w = 32; w; w >>= 1) {
+        const unsigned c = (unsigned)pc64(x & ((1ull << w) - 1));
+        if (r >= c) {
+            r -= c;
+            x >>= w;
+            pos += w;
+        }
+    }
+    return pos;
+}
+
+/* The set bits of x whose rank among them lies in [a, b). */
+static inline uint64_t rank_range(uint64_t x, long a, long b)
+{
+    const long p = pc64(x);
+    if (a < 0) a = 0;
+    if (b > p) b = p;
+    if (a >= b) return 0;
+    uint64_t keep = x;
+    if (a > 0) keep &= ~((1ull << select64(x, (unsigned)a)) - 1);
+    if (b < p) keep &= (1ull << select64(x, (unsigned)b)) - 1;
+    return keep;
+}
+
+#define PLANES 40 /* bit-sliced counters: up to 2^40 coordinates between flushes */
+
+typedef struct {
+    size_t n, nw, ng; /* users, 64-user words, 8-user byte groups */
+    mag_idx *o;
+    uint64_t *flip, *valid;
+    double *tab;    /* ng x 256: sum of m over the users of a byte pattern */
+    uint64_t *cnt;  /* nw x PLANES: kept counts per user position */
+    uint64_t *T;    /* nw x 64: transposed bits of one word of coordinates */
+} fast_state;
+
+static void fast_init(fast_state *s, size_t n)
+{
+    s->n = n;
+    s->nw = (n + 63) / 64;
+    s->ng = (n + 7) / 8;
+    s->o = ds_malloc(sizeof(mag_idx) * n);
+    s->flip = ds_malloc(sizeof(uint64_t) * s->nw);
+    s->valid = ds_malloc(sizeof(uint64_t) * s->nw);
+    s->tab = ds_malloc(sizeof(double) * 256 * s->ng);
+    s->cnt = ds_calloc(s->nw * PLANES, sizeof(uint64_t));
+    s->T = ds_malloc(sizeof(uint64_t) * 64 * s->nw);
+    for (size_t j = 0; j < s->nw; j++) s->valid[j] = n - 64 * j >= 64 ? ~0ull : (1ull << (n - 64 * j)) - 1;
+    for (size_t q = 0; q < n; q++) s->o[q] = (mag_idx){0.0f, (uint32_t)q};
+}
+
+static void fast_free(fast_state *s)
+{
+    free(s->o);
+    free(s->flip);
+    free(s->valid);
+    free(s->tab);
+    free(s->cnt);
+    free(s->T);
+}
+
+/* Add the counters into kept[] (by user) and clear them. */
+static void fast_flush(fast_state *s, uint64_t *kept)
+{
+    if (!kept) return;
+    for (size_t j = 0; j < s->nw; j++) {
+        uint64_t *pl = s->cnt + j * PLANES;
+        for (size_t q = 0; q < 64 && 64 * j + q < s->n; q++) {
+            uint64_t v = 0;
+            for (int p = 0; p < PLANES; p++) v |= ((pl[p] >> q) & 1u) << p;
+            kept[s->o[64 * j + q].u] += v;
+        }
+        memset(pl, 0, sizeof(uint64_t) * PLANES);
+    }
+}
+
+static void fast_order(fast_state *s, const float *const *scale, size_t idx, uint64_t *kept)
+{
+    fast_flush(s, kept);
+    order_users(s->n, scale, idx, s->o);
+    memset(s->flip, 0, sizeof(uint64_t) * s->nw);
+    for (size_t q = 0; q < s->n; q++)
+        if (scale[s->o[q].u][idx] < 0.0f) s->flip[q / 64] |= 1ull << (q % 64);
+    for (size_t g = 0; g < s->ng; g++) {
+        double *t = s->tab + 256 * g;
+        t[0] = 0.0;
+        for (unsigned b = 1; b < 256; b++) {
+            const size_t q = 8 * g + (size_t)__builtin_ctz(b);
+            t[b] = t[b & (b - 1)] + (q < s->n ? (double)s->o[q].m : 0.0);
+        }
+    }
+}
+
+static inline void counter_add(uint64_t *pl, uint64_t m)
+{
+    for (int p = 0; m; p++) {
+        const uint64_t t = pl[p] & m;
+        pl[p] ^= m;
+        m = t;
+    }
+}
+
+/* One row of coordinates with the current order. */
+static void fast_row(fast_state *s, const ds_agg_bits *c, size_t r, size_t k, float *out, int count)
+{
+    const size_t n = s->n, W = ds_bitpack_words(c->cols);
+    const long lo = (long)k, hi = (long)(n - 1 - k);
+    const double div = (double)(hi - lo + 1);
+    for (size_t w = 0; w < W; w++) {
+        for (size_t j = 0; j < s->nw; j++) {
+            uint64_t *A = s->T + 64 * j;
+            for (size_t q = 0; q < 64; q++) {
+                const size_t qq = 64 * j + q;
+                A[q] = qq < n ? c->bits[s->o[qq].u][r * W + w] ^ (0 - ((s->flip[j] >> q) & 1u)) : 0;
+            }
+            transpose64(A);
+        }
+        const size_t ncoord = c->cols - 64 * w < 64 ? c->cols - 64 * w : 64;
+        for (size_t cc = 0; cc < ncoord; cc++) {
+            long c1 = 0;
+            for (size_t j = 0; j < s->nw; j++) c1 += pc64(s->T[64 * j + cc]);
+            const long c0 = (long)n - c1;
+            const long a1 = lo - c0, b1 = hi - c0 + 1, a0 = c0 - 1 - hi, b0 = c0 - lo;
+            long seen1 = 0, seen0 = 0;
+            double sum = 0.0;
+            for (size_t j = 0; j < s->nw; j++) {
+                const uint64_t x1 = s->T[64 * j + cc], x0 = ~x1 & s->valid[j];
+                const uint64_t k1 = rank_range(x1, a1 - seen1, b1 - seen1);
+                const uint64_t k0 = rank_range(x0, a0 - seen0, b0 - seen0);
+                seen1 += pc64(x1);
+                seen0 += pc64(x0);
+                const double *t = s->tab + 256 * 8 * j;
+                for (size_t g = 0; g < 8 && 8 * j + g < s->ng; g++, t += 256)
+                    sum += t[(k1 >> (8 * g)) & 0xff] - t[(k0 >> (8 * g)) & 0xff];
+                if (count) counter_add(s->cnt + j * PLANES, k1 | k0);
+            }
+            out[r * c->cols + 64 * w + cc] = (float)(sum / div);
+        }
+    }
+}
+
+void ds_agg_trimmed_bits(const ds_agg_bits *c, size_t k, float *out, uint64_t *kept)
+{
+    if (c->kind == DS_SCALE_COL) {
+        ds_agg_trimmed_bits_ref(c, k, out, kept);
+        return;
+    }
+    fast_state s;
+    fast_init(&s, c->n);
+    /* With k = 0 every value is kept: no counters needed. */
+    const int count = kept && k > 0;
+    for (size_t r = 0; r < c->rows; r++) {
+        if (r == 0 || c->kind == DS_SCALE_ROW) fast_order(&s, c->scale, r, count ? kept : NULL);
+        fast_row(&s, c, r, k, out, count);
+    }
+    fast_flush(&s, count ? kept : NULL);
+    if (kept && !count)
+        for (size_t u = 0; u < c->n; u++) kept[u] += c->rows * c->cols;
+    fast_free(&s);
+}
+
+/* ---- majority */
+void ds_agg_majority_bits_ref(const ds_agg_bits *c, uint64_t *out, uint64_t *agree)
+{
+    const size_t n = c->n, W = ds_bitpack_words(c->cols);
+    memset(out, 0, sizeof(uint64_t) * c->rows * W);
+    for (size_t r = 0; r < c->rows; r++)
+        for (size_t col = 0; col < c->cols; col++) {
+            size_t ones = 0;
+            for (size_t u = 0; u < n; u++) ones += bprime(c, W, u, r, col);
+            const unsigned b = 2 * ones >= n;
+            out[r * W + col / 64] |= (uint64_t)b << (col % 64);
+            for (size_t u = 0; agree && u < n; u++) agree[u] += bprime(c, W, u, r, col) == b;
+        }
+}
+
+void ds_agg_majority_bits(const ds_agg_bits *c, uint64_t *out, uint64_t *agree)
+{
+    const size_t n = c->n, W = ds_bitpack_words(c->cols);
+    uint32_t *counts = ds_malloc(sizeof(uint32_t) * 64 * W);
+    const uint64_t **v = ds_malloc(sizeof(uint64_t *) * n);
+    uint64_t *flipped = ds_malloc(sizeof(uint64_t) * n * W); /* b' rows of users with negative scales */
+    uint64_t *fmask = NULL;                                   /* per-column scales: negative columns */
+    if (c->kind == DS_SCALE_COL) {
+        fmask = ds_calloc(n * W, sizeof(uint64_t));
+        for (size_t u = 0; u < n; u++)
+            for (size_t col = 0; col < c->cols; col++)
+                if (c->scale[u][col] < 0.0f) fmask[u * W + col / 64] |= 1ull << (col % 64);
+    }
+    const uint64_t last = c->cols % 64 ? (1ull << (c->cols % 64)) - 1 : ~0ull;
+    for (size_t r = 0; r < c->rows; r++) {
+        for (size_t u = 0; u < n; u++) {
+            const uint64_t *b = c->bits[u] + r * W;
+            v[u] = b;
+            if (c->kind == DS_SCALE_COL) {
+                uint64_t any = 0;
+                for (size_t w = 0; w < W; w++) any |= fmask[u * W + w];
+                if (!any) continue;
+                for (size_t w = 0; w < W; w++) flipped[u * W + w] = b[w] ^ fmask[u * W + w];
+            } else {
+                if (!(c->scale[u][c->kind == DS_SCALE_ROW ? r : 0] < 0.0f)) continue;
+                for (size_t w = 0; w < W; w++) flipped[u * W + w] = ~b[w];
+            }
+            flipped[u * W + W - 1] &= last;
+            v[u] = flipped + u * W;
+        }
+        memset(counts, 0, sizeof(uint32_t) * 64 * W);
+        ds_count_ones(n, v, 0, W, counts);
+        uint64_t *o = out + r * W;
+        for (size_t w = 0; w < W; w++) {
+            uint64_t x = 0;
+            for (size_t b = 0; b < 64 && 64 * w + b < c->cols; b++) x |= (uint64_t)(2 * (size_t)counts[64 * w + b] >= n) << b;
+            o[w] = x;
+        }
+        for (size_t u = 0; agree && u < n; u++)
+            for (size_t w = 0; w < W; w++) agree[u] += (uint64_t)pc64(~(v[u][w] ^ o[w]) & (w == W - 1 ? last : ~0ull));
+    }
+    free(counts);
+    free(v);
+    free(flipped);
+    free(fmask);
+}
+
+/* ---- dense values */
+typedef struct {
+    float v;
+    uint32_t u;
+} val_idx;
+
+static inline int val_less(val_idx a, val_idx b) { return a.v < b.v || (a.v == b.v && a.u < b.u); }
+
+/* Rearrange a[0..n) so that a[kth] is the element of rank kth, smaller ones
+ * before it and larger ones after (quickselect, median-of-three pivot; keys
+ * are distinct thanks to the index). */
+static void select_nth(val_idx *a, size_t n, size_t kth)
+{
+#define SWAP(x, y) do { val_idx t_ = (x); (x) = (y); (y) = t_; } while (0)
+    size_t l = 0, r = n; /* [l, r) */
+    while (r - l > 1) {
+        const size_t m = l + (r - l) / 2;
+        if (val_less(a[m], a[l])) SWAP(a[m], a[l]);
+        if (val_less(a[r - 1], a[l])) SWAP(a[r - 1], a[l]);
+        if (val_less(a[m], a[r - 1])) SWAP(a[m], a[r - 1]); /* the median now sits at r - 1 */
+        const val_idx pivot = a[r - 1];
+        size_t s = l;
+        for (size_t i = l; i < r - 1; i++)
+            if (val_less(a[i], pivot)) {
+                SWAP(a[i], a[s]);
+                s++;
+            }
+        SWAP(a[s], a[r - 1]);
+        if (kth == s) return;
+        if (kth < s) r = s;
+        else l = s + 1;
+    }
+#undef SWAP
+}
+
+void ds_agg_trimmed_dense(size_t n, const float *const *x, size_t m, size_t k, float *out, uint64_t *kept)
+{
+    const double div = (double)(n - 2 * k);
+    if (k == 0) {
+        for (size_t j = 0; j < m; j++) {
+            double s = 0.0;
+            for (size_t u = 0; u < n; u++) s += (double)x[u][j];
+            out[j] = (float)(s / div);
+        }
+        for (size_t u = 0; kept && u < n; u++) kept[u] += m;
+        return;
+    }
+    val_idx *a = ds_malloc(sizeof(val_idx) * n);
+    unsigned char *keep = ds_calloc(n, 1);
+    for (size_t j = 0; j < m; j++) {
+        for (size_t u = 0; u < n; u++) a[u] = (val_idx){x[u][j], (uint32_t)u};
+        select_nth(a, n, k);
+        select_nth(a + k, n - k, n - 1 - 2 * k);
+        for (size_t i = k; i < n - k; i++) keep[a[i].u] = 1;
+        double s = 0.0;
+        for (size_t u = 0; u < n; u++) {
+            if (!keep[u]) continue;
+            s += (double)x[u][j];
+            keep[u] = 0;
+            if (kept) kept[u]++;
+        }
+        out[j] = (float)(s / div);
+    }
+    free(a);
+    free(keep);
+}
+
+/* ---- distances */
+void ds_agg_pair_index(size_t n, size_t p, size_t *i, size_t *j)
+{
+    size_t a = 0;
+    while (p >= n - 1 - a) {
+        p -= n - 1 - a;
+        a++;
+    }
+    *i = a;
+    *j = a + 1 + p;
+}
+
+void ds_agg_dist_bits(const ds_agg_bits *c, size_t part, size_t nparts, double *d)
+{
+    const size_t n = c->n, W = ds_bitpack_words(c->cols), npairs = n * (n - 1) / 2;
+    if (c->kind == DS_SCALE_COL) {
+        uint32_t *cnt = ds_malloc(sizeof(uint32_t) * (c->cols ? c->cols : 1));
+        for (size_t p = part; p < npairs; p += nparts) {
+            size_t i, j;
+            ds_agg_pair_index(n, p, &i, &j);
+            memset(cnt, 0, sizeof(uint32_t) * c->cols);
+            for (size_t r = 0; r < c->rows; r++)
+                for (size_t w = 0; w < W; w++)
+                    for (uint64_t x = c->bits[i][r * W + w] ^ c->bits[j][r * W + w]; x; x &= x - 1)
+                        cnt[64 * w + (size_t)__builtin_ctzll(x)]++;
+            double s = 0.0;
+            const double N = (double)c->rows;
+            for (size_t col = 0; col < c->cols; col++) {
+                const double a = c->scale[i][col], b = c->scale[j][col];
+                s += N * (a - b) * (a - b) + 4.0 * a * b * (double)cnt[col];
+            }
+            d[i * n + j] += s;
+        }
+        free(cnt);
+        return;
+    }
+    /* Rows in blocks that keep every user's block in cache while the pairs
+     * run over it; a pair's rows are still added in ascending order. */
+    size_t blk = (size_t)(1u << 20) / (n * W * 8 + 1);
+    if (blk < 1) blk = 1;
+    uint64_t *h = c->kind == DS_SCALE_TENSOR ? ds_calloc(npairs ? npairs : 1, sizeof(uint64_t)) : NULL;
+    for (size_t r0 = 0; r0 < c->rows; r0 += blk) {
+        const size_t nb = c->rows - r0 < blk ? c->rows - r0 : blk;
+        size_t i = 0, j = 0;
+        for (size_t p = 0; p < npairs; p++) {
+            j = p == 0 ? 1 : j + 1;
+            if (j == n) j = ++i + 1;
+            if (p % nparts != part) continue;
+            if (h) {
+                h[p] += ds_hamming(c->bits[i] + r0 * W, c->bits[j] + r0 * W, nb * W);
+                continue;
+            }
+            for (size_t r = r0; r < r0 + nb; r++) {
+                const double a = c->scale[i][r], b = c->scale[j][r];
+                const double hr = (double)ds_hamming(c->bits[i] + r * W, c->bits[j] + r * W, W);
+                d[i * n + j] += (double)c->cols * (a - b) * (a - b) + 4.0 * a * b * hr;
+            }
+        }
+    }
+    if (h) {
+        const double N = (double)c->rows * (double)c->cols;
+        for (size_t p = part; p < npairs; p += nparts) {
+            size_t i, j;
+            ds_agg_pair_index(n, p, &i, &j);
+            const double a = c->scale[i][0], b = c->scale[j][0];
+            d[i * n + j] += N * (a - b) * (a - b) + 4.0 * a * b * (double)h[p];
+        }
+        free(h);
+    }
+}
+
+void ds_agg_dist_dense(size_t n, const float *const *x, size_t m, size_t part, size_t nparts, double *d)
+{
+    enum { B = 256 };
+    double *X = ds_malloc(sizeof(double) * n * B), *G = ds_calloc(n * n, sizeof(double));
+    for (size_t j0 = 0; j0 < m; j0 += B) {
+        const size_t nb = m - j0 < B ? m - j0 : B;
+        for (size_t u = 0; u < n; u++)
+            for (size_t t = 0; t < nb; t++) X[u * nb + t] = (double)x[u][j0 + t];
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)nb, 1.0, X, (int)nb, 1.0, G, (int)n);
+    }
+    const size_t npairs = n * (n - 1) / 2;
+    for (size_t p = part; p < npairs; p += nparts) {
+        size_t i, j;
+        ds_agg_pair_index(n, p, &i, &j);
+        const double v = G[i * n + i] + G[j * n + j] - 2.0 * G[i * n + j];
+        d[i * n + j] += v > 0.0 ? v : 0.0;
+    }
+    free(X);
+    free(G);
+}
+
+/* ---- Krum */
+static int dbl_cmp(const void *pa, const void *pb)
+{
+    const double a = *(const double *)pa, b = *(const double *)pb;
+    return a < b ? -1 : a > b;
+}
+
+void ds_agg_krum_scores(size_t n, const double *d, size_t f, double *score)
+{
+    double *t = ds_malloc(sizeof(double) * (n ? n : 1));
+    for (size_t u = 0; u < n; u++) {
+        size_t k = 0;
+        for (size_t v = 0; v < n; v++)
+            if (v != u) t[k++] = u < v ? d[u * n + v] : d[v * n + u];
+        qsort(t, k, sizeof(double), dbl_cmp);
+        double s = 0.0;
+        for (size_t i = 0; i + f + 2 < n; i++) s += t[i];
+        score[u] = s;
+    }
+    free(t);
+}
+
+static const double *sel_score;
+static int sel_cmp(const void *pa, const void *pb)
+{
+    const size_t a = *(const size_t *)pa, b = *(const size_t *)pb;
+    if (sel_score[a] != sel_score[b]) return sel_score[a] < sel_score[b] ? -1 : 1;
+    return a < b ? -1 : a > b;
+}
+
+void ds_agg_krum_select(size_t n, const double *score, size_t m, unsigned char *sel)
+{
+    size_t *idx = ds_malloc(sizeof(size_t) * (n ? n : 1));
+    for (size_t u = 0; u < n; u++) idx[u] = u;
+    sel_score = score;
+    qsort(idx, n, sizeof(size_t), sel_cmp);
+    memset(sel, 0, n);
+    for (size_t i = 0; i < m && i < n; i++) sel[idx[i]] = 1;
+    free(idx);
+}
