@@ -461,6 +461,9 @@ int ds_model_create(const char *path, MPI_Comm comm, const ds_config *cfg, int n
     f->meta.has_tokenizer = tok != NULL;
     int rc = ds_config_check(cfg, path);
     if (!rc) rc = check_tensors(path, cfg, n, f->meta.tensors);
+    if (!rc && tok && (tok->vocab_size < 1 || tok->vocab_size > cfg->vocab_size))
+        rc = ds_err(DS_EXIT_INPUT, "%s: tokenizer has %d pieces for a vocabulary of %d", path, tok->vocab_size,
+                    cfg->vocab_size);
     if ((rc = ds_ctx_agree(&f->ctx, rc))) {
         model_free(f);
         return rc;
