@@ -320,7 +320,7 @@ def main_check(stories):
     return 1 if FAILED else 0
 
 
-def check_generate(h5, out_json):
+def check_generate_h5(h5, out_json):
     cfg, w = load_h5(h5)
     got = json.load(open(out_json))
     prompt, toks = got["prompt_tokens"], got["tokens"]
@@ -368,7 +368,7 @@ if __name__ == "__main__":
         PROBE = sys.argv[2]
         sys.exit(main_check(sys.argv[3]))
     if len(sys.argv) == 4 and sys.argv[1] == "check-generate":
-        sys.exit(check_generate(sys.argv[2], sys.argv[3]))
+        sys.exit(check_generate_h5(sys.argv[2], sys.argv[3]))
     if len(sys.argv) == 7 and sys.argv[1] == "check-eval":
         sys.exit(check_eval(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6])))
     print(__doc__, file=sys.stderr)
