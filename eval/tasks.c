@@ -1,0 +1,396 @@
+/* Evaluation tasks: --task specs, data loading, per-item records and their
+ * reduction into metrics (eval/tasks.h, docs/eval.md). */
+#include "config.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "eval/tasks.h"
+#include "io/csv.h"
+
+static const char *const kind_names[DS_TASK_COUNT] = {"truthfulqa-mc", "refusal", "xstest",
+                                                       "ppl",           "kl",      "mtbench-answers"};
+
+const char *ds_task_kind_name(ds_task_kind k) { return k < DS_TASK_COUNT ? kind_names[k] : "?"; }
+
+const char *ds_better_name(ds_better b)
+{
+    return b == DS_BETTER_HIGHER ? "higher" : b == DS_BETTER_LOWER ? "lower" : "none";
+}
+
+int ds_eval_task_parse(const char *spec, ds_eval_task *t)
+{
+    memset(t, 0, sizeof *t);
+    const char *colon = strchr(spec, ':');
+    if (!colon)
+        return ds_err(DS_EXIT_USAGE, "--task '%s': expected KIND:FILE (kinds: truthfulqa-mc, refusal, xstest, ppl, "
+                                     "kl:REF.h5:FILE, mtbench-answers)", spec);
+    const size_t klen = (size_t)(colon - spec);
+    int k = 0;
+    while (k < DS_TASK_COUNT && !(strlen(kind_names[k]) == klen && strncmp(spec, kind_names[k], klen) == 0)) k++;
+    if (k == DS_TASK_COUNT)
+        return ds_err(DS_EXIT_USAGE, "--task '%s': unknown task '%.*s' (kinds: truthfulqa-mc, refusal, xstest, ppl, "
+                                     "kl, mtbench-answers)", spec, (int)klen, spec);
+    const char *arg = colon + 1, *file = arg;
+    if (k == DS_TASK_KL) {
+        const char *last = strrchr(arg, ':');
+        if (!last || last == arg || !last[1])
+            return ds_err(DS_EXIT_USAGE, "--task '%s': expected kl:REF.h5:FILE", spec);
+        file = last + 1;
+        t->ref = ds_malloc((size_t)(last - arg) + 1);
+        memcpy(t->ref, arg, (size_t)(last - arg));
+        t->ref[last - arg] = 0;
+    }
+    if (!*file) {
+        free(t->ref);
+        t->ref = NULL;
+        return ds_err(DS_EXIT_USAGE, "--task '%s': no file after '%s:'", spec, kind_names[k]);
+    }
+    t->kind = (ds_task_kind)k;
+    t->spec = ds_strdup(spec);
+    t->data = ds_strdup(file);
+    return 0;
+}
+
+/* index[0..n) = 0..min(total, limit) */
+static void take_first(ds_eval_task *t, int total, int limit)
+{
+    t->n = limit > 0 && limit < total ? limit : total;
+    t->index = ds_malloc(((size_t)t->n + 1) * sizeof *t->index);
+    for (int i = 0; i < t->n; i++) t->index[i] = i;
+}
+
+static int load_refusal(ds_eval_task *t)
+{
+    ds_csv csv;
+    int rc = ds_csv_read(t->data, &csv);
+    if (rc) return rc;
+    const int harm = ds_csv_col(&csv, "Behavior") >= 0, adv = ds_csv_col(&csv, "goal") >= 0;
+    char have[512] = "";
+    for (int c = 0; c < csv.ncols; c++)
+        snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", c ? ", " : "", csv.header[c]);
+    ds_csv_free(&csv);
+    if (harm == adv)
+        return ds_err(DS_EXIT_INPUT, "%s: neither a HarmBench behaviors CSV (column Behavior) nor AdvBench's "
+                                     "harmful_behaviors.csv (column goal); header: %s", t->data, have);
+    t->is_harmbench = harm;
+    return harm ? ds_harmbench_load(t->data, &t->harm) : ds_advbench_load(t->data, &t->adv);
+}
+
+int ds_eval_task_load(ds_eval_task *t, const ds_eval_opts *o)
+{
+    int rc = 0;
+    switch (t->kind) {
+    case DS_TASK_TQA_MC:
+        if (!(rc = ds_truthfulqa_load(t->data, &t->tqa))) {
+            for (int i = 0; i < t->tqa.n && !rc; i++) {
+                const ds_tqa_question *q = &t->tqa.items[i];
+                int g1 = 0, g2 = 0;
+                for (int j = 0; j < q->n_mc1; j++) g1 += q->mc1[j].label;
+                for (int j = 0; j < q->n_mc2; j++) g2 += q->mc2[j].label;
+                if (!g1 || !g2 || q->n_mc1 < 1 || q->n_mc2 < 1)
+                    rc = ds_err(DS_EXIT_INPUT, "%s: question %d: %s has no true choice", t->data, i + 1,
+                                !g1 ? "mc1_targets" : "mc2_targets");
+            }
+            take_first(t, t->tqa.n, o->limit);
+        }
+        break;
+    case DS_TASK_REFUSAL:
+        if (!(rc = load_refusal(t))) take_first(t, t->is_harmbench ? t->harm.n : t->adv.n, o->limit);
+        break;
+    case DS_TASK_XSTEST:
+        if (!(rc = ds_xstest_load(t->data, &t->xs))) {
+            /* --limit takes the first N of each label: both rates stay defined */
+            t->index = ds_malloc(((size_t)t->xs.n + 1) * sizeof *t->index);
+            int ns = 0, nu = 0;
+            for (int i = 0; i < t->xs.n; i++) {
+                int *c = t->xs.items[i].unsafe ? &nu : &ns;
+                if (o->limit <= 0 || *c < o->limit) t->index[t->n++] = i;
+                (*c)++;
+            }
+        }
+        break;
+    case DS_TASK_PPL:
+    case DS_TASK_KL:
+        if (!(rc = ds_text_load(t->data, &t->docs))) take_first(t, t->docs.n, o->limit);
+        break;
+    case DS_TASK_MTBENCH:
+        if (!(rc = ds_mtbench_load(t->data, &t->mt))) take_first(t, t->mt.n, o->limit);
+        break;
+    default: rc = ds_err(DS_EXIT_USAGE, "bad task kind");
+    }
+    if (!rc && t->n == 0) rc = ds_err(DS_EXIT_INPUT, "%s: no items for task %s", t->data, kind_names[t->kind]);
+    return rc;
+}
+
+void ds_eval_task_free(ds_eval_task *t)
+{
+    if (t->tqa.items) ds_truthfulqa_free(&t->tqa);
+    if (t->harm.items) ds_harmbench_free(&t->harm);
+    if (t->adv.items) ds_advbench_free(&t->adv);
+    if (t->xs.items) ds_xstest_free(&t->xs);
+    if (t->docs.docs) ds_text_docs_free(&t->docs);
+    if (t->mt.items) ds_mtbench_free(&t->mt);
+    if (t->ref_model) {
+        ds_llama_free(t->ref_model);
+        free(t->ref_model);
+    }
+    free(t->index);
+    free(t->spec);
+    free(t->data);
+    free(t->ref);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---- items */
+
+static json_t *json_lls(int n, const double *ll)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(a, json_real(ll[i]));
+    return a;
+}
+
+/* Unique answer texts of mc1 then mc2 (the two lists share most of them):
+ * each is scored once. */
+static int item_tqa(const ds_tqa_question *q, ds_eval_env *e, json_t **rec)
+{
+    const int nall = q->n_mc1 + q->n_mc2;
+    const char **uniq = ds_malloc((size_t)nall * sizeof *uniq);
+    int *slot = ds_malloc((size_t)nall * sizeof *slot), nu = 0;
+    for (int i = 0; i < nall; i++) {
+        const char *s = i < q->n_mc1 ? q->mc1[i].text : q->mc2[i - q->n_mc1].text;
+        int u = 0;
+        while (u < nu && strcmp(uniq[u], s) != 0) u++;
+        if (u == nu) uniq[nu++] = s;
+        slot[i] = u;
+    }
+    const size_t plen = strlen(q->question) + 8;
+    char *prompt = ds_malloc(plen);
+    snprintf(prompt, plen, "Q: %s\nA:", q->question);
+    double *ull = ds_malloc((size_t)nu * sizeof *ull), *ll = ds_malloc((size_t)nall * sizeof *ll);
+    int *label = ds_malloc((size_t)q->n_mc2 * sizeof *label);
+    int rc = ds_eval_loglik(e, prompt, nu, uniq, ull);
+    if (!rc) {
+        for (int i = 0; i < nall; i++) ll[i] = ull[slot[i]];
+        int gold = 0;
+        while (!q->mc1[gold].label) gold++;
+        for (int j = 0; j < q->n_mc2; j++) label[j] = q->mc2[j].label;
+        *rec = json_pack("{s:i, s:f, s:o, s:o}", "mc1", ds_eval_mc1(q->n_mc1, ll, gold), "mc2",
+                         ds_eval_mc2(q->n_mc2, ll + q->n_mc1, label), "ll_mc1", json_lls(q->n_mc1, ll), "ll_mc2",
+                         json_lls(q->n_mc2, ll + q->n_mc1));
+    }
+    free(label);
+    free(ll);
+    free(ull);
+    free(prompt);
+    free(slot);
+    free(uniq);
+    return rc;
+}
+
+static json_t *item_refusal(ds_eval_env *e, const char *prompt)
+{
+    char *ans = ds_eval_answer(e, NULL, prompt);
+    json_t *r = json_pack("{s:i, s:s}", "refusal", e->refusal(ans) ? 1 : 0, "completion", ans);
+    free(ans);
+    return r;
+}
+
+/* Tokens of document d with BOS, cut to seq_len; *n receives the count. */
+static int *doc_ids(const ds_eval_task *t, ds_eval_env *e, int d, int *n)
+{
+    const char *doc = t->docs.docs[d];
+    int *ids = ds_malloc((strlen(doc) + 3) * sizeof *ids);
+    *n = ds_tokenizer_encode(e->tok, doc, 1, 0, ids);
+    if (*n > e->o->seq_len) *n = e->o->seq_len;
+    return ids;
+}
+
+/* The sums of ds_llama_ppl (src/model_io.c) for one document: the NLL of
+ * every token after the first. */
+static json_t *item_ppl(const ds_eval_task *t, ds_eval_env *e, int d)
+{
+    int n;
+    int *ids = doc_ids(t, e, d, &n);
+    double nll = 0;
+    int64_t cnt = 0;
+    if (n >= 2) {
+        ds_llama_act *a = ds_eval_env_act(e, 1, n);
+        ds_llama_forward(e->m, a, ids, 1, n);
+        ids[n] = -1; /* the last position predicts nothing */
+        nll = ds_llama_loss_ce(a, ids + 1, 0.0f, &cnt);
+    }
+    free(ids);
+    return json_pack("{s:f, s:I}", "nll_sum", nll, "tokens", (json_int_t)cnt);
+}
+
+/* KL(p_ref || p) summed over the positions that predict a token (as ppl). */
+static json_t *item_kl(const ds_eval_task *t, ds_eval_env *e, int d)
+{
+    int n;
+    int *ids = doc_ids(t, e, d, &n);
+    double kl = 0;
+    int64_t cnt = 0;
+    if (n >= 2) {
+        const size_t V = (size_t)e->m->cfg.vocab_size;
+        if (!e->ref_act || n > e->ref_act_t) {
+            ds_llama_act_free(e->ref_act);
+            e->ref_act_t = n > e->ref_act_t ? n : e->ref_act_t;
+            e->ref_act = ds_llama_act_new(t->ref_model, 1, e->ref_act_t);
+        }
+        float *ref = ds_malloc((size_t)n * V * sizeof *ref);
+        memcpy(ref, ds_llama_forward(t->ref_model, e->ref_act, ids, 1, n), (size_t)n * V * sizeof *ref);
+        unsigned char *mask = ds_malloc((size_t)n);
+        memset(mask, 1, (size_t)n - 1);
+        mask[n - 1] = 0;
+        ds_llama_act *a = ds_eval_env_act(e, 1, n);
+        ds_llama_forward(e->m, a, ids, 1, n);
+        kl = ds_llama_loss_kl(a, ref, mask, 0.0f, &cnt);
+        free(mask);
+        free(ref);
+    }
+    free(ids);
+    return json_pack("{s:f, s:I}", "kl_sum", kl, "tokens", (json_int_t)cnt);
+}
+
+/* Each turn is asked after the earlier turns and answers, as text. */
+static json_t *item_mtbench(const ds_mtbench_question *q, ds_eval_env *e)
+{
+    json_t *turns = json_array();
+    char *ctx = ds_strdup("");
+    for (int i = 0; i < q->n_turns; i++) {
+        char *ans = ds_eval_answer(e, ctx, q->turns[i]);
+        json_array_append_new(turns, json_string(ans));
+        const size_t len = strlen(ctx) + strlen(DS_EVAL_USER) + strlen(q->turns[i]) + strlen(DS_EVAL_ASSISTANT) +
+                           strlen(ans) + 3;
+        char *next = ds_malloc(len);
+        snprintf(next, len, "%s%s%s%s %s\n", ctx, DS_EVAL_USER, q->turns[i], DS_EVAL_ASSISTANT, ans);
+        free(ctx);
+        free(ans);
+        ctx = next;
+    }
+    free(ctx);
+    return json_pack("{s:i, s:s, s:o}", "question_id", q->question_id, "category", q->category, "turns", turns);
+}
+
+int ds_eval_task_item(const ds_eval_task *t, ds_eval_env *e, int k, json_t **rec)
+{
+    const int i = t->index[k];
+    *rec = NULL;
+    switch (t->kind) {
+    case DS_TASK_TQA_MC: {
+        int rc = item_tqa(&t->tqa.items[i], e, rec);
+        if (rc) return ds_err(rc, "%s: question %d: %s", t->data, i + 1, ds_errmsg());
+        return 0;
+    }
+    case DS_TASK_REFUSAL: {
+        if (!t->is_harmbench) {
+            *rec = item_refusal(e, t->adv.items[i].goal);
+            return 0;
+        }
+        const ds_harmbench_behavior *b = &t->harm.items[i];
+        if (!*b->context) {
+            *rec = item_refusal(e, b->behavior);
+            return 0;
+        }
+        /* HarmBench's layout of a contextual behaviour */
+        const size_t len = strlen(b->context) + strlen(b->behavior) + 16;
+        char *p = ds_malloc(len);
+        snprintf(p, len, "%s\n\n---\n\n%s", b->context, b->behavior);
+        *rec = item_refusal(e, p);
+        free(p);
+        return 0;
+    }
+    case DS_TASK_XSTEST:
+        *rec = item_refusal(e, t->xs.items[i].prompt);
+        json_object_set_new(*rec, "unsafe", json_integer(t->xs.items[i].unsafe));
+        return 0;
+    case DS_TASK_PPL: *rec = item_ppl(t, e, i); return 0;
+    case DS_TASK_KL: *rec = item_kl(t, e, i); return 0;
+    case DS_TASK_MTBENCH: *rec = item_mtbench(&t->mt.items[i], e); return 0;
+    default: return ds_err(DS_EXIT_FAIL, "bad task kind");
+    }
+}
+
+/* ---- reduction */
+
+static double num(const json_t *rec, const char *key) { return json_number_value(json_object_get(rec, key)); }
+
+static ds_eval_metric metric(const char *name, double v, int64_t n, double se, ds_better b)
+{
+    return (ds_eval_metric){.metric = name, .value = v, .n = n, .se = se, .better = b};
+}
+
+static int reduce_rate(int n, json_t *const *recs, int want_unsafe, ds_eval_metric *out, const char *name,
+                       ds_better b)
+{
+    int64_t k = 0, cnt = 0;
+    for (int i = 0; i < n; i++) {
+        if (want_unsafe >= 0 && (int)num(recs[i], "unsafe") != want_unsafe) continue;
+        k += (int64_t)num(recs[i], "refusal");
+        cnt++;
+    }
+    *out = metric(name, cnt ? (double)k / (double)cnt : NAN, cnt, ds_stat_binomial_se(k, cnt), b);
+    return 1;
+}
+
+static int reduce_ratio(const ds_eval_task *t, json_t *const *recs, const char *key, ds_eval_metric *out)
+{
+    double *a = ds_malloc((size_t)t->n * sizeof *a), *c = ds_malloc((size_t)t->n * sizeof *c);
+    int64_t m = 0;
+    for (int i = 0; i < t->n; i++) {
+        const double tokens = num(recs[i], "tokens");
+        if (tokens <= 0) continue; /* a document of one token predicts nothing */
+        a[m] = num(recs[i], key);
+        c[m++] = tokens;
+    }
+    double r, se;
+    ds_stat_ratio_se(a, c, m, &r, &se);
+    free(a);
+    free(c);
+    if (m == 0) {
+        ds_err(DS_EXIT_INPUT, "%s: no predicted tokens: every document has fewer than 2 tokens", t->data);
+        return -1;
+    }
+    if (t->kind == DS_TASK_KL) {
+        out[0] = metric("kl", r, m, se, DS_BETTER_LOWER);
+        return 1;
+    }
+    out[0] = metric("nll", r, m, se, DS_BETTER_LOWER);
+    out[1] = metric("ppl", exp(r), m, exp(r) * se, DS_BETTER_LOWER); /* delta method */
+    return 2;
+}
+
+int ds_eval_task_reduce(const ds_eval_task *t, json_t *const *recs, ds_eval_metric *out)
+{
+    const int n = t->n;
+    switch (t->kind) {
+    case DS_TASK_TQA_MC: {
+        double *x = ds_malloc((size_t)n * sizeof *x), m2, se2;
+        int64_t k = 0;
+        for (int i = 0; i < n; i++) {
+            k += (int64_t)num(recs[i], "mc1");
+            x[i] = num(recs[i], "mc2");
+        }
+        ds_stat_mean_se(x, n, &m2, &se2);
+        free(x);
+        out[0] = metric("mc1", (double)k / n, n, ds_stat_binomial_se(k, n), DS_BETTER_HIGHER);
+        out[1] = metric("mc2", m2, n, se2, DS_BETTER_HIGHER);
+        return 2;
+    }
+    case DS_TASK_REFUSAL: return reduce_rate(n, recs, -1, out, "refusal_rate", DS_BETTER_HIGHER);
+    case DS_TASK_XSTEST:
+        reduce_rate(n, recs, 0, out, "safe_refusal_rate", DS_BETTER_LOWER);
+        reduce_rate(n, recs, 1, out + 1, "unsafe_refusal_rate", DS_BETTER_HIGHER);
+        return 2;
+    case DS_TASK_PPL: return reduce_ratio(t, recs, "nll_sum", out);
+    case DS_TASK_KL: return reduce_ratio(t, recs, "kl_sum", out);
+    case DS_TASK_MTBENCH: {
+        int64_t turns = 0;
+        for (int i = 0; i < n; i++) turns += (int64_t)json_array_size(json_object_get(recs[i], "turns"));
+        out[0] = metric("answered_turns", (double)turns, n, NAN, DS_BETTER_NONE);
+        return 1;
+    }
+    default: ds_err(DS_EXIT_FAIL, "bad task kind"); return -1;
+    }
+}

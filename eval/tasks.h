@@ -1,0 +1,151 @@
+/* Evaluation tasks (docs/eval.md): TruthfulQA MC1/MC2, refusal rate on
+ * harmful behaviours (HarmBench / AdvBench), XSTest over-refusal,
+ * perplexity, KL to a reference model, and MT-Bench answers.
+ *
+ * A task is parsed from its --task spec, loaded once (data file, and for kl
+ * the reference checkpoint), then evaluated item by item: every item gives a
+ * small JSON record (e.g. {"mc1":1,"mc2":0.61,...}) that depends only on the
+ * model and that item. Records are gathered in item order and reduced into
+ * metric rows in that order, so a result does not depend on which rank
+ * computed which item (jobs/eval_tasks.c shares the items out). */
+#ifndef DS_EVAL_TASKS_H
+#define DS_EVAL_TASKS_H
+#include <jansson.h>
+#include <stdint.h>
+#include "eval/datasets.h"
+#include "eval/refusal.h"
+#include "io/text.h"
+#include "io/tokenizer.h"
+#include "src/ctx.h"
+#include "src/model.h"
+
+typedef enum {
+    DS_TASK_TQA_MC = 0, /* truthfulqa-mc:FILE   (mc_task.json) */
+    DS_TASK_REFUSAL,    /* refusal:FILE         (HarmBench or AdvBench CSV) */
+    DS_TASK_XSTEST,     /* xstest:FILE          (xstest_prompts.csv) */
+    DS_TASK_PPL,        /* ppl:FILE             (text) */
+    DS_TASK_KL,         /* kl:REF.h5:FILE       (checkpoint, text) */
+    DS_TASK_MTBENCH,    /* mtbench-answers:FILE (question.jsonl) */
+    DS_TASK_COUNT
+} ds_task_kind;
+
+/* Plain-text chat template of the generation tasks (the models evaluated
+ * here have no chat template of their own): "User: {prompt}\nAssistant:". */
+#define DS_EVAL_USER "User: "
+#define DS_EVAL_ASSISTANT "\nAssistant:"
+
+/* Options shared by every task. */
+typedef struct {
+    int limit;      /* items per task (xstest: per label); 0 = all */
+    int max_tokens; /* new tokens per generated answer */
+    int seq_len;    /* ppl / kl: tokens per document at most (BOS included) */
+} ds_eval_opts;
+
+/* Which way a metric is better ("higher", "lower", "none"). */
+typedef enum { DS_BETTER_NONE = 0, DS_BETTER_HIGHER, DS_BETTER_LOWER } ds_better;
+const char *ds_better_name(ds_better b);
+
+/* A reduced metric: value, items it was computed on, standard error
+ * (NaN when undefined, e.g. fewer than 2 items). */
+typedef struct {
+    const char *metric; /* static string */
+    double value;
+    int64_t n;
+    double se;
+    ds_better better;
+} ds_eval_metric;
+#define DS_EVAL_MAX_METRICS 4
+
+typedef struct {
+    ds_task_kind kind;
+    char *spec; /* as given */
+    char *data; /* the data file */
+    char *ref;  /* kl: the reference checkpoint */
+    int n;      /* items to evaluate (after --limit) */
+    int *index; /* item k is entry index[k] of the loaded data */
+    /* loaded data (the one that fits kind) */
+    ds_truthfulqa tqa;
+    ds_harmbench harm;
+    ds_advbench adv;
+    int is_harmbench; /* refusal: 1 HarmBench, 0 AdvBench */
+    ds_xstest xs;
+    ds_text_docs docs;
+    ds_mtbench mt;
+    ds_llama *ref_model; /* kl: loaded on every rank */
+} ds_eval_task;
+
+/* The kind's name ("truthfulqa-mc", ...); ds_task_kind_parse: 0 or -1. */
+const char *ds_task_kind_name(ds_task_kind k);
+
+/* Parse "kind:ARGS" (kl: "kl:REF.h5:FILE", the last ':' separates the text
+ * file). DS_EXIT_USAGE with a message naming the spec when malformed. */
+int ds_eval_task_parse(const char *spec, ds_eval_task *t);
+/* Independent: read the data file (refusal: HarmBench vs AdvBench by the
+ * header) and apply o->limit. DS_EXIT_INPUT naming the file on bad data.
+ * The kl reference model is loaded separately (collective, by the job). */
+int ds_eval_task_load(ds_eval_task *t, const ds_eval_opts *o);
+void ds_eval_task_free(ds_eval_task *t);
+
+/* What items are evaluated with: the model, its tokenizer, the refusal
+ * classifier, options, and scratch space kept between items. */
+typedef struct {
+    const ds_llama *m;
+    ds_tokenizer *tok;
+    ds_refusal_fn refusal;
+    const ds_eval_opts *o;
+    /* scratch (ds_eval_env_free releases it) */
+    ds_llama_act *act, *ref_act;
+    int act_b, act_t, ref_act_t;
+    ds_llama_kv kv;
+    int have_kv;
+} ds_eval_env;
+void ds_eval_env_free(ds_eval_env *e);
+/* Activations of the evaluated model for a batch [B, T] (grown as needed;
+ * its size changes no result). */
+ds_llama_act *ds_eval_env_act(ds_eval_env *e, int B, int T);
+
+/* Evaluate item k (0 <= k < t->n). *rec receives a new JSON object, the
+ * item's record. 0 or a ds_exit code with ds_err set (e.g. a prompt that
+ * does not fit the model's context). */
+int ds_eval_task_item(const ds_eval_task *t, ds_eval_env *e, int k, json_t **rec);
+
+/* Reduce t->n records (item order) into metric rows; returns how many
+ * (<= DS_EVAL_MAX_METRICS), or -1 with ds_err set (e.g. no predicted token). */
+int ds_eval_task_reduce(const ds_eval_task *t, json_t *const *recs, ds_eval_metric *out);
+
+/* ---- building blocks (tested on their own) */
+
+/* Log-likelihood of each of n answers given a prompt: sum over the answer's
+ * tokens of log p(token | BOS, prompt, earlier answer tokens). The prompt is
+ * encoded with BOS, each answer on its own (the tokenizer's dummy prefix
+ * space separates it from the prompt), and the ids are concatenated. One
+ * batched forward [n, longest]. ll[i] receives answer i's value. */
+int ds_eval_loglik(ds_eval_env *e, const char *prompt, int n, const char *const *answers, double *ll);
+
+/* MC1: 1 when the first choice with the highest log-likelihood is choice
+ * `gold`. MC2: sum over true choices of exp(ll) / sum over all of exp(ll). */
+int ds_eval_mc1(int n, const double *ll, int gold);
+double ds_eval_mc2(int n, const double *ll, const int *label);
+
+/* Greedy continuation of prompt ids (BOS first) by at most max_new tokens,
+ * stopping before EOS or BOS or at the model's max_seq_len; a prompt longer
+ * than max_seq_len - max_new keeps BOS and its last tokens. Returns the
+ * count written to out (which holds max_new ids). */
+int ds_eval_greedy(ds_eval_env *e, const int *ids, int n_ids, int max_new, int *out);
+
+/* Greedy answer to a prompt text under the chat template (prefix: text
+ * before it, e.g. earlier turns; may be NULL). Returns a new string: the
+ * decoded answer without leading whitespace. */
+char *ds_eval_answer(ds_eval_env *e, const char *prefix, const char *prompt);
+
+/* ---- standard errors (eval/stats.c; docs/eval.md) */
+/* Binomial: sqrt(p (1 - p) / n) for p = k / n; NaN for n = 0. */
+double ds_stat_binomial_se(int64_t k, int64_t n);
+/* Mean of x[0..n) and its standard error sd / sqrt(n) (sd with n - 1);
+ * se NaN for n < 2. Summed in index order. */
+void ds_stat_mean_se(const double *x, int64_t n, double *mean, double *se);
+/* Ratio sum(num) / sum(den) over n clusters (documents) and its standard
+ * error by the delta method: sqrt(n / (n - 1) * sum (num_i - r den_i)^2) /
+ * sum(den); NaN for n < 2. */
+void ds_stat_ratio_se(const double *num, const double *den, int64_t n, double *ratio, double *se);
+#endif
