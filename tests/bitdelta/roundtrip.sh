@@ -42,6 +42,23 @@ check 16 tensor
 check 16 row --bits-for model.embed_tokens.weight
 check 16 col --bits-for model.embed_tokens.weight
 
+# --dry-run: the plan's ratio is the one of the file it would write, and nothing is written
+r=$("$DELTASOUP" compress --base "$w/b16.h5" --finetuned "$w/f16.h5" -o "$w/dry.bd.h5" --scale row --dry-run --json |
+    $PY -c 'import json,sys; print("ratio %.6f" % json.load(sys.stdin)["ratio"])')
+"$DELTASOUP" compress --base "$w/b16.h5" --finetuned "$w/f16.h5" -o "$w/d.bd.h5" --scale row --overwrite $q >/dev/null
+"$DELTASOUP" apply --base "$w/b16.h5" --delta "$w/d.bd.h5" -o "$w/a.h5" --overwrite $q >/dev/null
+[ "$r" = "$($PY "$ref" check "$w/b16.h5" "$w/f16.h5" "$w/d.bd.h5" "$w/a.h5" --scale row)" ] && [ ! -e "$w/dry.bd.h5" ] ||
+    { echo "dry-run: '$r' or it wrote a file"; exit 1; }
+# Llama 2 7B shapes, no files: >= 10x as BitDelta counts, >= 15x with the embeddings
+# and the head coded with per-row scales (byte counts: docs/bitdelta.md)
+r7=$("$DELTASOUP" compress --dry-run --shapes llama-7b --json | $PY -c 'import json,sys; print(json.load(sys.stdin)["ratio"])')
+r7b=$("$DELTASOUP" compress --dry-run --shapes llama-7b --json --bits-for model.embed_tokens.weight \
+    --bits-for lm_head.weight --scale row | $PY -c 'import json,sys; print(json.load(sys.stdin)["ratio"])')
+$PY -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); \
+assert abs(a - 13476831232 / 1334322048) < 1e-9 and a >= 10, a; \
+assert abs(b - 13476831232 / 848496640) < 1e-9 and b >= 15, b" "$r7" "$r7b"
+echo "ok: llama-7b shapes: ${r7}x, ${r7b}x with embeddings and head coded per row"
+
 # rank independence of both outputs
 for n in 1 2 3 4; do
     ds "$n" compress --base "$w/b16.h5" --finetuned "$w/f16.h5" -o "$w/d$n.bd.h5" --scale row $q >/dev/null
