@@ -1,6 +1,6 @@
 # Small real inputs for the Slurm tests (sourced after cluster.sh):
 # ds_fixtures DIR N makes DIR/base.h5 (the shipped stories260K model),
-# N real fine-tunes DIR/ft<i>.h5 (a few AdamW steps on different TinyStories
+# N real fine-tunes DIR/ft<i>.h5 (8 small AdamW steps on different TinyStories
 # slices and seeds), DIR/train<i>.txt and the evaluation text DIR/valid.txt.
 ds_fixtures()
 {
@@ -15,7 +15,7 @@ ds_fixtures()
         # Slice i of the training excerpt: each user tunes on different stories.
         tail -c +$((_i * 5000)) "$_c/tinystories_train_excerpt.txt" | head -c 5000 >"$_dir/train$_i.txt"
         "$DELTASOUP" finetune --base "$_dir/base.h5" --data "$_dir/train$_i.txt" -o "$_dir/ft$_i.h5" \
-            --steps 8 --batch 4 --seq-len 64 --seed "$_i" --quiet >/dev/null ||
+            --steps 8 --batch 4 --seq-len 64 --lr 3e-4 --seed "$_i" --quiet >/dev/null ||
             ds_cluster_fail "finetune $_i failed"
         _i=$((_i + 1))
     done

@@ -19,7 +19,7 @@ log=ds-fit-scales_$id.out
 # The uninterrupted reference at the same rank count, while the job starts.
 $MPIEXEC -n 2 "$DELTASOUP" fit-scales --base base.h5 --finetuned ft1.h5 --delta d1.bd.h5 --calib train1.txt \
     -o ref.bd.h5 --steps "$steps" --seq-len 64 --quiet >/dev/null || ds_cluster_fail "plain fit-scales failed"
-ref=$("$DELTASOUP" inspect ref.bd.h5 --json | sed -n 's/.*"content_sha256": *"\([0-9a-f]*\)".*/\1/p' | head -n 1)
+ref=$("$DELTASOUP" inspect ref.bd.h5 --json | sed -n 's/.*"computed": *"\([0-9a-f]*\)".*/\1/p' | head -n 1)
 
 # Signal once the step has begun (its checkpoint directory exists).
 n=0
@@ -46,6 +46,6 @@ cat "$log"
 [ "$st" = COMPLETED ] || ds_cluster_fail "requeued fit-scales ended $st"
 grep -q "^ds-fit-scales: REQUEUED job=$id restarts=0 step_exit=75 " "$log" || ds_cluster_fail "first run did not checkpoint (exit 75) and requeue"
 tail -n 1 "$log" | grep -q "^ds-fit-scales: OK job=$id restarts=1 out=fit.bd.h5" || ds_cluster_fail "second run summary"
-got=$("$DELTASOUP" inspect fit.bd.h5 --json | sed -n 's/.*"content_sha256": *"\([0-9a-f]*\)".*/\1/p' | head -n 1)
+got=$("$DELTASOUP" inspect fit.bd.h5 --json | sed -n 's/.*"computed": *"\([0-9a-f]*\)".*/\1/p' | head -n 1)
 [ -n "$ref" ] && [ "$got" = "$ref" ] || ds_cluster_fail "resumed result $got differs from the uninterrupted run $ref"
 echo "PASS: fit-scales.sbatch checkpointed on USR1, requeued, resumed to the uninterrupted result"
