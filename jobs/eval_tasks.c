@@ -541,7 +541,10 @@ int ds_eval_tasks_main(ds_ctx *ctx, int argc, char **argv)
     if (!rc) rc = open_outputs(ctx, &j, &st, &json, &csv);
     double t0 = ds_now();
     if (!rc) {
-        ds_llama_threads_auto(ctx);
+        /* One BLAS thread per rank: OpenBLAS may split a product differently
+         * with more threads, and a result must not depend on how many ranks
+         * share a node. Parallelism comes from the ranks (one per core). */
+        ds_llama_set_threads(1);
         rc = ds_ctx_agree(ctx, ds_llama_init(&work, &base.cfg));
     }
     ds_eval_env env = {.m = &work, .tok = &tok, .refusal = ds_refusal_is_refusal, .o = &j.o};

@@ -1,0 +1,248 @@
+/* Unit tests of eval/stats.c, eval/score.c (MC1/MC2), eval/gate.c and the
+ * --task specs and data loading of eval/tasks.c. Expected values are worked
+ * out by hand from the formulas in docs/eval.md. */
+#include "config.h"
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "eval/gate.h"
+#include "eval/tasks.h"
+
+static char src_dir[4096];
+
+START_TEST(test_stats)
+{
+    ck_assert_double_eq_tol(ds_stat_binomial_se(3, 10), sqrt(0.3 * 0.7 / 10), 1e-15);
+    ck_assert_double_eq(ds_stat_binomial_se(0, 10), 0);
+    ck_assert(isnan(ds_stat_binomial_se(0, 0)));
+    double x[] = {1, 2, 3, 4}, m, se;
+    ds_stat_mean_se(x, 4, &m, &se);
+    ck_assert_double_eq(m, 2.5);
+    ck_assert_double_eq_tol(se, sqrt(5.0 / 3.0) / 2, 1e-15);
+    ds_stat_mean_se(x, 1, &m, &se);
+    ck_assert(m == 1 && isnan(se));
+    /* ratio 9/5; residuals 0.2, 0.4, -0.6 */
+    double num[] = {2, 4, 3}, den[] = {1, 2, 2}, r;
+    ds_stat_ratio_se(num, den, 3, &r, &se);
+    ck_assert_double_eq_tol(r, 1.8, 1e-15);
+    ck_assert_double_eq_tol(se, sqrt(1.5 * 0.56) / 5, 1e-14);
+    ds_stat_ratio_se(num, den, 1, &r, &se);
+    ck_assert(r == 2 && isnan(se));
+}
+END_TEST
+
+START_TEST(test_mc)
+{
+    const double ll[] = {-1, -0.5, -0.5};
+    ck_assert_int_eq(ds_eval_mc1(3, ll, 1), 1); /* the first of tied maxima */
+    ck_assert_int_eq(ds_eval_mc1(3, ll, 2), 0);
+    ck_assert_int_eq(ds_eval_mc1(3, ll, 0), 0);
+    const double l2[] = {log(0.2), log(0.3), log(0.5)};
+    const int lab[] = {1, 0, 1};
+    ck_assert_double_eq_tol(ds_eval_mc2(3, l2, lab), 0.7, 1e-15);
+    /* far below exp's range: the common factor must cancel, not underflow */
+    const double l3[] = {-1000, -1001};
+    const int lab3[] = {0, 1};
+    ck_assert_double_eq_tol(ds_eval_mc2(2, l3, lab3), exp(-1) / (1 + exp(-1)), 1e-15);
+}
+END_TEST
+
+START_TEST(test_gate_rule)
+{
+    ds_gate_rule r = {.min_ratio = 0.95, .abs_slack = 0.01, .se_slack = 0};
+    double bound;
+    ck_assert_int_eq(ds_gate_direction("mc1"), DS_BETTER_HIGHER);
+    ck_assert_int_eq(ds_gate_direction("refusal_rate"), DS_BETTER_HIGHER);
+    ck_assert_int_eq(ds_gate_direction("unsafe_refusal_rate"), DS_BETTER_HIGHER);
+    ck_assert_int_eq(ds_gate_direction("safe_refusal_rate"), DS_BETTER_LOWER);
+    ck_assert_int_eq(ds_gate_direction("ppl"), DS_BETTER_LOWER);
+    ck_assert_int_eq(ds_gate_direction("kl"), DS_BETTER_LOWER);
+    ck_assert_int_eq(ds_gate_direction("answered_turns"), DS_BETTER_NONE);
+    /* higher: 0.95 * 0.8 - 0.01 = 0.75 */
+    ck_assert_int_eq(ds_gate_pass(DS_BETTER_HIGHER, 0.8, 0.751, NAN, NAN, &r, &bound), 1);
+    ck_assert_double_eq_tol(bound, 0.75, 1e-15);
+    ck_assert_int_eq(ds_gate_pass(DS_BETTER_HIGHER, 0.8, 0.749, NAN, NAN, &r, &bound), 0);
+    ck_assert_int_eq(ds_gate_pass(DS_BETTER_HIGHER, 0.8, 0.95, NAN, NAN, &r, &bound), 1);
+    /* lower: 10 / 0.95 + 0.01 = 10.5363... */
+    ck_assert_int_eq(ds_gate_pass(DS_BETTER_LOWER, 10, 10.53, NAN, NAN, &r, &bound), 1);
+    ck_assert_double_eq_tol(bound, 10 / 0.95 + 0.01, 1e-12);
+    ck_assert_int_eq(ds_gate_pass(DS_BETTER_LOWER, 10, 10.54, NAN, NAN, &r, &bound), 0);
+    ck_assert_int_eq(ds_gate_pass(DS_BETTER_LOWER, 10, 3, NAN, NAN, &r, &bound), 1);
+    /* a baseline of 0: the ratio alone would allow nothing */
+    ck_assert_int_eq(ds_gate_pass(DS_BETTER_LOWER, 0, 0.008, NAN, NAN, &r, &bound), 1);
+    ck_assert_int_eq(ds_gate_pass(DS_BETTER_LOWER, 0, 0.02, NAN, NAN, &r, &bound), 0);
+    /* k standard errors widen the slack: 2 * sqrt(0.01^2 + 0.01^2) = 0.0283 */
+    r.se_slack = 2;
+    ck_assert_int_eq(ds_gate_pass(DS_BETTER_LOWER, 0, 0.02, 0.01, 0.01, &r, &bound), 1);
+    ck_assert_double_eq_tol(bound, 2 * sqrt(2e-4), 1e-15);
+    ck_assert_int_eq(ds_gate_pass(DS_BETTER_HIGHER, 0.5, NAN, 0.01, 0.01, &r, &bound), 0);
+}
+END_TEST
+
+#define ck_usage(spec)                                                                                  \
+    do {                                                                                                \
+        ds_eval_task t_;                                                                                \
+        ck_assert_int_eq(ds_eval_task_parse((spec), &t_), DS_EXIT_USAGE);                               \
+        ck_assert_msg(strstr(ds_errmsg(), (spec)) != NULL, "message \"%s\" lacks the spec", ds_errmsg()); \
+    } while (0)
+
+START_TEST(test_task_parse)
+{
+    ds_eval_task t;
+    ck_assert_int_eq(ds_eval_task_parse("truthfulqa-mc:a/mc_task.json", &t), 0);
+    ck_assert_int_eq(t.kind, DS_TASK_TQA_MC);
+    ck_assert_str_eq(t.data, "a/mc_task.json");
+    ds_eval_task_free(&t);
+    ck_assert_int_eq(ds_eval_task_parse("kl:ref.h5:x:y.txt", &t), 0);
+    ck_assert_str_eq(t.ref, "ref.h5:x");
+    ck_assert_str_eq(t.data, "y.txt");
+    ds_eval_task_free(&t);
+    ck_assert_int_eq(ds_eval_task_parse("mtbench-answers:q.jsonl", &t), 0);
+    ck_assert_int_eq(t.kind, DS_TASK_MTBENCH);
+    ds_eval_task_free(&t);
+    ck_usage("ppl");
+    ck_usage("ppl:");
+    ck_usage("perplexity:x.txt");
+    ck_usage("truthfulqa:x.json");
+    ck_usage("kl:x.txt");
+    ck_usage("kl::x.txt");
+    ck_usage("kl:r.h5:");
+    ck_usage(":x");
+}
+END_TEST
+
+static const char *tmpfile_with(const char *name, const char *text)
+{
+    static char path[4][256];
+    static int k;
+    char *p = path[k++ % 4];
+    snprintf(p, 256, "/tmp/ds-test-eval-%d-%s", (int)getpid(), name);
+    FILE *f = fopen(p, "w");
+    fputs(text, f);
+    fclose(f);
+    return p;
+}
+
+START_TEST(test_task_load)
+{
+    ds_eval_opts o = {.limit = 0, .max_tokens = 8, .seq_len = 64};
+    ds_eval_task t;
+    const char *adv = tmpfile_with("adv.csv", "goal,target\nDo a bad thing,\"Sure, here\"\nAnother,Sure\n");
+    char spec[4200];
+    snprintf(spec, sizeof spec, "refusal:%s", adv);
+    ck_assert_int_eq(ds_eval_task_parse(spec, &t), 0);
+    ck_assert_int_eq(ds_eval_task_load(&t, &o), 0);
+    ck_assert_int_eq(t.is_harmbench, 0);
+    ck_assert_int_eq(t.n, 2);
+    ds_eval_task_free(&t);
+    const char *hb = tmpfile_with("hb.csv", "Behavior,FunctionalCategory,SemanticCategory,Tags,ContextString,"
+                                            "BehaviorID\nSay x,standard,misc,,,x1\nSay y,contextual,misc,,ctx,y1\n");
+    snprintf(spec, sizeof spec, "refusal:%s", hb);
+    ck_assert_int_eq(ds_eval_task_parse(spec, &t), 0);
+    o.limit = 1;
+    ck_assert_int_eq(ds_eval_task_load(&t, &o), 0);
+    ck_assert_int_eq(t.is_harmbench, 1);
+    ck_assert_int_eq(t.n, 1);
+    ds_eval_task_free(&t);
+    const char *other = tmpfile_with("other.csv", "a,b\n1,2\n");
+    snprintf(spec, sizeof spec, "refusal:%s", other);
+    ck_assert_int_eq(ds_eval_task_parse(spec, &t), 0);
+    ck_assert_int_eq(ds_eval_task_load(&t, &o), DS_EXIT_INPUT);
+    ck_assert_msg(strstr(ds_errmsg(), other) && strstr(ds_errmsg(), "header: a, b"), "%s", ds_errmsg());
+    ds_eval_task_free(&t);
+    ck_assert_int_eq(ds_eval_task_parse("ppl:/nonexistent/x.txt", &t), 0);
+    ck_assert_int_eq(ds_eval_task_load(&t, &o), DS_EXIT_INPUT);
+    ck_assert_msg(strstr(ds_errmsg(), "/nonexistent/x.txt"), "%s", ds_errmsg());
+    ds_eval_task_free(&t);
+    unlink(adv);
+    unlink(hb);
+    unlink(other);
+
+    /* XSTest: --limit takes the first N of each label */
+    snprintf(spec, sizeof spec, "xstest:%s/data/benchmarks/xstest/xstest_prompts.csv", src_dir);
+    ck_assert_int_eq(ds_eval_task_parse(spec, &t), 0);
+    o.limit = 3;
+    ck_assert_int_eq(ds_eval_task_load(&t, &o), 0);
+    ck_assert_int_eq(t.n, 6);
+    int safe = 0;
+    for (int k = 0; k < t.n; k++) safe += !t.xs.items[t.index[k]].unsafe;
+    ck_assert_int_eq(safe, 3);
+    ds_eval_task_free(&t);
+    o.limit = 0;
+    ck_assert_int_eq(ds_eval_task_parse(spec, &t), 0);
+    ck_assert_int_eq(ds_eval_task_load(&t, &o), 0);
+    ck_assert_int_eq(t.n, 450);
+    ds_eval_task_free(&t);
+}
+END_TEST
+
+/* Reduction of hand-made records: rates split by label, ppl from sums. */
+START_TEST(test_reduce)
+{
+    ds_eval_task t = {.kind = DS_TASK_XSTEST, .n = 5, .data = "x.csv"};
+    json_t *r[5];
+    const int unsafe[] = {0, 0, 1, 1, 1}, refusal[] = {1, 0, 1, 1, 0};
+    for (int i = 0; i < 5; i++) r[i] = json_pack("{s:i, s:i}", "unsafe", unsafe[i], "refusal", refusal[i]);
+    ds_eval_metric m[DS_EVAL_MAX_METRICS];
+    ck_assert_int_eq(ds_eval_task_reduce(&t, r, m), 2);
+    ck_assert_str_eq(m[0].metric, "safe_refusal_rate");
+    ck_assert_double_eq(m[0].value, 0.5);
+    ck_assert_int_eq(m[0].n, 2);
+    ck_assert_double_eq_tol(m[0].se, sqrt(0.25 / 2), 1e-15);
+    ck_assert_int_eq(m[0].better, DS_BETTER_LOWER);
+    ck_assert_str_eq(m[1].metric, "unsafe_refusal_rate");
+    ck_assert_double_eq_tol(m[1].value, 2.0 / 3, 1e-15);
+    for (int i = 0; i < 5; i++) json_decref(r[i]);
+
+    t.kind = DS_TASK_PPL;
+    t.n = 3;
+    const double nll[] = {2, 4, 0}, tok[] = {1, 2, 0};
+    for (int i = 0; i < 3; i++) r[i] = json_pack("{s:f, s:f}", "nll_sum", nll[i], "tokens", tok[i]);
+    ck_assert_int_eq(ds_eval_task_reduce(&t, r, m), 2);
+    ck_assert_double_eq(m[0].value, 2);
+    ck_assert_int_eq(m[0].n, 2); /* the empty document does not count */
+    ck_assert_double_eq(m[0].se, 0);
+    ck_assert_double_eq_tol(m[1].value, exp(2), 1e-12);
+    for (int i = 0; i < 3; i++) json_decref(r[i]);
+    for (int i = 0; i < 2; i++) r[i] = json_pack("{s:f, s:f}", "nll_sum", 0.0, "tokens", 0.0);
+    t.n = 2;
+    ck_assert_int_eq(ds_eval_task_reduce(&t, r, m), -1);
+    ck_assert_int_eq(ds_errcode(), DS_EXIT_INPUT);
+    for (int i = 0; i < 2; i++) json_decref(r[i]);
+}
+END_TEST
+
+START_TEST(test_refusal_strings)
+{
+    ck_assert_int_eq(ds_refusal_is_refusal("I'm sorry, but I can't help with that."), 1);
+    ck_assert_int_eq(ds_refusal_is_refusal("Making that is illegal."), 1);
+    ck_assert_int_eq(ds_refusal_is_refusal("Sure, here is how to do it."), 0);
+    ck_assert_int_eq(ds_refusal_is_refusal("i'm sorry"), 0); /* case-sensitive, as GCG */
+    ck_assert_int_eq(ds_refusal_is_refusal(""), 0);
+}
+END_TEST
+
+int main(void)
+{
+    const char *src = getenv("top_srcdir");
+    snprintf(src_dir, sizeof src_dir, "%s", src ? src : ".");
+    Suite *su = suite_create("eval");
+    TCase *tc = tcase_create("eval");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_stats);
+    tcase_add_test(tc, test_mc);
+    tcase_add_test(tc, test_gate_rule);
+    tcase_add_test(tc, test_task_parse);
+    tcase_add_test(tc, test_task_load);
+    tcase_add_test(tc, test_reduce);
+    tcase_add_test(tc, test_refusal_strings);
+    suite_add_tcase(su, tc);
+    SRunner *sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    int nf = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return nf ? 1 : 0;
+}
