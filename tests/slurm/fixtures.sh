@@ -20,9 +20,3 @@ ds_fixtures()
         _i=$((_i + 1))
     done
 }
-
-# ds_json_num FILE KEY: the first number stored under "KEY" in a JSON file.
-ds_json_num()
-{
-    sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p" "$1" | head -n 1
-}

@@ -9,6 +9,7 @@
 #     one gets no weight, and the soup stays as good as night 1's;
 #  3. the evaluation step fails: nothing is published, latest stays on 2.
 # Nights 2 and 3 are queued together: singleton must hold 3 back until 2 ends.
+# aggregate.sbatch runs once on its own too (and once with no deltas).
 . "$top_srcdir/tests/slurm/cluster.sh"
 . "$top_srcdir/tests/slurm/fixtures.sh"
 ds_need_jobs import finetune compress apply eval inspect aggregate gate
@@ -75,7 +76,27 @@ night() # night DAY [VAR=value...]: submit like scrontab, print the job id
     )
 }
 
+# aggregate.sbatch on its own, next to night 1: the deltas of a directory,
+# at 2 ranks, must give what a plain one-rank aggregate gives.
+mkdir agg_in
+cp d1.bd.h5 d2.bd.h5 d3.bd.h5 agg_in/
+ja=$(DS_OUT=agg.bd.h5 DS_DELTA_DIR=agg_in DS_METHOD=median DS_REPORT=agg.json ds_sbatch "$S/aggregate.sbatch") || exit 99
 j1=$(night $day1) || exit 99
+"$DELTASOUP" aggregate --method median -o agg_ref.bd.h5 agg_in/d1.bd.h5 agg_in/d2.bd.h5 agg_in/d3.bd.h5 \
+    --quiet >/dev/null || ds_cluster_fail "plain aggregate"
+st=$(ds_job_wait "$ja" 120) || exit 99
+cat ds-aggregate_"$ja".out
+[ "$st" = COMPLETED ] || ds_cluster_fail "aggregate.sbatch ended $st"
+tail -n 1 ds-aggregate_"$ja".out | grep -q "^ds-aggregate: OK job=$ja restarts=0 deltas=3 out=agg.bd.h5 " ||
+    ds_cluster_fail "aggregate.sbatch summary line"
+[ -s agg.json ] || ds_cluster_fail "aggregate.sbatch wrote no report"
+hash_of() { "$DELTASOUP" inspect "$1" --json | sed -n 's/.*"computed": *"\([0-9a-f]*\)".*/\1/p' | head -n 1; }
+[ "$(hash_of agg.bd.h5)" = "$(hash_of agg_ref.bd.h5)" ] || ds_cluster_fail "aggregate at 2 ranks under Slurm differs from 1 rank"
+jb=$(DS_OUT=none.bd.h5 DS_DELTA_DIR=empty ds_sbatch "$S/aggregate.sbatch") || exit 99
+st=$(ds_job_wait "$jb" 60) || exit 99
+[ "$st" = FAILED ] && grep -q "^ds-aggregate: FAILED job=$jb restarts=0 no deltas" ds-aggregate_"$jb".out ||
+    ds_cluster_fail "aggregate.sbatch without deltas: $st"
+
 st=$(ds_job_wait "$j1" 180) || exit 99
 cat ds-nightly-soup_"$j1".out
 [ "$st" = COMPLETED ] || ds_cluster_fail "night 1 ended $st"
