@@ -1,0 +1,150 @@
+/* Unit tests of the per-tensor math of src/bitdelta.c against naive loops
+ * written here: signs and scales of ds_bitdelta_code (f32 and bf16, tensor /
+ * row / column scales, odd widths), the index of the first non-finite delta,
+ * dense deltas and their addition. */
+#include "config.h"
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "src/bitdelta.h"
+
+static float frand(unsigned *s)
+{
+    *s = *s * 1103515245u + 12345u;
+    return ((float)((*s >> 8) & 0xffff) / 65536.0f - 0.5f) * 0.1f;
+}
+
+static ds_bd_entry entry(ds_dtype dt, int64_t r, int64_t c, ds_scale_kind m)
+{
+    ds_bd_entry e = {.t = {.name = "model.layers.0.mlp.up_proj.weight", .dtype = dt, .ndim = 2, .shape = {r, c}}};
+    ds_bd_entry_code(&e, m);
+    return e;
+}
+
+/* Code a random rows x cols pair and compare with the naive definition. */
+static void check_code(ds_dtype dt, int64_t rows, int64_t cols, ds_scale_kind m)
+{
+    unsigned seed = (unsigned)(rows * 131 + cols * 7 + m + dt * 1000);
+    size_t n = (size_t)(rows * cols), es = ds_dtype_size(dt);
+    float *a = malloc(n * 4), *b = malloc(n * 4), *fa = malloc(n * 4), *fb = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) {
+        b[i] = frand(&seed);
+        a[i] = i % 7 == 3 ? b[i] : b[i] + frand(&seed); /* some zero deltas */
+    }
+    void *wa = malloc(n * es), *wb = malloc(n * es);
+    ds_from_f32(dt, a, wa, n);
+    ds_from_f32(dt, b, wb, n);
+    ds_to_f32(dt, wa, fa, n); /* the values as stored */
+    ds_to_f32(dt, wb, fb, n);
+    ds_bd_entry e = entry(dt, rows, cols, m);
+    uint64_t *bits = malloc(sizeof(uint64_t) * (size_t)(rows * e.words_per_row));
+    float *sc = malloc(sizeof(float) * (size_t)e.n_scales);
+    memset(bits, 0xff, sizeof(uint64_t) * (size_t)(rows * e.words_per_row)); /* padding must be cleared */
+    ck_assert_int_eq(ds_bitdelta_code(&e, wa, wb, bits, sc), -1);
+    double *sum = calloc((size_t)(rows > cols ? rows : cols) + 1, sizeof(double)), tot = 0;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols + 64; j++) {
+            if (j >= e.words_per_row * 64) break;
+            int bit = (int)((bits[i * e.words_per_row + j / 64] >> (j % 64)) & 1);
+            if (j >= cols) {
+                ck_assert_int_eq(bit, 0);
+                continue;
+            }
+            float d = fa[i * cols + j] - fb[i * cols + j];
+            ck_assert_int_eq(bit, d >= 0);
+            sum[m == DS_SCALE_COL ? j : m == DS_SCALE_ROW ? i : 0] += fabs((double)d);
+            tot += fabs((double)d);
+        }
+    for (int64_t k = 0; k < e.n_scales; k++) {
+        double want = sum[k] / (m == DS_SCALE_COL ? (double)rows : m == DS_SCALE_ROW ? (double)cols : (double)n);
+        ck_assert_double_eq_tol(sc[k], want, 1e-6 * want + 1e-12);
+    }
+    free(a), free(b), free(fa), free(fb), free(wa), free(wb), free(bits), free(sc), free(sum);
+}
+
+START_TEST(test_code)
+{
+    const int64_t shapes[][2] = {{1, 1}, {3, 65}, {17, 64}, {5, 130}, {64, 7}};
+    for (int dt = 0; dt < 3; dt++)
+        for (int s = 0; s < 5; s++)
+            for (int m = 0; m < 3; m++)
+                check_code((ds_dtype)dt, shapes[s][0], shapes[s][1], (ds_scale_kind)m);
+}
+END_TEST
+
+START_TEST(test_nonfinite)
+{
+    float a[3 * 70], b[3 * 70];
+    unsigned seed = 5;
+    for (int i = 0; i < 3 * 70; i++) a[i] = b[i] = frand(&seed);
+    a[150] = NAN;
+    b[100] = INFINITY; /* the first one, in row 1 */
+    ds_bd_entry e = entry(DS_DTYPE_F32, 3, 70, DS_SCALE_TENSOR);
+    uint64_t bits[6];
+    float sc[1];
+    ck_assert_int_eq(ds_bitdelta_code(&e, a, b, bits, sc), 100);
+    b[100] = a[100];
+    ck_assert_int_eq(ds_bitdelta_code(&e, a, b, bits, sc), 150);
+    /* finite inputs whose float32 difference overflows */
+    a[150] = 3e38f;
+    b[150] = -3e38f;
+    ck_assert_int_eq(ds_bitdelta_code(&e, a, b, bits, sc), 150);
+    float out[3 * 70];
+    ck_assert_int_eq(ds_bitdelta_dense(DS_DTYPE_F32, a, b, 3 * 70, out), 150);
+}
+END_TEST
+
+START_TEST(test_dense)
+{
+    enum { N = 10000 };
+    static float a[N], b[N], d[N], w[N];
+    static uint16_t ha[N], hb[N], hd[N];
+    unsigned seed = 9;
+    for (int i = 0; i < N; i++) {
+        a[i] = frand(&seed) + 1;
+        b[i] = frand(&seed) + 1;
+    }
+    for (ds_dtype dt = DS_DTYPE_F16; dt <= DS_DTYPE_BF16; dt++) {
+        ds_from_f32(dt, a, ha, N);
+        ds_from_f32(dt, b, hb, N);
+        ck_assert_int_eq(ds_bitdelta_dense(dt, ha, hb, N, hd), -1);
+        ds_to_f32(dt, hd, d, N);
+        for (int i = 0; i < N; i++) {
+            float x, y;
+            ds_to_f32(dt, &ha[i], &x, 1);
+            ds_to_f32(dt, &hb[i], &y, 1);
+            uint16_t r;
+            float diff = x - y;
+            ds_from_f32(dt, &diff, &r, 1);
+            ck_assert_uint_eq(hd[i], r); /* one rounding of the float32 difference */
+        }
+        /* in place (out == wf) and back: base + dense delta */
+        memcpy(hd, ha, sizeof ha);
+        ck_assert_int_eq(ds_bitdelta_dense(dt, hd, hb, N, hd), -1);
+        memcpy(w, b, sizeof w);
+        ds_bitdelta_add_dense(DS_DTYPE_F32, w, dt, hd, N);
+        for (int i = 0; i < N; i++) {
+            float y, dd;
+            ds_to_f32(dt, &hb[i], &y, 1);
+            ds_to_f32(dt, &hd[i], &dd, 1);
+            ck_assert_float_eq(w[i], b[i] + dd);
+        }
+    }
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("delta_math");
+    TCase *tc = tcase_create("math");
+    tcase_add_test(tc, test_code);
+    tcase_add_test(tc, test_nonfinite);
+    tcase_add_test(tc, test_dense);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int nf = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return nf ? 1 : 0;
+}
