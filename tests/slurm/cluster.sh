@@ -16,6 +16,7 @@ DS_CLUSTER_CTLD_PORT=${DS_CLUSTER_CTLD_PORT:-16817}
 DS_CLUSTER_SLURMD_PORT=${DS_CLUSTER_SLURMD_PORT:-16818}
 DS_CLUSTER_CPUS=${DS_CLUSTER_CPUS:-4}
 DS_CLUSTER_DIR=
+DS_CLUSTER_PIDS=
 
 ds_cluster_fail()
 {
@@ -35,7 +36,11 @@ ds_cluster_wait_pid()
 {
     _f=$1 _n=0
     while [ $_n -lt 100 ]; do
-        if [ -s "$_f" ] && kill -0 "$(cat "$_f")" 2>/dev/null; then return 0; fi
+        if [ -s "$_f" ] && kill -0 "$(cat "$_f")" 2>/dev/null; then
+            # Kept in memory too: stopping must not depend on the directory.
+            DS_CLUSTER_PIDS="$(cat "$_f") $DS_CLUSTER_PIDS"
+            return 0
+        fi
         sleep 0.1
         _n=$((_n + 1))
     done
@@ -54,7 +59,13 @@ ds_cluster_start()
     exec 9>"$DS_CLUSTER_LOCK" || ds_cluster_fail "cannot open lock $DS_CLUSTER_LOCK"
     flock -w 600 9 || ds_cluster_fail "another Slurm test cluster held $DS_CLUSTER_LOCK for 10 minutes"
 
+    # A port still held means a daemon outlived its test: say which.
+    for port in "$DS_CLUSTER_CTLD_PORT" "$DS_CLUSTER_SLURMD_PORT"; do
+        held=$(ss -Hltnp "sport = :$port" 2>/dev/null)
+        [ -z "$held" ] || ds_cluster_fail "port $port is in use ($held); set DS_CLUSTER_CTLD_PORT/DS_CLUSTER_SLURMD_PORT or stop it"
+    done
     DS_CLUSTER_DIR=$(mktemp -d /tmp/ds-slurm.XXXXXX) || ds_cluster_fail "mktemp failed"
+    DS_CLUSTER_PIDS=
     trap 'ds_cluster_stop' EXIT
     trap 'exit 130' INT TERM
     d=$DS_CLUSTER_DIR
@@ -131,9 +142,8 @@ ds_cluster_stop()
 {
     [ -n "$DS_CLUSTER_DIR" ] || return 0
     d=$DS_CLUSTER_DIR
-    for f in "$d/run/slurmd.pid" "$d/run/slurmctld.pid" "$d/munge/munged.pid"; do
-        [ -s "$f" ] || continue
-        p=$(cat "$f")
+    # Newest first: slurmd, slurmctld, munged.
+    for p in $DS_CLUSTER_PIDS; do
         kill "$p" 2>/dev/null || continue
         _n=0
         while kill -0 "$p" 2>/dev/null && [ $_n -lt 100 ]; do sleep 0.1; _n=$((_n + 1)); done
@@ -145,6 +155,7 @@ ds_cluster_stop()
         rm -rf "$d"
     fi
     DS_CLUSTER_DIR=
+    DS_CLUSTER_PIDS=
     flock -u 9 2>/dev/null
 }
 
@@ -198,4 +209,14 @@ ds_need_jobs()
             exit 77
         }
     done
+}
+
+# ds_need_option JOB OPTION: exit 77 (skip) unless `deltasoup JOB --help`
+# mentions OPTION (a job that exists but lacks what a test needs yet).
+ds_need_option()
+{
+    "$DELTASOUP" "$1" --help 2>/dev/null | grep -q -- "$2" || {
+        echo "SKIP: 'deltasoup $1' has no $2 yet (deltasoup $1 --help); this test runs once it has"
+        exit 77
+    }
 }

@@ -57,6 +57,8 @@ for i in 1 2 3 4 5; do
     [ "$(echo "$row" | cut -f 2)" = "$line" ] || ds_cluster_fail "row $i names '$(echo "$row" | cut -f 2)', want $line"
     if [ $i = 5 ]; then
         echo "$row" | cut -f 6 | grep -q '^FAILED' || ds_cluster_fail "missing delta row not FAILED: $row"
+        grep -q "^ds-eval: FAILED job=[0-9]* task=5 step=[a-z]* exit=3 delta=missing.bd.h5" ds-eval_*.out ||
+            ds_cluster_fail "failed task summary line (exit 3 for a missing file)"
         continue
     fi
     m=base.h5

@@ -10,27 +10,26 @@ ds_cluster_start
 w=$DS_CLUSTER_DIR/work
 ds_fixtures "$w" 1
 cd "$w" || exit 99
-steps=${DS_TEST_FIT_STEPS:-300}
+steps=${DS_TEST_FIT_STEPS:-120}
 "$DELTASOUP" compress --base base.h5 --finetuned ft1.h5 -o d1.bd.h5 --quiet >/dev/null || ds_cluster_fail "compress"
 
 id=$(DS_BASE=base.h5 DS_FINETUNED=ft1.h5 DS_DELTA=d1.bd.h5 DS_CALIB=train1.txt DS_OUT=fit.bd.h5 \
     DS_STEPS=$steps DS_SEQ_LEN=64 ds_sbatch "$top_srcdir/slurm/fit-scales.sbatch")
 log=ds-fit-scales_$id.out
-# The uninterrupted reference at the same rank count, while the job starts.
+# The uninterrupted reference at the same rank count, beside the job.
 $MPIEXEC -n 2 "$DELTASOUP" fit-scales --base base.h5 --finetuned ft1.h5 --delta d1.bd.h5 --calib train1.txt \
-    -o ref.bd.h5 --steps "$steps" --seq-len 64 --quiet >/dev/null || ds_cluster_fail "plain fit-scales failed"
-ref=$("$DELTASOUP" inspect ref.bd.h5 --json | sed -n 's/.*"computed": *"\([0-9a-f]*\)".*/\1/p' | head -n 1)
+    -o ref.bd.h5 --steps "$steps" --seq-len 64 --quiet >/dev/null &
+refpid=$!
 
-# Signal once the step has begun (its checkpoint directory exists).
+# Signal once the step is under way (its first progress lines are out).
 n=0
-until [ -d fit.bd.h5.ckpt ] && [ "$(ds_job_field "$id" JobState)" = RUNNING ]; do
+until grep -q '^\[fit-scales\] step [0-9]' "$log" 2>/dev/null; do
     n=$((n + 1))
-    [ $n -lt 120 ] || { cat "$log"; ds_cluster_fail "fit-scales job did not start its step in 60 s"; }
+    [ $n -lt 240 ] || { cat "$log"; ds_cluster_fail "fit-scales job did not start its steps in 120 s"; }
     [ "$(ds_job_field "$id" JobState)" = COMPLETED ] &&
         ds_cluster_fail "fit-scales finished before the signal: raise DS_TEST_FIT_STEPS (now $steps)"
     sleep 0.5
 done
-sleep 1
 scancel --batch --signal=USR1 "$id" || ds_cluster_fail "scancel --signal=USR1"
 # Slurm holds a requeued job back for about two minutes (BeginTime); the
 # test lets it start at once.
@@ -46,6 +45,8 @@ cat "$log"
 [ "$st" = COMPLETED ] || ds_cluster_fail "requeued fit-scales ended $st"
 grep -q "^ds-fit-scales: REQUEUED job=$id restarts=0 step_exit=75 " "$log" || ds_cluster_fail "first run did not checkpoint (exit 75) and requeue"
 tail -n 1 "$log" | grep -q "^ds-fit-scales: OK job=$id restarts=1 out=fit.bd.h5" || ds_cluster_fail "second run summary"
+wait $refpid || ds_cluster_fail "plain fit-scales failed"
+ref=$("$DELTASOUP" inspect ref.bd.h5 --json | sed -n 's/.*"computed": *"\([0-9a-f]*\)".*/\1/p' | head -n 1)
 got=$("$DELTASOUP" inspect fit.bd.h5 --json | sed -n 's/.*"computed": *"\([0-9a-f]*\)".*/\1/p' | head -n 1)
 [ -n "$ref" ] && [ "$got" = "$ref" ] || ds_cluster_fail "resumed result $got differs from the uninterrupted run $ref"
 echo "PASS: fit-scales.sbatch checkpointed on USR1, requeued, resumed to the uninterrupted result"

@@ -13,6 +13,8 @@
 . "$top_srcdir/tests/slurm/cluster.sh"
 . "$top_srcdir/tests/slurm/fixtures.sh"
 ds_need_jobs import finetune compress apply eval inspect aggregate gate
+# gate reads the results file of eval --json OUT (the --task form of eval).
+ds_need_option eval --task
 ds_cluster_start
 w=$DS_CLUSTER_DIR/work
 ds_fixtures "$w" 4
