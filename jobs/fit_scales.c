@@ -439,7 +439,8 @@ static int ckpt_restore(const ds_ctx *ctx, const char *path, const ds_ckpt *now,
     if ((rc = ds_ctx_agree(ctx, rc))) return rc;
     f->step = step;
     ds_fitscales_rebuild(f);
-    ds_printf0(ctx, "[fit-scales] resuming from %s at step %lld%s\n", path, (long long)step,
+    if (!ctx->quiet)
+        ds_printf0(ctx, "[fit-scales] resuming from %s at step %lld%s\n", path, (long long)step,
                ranks != ctx->size ? " (saved with another number of ranks: results may differ in rounding)" : "");
     return 0;
 }
@@ -585,7 +586,8 @@ static int run_fit(ds_ctx *ctx, const opts *o)
     const int evb = (int)o->batch;
     ds_llama_act *sa = ds_llama_act_new(&in.student, evb > maxb ? evb : maxb, T);
     ds_llama_act *ta = ds_llama_act_new(&in.teacher, evb > maxb ? evb : maxb, T);
-    ds_printf0(ctx,
+    if (!ctx->quiet)
+        ds_printf0(ctx,
                "[fit-scales] %s: %d coded tensors, %lld scales; %lld calibration tokens, %lld train / %lld held-out "
                "windows of %d; objective %s, %ld steps, batch %ld, lr %g, %d rank(s)\n",
                o->delta, f.n, (long long)f.n_scales, (long long)c.stream_tokens, (long long)c.n_train,

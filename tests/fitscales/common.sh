@@ -1,0 +1,46 @@
+# Sourced by the fit-scales tests: a temporary folder and small real inputs.
+#   fs_setup NAME           $tmp (removed on exit), $PY, OpenBLAS core type
+#   fs_inputs FT_STEPS      in $tmp: base.h5 (stories260K), train.txt /
+#                           held.txt (MT-Bench questions: every 4th held out,
+#                           a text unlike TinyStories), ft.h5 (fine-tuned on
+#                           train.txt for FT_STEPS AdamW steps), d.bd.h5 and
+#                           drow.bd.h5 (compress, per-tensor / per-row scales)
+#   fs_fail MSG             print and exit 1
+fs_fail()
+{
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+fs_setup()
+{
+    PY=${PYTHON3:-/usr/bin/python3}
+    # OpenBLAS 0.3.21 falls back to slow kernels on CPUs it does not know
+    # (docs/model.md).
+    if [ -z "$OPENBLAS_CORETYPE" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
+        OPENBLAS_CORETYPE=Haswell; export OPENBLAS_CORETYPE
+    fi
+    tmp=$(mktemp -d "/tmp/ds-fit-$1.XXXXXX")
+    trap 'rm -rf "$tmp"' EXIT
+}
+
+fs_inputs()
+{
+    _S=$top_srcdir/data/models/stories260K
+    "$PY" - "$top_srcdir/data/benchmarks/mt_bench/question.jsonl" "$tmp" <<'PYEOF' || fs_fail "MT-Bench split"
+import json, sys
+tr, ho = open(sys.argv[2] + "/train.txt", "w"), open(sys.argv[2] + "/held.txt", "w")
+for line in open(sys.argv[1]):
+    q = json.loads(line)
+    for t in q["turns"]:
+        (ho if q["question_id"] % 4 == 0 else tr).write(t.strip() + "\n\n")
+PYEOF
+    "$DELTASOUP" import --from llama2c "$_S/stories260K.bin" --tokenizer "$_S/tok512.bin" -o "$tmp/base.h5" \
+        --quiet >/dev/null || fs_fail "import"
+    "$DELTASOUP" finetune --base "$tmp/base.h5" --data "$tmp/train.txt" -o "$tmp/ft.h5" --steps "$1" \
+        --batch 8 --seq-len 64 --lr 1e-3 --seed 3 --quiet >/dev/null || fs_fail "finetune"
+    "$DELTASOUP" compress --base "$tmp/base.h5" --finetuned "$tmp/ft.h5" -o "$tmp/d.bd.h5" --quiet >/dev/null ||
+        fs_fail "compress"
+    "$DELTASOUP" compress --base "$tmp/base.h5" --finetuned "$tmp/ft.h5" -o "$tmp/drow.bd.h5" --scale row \
+        --quiet >/dev/null || fs_fail "compress --scale row"
+}
