@@ -423,8 +423,18 @@ static int check_finite(const char *path, const ds_bd_entry *e, const float *v, 
     return 0;
 }
 
-/* Collective: rows [r0, r0 + nr) of entry e of every participant into s. */
-static int stream_chunk(stream *s, const ds_bd_entry *e, int64_t r0, int64_t nr)
+/* Collective, quiet: whether any rank has a non-zero status (its message
+ * is printed once later, by ds_ctx_agree or ds_delta_commit). */
+static int any_failed(const ds_ctx *ctx, int rc)
+{
+    int any;
+    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, ctx->comm);
+    return any;
+}
+
+/* Collective: rows [r0, r0 + nr) of entry e of every participant into s.
+ * Returns non-zero when any rank failed; *local: this rank's status. */
+static int stream_chunk(stream *s, const ds_bd_entry *e, int64_t r0, int64_t nr, int *local)
 {
     const size_t slot = slot_bytes(e, nr);
     int rc = 0;
@@ -443,8 +453,8 @@ static int stream_chunk(stream *s, const ds_bd_entry *e, int64_t r0, int64_t nr)
             if (!rc) rc = check_finite(path, e, (const float *)dst, (size_t)nr * (size_t)ds_delta_row_elems(&e->t), "delta");
         }
     }
-    rc = ds_ctx_agree(s->ctx, rc);
-    if (rc) return rc;
+    *local = rc;
+    if (any_failed(s->ctx, rc)) return 1;
     ds_comm_allgather(s->comm, s->send, s->recv, slot * (size_t)s->maxloc);
     for (int r = 0; r < s->ctx->size; r++) {
         int64_t a, b;
@@ -472,8 +482,11 @@ static int krum_distances(stream *s, const ds_delta_meta *layout, double *d)
         const int64_t nrows = ds_delta_nrows(e), R = chunk_rows(s, e);
         for (int64_t r0 = 0; r0 < nrows && !rc; r0 += R) {
             const int64_t nr = nrows - r0 < R ? nrows - r0 : R;
-            rc = stream_chunk(s, e, r0, nr);
-            if (rc) break;
+            int local;
+            if (stream_chunk(s, e, r0, nr, &local)) {
+                rc = ds_ctx_agree(s->ctx, local);
+                break;
+            }
             if (e->coded) {
                 ds_agg_bits c = {(size_t)np, (size_t)nr, (size_t)e->cols, e->mode, s->bits, s->scale};
                 ds_agg_dist_bits(&c, (size_t)s->ctx->rank, (size_t)s->ctx->size, d);
@@ -583,16 +596,18 @@ static int write_tensor(ds_delta_file *out, int i, const ds_bd_entry *oe, const 
 }
 
 /* Collective: every tensor, chunk by chunk; kept[p] counts the coordinates
- * where participant p's value was kept (agreed with the majority bit). */
+ * where participant p's value was kept (agreed with the majority bit).
+ * Returns this rank's status, not yet printed; all ranks stop at the same
+ * point when any fails. */
 static int reduce_all(stream *s, const ds_delta_meta *layout, const ds_bd_entry *oes, const int *writer, const reduce_how *h,
                       ds_delta_file *out, uint64_t *kept)
 {
     const ds_ctx *ctx = s->ctx;
     const size_t np = (size_t)s->np;
-    int rc = 0;
+    int rc = 0, stop = 0;
     ds_progress pr;
     ds_progress_init(&pr, ctx, "aggregate", layout->n);
-    for (int i = 0; i < layout->n && !rc; i++) {
+    for (int i = 0; i < layout->n && !stop; i++) {
         const ds_bd_entry *e = &layout->entries[i], *oe = &oes[i];
         const int mine = writer[i] == ctx->rank, bits_out = h->m == M_MAJORITY && e->coded;
         const int64_t nrows = ds_delta_nrows(e), R = chunk_rows(s, e);
@@ -604,10 +619,10 @@ static int reduce_all(stream *s, const ds_delta_meta *layout, const ds_bd_entry 
         unsigned char *part = ds_malloc(orow * maxsub + 1), *all = ds_malloc(orow * maxsub * (size_t)ctx->size + 1);
         const uint64_t **pb = ds_malloc(sizeof(void *) * np);
         const float **ps = ds_malloc(sizeof(void *) * np);
-        for (int64_t r0 = 0; r0 < nrows && !rc; r0 += R) {
+        for (int64_t r0 = 0; r0 < nrows && !stop; r0 += R) {
             const int64_t nr = nrows - r0 < R ? nrows - r0 : R;
-            rc = stream_chunk(s, e, r0, nr);
-            if (rc) break;
+            stop = stream_chunk(s, e, r0, nr, &rc);
+            if (stop) break;
             int64_t a, b;
             ds_shard_range(nr, ctx->rank, ctx->size, &a, &b);
             if (b > a && e->coded) {
@@ -633,8 +648,8 @@ static int reduce_all(stream *s, const ds_delta_meta *layout, const ds_bd_entry 
             if (bits_out && (r0 == 0 || e->mode == DS_SCALE_ROW))
                 majority_scales(s, e, nr, h->k_scale, scales + (e->mode == DS_SCALE_ROW ? r0 : 0));
         }
-        if (!rc && mine) rc = write_tensor(out, i, oe, h, res, scales);
-        rc = ds_ctx_agree(ctx, rc);
+        if (!stop && mine) rc = write_tensor(out, i, oe, h, res, scales);
+        if (!stop) stop = any_failed(ctx, rc);
         free(res), free(scales), free(part), free(all), free(pb), free(ps);
         ds_progress_step(&pr, i + 1, "%s", e->t.name);
     }
@@ -884,12 +899,11 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
         int wrc = 0;
         if (chosen >= 0) {
             wrc = copy_chosen(&s, &layout, chosen, out);
-            wrc = ds_ctx_agree(ctx, wrc);
-            if (!wrc) kept[0] = (uint64_t)total;
+            kept[0] = ctx->rank == 0 ? (uint64_t)total : 0; /* summed over ranks below */
         } else {
             wrc = reduce_all(&s, &layout, oes, writer, &how, out, kept);
         }
-        rc = ds_delta_commit(out, wrc, NULL, content);
+        rc = ds_delta_commit(out, ds_ctx_agree(ctx, wrc), NULL, content);
     }
     int n_used = 0;
     if (!rc) {

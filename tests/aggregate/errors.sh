@@ -1,0 +1,79 @@
+#!/bin/sh
+# Refusals of `deltasoup aggregate`: each is one clear line naming the file
+# (and tensor), a non-zero exit code of the documented kind, and no output
+# left behind (neither OUT nor OUT.tmp).
+set -u
+: "${top_builddir:=.}" "${top_srcdir:=.}" "${DELTASOUP:=$top_builddir/deltasoup}" "${PYTHON3:=/usr/bin/python3}"
+d=tests/aggregate/errors.d
+rm -rf "$d" && mkdir -p "$d" || exit 1
+fail() { echo "errors.sh: FAIL: $*" >&2; exit 1; }
+MK="$top_builddir/tests/unit/test_aggregate_mkdelta"
+for s in 1 2 3 4 5; do "$MK" "$d/s$s.bd.h5" --owner "u$s" --seed $s || fail mkdelta; done
+"$MK" "$d/rows.bd.h5" --owner x --seed 7 --shape-rows 38 || fail mkdelta
+"$MK" "$d/mode.bd.h5" --owner x --seed 7 --mode row || fail mkdelta
+"$MK" "$d/base.bd.h5" --owner x --seed 7 --base 2222222222222222222222222222222222222222222222222222222222222222 || fail mkdelta
+echo "not hdf5" > "$d/text.bd.h5"
+out="$d/out.bd.h5"
+
+# expect CODE "message part" aggregate-args...
+expect() {
+    want=$1 msg=$2
+    shift 2
+    "$DELTASOUP" aggregate -o "$out" --quiet "$@" > "$d/stdout" 2> "$d/stderr"
+    rc=$?
+    [ $rc -eq "$want" ] || fail "exit $rc, wanted $want: $*: $(cat "$d/stderr")"
+    grep -qF -- "$msg" "$d/stderr" || fail "no '$msg' in: $(cat "$d/stderr")"
+    [ "$(grep -c . "$d/stderr")" -eq 1 ] || fail "more than one line: $(cat "$d/stderr")"
+    [ ! -e "$out" ] && [ ! -e "$out.tmp" ] && [ ! -e "$out.tmp.tmp" ] || fail "partial output left by: $*"
+}
+S="$d/s1.bd.h5 $d/s2.bd.h5 $d/s3.bd.h5"
+expect 2 "krum with --byzantine 1 needs at least 5 deltas (2F + 3), got 3" --method krum --byzantine 1 $S
+expect 2 "multi-krum with --byzantine 2 needs at least 7 deltas" --method multi-krum --byzantine 2 $S "$d/s4.bd.h5" "$d/s5.bd.h5"
+expect 2 "--select 4: only 3 deltas" --method multi-krum --select 4 $S
+expect 2 "--trim 0.5: must be below 0.5" --method trimmed-mean --trim 0.5 $S
+expect 2 "--method 'avg'" --method avg $S
+expect 2 "no input deltas" --method mean
+expect 2 "--byzantine applies to krum and multi-krum" --method mean --byzantine 1 $S
+expect 2 "--requantize: majority already gives 1-bit tensors" --method majority --requantize $S
+expect 3 "$d/rows.bd.h5: tensor a.weight: shape [38, 150], but [37, 150] in $d/s1.bd.h5" --method mean $S "$d/rows.bd.h5"
+expect 3 "$d/mode.bd.h5: tensor a.weight: scale mode row, but tensor in $d/s1.bd.h5" --method median $S "$d/mode.bd.h5"
+expect 3 "$d/base.bd.h5: base_sha256 2222222222222222... differs" --method mean $S "$d/base.bd.h5"
+expect 3 "$d/missing.bd.h5" --method mean $S "$d/missing.bd.h5"
+expect 3 "$d/text.bd.h5" --method mean $S "$d/text.bd.h5"
+expect 3 "$d/k.txt" --method mean --trusted-keys "$d/k.txt" $S
+
+# --force aggregates across bases, with one warning naming the file.
+"$DELTASOUP" aggregate --method mean --force -o "$out" --quiet $S "$d/base.bd.h5" > /dev/null 2> "$d/stderr" \
+    || fail "--force: $(cat "$d/stderr")"
+grep -q "warning: $d/base.bd.h5: base_sha256 differs" "$d/stderr" || fail "--force warning: $(cat "$d/stderr")"
+# An existing output needs --overwrite (and stays as it was).
+cp "$out" "$d/before"
+"$DELTASOUP" aggregate -o "$out" --method median $S > /dev/null 2> "$d/stderr"
+[ $? -eq 4 ] && grep -q "$out: output exists (use --overwrite" "$d/stderr" || fail "existing output: $(cat "$d/stderr")"
+cmp -s "$out" "$d/before" || fail "the existing output changed"
+rm -f "$out"
+
+# --list adds inputs: the same result as naming them.
+printf '# inputs\n%s\n\n%s\n' "$d/s2.bd.h5" "$d/s3.bd.h5" > "$d/list"
+"$DELTASOUP" aggregate --method median -o "$d/a.bd.h5" "$d/s1.bd.h5" --list "$d/list" | grep content_sha256 > "$d/h1" || fail "--list"
+"$DELTASOUP" aggregate --method median -o "$d/b.bd.h5" $S | grep content_sha256 > "$d/h2" || fail "positional"
+cmp -s "$d/h1" "$d/h2" || fail "--list gave another result"
+
+# A non-finite scale or dense value is bad input naming file and tensor.
+if "$PYTHON3" -c 'import h5py' 2>/dev/null; then
+    cp "$d/s2.bd.h5" "$d/nan.bd.h5"
+    "$PYTHON3" -c "
+import h5py, numpy as np
+with h5py.File('$d/nan.bd.h5', 'r+') as f:
+    s = f['bits/b.weight/scale']; v = s[()]; v[0] = np.nan; s[...] = v
+" || fail "h5py"
+    expect 3 "$d/nan.bd.h5: tensor b.weight: scale value 0 is not finite" --method median $S "$d/nan.bd.h5"
+    cp "$d/s2.bd.h5" "$d/inf.bd.h5"
+    "$PYTHON3" -c "
+import h5py, numpy as np
+with h5py.File('$d/inf.bd.h5', 'r+') as f:
+    s = f['dense/c.dense']; v = s[()]; v[3, 4] = np.inf; s[...] = v
+" || fail "h5py"
+    expect 3 "$d/inf.bd.h5: tensor c.dense: delta value 25 is not finite" --method krum "$d/inf.bd.h5" $S
+fi
+rm -rf "$d"
