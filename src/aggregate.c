@@ -192,7 +192,8 @@ static inline void counter_add(uint64_t *pl, uint64_t m)
 }
 
 /* One row of coordinates with the current order. */
-static void fast_row(fast_state *s, const ds_agg_bits *c, size_t r, size_t k, float *out, int count)
+/* popcnt matters here: the portable __builtin_popcountll is a libgcc call */
+__attribute__((target_clones("popcnt", "default"))) static void fast_row(fast_state *s, const ds_agg_bits *c, size_t r, size_t k, float *out, int count)
 {
     const size_t n = s->n, W = ds_bitpack_words(c->cols);
     const long lo = (long)k, hi = (long)(n - 1 - k);
