@@ -922,8 +922,6 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
         version_hash(&o, in, version);
         int prc = ctx->rank == 0 ? write_provenance(stage, &o, in, version, n_used) : 0;
         rc = ds_out_finish(ctx, o.out, prc);
-    } else if (ctx->rank == 0) {
-        remove(stage);
     }
     if (!rc) {
         json_t *rep = report_json(&o, in, version, content, in[oidx[0]].base, n_used);
