@@ -1,10 +1,12 @@
-/* deltasoup eval: quality metrics of a model. Task: --ppl TEXT (mean NLL per
- * predicted token and perplexity), data-parallel across ranks. */
+/* deltasoup eval: quality metrics of a model. Here: the plain --ppl TEXT
+ * report (mean NLL per predicted token and perplexity), data-parallel across
+ * ranks; --task and the many-delta options go to jobs/eval_tasks.c. */
 #include "config.h"
 #include <getopt.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include "jobs/eval_tasks.h"
 #include "src/bitdelta.h"
 #include "src/jobs.h"
 #include "src/model_io.h"
@@ -20,11 +22,13 @@ static void usage(const ds_ctx *ctx)
                "  --ppl TEXT     text file\n"
                "  --seq-len N    tokens per document at most (default: the model's max_seq_len)\n"
                "  --json         print a JSON object instead of the table\n"
-               "Documents are shared out across ranks; the result does not depend on their number.\n");
+               "Documents are shared out across ranks; the result does not depend on their number.\n\n");
+    ds_eval_tasks_usage(ctx);
 }
 
 int ds_job_eval(ds_ctx *ctx, int argc, char **argv)
 {
+    if (ds_eval_tasks_wanted(argc, argv)) return ds_eval_tasks_main(ctx, argc, argv);
     static const struct option opts[] = {{"model", 1, 0, 'm'}, {"delta", 1, 0, 'd'}, {"ppl", 1, 0, 'p'},
                                          {"seq-len", 1, 0, 'T'}, {"json", 0, 0, 'j'}, {"quiet", 0, 0, 'q'},
                                          {"force", 0, 0, 'F'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
@@ -48,7 +52,7 @@ int ds_job_eval(ds_ctx *ctx, int argc, char **argv)
     }
     if (!rc && optind < argc) rc = ds_err(DS_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
     if (!rc && !model) rc = ds_err(DS_EXIT_USAGE, "--model is required");
-    if (!rc && !text) rc = ds_err(DS_EXIT_USAGE, "--ppl TEXT is required (the only task so far)");
+    if (!rc && !text) rc = ds_err(DS_EXIT_USAGE, "--ppl TEXT or --task KIND:FILE is required");
     if ((rc = ds_ctx_agree(ctx, rc))) return rc;
 
     ds_text_docs docs;
