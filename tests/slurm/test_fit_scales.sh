@@ -32,9 +32,11 @@ until grep -q '^\[fit-scales\] step [0-9]' "$log" 2>/dev/null; do
 done
 scancel --batch --signal=USR1 "$id" || ds_cluster_fail "scancel --signal=USR1"
 # Slurm holds a requeued job back for about two minutes (BeginTime); the
-# test lets it start at once.
+# test lets it start at once, but only when the first run's steps are gone
+# from the node (IDLE, not COMPLETING): a relaunch before that fails.
 n=0
-until [ "$(ds_job_field "$id" Restarts)" = 1 ] && [ "$(ds_job_field "$id" JobState)" = PENDING ]; do
+until [ "$(ds_job_field "$id" Restarts)" = 1 ] && [ "$(ds_job_field "$id" JobState)" = PENDING ] &&
+    scontrol -o show node localhost | grep -q ' State=IDLE '; do
     n=$((n + 1))
     [ $n -lt 120 ] || { cat "$log"; ds_cluster_fail "job $id was not requeued: $(ds_job_field "$id" JobState)"; }
     sleep 0.5
