@@ -468,8 +468,9 @@ static int write_attrs(const char *path, const opts *o, const calib *c, const ds
     if (!rc) rc = ds_h5_attr_set_str(file, "scale_fit_calib_sha256", c->sha);
     if (!rc) rc = ds_h5_attr_set_str(file, "scale_fit_from", dm->scale_fit);
     if (!rc) rc = ds_h5_attr_set_str(file, "scale_fit_input_sha256", dm->content_sha256);
-    if (!rc) rc = ds_h5_attr_set_double(file, "scale_fit_objective_initial", s->objective_before);
-    if (!rc) rc = ds_h5_attr_set_double(file, "scale_fit_objective_final", s->objective_after);
+    /* The objective on the held-out windows (none with --holdout 0). */
+    if (!rc && c->n_hold) rc = ds_h5_attr_set_double(file, "scale_fit_objective_initial", s->objective_before);
+    if (!rc && c->n_hold) rc = ds_h5_attr_set_double(file, "scale_fit_objective_final", s->objective_after);
     if (H5Fclose(file) < 0 && !rc) rc = ds_err(DS_EXIT_OUTPUT, "%s: cannot close after recording the fit", path);
     return rc;
 }
@@ -521,17 +522,22 @@ static int write_report(const ds_ctx *ctx, const opts *o, const calib *c, const 
 {
     int rc = 0;
     if (ctx->rank == 0) {
-        json_t *r = json_pack(
-            "{s:s, s:s, s:s, s:i, s:f, s:i, s:i, s:I, s:I, s:s, s:i, s:f, s:f,"
-            " s:{s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f}, s:{}, s:f}",
-            "objective", ds_fit_objective_name(o->objective), "delta", o->delta, "output", o->out, "steps",
-            (int)o->steps, "lr", o->lr, "batch", (int)o->batch, "seq_len", (int)o->seq_len, "train_windows",
-            (json_int_t)c->n_train, "heldout_windows", (json_int_t)c->n_hold, "calib_sha256", c->sha, "ranks",
-            ctx->size, "objective_before", s->objective_before, "objective_after", s->objective_after, "heldout",
-            "windows", (json_int_t)c->n_hold, "tokens", (json_int_t)s->before->tokens, "kl_before", s->before->kl,
-            "kl_after", s->after->kl, "mse_before", s->before->mse, "mse_after", s->after->mse, "nll_before",
-            s->before->nll, "nll_after", s->after->nll, "nll_finetuned", s->before->nll_teacher, "train", "seconds",
-            secs);
+        json_t *r = json_pack("{s:s, s:s, s:s, s:i, s:f, s:i, s:i, s:I, s:I, s:s, s:i, s:n, s:n, s:{s:I}, s:{}, s:f}",
+                              "objective", ds_fit_objective_name(o->objective), "delta", o->delta, "output", o->out,
+                              "steps", (int)o->steps, "lr", o->lr, "batch", (int)o->batch, "seq_len", (int)o->seq_len,
+                              "train_windows", (json_int_t)c->n_train, "heldout_windows", (json_int_t)c->n_hold,
+                              "calib_sha256", c->sha, "ranks", ctx->size, "objective_before", "objective_after",
+                              "heldout", "windows", (json_int_t)c->n_hold, "train", "seconds", secs);
+        if (c->n_hold) {
+            json_object_set_new(r, "objective_before", json_real(s->objective_before));
+            json_object_set_new(r, "objective_after", json_real(s->objective_after));
+            json_t *h = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "tokens", (json_int_t)s->before->tokens,
+                                  "kl_before", s->before->kl, "kl_after", s->after->kl, "mse_before", s->before->mse,
+                                  "mse_after", s->after->mse, "nll_before", s->before->nll, "nll_after", s->after->nll,
+                                  "nll_finetuned", s->before->nll_teacher);
+            json_object_update(json_object_get(r, "heldout"), h);
+            json_decref(h);
+        }
         /* Batch objectives of this run's first and last step (none when it
          * resumed at the end). */
         json_t *tr = json_object_get(r, "train");
@@ -657,7 +663,10 @@ static int run_fit(ds_ctx *ctx, const opts *o)
         fit_summary s = {held_objective(o, &before), held_objective(o, &after), &before, &after};
         rc = write_output(ctx, o, &c, &in, &f, &s);
         if (!rc && o->report) rc = write_report(ctx, o, &c, &s, first, last, secs);
-        if (!rc && !ctx->quiet) {
+        if (!rc && !ctx->quiet && !c.n_hold)
+            ds_printf0(ctx, "[fit-scales] wrote %s: %ld steps in %.1fs on %d rank(s); no held-out windows (--holdout 0)\n",
+                       o->out, o->steps, secs, ctx->size);
+        if (!rc && !ctx->quiet && c.n_hold) {
             ds_printf0(ctx,
                        "[fit-scales] wrote %s: %ld steps in %.1fs (%.3f s/step) on %d rank(s)\n"
                        "held-out (%lld windows of %d tokens)   %-12s %-12s %s\n"
