@@ -280,7 +280,11 @@ int ds_eval_task_item(const ds_eval_task *t, ds_eval_env *e, int k, json_t **rec
     switch (t->kind) {
     case DS_TASK_TQA_MC: {
         int rc = item_tqa(&t->tqa.items[i], e, rec);
-        if (rc) return ds_err(rc, "%s: question %d: %s", t->data, i + 1, ds_errmsg());
+        if (rc) {
+            char msg[512]; /* ds_err writes where ds_errmsg points */
+            snprintf(msg, sizeof msg, "%s", ds_errmsg());
+            return ds_err(rc, "%s: question %d: %s", t->data, i + 1, msg);
+        }
         return 0;
     }
     case DS_TASK_REFUSAL: {

@@ -103,8 +103,8 @@ static int read_delta_list(job *j, const char *path)
 {
     char *text;
     size_t len;
-    if (ds_read_file(path, &text, &len)) return ds_err(DS_EXIT_INPUT, "--delta-list %s: %s", path, ds_errmsg());
-    int lineno = 0, rc = 0;
+    int lineno = 0, rc = ds_read_file(path, &text, &len); /* the message names the file */
+    if (rc) return rc;
     for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         lineno++;
         while (*line == ' ' || *line == '\t') line++;
