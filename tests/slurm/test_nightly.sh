@@ -106,7 +106,11 @@ cat ds-nightly-soup_"$j1".out
 "$DELTASOUP" inspect soup/latest >/dev/null || ds_cluster_fail "night 1: the published reference does not verify"
 tail -n 1 ds-nightly-soup_"$j1".out | grep -q "^ds-nightly-soup: OK job=$j1 date=$day1 collected=3 accepted=3 rejected=0 " ||
     ds_cluster_fail "night 1 summary line"
+# The perplexities the night logged are those of plain runs.
+logged=$(tail -n 1 ds-nightly-soup_"$j1".out | sed -n 's/.* baseline_ppl=\([^ ]*\) candidate_ppl=\([^ ]*\) .*/\1 \2/p')
 ppl1=$(ppl_of soup/latest)
+echo "$logged" | awk -v b="$base_ppl" -v c="$ppl1" '{ exit !(NF == 2 && $1 - b < 1e-5 * b && b - $1 < 1e-5 * b &&
+    $2 - c < 1e-5 * c && c - $2 < 1e-5 * c) }' || ds_cluster_fail "night 1 logged ppl '$logged', plain runs $base_ppl $ppl1"
 
 j2=$(night $day2 DS_METHOD=multi-krum DS_BYZANTINE=1) || exit 99
 j3=$(night $day3 DS_EVAL_TEXT=$w/missing.txt) || exit 99
