@@ -422,7 +422,8 @@ int ds_h5_group_list(hid_t grp, int *n, char ***names)
         ds_h5_names_free(l.n, l.names);
         return h5_fail(DS_EXIT_INPUT, grp, "cannot list the group");
     }
-    qsort(l.names, (size_t)l.n, sizeof(char *), cmp_str);
+    if (l.n > 1) /* an empty group lists no names (qsort of NULL is undefined) */
+        qsort(l.names, (size_t)l.n, sizeof(char *), cmp_str);
     *n = l.n;
     *names = l.names;
     return 0;
