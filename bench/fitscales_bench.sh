@@ -6,8 +6,11 @@
 #   - a random ~20M-parameter config (dim 512, hidden 1376, 7 layers, 8/4
 #     heads, vocab 512) with a random "fine-tune" (weights + 1% noise).
 # deltasoup runs as one rank with 2 OpenBLAS threads; one run each, ratio
-# printed (goal: deltasoup >= 1.5x PyTorch's speed).
-#   bench/fitscales_bench.sh BUILD_DIR [STEPS_260K] [STEPS_20M]   (from the source tree)
+# printed (goal: deltasoup >= 1.5x PyTorch's speed). THREADS=1 pins both to
+# one CPU (taskset) with one thread each: on a loaded machine PyTorch's
+# spinning OpenMP threads slow it down several times, which says more about
+# the load than about either implementation.
+#   [THREADS=1] bench/fitscales_bench.sh BUILD_DIR [STEPS_260K] [STEPS_20M]   (from the source tree)
 set -e
 B=${1:-.}
 N1=${2:-40}
@@ -19,13 +22,16 @@ fi
 tmp=$(mktemp -d /tmp/ds-fit-bench.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 S=data/models/stories260K
+TH=${THREADS:-2}
 D="$B/deltasoup"
-echo "OpenBLAS core: ${OPENBLAS_CORETYPE:-auto}; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+pin=
+[ "$TH" = 1 ] && pin="taskset -c 0"
+echo "OpenBLAS core: ${OPENBLAS_CORETYPE:-auto}; threads: $TH; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ours CALIB BASE FT DELTA STEPS: deltasoup's seconds per step
 ours()
 {
-    "$D" fit-scales --base "$2" --finetuned "$3" --delta "$4" --calib "$1" -o "$tmp/out.bd.h5" --steps "$5" \
+    $pin "$D" fit-scales --base "$2" --finetuned "$3" --delta "$4" --calib "$1" -o "$tmp/out.bd.h5" --steps "$5" \
         --overwrite | sed -n 's/.*(\([0-9.]*\) s\/step).*/\1/p'
 }
 ratio()
@@ -46,7 +52,7 @@ PYEOF
     --lr 1e-3 --quiet >/dev/null
 "$D" compress --base "$tmp/b.h5" --finetuned "$tmp/f.h5" -o "$tmp/d.bd.h5" --quiet >/dev/null
 a=$(ours "$tmp/calib.txt" "$tmp/b.h5" "$tmp/f.h5" "$tmp/d.bd.h5" "$N1")
-t=$($PY bench/fitscales_torch.py "$tmp/b.h5" "$tmp/f.h5" "$tmp/d.bd.h5" 4 128 "$N1" 2 | sed 's/.*=\([0-9.]*\) .*/\1/')
+t=$($pin $PY bench/fitscales_torch.py "$tmp/b.h5" "$tmp/f.h5" "$tmp/d.bd.h5" 4 128 "$N1" "$TH" | sed 's/.*=\([0-9.]*\) .*/\1/')
 ratio "stories260K ($N1 steps)" "$a" "$t"
 
 # ~20M random config through llama2.c files (vocab 512: the shipped tokenizer)
@@ -69,5 +75,5 @@ PYEOF
 "$D" import --from llama2c "$tmp/f20.bin" --tokenizer $S/tok512.bin -o "$tmp/f20.h5" --quiet >/dev/null
 "$D" compress --base "$tmp/b20.h5" --finetuned "$tmp/f20.h5" -o "$tmp/d20.bd.h5" --quiet >/dev/null
 a=$(ours data/lm_corpus/tinystories_train_excerpt.txt "$tmp/b20.h5" "$tmp/f20.h5" "$tmp/d20.bd.h5" "$N2")
-t=$($PY bench/fitscales_torch.py "$tmp/b20.h5" "$tmp/f20.h5" "$tmp/d20.bd.h5" 4 128 "$N2" 2 | sed 's/.*=\([0-9.]*\) .*/\1/')
+t=$($pin $PY bench/fitscales_torch.py "$tmp/b20.h5" "$tmp/f20.h5" "$tmp/d20.bd.h5" 4 128 "$N2" "$TH" | sed 's/.*=\([0-9.]*\) .*/\1/')
 ratio "20M ($N2 steps)" "$a" "$t"
