@@ -664,8 +664,8 @@ static int run_fit(ds_ctx *ctx, const opts *o)
         rc = write_output(ctx, o, &c, &in, &f, &s);
         if (!rc && o->report) rc = write_report(ctx, o, &c, &s, first, last, secs);
         if (!rc && !ctx->quiet && !c.n_hold)
-            ds_printf0(ctx, "[fit-scales] wrote %s: %ld steps in %.1fs on %d rank(s); no held-out windows (--holdout 0)\n",
-                       o->out, o->steps, secs, ctx->size);
+            ds_printf0(ctx, "[fit-scales] wrote %s: %ld steps in %.1fs on %d rank(s); no held-out windows\n", o->out,
+                       o->steps, secs, ctx->size);
         if (!rc && !ctx->quiet && c.n_hold) {
             ds_printf0(ctx,
                        "[fit-scales] wrote %s: %ld steps in %.1fs (%.3f s/step) on %d rank(s)\n"

@@ -51,8 +51,16 @@ void ds_ckpt_free(ds_ckpt *c)
     free(c);
 }
 
-void ds_ckpt_record_str(ds_ckpt *c, const char *key, const char *v) { json_object_set_new(c->record, key, json_string(v)); }
-void ds_ckpt_record_int(ds_ckpt *c, const char *key, int64_t v) { json_object_set_new(c->record, key, json_integer(v)); }
+void ds_ckpt_record_str(ds_ckpt *c, const char *key, const char *v)
+{
+    json_object_set_new(c->record, key, json_string(v));
+}
+
+void ds_ckpt_record_int(ds_ckpt *c, const char *key, int64_t v)
+{
+    json_object_set_new(c->record, key, json_integer(v));
+}
+
 /* jansson prints reals with 17 significant digits: an exact round trip. */
 void ds_ckpt_record_double(ds_ckpt *c, const char *key, double v) { json_object_set_new(c->record, key, json_real(v)); }
 void ds_ckpt_state_int(ds_ckpt *c, const char *key, int64_t v) { json_object_set_new(c->state, key, json_integer(v)); }
