@@ -8,8 +8,8 @@
 #include <string.h>
 #include "io/h5_delta.h"
 #include "io/h5_model.h"
-#include "kernels/cpu/bitpack.h"
 #include "src/bitdelta.h"
+#include "src/device_ops.h"
 #include "src/jobs.h"
 #include "src/shard.h"
 
@@ -22,22 +22,26 @@ static void usage(const ds_ctx *ctx)
                     "  --delta D.bd.h5  delta file from compress\n"
                     "  -o, --output M   checkpoint to write\n"
                     "  --force          apply a delta made for another base (a warning instead of an error)\n"
+                    "  --device DEV     cpu or cuda: where W_b + g(2b - 1) is computed (default cuda when\n"
+                    "                   this build has CUDA and a GPU is found, else cpu; dense deltas are\n"
+                    "                   always added on the CPU); same output either way\n"
                     "  --overwrite      replace an existing output\n"
                     "  --quiet          no progress lines\n"
                     "  -h, --help       this help\n");
 }
 
 typedef struct {
-    const char *base, *delta, *out;
+    const char *base, *delta, *out, *device;
     int force, overwrite;
 } opts;
 
 static int parse(ds_ctx *ctx, int argc, char **argv, opts *o)
 {
-    enum { O_BASE = 256, O_DELTA, O_FORCE, O_OVER, O_QUIET };
+    enum { O_BASE = 256, O_DELTA, O_FORCE, O_OVER, O_QUIET, O_DEVICE };
     static const struct option lo[] = {{"base", required_argument, 0, O_BASE}, {"delta", required_argument, 0, O_DELTA},
                                        {"output", required_argument, 0, 'o'},  {"force", no_argument, 0, O_FORCE},
                                        {"overwrite", no_argument, 0, O_OVER},  {"quiet", no_argument, 0, O_QUIET},
+                                       {"device", required_argument, 0, O_DEVICE},
                                        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     optind = 1;
@@ -49,6 +53,7 @@ static int parse(ds_ctx *ctx, int argc, char **argv, opts *o)
         case O_DELTA: o->delta = optarg; break;
         case 'o': o->out = optarg; break;
         case O_FORCE: o->force = 1; break;
+        case O_DEVICE: o->device = optarg; break;
         case O_OVER: o->overwrite = 1; break;
         case O_QUIET: ctx->quiet = 1; break;
         case 'h': return -1;
@@ -83,7 +88,7 @@ static int check_fit(const ds_ctx *ctx, const opts *o, const ds_model_meta *bm, 
 }
 
 /* Base tensor t (in buf, its stored dtype) plus its delta entry k. */
-static int add_entry(ds_delta_file *d, int k, const ds_tinfo *t, void *buf)
+static int add_entry(ds_dev *dev, ds_delta_file *d, int k, const ds_tinfo *t, void *buf)
 {
     const ds_bd_entry *e = &ds_delta_get_meta(d)->entries[k];
     int rc;
@@ -92,9 +97,7 @@ static int add_entry(ds_delta_file *d, int k, const ds_tinfo *t, void *buf)
         float *sc = ds_malloc(sizeof(float) * (size_t)e->n_scales);
         rc = ds_delta_read_signs(d, k, bits);
         if (!rc) rc = ds_delta_read_scales(d, k, sc);
-        if (!rc)
-            ds_bitpack_apply((ds_kdtype)t->dtype, buf, (ds_kdtype)t->dtype, buf, bits, (size_t)e->rows,
-                             (size_t)e->cols, e->mode, sc);
+        if (!rc) rc = ds_dev_apply(dev, t->dtype, buf, e, bits, sc);
         free(bits);
         free(sc);
     } else {
@@ -107,7 +110,8 @@ static int add_entry(ds_delta_file *d, int k, const ds_tinfo *t, void *buf)
     return rc;
 }
 
-static int apply_local(const ds_ctx *ctx, const opts *o, ds_model_file *bf, ds_delta_file *d, ds_model_file *of)
+static int apply_local(const ds_ctx *ctx, const opts *o, ds_dev *dev, ds_model_file *bf, ds_delta_file *d,
+                       ds_model_file *of)
 {
     const ds_model_meta *bm = ds_model_get_meta(bf);
     int n = bm->n_tensors, rc = 0, mine = 0, done = 0;
@@ -130,7 +134,7 @@ static int apply_local(const ds_ctx *ctx, const opts *o, ds_model_file *bf, ds_d
         }
         rc = ds_model_read_tensor(bf, t->name, t->dtype, buf);
         int k = ds_delta_find(d, t->name);
-        if (!rc && k >= 0) rc = add_entry(d, k, t, buf);
+        if (!rc && k >= 0) rc = add_entry(dev, d, k, t, buf);
         int64_t bad = rc ? -1 : ds_find_nonfinite(t->dtype, buf, (size_t)ds_tinfo_numel(t));
         if (bad >= 0)
             rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: base + delta is not finite at element %lld (base %s)", o->delta,
@@ -144,7 +148,7 @@ static int apply_local(const ds_ctx *ctx, const opts *o, ds_model_file *bf, ds_d
     return rc;
 }
 
-static int apply_run(const ds_ctx *ctx, const opts *o)
+static int apply_run(const ds_ctx *ctx, const opts *o, ds_dev *dev)
 {
     ds_model_file *bf = NULL, *of = NULL;
     ds_delta_file *d = NULL;
@@ -164,7 +168,7 @@ static int apply_run(const ds_ctx *ctx, const opts *o)
     rc = ds_model_create(o->out, ctx->comm, &bm->cfg, bm->n_tensors, bm->tensors, have_tok ? &tok : NULL,
                          o->overwrite, &of);
     if (rc) goto out;
-    rc = apply_local(ctx, o, bf, d, of);
+    rc = apply_local(ctx, o, dev, bf, d, of);
     char hex[65] = "";
     if (!(rc = ds_ctx_agree(ctx, rc))) rc = ds_model_content_hash(of, hex);
     if (rc) {
@@ -194,5 +198,9 @@ int ds_job_apply(ds_ctx *ctx, int argc, char **argv)
         return 0;
     }
     if (rc) return ds_ctx_agree(ctx, rc);
-    return apply_run(ctx, &o);
+    /* Before any output exists: a device that cannot be used leaves none. */
+    ds_dev *dev;
+    if (!(rc = ds_dev_open(ctx, o.device, &dev))) rc = apply_run(ctx, &o, dev);
+    ds_dev_close(dev);
+    return rc;
 }

@@ -10,6 +10,7 @@
 #include "io/h5_delta.h"
 #include "io/h5_model.h"
 #include "src/bitdelta.h"
+#include "src/device_ops.h"
 #include "src/hash.h"
 #include "src/jobs.h"
 #include "src/shard.h"
@@ -29,6 +30,9 @@ static void usage(const ds_ctx *ctx)
                "  --bits-for GLOB     also code matching 2-D tensors with 1 bit (repeatable)\n"
                "  --dense-for GLOB    keep matching tensors dense (repeatable, after --bits-for)\n"
                "  --owner ID          recorded as the delta's owner\n"
+               "  --device DEV        cpu or cuda: where the sign-pack kernel runs (default cuda when\n"
+               "                      this build has CUDA and a GPU is found, else cpu; dense deltas\n"
+               "                      are always computed on the CPU); same output either way\n"
                "  --dry-run           print the per-tensor plan and the ratio, write nothing\n"
                "  --shapes NAME       with --dry-run: shapes of a model family (llama-7b), no files\n"
                "  --overwrite         replace an existing output\n"
@@ -38,14 +42,14 @@ static void usage(const ds_ctx *ctx)
 }
 
 typedef struct {
-    const char *base, *ft, *out, *owner, *shapes;
+    const char *base, *ft, *out, *owner, *shapes, *device;
     ds_bd_options bd;
     int dry_run, overwrite, json;
 } opts;
 
 static int parse(ds_ctx *ctx, int argc, char **argv, opts *o, const char **bits, const char **dense)
 {
-    enum { O_BASE = 256, O_FT, O_SCALE, O_BITS, O_DENSE, O_OWNER, O_DRY, O_SHAPES, O_OVER, O_JSON, O_QUIET };
+    enum { O_BASE = 256, O_FT, O_SCALE, O_BITS, O_DENSE, O_OWNER, O_DRY, O_SHAPES, O_OVER, O_JSON, O_QUIET, O_DEVICE };
     static const struct option lo[] = {
         {"base", required_argument, 0, O_BASE},     {"finetuned", required_argument, 0, O_FT},
         {"output", required_argument, 0, 'o'},      {"scale", required_argument, 0, O_SCALE},
@@ -53,7 +57,8 @@ static int parse(ds_ctx *ctx, int argc, char **argv, opts *o, const char **bits,
         {"owner", required_argument, 0, O_OWNER},   {"dry-run", no_argument, 0, O_DRY},
         {"shapes", required_argument, 0, O_SHAPES}, {"overwrite", no_argument, 0, O_OVER},
         {"json", no_argument, 0, O_JSON},           {"quiet", no_argument, 0, O_QUIET},
-        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
+        {"device", required_argument, 0, O_DEVICE}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->owner = "";
     o->bd.bits_for = bits;
@@ -73,6 +78,7 @@ static int parse(ds_ctx *ctx, int argc, char **argv, opts *o, const char **bits,
         case O_BITS: bits[o->bd.n_bits_for++] = optarg; break;
         case O_DENSE: dense[o->bd.n_dense_for++] = optarg; break;
         case O_OWNER: o->owner = optarg; break;
+        case O_DEVICE: o->device = optarg; break;
         case O_DRY: o->dry_run = 1; break;
         case O_SHAPES: o->shapes = optarg; break;
         case O_OVER: o->overwrite = 1; break;
@@ -175,8 +181,9 @@ static void *grow(void *p, size_t *cap, size_t need)
 }
 
 /* Code this rank's tensors into d; digests of the base tensors it read go to bdig. */
-static int compress_local(const ds_ctx *ctx, const opts *o, ds_model_file *bf, ds_model_file *ff, ds_delta_file *d,
-                          int n, const ds_bd_entry *e, const int *owner, ds_named_digest *bdig, int *nbdig)
+static int compress_local(const ds_ctx *ctx, const opts *o, ds_dev *dev, ds_model_file *bf, ds_model_file *ff,
+                          ds_delta_file *d, int n, const ds_bd_entry *e, const int *owner, ds_named_digest *bdig,
+                          int *nbdig)
 {
     int mine = 0, done = 0, rc = 0;
     for (int i = 0; i < n; i++) mine += owner[i] == ctx->rank;
@@ -201,7 +208,7 @@ static int compress_local(const ds_ctx *ctx, const opts *o, ds_model_file *bf, d
         if (e[i].coded) {
             bits = grow(bits, &capbits, sizeof(uint64_t) * (size_t)(e[i].rows * e[i].words_per_row));
             sc = grow(sc, &capsc, sizeof(float) * (size_t)e[i].n_scales);
-            bad = ds_bitdelta_code(&e[i], wf, wb, bits, sc);
+            if ((rc = ds_dev_code(dev, &e[i], wf, wb, bits, sc, &bad))) break;
         } else {
             bad = ds_bitdelta_dense(t->dtype, wf, wb, (size_t)ds_tinfo_numel(t), wf);
         }
@@ -228,7 +235,7 @@ static int compress_local(const ds_ctx *ctx, const opts *o, ds_model_file *bf, d
     return rc;
 }
 
-static int compress_run(const ds_ctx *ctx, const opts *o)
+static int compress_run(const ds_ctx *ctx, const opts *o, ds_dev *dev)
 {
     ds_model_file *bf = NULL, *ff = NULL;
     int rc = ds_model_open(o->base, ctx->comm, &bf);
@@ -259,7 +266,7 @@ static int compress_run(const ds_ctx *ctx, const opts *o)
     ds_shard_by_size(n, sizes, ctx->size, owner);
     ds_named_digest *bdig = ds_malloc(sizeof(ds_named_digest) * (size_t)(n ? n : 1));
     int nbdig = 0;
-    rc = compress_local(ctx, o, bf, ff, d, n, e, owner, bdig, &nbdig);
+    rc = compress_local(ctx, o, dev, bf, ff, d, n, e, owner, bdig, &nbdig);
     /* The base's content hash from the data just read: what the delta is
      * for, and a check of the base file against the hash it records. */
     char base_hex[65] = "";
@@ -286,11 +293,12 @@ static int compress_run(const ds_ctx *ctx, const opts *o)
     if (ctx->rank == 0) {
         double gb = 2.0 * (double)s.full / 1e9; /* both checkpoints read */
         if (o->json) {
-            json_t *r = json_pack("{s:s, s:s, s:s, s:f, s:I, s:I, s:f, s:f, s:i, s:I}", "output", o->out,
+            json_t *r = json_pack("{s:s, s:s, s:s, s:f, s:I, s:I, s:f, s:f, s:i, s:I, s:s}", "output", o->out,
                                   "content_sha256", content, "base_sha256", base_hex, "ratio", ratio, "bytes_full",
                                   (json_int_t)s.full, "bytes_stored", (json_int_t)(s.signs + s.scales + s.dense),
                                   "seconds", secs, "input_gb_per_s", gb / secs, "ranks", ctx->size,
-                                  "peak_rss_bytes_max_rank", (json_int_t)max_rss);
+                                  "peak_rss_bytes_max_rank", (json_int_t)max_rss, "device",
+                                  ds_device_name(ds_dev_kind(dev)));
             char *txt = json_dumps(r, JSON_INDENT(2));
             printf("%s\n", txt);
             free(txt);
@@ -339,7 +347,10 @@ int ds_job_compress(ds_ctx *ctx, int argc, char **argv)
     } else if (rc) {
         rc = ds_ctx_agree(ctx, rc);
     } else {
-        rc = o.shapes ? compress_shapes(ctx, &o) : compress_run(ctx, &o);
+        /* Before any output exists: a device that cannot be used leaves none. */
+        ds_dev *dev;
+        if (!(rc = ds_dev_open(ctx, o.device, &dev))) rc = o.shapes ? compress_shapes(ctx, &o) : compress_run(ctx, &o, dev);
+        ds_dev_close(dev);
     }
     free(bits);
     free(dense);
