@@ -31,6 +31,7 @@
 #include "src/aggregate.h"
 #include "src/bitdelta.h"
 #include "src/comm.h"
+#include "src/device_ops.h"
 #include "src/hash.h"
 #include "src/jobs.h"
 #include "src/shard.h"
@@ -59,6 +60,10 @@ static void usage(const ds_ctx *ctx)
                "  --max-dp-epsilon E  drop deltas whose dp_epsilon is missing or above E\n"
                "  --trusted-keys FILE drop deltas not signed by a key in FILE (`deltasoup sign`)\n"
                "  --force             aggregate deltas made for different bases (warns)\n"
+               "  --device DEV        cpu (default) or cuda: cuda binds one GPU per rank, for --comm\n"
+               "                      nccl; the statistics run on the CPU either way (docs/gpu.md)\n"
+               "  --comm C            mpi (default) or nccl: the all-gathers of the chunks (nccl needs\n"
+               "                      --device cuda and one GPU per rank)\n"
                "  --overwrite         replace an existing output\n"
                "  --quiet             no progress lines\n"
                "  -h, --help          this help\n");
@@ -66,7 +71,8 @@ static void usage(const ds_ctx *ctx)
 
 typedef struct {
     method m;
-    const char *out, *report, *list, *keys;
+    const char *out, *report, *list, *keys, *device;
+    ds_comm_backend comm;
     double trim, max_eps, chunk_mb;
     long f, select;
     int trim_set, f_set, select_set, requantize, overwrite, force, has_max_eps;
@@ -94,7 +100,8 @@ static int add_list(opts *o, const char *path)
 
 static int parse(ds_ctx *ctx, int argc, char **argv, opts *o)
 {
-    enum { O_METHOD = 256, O_TRIM, O_BYZ, O_SELECT, O_REQ, O_LIST, O_REPORT, O_CHUNK, O_EPS, O_KEYS, O_FORCE, O_OVER, O_QUIET };
+    enum { O_METHOD = 256, O_TRIM, O_BYZ, O_SELECT, O_REQ, O_LIST, O_REPORT, O_CHUNK, O_EPS, O_KEYS, O_FORCE, O_OVER, O_QUIET,
+           O_DEVICE, O_COMM };
     static const struct option lo[] = {
         {"method", required_argument, 0, O_METHOD},  {"output", required_argument, 0, 'o'},
         {"trim", required_argument, 0, O_TRIM},      {"byzantine", required_argument, 0, O_BYZ},
@@ -103,6 +110,7 @@ static int parse(ds_ctx *ctx, int argc, char **argv, opts *o)
         {"chunk-mb", required_argument, 0, O_CHUNK}, {"max-dp-epsilon", required_argument, 0, O_EPS},
         {"trusted-keys", required_argument, 0, O_KEYS}, {"force", no_argument, 0, O_FORCE},
         {"overwrite", no_argument, 0, O_OVER},       {"quiet", no_argument, 0, O_QUIET},
+        {"device", required_argument, 0, O_DEVICE},  {"comm", required_argument, 0, O_COMM},
         {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->m = (method)-1;
@@ -132,6 +140,8 @@ static int parse(ds_ctx *ctx, int argc, char **argv, opts *o)
         case O_FORCE: o->force = 1; break;
         case O_OVER: o->overwrite = 1; break;
         case O_QUIET: ctx->quiet = 1; break;
+        case O_DEVICE: o->device = optarg; break;
+        case O_COMM: rc = ds_comm_backend_parse(optarg, &o->comm); break;
         case 'h': return -1;
         case ':': rc = ds_err(DS_EXIT_USAGE, "%s needs a value (see --help)", argv[optind - 1]); break;
         default: rc = ds_err(DS_EXIT_USAGE, "unknown option '%s' (see --help)", argv[optind - 1]); break;
@@ -146,6 +156,8 @@ static int parse(ds_ctx *ctx, int argc, char **argv, opts *o)
     if (o->f_set && o->m != M_KRUM && o->m != M_MULTIKRUM)
         return ds_err(DS_EXIT_USAGE, "--byzantine applies to krum and multi-krum, not %s", method_names[o->m]);
     if (o->select_set && o->m != M_MULTIKRUM) return ds_err(DS_EXIT_USAGE, "--select applies to multi-krum only");
+    if (o->comm == DS_COMM_NCCL && (!o->device || strcmp(o->device, "cuda") != 0))
+        return ds_err(DS_EXIT_USAGE, "--comm nccl needs --device cuda (one GPU per rank)");
     if (o->requantize && (o->m == M_KRUM || o->m == M_MAJORITY))
         return ds_err(DS_EXIT_USAGE, "--requantize: %s already gives 1-bit tensors", method_names[o->m]);
     for (int i = optind; i < argc; i++) {
@@ -809,6 +821,10 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
         goto done_opts;
     }
     rc = ds_ctx_agree(ctx, rc);
+    /* Before the output is touched. Default cpu: no statistic runs on a GPU,
+     * so none is bound unless asked for. */
+    ds_dev *dev = NULL;
+    if (!rc) rc = ds_dev_open(ctx, o.device ? o.device : "cpu", &dev);
     if (rc) goto done_opts;
     const double t0 = ds_now();
     input *in = ds_calloc((size_t)o.n_in, sizeof(input));
@@ -817,7 +833,7 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
     int *idx = ds_malloc(sizeof(int) * (size_t)o.n_in), *oidx = ds_malloc(sizeof(int) * (size_t)o.n_in);
     rc = ds_out_begin(ctx, o.out, o.overwrite);
     if (!rc) rc = read_inputs(ctx, &o, in, &layout);
-    if (!rc) rc = ds_comm_init(&comm, ctx, DS_COMM_MPI);
+    if (!rc) rc = ds_comm_init(&comm, ctx, o.comm);
     if (!rc) rc = trust_filter(ctx, comm, &o, in, &layout);
     int n = 0, n_dropped = 0;
     for (int k = 0; k < o.n_in; k++) {
@@ -942,6 +958,7 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
     }
     if (streaming) stream_free(&s);
     ds_comm_free(comm);
+    ds_dev_close(dev);
     free(in), free(idx), free(oidx), free(layout.entries), free(oes), free(writer), free(sizes), free(kept);
 done_opts:
     for (int k = 0; k < o.n_in; k++) free(o.in[k]);

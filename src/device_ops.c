@@ -3,6 +3,7 @@
 #include "src/device_ops.h"
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #ifdef DS_HAVE_CUDA
 #include "kernels/cuda/ds_cuda.h"
 #endif
@@ -40,6 +41,15 @@ int ds_dev_open(const ds_ctx *ctx, const char *arg, ds_dev **out)
 }
 
 ds_device ds_dev_kind(const ds_dev *d) { return d->kind; }
+
+int ds_dev_cpu_only(const char *arg)
+{
+    ds_device kind;
+    if (!arg || strcmp(arg, "cpu") == 0) return 0;
+    if (strcmp(arg, "cuda") == 0)
+        return ds_err(DS_EXIT_USAGE, "--device cuda: the model engine runs on the CPU; --device cuda is not supported by this job yet");
+    return ds_device_select(arg, &kind);
+}
 
 #ifdef DS_HAVE_CUDA
 static void dbuf_free(dbuf *b)

@@ -20,6 +20,12 @@ typedef struct ds_dev ds_dev;
  * rank the agreed ds_exit code with the message printed once. */
 int ds_dev_open(const ds_ctx *ctx, const char *arg, ds_dev **out);
 ds_device ds_dev_kind(const ds_dev *d);
+
+/* For a job whose work has no GPU path yet (the model engine runs on the
+ * CPU): a --device argument that may only be cpu (or absent). 0, or
+ * DS_EXIT_USAGE with ds_err: "cuda" is refused as unsupported by this job
+ * (whether or not a GPU is present), other names as unknown devices. */
+int ds_dev_cpu_only(const char *arg);
 /* Frees the GPU buffers; NULL is fine. */
 void ds_dev_close(ds_dev *d);
 

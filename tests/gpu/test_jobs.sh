@@ -2,9 +2,10 @@
 # compress and apply with --device cuda against --device cpu on a GPU
 # machine: the same content hashes (delta and applied model) for bf16 and
 # f32, every scale kind, 1 and 2 ranks; the cuda outputs also against the
-# numpy reference; a NaN in a 1-bit tensor reported as on the CPU. Exit 77
-# (skip) where the program finds no GPU or was built without CUDA. Needs the
-# full stack (MPI, HDF5, numpy/h5py); the kernels alone: bench/gpu/run.sh.
+# numpy reference; a NaN in a 1-bit tensor reported as on the CPU; aggregate
+# with --device cuda --comm nccl = on the CPU over MPI. Exit 77 (skip) where
+# the program finds no GPU or was built without CUDA. Needs the full stack
+# (MPI, HDF5, numpy/h5py); the kernels alone: bench/gpu/run.sh.
 set -eu
 : "${DELTASOUP:?} ${top_srcdir:?}"
 PY=${PYTHON3:-/usr/bin/python3}
@@ -61,3 +62,15 @@ for dev in cpu cuda; do
 done
 cmp -s "$w/cpu.err" "$w/cuda.err" || fail "NaN: cpu says '$(cat "$w/cpu.err")', cuda '$(cat "$w/cuda.err")'"
 echo "ok: NaN delta reported alike on cpu and cuda: $(cat "$w/cuda.err")"
+
+# aggregate: --device cuda --comm nccl (one rank, one GPU) writes what the CPU/MPI run writes
+for u in 1 2 3; do
+    $PY "$ref" perturb "$w/b32.h5" "$w/u$u.h5" "$((u + 10))" --zero-frac 0.01
+    "$DELTASOUP" compress --base "$w/b32.h5" --finetuned "$w/u$u.h5" -o "$w/u$u.bd.h5" --scale row --device cpu $q >/dev/null
+done
+for m in median krum; do
+    a=$("$DELTASOUP" aggregate --method $m -o "$w/a.bd.h5" --overwrite $q "$w"/u?.bd.h5 | sha)
+    b=$("$DELTASOUP" aggregate --method $m -o "$w/b.bd.h5" --overwrite --device cuda --comm nccl $q "$w"/u?.bd.h5 | sha)
+    [ -n "$a" ] && [ "$a" = "$b" ] || fail "aggregate $m: mpi $a, nccl $b"
+    echo "ok: aggregate $m: --device cuda --comm nccl = cpu/mpi"
+done

@@ -5,18 +5,11 @@
 # --device cuda where it cannot run (no GPU, or a build without CUDA) and an
 # unknown device fail with one line and exit 2 at 1 and 2 ranks, before
 # any output exists (an existing output is left as it was).
-set -eu
-: "${DELTASOUP:?} ${top_srcdir:?}"
-PY=${PYTHON3:-/usr/bin/python3}
-MPIEXEC=${MPIEXEC:-mpiexec}
+. "${top_srcdir:?}/tests/gpu_jobs/common.sh"
 $PY -c 'import numpy, h5py' 2>/dev/null || { echo "skip: $PY lacks numpy/h5py"; exit 77; }
 ref=$top_srcdir/tests/python/bitdelta_ref.py
 model=$top_srcdir/data/models/stories260K
-w=${TMPDIR:-/tmp}/ds-gpu-jobs-device.$$
-mkdir -p "$w"
-trap 'rm -rf "$w"' EXIT
 q=--quiet
-fail() { echo "FAIL: $*"; exit 1; }
 
 "$DELTASOUP" import --from llama2c "$model/stories260K.bin" -o "$w/b16.h5" --dtype bf16 $q >/dev/null
 "$DELTASOUP" import --from llama2c "$model/stories260K.bin" -o "$w/b32.h5" $q >/dev/null
@@ -43,35 +36,14 @@ for run in "16 tensor" "16 row" "16 col" "32 row" "32 col"; do
     echo "ok: f$dt $sc: --device cpu = default = numpy reference"
 done
 
-# Does this program have a GPU to use? (its own answer: the same check the jobs make)
-if "$DELTASOUP" compress --dry-run --shapes llama-7b --device cuda >/dev/null 2>"$w/probe"; then
-    have_gpu=1
-else
-    have_gpu=0
-    grep -Eq 'no GPU found|no CUDA support' "$w/probe" || fail "--device cuda probe: $(cat "$w/probe")"
-fi
+probe_gpu
 
-# refused: exit 2, one line naming --device, no output (and no NAME.tmp), an
-# existing output untouched
-refused() { # n-ranks expected-text job args...
-    n=$1 want=$2
-    shift 2
-    set +e
-    if [ "$n" = 1 ]; then "$DELTASOUP" "$@" >"$w/out" 2>"$w/err"; else $MPIEXEC -n "$n" "$DELTASOUP" "$@" >"$w/out" 2>"$w/err"; fi
-    rc=$?
-    set -e
-    [ "$rc" -eq 2 ] || fail "$* at $n rank(s): exit $rc, want 2"
-    lines=$(grep -c "deltasoup $1: error:" "$w/err" || true)
-    [ "$lines" -eq 1 ] || fail "$* at $n rank(s): $lines error lines: $(cat "$w/err")"
-    grep "deltasoup $1: error:" "$w/err" | grep -q -- "$want" || fail "$*: message '$(cat "$w/err")' lacks '$want'"
-    [ "$n" != 1 ] || [ "$(wc -l <"$w/err")" -eq 1 ] || fail "$*: more than one line on stderr: $(cat "$w/err")"
-    [ ! -s "$w/out" ] || fail "$*: wrote to stdout: $(cat "$w/out")"
-}
+# refused: no output (and no NAME.tmp), an existing output untouched
 for n in 1 2; do
     for dev in bogus cuda; do
         [ "$dev" = cuda ] && [ "$have_gpu" = 1 ] && continue
         [ "$dev" = bogus ] && [ "$n" = 2 ] && continue # parsed alike at any rank count
-        want="--device"
+        want="--device cuda: "
         [ "$dev" = bogus ] && want="unknown device 'bogus'"
         refused $n "$want" compress --base "$w/b16.h5" --finetuned "$w/f16.h5" -o "$w/no.bd.h5" --device $dev $q
         refused $n "$want" apply --base "$w/b16.h5" --delta "$w/x.bd.h5" -o "$w/no.h5" --device $dev $q
