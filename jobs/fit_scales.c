@@ -18,6 +18,7 @@
 #include "io/h5_model.h"
 #include "src/checkpoint.h"
 #include "src/comm.h"
+#include "src/device_ops.h"
 #include "src/fitscales.h"
 #include "src/hash.h"
 #include "src/jobs.h"
@@ -54,6 +55,8 @@ static void usage(const ds_ctx *ctx)
                "  --checkpoint-every N   steps between checkpoints (default 20)\n"
                "  --report R.json        write objective, held-out KL and NLL before and after as JSON\n"
                "  --force                use a delta made for another base (a warning instead of an error)\n"
+               "  --device cpu           where it runs: cpu only (the model engine runs on the CPU; --device\n"
+               "                         cuda is not supported by this job yet)\n"
                "  --overwrite            replace an existing output / report\n"
                "  --quiet                no progress lines\n"
                "  -h, --help             this help\n\n"
@@ -73,7 +76,7 @@ typedef struct {
 static int parse(ds_ctx *ctx, int argc, char **argv, opts *o)
 {
     enum { O_BASE = 256, O_FT, O_DELTA, O_CALIB, O_OBJ, O_STEPS, O_LR, O_BATCH, O_SEQ, O_SAMPLES, O_HOLD, O_SEED,
-           O_CKPT, O_EVERY, O_REPORT, O_FORCE, O_OVER, O_QUIET };
+           O_CKPT, O_EVERY, O_REPORT, O_FORCE, O_OVER, O_QUIET, O_DEVICE };
     static const struct option lo[] = {
         {"base", 1, 0, O_BASE},       {"finetuned", 1, 0, O_FT},     {"delta", 1, 0, O_DELTA},
         {"calib", 1, 0, O_CALIB},     {"output", 1, 0, 'o'},         {"objective", 1, 0, O_OBJ},
@@ -81,7 +84,8 @@ static int parse(ds_ctx *ctx, int argc, char **argv, opts *o)
         {"seq-len", 1, 0, O_SEQ},     {"samples", 1, 0, O_SAMPLES},  {"holdout", 1, 0, O_HOLD},
         {"seed", 1, 0, O_SEED},       {"checkpoint", 1, 0, O_CKPT},  {"checkpoint-every", 1, 0, O_EVERY},
         {"report", 1, 0, O_REPORT},   {"force", 0, 0, O_FORCE},      {"overwrite", 0, 0, O_OVER},
-        {"quiet", 0, 0, O_QUIET},     {"help", 0, 0, 'h'},           {0, 0, 0, 0}};
+        {"quiet", 0, 0, O_QUIET},     {"device", 1, 0, O_DEVICE},    {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->objective = DS_FIT_KL;
     o->steps = 200;
@@ -119,6 +123,7 @@ static int parse(ds_ctx *ctx, int argc, char **argv, opts *o)
         case O_FORCE: o->force = 1; break;
         case O_OVER: o->overwrite = 1; break;
         case O_QUIET: ctx->quiet = 1; break;
+        case O_DEVICE: rc = ds_dev_cpu_only(optarg); break;
         case 'h': return -1;
         case ':': return ds_err(DS_EXIT_USAGE, "%s needs a value (see --help)", argv[optind - 1]);
         default: return ds_err(DS_EXIT_USAGE, "unknown option '%s' (see --help)", argv[optind - 1]);
