@@ -14,7 +14,7 @@
 static void usage(const ds_ctx *ctx)
 {
     ds_printf0(ctx,
-               "usage: deltasoup eval --model M.h5 --ppl TEXT [--seq-len N] [--json] [--quiet]\n"
+               "usage: deltasoup eval --model M.h5 [--delta D.bd.h5 [--force]] --ppl TEXT [--seq-len N] [--json] [--quiet]\n"
                "Perplexity of a text: it splits into documents on blank lines or <|endoftext|>; each is\n"
                "tokenized with BOS and cut to --seq-len tokens; every token after BOS is predicted.\n"
                "  --model M.h5   checkpoint with a tokenizer\n"

@@ -13,8 +13,8 @@
 static void usage(const ds_ctx *ctx)
 {
     ds_printf0(ctx,
-               "usage: deltasoup generate --model M.h5 [--prompt TEXT] [--max-tokens N] [--temperature T]\n"
-               "                          [--seed S] [--json] [--quiet]\n"
+               "usage: deltasoup generate --model M.h5 [--delta D.bd.h5 [--force]] [--prompt TEXT]\n"
+               "                          [--max-tokens N] [--temperature T] [--seed S] [--json] [--quiet]\n"
                "Continue a prompt (after BOS) until EOS, BOS, --max-tokens or the model's max_seq_len.\n"
                "  --model M.h5      checkpoint with a tokenizer\n"
                "  --delta D.bd.h5   add a BitDelta delta made for M.h5 to the weights (--force: for another base)\n"
