@@ -87,27 +87,10 @@ static int check_fit(const ds_ctx *ctx, const opts *o, const ds_model_meta *bm, 
     return 0;
 }
 
-/* Base tensor t (in buf, its stored dtype) plus its delta entry k. */
-static int add_entry(ds_dev *dev, ds_delta_file *d, int k, const ds_tinfo *t, void *buf)
+/* ds_dev_apply as a ds_bd_apply_fn: the coded part runs on the --device. */
+static int dev_apply(void *dev, ds_dtype dt, void *w, const ds_bd_entry *e, const uint64_t *bits, const float *sc)
 {
-    const ds_bd_entry *e = &ds_delta_get_meta(d)->entries[k];
-    int rc;
-    if (e->coded) {
-        uint64_t *bits = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row));
-        float *sc = ds_malloc(sizeof(float) * (size_t)e->n_scales);
-        rc = ds_delta_read_signs(d, k, bits);
-        if (!rc) rc = ds_delta_read_scales(d, k, sc);
-        if (!rc) rc = ds_dev_apply(dev, t->dtype, buf, e, bits, sc);
-        free(bits);
-        free(sc);
-    } else {
-        size_t n = (size_t)ds_tinfo_numel(t);
-        void *dd = ds_malloc(n * ds_dtype_size(e->t.dtype));
-        rc = ds_delta_read_dense(d, k, e->t.dtype, dd);
-        if (!rc) ds_bitdelta_add_dense(t->dtype, buf, e->t.dtype, dd, n);
-        free(dd);
-    }
-    return rc;
+    return ds_dev_apply(dev, dt, w, e, bits, sc);
 }
 
 static int apply_local(const ds_ctx *ctx, const opts *o, ds_dev *dev, ds_model_file *bf, ds_delta_file *d,
@@ -134,7 +117,7 @@ static int apply_local(const ds_ctx *ctx, const opts *o, ds_dev *dev, ds_model_f
         }
         rc = ds_model_read_tensor(bf, t->name, t->dtype, buf);
         int k = ds_delta_find(d, t->name);
-        if (!rc && k >= 0) rc = add_entry(dev, d, k, t, buf);
+        if (!rc && k >= 0) rc = ds_bitdelta_add_entry(d, k, t->dtype, buf, dev_apply, dev);
         int64_t bad = rc ? -1 : ds_find_nonfinite(t->dtype, buf, (size_t)ds_tinfo_numel(t));
         if (bad >= 0)
             rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: base + delta is not finite at element %lld (base %s)", o->delta,

@@ -207,6 +207,30 @@ int ds_bitdelta_check_base(const char *delta_path, const char *delta_base_sha256
     return 0;
 }
 
+int ds_bitdelta_add_entry(ds_delta_file *d, int k, ds_dtype dt, void *w, ds_bd_apply_fn apply, void *dev)
+{
+    const ds_bd_entry *e = &ds_delta_get_meta(d)->entries[k];
+    int rc;
+    if (e->coded) {
+        uint64_t *bits = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row));
+        float *sc = ds_malloc(sizeof(float) * (size_t)e->n_scales);
+        rc = ds_delta_read_signs(d, k, bits);
+        if (!rc) rc = ds_delta_read_scales(d, k, sc);
+        if (!rc && apply) rc = apply(dev, dt, w, e, bits, sc);
+        else if (!rc)
+            ds_bitpack_apply((ds_kdtype)dt, w, (ds_kdtype)dt, w, bits, (size_t)e->rows, (size_t)e->cols, e->mode, sc);
+        free(bits);
+        free(sc);
+    } else {
+        size_t n = (size_t)ds_tinfo_numel(&e->t);
+        void *dd = ds_malloc(n * ds_dtype_size(e->t.dtype));
+        rc = ds_delta_read_dense(d, k, e->t.dtype, dd);
+        if (!rc) ds_bitdelta_add_dense(dt, w, e->t.dtype, dd, n);
+        free(dd);
+    }
+    return rc;
+}
+
 int ds_bitdelta_apply_f32(ds_delta_file *d, int n, const ds_tinfo *tinfo, float *const *w)
 {
     const ds_delta_meta *m = ds_delta_get_meta(d);
@@ -220,23 +244,7 @@ int ds_bitdelta_apply_f32(ds_delta_file *d, int n, const ds_tinfo *tinfo, float 
         if (tinfo[i].ndim != e->t.ndim || memcmp(tinfo[i].shape, e->t.shape, sizeof(int64_t) * (size_t)e->t.ndim) != 0)
             return ds_err(DS_EXIT_INPUT, "%s: tensor %s: delta shape %s, model shape %s", path, e->t.name,
                           ds_shape_str(&e->t, s1, sizeof s1), ds_shape_str(&tinfo[i], s2, sizeof s2));
-        int rc;
-        if (e->coded) {
-            uint64_t *bits = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row));
-            float *sc = ds_malloc(sizeof(float) * (size_t)e->n_scales);
-            rc = ds_delta_read_signs(d, k, bits);
-            if (!rc) rc = ds_delta_read_scales(d, k, sc);
-            if (!rc)
-                ds_bitpack_apply(DS_KDT_F32, w[i], DS_KDT_F32, w[i], bits, (size_t)e->rows, (size_t)e->cols, e->mode, sc);
-            free(bits);
-            free(sc);
-        } else {
-            size_t ne = (size_t)ds_tinfo_numel(&e->t);
-            void *dd = ds_malloc(ne * ds_dtype_size(e->t.dtype));
-            rc = ds_delta_read_dense(d, k, e->t.dtype, dd);
-            if (!rc) ds_bitdelta_add_dense(DS_DTYPE_F32, w[i], e->t.dtype, dd, ne);
-            free(dd);
-        }
+        int rc = ds_bitdelta_add_entry(d, k, DS_DTYPE_F32, w[i], NULL, NULL);
         if (rc) return rc;
     }
     return 0;

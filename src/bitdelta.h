@@ -93,6 +93,15 @@ int ds_bitdelta_check_config(const char *delta_path, const ds_config *dcfg, cons
 
 /* ---- a delta on weights already in memory (generate, eval: --delta). */
 typedef struct ds_delta_file ds_delta_file; /* io/h5_delta.h */
+/* How the coded part of an entry is added in place: ds_dev_apply
+ * (src/device_ops.h) with its ds_dev passed as dev. */
+typedef int (*ds_bd_apply_fn)(void *dev, ds_dtype dt, void *w, const ds_bd_entry *e, const uint64_t *bits,
+                              const float *scales);
+/* Read entry k of the open delta d and add it in place to w (its shape,
+ * dtype dt): W = round_dt(W + g(2b - 1)) through apply(dev, ...) for a coded
+ * entry (apply NULL: ds_bitpack_apply on the CPU), W = round_dt(W + dense)
+ * on the CPU otherwise. 0 or the read's ds_exit code. */
+int ds_bitdelta_add_entry(ds_delta_file *d, int k, ds_dtype dt, void *w, ds_bd_apply_fn apply, void *dev);
 /* Add every tensor of the open delta d to the float32 weights w[i] described
  * by tinfo[i] (n tensors, e.g. a ds_llama's tinfo / w): W += g(2b - 1) for
  * coded tensors, W += dense delta otherwise. Every delta tensor must be
