@@ -9,22 +9,7 @@
 #include <string.h>
 #include "kernels/cuda/ds_cuda.h"
 #include "kernels/half.h"
-
-#define CUDA_OK(call)                                                                        \
-    do {                                                                                     \
-        cudaError_t e_ = (call);                                                             \
-        if (e_ != cudaSuccess) {                                                             \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(1);                                                                         \
-        }                                                                                    \
-    } while (0)
-#define DS_OK(call)                                                                          \
-    do {                                                                                     \
-        if ((call) != 0) {                                                                   \
-            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, ds_cuda_errmsg());            \
-            exit(1);                                                                         \
-        }                                                                                    \
-    } while (0)
+#include "tests/gpu/cuda_check.h"
 
 static cudaEvent_t ev0, ev1;
 static void tic(void) { CUDA_OK(cudaEventRecord(ev0, 0)); }

@@ -8,26 +8,11 @@
 #include <string.h>
 #include "kernels/cuda/ds_cuda.h"
 #include "kernels/half.h"
+#include "tests/gpu/cuda_check.h"
 #include "tests/gpu/ref.h"
 
 static int failures;
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-#define CUDA_OK(call)                                                                        \
-    do {                                                                                     \
-        cudaError_t e_ = (call);                                                             \
-        if (e_ != cudaSuccess) {                                                             \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(1);                                                                         \
-        }                                                                                    \
-    } while (0)
-#define DS_OK(call)                                                                          \
-    do {                                                                                     \
-        if ((call) != 0) {                                                                   \
-            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, ds_cuda_errmsg());            \
-            exit(1);                                                                         \
-        }                                                                                    \
-    } while (0)
 
 static void check(int ok, const char *what)
 {
