@@ -381,10 +381,7 @@ double ds_llama_loss_kl(ds_llama_act *a, const float *ref_logits, const unsigned
             continue;
         }
         const float lse = row_lse(z, V, d); /* d = p */
-        float rmx = r[0], rsum = 0;
-        for (int j = 1; j < V; j++) rmx = r[j] > rmx ? r[j] : rmx;
-        for (int j = 0; j < V; j++) rsum += expf(r[j] - rmx);
-        const float rlse = rmx + logf(rsum);
+        const float rlse = row_lse(r, V, NULL);
         double kl = 0;
         for (int j = 0; j < V; j++) {
             const float lpr = r[j] - rlse, pr = expf(lpr);
