@@ -9,6 +9,7 @@
 #include "kernels/cpu/bitpack.h"
 #include "src/aggregate.h"
 #include "src/ds.h"
+#include "tests/unit/check_main.h"
 
 static uint64_t rng_state;
 static uint64_t rnd(void)
@@ -300,9 +301,5 @@ int main(void)
     tcase_add_test(tc, test_dist_dense);
     tcase_add_test(tc, test_krum);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ds_check_run(s);
 }

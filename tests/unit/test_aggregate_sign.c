@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "src/sign.h"
+#include "tests/unit/check_main.h"
 
 static void hex2bin(const char *h, unsigned char *b, size_t n)
 {
@@ -106,9 +107,5 @@ int main(void)
     tcase_add_test(tc, test_decode);
     tcase_add_test(tc, test_trusted_file);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ds_check_run(s);
 }

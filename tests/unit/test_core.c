@@ -7,6 +7,7 @@
 #include "src/ds.h"
 #include "src/hash.h"
 #include "src/shard.h"
+#include "tests/unit/check_main.h"
 
 START_TEST(test_bf16_roundtrip)
 {
@@ -130,9 +131,5 @@ int main(void)
     tcase_add_test(tc, test_parse_and_glob);
     tcase_add_test(tc, test_nonfinite);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? 1 : 0;
+    return ds_check_run(s);
 }

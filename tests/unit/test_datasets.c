@@ -15,6 +15,7 @@
 #include "eval/refusal.h"
 #include "io/csv.h"
 #include "src/ds.h"
+#include "tests/unit/check_main.h"
 
 static char src_dir[4096];
 
@@ -386,9 +387,5 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_truthfulqa_malformed);
     tcase_add_test(tc, test_refusal);
     suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? 1 : 0;
+    return ds_check_run(su);
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "src/bitdelta.h"
+#include "tests/unit/check_main.h"
 
 static float frand(unsigned *s)
 {
@@ -142,9 +143,5 @@ int main(void)
     tcase_add_test(tc, test_nonfinite);
     tcase_add_test(tc, test_dense);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? 1 : 0;
+    return ds_check_run(s);
 }

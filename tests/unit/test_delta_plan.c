@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "src/bitdelta.h"
+#include "tests/unit/check_main.h"
 
 static ds_tinfo ti(const char *name, int64_t r, int64_t c)
 {
@@ -146,9 +147,5 @@ int main(void)
     tcase_add_test(tc, test_padding_and_cols);
     tcase_add_test(tc, test_globs);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? 1 : 0;
+    return ds_check_run(s);
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "eval/gate.h"
 #include "eval/tasks.h"
+#include "tests/unit/check_main.h"
 
 static char src_dir[4096];
 
@@ -240,9 +241,5 @@ int main(void)
     tcase_add_test(tc, test_reduce);
     tcase_add_test(tc, test_refusal_strings);
     suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? 1 : 0;
+    return ds_check_run(su);
 }

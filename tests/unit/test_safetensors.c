@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "io/llama2c.h"
 #include "io/safetensors.h"
+#include "tests/unit/check_main.h"
 
 static char tmpdir[256];
 
@@ -523,9 +524,5 @@ int main(void)
     tcase_add_test(tl, test_llama2c_layout);
     tcase_add_test(tl, test_llama2c_bad);
     suite_add_tcase(s, tl);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ds_check_run(s);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "io/tokenizer.h"
 #include "src/ds.h"
+#include "tests/unit/check_main.h"
 
 static char tok_path[4096], corpus_dir[4096];
 static ds_tokenizer tok;
@@ -304,9 +305,5 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_roundtrip_corpus);
     tcase_add_test(tc, test_malformed_files);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? 1 : 0;
+    return ds_check_run(s);
 }
