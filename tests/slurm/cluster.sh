@@ -85,7 +85,7 @@ ds_cluster_start()
 
     cat >"$d/slurm.conf" <<EOF
 ClusterName=dstest
-SlurmctldHost=localhost
+SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort=$DS_CLUSTER_CTLD_PORT
 SlurmdPort=$DS_CLUSTER_SLURMD_PORT
 SlurmUser=root
@@ -127,12 +127,13 @@ EOF
     slurmd -N localhost -f "$SLURM_CONF" || ds_cluster_fail "slurmd did not start"
     ds_cluster_wait_pid "$d/run/slurmd.pid"
 
-    _n=0
+    # A wall-clock deadline: a scontrol call can itself take seconds (e.g.
+    # when a name does not resolve), so counting tries is not enough.
+    _deadline=$(($(date +%s) + 30))
     while :; do
-        st=$(scontrol -o show node localhost 2>/dev/null | sed -n 's/.* State=\([A-Z_+]*\).*/\1/p')
+        st=$(timeout 5 scontrol -o show node localhost 2>/dev/null | sed -n 's/.* State=\([A-Z_+]*\).*/\1/p')
         case $st in IDLE*) break ;; esac
-        _n=$((_n + 1))
-        [ $_n -lt 300 ] || ds_cluster_fail "node not idle after 30 s (state '$st')"
+        [ "$(date +%s)" -lt $_deadline ] || ds_cluster_fail "node not idle after 30 s (state '$st')"
         sleep 0.1
     done
     echo "cluster.sh: one-node Slurm cluster up in $d (SLURM_CONF=$SLURM_CONF)"
