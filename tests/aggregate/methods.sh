@@ -13,17 +13,7 @@ d=tests/aggregate/methods.d
 rm -rf "$d" && mkdir -p "$d" || exit 1
 fail() { echo "methods.sh: FAIL: $*" >&2; exit 1; }
 MK="$top_builddir/tests/unit/test_aggregate_mkdelta"
-cases="$d/cases"
-: > "$cases"
-
-# agg NAME METHOD "OPTIONS" "CASE KEYS" INPUTS...: run and record a reference case
-agg() {
-    name=$1 m=$2 opt=$3 keys=$4
-    shift 4
-    "$DELTASOUP" aggregate --method "$m" $opt -o "$d/$name.bd.h5" --report "$d/$name.json" --quiet "$@" \
-        > "$d/$name.out" 2>&1 || fail "$name: $(cat "$d/$name.out")"
-    echo "$m $d/$name.bd.h5 $d/$name.json $keys -- $*" >> "$cases"
-}
+. "$top_srcdir/tests/aggregate/cases.sh"
 
 for mode in tensor row col; do
     poison=flip

@@ -8,17 +8,7 @@ set -u
 d=tests/aggregate/real.d
 rm -rf "$d" && mkdir -p "$d" || exit 1
 fail() { echo "real.sh: FAIL: $*" >&2; exit 1; }
-cases="$d/cases"
-: > "$cases"
-
-# agg NAME METHOD "OPTIONS" "CASE KEYS" INPUTS...: run and record a reference case
-agg() {
-    name=$1 m=$2 opt=$3 keys=$4
-    shift 4
-    "$DELTASOUP" aggregate --method "$m" $opt -o "$d/$name.bd.h5" --report "$d/$name.json" --quiet "$@" \
-        > "$d/$name.out" 2>&1 || fail "$name: $(cat "$d/$name.out")"
-    echo "$m $d/$name.bd.h5 $d/$name.json $keys -- $*" >> "$cases"
-}
+. "$top_srcdir/tests/aggregate/cases.sh"
 
 # Real deltas: stories260K fine-tuned with four seeds, compressed with 1 bit.
 models="$top_srcdir/data/models/stories260K"
