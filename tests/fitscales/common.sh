@@ -27,14 +27,8 @@ fs_setup()
 fs_inputs()
 {
     _S=$top_srcdir/data/models/stories260K
-    "$PY" - "$top_srcdir/data/benchmarks/mt_bench/question.jsonl" "$tmp" <<'PYEOF' || fs_fail "MT-Bench split"
-import json, sys
-tr, ho = open(sys.argv[2] + "/train.txt", "w"), open(sys.argv[2] + "/held.txt", "w")
-for line in open(sys.argv[1]):
-    q = json.loads(line)
-    for t in q["turns"]:
-        (ho if q["question_id"] % 4 == 0 else tr).write(t.strip() + "\n\n")
-PYEOF
+    "$PY" "$top_srcdir/tests/python/mt_bench_split.py" "$top_srcdir/data/benchmarks/mt_bench/question.jsonl" \
+        "$tmp" || fs_fail "MT-Bench split"
     "$DELTASOUP" import --from llama2c "$_S/stories260K.bin" --tokenizer "$_S/tok512.bin" -o "$tmp/base.h5" \
         --quiet >/dev/null || fs_fail "import"
     "$DELTASOUP" finetune --base "$tmp/base.h5" --data "$tmp/train.txt" -o "$tmp/ft.h5" --steps "$1" \

@@ -14,14 +14,7 @@ tmp=$(mktemp -d /tmp/ds-model-ft.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 S=$top_srcdir/data/models/stories260K
 # every 4th question held out; each turn a document
-$PY - "$top_srcdir/data/benchmarks/mt_bench/question.jsonl" "$tmp" <<'PYEOF'
-import json, sys
-tr, ho = open(sys.argv[2] + "/train.txt", "w"), open(sys.argv[2] + "/held.txt", "w")
-for line in open(sys.argv[1]):
-    q = json.loads(line)
-    for t in q["turns"]:
-        (ho if q["question_id"] % 4 == 0 else tr).write(t.strip() + "\n\n")
-PYEOF
+$PY "$top_srcdir/tests/python/mt_bench_split.py" "$top_srcdir/data/benchmarks/mt_bench/question.jsonl" "$tmp"
 "$DELTASOUP" import --from llama2c "$S/stories260K.bin" --tokenizer "$S/tok512.bin" -o "$tmp/base.h5" --quiet
 "$DELTASOUP" import --from llama2c "$S/stories260K.bin" --tokenizer "$S/tok512.bin" -o "$tmp/b16.h5" --dtype bf16 --quiet
 nll() { "$DELTASOUP" eval --model "$1" --ppl "$tmp/held.txt" --seq-len 128 --json |
