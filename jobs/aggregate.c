@@ -200,7 +200,7 @@ static int check_layout(const char *p0, const ds_delta_meta *a, const char *p, c
         if (x->coded != y->coded)
             return ds_err(DS_EXIT_INPUT, "%s: tensor %s: coded %s, but %s in %s", p, y->t.name, y->coded ? "with 1 bit" : "dense",
                           x->coded ? "with 1 bit" : "dense", p0);
-        if (x->t.ndim != y->t.ndim || memcmp(x->t.shape, y->t.shape, sizeof(int64_t) * (size_t)x->t.ndim) != 0)
+        if (!ds_tinfo_same_shape(&x->t, &y->t))
             return ds_err(DS_EXIT_INPUT, "%s: tensor %s: shape %s, but %s in %s", p, y->t.name, ds_shape_str(&y->t, s1, sizeof s1),
                           ds_shape_str(&x->t, s2, sizeof s2), p0);
         if (x->t.dtype != y->t.dtype)

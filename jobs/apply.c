@@ -80,7 +80,7 @@ static int check_fit(const ds_ctx *ctx, const opts *o, const ds_model_meta *bm, 
         char s1[96], s2[96];
         if (i < 0) return ds_err(DS_EXIT_INPUT, "%s: tensor %s is not in the base %s", o->delta, t->name, o->base);
         const ds_tinfo *b = &bm->tensors[i];
-        if (b->ndim != t->ndim || memcmp(b->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim) != 0)
+        if (!ds_tinfo_same_shape(b, t))
             return ds_err(DS_EXIT_INPUT, "%s: tensor %s: shape %s, but %s has %s", o->delta, t->name,
                           ds_shape_str(t, s1, sizeof s1), o->base, ds_shape_str(b, s2, sizeof s2));
     }

@@ -157,7 +157,7 @@ static int check_pair(const char *bp, const ds_model_meta *b, const char *fp, co
         if (c > 0) return ds_err(DS_EXIT_INPUT, "%s: tensor %s is not in the base %s", fp, f->tensors[j].name, bp);
         const ds_tinfo *x = &b->tensors[i++], *y = &f->tensors[j++];
         char s1[96], s2[96];
-        if (x->ndim != y->ndim || memcmp(x->shape, y->shape, sizeof(int64_t) * (size_t)x->ndim) != 0)
+        if (!ds_tinfo_same_shape(x, y))
             return ds_err(DS_EXIT_INPUT, "%s: tensor %s: shape %s differs from %s's %s", fp, y->name,
                           ds_shape_str(y, s1, sizeof s1), bp, ds_shape_str(x, s2, sizeof s2));
         if (x->dtype != y->dtype)

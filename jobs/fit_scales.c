@@ -182,7 +182,7 @@ static int read_delta(const opts *o, inputs *in)
         char s1[96], s2[96];
         if (i < 0) return ds_err(DS_EXIT_INPUT, "%s: tensor %s is not in the base %s", o->delta, e->t.name, o->base);
         const ds_tinfo *t = &in->student.tinfo[i];
-        if (t->ndim != e->t.ndim || memcmp(t->shape, e->t.shape, sizeof(int64_t) * (size_t)t->ndim) != 0)
+        if (!ds_tinfo_same_shape(t, &e->t))
             return ds_err(DS_EXIT_INPUT, "%s: tensor %s: shape %s, but %s has %s", o->delta, e->t.name,
                           ds_shape_str(&e->t, s1, sizeof s1), o->base, ds_shape_str(t, s2, sizeof s2));
         if (!e->coded) {

@@ -92,7 +92,7 @@ static int st_match(const ds_ctx *ctx, const ds_st_set *s, const char *cfgpath, 
         const ds_tinfo *g = &s->info[i];
         const char *file = s->files[s->file_of[i]]->path;
         char sa[96], sb[96];
-        if (g->ndim != t[k].ndim || memcmp(g->shape, t[k].shape, sizeof(int64_t) * (size_t)g->ndim) != 0)
+        if (!ds_tinfo_same_shape(g, &t[k]))
             return ds_err(DS_EXIT_INPUT, "%s: tensor %s: shape %s, but %s implies %s", file, t[k].name,
                           ds_shape_str(g, sa, sizeof sa), cfgpath, ds_shape_str(&t[k], sb, sizeof sb));
         if (g->dtype != DS_DTYPE_F32 && g->dtype != DS_DTYPE_F16 && g->dtype != DS_DTYPE_BF16)

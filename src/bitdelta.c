@@ -241,7 +241,7 @@ int ds_bitdelta_apply_f32(ds_delta_file *d, int n, const ds_tinfo *tinfo, float 
         while (i < n && strcmp(tinfo[i].name, e->t.name) != 0) i++;
         char s1[96], s2[96];
         if (i == n) return ds_err(DS_EXIT_INPUT, "%s: tensor %s: not in the model", path, e->t.name);
-        if (tinfo[i].ndim != e->t.ndim || memcmp(tinfo[i].shape, e->t.shape, sizeof(int64_t) * (size_t)e->t.ndim) != 0)
+        if (!ds_tinfo_same_shape(&tinfo[i], &e->t))
             return ds_err(DS_EXIT_INPUT, "%s: tensor %s: delta shape %s, model shape %s", path, e->t.name,
                           ds_shape_str(&e->t, s1, sizeof s1), ds_shape_str(&tinfo[i], s2, sizeof s2));
         int rc = ds_bitdelta_add_entry(d, k, DS_DTYPE_F32, w[i], NULL, NULL);

@@ -40,6 +40,11 @@ int64_t ds_tinfo_numel(const ds_tinfo *t)
 
 size_t ds_tinfo_bytes(const ds_tinfo *t) { return (size_t)ds_tinfo_numel(t) * ds_dtype_size(t->dtype); }
 
+int ds_tinfo_same_shape(const ds_tinfo *a, const ds_tinfo *b)
+{
+    return a->ndim == b->ndim && memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) == 0;
+}
+
 char *ds_shape_str(const ds_tinfo *t, char *buf, size_t n)
 {
     size_t o = (size_t)snprintf(buf, n, "[");

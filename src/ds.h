@@ -47,6 +47,8 @@ typedef struct {
 
 int64_t ds_tinfo_numel(const ds_tinfo *t);
 size_t ds_tinfo_bytes(const ds_tinfo *t);
+/* 1 when a and b have the same dimensions (names and dtypes aside). */
+int ds_tinfo_same_shape(const ds_tinfo *a, const ds_tinfo *b);
 /* "[512, 64]" into buf; returns buf. */
 char *ds_shape_str(const ds_tinfo *t, char *buf, size_t n);
 
