@@ -13,12 +13,6 @@ out=${DEMO_OUT:-$top/demo-out}
 np=${NP:-2}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl=self,vader OMPI_MCA_pml=ob1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-# Debian's OpenBLAS 0.3.21 does not recognise some recent CPUs and falls back to
-# its slowest (SSE3) kernels; on an AVX2 machine name the Haswell ones unless
-# the site has chosen already (the jobs warn about this otherwise).
-if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
-    export OPENBLAS_CORETYPE=Haswell
-fi
 
 bash scripts/setup.sh
 if [ ! -f build/Makefile ]; then

@@ -110,8 +110,8 @@ void ds_llama_threads_auto(const ds_ctx *ctx)
     int n = cpus < total ? cpus : total / local;
     ds_llama_set_threads(n < 1 ? 1 : n);
     /* OpenBLAS 0.3.21 takes CPUs it does not recognise (e.g. virtual Xeons)
-     * for a Prescott and runs 3-4x slower; the choice is made when the
-     * library loads, so all we can do is say how to fix it. */
+     * for a Prescott and runs 3-4x slower; deltasoup re-executes itself with
+     * Haswell kernels (src/main.c), so this warns only where that failed. */
     if (ctx->rank == 0 && !ctx->quiet && !getenv("OPENBLAS_CORETYPE") &&
         strcmp(openblas_get_corename(), "Prescott") == 0 && __builtin_cpu_supports("avx2"))
         fprintf(stderr, "deltasoup %s: warning: OpenBLAS chose its slow Prescott kernels on this AVX2 CPU; "
