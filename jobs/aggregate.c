@@ -941,10 +941,8 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
     }
     if (!rc) {
         json_t *rep = report_json(&o, in, version, content, in[oidx[0]].base, n_used);
-        if (ctx->rank == 0 && o.report && json_dump_file(rep, o.report, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
-            rc = ds_err(DS_EXIT_OUTPUT, "%s: cannot write the report", o.report);
+        if (o.report) rc = ds_out_write_json(ctx, o.report, rep, JSON_INDENT(2) | JSON_SORT_KEYS, 0);
         json_decref(rep);
-        rc = ds_ctx_agree(ctx, rc);
     }
     if (!rc) {
         print_table(ctx, &o, in);

@@ -525,9 +525,9 @@ static int write_output(const ds_ctx *ctx, const opts *o, const calib *c, inputs
 static int write_report(const ds_ctx *ctx, const opts *o, const calib *c, const fit_summary *s, double first,
                         double last, double secs)
 {
-    int rc = 0;
+    json_t *r = NULL; /* built on rank 0, written there */
     if (ctx->rank == 0) {
-        json_t *r = json_pack("{s:s, s:s, s:s, s:i, s:f, s:i, s:i, s:I, s:I, s:s, s:i, s:n, s:n, s:{s:I}, s:{}, s:f}",
+        r = json_pack("{s:s, s:s, s:s, s:i, s:f, s:i, s:i, s:I, s:I, s:s, s:i, s:n, s:n, s:{s:I}, s:{}, s:f}",
                               "objective", ds_fit_objective_name(o->objective), "delta", o->delta, "output", o->out,
                               "steps", (int)o->steps, "lr", o->lr, "batch", (int)o->batch, "seq_len", (int)o->seq_len,
                               "train_windows", (json_int_t)c->n_train, "heldout_windows", (json_int_t)c->n_hold,
@@ -548,17 +548,10 @@ static int write_report(const ds_ctx *ctx, const opts *o, const calib *c, const 
         json_t *tr = json_object_get(r, "train");
         if (isfinite(first)) json_object_set_new(tr, "batch_objective_first_step", json_real(first));
         if (isfinite(last)) json_object_set_new(tr, "batch_objective_last_step", json_real(last));
-        char *text = json_dumps(r, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-        json_decref(r);
-        char tmp[4200];
-        ds_out_tmpname(o->report, tmp, sizeof tmp);
-        FILE *fp = text ? fopen(tmp, "w") : NULL;
-        if (!fp || fprintf(fp, "%s\n", text) < 0 || fclose(fp) != 0)
-            rc = ds_err(DS_EXIT_OUTPUT, "%s: cannot write the report", o->report);
-        free(text);
-        if (rc) unlink(tmp);
     }
-    return ds_out_finish(ctx, o->report, ds_ctx_agree(ctx, rc));
+    int rc = ds_out_write_json(ctx, o->report, r, JSON_INDENT(2) | JSON_REAL_PRECISION(10), 0);
+    json_decref(r);
+    return rc;
 }
 
 /* The objective of a held-out evaluation. */

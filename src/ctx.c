@@ -2,8 +2,10 @@
 #include "config.h"
 #include "src/ctx.h"
 #include <errno.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -91,4 +93,19 @@ int ds_out_finish(const ds_ctx *ctx, const char *path, int rc)
     }
     rc2 = ds_ctx_agree(ctx, rc2);
     return rc ? rc : rc2;
+}
+
+int ds_out_write_json(const ds_ctx *ctx, const char *path, json_t *doc, size_t flags, int rc)
+{
+    if (ctx->rank == 0 && !rc) {
+        char tmp[4096];
+        ds_out_tmpname(path, tmp, sizeof tmp);
+        char *text = doc ? json_dumps(doc, flags) : NULL;
+        FILE *f = text ? fopen(tmp, "w") : NULL;
+        int bad = !f || fprintf(f, "%s\n", text) < 0;
+        if (f && fclose(f) != 0) bad = 1;
+        if (bad) rc = ds_err(DS_EXIT_OUTPUT, "%s: cannot write %s", path, tmp);
+        free(text);
+    }
+    return ds_out_finish(ctx, path, rc);
 }

@@ -41,4 +41,9 @@ void ds_out_tmpname(const char *path, char *buf, size_t n);
 /* Collective: agree on rc; when all succeeded rank 0 renames the temporary
  * to its final name, else removes it. Returns the agreed code. */
 int ds_out_finish(const ds_ctx *ctx, const char *path, int rc);
+/* Collective: rank 0 writes doc (json_t, jansson dump flags) to NAME.tmp
+ * with a final newline; then ds_out_finish with rc, so the file appears
+ * whole or not at all. doc matters on rank 0 only. */
+struct json_t;
+int ds_out_write_json(const ds_ctx *ctx, const char *path, struct json_t *doc, size_t flags, int rc);
 #endif
