@@ -64,7 +64,7 @@ static void usage(const ds_ctx *ctx)
                "                      nccl; the statistics run on the CPU either way (docs/gpu.md)\n"
                "  --comm C            mpi (default) or nccl: the all-gathers of the chunks (nccl needs\n"
                "                      --device cuda and one GPU per rank)\n"
-               "  --overwrite         replace an existing output\n"
+               "  --overwrite         replace an existing output and report\n"
                "  --quiet             no progress lines\n"
                "  -h, --help          this help\n");
 }
@@ -832,6 +832,7 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
     ds_comm *comm = NULL;
     int *idx = ds_malloc(sizeof(int) * (size_t)o.n_in), *oidx = ds_malloc(sizeof(int) * (size_t)o.n_in);
     rc = ds_out_begin(ctx, o.out, o.overwrite);
+    if (!rc && o.report) rc = ds_out_begin(ctx, o.report, o.overwrite);
     if (!rc) rc = read_inputs(ctx, &o, in, &layout);
     if (!rc) rc = ds_comm_init(&comm, ctx, o.comm);
     if (!rc) rc = trust_filter(ctx, comm, &o, in, &layout);

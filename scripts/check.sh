@@ -19,10 +19,16 @@ run_build() { # dir, configure args...
     mkdir -p "$dir"
     (cd "$dir" && "$top/configure" -q "$@" && make -j"$jobs" >/dev/null) || return 1
     if ! (cd "$dir" && make -j"$jobs" check); then
-        find "$dir/tests" -name '*.log' -newer "$dir/Makefile" -exec grep -l -E '^(FAIL|ERROR)' {} + 2>/dev/null |
-            while read -r f; do echo "---- $f"; tail -n 40 "$f"; done
+        show_failed_logs "$dir/tests"
         return 1
     fi
+}
+
+# The last lines of the log of every test under $1 that failed (its .trs
+# file records FAIL or ERROR).
+show_failed_logs() {
+    find "$1" -name '*.trs' -exec grep -l -E '^:test-result: (FAIL|ERROR)' {} + 2>/dev/null |
+        while read -r f; do echo "---- ${f%.trs}.log"; tail -n 60 "${f%.trs}.log"; done
 }
 
 step "normal build + make check"
@@ -30,5 +36,12 @@ run_build "$top/build"
 step "sanitizer build (ASan + UBSan) + make check"
 run_build "$top/build-san" --enable-sanitizers
 step "make distcheck"
-(cd "$top/build" && make -j"$jobs" distcheck >/dev/null) || { echo "make distcheck failed"; exit 1; }
+if ! (cd "$top/build" && make -j"$jobs" distcheck >/dev/null); then
+    echo "make distcheck failed"
+    # distcheck leaves its tree (deltasoup-VERSION/_build/sub) behind on failure.
+    for d in "$top"/build/deltasoup-*/_build; do
+        [ -d "$d" ] && show_failed_logs "$d"
+    done
+    exit 1
+fi
 step "all checks passed"

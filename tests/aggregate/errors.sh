@@ -52,6 +52,16 @@ cp "$out" "$d/before"
 [ $? -eq 4 ] && grep -q "$out: output exists (use --overwrite" "$d/stderr" || fail "existing output: $(cat "$d/stderr")"
 cmp -s "$out" "$d/before" || fail "the existing output changed"
 rm -f "$out"
+# So does an existing --report: refused before anything is written.
+echo '{"kept": true}' > "$d/report.json"
+"$DELTASOUP" aggregate -o "$out" --report "$d/report.json" --method median $S > /dev/null 2> "$d/stderr"
+[ $? -eq 4 ] && grep -q "$d/report.json: output exists (use --overwrite" "$d/stderr" || fail "existing report: $(cat "$d/stderr")"
+[ "$(cat "$d/report.json")" = '{"kept": true}' ] || fail "the existing report changed"
+[ ! -e "$out" ] && [ ! -e "$out.tmp" ] || fail "output written although the report exists"
+"$DELTASOUP" aggregate -o "$out" --report "$d/report.json" --overwrite --method median --quiet $S > /dev/null 2> "$d/stderr" \
+    || fail "--overwrite of a report: $(cat "$d/stderr")"
+grep -q '"method": "median"' "$d/report.json" || fail "report not replaced: $(head -c 300 "$d/report.json")"
+rm -f "$out"
 
 # --list adds inputs: the same result as naming them.
 printf '# inputs\n%s\n\n%s\n' "$d/s2.bd.h5" "$d/s3.bd.h5" > "$d/list"
