@@ -237,18 +237,23 @@ static int check_write(ds_delta_file *f, int i, int p)
     return 0;
 }
 
-static int write_part(ds_delta_file *f, int i, int p, hid_t dset, hid_t memtype, int64_t nrows, const void *data)
+/* Digest part p of entry i (its data as stored) and mark it written. */
+static void digest_part(ds_delta_file *f, int i, int p, const void *data)
 {
-    int rc = check_write(f, i, p);
-    if (!rc) rc = ds_h5_write_rows(dset, memtype, 0, nrows, data);
-    if (rc) return rc;
     ds_named_digest *d = &f->digests[f->n_digests++];
     ds_tinfo t;
     ds_delta_entry_info(&f->meta.entries[i], p == PART_SIGNS ? "signs" : p == PART_SCALE ? "scale" : "dense", &t);
     snprintf(d->name, sizeof d->name, "%s", t.name);
     ds_entry_digest(&t, data, &d->digest);
     f->written[i] |= (unsigned char)p;
-    return 0;
+}
+
+static int write_part(ds_delta_file *f, int i, int p, hid_t dset, hid_t memtype, int64_t nrows, const void *data)
+{
+    int rc = check_write(f, i, p);
+    if (!rc) rc = ds_h5_write_rows(dset, memtype, 0, nrows, data);
+    if (!rc) digest_part(f, i, p, data);
+    return rc;
 }
 
 int ds_delta_write_signs(ds_delta_file *f, int i, const uint64_t *bits)
@@ -308,6 +313,12 @@ int ds_delta_commit(ds_delta_file *f, int rc, const char *base_sha256, char cont
     snprintf(path, sizeof path, "%s", f->path);
     rc = file_free(f);
     return ds_out_finish(&ctx, path, rc);
+}
+
+int ds_delta_suspend(ds_delta_file *f)
+{
+    ds_ctx ctx = f->ctx;
+    return ds_ctx_agree(&ctx, file_free(f));
 }
 
 /* ---- read side */
@@ -375,6 +386,45 @@ static int open_dense(ds_delta_file *f, hid_t dense, const char *name, ds_bd_ent
     return ds_h5_dataset_shape(*d, &e->t.ndim, e->t.shape);
 }
 
+/* The entries of /bits and /dense, sorted by name, their datasets opened. */
+static int read_entries(ds_delta_file *f)
+{
+    const char *path = f->path;
+    ds_delta_meta *m = &f->meta;
+    hid_t bits = H5I_INVALID_HID, dense = H5I_INVALID_HID;
+    int nb = 0, nd = 0;
+    char **bn = NULL, **dn = NULL;
+    int rc = ds_h5_group_open(f->file, "bits", &bits);
+    if (!rc) rc = ds_h5_group_open(f->file, "dense", &dense);
+    if (!rc) rc = ds_h5_group_list(bits, &nb, &bn);
+    if (!rc) rc = ds_h5_group_list(dense, &nd, &dn);
+    if (!rc) {
+        size_t n = (size_t)(nb + nd + 1);
+        m->entries = ds_calloc(n, sizeof(ds_bd_entry));
+        f->signs = ds_realloc(f->signs, n * sizeof(hid_t));
+        f->scale = ds_realloc(f->scale, n * sizeof(hid_t));
+        f->dense = ds_realloc(f->dense, n * sizeof(hid_t));
+        for (size_t i = 0; i < n; i++) f->signs[i] = f->scale[i] = f->dense[i] = H5I_INVALID_HID;
+    }
+    /* Merge the two sorted name lists, so that entries come sorted by name. */
+    int a = 0, b = 0;
+    while (!rc && (a < nb || b < nd)) {
+        int c = a >= nb ? 1 : b >= nd ? -1 : strcmp(bn[a], dn[b]);
+        int i = m->n++; /* counted before the open, so that file_free closes what is open */
+        if (c == 0)
+            rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s is both in /bits and in /dense", path, bn[a]);
+        else if (c < 0)
+            rc = open_coded(f, bits, bn[a++], &m->entries[i], &f->signs[i], &f->scale[i]);
+        else
+            rc = open_dense(f, dense, dn[b++], &m->entries[i], &f->dense[i]);
+    }
+    if (bits >= 0) H5Gclose(bits);
+    if (dense >= 0) H5Gclose(dense);
+    ds_h5_names_free(nb, bn);
+    ds_h5_names_free(nd, dn);
+    return rc;
+}
+
 /* Root attributes and the two groups' contents of an open file. */
 static int read_structure(ds_delta_file *f)
 {
@@ -406,39 +456,102 @@ static int read_structure(ds_delta_file *f)
     ds_digest dg;
     if (!rc && ds_digest_parse(m->base_sha256, &dg) != 0)
         rc = ds_err(DS_EXIT_INPUT, "%s: base_sha256 '%s' is not a SHA-256 hex digest", path, m->base_sha256);
+    return rc ? rc : read_entries(f);
+}
+
+/* ---- resuming a suspended write */
+/* Collective: open NAME.tmp read-write with the MPI-IO driver (io/h5.h has
+ * only the read-only and the create opens). */
+static int open_rw(const char *tmp, MPI_Comm comm, hid_t *file)
+{
+    ds_h5_quiet();
+    *file = H5I_INVALID_HID;
+    if (!ds_h5_is_hdf5(tmp)) return ds_err(DS_EXIT_INPUT, "%s: partial output missing or not HDF5", tmp);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+    H5Pset_coll_metadata_write(fapl, 1);
+    *file = H5Fopen(tmp, H5F_ACC_RDWR, fapl);
+    char detail[512];
+    ds_h5_errdetail(detail, sizeof detail); /* before H5Pclose clears the stack */
+    H5Pclose(fapl);
+    return *file < 0 ? ds_err(DS_EXIT_INPUT, "%s: cannot reopen the partial output: %s", tmp, detail) : 0;
+}
+
+/* The staged file holds exactly meta's tensors, with their coding and shapes. */
+static int check_staged(ds_delta_file *f, const ds_delta_meta *meta)
+{
+    char tmp[4200], fmt[DS_NAME_MAX] = "";
+    ds_out_tmpname(f->path, tmp, sizeof tmp);
+    if (!ds_h5_attr_exists(f->file, "format") || ds_h5_attr_get_str(f->file, "format", fmt, sizeof fmt) != 0 ||
+        strcmp(fmt, DS_DELTA_FORMAT) != 0)
+        return ds_err(DS_EXIT_INPUT, "%s: partial output is not a deltasoup delta file", tmp);
+    int rc = read_entries(f);
     if (rc) return rc;
-    hid_t bits = H5I_INVALID_HID, dense = H5I_INVALID_HID;
-    int nb = 0, nd = 0;
-    char **bn = NULL, **dn = NULL;
-    rc = ds_h5_group_open(file, "bits", &bits);
-    if (!rc) rc = ds_h5_group_open(file, "dense", &dense);
-    if (!rc) rc = ds_h5_group_list(bits, &nb, &bn);
-    if (!rc) rc = ds_h5_group_list(dense, &nd, &dn);
-    if (!rc) {
-        size_t n = (size_t)(nb + nd + 1);
-        m->entries = ds_calloc(n, sizeof(ds_bd_entry));
-        f->signs = ds_realloc(f->signs, n * sizeof(hid_t));
-        f->scale = ds_realloc(f->scale, n * sizeof(hid_t));
-        f->dense = ds_realloc(f->dense, n * sizeof(hid_t));
-        for (size_t i = 0; i < n; i++) f->signs[i] = f->scale[i] = f->dense[i] = H5I_INVALID_HID;
+    if (f->meta.n != meta->n)
+        return ds_err(DS_EXIT_INPUT, "%s: partial output has %d tensors, the job writes %d", tmp, f->meta.n, meta->n);
+    for (int i = 0; i < meta->n; i++) {
+        const ds_bd_entry *a = &f->meta.entries[i], *b = &meta->entries[i];
+        if (strcmp(a->t.name, b->t.name) != 0 || a->coded != b->coded || a->t.dtype != b->t.dtype ||
+            !ds_tinfo_same_shape(&a->t, &b->t) || (a->coded && a->mode != b->mode))
+            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: not the job's (name, coding, dtype or shape differs)", tmp,
+                          a->t.name);
     }
-    /* Merge the two sorted name lists, so that entries come sorted by name. */
-    int a = 0, b = 0;
-    while (!rc && (a < nb || b < nd)) {
-        int c = a >= nb ? 1 : b >= nd ? -1 : strcmp(bn[a], dn[b]);
-        int i = m->n++; /* counted before the open, so that file_free closes what is open */
-        if (c == 0)
-            rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s is both in /bits and in /dense", path, bn[a]);
-        else if (c < 0)
-            rc = open_coded(f, bits, bn[a++], &m->entries[i], &f->signs[i], &f->scale[i]);
-        else
-            rc = open_dense(f, dense, dn[b++], &m->entries[i], &f->dense[i]);
+    return 0;
+}
+
+/* Read back entry i as stored and digest it, as if this rank had written it. */
+static int redigest(ds_delta_file *f, int i)
+{
+    const ds_bd_entry *e = &f->meta.entries[i];
+    int rc;
+    if (e->coded) {
+        uint64_t *bits = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row) + 1);
+        float *sc = ds_malloc(sizeof(float) * (size_t)e->n_scales + 1);
+        rc = ds_h5_read_rows(f->signs[i], H5T_NATIVE_UINT64, 0, e->rows, bits);
+        if (!rc) rc = ds_h5_read_rows(f->scale[i], H5T_NATIVE_FLOAT, 0, e->n_scales, sc);
+        if (!rc) digest_part(f, i, PART_SIGNS, bits);
+        if (!rc) digest_part(f, i, PART_SCALE, sc);
+        free(bits);
+        free(sc);
+    } else {
+        void *buf = ds_malloc(ds_tinfo_bytes(&e->t) + 1);
+        rc = ds_h5_read_rows(f->dense[i], ds_h5_type(e->t.dtype), 0, e->t.ndim ? e->t.shape[0] : 1, buf);
+        if (!rc) digest_part(f, i, PART_DENSE, buf);
+        free(buf);
     }
-    if (bits >= 0) H5Gclose(bits);
-    if (dense >= 0) H5Gclose(dense);
-    ds_h5_names_free(nb, bn);
-    ds_h5_names_free(nd, dn);
     return rc;
+}
+
+int ds_delta_resume(const char *path, MPI_Comm comm, const ds_delta_meta *meta, int n_done, const int *writer,
+                    ds_delta_file **out)
+{
+    *out = NULL;
+    ds_delta_file *f = file_new(path, comm, 0);
+    char tmp[4200];
+    ds_out_tmpname(path, tmp, sizeof tmp);
+    int rc = ds_ctx_agree(&f->ctx, check_meta(path, meta));
+    if (!rc) rc = ds_ctx_agree(&f->ctx, open_rw(tmp, comm, &f->file));
+    if (!rc) rc = ds_ctx_agree(&f->ctx, check_staged(f, meta));
+    if (!rc) {
+        /* the job's metadata; the entries were just found equal */
+        ds_bd_entry *entries = f->meta.entries;
+        f->meta = *meta;
+        f->meta.content_sha256[0] = 0;
+        f->meta.entries = entries;
+        memcpy(f->meta.entries, meta->entries, sizeof(ds_bd_entry) * (size_t)meta->n);
+        f->written = ds_calloc((size_t)(meta->n ? meta->n : 1), 1);
+        f->digests = ds_malloc(sizeof(ds_named_digest) * (size_t)(2 * meta->n + 1));
+        int lrc = 0;
+        for (int i = 0; i < n_done && i < meta->n && !lrc; i++)
+            if (writer[i] == f->ctx.rank) lrc = redigest(f, i);
+        rc = ds_ctx_agree(&f->ctx, lrc);
+    }
+    if (rc) {
+        file_free(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
 }
 
 int ds_delta_open(const char *path, MPI_Comm comm, ds_delta_file **out)

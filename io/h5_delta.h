@@ -76,6 +76,21 @@ int ds_delta_write_dense(ds_delta_file *f, int i, const void *data);
  * receives the hash recorded. */
 int ds_delta_commit(ds_delta_file *f, int rc, const char *base_sha256, char content_sha256[65]);
 
+/* ---- suspend and resume a write (a checkpointed job, docs/aggregate.md
+ * "Checkpoint and resume").
+ * ds_delta_suspend (collective): close NAME.tmp cleanly, neither committed
+ * nor removed; frees f; returns the agreed close status.
+ * ds_delta_resume (collective, every rank passes the same arguments): reopen
+ * the NAME.tmp that a suspended ds_delta_create left, read-write; check that
+ * it holds exactly meta's tensors (names, coding, dtypes, shapes, scale
+ * modes); entries [0, n_done) count as written: each is read back and
+ * digested by rank writer[i] of comm (any rank count), so that
+ * ds_delta_commit works as after ds_delta_create; the others are written
+ * as usual. A missing or unreadable NAME.tmp is DS_EXIT_INPUT. */
+int ds_delta_suspend(ds_delta_file *f);
+int ds_delta_resume(const char *path, MPI_Comm comm, const ds_delta_meta *meta, int n_done, const int *writer,
+                    ds_delta_file **out);
+
 /* ---- content hash entries: "<tensor>/signs" (U64 [rows, words]),
  * "<tensor>/scale" (F32 [n_scales]), "<tensor>/dense" (source dtype, shape). */
 void ds_delta_entry_info(const ds_bd_entry *e, const char *part, ds_tinfo *out);

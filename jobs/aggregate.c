@@ -18,24 +18,30 @@
  *     all-gather brings the rows to the tensor's writer.
  * Chunk boundaries depend on --chunk-mb, the shapes and the number of
  * participants only, so the output's content hash is the same for any number
- * of ranks. */
+ * of ranks. Resumable: --checkpoint DIR (src/checkpoint.h); SIGUSR1/SIGTERM
+ * finish the tensor, checkpoint (the partial output is kept) and exit 75. */
 #include "config.h"
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "io/h5.h"
 #include "io/h5_delta.h"
 #include "io/h5_delta_rows.h"
 #include "src/aggregate.h"
 #include "src/bitdelta.h"
+#include "src/checkpoint.h"
 #include "src/comm.h"
 #include "src/device_ops.h"
 #include "src/hash.h"
 #include "src/jobs.h"
 #include "src/shard.h"
 #include "src/sign.h"
+
+#define CKPT_FILE "aggregate.ckpt"
 
 typedef enum { M_MEAN, M_MEDIAN, M_TRIMMED, M_KRUM, M_MULTIKRUM, M_MAJORITY } method;
 static const char *const method_names[] = {"mean", "median", "trimmed-mean", "krum", "multi-krum", "majority"};
@@ -57,6 +63,7 @@ static void usage(const ds_ctx *ctx)
                "  --list FILE         more inputs, one path per line ('#' comments)\n"
                "  --report R.json     write the provenance and the table as JSON\n"
                "  --chunk-mb N        MiB for one chunk of all users' rows (default 256; fractions ok)\n"
+               "  --checkpoint DIR    keep resumable state in DIR; a run with the same DIR resumes\n"
                "  --max-dp-epsilon E  drop deltas whose dp_epsilon is missing or above E\n"
                "  --trusted-keys FILE drop deltas not signed by a key in FILE (`deltasoup sign`)\n"
                "  --force             aggregate deltas made for different bases (warns)\n"
@@ -66,12 +73,15 @@ static void usage(const ds_ctx *ctx)
                "                      --device cuda and one GPU per rank)\n"
                "  --overwrite         replace an existing output and report\n"
                "  --quiet             no progress lines\n"
-               "  -h, --help          this help\n");
+               "  -h, --help          this help\n\n"
+               "With --checkpoint, SIGUSR1 or SIGTERM makes every rank finish the current tensor, write a\n"
+               "checkpoint (the finished tensors are kept) and exit with code 75; running the same command\n"
+               "again continues and ends with the same output as an uninterrupted run.\n");
 }
 
 typedef struct {
     method m;
-    const char *out, *report, *list, *keys, *device;
+    const char *out, *report, *list, *keys, *device, *ckpt;
     ds_comm_backend comm;
     double trim, max_eps, chunk_mb;
     long f, select;
@@ -101,7 +111,7 @@ static int add_list(opts *o, const char *path)
 static int parse(ds_ctx *ctx, int argc, char **argv, opts *o)
 {
     enum { O_METHOD = 256, O_TRIM, O_BYZ, O_SELECT, O_REQ, O_LIST, O_REPORT, O_CHUNK, O_EPS, O_KEYS, O_FORCE, O_OVER, O_QUIET,
-           O_DEVICE, O_COMM };
+           O_DEVICE, O_COMM, O_CKPT };
     static const struct option lo[] = {
         {"method", required_argument, 0, O_METHOD},  {"output", required_argument, 0, 'o'},
         {"trim", required_argument, 0, O_TRIM},      {"byzantine", required_argument, 0, O_BYZ},
@@ -111,7 +121,8 @@ static int parse(ds_ctx *ctx, int argc, char **argv, opts *o)
         {"trusted-keys", required_argument, 0, O_KEYS}, {"force", no_argument, 0, O_FORCE},
         {"overwrite", no_argument, 0, O_OVER},       {"quiet", no_argument, 0, O_QUIET},
         {"device", required_argument, 0, O_DEVICE},  {"comm", required_argument, 0, O_COMM},
-        {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
+        {"checkpoint", required_argument, 0, O_CKPT}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->m = (method)-1;
     o->trim = 0.1;
@@ -142,6 +153,7 @@ static int parse(ds_ctx *ctx, int argc, char **argv, opts *o)
         case O_QUIET: ctx->quiet = 1; break;
         case O_DEVICE: o->device = optarg; break;
         case O_COMM: rc = ds_comm_backend_parse(optarg, &o->comm); break;
+        case O_CKPT: o->ckpt = optarg; break;
         case 'h': return -1;
         case ':': rc = ds_err(DS_EXIT_USAGE, "%s needs a value (see --help)", argv[optind - 1]); break;
         default: rc = ds_err(DS_EXIT_USAGE, "unknown option '%s' (see --help)", argv[optind - 1]); break;
@@ -276,7 +288,7 @@ static int trust_check(const input *x, const ds_delta_meta *layout, const ds_tru
         return 0;
     }
     if (!owner_ok) {
-        snprintf(reason, n, "key %.16s... is not trusted for owner '%s'", pk_hex, x->owner);
+        snprintf(reason, n, "key %.16s... is not trusted for owner '%.120s'", pk_hex, x->owner);
         return 0;
     }
     char msg[1024];
@@ -444,6 +456,30 @@ static int any_failed(const ds_ctx *ctx, int rc)
     return any;
 }
 
+/* ---- checkpoints (docs/aggregate.md "Checkpoint and resume") */
+static volatile sig_atomic_t stop_signal;
+static void on_signal(int sig) { stop_signal = sig; }
+
+/* Where a run stands: phase 0 is Krum's distance pass, phase 1 the output;
+ * next is the first tensor of that phase not done. */
+typedef struct {
+    int on;           /* --checkpoint given */
+    char path[4200];  /* DIR/aggregate.ckpt */
+    ds_ckpt *rec;     /* the job's record */
+    ds_ckpt *saved;   /* the checkpoint resumed from, or NULL */
+    int phase, next;
+    int stopped;      /* the ranks agreed to stop after tensor next - 1 */
+} resume;
+
+/* Collective, at a tensor boundary: did the ranks agree to stop there? */
+static int stop_here(const ds_ctx *ctx, resume *ck, int next)
+{
+    if (!ck->on || !any_failed(ctx, stop_signal != 0)) return 0;
+    ck->stopped = 1;
+    ck->next = next;
+    return 1;
+}
+
 /* Collective: rows [r0, r0 + nr) of entry e of every participant into s.
  * Returns non-zero when any rank failed; *local: this rank's status. */
 static int stream_chunk(stream *s, const ds_bd_entry *e, int64_t r0, int64_t nr, int *local)
@@ -482,14 +518,15 @@ static int stream_chunk(stream *s, const ds_bd_entry *e, int64_t r0, int64_t nr,
 }
 
 /* ---- Krum: squared distances between all participants */
-static int krum_distances(stream *s, const ds_delta_meta *layout, double *d)
+/* From tensor start on (d holds the earlier tensors' sums); stops at a
+ * tensor boundary that the ranks agree on (ck->stopped, d not all-reduced). */
+static int krum_distances(stream *s, const ds_delta_meta *layout, double *d, int start, resume *ck)
 {
     const int np = s->np;
-    memset(d, 0, sizeof(double) * (size_t)np * (size_t)np);
     ds_progress pr;
     ds_progress_init(&pr, s->ctx, "distances", layout->n);
     int rc = 0;
-    for (int i = 0; i < layout->n && !rc; i++) {
+    for (int i = start; i < layout->n && !rc; i++) {
         const ds_bd_entry *e = &layout->entries[i];
         const int64_t nrows = ds_delta_nrows(e), R = chunk_rows(s, e);
         for (int64_t r0 = 0; r0 < nrows && !rc; r0 += R) {
@@ -508,8 +545,9 @@ static int krum_distances(stream *s, const ds_delta_meta *layout, double *d)
             }
         }
         ds_progress_step(&pr, i + 1, "%s", e->t.name);
+        if (!rc && stop_here(s->ctx, ck, i + 1)) break;
     }
-    if (!rc) ds_comm_allreduce_sum_f64(s->comm, d, d, (size_t)np * (size_t)np);
+    if (!rc && !ck->stopped) ds_comm_allreduce_sum_f64(s->comm, d, d, (size_t)np * (size_t)np);
     return rc;
 }
 
@@ -612,14 +650,14 @@ static int write_tensor(ds_delta_file *out, int i, const ds_bd_entry *oe, const 
  * Returns this rank's status, not yet printed; all ranks stop at the same
  * point when any fails. */
 static int reduce_all(stream *s, const ds_delta_meta *layout, const ds_bd_entry *oes, const int *writer, const reduce_how *h,
-                      ds_delta_file *out, uint64_t *kept)
+                      ds_delta_file *out, uint64_t *kept, int start, resume *ck)
 {
     const ds_ctx *ctx = s->ctx;
     const size_t np = (size_t)s->np;
     int rc = 0, stop = 0;
     ds_progress pr;
     ds_progress_init(&pr, ctx, "aggregate", layout->n);
-    for (int i = 0; i < layout->n && !stop; i++) {
+    for (int i = start; i < layout->n && !stop; i++) {
         const ds_bd_entry *e = &layout->entries[i], *oe = &oes[i];
         const int mine = writer[i] == ctx->rank, bits_out = h->m == M_MAJORITY && e->coded;
         const int64_t nrows = ds_delta_nrows(e), R = chunk_rows(s, e);
@@ -664,6 +702,8 @@ static int reduce_all(stream *s, const ds_delta_meta *layout, const ds_bd_entry 
         if (!stop) stop = any_failed(ctx, rc);
         free(res), free(scales), free(part), free(all), free(pb), free(ps);
         ds_progress_step(&pr, i + 1, "%s", e->t.name);
+        /* after the last tensor, finishing costs less than a checkpoint */
+        if (!stop && i + 1 < layout->n && stop_here(ctx, ck, i + 1)) break;
     }
     return rc;
 }
@@ -811,6 +851,112 @@ static int check_counts(const opts *o, int n, int n_dropped, reduce_how *h, long
     return 0;
 }
 
+/* ---- checkpoint record and state */
+static ds_ckpt *ckpt_record(const opts *o, const input *in, int n, const int *idx)
+{
+    ds_ckpt *k = ds_ckpt_new("aggregate");
+    ds_ckpt_record_int(k, "version", 1);
+    ds_ckpt_record_str(k, "method", method_names[o->m]);
+    if (o->m == M_TRIMMED || o->m == M_MAJORITY) ds_ckpt_record_double(k, "trim", o->trim);
+    if (o->m == M_KRUM || o->m == M_MULTIKRUM) ds_ckpt_record_int(k, "byzantine", o->f);
+    if (o->m == M_MULTIKRUM) ds_ckpt_record_int(k, "select", o->select);
+    if (o->m != M_KRUM && o->m != M_MAJORITY) ds_ckpt_record_int(k, "requantize", o->requantize);
+    ds_ckpt_record_double(k, "chunk_mb", o->chunk_mb);
+    ds_ckpt_record_str(k, "output", o->out);
+    ds_ckpt_record_int(k, "inputs", n);
+    for (int p = 0; p < n; p++) {
+        char key[32];
+        snprintf(key, sizeof key, "input_%d_sha256", p);
+        ds_ckpt_record_str(k, key, in[idx[p]].content);
+    }
+    return k;
+}
+
+/* Collective: save where the run stopped. d (phase 0): this rank's share of
+ * Krum's distance sums; score/sel (phase 1, Krum); kept (phase 1): this
+ * rank's counts of the np participants. Rank 0 writes the sums over ranks
+ * (exact: each distance pair lives on one rank, counts are integers). */
+static int ckpt_save(const ds_ctx *ctx, resume *ck, int n, const double *d, const double *score, const unsigned char *sel,
+                     int np, const uint64_t *kept)
+{
+    const size_t nn = (size_t)n * (size_t)n;
+    double *dsum = d ? ds_malloc(sizeof(double) * nn + 1) : NULL;
+    uint64_t *ksum = kept ? ds_malloc(sizeof(uint64_t) * (size_t)np + 1) : NULL;
+    if (d) MPI_Reduce(d, dsum, (int)nn, MPI_DOUBLE, MPI_SUM, 0, ctx->comm);
+    if (kept) MPI_Reduce(kept, ksum, np, MPI_UINT64_T, MPI_SUM, 0, ctx->comm);
+    int rc = 0;
+    if (ctx->rank == 0) {
+        ds_ckpt *k = ck->rec;
+        ds_ckpt_state_int(k, "phase", ck->phase);
+        ds_ckpt_state_int(k, "next_tensor", ck->next);
+        ds_ckpt_state_int(k, "ranks", ctx->size);
+        if (d) ds_ckpt_put_array(k, "distances", DS_DTYPE_F64, (int64_t)nn, dsum);
+        if (score) {
+            int32_t *s32 = ds_malloc(sizeof(int32_t) * (size_t)n + 1);
+            for (int p = 0; p < n; p++) s32[p] = sel[p];
+            ds_ckpt_put_array(k, "krum_score", DS_DTYPE_F64, n, score);
+            ds_ckpt_put_array(k, "krum_selected", DS_DTYPE_I32, n, s32);
+            free(s32);
+        }
+        if (kept) ds_ckpt_put_array(k, "kept", DS_DTYPE_U64, np, ksum);
+        rc = ds_ckpt_write(k, ck->path);
+    }
+    free(dsum);
+    free(ksum);
+    return ds_ctx_agree(ctx, rc);
+}
+
+/* Collective: read and check the checkpoint when there is one (ck->saved). */
+static int ckpt_restore(const ds_ctx *ctx, resume *ck, const opts *o, int n_tensors)
+{
+    int exists = ctx->rank == 0 && access(ck->path, F_OK) == 0;
+    MPI_Bcast(&exists, 1, MPI_INT, 0, ctx->comm);
+    if (!exists) return 0;
+    int64_t phase = 0, next = 0, ranks = 0;
+    const int krum = o->m == M_KRUM || o->m == M_MULTIKRUM;
+    int rc = ds_ckpt_read(ck->path, &ck->saved);
+    if (!rc) rc = ds_ckpt_match(ck->saved, ck->rec, ck->path);
+    if (!rc) rc = ds_ckpt_get_int(ck->saved, "phase", &phase);
+    if (!rc) rc = ds_ckpt_get_int(ck->saved, "next_tensor", &next);
+    if (!rc) rc = ds_ckpt_get_int(ck->saved, "ranks", &ranks);
+    if (!rc && (phase < !krum || phase > 1 || next < 0 || next > n_tensors - phase))
+        rc = ds_err(DS_EXIT_INPUT, "%s: checkpoint state out of range (phase %lld, tensor %lld of %d)", ck->path,
+                    (long long)phase, (long long)next, n_tensors);
+    if ((rc = ds_ctx_agree(ctx, rc))) return rc;
+    ck->phase = (int)phase;
+    ck->next = (int)next;
+    if (!ctx->quiet)
+        ds_printf0(ctx, "[aggregate] resuming from %s at tensor %d/%d of the %s (saved at %lld rank(s))\n", ck->path,
+                   ck->next, n_tensors, phase ? "output" : "distances", (long long)ranks);
+    return 0;
+}
+
+/* Collective: Krum's distance sums so far into d, each pair on the rank
+ * that adds to it (pair p on rank p % size, as ds_agg_dist_* split them). */
+static int ckpt_get_distances(const ds_ctx *ctx, const resume *ck, int n, double *d)
+{
+    const size_t nn = (size_t)n * (size_t)n, pairs = (size_t)n * (size_t)(n - 1) / 2;
+    double *all = ds_malloc(sizeof(double) * nn + 1);
+    int rc = ds_ctx_agree(ctx, ds_ckpt_get_array(ck->saved, "distances", DS_DTYPE_F64, (int64_t)nn, all));
+    for (size_t p = (size_t)ctx->rank; p < pairs && !rc; p += (size_t)ctx->size) {
+        size_t i, j;
+        ds_agg_pair_index((size_t)n, p, &i, &j);
+        d[i * (size_t)n + j] = all[i * (size_t)n + j];
+    }
+    free(all);
+    return rc;
+}
+
+static int ckpt_get_krum(const ds_ctx *ctx, const resume *ck, int n, double *score, unsigned char *sel)
+{
+    int32_t *s32 = ds_malloc(sizeof(int32_t) * (size_t)n + 1);
+    int rc = ds_ckpt_get_array(ck->saved, "krum_score", DS_DTYPE_F64, n, score);
+    if (!rc) rc = ds_ckpt_get_array(ck->saved, "krum_selected", DS_DTYPE_I32, n, s32);
+    for (int p = 0; p < n && !rc; p++) sel[p] = s32[p] != 0;
+    free(s32);
+    return ds_ctx_agree(ctx, rc);
+}
+
 int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
 {
     opts o;
@@ -826,6 +972,19 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
     ds_dev *dev = NULL;
     if (!rc) rc = ds_dev_open(ctx, o.device ? o.device : "cpu", &dev);
     if (rc) goto done_opts;
+    /* With --checkpoint, SIGUSR1 (Slurm's warning before the time limit;
+     * mpiexec forwards it) and SIGTERM only set a flag, read at each tensor
+     * boundary. Without it they keep their default action. */
+    struct sigaction sa_sig, old_usr1, old_term;
+    if (o.ckpt) {
+        memset(&sa_sig, 0, sizeof sa_sig);
+        sa_sig.sa_handler = on_signal;
+        sigemptyset(&sa_sig.sa_mask);
+        sa_sig.sa_flags = SA_RESTART;
+        stop_signal = 0;
+        sigaction(SIGUSR1, &sa_sig, &old_usr1);
+        sigaction(SIGTERM, &sa_sig, &old_term);
+    }
     const double t0 = ds_now();
     input *in = ds_calloc((size_t)o.n_in, sizeof(input));
     ds_delta_meta layout = {.n = 0, .entries = NULL};
@@ -846,21 +1005,43 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
     if (!rc) rc = ds_ctx_agree(ctx, check_counts(&o, n, n_dropped, &how, &select));
     if (!rc) o.select = select;
 
+    /* Resume, or start from the first tensor. The record needs the
+     * participants and --select. */
+    resume ck = {.on = o.ckpt != NULL};
+    if (!rc && ck.on) {
+        snprintf(ck.path, sizeof ck.path, "%s/%s", o.ckpt, CKPT_FILE);
+        ck.rec = ckpt_record(&o, in, n, idx);
+        rc = ds_ctx_agree(ctx, ctx->rank == 0 ? ds_ckpt_mkdir(o.ckpt) : 0);
+        if (!rc) rc = ckpt_restore(ctx, &ck, &o, layout.n);
+    }
+
     /* Krum: choose the participants of the output (oidx). */
     stream s;
     int np = n, chosen = -1, streaming = 0;
+    const int krum = o.m == M_KRUM || o.m == M_MULTIKRUM;
     memcpy(oidx, idx, sizeof(int) * (size_t)n);
     if (!rc) {
         rc = stream_init(&s, ctx, comm, in, n, idx, &layout, o.chunk_mb);
         streaming = 1;
     }
-    if (!rc && (o.m == M_KRUM || o.m == M_MULTIKRUM)) {
-        double *d = ds_malloc(sizeof(double) * (size_t)n * (size_t)n), *score = ds_malloc(sizeof(double) * (size_t)n);
-        unsigned char *sel = ds_malloc((size_t)n);
-        rc = krum_distances(&s, &layout, d);
-        if (!rc) {
-            ds_agg_krum_scores((size_t)n, d, (size_t)o.f, score);
-            ds_agg_krum_select((size_t)n, score, (size_t)select, sel);
+    double *score = ds_malloc(sizeof(double) * (size_t)n + 1);
+    unsigned char *sel = ds_malloc((size_t)n + 1);
+    if (!rc && krum) {
+        double *d = ds_calloc((size_t)n * (size_t)n + 1, sizeof(double));
+        if (ck.saved && ck.phase == 1) {
+            rc = ckpt_get_krum(ctx, &ck, n, score, sel);
+        } else {
+            if (ck.saved) rc = ckpt_get_distances(ctx, &ck, n, d);
+            if (!rc) rc = krum_distances(&s, &layout, d, ck.saved ? ck.next : 0, &ck);
+            if (!rc && ck.stopped) {
+                ck.phase = 0;
+                rc = ckpt_save(ctx, &ck, n, d, NULL, NULL, 0, NULL);
+            } else if (!rc) {
+                ds_agg_krum_scores((size_t)n, d, (size_t)o.f, score);
+                ds_agg_krum_select((size_t)n, score, (size_t)select, sel);
+            }
+        }
+        if (!rc && !ck.stopped) {
             np = 0;
             for (int p = 0; p < n; p++) {
                 in[idx[p]].score = score[p];
@@ -869,8 +1050,8 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
                 oidx[np++] = idx[p];
             }
         }
-        free(d), free(score), free(sel);
-        if (!rc && o.m == M_MULTIKRUM) {
+        free(d);
+        if (!rc && !ck.stopped && o.m == M_MULTIKRUM) {
             stream_free(&s);
             streaming = 0;
             rc = stream_init(&s, ctx, comm, in, np, oidx, &layout, o.chunk_mb);
@@ -894,7 +1075,12 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
     }
     ds_shard_by_size(layout.n, sizes, ctx->size, writer);
     ds_delta_file *out = NULL;
-    if (!rc) {
+    /* a checkpoint of the output phase: the tensors before start are in the
+     * partial output, and kept holds their counts (on rank 0) */
+    const int start = ck.saved && ck.phase == 1 ? ck.next : 0;
+    if (!rc && !ck.stopped && start > 0)
+        rc = ds_ctx_agree(ctx, ctx->rank == 0 ? ds_ckpt_get_array(ck.saved, "kept", DS_DTYPE_U64, np, kept) : 0);
+    if (!rc && !ck.stopped) {
         ds_delta_meta om = layout;
         om.entries = oes;
         om.content_sha256[0] = 0;
@@ -910,17 +1096,40 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
             if (in[k].eps > om.dp_epsilon) om.dp_epsilon = in[k].eps;
             if (in[k].dlt > om.dp_delta) om.dp_delta = in[k].dlt;
         }
-        rc = ds_delta_create(stage, ctx->comm, &om, 1, &out);
+        if (start == 0) {
+            rc = ds_delta_create(stage, ctx->comm, &om, 1, &out);
+        } else {
+            /* the delta writer's file, NAME.tmp of the stage */
+            char part[4300];
+            ds_out_tmpname(stage, part, sizeof part);
+            rc = ds_ctx_agree(ctx, ctx->rank == 0 && !ds_h5_is_hdf5(part)
+                                       ? ds_err(DS_EXIT_INPUT, "%s: the partial output %s of this checkpoint is missing or "
+                                                               "not HDF5 (remove %s to start over)", ck.path, part, o.ckpt)
+                                       : 0);
+            if (!rc && (rc = ds_delta_resume(stage, ctx->comm, &om, start, writer, &out)) && ctx->rank == 0)
+                fprintf(stderr, "deltasoup aggregate: %s: cannot resume (remove %s to start over)\n", ck.path, o.ckpt);
+        }
     }
-    if (!rc) {
+    if (!rc && !ck.stopped) {
         int wrc = 0;
         if (chosen >= 0) {
             wrc = copy_chosen(&s, &layout, chosen, out);
             kept[0] = ctx->rank == 0 ? (uint64_t)total : 0; /* summed over ranks below */
         } else {
-            wrc = reduce_all(&s, &layout, oes, writer, &how, out, kept);
+            wrc = reduce_all(&s, &layout, oes, writer, &how, out, kept, start, &ck);
         }
-        rc = ds_delta_commit(out, ds_ctx_agree(ctx, wrc), NULL, content);
+        if (ck.stopped) { /* every rank's wrc is 0 here: the ranks agree to stop only when all are fine */
+            ck.phase = 1;
+            rc = ds_delta_suspend(out);
+            if (!rc) rc = ckpt_save(ctx, &ck, n, NULL, krum ? score : NULL, sel, np, kept);
+        } else {
+            rc = ds_delta_commit(out, ds_ctx_agree(ctx, wrc), NULL, content);
+        }
+    }
+    if (!rc && ck.stopped) {
+        ds_printf0(ctx, "[aggregate] signal: checkpoint after tensor %d/%d of the %s written to %s; run again to resume\n",
+                   ck.next, layout.n, ck.phase ? "output" : "distances", ck.path);
+        rc = DS_EXIT_CHECKPOINTED;
     }
     int n_used = 0;
     if (!rc) {
@@ -954,11 +1163,23 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
         MPI_Allreduce(&rss, &maxrss, 1, MPI_DOUBLE, MPI_MAX, ctx->comm);
         ds_printf0(ctx, "time: %s on %d rank(s), peak RSS per rank %.1f MB\n", ds_fmt_duration(ds_now() - t0, el, sizeof el),
                    ctx->size, maxrss / 1e6);
+        /* Done: a later run with the same folder starts over. */
+        if (ck.on && ctx->rank == 0) {
+            unlink(ck.path);
+            rmdir(o.ckpt);
+        }
     }
+    ds_ckpt_free(ck.rec);
+    ds_ckpt_free(ck.saved);
+    free(score), free(sel);
     if (streaming) stream_free(&s);
     ds_comm_free(comm);
     ds_dev_close(dev);
     free(in), free(idx), free(oidx), free(layout.entries), free(oes), free(writer), free(sizes), free(kept);
+    if (o.ckpt) {
+        sigaction(SIGUSR1, &old_usr1, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+    }
 done_opts:
     for (int k = 0; k < o.n_in; k++) free(o.in[k]);
     free(o.in);
