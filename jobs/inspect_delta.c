@@ -1,6 +1,7 @@
 /* inspect's delta branch: a BitDelta file's attributes, per tensor its
- * coding, scale(s), bits per weight and ratio, the total ratio, and the
- * content hash recomputed from the data (jobs/inspect.h). */
+ * coding, scale(s), the min/max/mean/std of the delta values it stands
+ * for, bits per weight and ratio, the total ratio, and the content hash
+ * recomputed from the data (jobs/inspect.h). */
 #include "config.h"
 #include <math.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include "io/h5_delta.h"
 #include "jobs/inspect.h"
 #include "src/bitdelta.h"
+#include "src/shard.h"
 
 /* The stored parts of the delta, in the order of the entries. */
 typedef struct {
@@ -27,8 +29,84 @@ static int delta_read(void *arg, int i, void *buf)
 
 static json_t *num_or_null(int have, double v) { return have && isfinite(v) ? json_real(v) : json_null(); }
 
-/* One row of the tensor table; sc: the stats of the entry's scale part. */
-static json_t *tensor_json(const ds_bd_entry *e, const ds_inspect_stats *sc)
+/* Statistics of the delta values a coded entry stands for, g_j (2b - 1),
+ * from the count of one bits in each scale group j (a row, a column or the
+ * whole tensor): group j holds +g_j ones_j times and -g_j n_j - ones_j times.
+ * Groups with a non-finite scale are left out, as ds_inspect_stats_compute
+ * leaves out non-finite values. out: min, max, mean, std (population). */
+static void coded_value_stats(const ds_bd_entry *e, const uint64_t *bits, const float *sc, double out[4])
+{
+    const int64_t rows = e->rows, cols = e->cols, wpr = e->words_per_row;
+    const int64_t ng = e->mode == DS_SCALE_ROW ? rows : e->mode == DS_SCALE_COL ? cols : 1;
+    const int64_t per = rows * cols / ng; /* elements in each group */
+    int64_t *ones = ds_calloc((size_t)ng, sizeof(int64_t));
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t w = 0; w < wpr; w++) {
+            uint64_t x = bits[r * wpr + w];
+            if (w == wpr - 1 && cols % 64) x &= (UINT64_C(1) << (cols % 64)) - 1; /* padding */
+            if (e->mode == DS_SCALE_COL) {
+                for (; x; x &= x - 1) ones[w * 64 + __builtin_ctzll(x)]++;
+            } else {
+                ones[e->mode == DS_SCALE_ROW ? r : 0] += __builtin_popcountll(x);
+            }
+        }
+    double lo = INFINITY, hi = -INFINITY, sum = 0, n = 0, ss = 0;
+    for (int64_t j = 0; j < ng; j++) {
+        const double g = sc[j];
+        if (!isfinite(g)) continue;
+        const double plus = (double)ones[j], minus = (double)(per - ones[j]);
+        if (plus > 0) lo = fmin(lo, g), hi = fmax(hi, g);
+        if (minus > 0) lo = fmin(lo, -g), hi = fmax(hi, -g);
+        sum += g * (plus - minus);
+        n += (double)per;
+    }
+    const double mean = n > 0 ? sum / n : NAN;
+    for (int64_t j = 0; j < ng; j++) {
+        const double g = sc[j];
+        if (!isfinite(g)) continue;
+        ss += (double)ones[j] * (g - mean) * (g - mean) + (double)(per - ones[j]) * (g + mean) * (g + mean);
+    }
+    out[0] = n > 0 ? lo : NAN;
+    out[1] = n > 0 ? hi : NAN;
+    out[2] = mean;
+    out[3] = n > 0 ? sqrt(ss / n) : NAN;
+    free(ones);
+}
+
+/* Collective: the value statistics of every coded entry (out[4 k ...]),
+ * each computed by one rank (entries sharded by size) and shared with a sum
+ * over ranks, the other ranks adding zeros. */
+static int coded_stats_all(const ds_ctx *ctx, ds_delta_file *d, double *out)
+{
+    const ds_delta_meta *m = ds_delta_get_meta(d);
+    int64_t *sizes = ds_malloc(sizeof(int64_t) * (size_t)(m->n + 1));
+    int *owner = ds_malloc(sizeof(int) * (size_t)(m->n + 1));
+    for (int k = 0; k < m->n; k++) sizes[k] = m->entries[k].coded ? m->entries[k].rows * m->entries[k].words_per_row : 0;
+    ds_shard_by_size(m->n, sizes, ctx->size, owner);
+    double *mine = ds_calloc((size_t)(4 * m->n + 1), sizeof(double));
+    int rc = 0;
+    for (int k = 0; k < m->n && !rc; k++) {
+        const ds_bd_entry *e = &m->entries[k];
+        if (!e->coded || owner[k] != ctx->rank) continue;
+        uint64_t *bits = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row) + 1);
+        float *sc = ds_malloc(sizeof(float) * (size_t)e->n_scales + 1);
+        rc = ds_delta_read_signs(d, k, bits);
+        if (!rc) rc = ds_delta_read_scales(d, k, sc);
+        if (!rc) coded_value_stats(e, bits, sc, mine + 4 * k);
+        free(bits);
+        free(sc);
+    }
+    rc = ds_ctx_agree(ctx, rc);
+    if (!rc) MPI_Allreduce(mine, out, 4 * m->n, MPI_DOUBLE, MPI_SUM, ctx->comm);
+    free(mine);
+    free(sizes);
+    free(owner);
+    return rc;
+}
+
+/* One row of the tensor table; sc: the stats of the entry's scale part;
+ * v: min, max, mean, std of the delta values the entry stands for. */
+static json_t *tensor_json(const ds_bd_entry *e, const ds_inspect_stats *sc, const double v[4])
 {
     json_t *shape = json_array();
     for (int d = 0; d < e->t.ndim; d++) json_array_append_new(shape, json_integer(e->t.shape[d]));
@@ -44,6 +122,10 @@ static json_t *tensor_json(const ds_bd_entry *e, const ds_inspect_stats *sc)
     json_object_set_new(o, "scale_min", num_or_null(spread, sc ? sc->min : NAN));
     json_object_set_new(o, "scale_mean", num_or_null(spread, sc ? sc->mean : NAN));
     json_object_set_new(o, "scale_max", num_or_null(spread, sc ? sc->max : NAN));
+    json_object_set_new(o, "min", num_or_null(1, v[0]));
+    json_object_set_new(o, "max", num_or_null(1, v[1]));
+    json_object_set_new(o, "mean", num_or_null(1, v[2]));
+    json_object_set_new(o, "std", num_or_null(1, v[3]));
     json_object_set_new(o, "bits", json_real(8.0 * (double)stored / (double)ds_tinfo_numel(&e->t)));
     json_object_set_new(o, "bytes", json_integer((json_int_t)stored));
     json_object_set_new(o, "ratio", json_real((double)ds_tinfo_bytes(&e->t) / (double)stored));
@@ -60,10 +142,10 @@ int ds_inspect_delta(const ds_ctx *ctx, const char *path, int json)
     size_t cap = (size_t)(2 * m->n + 1);
     ds_tinfo *parts = ds_calloc(cap, sizeof *parts);
     delta_reader rd = {d, ds_calloc(cap, sizeof(int)), ds_calloc(cap, 1)};
-    int *scale_part = ds_malloc(sizeof(int) * (size_t)(m->n + 1));
+    int *scale_part = ds_malloc(sizeof(int) * (size_t)(m->n + 1)), *dense_part = ds_malloc(sizeof(int) * (size_t)(m->n + 1));
     for (int k = 0; k < m->n; k++) {
         const ds_bd_entry *e = &m->entries[k];
-        scale_part[k] = -1;
+        scale_part[k] = dense_part[k] = -1;
         if (e->coded) {
             ds_delta_entry_info(e, "signs", &parts[np]);
             rd.entry[np] = k;
@@ -74,6 +156,7 @@ int ds_inspect_delta(const ds_ctx *ctx, const char *path, int json)
             rd.kind[np++] = 'c';
         } else {
             ds_delta_entry_info(e, "dense", &parts[np]);
+            dense_part[k] = np;
             rd.entry[np] = k;
             rd.kind[np++] = 'd';
         }
@@ -81,6 +164,8 @@ int ds_inspect_delta(const ds_ctx *ctx, const char *path, int json)
     ds_inspect_stats *stats = ds_calloc(cap, sizeof *stats);
     ds_digest content;
     rc = ds_inspect_tensors(ctx, np, parts, delta_read, &rd, stats, &content);
+    double *vals = ds_calloc((size_t)(4 * m->n + 1), sizeof(double));
+    if (!rc) rc = coded_stats_all(ctx, d, vals);
     json_t *report = NULL;
     if (!rc) {
         ds_bd_sizes s;
@@ -89,7 +174,11 @@ int ds_inspect_delta(const ds_ctx *ctx, const char *path, int json)
         json_t *arr = json_array();
         for (int k = 0; k < m->n; k++) {
             coded += m->entries[k].coded;
-            json_array_append_new(arr, tensor_json(&m->entries[k], scale_part[k] >= 0 ? &stats[scale_part[k]] : NULL));
+            const ds_inspect_stats *dense = dense_part[k] >= 0 ? &stats[dense_part[k]] : NULL;
+            if (dense) vals[4 * k] = dense->min, vals[4 * k + 1] = dense->max, vals[4 * k + 2] = dense->mean,
+                       vals[4 * k + 3] = dense->std;
+            json_array_append_new(arr,
+                                  tensor_json(&m->entries[k], scale_part[k] >= 0 ? &stats[scale_part[k]] : NULL, vals + 4 * k));
         }
         report = json_object();
         json_object_set_new(report, "file", json_string(path));
@@ -116,6 +205,8 @@ int ds_inspect_delta(const ds_ctx *ctx, const char *path, int json)
     free(rd.entry);
     free(rd.kind);
     free(scale_part);
+    free(dense_part);
+    free(vals);
     ds_delta_close(d);
     return rc ? rc : ds_inspect_report(ctx, path, report, json);
 }

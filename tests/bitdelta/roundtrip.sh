@@ -31,8 +31,11 @@ check() { # dtype scale extra-compress-args...
     "$DELTASOUP" apply --base "$w/b$dt.h5" --delta "$w/d.bd.h5" -o "$w/a.h5" --overwrite $q >/dev/null
     r=$($PY "$ref" check "$w/b$dt.h5" "$w/f$dt.h5" "$w/d.bd.h5" "$w/a.h5" --scale "$sc" "$@")
     # the ratio inspect reports equals the one counted in numpy
-    got=$("$DELTASOUP" inspect "$w/d.bd.h5" --json | $PY -c 'import json,sys; r=json.load(sys.stdin); assert r["content_sha256"]["match"]; print("ratio %.6f" % r["compression"]["ratio"])')
+    "$DELTASOUP" inspect "$w/d.bd.h5" --json >"$w/inspect.json" || { echo "inspect failed"; exit 1; }
+    got=$($PY -c 'import json,sys; r=json.load(sys.stdin); assert r["content_sha256"]["match"]; print("ratio %.6f" % r["compression"]["ratio"])' <"$w/inspect.json")
     [ "$r" = "$got" ] || { echo "ratio: numpy '$r', inspect '$got'"; exit 1; }
+    # and its per-tensor min/max/mean/std of the delta values are numpy's
+    $PY "$ref" stats "$w/d.bd.h5" "$w/inspect.json" || exit 1
     echo "ok: $dt $sc $* ($r)"
 }
 check 32 tensor

@@ -12,6 +12,7 @@ Reads .h5 / .bd.h5 files with h5py only (no deltasoup code) and checks:
   hash FILE                              print the recomputed content hash
 """
 import fnmatch
+import json
 import hashlib
 import re
 import sys
@@ -195,7 +196,36 @@ def check(base, ft, delta, applied, scale, bits_for, dense_for):
     return 1 if fails else 0
 
 
+def stats(delta, report):
+    """inspect's per-tensor min/max/mean/std of a delta file against numpy:
+    coded entries expanded to g (2b - 1) with the bits unpacked here, dense
+    entries as stored; float64 statistics over all values."""
+    fd = h5py.File(delta, "r")
+    rows = {t["name"]: t for t in json.load(open(report))["tensors"]}
+    bad = 0
+    for k in list(fd["bits"]) + list(fd["dense"]):
+        if k in fd["bits"]:
+            g = fd["bits"][k]
+            r, c = int(g.attrs["rows"]), int(g.attrs["cols"])
+            bits = np.unpackbits(raw(g["signs"]).astype("<u8").view(np.uint8), bitorder="little").reshape(r, -1)[:, :c]
+            sc = raw(g["scale"]).view("<f4").astype(np.float64)
+            mode = g.attrs["scale_mode"].decode() if isinstance(g.attrs["scale_mode"], bytes) else str(g.attrs["scale_mode"])
+            gg = sc[0] if mode == "tensor" else (sc[:, None] if mode == "row" else sc[None, :])
+            v = gg * (2.0 * bits - 1.0)
+        else:
+            v = as_f32(fd["dense"][k]).astype(np.float64)
+        want = [v.min(), v.max(), v.mean(), v.std()]
+        got = [rows[k][n] for n in ("min", "max", "mean", "std")]
+        tol = 1e-9 * max(abs(want[0]), abs(want[1]), 1e-30)
+        if any(abs(a - b) > tol for a, b in zip(got, want)):
+            print("MISMATCH: %s: inspect min/max/mean/std %s, numpy %s" % (k, got, want), file=sys.stderr)
+            bad = 1
+    return bad
+
+
 def main(argv):
+    if argv[1] == "stats":
+        return stats(argv[2], argv[3])
     if argv[1] == "perturb":
         zf = float(argv[argv.index("--zero-frac") + 1]) if "--zero-frac" in argv else 0.01
         perturb(argv[2], argv[3], int(argv[4]), zf)
