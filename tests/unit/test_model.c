@@ -103,6 +103,73 @@ START_TEST(test_grad_subset_and_fd)
 }
 END_TEST
 
+/* Loss of the last forward for loss kind k (0 CE, 1 KL, 2 MSE), summed over
+ * the positions; grad_scale as in src/model.h. */
+static double loss_of(ds_llama_act *a, int k, const int *tg, const float *ref, float grad_scale)
+{
+    if (k == 0) return ds_llama_loss_ce(a, tg, grad_scale, NULL);
+    if (k == 1) return ds_llama_loss_kl(a, ref, NULL, grad_scale, NULL);
+    return ds_llama_loss_mse(a, ref, NULL, grad_scale, NULL);
+}
+
+START_TEST(test_grad_every_tensor_fd)
+{
+    /* Every tensor's gradient, for each of the three losses, against central
+     * differences along that tensor's gradient direction u = g / |g|: the
+     * loss changes at rate <g, u> = |g|. One probe per tensor covers all its
+     * coordinates at once and has a derivative large enough for f32
+     * differences to resolve (relative error < 1e-3). */
+    ds_llama m, ref;
+    ck_assert_int_eq(ds_llama_init(&m, &small), 0);
+    ck_assert_int_eq(ds_llama_init(&ref, &small), 0);
+    ds_llama_randomize(&m, 11, 0.3f);
+    ds_llama_randomize(&ref, 12, 0.3f);
+    int toks[20], tg[20];
+    for (int i = 0; i < 20; i++) toks[i] = (i * 5 + 1) % small.vocab_size, tg[i] = (i * 3 + 4) % small.vocab_size;
+    ds_llama_act *a = ds_llama_act_new(&m, 2, 10);
+    const size_t nlog = (size_t)20 * (size_t)small.vocab_size;
+    float *ref_logits = malloc(sizeof(float) * nlog);
+    memcpy(ref_logits, ds_llama_forward(&ref, a, toks, 2, 10), sizeof(float) * nlog);
+    const char *names[] = {"CE", "KL", "MSE"};
+    for (int k = 0; k < 3; k++) {
+        ds_llama_grads g;
+        ds_llama_grads_init(&g, &m, NULL);
+        ds_llama_forward(&m, a, toks, 2, 10);
+        loss_of(a, k, tg, ref_logits, 1.0f);
+        ds_llama_backward(&m, a, &g);
+        for (int t = 0; t < m.n_tensors; t++) {
+            const int64_t n = ds_tinfo_numel(&m.tinfo[t]);
+            double norm = 0;
+            for (int64_t j = 0; j < n; j++) norm += (double)g.g[t][j] * g.g[t][j];
+            norm = sqrt(norm);
+            ck_assert_msg(norm > 1e-4, "%s: tensor %s: gradient norm %g too small to probe", names[k], m.tinfo[t].name,
+                          norm);
+            float *w = m.w[t], *w0 = malloc(sizeof(float) * (size_t)n);
+            memcpy(w0, w, sizeof(float) * (size_t)n);
+            /* central differences at h and h/2, Richardson-combined: the
+             * h^2 error term cancels, so h can stay large against f32 noise */
+            const double h = 2e-2, step[4] = {h, -h, h / 2, -h / 2};
+            double l[4];
+            for (int p = 0; p < 4; p++) {
+                for (int64_t j = 0; j < n; j++) w[j] = (float)(w0[j] + step[p] * g.g[t][j] / norm);
+                ds_llama_forward(&m, a, toks, 2, 10);
+                l[p] = loss_of(a, k, tg, ref_logits, 0);
+            }
+            memcpy(w, w0, sizeof(float) * (size_t)n);
+            free(w0);
+            const double fd = (4 * (l[2] - l[3]) / h - (l[0] - l[1]) / (2 * h)) / 3;
+            ck_assert_msg(fabs(fd - norm) < 1e-3 * norm, "%s: tensor %s: central difference %.8g vs |g| %.8g (rel err %.2g)",
+                          names[k], m.tinfo[t].name, fd, norm, fabs(fd - norm) / norm);
+        }
+        ds_llama_grads_free(&g);
+    }
+    free(ref_logits);
+    ds_llama_act_free(a);
+    ds_llama_free(&ref);
+    ds_llama_free(&m);
+}
+END_TEST
+
 START_TEST(test_adamw_first_step)
 {
     /* The first AdamW step moves each weight by lr * sign(g) (bias-corrected
@@ -137,6 +204,7 @@ int main(void)
     tcase_add_test(tc, test_text_split);
     tcase_add_test(tc, test_kv_step_matches_batch);
     tcase_add_test(tc, test_grad_subset_and_fd);
+    tcase_add_test(tc, test_grad_every_tensor_fd);
     tcase_add_test(tc, test_adamw_first_step);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
