@@ -823,7 +823,7 @@ static void print_table(const ds_ctx *ctx, const opts *o, const input *in)
 }
 
 /* ---- the job */
-static int check_counts(const opts *o, int n, int n_dropped, reduce_how *h, long *select)
+static int check_counts(const opts *o, int n, int n_dropped, int rank0, reduce_how *h, long *select)
 {
     char why[96] = "";
     if (n_dropped) snprintf(why, sizeof why, " (%d of %d inputs dropped by the trust filter)", n_dropped, o->n_in);
@@ -837,6 +837,19 @@ static int check_counts(const opts *o, int n, int n_dropped, reduce_how *h, long
         if (2 * k >= (size_t)n)
             return ds_err(DS_EXIT_USAGE, "--trim %g drops %zu values at each end: needs more than %zu deltas, got %d%s", o->trim, k,
                           2 * k, n, why);
+        if (k == 0 && o->trim > 0) {
+            /* the trim asked for removes nothing: trimmed-mean would be the plain mean */
+            long need = (long)ceil(1.0 / o->trim);
+            while (need > 1 && floor(o->trim * (double)(need - 1)) >= 1) need--;
+            while (floor(o->trim * (double)need) < 1) need++;
+            const char *what = o->m == M_TRIMMED ? "values" : "scales";
+            if (o->trim_set)
+                return ds_err(DS_EXIT_USAGE, "--trim %g drops no %s with %d deltas (floor(%g x %d) = 0): needs at least %ld%s",
+                              o->trim, what, n, o->trim, n, need, why);
+            if (rank0)
+                fprintf(stderr, "deltasoup aggregate: warning: the default --trim %g drops no %s with %d deltas (at least %ld needed)\n",
+                        o->trim, what, n, need);
+        }
         if (o->m == M_TRIMMED) h->k = k;
         else h->k_scale = k;
     }
@@ -1002,7 +1015,7 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
     }
     reduce_how how = {.m = o.m};
     long select = 0;
-    if (!rc) rc = ds_ctx_agree(ctx, check_counts(&o, n, n_dropped, &how, &select));
+    if (!rc) rc = ds_ctx_agree(ctx, check_counts(&o, n, n_dropped, ctx->rank == 0, &how, &select));
     if (!rc) o.select = select;
 
     /* Resume, or start from the first tensor. The record needs the

@@ -31,6 +31,8 @@ expect 2 "krum with --byzantine 1 needs at least 5 deltas (2F + 3), got 3" --met
 expect 2 "multi-krum with --byzantine 2 needs at least 7 deltas" --method multi-krum --byzantine 2 $S "$d/s4.bd.h5" "$d/s5.bd.h5"
 expect 2 "--select 4: only 3 deltas" --method multi-krum --select 4 $S
 expect 2 "--trim 0.5: must be below 0.5" --method trimmed-mean --trim 0.5 $S
+expect 2 "--trim 0.1 drops no values with 3 deltas (floor(0.1 x 3) = 0): needs at least 10" --method trimmed-mean --trim 0.1 $S
+expect 2 "--trim 0.25 drops no scales with 3 deltas (floor(0.25 x 3) = 0): needs at least 4" --method majority --trim 0.25 $S
 expect 2 "--method 'avg'" --method avg $S
 expect 2 "no input deltas" --method mean
 expect 2 "--byzantine applies to krum and multi-krum" --method mean --byzantine 1 $S

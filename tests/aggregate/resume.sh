@@ -86,7 +86,7 @@ resume()
     return 0
 }
 
-TRIM="--method trimmed-mean --trim 0.2"
+TRIM="--method trimmed-mean --trim 0.25"
 MAJ="--method majority"
 MKRUM="--method multi-krum --byzantine 1"
 ref trim $TRIM
