@@ -200,6 +200,54 @@ ds_job_wait()
     echo "$_states"
 }
 
+# ds_job_requeued_wait ID [TIMEOUT_S]: for a job that requeued itself
+# (scontrol requeue, once): waits until it is PENDING again (Restarts=1) and
+# the node is IDLE, lets it start at once instead of after Slurm's BeginTime
+# delay for requeued jobs (about two minutes), and waits for its end; prints
+# the final state. The release comes in a later second than the kill:
+# slurmd revoked the job's credential at the kill's time (1 s resolution)
+# and refuses a launch whose credential is not newer ("Job N already killed,
+# do not launch batch job"). Should a launch still be refused, slurmctld
+# holds the job back again; it is let go again, three times at most.
+ds_job_requeued_wait()
+{
+    _id=$1 _limit=$((${2:-240} * 2)) _n=0
+    until [ "$(ds_job_field "$_id" Restarts)" = 1 ] && [ "$(ds_job_field "$_id" JobState)" = PENDING ] &&
+        scontrol -o show node localhost | grep -q ' State=IDLE '; do
+        _n=$((_n + 1))
+        [ $_n -lt 120 ] || ds_cluster_fail "job $_id was not requeued: $(ds_job_field "$_id" JobState)"
+        sleep 0.5
+    done
+    sleep 2
+    scontrol update JobId="$_id" StartTime=now || ds_cluster_fail "scontrol update JobId=$_id StartTime=now"
+    _n=0 _tries=1 _held=0
+    while :; do
+        _st=$(ds_job_field "$_id" JobState)
+        case $_st in
+        COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL | DEADLINE | PREEMPTED) break ;;
+        PENDING)
+            # held back (BeginTime, a hold, a failed launch) for 3 s on end
+            _reason=$(ds_job_field "$_id" Reason)
+            case $_reason in None | Priority | Resources) _held=0 ;; *) _held=$((_held + 1)) ;; esac
+            if [ $_held -ge 6 ] && [ $_tries -lt 4 ]; then
+                echo "job $_id pending again (Reason=$_reason), releasing it once more" >&2
+                _tries=$((_tries + 1)) _held=0
+                scontrol release "$_id" 2>/dev/null
+                scontrol update JobId="$_id" StartTime=now 2>/dev/null
+            fi
+            ;;
+        *) _held=0 ;;
+        esac
+        _n=$((_n + 1))
+        if [ $_n -ge $_limit ]; then
+            scancel "$_id"
+            ds_cluster_fail "requeued job $_id still $_st after ${2:-240} s"
+        fi
+        sleep 0.5
+    done
+    echo "$_st"
+}
+
 # ds_need_jobs JOB...: exit 77 (skip) unless deltasoup lists every JOB.
 ds_need_jobs()
 {

@@ -31,45 +31,7 @@ until grep -q '^\[fit-scales\] step [0-9]' "$log" 2>/dev/null; do
     sleep 0.5
 done
 scancel --batch --signal=USR1 "$id" || ds_cluster_fail "scancel --signal=USR1"
-# Slurm holds a requeued job back for about two minutes (BeginTime); the
-# test lets it start at once, but only when the first run's steps are gone
-# from the node (IDLE, not COMPLETING), and only in a later second than the
-# kill: slurmd revoked the job's credential at the kill's time (1 s
-# resolution) and refuses a launch whose credential is not newer ("Job N
-# already killed, do not launch batch job").
-n=0
-until [ "$(ds_job_field "$id" Restarts)" = 1 ] && [ "$(ds_job_field "$id" JobState)" = PENDING ] &&
-    scontrol -o show node localhost | grep -q ' State=IDLE '; do
-    n=$((n + 1))
-    [ $n -lt 120 ] || { cat "$log"; ds_cluster_fail "job $id was not requeued: $(ds_job_field "$id" JobState)"; }
-    sleep 0.5
-done
-sleep 2
-scontrol update JobId="$id" StartTime=now || ds_cluster_fail "scontrol update StartTime"
-# Should a launch still be refused, slurmctld puts the job back to PENDING
-# (held, or with a new BeginTime): let it go again, a few times at most.
-n=0 tries=1 held=0
-while :; do
-    st=$(ds_job_field "$id" JobState)
-    case $st in
-    COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL | DEADLINE | PREEMPTED) break ;;
-    PENDING)
-        # held back (BeginTime, a hold, a launch failure) for 3 s on end
-        reason=$(ds_job_field "$id" Reason)
-        case $reason in None | Priority | Resources) held=0 ;; *) held=$((held + 1)) ;; esac
-        if [ $held -ge 6 ] && [ $tries -lt 4 ]; then
-            echo "job $id pending again (Reason=$reason), releasing it once more"
-            tries=$((tries + 1)) held=0
-            scontrol release "$id" 2>/dev/null
-            scontrol update JobId="$id" StartTime=now 2>/dev/null
-        fi
-        ;;
-    *) held=0 ;;
-    esac
-    n=$((n + 1))
-    [ $n -lt 480 ] || { scancel "$id"; cat "$log"; ds_cluster_fail "requeued job $id still $st after 240 s"; }
-    sleep 0.5
-done
+st=$(ds_job_requeued_wait "$id" 240) || { cat "$log"; exit 99; }
 cat "$log"
 [ "$st" = COMPLETED ] || ds_cluster_fail "requeued fit-scales ended $st"
 grep -q "^ds-fit-scales: REQUEUED job=$id restarts=0 step_exit=75 " "$log" || ds_cluster_fail "first run did not checkpoint (exit 75) and requeue"
