@@ -457,8 +457,6 @@ static int any_failed(const ds_ctx *ctx, int rc)
 }
 
 /* ---- checkpoints (docs/aggregate.md "Checkpoint and resume") */
-static volatile sig_atomic_t stop_signal;
-static void on_signal(int sig) { stop_signal = sig; }
 
 /* Where a run stands: phase 0 is Krum's distance pass, phase 1 the output;
  * next is the first tensor of that phase not done. */
@@ -474,7 +472,7 @@ typedef struct {
 /* Collective, at a tensor boundary: did the ranks agree to stop there? */
 static int stop_here(const ds_ctx *ctx, resume *ck, int next)
 {
-    if (!ck->on || !any_failed(ctx, stop_signal != 0)) return 0;
+    if (!ck->on || !any_failed(ctx, ds_ckpt_stop_requested() != 0)) return 0;
     ck->stopped = 1;
     ck->next = next;
     return 1;
@@ -988,16 +986,8 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
     /* With --checkpoint, SIGUSR1 (Slurm's warning before the time limit;
      * mpiexec forwards it) and SIGTERM only set a flag, read at each tensor
      * boundary. Without it they keep their default action. */
-    struct sigaction sa_sig, old_usr1, old_term;
-    if (o.ckpt) {
-        memset(&sa_sig, 0, sizeof sa_sig);
-        sa_sig.sa_handler = on_signal;
-        sigemptyset(&sa_sig.sa_mask);
-        sa_sig.sa_flags = SA_RESTART;
-        stop_signal = 0;
-        sigaction(SIGUSR1, &sa_sig, &old_usr1);
-        sigaction(SIGTERM, &sa_sig, &old_term);
-    }
+    ds_ckpt_signals saved_signals;
+    if (o.ckpt) ds_ckpt_signals_catch(&saved_signals);
     const double t0 = ds_now();
     input *in = ds_calloc((size_t)o.n_in, sizeof(input));
     ds_delta_meta layout = {.n = 0, .entries = NULL};
@@ -1189,10 +1179,7 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
     ds_comm_free(comm);
     ds_dev_close(dev);
     free(in), free(idx), free(oidx), free(layout.entries), free(oes), free(writer), free(sizes), free(kept);
-    if (o.ckpt) {
-        sigaction(SIGUSR1, &old_usr1, NULL);
-        sigaction(SIGTERM, &old_term, NULL);
-    }
+    if (o.ckpt) ds_ckpt_signals_restore(&saved_signals);
 done_opts:
     for (int k = 0; k < o.n_in; k++) free(o.in[k]);
     free(o.in);

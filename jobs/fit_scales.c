@@ -385,9 +385,6 @@ static void eval_heldout(const ds_ctx *ctx, ds_comm *comm, const calib *c, ds_ll
 }
 
 /* ---- checkpoints */
-static volatile sig_atomic_t stop_signal;
-static void on_signal(int sig) { stop_signal = sig; }
-
 static ds_ckpt *ckpt_record(const opts *o, const inputs *in, const calib *c, const ds_fitscales *f)
 {
     ds_ckpt *k = ds_ckpt_new("fit-scales");
@@ -633,7 +630,7 @@ static int run_fit(ds_ctx *ctx, const opts *o)
          * was signalled (so that all ranks stop after the same step). */
         memcpy(red, f.grad, (size_t)f.n_scales * sizeof(double));
         red[f.n_scales] = loss;
-        red[f.n_scales + 1] = stop_signal != 0;
+        red[f.n_scales + 1] = ds_ckpt_stop_requested() != 0;
         ds_comm_allreduce_sum_f64(comm, red, red, (size_t)f.n_scales + 2);
         memcpy(f.grad, red, (size_t)f.n_scales * sizeof(double));
         ds_fitscales_adam_step(&f);
@@ -695,21 +692,10 @@ static int run(ds_ctx *ctx, const opts *o)
 {
     /* Every rank catches the signals from the start (Slurm signals all
      * tasks, mpiexec forwards SIGUSR1); the flag is read after each step. */
-    struct sigaction sa_sig, old_usr1, old_term;
-    if (o->ckpt) {
-        memset(&sa_sig, 0, sizeof sa_sig);
-        sa_sig.sa_handler = on_signal;
-        sigemptyset(&sa_sig.sa_mask);
-        sa_sig.sa_flags = SA_RESTART;
-        stop_signal = 0;
-        sigaction(SIGUSR1, &sa_sig, &old_usr1);
-        sigaction(SIGTERM, &sa_sig, &old_term);
-    }
+    ds_ckpt_signals saved;
+    if (o->ckpt) ds_ckpt_signals_catch(&saved);
     int rc = run_fit(ctx, o);
-    if (o->ckpt) {
-        sigaction(SIGUSR1, &old_usr1, NULL);
-        sigaction(SIGTERM, &old_term, NULL);
-    }
+    if (o->ckpt) ds_ckpt_signals_restore(&saved);
     return rc;
 }
 

@@ -296,3 +296,26 @@ int ds_ckpt_mkdir(const char *dir)
         return ds_err(DS_EXIT_OUTPUT, "%s: not a folder", dir);
     return 0;
 }
+
+static volatile sig_atomic_t stop_signal;
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+void ds_ckpt_signals_catch(ds_ckpt_signals *saved)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    stop_signal = 0;
+    sigaction(SIGUSR1, &sa, &saved->usr1);
+    sigaction(SIGTERM, &sa, &saved->term);
+}
+
+void ds_ckpt_signals_restore(const ds_ckpt_signals *saved)
+{
+    sigaction(SIGUSR1, &saved->usr1, NULL);
+    sigaction(SIGTERM, &saved->term, NULL);
+}
+
+int ds_ckpt_stop_requested(void) { return stop_signal; }

@@ -16,6 +16,7 @@
  * read). Errors: 0 or a ds_exit code with ds_err set naming the file. */
 #ifndef DS_CHECKPOINT_H
 #define DS_CHECKPOINT_H
+#include <signal.h>
 #include <stdint.h>
 #include "src/ds.h"
 
@@ -52,4 +53,19 @@ int ds_ckpt_match(const ds_ckpt *saved, const ds_ckpt *now, const char *path);
 
 /* mkdir -p of a checkpoint folder: 0 or DS_EXIT_OUTPUT. */
 int ds_ckpt_mkdir(const char *dir);
+
+/* Stop signals of a resumable job: while caught, SIGUSR1 and SIGTERM set a
+ * flag instead of ending the process (Slurm signals every task, mpiexec
+ * forwards SIGUSR1). A job reads ds_ckpt_stop_requested() at its step
+ * boundaries and agrees on it across ranks (an all-reduce), so that every
+ * rank stops after the same step, checkpoints and exits DS_EXIT_CHECKPOINTED.
+ * catch clears the flag and keeps the previous handlers in *saved; restore
+ * puts them back. */
+typedef struct {
+    struct sigaction usr1, term;
+} ds_ckpt_signals;
+void ds_ckpt_signals_catch(ds_ckpt_signals *saved);
+void ds_ckpt_signals_restore(const ds_ckpt_signals *saved);
+/* The signal number caught since ds_ckpt_signals_catch, or 0. */
+int ds_ckpt_stop_requested(void);
 #endif
