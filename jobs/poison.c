@@ -1,0 +1,473 @@
+/* deltasoup poison: Byzantine deltas made from honest ones, to test robust
+ * aggregation (docs/poison.md). Orchestration only: the attack formulas are
+ * a few lines per coordinate, coding goes through src/bitdelta.h.
+ *
+ * Flow: every rank opens every honest delta collectively for its layout
+ * (errors print once) and checks it against the first; tensors are spread
+ * over the ranks by size; the owner of a tensor reads all n honest values of
+ * it (one tensor in memory at a time), computes the K attack tensors and
+ * writes them into the K output files (created collectively, committed
+ * collectively, each staged as NAME.tmp). Every value depends on the tensor,
+ * the coordinate and the options only (the gaussian noise is a counter-based
+ * hash of (seed, k, tensor, coordinate)), so the outputs' content hashes do
+ * not depend on the number of ranks. */
+#include "config.h"
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "io/h5_delta.h"
+#include "io/h5_delta_rows.h"
+#include "src/bitdelta.h"
+#include "src/checkpoint.h"
+#include "src/jobs.h"
+#include "src/shard.h"
+
+typedef enum { A_SIGNFLIP, A_SCALE, A_GAUSSIAN, A_ALIE, A_IPM, A_COUNT } attack;
+static const char *const attack_names[A_COUNT] = {"sign-flip", "scale", "gaussian", "alie", "ipm"};
+/* --strength defaults; alie's (NAN) is z_max from n and K */
+static const double attack_default[A_COUNT] = {1.0, 10.0, 1.0, NAN, 0.1};
+
+static void usage(const ds_ctx *ctx)
+{
+    ds_printf0(ctx,
+               "usage: deltasoup poison --attack A --count K [--strength S] [--seed N] -o DIR HONEST.bd.h5 ...\n"
+               "Make K Byzantine deltas from n honest ones (same base, tensors and coding), written as ordinary\n"
+               "delta files DIR/<attack>-<k>.bd.h5 (k = 0..K-1, owner poison-<attack>-<k>) with exactly the\n"
+               "honest layout, for testing `deltasoup aggregate` (docs/poison.md). Per coordinate, over the\n"
+               "honest values v_u (g(2b-1) of a 1-bit tensor, the value of a dense one), mean and population std:\n"
+               "  sign-flip   -S * mean                      (S default 1)\n"
+               "  scale       S * v_(k mod n)                (S default 10)\n"
+               "  gaussian    S * rms * N(0,1), rms over the honest values of the tensor (S default 1, >= 0)\n"
+               "  alie        mean + z * std, z = S, default z_max of \"A Little Is Enough\" from n and K\n"
+               "  ipm         -S * mean                      (S = epsilon, default 0.1)\n"
+               "1-bit tensors are re-coded: sign bit (value >= 0), scale = mean |value| per tensor/row/column.\n\n"
+               "  --attack A          sign-flip | scale | gaussian | alie | ipm\n"
+               "  --count K           number of poisoned deltas to write (K >= 1)\n"
+               "  --strength S        the attack's parameter (see above; a finite number)\n"
+               "  --seed N            gaussian: the noise seed (default 0; same seed, same files)\n"
+               "  -o, --output DIR    folder for the outputs (created when missing)\n"
+               "  --overwrite         replace existing outputs\n"
+               "  --json              print the summary as JSON\n"
+               "  --quiet             no progress lines\n"
+               "  -h, --help          this help\n\n"
+               "Needs n >= 2 honest deltas for alie (std), n >= 1 otherwise. Exit codes: 0 ok, 2 usage,\n"
+               "3 bad input (unreadable or mismatched deltas, non-finite values, an attack value that\n"
+               "overflows the tensor's dtype), 4 an output exists (without --overwrite) or cannot be written.\n");
+}
+
+typedef struct {
+    attack a;
+    long count;
+    double strength;
+    int strength_set;
+    unsigned long long seed;
+    const char *dir;
+    int overwrite, json, n_in;
+    char **in;
+} opts;
+
+static int parse(ds_ctx *ctx, int argc, char **argv, opts *o)
+{
+    enum { O_ATTACK = 256, O_COUNT, O_STRENGTH, O_SEED, O_OVER, O_JSON, O_QUIET };
+    static const struct option lo[] = {
+        {"attack", required_argument, 0, O_ATTACK}, {"count", required_argument, 0, O_COUNT},
+        {"strength", required_argument, 0, O_STRENGTH}, {"seed", required_argument, 0, O_SEED},
+        {"output", required_argument, 0, 'o'},      {"overwrite", no_argument, 0, O_OVER},
+        {"json", no_argument, 0, O_JSON},           {"quiet", no_argument, 0, O_QUIET},
+        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    o->a = A_COUNT;
+    o->count = -1;
+    optind = 1;
+    opterr = 0;
+    int c, rc = 0;
+    long seed = 0;
+    while (!rc && (c = getopt_long(argc, argv, ":o:h", lo, NULL)) != -1) {
+        switch (c) {
+        case O_ATTACK:
+            for (int i = 0; i < A_COUNT; i++)
+                if (strcmp(optarg, attack_names[i]) == 0) o->a = (attack)i;
+            if (o->a == A_COUNT)
+                rc = ds_err(DS_EXIT_USAGE, "--attack '%s': expected sign-flip, scale, gaussian, alie or ipm", optarg);
+            break;
+        case O_COUNT:
+            rc = ds_parse_int("--count", optarg, 1, 1 << 20, &o->count);
+            break;
+        case O_STRENGTH:
+            rc = ds_parse_double("--strength", optarg, -INFINITY, INFINITY, &o->strength);
+            if (!rc && !isfinite(o->strength)) rc = ds_err(DS_EXIT_USAGE, "--strength %s: must be a finite number", optarg);
+            o->strength_set = 1;
+            break;
+        case O_SEED:
+            rc = ds_parse_int("--seed", optarg, 0, 0x7fffffffffffffffL, &seed);
+            o->seed = (unsigned long long)seed;
+            break;
+        case 'o': o->dir = optarg; break;
+        case O_OVER: o->overwrite = 1; break;
+        case O_JSON: o->json = 1; break;
+        case O_QUIET: ctx->quiet = 1; break;
+        case 'h': return -1;
+        case ':': rc = ds_err(DS_EXIT_USAGE, "%s needs a value (see --help)", argv[optind - 1]); break;
+        default: rc = ds_err(DS_EXIT_USAGE, "unknown option '%s' (see --help)", argv[optind - 1]); break;
+        }
+    }
+    if (rc) return rc;
+    if (o->a == A_COUNT) return ds_err(DS_EXIT_USAGE, "--attack is required (see --help)");
+    if (o->count < 0) return ds_err(DS_EXIT_USAGE, "--count K is required (see --help)");
+    if (!o->dir) return ds_err(DS_EXIT_USAGE, "-o DIR is required");
+    if (o->a == A_GAUSSIAN && o->strength < 0)
+        return ds_err(DS_EXIT_USAGE, "--strength %g: gaussian needs a scale >= 0", o->strength);
+    if (!o->strength_set) o->strength = attack_default[o->a];
+    o->in = argv + optind;
+    o->n_in = argc - optind;
+    if (o->n_in == 0) return ds_err(DS_EXIT_USAGE, "no honest deltas (see --help)");
+    if (o->a == A_ALIE && o->n_in < 2)
+        return ds_err(DS_EXIT_USAGE, "alie needs at least 2 honest deltas (a per-coordinate std), got %d", o->n_in);
+    return 0;
+}
+
+/* Phi^-1(p) for 0 < p < 1, by bisection on Phi(z) = erfc(-z / sqrt 2) / 2:
+ * exact to a few ulps, and the same on every machine with a correct erfc. */
+static double normal_quantile(double p)
+{
+    double lo = -40, hi = 40;
+    for (int i = 0; i < 200 && hi - lo > 0; i++) {
+        double mid = 0.5 * (lo + hi);
+        if (mid <= lo || mid >= hi) break;
+        if (0.5 * erfc(-mid / sqrt(2.0)) < p) lo = mid;
+        else hi = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
+/* ALIE's z_max (Baruch et al. 2019): with N = n + K deltas the attackers
+ * need s = floor(N/2 + 1) - K honest "supporters"; z = Phi^-1((N - s) / N). */
+static int alie_z(int n, long k, double *z)
+{
+    const long N = n + k, s = N / 2 + 1 - k;
+    if (s < 1)
+        return ds_err(DS_EXIT_USAGE, "alie: K = %ld of %ld deltas are a majority, z_max is unbounded (give --strength z)", k, N);
+    *z = normal_quantile((double)(N - s) / (double)N);
+    return 0;
+}
+
+/* The layout every honest delta must share; a mismatch names the file and
+ * tensor. Same checks and wording as aggregate's (static there). */
+static int check_layout(const char *p0, const ds_delta_meta *a, const char *p, const ds_delta_meta *b)
+{
+    if (strcmp(a->base_sha256, b->base_sha256) != 0)
+        return ds_err(DS_EXIT_INPUT, "%s: base_sha256 %.16s... differs from %s's %.16s...", p, b->base_sha256, p0,
+                      a->base_sha256);
+    if (!ds_bitdelta_config_same(&a->cfg, &b->cfg)) return ds_err(DS_EXIT_INPUT, "%s: model config differs from %s's", p, p0);
+    for (int i = 0; i < a->n || i < b->n; i++) {
+        if (i >= a->n) return ds_err(DS_EXIT_INPUT, "%s: tensor %s: not in %s", p, b->entries[i].t.name, p0);
+        if (i >= b->n || strcmp(a->entries[i].t.name, b->entries[i].t.name) != 0)
+            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: missing (it is in %s)", p, a->entries[i].t.name, p0);
+        const ds_bd_entry *x = &a->entries[i], *y = &b->entries[i];
+        char s1[96], s2[96];
+        if (x->coded != y->coded)
+            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: coded %s, but %s in %s", p, y->t.name, y->coded ? "with 1 bit" : "dense",
+                          x->coded ? "with 1 bit" : "dense", p0);
+        if (!ds_tinfo_same_shape(&x->t, &y->t))
+            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: shape %s, but %s in %s", p, y->t.name, ds_shape_str(&y->t, s1, sizeof s1),
+                          ds_shape_str(&x->t, s2, sizeof s2), p0);
+        if (x->t.dtype != y->t.dtype)
+            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: dtype %s, but %s in %s", p, y->t.name, ds_dtype_name(y->t.dtype),
+                          ds_dtype_name(x->t.dtype), p0);
+        if (x->coded && x->mode != y->mode)
+            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: scale mode %s, but %s in %s", p, y->t.name, ds_scale_kind_name(y->mode),
+                          ds_scale_kind_name(x->mode), p0);
+    }
+    return 0;
+}
+
+/* Collective: open every honest delta, keep the first one's layout. */
+static int read_layout(const ds_ctx *ctx, const opts *o, ds_delta_meta *layout)
+{
+    int rc = 0;
+    for (int u = 0; u < o->n_in && !rc; u++) {
+        ds_delta_file *f;
+        if ((rc = ds_delta_open(o->in[u], ctx->comm, &f))) break;
+        const ds_delta_meta *m = ds_delta_get_meta(f);
+        if (u == 0) {
+            *layout = *m;
+            layout->entries = ds_malloc(sizeof(ds_bd_entry) * (size_t)(m->n + 1));
+            memcpy(layout->entries, m->entries, sizeof(ds_bd_entry) * (size_t)m->n);
+        } else {
+            /* every rank holds the same metadata: the same verdict everywhere */
+            rc = ds_ctx_agree(ctx, check_layout(o->in[0], layout, o->in[u], m));
+        }
+        ds_delta_close(f);
+    }
+    return rc;
+}
+
+/* The n honest values of tensor e, v[u * numel + j], as float32. */
+static int read_values(ds_delta_rows *const *rd, const opts *o, const ds_bd_entry *e, float *v)
+{
+    const size_t numel = (size_t)ds_tinfo_numel(&e->t);
+    uint64_t *bits = e->coded ? ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row) + 1) : NULL;
+    float *sc = e->coded ? ds_malloc(sizeof(float) * (size_t)e->n_scales) : NULL;
+    int rc = 0;
+    for (int u = 0; u < o->n_in && !rc; u++) {
+        float *vu = v + (size_t)u * numel;
+        if (e->coded) {
+            rc = ds_delta_rows_signs(rd[u], e, 0, e->rows, bits);
+            if (!rc) rc = ds_delta_rows_scales(rd[u], e, 0, e->n_scales, sc);
+            int64_t bad = rc ? -1 : ds_find_nonfinite(DS_DTYPE_F32, sc, (size_t)e->n_scales);
+            if (bad >= 0) rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: scale %lld is not finite", o->in[u], e->t.name, (long long)bad);
+            if (!rc) ds_bitpack_expand(vu, bits, (size_t)e->rows, (size_t)e->cols, e->mode, sc);
+        } else {
+            rc = ds_delta_rows_dense(rd[u], e, 0, ds_delta_nrows(e), DS_DTYPE_F32, vu);
+            int64_t bad = rc ? -1 : ds_find_nonfinite(DS_DTYPE_F32, vu, numel);
+            if (bad >= 0) rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: element %lld is not finite", o->in[u], e->t.name, (long long)bad);
+        }
+    }
+    free(bits);
+    free(sc);
+    return rc;
+}
+
+/* splitmix64's c-th output from state key (Steele et al. 2014): a counter-based
+ * generator, so any rank can produce any coordinate's number. */
+static uint64_t splitmix64_at(uint64_t key, uint64_t c)
+{
+    uint64_t z = key + (c + 1) * 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Per-coordinate statistics of one tensor over the n honest deltas. */
+typedef struct {
+    double *mean, *std; /* numel each (std: alie only) */
+    double rms;         /* gaussian: sqrt(mean of v^2) over all users and coordinates */
+} stats;
+
+static void compute_stats(attack a, int n, size_t numel, const float *v, stats *s)
+{
+    if (a == A_GAUSSIAN) {
+        double sq = 0;
+        for (size_t i = 0; i < (size_t)n * numel; i++) sq += (double)v[i] * (double)v[i];
+        s->rms = sqrt(sq / ((double)n * (double)numel));
+    }
+    if (a != A_SIGNFLIP && a != A_IPM && a != A_ALIE) return;
+    for (size_t j = 0; j < numel; j++) {
+        double m = 0;
+        for (int u = 0; u < n; u++) m += v[(size_t)u * numel + j];
+        s->mean[j] = m / n;
+    }
+    if (a != A_ALIE) return;
+    for (size_t j = 0; j < numel; j++) { /* two passes: no cancellation */
+        double q = 0;
+        for (int u = 0; u < n; u++) {
+            double d = v[(size_t)u * numel + j] - s->mean[j];
+            q += d * d;
+        }
+        s->std[j] = sqrt(q / n);
+    }
+}
+
+/* Poisoned delta k's values of tensor ti (x, numel float32). */
+static void attack_values(const opts *o, double z, int ti, long k, size_t numel, const float *v, const stats *s, float *x)
+{
+    const double S = o->strength;
+    switch (o->a) {
+    case A_SIGNFLIP:
+    case A_IPM:
+        for (size_t j = 0; j < numel; j++) x[j] = (float)(-S * s->mean[j]);
+        break;
+    case A_ALIE:
+        for (size_t j = 0; j < numel; j++) x[j] = (float)(s->mean[j] + z * s->std[j]);
+        break;
+    case A_SCALE: {
+        const float *vu = v + (size_t)(k % o->n_in) * numel;
+        for (size_t j = 0; j < numel; j++) x[j] = (float)(S * (double)vu[j]);
+        break;
+    }
+    case A_GAUSSIAN: {
+        /* Box-Muller (cosine branch), u1 in (0, 1], u2 in [0, 1) */
+        const uint64_t key = splitmix64_at(splitmix64_at(o->seed, (uint64_t)k), (uint64_t)ti);
+        const double sigma = S * s->rms;
+        for (size_t j = 0; j < numel; j++) {
+            double u1 = ((double)(splitmix64_at(key, 2 * j) >> 11) + 1.0) * 0x1p-53;
+            double u2 = (double)(splitmix64_at(key, 2 * j + 1) >> 11) * 0x1p-53;
+            x[j] = (float)(sigma * sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+        }
+        break;
+    }
+    default: break;
+    }
+}
+
+/* Store x (float32 values of entry e) into entry i of f, coded as e says. */
+static int write_values(ds_delta_file *f, int i, const ds_bd_entry *e, const float *x, const float *zero, const char *what)
+{
+    const size_t numel = (size_t)ds_tinfo_numel(&e->t);
+    int rc;
+    if (e->coded) {
+        /* BitDelta of x against zero: sign bit and mean |x| per tensor/row/column */
+        ds_bd_entry ef = *e;
+        ef.t.dtype = DS_DTYPE_F32;
+        uint64_t *bits = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row) + 1);
+        float *sc = ds_malloc(sizeof(float) * (size_t)e->n_scales);
+        int64_t bad = ds_bitdelta_code(&ef, x, zero, bits, sc);
+        if (bad >= 0)
+            rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: element %lld overflows float32 (--strength too large?)", what, e->t.name,
+                        (long long)bad);
+        else if (!(rc = ds_delta_write_signs(f, i, bits)))
+            rc = ds_delta_write_scales(f, i, sc);
+        free(bits);
+        free(sc);
+        return rc;
+    }
+    void *buf = ds_malloc(ds_tinfo_bytes(&e->t) + 1);
+    ds_from_f32(e->t.dtype, x, buf, numel);
+    int64_t bad = ds_find_nonfinite(e->t.dtype, buf, numel);
+    if (bad >= 0)
+        rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: element %lld overflows %s (--strength too large?)", what, e->t.name,
+                    (long long)bad, ds_dtype_name(e->t.dtype));
+    else
+        rc = ds_delta_write_dense(f, i, buf);
+    free(buf);
+    return rc;
+}
+
+/* This rank's tensors: read, attack, write into all K outputs. Returns this
+ * rank's status (not yet printed). Peak memory: (4n + 24) bytes per element
+ * of the largest tensor this rank owns, plus its output's code. */
+static int poison_local(const ds_ctx *ctx, const opts *o, double z, const ds_delta_meta *layout, const int *owner,
+                        ds_delta_file **out, char **paths)
+{
+    ds_delta_rows **rd = ds_calloc((size_t)o->n_in, sizeof *rd);
+    int rc = 0, mine = 0, done = 0;
+    for (int i = 0; i < layout->n; i++) mine += owner[i] == ctx->rank;
+    for (int u = 0; u < o->n_in && !rc && mine; u++)
+        rc = ds_delta_rows_open(o->in[u], &rd[u]);
+    ds_progress pr;
+    ds_progress_init(&pr, ctx, "tensors (rank 0's share)", mine);
+    /* sign-flip, alie, ipm: one tensor serves all K outputs */
+    const int same_for_all = o->a == A_SIGNFLIP || o->a == A_ALIE || o->a == A_IPM;
+    for (int i = 0; i < layout->n && !rc; i++) {
+        if (owner[i] != ctx->rank) continue;
+        const ds_bd_entry *e = &layout->entries[i];
+        const size_t numel = (size_t)ds_tinfo_numel(&e->t);
+        float *v = ds_malloc(sizeof(float) * (size_t)o->n_in * numel + 1), *x = ds_malloc(sizeof(float) * numel + 1);
+        float *zero = e->coded ? ds_calloc(numel + 1, sizeof(float)) : NULL;
+        stats s = {.mean = ds_malloc(sizeof(double) * numel + 1), .std = o->a == A_ALIE ? ds_malloc(sizeof(double) * numel + 1) : NULL};
+        rc = read_values(rd, o, e, v);
+        if (!rc) compute_stats(o->a, o->n_in, numel, v, &s);
+        for (long k = 0; k < o->count && !rc; k++) {
+            if (k == 0 || !same_for_all) attack_values(o, z, i, k, numel, v, &s, x);
+            rc = write_values(out[k], i, e, x, zero, paths[k]);
+        }
+        free(v), free(x), free(zero), free(s.mean), free(s.std);
+        ds_progress_step(&pr, ++done, "%s", e->t.name);
+    }
+    for (int u = 0; u < o->n_in; u++)
+        if (rd[u]) ds_delta_rows_close(rd[u]);
+    free(rd);
+    return rc;
+}
+
+static void print_summary(const ds_ctx *ctx, const opts *o, int n, double z, char **paths, char (*content)[65], double secs)
+{
+    if (ctx->rank != 0) return;
+    const double strength = o->a == A_ALIE ? z : o->strength;
+    char owner[DS_NAME_MAX];
+    if (o->json) {
+        json_t *arr = json_array();
+        for (long k = 0; k < o->count; k++) {
+            snprintf(owner, sizeof owner, "poison-%s-%ld", attack_names[o->a], k);
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "file", paths[k], "owner", owner, "content_sha256", content[k]));
+        }
+        json_t *r = json_pack("{s:s, s:f, s:I, s:I, s:i, s:o, s:i, s:f}", "attack", attack_names[o->a], "strength", strength,
+                              "count", (json_int_t)o->count, "seed", (json_int_t)o->seed, "honest", n, "outputs", arr, "ranks",
+                              ctx->size, "seconds", secs);
+        if (o->a == A_ALIE) json_object_set_new(r, "z_default", json_boolean(!o->strength_set));
+        char *txt = json_dumps(r, JSON_INDENT(2));
+        printf("%s\n", txt);
+        free(txt);
+        json_decref(r);
+    } else {
+        int w = 4;
+        for (long k = 0; k < o->count; k++) w = (int)strlen(paths[k]) > w ? (int)strlen(paths[k]) : w;
+        if (o->a == A_ALIE)
+            printf("alie: z = %.17g (%s)\n", z, o->strength_set ? "--strength" : "z_max from n and K");
+        printf("%-*s  %-9s  %-12s  %-24s  %s\n", w, "file", "attack", "strength", "owner", "content_sha256");
+        for (long k = 0; k < o->count; k++) {
+            snprintf(owner, sizeof owner, "poison-%s-%ld", attack_names[o->a], k);
+            printf("%-*s  %-9s  %-12.6g  %-24s  %s\n", w, paths[k], attack_names[o->a], strength, owner, content[k]);
+        }
+        char el[32];
+        printf("wrote %ld poisoned deltas from %d honest in %s on %d rank(s)\n", o->count, n,
+               ds_fmt_duration(secs, el, sizeof el), ctx->size);
+    }
+    fflush(stdout);
+}
+
+int ds_job_poison(ds_ctx *ctx, int argc, char **argv)
+{
+    opts o;
+    int rc = parse(ctx, argc, argv, &o);
+    if (rc == -1) {
+        usage(ctx);
+        return 0;
+    }
+    if ((rc = ds_ctx_agree(ctx, rc))) return rc;
+    const double t0 = ds_now();
+    ds_delta_meta layout = {.n = 0, .entries = NULL};
+    double z = o.strength;
+    rc = read_layout(ctx, &o, &layout);
+    if (!rc && o.a == A_ALIE && !o.strength_set) rc = ds_ctx_agree(ctx, alie_z(o.n_in, o.count, &z));
+    const int K = (int)o.count;
+    char **paths = ds_calloc((size_t)K, sizeof(char *));
+    char(*content)[65] = ds_calloc((size_t)K, 65);
+    ds_delta_file **out = ds_calloc((size_t)K, sizeof *out);
+    /* The folder, then every output refused before any is created. */
+    int made_dir = 0;
+    if (!rc) {
+        made_dir = access(o.dir, F_OK) != 0;
+        rc = ds_ctx_agree(ctx, ctx->rank == 0 ? ds_ckpt_mkdir(o.dir) : 0);
+    }
+    for (int k = 0; k < K && !rc; k++) {
+        size_t len = strlen(o.dir) + strlen(attack_names[o.a]) + 32;
+        paths[k] = ds_malloc(len);
+        snprintf(paths[k], len, "%s/%s-%d.bd.h5", o.dir, attack_names[o.a], k);
+        rc = ds_out_begin(ctx, paths[k], o.overwrite);
+    }
+    int created = 0;
+    for (; created < K && !rc; created++) {
+        ds_delta_meta m = layout;
+        m.content_sha256[0] = 0;
+        snprintf(m.owner, sizeof m.owner, "poison-%s-%d", attack_names[o.a], created);
+        snprintf(m.scale_fit, sizeof m.scale_fit, "mean_abs");
+        m.has_dp = 0; /* an attacker reports no privacy budget */
+        if ((rc = ds_delta_create(paths[created], ctx->comm, &m, o.overwrite, &out[created]))) break;
+    }
+    if (!rc) {
+        int64_t *sizes = ds_malloc(sizeof(int64_t) * (size_t)(layout.n + 1));
+        int *owner = ds_malloc(sizeof(int) * (size_t)(layout.n + 1));
+        for (int i = 0; i < layout.n; i++) sizes[i] = ds_tinfo_numel(&layout.entries[i].t);
+        ds_shard_by_size(layout.n, sizes, ctx->size, owner);
+        rc = ds_ctx_agree(ctx, poison_local(ctx, &o, z, &layout, owner, out, paths));
+        free(sizes);
+        free(owner);
+    }
+    /* Commit or remove every staged output; a failure leaves none behind. */
+    int committed = 0;
+    for (int k = 0; k < created; k++) {
+        int crc = ds_delta_commit(out[k], rc, NULL, content[k]);
+        if (!rc && !(rc = crc)) committed++;
+    }
+    /* outputs committed before a later commit failed */
+    for (int k = 0; k < committed && rc && ctx->rank == 0; k++) unlink(paths[k]);
+    if (rc && made_dir && ctx->rank == 0) rmdir(o.dir);
+    if (!rc) print_summary(ctx, &o, o.n_in, z, paths, content, ds_now() - t0);
+    for (int k = 0; k < K; k++) free(paths[k]);
+    free(paths), free(content), free(out), free(layout.entries);
+    return rc;
+}
