@@ -44,7 +44,7 @@ section "generate and perplexity of the base"
 ds generate --model "$out/base.h5" --prompt "Once upon a time" --max-tokens 60 --temperature 0
 ds eval --model "$out/base.h5" --ppl data/lm_corpus/tinystories_valid_fragment.txt --seq-len 256
 
-section "three users fine-tune on text unlike TinyStories"
+section "five users fine-tune on text unlike TinyStories"
 /usr/bin/python3 - "$out" <<'PY'
 import csv, json, sys
 out = sys.argv[1]
@@ -52,14 +52,13 @@ with open("data/benchmarks/mt_bench/question.jsonl") as f, open(out + "/user_mtb
     for line in f:
         g.write(" ".join(json.loads(line)["turns"]) + "\n\n")
 rows = list(csv.DictReader(open("data/benchmarks/truthfulqa/TruthfulQA.csv", encoding="utf-8-sig")))
-with open(out + "/user_tqa.txt", "w") as g:
-    for r in rows[: len(rows) // 2]:
-        g.write(r["Question"] + " " + r["Best Answer"] + "\n\n")
-with open(out + "/user_tqa2.txt", "w") as g:
-    for r in rows[len(rows) // 2:]:
-        g.write(r["Question"] + " " + r["Best Answer"] + "\n\n")
+# four more users, each on a quarter of TruthfulQA
+for q, name in enumerate(["tqa", "tqa2", "tqa3", "tqa4"]):
+    with open(out + "/user_%s.txt" % name, "w") as g:
+        for r in rows[q * len(rows) // 4:(q + 1) * len(rows) // 4]:
+            g.write(r["Question"] + " " + r["Best Answer"] + "\n\n")
 PY
-users="mtbench tqa tqa2"
+users="mtbench tqa tqa2 tqa3 tqa4"
 for u in $users; do
     ds finetune --base "$out/base.h5" --data "$out/user_$u.txt" -o "$out/ft_$u.h5" --steps 100 --seed 1 --quiet
 done
@@ -80,12 +79,27 @@ ds eval --model "$out/base.h5" --ppl "$out/user_mtbench.txt" --seq-len 128
 ds eval --model "$out/ft_mtbench.h5" --ppl "$out/user_mtbench.txt" --seq-len 128
 ds eval --model "$out/base.h5" --delta "$out/mtbench.bd.h5" --ppl "$out/user_mtbench.txt" --seq-len 128
 
-section "DeltaSoup: sign, filter by trusted keys, aggregate with multi-krum"
+section "DeltaSoup: users sign; two attackers join; trusted keys + multi-krum keep them out"
 ds keygen -o "$out/alice.key"
-for u in $users; do ds sign --key "$out/alice.key" "$out/$u.bd.h5"; done
+honest=""
+for u in $users; do
+    ds sign --key "$out/alice.key" "$out/$u.bd.h5"
+    honest="$honest $out/$u.bd.h5"
+done
 cp "$out/alice.key.pub" "$out/trusted.keys"
-ds aggregate --method multi-krum --byzantine 0 --trusted-keys "$out/trusted.keys" \
-    -o "$out/soup.bd.h5" --report "$out/soup.json" "$out/mtbench.bd.h5" "$out/tqa.bd.h5" "$out/tqa2.bd.h5"
+# Two sign-flip attackers (-4 x the honest mean): one unsigned (the trust
+# filter drops it), one insider holding a trusted key (Krum must reject it).
+ds poison --attack sign-flip --count 2 --strength 4 -o "$out/attack" $honest
+ds sign --key "$out/alice.key" "$out/attack/sign-flip-0.bd.h5"
+ds aggregate --method multi-krum --byzantine 1 --trusted-keys "$out/trusted.keys" \
+    -o "$out/soup.bd.h5" --report "$out/soup.json" $honest "$out/attack/sign-flip-0.bd.h5" "$out/attack/sign-flip-1.bd.h5"
+/usr/bin/python3 - "$out/soup.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+bad = [c for c in r["contributors"] if c["owner"].startswith("poison-") and c["weight"] > 0]
+print("attackers with weight > 0 in the soup:", len(bad))
+sys.exit(1 if bad else 0)
+PY
 
 section "evaluation tasks: base, each user and the soup"
 printf '%s\n' base "$out/mtbench.bd.h5" "$out/tqa.bd.h5" "$out/soup.bd.h5" > "$out/deltas.txt"
