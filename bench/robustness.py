@@ -4,7 +4,7 @@ deltas pull each aggregation method, against bounds computed from the
 honest deltas alone.
 
 usage:
-  robustness.py synth DIR --byzantine F --trim T --attacks "A ..." --methods "M ..."
+  robustness.py synth DIR --byzantine F --trim T --attacks "A ..." --methods "M ..." [--must-pull "A ..."]
       DIR/honest.list: the honest deltas; DIR/agg/<attack>-<method>.bd.h5 the
       aggregates (attack "none": the honest ones only). Prints the tables and
       exits 1 when a robust method leaves its bound, or when the mean is not
@@ -135,7 +135,7 @@ def synth(a):
     f, attacks, methods = a.byzantine, a.attacks.split(), a.methods.split()
     n = len(hon_paths) + f
     B = {m: (None if b is None else b / nmu) for m, b in bounds(hon_ts, H, mu, n, f, a.trim).items()}
-    d, shift, outside, clean = {}, {}, {}, {}
+    d, shift, cos, outside, clean = {}, {}, {}, {}, {}
     for att in ["none"] + attacks:
         for m in methods:
             ts = tensors(os.path.join(a.dir, "agg", f"{att}-{m}.bd.h5"))
@@ -144,10 +144,11 @@ def synth(a):
                 clean[m] = v
             d[att, m] = np.linalg.norm(v - mu) / nmu
             shift[att, m] = np.linalg.norm(v - clean[m]) / nmu
+            cos[att, m] = v @ mu / (np.linalg.norm(v) * nmu)
             outside[att, m] = att != "none" and B[m] is not None and d[att, m] > B[m] + rounding(ts) / nmu
     ok = not any(outside.values())
     head = "| attack | " + " | ".join(methods) + " |\n|---" * 1 + "|---" * len(methods) + "|"
-    print(f"synthetic: {len(hon_paths)} honest + {f} poisoned per attack (n = {n}), "
+    print(f"{len(hon_paths)} honest + {f} poisoned per attack (n = {n}), "
           f"trim {a.trim} (k = {int(np.floor(a.trim * n))}), byzantine {f}; ||honest mean|| = {nmu:.4g}")
     print("\nrelative distance ||aggregate - honest mean|| / ||honest mean|| (* = outside the bound)\n")
     print(head)
@@ -159,6 +160,10 @@ def synth(a):
     print(head)
     for att in attacks:
         print(f"| {att} | " + " | ".join(f"{shift[att, m]:.4f}" for m in methods) + " |")
+    print("\ncosine similarity of the aggregate with the honest mean (negative: the attack reversed it)\n")
+    print(head)
+    for att in ["none"] + attacks:
+        print(f"| {att} | " + " | ".join(f"{cos[att, m]:.4f}" for m in methods) + " |")
     if "median" in B and "mean" in methods:
         for att in a.must_pull.split():
             if d[att, "mean"] <= B["median"]:

@@ -8,7 +8,8 @@
 #       honest deltas alone (exit 1 when a robust method leaves its bound).
 #   (b) real (REAL=1): USERS fine-tunes of stories260K on slices of
 #       TruthfulQA, compressed to 1 bit, + REAL_POISON poisoned per attack;
-#       held-out NLL of base + aggregate per method.
+#       held-out NLL of base + aggregate per method, and the distances and
+#       bounds of (a) on these deltas.
 # usage: bench/robustness.sh [OUT]   (run from a build directory, or set DELTASOUP and MK)
 # env: HONEST=70 POISON=30 TRIM=0.3 MODE=row NOISE=0.1 ATTACKS="sign-flip scale gaussian alie ipm"
 #      MUST_PULL="sign-flip scale" REAL=1 USERS=10 REAL_POISON=3 REAL_TRIM=0.25
@@ -66,7 +67,7 @@ aggregate_all "$syn" "$POISON" "$TRIM" none
 for a in $ATTACKS; do
     aggregate_all "$syn" "$POISON" "$TRIM" "$a" "$syn/poison/$a"-*.bd.h5
 done
-echo "synthetic part: $(($(date +%s) - t0)) s"
+echo "== (a) synthetic deltas: $(($(date +%s) - t0)) s"
 "$PYTHON3" "$py" synth "$syn" --byzantine "$POISON" --trim "$TRIM" --attacks "$ATTACKS" --methods "$methods" \
     --must-pull "$MUST_PULL" || rc=1
 
@@ -75,7 +76,7 @@ if [ "$REAL" = 1 ]; then
     mkdir -p "$out/real/agg"
     r=$(cd "$out/real" && pwd)
     model="$top_srcdir/data/models/stories260K"
-    ds import --from llama2c "$model/stories260K.bin" --tokenizer "$model/tok512.bin" -o "$r/base.h5" --quiet
+    ds import --from llama2c "$model/stories260K.bin" --tokenizer "$model/tok512.bin" -o "$r/base.h5" --quiet > /dev/null
     "$PYTHON3" "$py" slices "$top_srcdir/data/benchmarks/truthfulqa/TruthfulQA.csv" "$r" "$USERS"
     echo base > "$r/eval.list"
     u=0
@@ -104,9 +105,12 @@ if [ "$REAL" = 1 ]; then
     ds eval --model "$r/base.h5" --delta-list "$r/eval.list" --task "ppl:$r/heldout.txt" --json "$r/eval.json" \
         --quiet > /dev/null
     echo
-    echo "real part: $(($(date +%s) - t1)) s; $USERS users, $STEPS steps each, $REAL_POISON poisoned per attack," \
-        "trim $REAL_TRIM, byzantine $REAL_POISON; attacks: $REAL_ATTACKS"
+    echo "== (b) stories260K fine-tunes: $(($(date +%s) - t1)) s; $USERS users, $STEPS steps each;" \
+        "attacks (:strength): $REAL_ATTACKS"
     "$PYTHON3" "$py" real "$r/eval.json" --attacks "$atts" --methods "$methods"
+    echo
+    "$PYTHON3" "$py" synth "$r" --byzantine "$REAL_POISON" --trim "$REAL_TRIM" --attacks "$atts" \
+        --methods "$methods" || rc=1
 fi
 echo "total: $(($(date +%s) - t0)) s on $NP rank(s); $(uptime)"
 exit "${rc:-0}"
