@@ -98,4 +98,11 @@ void ds_delta_entry_info(const ds_bd_entry *e, const char *part, ds_tinfo *out);
 /* 1 when path is an HDF5 file whose root attribute format is
  * DS_DELTA_FORMAT (serial; for inspect's dispatch). */
 int ds_delta_is_delta(const char *path);
+
+/* Does delta b (read from path p) have the layout of delta a (from p0): the
+ * same model config, tensor set in the same order, shapes, dtypes, coding
+ * and scale modes? 0, or DS_EXIT_INPUT with one message naming p, the
+ * tensor and p0. The base hashes are the caller's to compare (aggregate
+ * has --force, poison has not). */
+int ds_delta_same_layout(const char *p0, const ds_delta_meta *a, const char *p, const ds_delta_meta *b);
 #endif

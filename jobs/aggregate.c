@@ -192,7 +192,8 @@ typedef struct {
     double kept, weight, kept_frac, score;
 } input;
 
-/* The layout every input must share; a mismatch names the file and tensor. */
+/* Every input must share the base (unless --force, which warns) and the
+ * layout; a mismatch names the file and tensor. */
 static int check_layout(const char *p0, const ds_delta_meta *a, const char *p, const ds_delta_meta *b, int force, int rank)
 {
     if (strcmp(a->base_sha256, b->base_sha256) != 0) {
@@ -202,27 +203,7 @@ static int check_layout(const char *p0, const ds_delta_meta *a, const char *p, c
         if (rank == 0)
             fprintf(stderr, "deltasoup aggregate: warning: %s: base_sha256 differs from %s's (--force)\n", p, p0);
     }
-    if (!ds_bitdelta_config_same(&a->cfg, &b->cfg)) return ds_err(DS_EXIT_INPUT, "%s: model config differs from %s's", p, p0);
-    for (int i = 0, j = 0; i < a->n || j < b->n; i++, j++) {
-        if (i >= a->n) return ds_err(DS_EXIT_INPUT, "%s: tensor %s: not in %s", p, b->entries[j].t.name, p0);
-        if (j >= b->n || strcmp(a->entries[i].t.name, b->entries[j].t.name) != 0)
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: missing (it is in %s)", p, a->entries[i].t.name, p0);
-        const ds_bd_entry *x = &a->entries[i], *y = &b->entries[j];
-        char s1[96], s2[96];
-        if (x->coded != y->coded)
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: coded %s, but %s in %s", p, y->t.name, y->coded ? "with 1 bit" : "dense",
-                          x->coded ? "with 1 bit" : "dense", p0);
-        if (!ds_tinfo_same_shape(&x->t, &y->t))
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: shape %s, but %s in %s", p, y->t.name, ds_shape_str(&y->t, s1, sizeof s1),
-                          ds_shape_str(&x->t, s2, sizeof s2), p0);
-        if (x->t.dtype != y->t.dtype)
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: dtype %s, but %s in %s", p, y->t.name, ds_dtype_name(y->t.dtype),
-                          ds_dtype_name(x->t.dtype), p0);
-        if (x->coded && x->mode != y->mode)
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: scale mode %s, but %s in %s", p, y->t.name, ds_scale_kind_name(y->mode),
-                          ds_scale_kind_name(x->mode), p0);
-    }
-    return 0;
+    return ds_delta_same_layout(p0, a, p, b);
 }
 
 /* Collective: open every input, keep its identity and the first one's layout. */

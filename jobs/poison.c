@@ -154,34 +154,14 @@ static int alie_z(int n, long k, double *z)
     return 0;
 }
 
-/* The layout every honest delta must share; a mismatch names the file and
- * tensor. Same checks and wording as aggregate's (static there). */
+/* Every honest delta must share the base and the layout (one message naming
+ * the file and tensor); an attacker targets one base: no --force. */
 static int check_layout(const char *p0, const ds_delta_meta *a, const char *p, const ds_delta_meta *b)
 {
     if (strcmp(a->base_sha256, b->base_sha256) != 0)
         return ds_err(DS_EXIT_INPUT, "%s: base_sha256 %.16s... differs from %s's %.16s...", p, b->base_sha256, p0,
                       a->base_sha256);
-    if (!ds_bitdelta_config_same(&a->cfg, &b->cfg)) return ds_err(DS_EXIT_INPUT, "%s: model config differs from %s's", p, p0);
-    for (int i = 0; i < a->n || i < b->n; i++) {
-        if (i >= a->n) return ds_err(DS_EXIT_INPUT, "%s: tensor %s: not in %s", p, b->entries[i].t.name, p0);
-        if (i >= b->n || strcmp(a->entries[i].t.name, b->entries[i].t.name) != 0)
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: missing (it is in %s)", p, a->entries[i].t.name, p0);
-        const ds_bd_entry *x = &a->entries[i], *y = &b->entries[i];
-        char s1[96], s2[96];
-        if (x->coded != y->coded)
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: coded %s, but %s in %s", p, y->t.name, y->coded ? "with 1 bit" : "dense",
-                          x->coded ? "with 1 bit" : "dense", p0);
-        if (!ds_tinfo_same_shape(&x->t, &y->t))
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: shape %s, but %s in %s", p, y->t.name, ds_shape_str(&y->t, s1, sizeof s1),
-                          ds_shape_str(&x->t, s2, sizeof s2), p0);
-        if (x->t.dtype != y->t.dtype)
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: dtype %s, but %s in %s", p, y->t.name, ds_dtype_name(y->t.dtype),
-                          ds_dtype_name(x->t.dtype), p0);
-        if (x->coded && x->mode != y->mode)
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: scale mode %s, but %s in %s", p, y->t.name, ds_scale_kind_name(y->mode),
-                          ds_scale_kind_name(x->mode), p0);
-    }
-    return 0;
+    return ds_delta_same_layout(p0, a, p, b);
 }
 
 /* Collective: open every honest delta, keep the first one's layout. */
