@@ -12,17 +12,12 @@
 # Knobs: N=64, METHODS, MORE_BLOCKS=2, MORE_METHOD=median, CHUNK_MB (default:
 # the job's), BENCH_DIR.
 set -eu
-top=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${BUILD:-$top/build}
-DELTASOUP=${DELTASOUP:-$BUILD/deltasoup}
-PY=${PYTHON3:-/usr/bin/python3}
-MPIEXEC=${MPIEXEC:-mpiexec}
+. "$(dirname "$0")/env.sh"
 N=${N:-64} METHODS=${METHODS:-median trimmed-mean krum}
 MORE_BLOCKS=${MORE_BLOCKS:-2} MORE_METHOD=${MORE_METHOD:-median}
 chunk=${CHUNK_MB:+--chunk-mb $CHUNK_MB}
 dir=$(mktemp -d "${BENCH_DIR:-/tmp}/ds-aggregate-7b-XXXXXX")
 trap 'rm -rf "$dir"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 "$BUILD/tests/unit/test_aggregate_mkdelta" "$dir/template.bd.h5" --owner t --seed 1
 
 # agg BLOCKS NP METHOD: one timed run on the deltas in $dir/d, one table line.

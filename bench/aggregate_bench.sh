@@ -7,11 +7,7 @@
 #   BUILD=build sh bench/aggregate_bench.sh
 # Knobs: NS="16 64", TENSORS=8, ROWS=4096, COLS=4096, METHODS, PEER_METHODS.
 set -eu
-top=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${BUILD:-$top/build}
-DELTASOUP=${DELTASOUP:-$BUILD/deltasoup}
-PY=${PYTHON3:-/usr/bin/python3}
-MPIEXEC=${MPIEXEC:-mpiexec}
+. "$(dirname "$0")/env.sh"
 NS=${NS:-16 64}
 TENSORS=${TENSORS:-8} ROWS=${ROWS:-4096} COLS=${COLS:-4096}
 METHODS=${METHODS:-mean median trimmed-mean majority krum}
@@ -19,7 +15,6 @@ PEER_METHODS=${PEER_METHODS:-mean,median,trimmed-mean,majority,krum}
 dir=${BENCH_DIR:-/tmp}/ds-aggregate-bench.$$
 mkdir -p "$dir"
 trap 'rm -rf "$dir"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 "$BUILD/tests/unit/test_aggregate_mkdelta" "$dir/template.bd.h5" --owner t --seed 1
 coords=$((TENSORS * ROWS * COLS))
 echo "shape: $TENSORS x [$ROWS, $COLS] 1-bit per user ($coords coordinates), cpu: $(nproc) cores"

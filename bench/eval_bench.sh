@@ -10,15 +10,10 @@
 #   BUILD=build sh bench/eval_bench.sh
 # Knobs: LIMIT=100, NP=2, STEPS=20, BENCH_DIR (scratch, removed afterwards).
 set -eu
-top=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${BUILD:-$top/build}
-DELTASOUP=${DELTASOUP:-$BUILD/deltasoup}
-PY=${PYTHON3:-/usr/bin/python3}
-MPIEXEC=${MPIEXEC:-mpiexec}
+. "$(dirname "$0")/env.sh"
 LIMIT=${LIMIT:-100} NP=${NP:-2} STEPS=${STEPS:-20}
 dir=$(mktemp -d "${BENCH_DIR:-/tmp}/ds-eval-bench-XXXXXX")
 trap 'rm -rf "$dir"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 model=$top/data/models/stories260K
 task=truthfulqa-mc:$top/data/benchmarks/truthfulqa/data/mc_task.json
 # stdin from /dev/null: mpiexec forwards stdin, which would eat the delta list

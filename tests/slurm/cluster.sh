@@ -200,6 +200,24 @@ ds_job_wait()
     echo "$_states"
 }
 
+# ds_job_signal_when ID LOG REGEX: once LOG has a line matching REGEX (the
+# step is under way), sends USR1 to the batch script as Slurm's
+# --signal=B:USR1@N would. Fails when the job ends first or REGEX does not
+# appear within 120 s.
+ds_job_signal_when()
+{
+    _n=0
+    until grep -q "$3" "$2" 2>/dev/null; do
+        _n=$((_n + 1))
+        [ $_n -lt 1200 ] || { cat "$2"; ds_cluster_fail "job $1: no line '$3' in $2 after 120 s"; }
+        case $(ds_job_field "$1" JobState) in
+        COMPLETED | FAILED | CANCELLED) cat "$2"; ds_cluster_fail "job $1 ended before the signal (no line '$3' yet)" ;;
+        esac
+        sleep 0.1
+    done
+    scancel --batch --signal=USR1 "$1" || ds_cluster_fail "scancel --batch --signal=USR1 $1"
+}
+
 # ds_job_requeued_wait ID [TIMEOUT_S]: for a job that requeued itself
 # (scontrol requeue, once): waits until it is PENDING again (Restarts=1) and
 # the node is IDLE, lets it start at once instead of after Slurm's BeginTime

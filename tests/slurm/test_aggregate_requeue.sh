@@ -28,14 +28,7 @@ $MPIEXEC -n 2 "$DELTASOUP" aggregate --method trimmed-mean --trim 0.25 --chunk-m
     --quiet $in >ref.out 2>&1 &
 refpid=$!
 
-n=0
-until grep -q "^\[aggregate\] open 5/5" "$log" 2>/dev/null; do
-    n=$((n + 1))
-    [ $n -lt 240 ] || { cat "$log"; ds_cluster_fail "aggregate job did not open its inputs in 120 s"; }
-    [ "$(ds_job_field "$id" JobState)" = COMPLETED ] && { cat "$log"; ds_cluster_fail "aggregate finished before the signal"; }
-    sleep 0.1
-done
-scancel --batch --signal=USR1 "$id" || ds_cluster_fail "scancel --signal=USR1"
+ds_job_signal_when "$id" "$log" '^\[aggregate\] open 5/5'
 st=$(ds_job_requeued_wait "$id" 240) || { cat "$log"; exit 99; }
 cat "$log"
 [ "$st" = COMPLETED ] || ds_cluster_fail "requeued aggregate ended $st"

@@ -21,16 +21,9 @@ $MPIEXEC -n 2 "$DELTASOUP" fit-scales --base base.h5 --finetuned ft1.h5 --delta 
     -o ref.bd.h5 --steps "$steps" --seq-len 64 --quiet >/dev/null &
 refpid=$!
 
-# Signal once the step is under way (its first progress lines are out).
-n=0
-until grep -q '^\[fit-scales\] step [0-9]' "$log" 2>/dev/null; do
-    n=$((n + 1))
-    [ $n -lt 240 ] || { cat "$log"; ds_cluster_fail "fit-scales job did not start its steps in 120 s"; }
-    [ "$(ds_job_field "$id" JobState)" = COMPLETED ] &&
-        ds_cluster_fail "fit-scales finished before the signal: raise DS_TEST_FIT_STEPS (now $steps)"
-    sleep 0.5
-done
-scancel --batch --signal=USR1 "$id" || ds_cluster_fail "scancel --signal=USR1"
+# Signal once the step is under way (its first progress lines are out); a
+# job that ends first means DS_TEST_FIT_STEPS (now $steps) is too small.
+ds_job_signal_when "$id" "$log" '^\[fit-scales\] step [0-9]'
 st=$(ds_job_requeued_wait "$id" 240) || { cat "$log"; exit 99; }
 cat "$log"
 [ "$st" = COMPLETED ] || ds_cluster_fail "requeued fit-scales ended $st"
