@@ -8,6 +8,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "kernels/cpu/dispatch.h"
+#include "src/vexp.h"
 
 static const char *const role_names[DS_LLAMA_ROLES] = {
     "input_layernorm",       "self_attn.q_proj",  "self_attn.k_proj", "self_attn.v_proj",
@@ -179,7 +181,68 @@ static void rope_apply(const ds_llama *m, float *x, int N, int T, int n_heads, i
     }
 }
 
-static inline float silu_f(float x) { return x / (1.0f + expf(-x)); }
+/* ---- the elementwise hot loops (src/vexp.h), twice: portable (4-lane
+ * vectors: SSE2 on any x86-64) and compiled for AVX2 (8 lanes),
+ * chosen by the CPU kernel variant (kernels/cpu/dispatch.h; DS_SIMD=ref
+ * forces the portable one). Both do the same IEEE operations in the same
+ * order, so they agree bit for bit (tests/unit/test_model.c). */
+
+/* Per width W (src/vexp.h) and name suffix, with a target attribute:
+ *   softmax_causal_SFX(S, T)  causal softmax of a T x T score block, row i
+ *                             over columns 0..i, the rest of the row zeroed
+ *                             (P is kept for the backward pass)
+ *   silu_mul_SFX(o, g, u, n)  o = silu(g) * u
+ *   row_lse_SFX(z, V, p)      log-sum-exp of a row, and (when p) its softmax */
+#define DS_ENGINE_LOOPS(W, SFX, ATTR)                                                                                   \
+    ATTR static void softmax_causal_##SFX(float *S, int T)                                                             \
+    {                                                                                                                  \
+        for (int i = 0; i < T; i++) {                                                                                  \
+            float *row = S + (size_t)i * T;                                                                            \
+            const float sum = ds_v##W##_exp_sub_sum(row, i + 1, ds_v##W##_max(row, i + 1));                            \
+            ds_v##W##_scale(row, i + 1, 1.0f / sum);                                                                   \
+            memset(row + i + 1, 0, (size_t)(T - i - 1) * sizeof(float));                                               \
+        }                                                                                                              \
+    }                                                                                                                  \
+    ATTR static void silu_mul_##SFX(float *out, const float *g, const float *u, int64_t n)                             \
+    {                                                                                                                  \
+        ds_v##W##_silu_mul(out, g, u, n);                                                                              \
+    }                                                                                                                  \
+    ATTR static float row_lse_##SFX(const float *z, int V, float *p)                                                   \
+    {                                                                                                                  \
+        const float mx = ds_v##W##_max(z, V);                                                                          \
+        float sum;                                                                                                     \
+        if (p) {                                                                                                       \
+            memcpy(p, z, (size_t)V * sizeof(float));                                                                   \
+            sum = ds_v##W##_exp_sub_sum(p, V, mx);                                                                     \
+            ds_v##W##_scale(p, V, 1.0f / sum);                                                                         \
+        } else {                                                                                                       \
+            float buf[256];                                                                                            \
+            sum = 0;                                                                                                   \
+            for (int j0 = 0; j0 < V; j0 += 256) {                                                                      \
+                const int n = V - j0 < 256 ? V - j0 : 256;                                                             \
+                memcpy(buf, z + j0, (size_t)n * sizeof(float));                                                       \
+                sum += ds_v##W##_exp_sub_sum(buf, n, mx);                                                              \
+            }                                                                                                          \
+        }                                                                                                              \
+        return mx + logf(sum);                                                                                         \
+    }
+
+DS_ENGINE_LOOPS(4, ref, )
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+DS_ENGINE_LOOPS(8, avx2, __attribute__((target("avx2,fma"))))
+static int engine_avx2(void) { return ds_simd_active() != DS_SIMD_REF; }
+#else
+#define softmax_causal_avx2 softmax_causal_ref
+#define silu_mul_avx2 silu_mul_ref
+#define row_lse_avx2 row_lse_ref
+static int engine_avx2(void) { return 0; }
+#endif
+static void softmax_causal(float *S, int T) { (engine_avx2() ? softmax_causal_avx2 : softmax_causal_ref)(S, T); }
+static void silu_mul(float *out, const float *g, const float *u, int64_t n)
+{
+    (engine_avx2() ? silu_mul_avx2 : silu_mul_ref)(out, g, u, n);
+}
+static float row_lse(const float *z, int V, float *p) { return (engine_avx2() ? row_lse_avx2 : row_lse_ref)(z, V, p); }
 
 /* ---- workspace */
 
@@ -264,14 +327,7 @@ static void attention_fwd(const ds_llama *m, ds_llama_act *a, const float *q, co
             const float *Vv = v + (size_t)b * T * KVD + (h / rep) * hs;
             float *S = P + ((size_t)b * H + h) * T * T;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, Q, D, K, KVD, 0.0f, S, T);
-            for (int i = 0; i < T; i++) {
-                float *row = S + (size_t)i * T, mx = row[0], sum = 0;
-                for (int j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
-                for (int j = 0; j <= i; j++) sum += (row[j] = expf(row[j] - mx));
-                const float inv = 1.0f / sum;
-                for (int j = 0; j <= i; j++) row[j] *= inv;
-                for (int j = i + 1; j < T; j++) row[j] = 0;
-            }
+            softmax_causal(S, T);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, S, T, Vv, KVD, 0.0f,
                         att + (size_t)b * T * D + h * hs, D);
         }
@@ -313,7 +369,7 @@ float *ds_llama_forward(const ds_llama *m, ds_llama_act *a, const int *tokens, i
         rmsnorm_fwd(xn2, a->rs2 + l * cap, xmid, W[DS_LLAMA_FFN_NORM], N, D, c->norm_eps);
         lin_fwd(h1, xn2, W[DS_LLAMA_GATE], N, D, F, 0);
         lin_fwd(h3, xn2, W[DS_LLAMA_UP], N, D, F, 0);
-        for (int64_t i = 0; i < (int64_t)N * F; i++) act[i] = silu_f(h1[i]) * h3[i];
+        silu_mul(act, h1, h3, (int64_t)N * F);
         memcpy(xnext, xmid, (size_t)N * D * sizeof(float));
         lin_fwd(xnext, act, W[DS_LLAMA_DOWN], N, F, D, 1.0f);
     }
@@ -324,23 +380,6 @@ float *ds_llama_forward(const ds_llama *m, ds_llama_act *a, const int *tokens, i
 }
 
 /* ---- losses */
-
-/* log-sum-exp of a row, and (when p) its softmax into p. */
-static float row_lse(const float *z, int V, float *p)
-{
-    float mx = z[0];
-    for (int j = 1; j < V; j++) mx = z[j] > mx ? z[j] : mx;
-    float sum = 0;
-    if (p)
-        for (int j = 0; j < V; j++) sum += (p[j] = expf(z[j] - mx));
-    else
-        for (int j = 0; j < V; j++) sum += expf(z[j] - mx);
-    if (p) {
-        const float inv = 1.0f / sum;
-        for (int j = 0; j < V; j++) p[j] *= inv;
-    }
-    return mx + logf(sum);
-}
 
 double ds_llama_loss_ce(ds_llama_act *a, const int *targets, float grad_scale, int64_t *count)
 {
@@ -505,7 +544,7 @@ void ds_llama_backward(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g)
         if (G[DS_LLAMA_DOWN]) lin_bwd_w(G[DS_LLAMA_DOWN], dx, act, N, F, D);
         lin_bwd_x(a->dh1, dx, W[DS_LLAMA_DOWN], N, F, D, 0);
         for (int64_t i = 0; i < (int64_t)N * F; i++) {
-            const float da = a->dh1[i], s = 1.0f / (1.0f + expf(-h1[i]));
+            const float da = a->dh1[i], s = 1.0f / (1.0f + ds_expf1(-h1[i]));
             a->dh3[i] = da * h1[i] * s;
             a->dh1[i] = da * h3[i] * s * (1.0f + h1[i] * (1.0f - s));
         }
@@ -595,9 +634,7 @@ float *ds_llama_step(const ds_llama *m, ds_llama_kv *kv, int token, int pos)
             float *s = kv->scores;
             cblas_sgemv(CblasRowMajor, CblasNoTrans, pos + 1, hs, scale, kc + ko, KVD, kv->q + h * hs, 1, 0.0f, s,
                         1);
-            float mx = s[0], sum = 0;
-            for (int j = 1; j <= pos; j++) mx = s[j] > mx ? s[j] : mx;
-            for (int j = 0; j <= pos; j++) sum += (s[j] = expf(s[j] - mx));
+            const float sum = ds_v4_exp_sub_sum(s, pos + 1, ds_v4_max(s, pos + 1));
             cblas_sgemv(CblasRowMajor, CblasTrans, pos + 1, hs, 1.0f / sum, vc + ko, KVD, s, 1, 0.0f,
                         kv->att + h * hs, 1);
         }
@@ -605,7 +642,7 @@ float *ds_llama_step(const ds_llama *m, ds_llama_kv *kv, int token, int pos)
         rmsnorm_fwd(kv->xn, NULL, kv->x, W[DS_LLAMA_FFN_NORM], 1, D, c->norm_eps);
         matvec(kv->h1, W[DS_LLAMA_GATE], kv->xn, D, F, 0);
         matvec(kv->h3, W[DS_LLAMA_UP], kv->xn, D, F, 0);
-        for (int i = 0; i < F; i++) kv->h1[i] = silu_f(kv->h1[i]) * kv->h3[i];
+        silu_mul(kv->h1, kv->h1, kv->h3, F);
         matvec(kv->x, W[DS_LLAMA_DOWN], kv->h1, F, D, 1.0f);
     }
     rmsnorm_fwd(kv->xn, NULL, kv->x, m->w[1 + DS_LLAMA_ROLES * L], 1, D, c->norm_eps);
