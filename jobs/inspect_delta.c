@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "io/h5_delta.h"
+#include "kernels/cpu/popcount.h"
 #include "jobs/inspect.h"
 #include "src/bitdelta.h"
 #include "src/shard.h"
@@ -40,16 +41,23 @@ static void coded_value_stats(const ds_bd_entry *e, const uint64_t *bits, const 
     const int64_t ng = e->mode == DS_SCALE_ROW ? rows : e->mode == DS_SCALE_COL ? cols : 1;
     const int64_t per = rows * cols / ng; /* elements in each group */
     int64_t *ones = ds_calloc((size_t)ng, sizeof(int64_t));
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t w = 0; w < wpr; w++) {
-            uint64_t x = bits[r * wpr + w];
-            if (w == wpr - 1 && cols % 64) x &= (UINT64_C(1) << (cols % 64)) - 1; /* padding */
-            if (e->mode == DS_SCALE_COL) {
-                for (; x; x &= x - 1) ones[w * 64 + __builtin_ctzll(x)]++;
-            } else {
+    if (e->mode == DS_SCALE_COL) {
+        /* the majority vote's column count, each row a "user" (padding columns ignored) */
+        const uint64_t **rowp = ds_malloc(sizeof(uint64_t *) * (size_t)rows + 1);
+        uint32_t *cnt = ds_calloc((size_t)wpr * 64, sizeof(uint32_t));
+        for (int64_t r = 0; r < rows; r++) rowp[r] = bits + r * wpr;
+        ds_count_ones((size_t)rows, rowp, 0, (size_t)wpr, cnt);
+        for (int64_t c = 0; c < cols; c++) ones[c] = cnt[c];
+        free(rowp);
+        free(cnt);
+    } else {
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t w = 0; w < wpr; w++) {
+                uint64_t x = bits[r * wpr + w];
+                if (w == wpr - 1 && cols % 64) x &= (UINT64_C(1) << (cols % 64)) - 1; /* padding */
                 ones[e->mode == DS_SCALE_ROW ? r : 0] += __builtin_popcountll(x);
             }
-        }
+    }
     double lo = INFINITY, hi = -INFINITY, sum = 0, n = 0, ss = 0;
     for (int64_t j = 0; j < ng; j++) {
         const double g = sc[j];
