@@ -487,16 +487,11 @@ static int check_staged(ds_delta_file *f, const ds_delta_meta *meta)
         return ds_err(DS_EXIT_INPUT, "%s: partial output is not a deltasoup delta file", tmp);
     int rc = read_entries(f);
     if (rc) return rc;
-    if (f->meta.n != meta->n)
-        return ds_err(DS_EXIT_INPUT, "%s: partial output has %d tensors, the job writes %d", tmp, f->meta.n, meta->n);
-    for (int i = 0; i < meta->n; i++) {
-        const ds_bd_entry *a = &f->meta.entries[i], *b = &meta->entries[i];
-        if (strcmp(a->t.name, b->t.name) != 0 || a->coded != b->coded || a->t.dtype != b->t.dtype ||
-            !ds_tinfo_same_shape(&a->t, &b->t) || (a->coded && a->mode != b->mode))
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: not the job's (name, coding, dtype or shape differs)", tmp,
-                          a->t.name);
-    }
-    return 0;
+    /* the staged tensors under the job's config: only the entries can differ */
+    ds_delta_meta staged = *meta;
+    staged.n = f->meta.n;
+    staged.entries = f->meta.entries;
+    return ds_delta_same_layout("this job's output", meta, tmp, &staged);
 }
 
 /* Read back entry i as stored and digest it, as if this rank had written it. */
