@@ -21,8 +21,6 @@ S=$top_srcdir/data/models/stories260K
     fs_fail "import"
 "$DELTASOUP" finetune --base base.h5 --data train.txt -o ft.h5 --steps 100 --batch 8 --seq-len 64 --lr 1e-3 \
     --quiet >/dev/null || fs_fail "finetune"
-# value KEY JSON-FILE: the first number of "KEY" in the file
-value() { tr -d ' \n' <"$2" | sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p" | head -n 1; }
 # measure NAME [--delta D]: held-out NLL and KL to the fine-tune, in NAME.json
 measure()
 {
