@@ -206,7 +206,7 @@ static int *doc_ids(const ds_eval_task *t, ds_eval_env *e, int d, int *n)
     return ids;
 }
 
-/* The sums of ds_llama_ppl (src/model_io.c) for one document: the NLL of
+/* The sums of ds_llama_ppl (io/model_io.c) for one document: the NLL of
  * every token after the first. */
 static json_t *item_ppl(const ds_eval_task *t, ds_eval_env *e, int d)
 {

@@ -42,7 +42,7 @@ int ds_delta_find(const ds_delta_file *f, const char *name)
     return -1;
 }
 
-void ds_delta_entry_info(const ds_bd_entry *e, const char *part, ds_tinfo *out)
+void ds_delta_entry_info(const ds_delta_entry *e, const char *part, ds_tinfo *out)
 {
     memset(out, 0, sizeof *out);
     /* Tensor names are shorter than DS_NAME_MAX - 8 (ds_delta_create checks). */
@@ -159,7 +159,7 @@ static int create_objects(ds_delta_file *f)
     if (!rc) rc = ds_h5_group_create(f->file, "bits", &bits);
     if (!rc) rc = ds_h5_group_create(f->file, "dense", &dense);
     for (int i = 0; i < meta->n && !rc; i++) {
-        const ds_bd_entry *e = &meta->entries[i];
+        const ds_delta_entry *e = &meta->entries[i];
         if (!e->coded) {
             rc = ds_h5_dataset_create(dense, e->t.name, ds_h5_type(e->t.dtype), e->t.ndim, e->t.shape, &f->dense[i]);
             continue;
@@ -183,7 +183,7 @@ static int create_objects(ds_delta_file *f)
 static int check_meta(const char *path, const ds_delta_meta *meta)
 {
     for (int i = 0; i < meta->n; i++) {
-        const ds_bd_entry *e = &meta->entries[i];
+        const ds_delta_entry *e = &meta->entries[i];
         if (strlen(e->t.name) >= DS_NAME_MAX - 8)
             return ds_err(DS_EXIT_INPUT, "%s: tensor name too long: %s", path, e->t.name);
         if (strchr(e->t.name, '/'))
@@ -203,8 +203,8 @@ int ds_delta_create(const char *path, MPI_Comm comm, const ds_delta_meta *meta, 
     ds_delta_file *f = file_new(path, comm, meta->n);
     f->meta = *meta;
     f->meta.content_sha256[0] = 0;
-    f->meta.entries = ds_malloc(sizeof(ds_bd_entry) * (size_t)(meta->n ? meta->n : 1));
-    memcpy(f->meta.entries, meta->entries, sizeof(ds_bd_entry) * (size_t)meta->n);
+    f->meta.entries = ds_malloc(sizeof(ds_delta_entry) * (size_t)(meta->n ? meta->n : 1));
+    memcpy(f->meta.entries, meta->entries, sizeof(ds_delta_entry) * (size_t)meta->n);
     f->written = ds_calloc((size_t)(meta->n ? meta->n : 1), 1);
     f->digests = ds_malloc(sizeof(ds_named_digest) * (size_t)(2 * meta->n + 1));
     int rc = ds_ctx_agree(&f->ctx, check_meta(path, meta));
@@ -229,7 +229,7 @@ int ds_delta_create(const char *path, MPI_Comm comm, const ds_delta_meta *meta, 
 static int check_write(ds_delta_file *f, int i, int p)
 {
     if (i < 0 || i >= f->meta.n) return ds_err(DS_EXIT_FAIL, "%s: no entry %d", f->path, i);
-    const ds_bd_entry *e = &f->meta.entries[i];
+    const ds_delta_entry *e = &f->meta.entries[i];
     if (!f->written) return ds_err(DS_EXIT_FAIL, "%s: tensor %s: file is open for reading", f->path, e->t.name);
     if (e->coded != (p != PART_DENSE))
         return ds_err(DS_EXIT_FAIL, "%s: tensor %s: is %s", f->path, e->t.name, e->coded ? "coded" : "dense");
@@ -323,7 +323,7 @@ int ds_delta_suspend(ds_delta_file *f)
 
 /* ---- read side */
 /* Read /bits/<name>: attributes and both datasets, checked against each other. */
-static int open_coded(ds_delta_file *f, hid_t bits, const char *name, ds_bd_entry *e, hid_t *signs, hid_t *scale)
+static int open_coded(ds_delta_file *f, hid_t bits, const char *name, ds_delta_entry *e, hid_t *signs, hid_t *scale)
 {
     hid_t g;
     char s[DS_NAME_MAX];
@@ -347,7 +347,7 @@ static int open_coded(ds_delta_file *f, hid_t bits, const char *name, ds_bd_entr
     if (!rc) {
         e->t.shape[0] = rows;
         e->t.shape[1] = cols;
-        ds_bd_entry_code(e, mode);
+        ds_delta_entry_code(e, mode);
         rc = ds_h5_dataset_open(g, "signs", signs);
     }
     if (!rc) rc = ds_h5_dataset_open(g, "scale", scale);
@@ -373,7 +373,7 @@ static int open_coded(ds_delta_file *f, hid_t bits, const char *name, ds_bd_entr
     return 0;
 }
 
-static int open_dense(ds_delta_file *f, hid_t dense, const char *name, ds_bd_entry *e, hid_t *d)
+static int open_dense(ds_delta_file *f, hid_t dense, const char *name, ds_delta_entry *e, hid_t *d)
 {
     memset(e, 0, sizeof *e);
     snprintf(e->t.name, sizeof e->t.name, "%s", name);
@@ -400,7 +400,7 @@ static int read_entries(ds_delta_file *f)
     if (!rc) rc = ds_h5_group_list(dense, &nd, &dn);
     if (!rc) {
         size_t n = (size_t)(nb + nd + 1);
-        m->entries = ds_calloc(n, sizeof(ds_bd_entry));
+        m->entries = ds_calloc(n, sizeof(ds_delta_entry));
         f->signs = ds_realloc(f->signs, n * sizeof(hid_t));
         f->scale = ds_realloc(f->scale, n * sizeof(hid_t));
         f->dense = ds_realloc(f->dense, n * sizeof(hid_t));
@@ -497,7 +497,7 @@ static int check_staged(ds_delta_file *f, const ds_delta_meta *meta)
 /* Read back entry i as stored and digest it, as if this rank had written it. */
 static int redigest(ds_delta_file *f, int i)
 {
-    const ds_bd_entry *e = &f->meta.entries[i];
+    const ds_delta_entry *e = &f->meta.entries[i];
     int rc;
     if (e->coded) {
         uint64_t *bits = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row) + 1);
@@ -529,11 +529,11 @@ int ds_delta_resume(const char *path, MPI_Comm comm, const ds_delta_meta *meta, 
     if (!rc) rc = ds_ctx_agree(&f->ctx, check_staged(f, meta));
     if (!rc) {
         /* the job's metadata; the entries were just found equal */
-        ds_bd_entry *entries = f->meta.entries;
+        ds_delta_entry *entries = f->meta.entries;
         f->meta = *meta;
         f->meta.content_sha256[0] = 0;
         f->meta.entries = entries;
-        memcpy(f->meta.entries, meta->entries, sizeof(ds_bd_entry) * (size_t)meta->n);
+        memcpy(f->meta.entries, meta->entries, sizeof(ds_delta_entry) * (size_t)meta->n);
         f->written = ds_calloc((size_t)(meta->n ? meta->n : 1), 1);
         f->digests = ds_malloc(sizeof(ds_named_digest) * (size_t)(2 * meta->n + 1));
         int lrc = 0;
@@ -613,12 +613,12 @@ int ds_delta_is_delta(const char *path)
 
 int ds_delta_same_layout(const char *p0, const ds_delta_meta *a, const char *p, const ds_delta_meta *b)
 {
-    if (!ds_bitdelta_config_same(&a->cfg, &b->cfg)) return ds_err(DS_EXIT_INPUT, "%s: model config differs from %s's", p, p0);
+    if (!ds_delta_config_same(&a->cfg, &b->cfg)) return ds_err(DS_EXIT_INPUT, "%s: model config differs from %s's", p, p0);
     for (int i = 0; i < a->n || i < b->n; i++) {
         if (i >= a->n) return ds_err(DS_EXIT_INPUT, "%s: tensor %s: not in %s", p, b->entries[i].t.name, p0);
         if (i >= b->n || strcmp(a->entries[i].t.name, b->entries[i].t.name) != 0)
             return ds_err(DS_EXIT_INPUT, "%s: tensor %s: missing (it is in %s)", p, a->entries[i].t.name, p0);
-        const ds_bd_entry *x = &a->entries[i], *y = &b->entries[i];
+        const ds_delta_entry *x = &a->entries[i], *y = &b->entries[i];
         char s1[96], s2[96];
         if (x->coded != y->coded)
             return ds_err(DS_EXIT_INPUT, "%s: tensor %s: coded %s, but %s in %s", p, y->t.name, y->coded ? "with 1 bit" : "dense",

@@ -41,7 +41,7 @@ typedef struct {
     int has_dp;                  /* dp_epsilon / dp_delta present */
     double dp_epsilon, dp_delta;
     int n;                  /* tensors, sorted by name */
-    ds_bd_entry *entries;
+    ds_delta_entry *entries;
 } ds_delta_meta;
 
 typedef struct ds_delta_file ds_delta_file;
@@ -93,7 +93,7 @@ int ds_delta_resume(const char *path, MPI_Comm comm, const ds_delta_meta *meta, 
 
 /* ---- content hash entries: "<tensor>/signs" (U64 [rows, words]),
  * "<tensor>/scale" (F32 [n_scales]), "<tensor>/dense" (source dtype, shape). */
-void ds_delta_entry_info(const ds_bd_entry *e, const char *part, ds_tinfo *out);
+void ds_delta_entry_info(const ds_delta_entry *e, const char *part, ds_tinfo *out);
 
 /* 1 when path is an HDF5 file whose root attribute format is
  * DS_DELTA_FORMAT (serial; for inspect's dispatch). */

@@ -40,10 +40,10 @@ int64_t ds_delta_row_elems(const ds_tinfo *t)
     return n;
 }
 
-int64_t ds_delta_nrows(const ds_bd_entry *e) { return e->coded ? e->rows : e->t.ndim ? e->t.shape[0] : 1; }
+int64_t ds_delta_nrows(const ds_delta_entry *e) { return e->coded ? e->rows : e->t.ndim ? e->t.shape[0] : 1; }
 
 /* Open the dataset of part ("signs", "scale" or "" for the dense delta). */
-static int part_open(ds_delta_rows *r, const ds_bd_entry *e, const char *part, hid_t *d)
+static int part_open(ds_delta_rows *r, const ds_delta_entry *e, const char *part, hid_t *d)
 {
     char name[DS_NAME_MAX + 32];
     if (*part) snprintf(name, sizeof name, "bits/%s/%s", e->t.name, part);
@@ -52,7 +52,7 @@ static int part_open(ds_delta_rows *r, const ds_bd_entry *e, const char *part, h
 }
 
 /* Prefix errors with the file and tensor so that the job's message names both. */
-static int tag(ds_delta_rows *r, const ds_bd_entry *e, int rc)
+static int tag(ds_delta_rows *r, const ds_delta_entry *e, int rc)
 {
     if (!rc || strstr(ds_errmsg(), r->path)) return rc;
     char msg[1024];
@@ -60,7 +60,7 @@ static int tag(ds_delta_rows *r, const ds_bd_entry *e, int rc)
     return ds_err(rc, "%s: tensor %s: %s", r->path, e->t.name, msg);
 }
 
-int ds_delta_rows_signs(ds_delta_rows *r, const ds_bd_entry *e, int64_t row0, int64_t nrows, uint64_t *bits)
+int ds_delta_rows_signs(ds_delta_rows *r, const ds_delta_entry *e, int64_t row0, int64_t nrows, uint64_t *bits)
 {
     hid_t d;
     int rc = part_open(r, e, "signs", &d);
@@ -71,7 +71,7 @@ int ds_delta_rows_signs(ds_delta_rows *r, const ds_bd_entry *e, int64_t row0, in
     return tag(r, e, rc);
 }
 
-int ds_delta_rows_scales(ds_delta_rows *r, const ds_bd_entry *e, int64_t i0, int64_t n, float *s)
+int ds_delta_rows_scales(ds_delta_rows *r, const ds_delta_entry *e, int64_t i0, int64_t n, float *s)
 {
     hid_t d;
     int rc = part_open(r, e, "scale", &d);
@@ -82,7 +82,7 @@ int ds_delta_rows_scales(ds_delta_rows *r, const ds_bd_entry *e, int64_t i0, int
     return tag(r, e, rc);
 }
 
-int ds_delta_rows_dense(ds_delta_rows *r, const ds_bd_entry *e, int64_t row0, int64_t nrows, ds_dtype want,
+int ds_delta_rows_dense(ds_delta_rows *r, const ds_delta_entry *e, int64_t row0, int64_t nrows, ds_dtype want,
                         void *buf)
 {
     hid_t d;
@@ -94,7 +94,7 @@ int ds_delta_rows_dense(ds_delta_rows *r, const ds_bd_entry *e, int64_t row0, in
     return tag(r, e, rc);
 }
 
-int ds_delta_rows_content_hash(ds_delta_rows *r, int n, const ds_bd_entry *e, char hex[65])
+int ds_delta_rows_content_hash(ds_delta_rows *r, int n, const ds_delta_entry *e, char hex[65])
 {
     ds_named_digest *dg = ds_malloc(sizeof(ds_named_digest) * (size_t)(2 * n + 1));
     int nd = 0, rc = 0;

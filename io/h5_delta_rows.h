@@ -6,7 +6,7 @@
  *
  * A tensor's "rows" are its first dimension: rows of the packed signs of a
  * coded tensor, rows of a dense delta (a 1-D tensor has one element per row,
- * a 0-D tensor one row). The layout (ds_bd_entry) comes from ds_delta_open,
+ * a 0-D tensor one row). The layout (ds_delta_entry) comes from ds_delta_open,
  * which has checked the datasets' types and shapes. Serial HDF5: no MPI
  * collective calls, errors as io/h5.h (nothing printed). */
 #ifndef DS_IO_H5_DELTA_ROWS_H
@@ -19,20 +19,20 @@ typedef struct ds_delta_rows ds_delta_rows;
 int ds_delta_rows_open(const char *path, ds_delta_rows **out);
 void ds_delta_rows_close(ds_delta_rows *r);
 /* Rows [row0, row0 + nrows) of e's packed signs (words_per_row words each). */
-int ds_delta_rows_signs(ds_delta_rows *r, const ds_bd_entry *e, int64_t row0, int64_t nrows, uint64_t *bits);
+int ds_delta_rows_signs(ds_delta_rows *r, const ds_delta_entry *e, int64_t row0, int64_t nrows, uint64_t *bits);
 /* Scales [i0, i0 + n) of e. */
-int ds_delta_rows_scales(ds_delta_rows *r, const ds_bd_entry *e, int64_t i0, int64_t n, float *s);
+int ds_delta_rows_scales(ds_delta_rows *r, const ds_delta_entry *e, int64_t i0, int64_t n, float *s);
 /* Rows of e's dense delta, converted to want (F32, F16, BF16). */
-int ds_delta_rows_dense(ds_delta_rows *r, const ds_bd_entry *e, int64_t row0, int64_t nrows, ds_dtype want,
+int ds_delta_rows_dense(ds_delta_rows *r, const ds_delta_entry *e, int64_t row0, int64_t nrows, ds_dtype want,
                         void *buf);
 /* The content hash (src/hash.h, docs/formats.md) of the n entries, from the
  * data as stored: one tensor in memory at a time. Needs MPI initialised. */
-int ds_delta_rows_content_hash(ds_delta_rows *r, int n, const ds_bd_entry *e, char hex[65]);
+int ds_delta_rows_content_hash(ds_delta_rows *r, int n, const ds_delta_entry *e, char hex[65]);
 
 /* Elements in one row of a dense tensor (the product of the other dims). */
 int64_t ds_delta_row_elems(const ds_tinfo *t);
 /* Rows of a tensor: coded: rows; dense: shape[0] (1 for 0-D). */
-int64_t ds_delta_nrows(const ds_bd_entry *e);
+int64_t ds_delta_nrows(const ds_delta_entry *e);
 
 /* ---- signature attributes (docs/aggregate.md "Signing"): root attributes
  * "signature" (128 hex digits) and "signer_public_key" (64 hex digits).

@@ -227,8 +227,8 @@ static int read_inputs(ds_ctx *ctx, const opts *o, input *in, ds_delta_meta *lay
         x->score = NAN;
         if (k == 0) {
             *layout = *m;
-            layout->entries = ds_malloc(sizeof(ds_bd_entry) * (size_t)(m->n ? m->n : 1));
-            memcpy(layout->entries, m->entries, sizeof(ds_bd_entry) * (size_t)m->n);
+            layout->entries = ds_malloc(sizeof(ds_delta_entry) * (size_t)(m->n ? m->n : 1));
+            memcpy(layout->entries, m->entries, sizeof(ds_delta_entry) * (size_t)m->n);
         } else {
             /* every rank holds the same metadata: the same verdict everywhere */
             rc = ds_ctx_agree(ctx, check_layout(o->in[0], layout, o->in[k], m, o->force, ctx->rank));
@@ -355,25 +355,25 @@ typedef struct {
     const float **scale, **dense;
 } stream;
 
-static size_t row_bytes(const ds_bd_entry *e)
+static size_t row_bytes(const ds_delta_entry *e)
 {
     if (e->coded) return (size_t)e->words_per_row * 8 + (e->mode == DS_SCALE_ROW ? 4 : 0);
     return (size_t)ds_delta_row_elems(&e->t) * 4;
 }
 
 /* Rows per chunk: from the budget and the number of participants only. */
-static int64_t chunk_rows(const stream *s, const ds_bd_entry *e)
+static int64_t chunk_rows(const stream *s, const ds_delta_entry *e)
 {
     int64_t n = ds_delta_nrows(e), r = (int64_t)(s->budget / ((size_t)s->np * row_bytes(e)));
     return r < 1 ? 1 : r > n ? n : r;
 }
 
-static size_t n_scales(const ds_bd_entry *e, int64_t rows)
+static size_t n_scales(const ds_delta_entry *e, int64_t rows)
 {
     return e->mode == DS_SCALE_ROW ? (size_t)rows : e->mode == DS_SCALE_COL ? (size_t)e->cols : 1;
 }
 
-static size_t slot_bytes(const ds_bd_entry *e, int64_t rows)
+static size_t slot_bytes(const ds_delta_entry *e, int64_t rows)
 {
     if (!e->coded) return (size_t)rows * (size_t)ds_delta_row_elems(&e->t) * 4;
     size_t b = (size_t)rows * (size_t)e->words_per_row * 8 + n_scales(e, rows) * 4;
@@ -418,7 +418,7 @@ static void stream_free(stream *s)
     free(s->dense);
 }
 
-static int check_finite(const char *path, const ds_bd_entry *e, const float *v, size_t n, const char *what)
+static int check_finite(const char *path, const ds_delta_entry *e, const float *v, size_t n, const char *what)
 {
     int64_t bad = ds_find_nonfinite(DS_DTYPE_F32, v, n);
     if (bad >= 0)
@@ -460,7 +460,7 @@ static int stop_here(const ds_ctx *ctx, resume *ck, int next)
 
 /* Collective: rows [r0, r0 + nr) of entry e of every participant into s.
  * Returns non-zero when any rank failed; *local: this rank's status. */
-static int stream_chunk(stream *s, const ds_bd_entry *e, int64_t r0, int64_t nr, int *local)
+static int stream_chunk(stream *s, const ds_delta_entry *e, int64_t r0, int64_t nr, int *local)
 {
     const size_t slot = slot_bytes(e, nr);
     int rc = 0;
@@ -505,7 +505,7 @@ static int krum_distances(stream *s, const ds_delta_meta *layout, double *d, int
     ds_progress_init(&pr, s->ctx, "distances", layout->n);
     int rc = 0;
     for (int i = start; i < layout->n && !rc; i++) {
-        const ds_bd_entry *e = &layout->entries[i];
+        const ds_delta_entry *e = &layout->entries[i];
         const int64_t nrows = ds_delta_nrows(e), R = chunk_rows(s, e);
         for (int64_t r0 = 0; r0 < nrows && !rc; r0 += R) {
             const int64_t nr = nrows - r0 < R ? nrows - r0 : R;
@@ -530,7 +530,7 @@ static int krum_distances(stream *s, const ds_delta_meta *layout, double *d, int
 }
 
 /* ---- the output */
-static void out_entry(method m, int requantize, const ds_bd_entry *in, ds_bd_entry *o)
+static void out_entry(method m, int requantize, const ds_delta_entry *in, ds_delta_entry *o)
 {
     *o = *in;
     if (!in->coded || m == M_KRUM || m == M_MAJORITY || requantize) return;
@@ -548,7 +548,7 @@ static int copy_chosen(stream *s, const ds_delta_meta *layout, int chosen, ds_de
     ds_delta_rows *r = s->rd[chosen - s->lo];
     int rc = 0;
     for (int i = 0; i < layout->n && !rc; i++) {
-        const ds_bd_entry *e = &layout->entries[i];
+        const ds_delta_entry *e = &layout->entries[i];
         if (e->coded) {
             uint64_t *b = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row));
             float *sc = ds_malloc(sizeof(float) * (size_t)e->n_scales);
@@ -577,7 +577,7 @@ typedef struct {
 
 /* Output scales of a majority tensor for the chunk (all ranks hold the
  * chunk's scales; the writer calls this): trimmed mean of |g|. */
-static void majority_scales(const stream *s, const ds_bd_entry *e, int64_t nr, size_t k, float *out)
+static void majority_scales(const stream *s, const ds_delta_entry *e, int64_t nr, size_t k, float *out)
 {
     const size_t ns = n_scales(e, nr), np = (size_t)s->np;
     float *mag = ds_malloc(sizeof(float) * ns * np);
@@ -592,7 +592,7 @@ static void majority_scales(const stream *s, const ds_bd_entry *e, int64_t nr, s
 }
 
 /* Writer's end of a tensor: store the assembled result. */
-static int write_tensor(ds_delta_file *out, int i, const ds_bd_entry *oe, const reduce_how *h, void *res, float *scales)
+static int write_tensor(ds_delta_file *out, int i, const ds_delta_entry *oe, const reduce_how *h, void *res, float *scales)
 {
     const int64_t numel = ds_tinfo_numel(&oe->t);
     if (h->m == M_MAJORITY && oe->coded) {
@@ -609,7 +609,7 @@ static int write_tensor(ds_delta_file *out, int i, const ds_bd_entry *oe, const 
         for (size_t r = 0; r < rows; r++)
             ds_bitpack_compress(DS_KDT_F32, (const float *)res + r * cols, zero, 1, cols, bits + r * (size_t)oe->words_per_row,
                                 &row_abs[r], col_abs);
-        ds_bitdelta_scales(oe, row_abs, col_abs, sc);
+        ds_delta_scales(oe, row_abs, col_abs, sc);
         int rc = ds_delta_write_signs(out, i, bits);
         if (!rc) rc = ds_delta_write_scales(out, i, sc);
         free(zero), free(bits), free(row_abs), free(col_abs), free(sc);
@@ -627,7 +627,7 @@ static int write_tensor(ds_delta_file *out, int i, const ds_bd_entry *oe, const 
  * where participant p's value was kept (agreed with the majority bit).
  * Returns this rank's status, not yet printed; all ranks stop at the same
  * point when any fails. */
-static int reduce_all(stream *s, const ds_delta_meta *layout, const ds_bd_entry *oes, const int *writer, const reduce_how *h,
+static int reduce_all(stream *s, const ds_delta_meta *layout, const ds_delta_entry *oes, const int *writer, const reduce_how *h,
                       ds_delta_file *out, uint64_t *kept, int start, resume *ck)
 {
     const ds_ctx *ctx = s->ctx;
@@ -636,7 +636,7 @@ static int reduce_all(stream *s, const ds_delta_meta *layout, const ds_bd_entry 
     ds_progress pr;
     ds_progress_init(&pr, ctx, "aggregate", layout->n);
     for (int i = start; i < layout->n && !stop; i++) {
-        const ds_bd_entry *e = &layout->entries[i], *oe = &oes[i];
+        const ds_delta_entry *e = &layout->entries[i], *oe = &oes[i];
         const int mine = writer[i] == ctx->rank, bits_out = h->m == M_MAJORITY && e->coded;
         const int64_t nrows = ds_delta_nrows(e), R = chunk_rows(s, e);
         /* bytes per output row: packed bits (majority) or float32 values */
@@ -1044,7 +1044,7 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
 
     /* The output: created as NAME.tmp.tmp by the delta writer, committed to
      * NAME.tmp, given its provenance, then renamed by ds_out_finish. */
-    ds_bd_entry *oes = ds_malloc(sizeof(ds_bd_entry) * (size_t)(layout.n + 1));
+    ds_delta_entry *oes = ds_malloc(sizeof(ds_delta_entry) * (size_t)(layout.n + 1));
     int *writer = ds_malloc(sizeof(int) * (size_t)(layout.n + 1));
     int64_t *sizes = ds_malloc(sizeof(int64_t) * (size_t)(layout.n + 1));
     uint64_t *kept = ds_calloc((size_t)np + 1, sizeof(uint64_t));

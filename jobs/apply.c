@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include "io/delta_apply.h"
 #include "io/h5_delta.h"
 #include "io/h5_model.h"
 #include "src/bitdelta.h"
@@ -71,9 +72,9 @@ static int parse(ds_ctx *ctx, int argc, char **argv, opts *o)
 static int check_fit(const ds_ctx *ctx, const opts *o, const ds_model_meta *bm, ds_model_file *bf,
                      const ds_delta_meta *dm)
 {
-    int rc = ds_bitdelta_check_base(o->delta, dm->base_sha256, o->base, bm->content_sha256, o->force, ctx->rank);
+    int rc = ds_delta_check_base(o->delta, dm->base_sha256, o->base, bm->content_sha256, o->force, ctx->rank);
     if (rc) return rc;
-    if ((rc = ds_bitdelta_check_config(o->delta, &dm->cfg, o->base, &bm->cfg))) return rc;
+    if ((rc = ds_delta_check_config(o->delta, &dm->cfg, o->base, &bm->cfg))) return rc;
     for (int k = 0; k < dm->n; k++) {
         const ds_tinfo *t = &dm->entries[k].t;
         int i = ds_model_find(bf, t->name);
@@ -87,8 +88,8 @@ static int check_fit(const ds_ctx *ctx, const opts *o, const ds_model_meta *bm, 
     return 0;
 }
 
-/* ds_dev_apply as a ds_bd_apply_fn: the coded part runs on the --device. */
-static int dev_apply(void *dev, ds_dtype dt, void *w, const ds_bd_entry *e, const uint64_t *bits, const float *sc)
+/* ds_dev_apply as a ds_delta_apply_fn: the coded part runs on the --device. */
+static int dev_apply(void *dev, ds_dtype dt, void *w, const ds_delta_entry *e, const uint64_t *bits, const float *sc)
 {
     return ds_dev_apply(dev, dt, w, e, bits, sc);
 }
@@ -117,7 +118,7 @@ static int apply_local(const ds_ctx *ctx, const opts *o, ds_dev *dev, ds_model_f
         }
         rc = ds_model_read_tensor(bf, t->name, t->dtype, buf);
         int k = ds_delta_find(d, t->name);
-        if (!rc && k >= 0) rc = ds_bitdelta_add_entry(d, k, t->dtype, buf, dev_apply, dev);
+        if (!rc && k >= 0) rc = ds_delta_add_entry(d, k, t->dtype, buf, dev_apply, dev);
         int64_t bad = rc ? -1 : ds_find_nonfinite(t->dtype, buf, (size_t)ds_tinfo_numel(t));
         if (bad >= 0)
             rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: base + delta is not finite at element %lld (base %s)", o->delta,

@@ -3,7 +3,6 @@
  * fine-tuned, in their stored dtype), codes them with the sign-pack kernel
  * and writes its part of the delta collectively created file. */
 #include "config.h"
-#include <getopt.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,102 +12,71 @@
 #include "src/device_ops.h"
 #include "src/hash.h"
 #include "src/jobs.h"
+#include "src/opts.h"
 #include "src/shard.h"
-
-static void usage(const ds_ctx *ctx)
-{
-    ds_printf0(ctx,
-               "usage: deltasoup compress --base B.h5 --finetuned F.h5 -o D.bd.h5 [options]\n"
-               "       deltasoup compress --dry-run --shapes llama-7b [options]\n"
-               "Compress the fine-tune delta F - B to 1 bit per weight (BitDelta): sign bits and\n"
-               "a scale (mean |delta|) for the 2-D matrices of the transformer blocks, a dense\n"
-               "delta in the source dtype for the other tensors (docs/bitdelta.md).\n\n"
-               "  --base B.h5         base checkpoint\n"
-               "  --finetuned F.h5    fine-tuned checkpoint (same tensors, shapes and dtypes)\n"
-               "  -o, --output D      delta file to write (*.bd.h5)\n"
-               "  --scale MODE        tensor (default), row or col: one scale per tensor/row/column\n"
-               "  --bits-for GLOB     also code matching 2-D tensors with 1 bit (repeatable)\n"
-               "  --dense-for GLOB    keep matching tensors dense (repeatable, after --bits-for)\n"
-               "  --owner ID          recorded as the delta's owner\n"
-               "  --device DEV        cpu or cuda: where the sign-pack kernel runs (default cuda when\n"
-               "                      this build has CUDA and a GPU is found, else cpu; dense deltas\n"
-               "                      are always computed on the CPU); same output either way\n"
-               "  --dry-run           print the per-tensor plan and the ratio, write nothing\n"
-               "  --shapes NAME       with --dry-run: shapes of a model family (llama-7b), no files\n"
-               "  --overwrite         replace an existing output\n"
-               "  --json              print the plan / summary as JSON\n"
-               "  --quiet             no progress lines\n"
-               "  -h, --help          this help\n");
-}
 
 typedef struct {
     const char *base, *ft, *out, *owner, *shapes, *device;
-    ds_bd_options bd;
-    int dry_run, overwrite, json;
+    ds_strlist bits, dense;
+    int scale, dry_run, overwrite, json;
+    ds_delta_options bd;
 } opts;
 
-static int parse(ds_ctx *ctx, int argc, char **argv, opts *o, const char **bits, const char **dense)
+static int check(void *p)
 {
-    enum { O_BASE = 256, O_FT, O_SCALE, O_BITS, O_DENSE, O_OWNER, O_DRY, O_SHAPES, O_OVER, O_JSON, O_QUIET, O_DEVICE };
-    static const struct option lo[] = {
-        {"base", required_argument, 0, O_BASE},     {"finetuned", required_argument, 0, O_FT},
-        {"output", required_argument, 0, 'o'},      {"scale", required_argument, 0, O_SCALE},
-        {"bits-for", required_argument, 0, O_BITS}, {"dense-for", required_argument, 0, O_DENSE},
-        {"owner", required_argument, 0, O_OWNER},   {"dry-run", no_argument, 0, O_DRY},
-        {"shapes", required_argument, 0, O_SHAPES}, {"overwrite", no_argument, 0, O_OVER},
-        {"json", no_argument, 0, O_JSON},           {"quiet", no_argument, 0, O_QUIET},
-        {"device", required_argument, 0, O_DEVICE}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    memset(o, 0, sizeof *o);
-    o->owner = "";
-    o->bd.bits_for = bits;
-    o->bd.dense_for = dense;
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":o:h", lo, NULL)) != -1) {
-        switch (c) {
-        case O_BASE: o->base = optarg; break;
-        case O_FT: o->ft = optarg; break;
-        case 'o': o->out = optarg; break;
-        case O_SCALE:
-            if (ds_scale_kind_parse(optarg, &o->bd.mode) != 0)
-                return ds_err(DS_EXIT_USAGE, "--scale '%s': expected tensor, row or col", optarg);
-            break;
-        case O_BITS: bits[o->bd.n_bits_for++] = optarg; break;
-        case O_DENSE: dense[o->bd.n_dense_for++] = optarg; break;
-        case O_OWNER: o->owner = optarg; break;
-        case O_DEVICE: o->device = optarg; break;
-        case O_DRY: o->dry_run = 1; break;
-        case O_SHAPES: o->shapes = optarg; break;
-        case O_OVER: o->overwrite = 1; break;
-        case O_JSON: o->json = 1; break;
-        case O_QUIET: ctx->quiet = 1; break;
-        case 'h': return -1;
-        case ':': return ds_err(DS_EXIT_USAGE, "%s needs a value (see --help)", argv[optind - 1]);
-        default: return ds_err(DS_EXIT_USAGE, "unknown option '%s' (see --help)", argv[optind - 1]);
-        }
-    }
-    if (optind < argc) return ds_err(DS_EXIT_USAGE, "unexpected argument '%s' (see --help)", argv[optind]);
+    opts *o = p;
     if (o->shapes && !o->dry_run) return ds_err(DS_EXIT_USAGE, "--shapes needs --dry-run (it has no weights)");
     if (o->shapes && (o->base || o->ft)) return ds_err(DS_EXIT_USAGE, "--shapes replaces --base/--finetuned");
     if (!o->shapes && (!o->base || !o->ft)) return ds_err(DS_EXIT_USAGE, "--base and --finetuned are required");
     if (!o->dry_run && !o->out) return ds_err(DS_EXIT_USAGE, "-o D.bd.h5 is required (or --dry-run)");
+    o->bd.mode = (ds_scale_kind)o->scale;
+    o->bd.bits_for = o->bits.v;
+    o->bd.n_bits_for = o->bits.n;
+    o->bd.dense_for = o->dense.v;
+    o->bd.n_dense_for = o->dense.n;
     return 0;
 }
 
+static const ds_opt options[] = {
+    DS_OPT_STRING(opts, base, "base", "B.h5", "base checkpoint"),
+    DS_OPT_STRING(opts, ft, "finetuned", "F.h5", "fine-tuned checkpoint (same tensors, shapes and dtypes)"),
+    DS_OPT_OUTPUT(opts, out, "D", "delta file to write (*.bd.h5)"),
+    DS_OPT_CHOICE(opts, scale, "scale", "MODE", ds_scale_kind_names, "tensor",
+                  "tensor, row or col: one scale per tensor/row/column"),
+    DS_OPT_LIST(opts, bits, "bits-for", "GLOB", "also code matching 2-D tensors with 1 bit (repeatable)"),
+    DS_OPT_LIST(opts, dense, "dense-for", "GLOB", "keep matching tensors dense (repeatable, after --bits-for)"),
+    DS_OPT_STRING(opts, owner, "owner", "ID", "recorded as the delta's owner"),
+    DS_OPT_DEVICE(opts, device, "cpu or cuda: where the sign-pack kernel runs (default cuda when\n"
+                                "this build has CUDA and a GPU is found, else cpu; dense deltas\n"
+                                "are always computed on the CPU); same output either way"),
+    DS_OPT_FLAG(opts, dry_run, "dry-run", "print the per-tensor plan and the ratio, write nothing"),
+    DS_OPT_STRING(opts, shapes, "shapes", "NAME", "with --dry-run: shapes of a model family (llama-7b), no files"),
+    DS_OPT_OVERWRITE(opts, overwrite),
+    DS_OPT_JSON(opts, json, "print the plan / summary as JSON"),
+    DS_OPT_QUIET,
+    {0}};
+
+static const ds_cmd cmd = {
+    .usage = "deltasoup compress --base B.h5 --finetuned F.h5 -o D.bd.h5 [options]\n"
+             "deltasoup compress --dry-run --shapes llama-7b [options]",
+    .about = "Compress the fine-tune delta F - B to 1 bit per weight (BitDelta): sign bits and\n"
+             "a scale (mean |delta|) for the 2-D matrices of the transformer blocks, a dense\n"
+             "delta in the source dtype for the other tensors (docs/bitdelta.md).",
+    .opts = options,
+    .check = check};
+
 /* ---- the plan, for --dry-run (rank 0 prints) */
-static void print_plan(const ds_ctx *ctx, int n, const ds_bd_entry *e, int json)
+static void print_plan(const ds_ctx *ctx, int n, const ds_delta_entry *e, int json)
 {
-    ds_bd_sizes s;
-    double ratio = ds_bitdelta_ratio(n, e, &s);
+    ds_delta_sizes s;
+    double ratio = ds_delta_ratio(n, e, &s);
     int coded = 0;
     for (int i = 0; i < n; i++) coded += e[i].coded;
     if (ctx->rank != 0) return;
     if (json) {
         json_t *arr = json_array();
         for (int i = 0; i < n; i++) {
-            uint64_t b = ds_bd_entry_bytes(&e[i], NULL);
+            uint64_t b = ds_delta_entry_bytes(&e[i], NULL);
             json_t *sh = json_array();
             for (int d = 0; d < e[i].t.ndim; d++) json_array_append_new(sh, json_integer(e[i].t.shape[d]));
             json_array_append_new(
@@ -131,7 +99,7 @@ static void print_plan(const ds_ctx *ctx, int n, const ds_bd_entry *e, int json)
     }
     for (int i = 0; i < n; i++) {
         char sh[96], how[32];
-        uint64_t b = ds_bd_entry_bytes(&e[i], NULL);
+        uint64_t b = ds_delta_entry_bytes(&e[i], NULL);
         if (e[i].coded) snprintf(how, sizeof how, "1-bit/%s", ds_scale_kind_name(e[i].mode));
         else snprintf(how, sizeof how, "dense");
         printf("  %-48s %-14s %-5s %-12s %12llu B  %6.2fx\n", e[i].t.name, ds_shape_str(&e[i].t, sh, sizeof sh),
@@ -164,7 +132,7 @@ static int check_pair(const char *bp, const ds_model_meta *b, const char *fp, co
             return ds_err(DS_EXIT_INPUT, "%s: tensor %s: dtype %s differs from %s's %s", fp, y->name,
                           ds_dtype_name(y->dtype), bp, ds_dtype_name(x->dtype));
     }
-    if (!ds_bitdelta_config_same(&b->cfg, &f->cfg))
+    if (!ds_delta_config_same(&b->cfg, &f->cfg))
         return ds_err(DS_EXIT_INPUT, "%s: config (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d) differs from %s's (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d)",
                       fp, f->cfg.dim, f->cfg.hidden_dim, f->cfg.n_layers, f->cfg.n_heads, f->cfg.n_kv_heads,
                       f->cfg.vocab_size, bp, b->cfg.dim, b->cfg.hidden_dim, b->cfg.n_layers, b->cfg.n_heads,
@@ -182,7 +150,7 @@ static void *grow(void *p, size_t *cap, size_t need)
 
 /* Code this rank's tensors into d; digests of the base tensors it read go to bdig. */
 static int compress_local(const ds_ctx *ctx, const opts *o, ds_dev *dev, ds_model_file *bf, ds_model_file *ff,
-                          ds_delta_file *d, int n, const ds_bd_entry *e, const int *owner, ds_named_digest *bdig,
+                          ds_delta_file *d, int n, const ds_delta_entry *e, const int *owner, ds_named_digest *bdig,
                           int *nbdig)
 {
     int mine = 0, done = 0, rc = 0;
@@ -210,7 +178,7 @@ static int compress_local(const ds_ctx *ctx, const opts *o, ds_dev *dev, ds_mode
             sc = grow(sc, &capsc, sizeof(float) * (size_t)e[i].n_scales);
             if ((rc = ds_dev_code(dev, &e[i], wf, wb, bits, sc, &bad))) break;
         } else {
-            bad = ds_bitdelta_dense(t->dtype, wf, wb, (size_t)ds_tinfo_numel(t), wf);
+            bad = ds_delta_dense(t->dtype, wf, wb, (size_t)ds_tinfo_numel(t), wf);
         }
         if (bad >= 0) {
             float vb, vf;
@@ -247,9 +215,9 @@ static int compress_run(const ds_ctx *ctx, const opts *o, ds_dev *dev)
     }
     const ds_model_meta *bm = ds_model_get_meta(bf), *fm = ds_model_get_meta(ff);
     int n = bm->n_tensors;
-    ds_bd_entry *e = ds_calloc((size_t)(n ? n : 1), sizeof *e);
+    ds_delta_entry *e = ds_calloc((size_t)(n ? n : 1), sizeof *e);
     rc = check_pair(o->base, bm, o->ft, fm);
-    if (!rc) rc = ds_bitdelta_plan(n, bm->tensors, &o->bd, e);
+    if (!rc) rc = ds_delta_plan(n, bm->tensors, &o->bd, e);
     rc = ds_ctx_agree(ctx, rc);
     if (!rc && o->dry_run) print_plan(ctx, n, e, o->json);
     if (rc || o->dry_run) goto out;
@@ -286,8 +254,8 @@ static int compress_run(const ds_ctx *ctx, const opts *o, ds_dev *dev)
     free(bdig);
     if (rc) goto out;
 
-    ds_bd_sizes s;
-    double ratio = ds_bitdelta_ratio(n, e, &s), secs = ds_now() - t0;
+    ds_delta_sizes s;
+    double ratio = ds_delta_ratio(n, e, &s), secs = ds_now() - t0;
     size_t rss = ds_peak_rss(), max_rss = 0;
     MPI_Reduce(&rss, &max_rss, 1, MPI_UNSIGNED_LONG, MPI_MAX, 0, ctx->comm);
     if (ctx->rank == 0) {
@@ -324,12 +292,12 @@ static int compress_shapes(const ds_ctx *ctx, const opts *o)
 {
     ds_config cfg;
     ds_dtype dt;
-    int rc = ds_bitdelta_shapes_config(o->shapes, &cfg, &dt);
+    int rc = ds_delta_shapes_config(o->shapes, &cfg, &dt);
     if (rc) return ds_ctx_agree(ctx, rc);
     ds_tinfo *t;
     int n = ds_model_llama_tensors(&cfg, dt, &t);
-    ds_bd_entry *e = ds_calloc((size_t)n, sizeof *e);
-    rc = ds_ctx_agree(ctx, ds_bitdelta_plan(n, t, &o->bd, e));
+    ds_delta_entry *e = ds_calloc((size_t)n, sizeof *e);
+    rc = ds_ctx_agree(ctx, ds_delta_plan(n, t, &o->bd, e));
     if (!rc) print_plan(ctx, n, e, o->json);
     free(e);
     free(t);
@@ -338,21 +306,13 @@ static int compress_shapes(const ds_ctx *ctx, const opts *o)
 
 int ds_job_compress(ds_ctx *ctx, int argc, char **argv)
 {
-    const char **bits = ds_malloc(sizeof(char *) * (size_t)argc), **dense = ds_malloc(sizeof(char *) * (size_t)argc);
-    opts o;
-    int rc = parse(ctx, argc, argv, &o, bits, dense);
-    if (rc < 0) {
-        usage(ctx);
-        rc = 0;
-    } else if (rc) {
-        rc = ds_ctx_agree(ctx, rc);
-    } else {
-        /* Before any output exists: a device that cannot be used leaves none. */
-        ds_dev *dev;
-        if (!(rc = ds_dev_open(ctx, o.device, &dev))) rc = o.shapes ? compress_shapes(ctx, &o) : compress_run(ctx, &o, dev);
-        ds_dev_close(dev);
-    }
-    free(bits);
-    free(dense);
+    opts o = {.owner = ""};
+    int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
+    if (rc) return ds_opts_exit(rc);
+    /* Before any output exists: a device that cannot be used leaves none. */
+    ds_dev *dev;
+    if (!(rc = ds_dev_open(ctx, o.device, &dev))) rc = o.shapes ? compress_shapes(ctx, &o) : compress_run(ctx, &o, dev);
+    ds_dev_close(dev);
+    ds_opts_free(&cmd, &o);
     return rc;
 }

@@ -7,9 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include "jobs/eval_tasks.h"
+#include "io/delta_apply.h"
 #include "src/bitdelta.h"
 #include "src/jobs.h"
-#include "src/model_io.h"
+#include "io/model_io.h"
 
 static void usage(const ds_ctx *ctx)
 {
@@ -66,7 +67,7 @@ int ds_job_eval(ds_ctx *ctx, int argc, char **argv)
         ds_text_docs_free(&docs);
         return rc;
     }
-    if (delta && (rc = ds_bitdelta_apply_to_model(ctx, delta, model, force, &m.cfg, m.n_tensors, m.tinfo, m.w))) {
+    if (delta && (rc = ds_delta_apply_to_model(ctx, delta, model, force, &m.cfg, m.n_tensors, m.tinfo, m.w))) {
         ds_llama_free(&m);
         ds_tokenizer_free(&tok);
         ds_text_docs_free(&docs);

@@ -14,10 +14,11 @@
 #include <string.h>
 #include <time.h>
 #include "eval/tasks.h"
+#include "io/delta_apply.h"
 #include "io/h5_delta.h"
 #include "src/bitdelta.h"
 #include "src/hash.h"
-#include "src/model_io.h"
+#include "io/model_io.h"
 #include "src/shard.h"
 
 #define JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(17))
@@ -557,7 +558,7 @@ int ds_eval_tasks_main(ds_ctx *ctx, int argc, char **argv)
         /* a fresh copy of the base: no delta sees another's weights */
         memcpy(work.w[0], base.w[0], (size_t)base.numel * sizeof(float));
         if (mr->path)
-            rc = ds_bitdelta_apply_to_model(ctx, mr->path, j.model, j.force, &base.cfg, work.n_tensors, work.tinfo,
+            rc = ds_delta_apply_to_model(ctx, mr->path, j.model, j.force, &base.cfg, work.n_tensors, work.tinfo,
                                             work.w);
         for (int ti = 0; ti < j.n_tasks && !rc; ti++) {
             rc = run_task(ctx, &st, mi, &j.tasks[ti], &env);

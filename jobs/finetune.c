@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "src/jobs.h"
-#include "src/model_io.h"
+#include "io/model_io.h"
 #include "src/shard.h"
 
 static void usage(const ds_ctx *ctx)

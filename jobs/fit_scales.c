@@ -21,7 +21,7 @@
 #include "src/fitscales.h"
 #include "src/hash.h"
 #include "src/jobs.h"
-#include "src/model_io.h"
+#include "io/model_io.h"
 #include "src/shard.h"
 
 #define CKPT_FILE "fit-scales.ckpt"
@@ -176,7 +176,7 @@ static int read_delta(const opts *o, inputs *in)
     in->scales = ds_calloc((size_t)(dm->n ? dm->n : 1), sizeof *in->scales);
     in->coded = ds_calloc((size_t)(dm->n ? dm->n : 1), sizeof *in->coded);
     for (int k = 0; k < dm->n && !rc; k++) {
-        const ds_bd_entry *e = &dm->entries[k];
+        const ds_delta_entry *e = &dm->entries[k];
         const int i = ds_llama_find(&in->student, e->t.name);
         char s1[96], s2[96];
         if (i < 0) return ds_err(DS_EXIT_INPUT, "%s: tensor %s is not in the base %s", o->delta, e->t.name, o->base);
@@ -188,7 +188,7 @@ static int read_delta(const opts *o, inputs *in)
             size_t n = (size_t)ds_tinfo_numel(t);
             float *d = ds_malloc(n * sizeof(float) + 1);
             rc = ds_delta_read_dense(in->delta, k, DS_DTYPE_F32, d);
-            if (!rc) ds_bitdelta_add_dense(DS_DTYPE_F32, in->student.w[i], DS_DTYPE_F32, d, n);
+            if (!rc) ds_delta_add_dense(DS_DTYPE_F32, in->student.w[i], DS_DTYPE_F32, d, n);
             free(d);
             continue;
         }
@@ -222,7 +222,7 @@ static int load_inputs(const ds_ctx *ctx, const opts *o, inputs *in)
     const ds_model_meta *bm = ds_model_get_meta(bf), *fm = ds_model_get_meta(ff);
     snprintf(in->base_sha, sizeof in->base_sha, "%s", bm->content_sha256);
     snprintf(in->ft_sha, sizeof in->ft_sha, "%s", fm->content_sha256);
-    if (!ds_bitdelta_config_same(&bm->cfg, &fm->cfg))
+    if (!ds_delta_config_same(&bm->cfg, &fm->cfg))
         rc = ds_err(DS_EXIT_INPUT, "%s: config differs from the base %s (dim %d/%d, layers %d/%d, vocab %d/%d)", o->ft,
                     o->base, fm->cfg.dim, bm->cfg.dim, fm->cfg.n_layers, bm->cfg.n_layers, fm->cfg.vocab_size,
                     bm->cfg.vocab_size);
@@ -237,8 +237,8 @@ static int load_inputs(const ds_ctx *ctx, const opts *o, inputs *in)
     if (rc) return rc;
     if ((rc = ds_delta_open(o->delta, ctx->comm, &in->delta))) return rc;
     const ds_delta_meta *dm = ds_delta_get_meta(in->delta);
-    rc = ds_bitdelta_check_base(o->delta, dm->base_sha256, o->base, in->base_sha, o->force, ctx->rank);
-    if (!rc) rc = ds_bitdelta_check_config(o->delta, &dm->cfg, o->base, &in->student.cfg);
+    rc = ds_delta_check_base(o->delta, dm->base_sha256, o->base, in->base_sha, o->force, ctx->rank);
+    if (!rc) rc = ds_delta_check_config(o->delta, &dm->cfg, o->base, &in->student.cfg);
     if (!rc) rc = read_delta(o, in);
     return ds_ctx_agree(ctx, rc);
 }
@@ -490,10 +490,10 @@ static int write_output(const ds_ctx *ctx, const opts *o, const calib *c, inputs
     const int n = dm->n;
     int64_t *sizes = ds_malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
     int *owner = ds_malloc(sizeof(int) * (size_t)(n ? n : 1));
-    for (int k = 0; k < n; k++) sizes[k] = (int64_t)ds_bd_entry_bytes(&dm->entries[k], NULL);
+    for (int k = 0; k < n; k++) sizes[k] = (int64_t)ds_delta_entry_bytes(&dm->entries[k], NULL);
     ds_shard_by_size(n, sizes, ctx->size, owner);
     for (int k = 0, c_i = 0; k < n && !rc; k++) {
-        const ds_bd_entry *e = &dm->entries[k];
+        const ds_delta_entry *e = &dm->entries[k];
         const int ci = e->coded ? c_i++ : -1; /* coded entries are in f->t in delta order */
         if (owner[k] != ctx->rank) continue;
         if (e->coded) {

@@ -6,9 +6,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "io/delta_apply.h"
 #include "src/bitdelta.h"
 #include "src/jobs.h"
-#include "src/model_io.h"
+#include "io/model_io.h"
 
 static void usage(const ds_ctx *ctx)
 {
@@ -76,7 +77,7 @@ int ds_job_generate(ds_ctx *ctx, int argc, char **argv)
     ds_llama m;
     ds_tokenizer tok;
     if ((rc = ds_llama_load_path(ctx, model, &m, &tok, NULL))) return rc;
-    if (delta && (rc = ds_bitdelta_apply_to_model(ctx, delta, model, force, &m.cfg, m.n_tensors, m.tinfo, m.w))) {
+    if (delta && (rc = ds_delta_apply_to_model(ctx, delta, model, force, &m.cfg, m.n_tensors, m.tinfo, m.w))) {
         ds_llama_free(&m);
         ds_tokenizer_free(&tok);
         return rc;

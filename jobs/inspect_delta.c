@@ -35,7 +35,7 @@ static json_t *num_or_null(int have, double v) { return have && isfinite(v) ? js
  * whole tensor): group j holds +g_j ones_j times and -g_j n_j - ones_j times.
  * Groups with a non-finite scale are left out, as ds_inspect_stats_compute
  * leaves out non-finite values. out: min, max, mean, std (population). */
-static void coded_value_stats(const ds_bd_entry *e, const uint64_t *bits, const float *sc, double out[4])
+static void coded_value_stats(const ds_delta_entry *e, const uint64_t *bits, const float *sc, double out[4])
 {
     const int64_t rows = e->rows, cols = e->cols, wpr = e->words_per_row;
     const int64_t ng = e->mode == DS_SCALE_ROW ? rows : e->mode == DS_SCALE_COL ? cols : 1;
@@ -94,7 +94,7 @@ static int coded_stats_all(const ds_ctx *ctx, ds_delta_file *d, double *out)
     double *mine = ds_calloc((size_t)(4 * m->n + 1), sizeof(double));
     int rc = 0;
     for (int k = 0; k < m->n && !rc; k++) {
-        const ds_bd_entry *e = &m->entries[k];
+        const ds_delta_entry *e = &m->entries[k];
         if (!e->coded || owner[k] != ctx->rank) continue;
         uint64_t *bits = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row) + 1);
         float *sc = ds_malloc(sizeof(float) * (size_t)e->n_scales + 1);
@@ -114,11 +114,11 @@ static int coded_stats_all(const ds_ctx *ctx, ds_delta_file *d, double *out)
 
 /* One row of the tensor table; sc: the stats of the entry's scale part;
  * v: min, max, mean, std of the delta values the entry stands for. */
-static json_t *tensor_json(const ds_bd_entry *e, const ds_inspect_stats *sc, const double v[4])
+static json_t *tensor_json(const ds_delta_entry *e, const ds_inspect_stats *sc, const double v[4])
 {
     json_t *shape = json_array();
     for (int d = 0; d < e->t.ndim; d++) json_array_append_new(shape, json_integer(e->t.shape[d]));
-    uint64_t stored = ds_bd_entry_bytes(e, NULL);
+    uint64_t stored = ds_delta_entry_bytes(e, NULL);
     int per_tensor = e->coded && e->mode == DS_SCALE_TENSOR, spread = e->coded && !per_tensor;
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(e->t.name));
@@ -152,7 +152,7 @@ int ds_inspect_delta(const ds_ctx *ctx, const char *path, int json)
     delta_reader rd = {d, ds_calloc(cap, sizeof(int)), ds_calloc(cap, 1)};
     int *scale_part = ds_malloc(sizeof(int) * (size_t)(m->n + 1)), *dense_part = ds_malloc(sizeof(int) * (size_t)(m->n + 1));
     for (int k = 0; k < m->n; k++) {
-        const ds_bd_entry *e = &m->entries[k];
+        const ds_delta_entry *e = &m->entries[k];
         scale_part[k] = dense_part[k] = -1;
         if (e->coded) {
             ds_delta_entry_info(e, "signs", &parts[np]);
@@ -176,8 +176,8 @@ int ds_inspect_delta(const ds_ctx *ctx, const char *path, int json)
     if (!rc) rc = coded_stats_all(ctx, d, vals);
     json_t *report = NULL;
     if (!rc) {
-        ds_bd_sizes s;
-        double ratio = ds_bitdelta_ratio(m->n, m->entries, &s);
+        ds_delta_sizes s;
+        double ratio = ds_delta_ratio(m->n, m->entries, &s);
         int coded = 0;
         json_t *arr = json_array();
         for (int k = 0; k < m->n; k++) {

@@ -174,8 +174,8 @@ static int read_layout(const ds_ctx *ctx, const opts *o, ds_delta_meta *layout)
         const ds_delta_meta *m = ds_delta_get_meta(f);
         if (u == 0) {
             *layout = *m;
-            layout->entries = ds_malloc(sizeof(ds_bd_entry) * (size_t)(m->n + 1));
-            memcpy(layout->entries, m->entries, sizeof(ds_bd_entry) * (size_t)m->n);
+            layout->entries = ds_malloc(sizeof(ds_delta_entry) * (size_t)(m->n + 1));
+            memcpy(layout->entries, m->entries, sizeof(ds_delta_entry) * (size_t)m->n);
         } else {
             /* every rank holds the same metadata: the same verdict everywhere */
             rc = ds_ctx_agree(ctx, check_layout(o->in[0], layout, o->in[u], m));
@@ -186,7 +186,7 @@ static int read_layout(const ds_ctx *ctx, const opts *o, ds_delta_meta *layout)
 }
 
 /* The n honest values of tensor e, v[u * numel + j], as float32. */
-static int read_values(ds_delta_rows *const *rd, const opts *o, const ds_bd_entry *e, float *v)
+static int read_values(ds_delta_rows *const *rd, const opts *o, const ds_delta_entry *e, float *v)
 {
     const size_t numel = (size_t)ds_tinfo_numel(&e->t);
     uint64_t *bits = e->coded ? ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row) + 1) : NULL;
@@ -284,17 +284,17 @@ static void attack_values(const opts *o, double z, int ti, long k, size_t numel,
 }
 
 /* Store x (float32 values of entry e) into entry i of f, coded as e says. */
-static int write_values(ds_delta_file *f, int i, const ds_bd_entry *e, const float *x, const float *zero, const char *what)
+static int write_values(ds_delta_file *f, int i, const ds_delta_entry *e, const float *x, const float *zero, const char *what)
 {
     const size_t numel = (size_t)ds_tinfo_numel(&e->t);
     int rc;
     if (e->coded) {
         /* BitDelta of x against zero: sign bit and mean |x| per tensor/row/column */
-        ds_bd_entry ef = *e;
+        ds_delta_entry ef = *e;
         ef.t.dtype = DS_DTYPE_F32;
         uint64_t *bits = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row) + 1);
         float *sc = ds_malloc(sizeof(float) * (size_t)e->n_scales);
-        int64_t bad = ds_bitdelta_code(&ef, x, zero, bits, sc);
+        int64_t bad = ds_delta_code(&ef, x, zero, bits, sc);
         if (bad >= 0)
             rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: element %lld overflows float32 (--strength too large?)", what, e->t.name,
                         (long long)bad);
@@ -333,7 +333,7 @@ static int poison_local(const ds_ctx *ctx, const opts *o, double z, const ds_del
     const int same_for_all = o->a == A_SIGNFLIP || o->a == A_ALIE || o->a == A_IPM;
     for (int i = 0; i < layout->n && !rc; i++) {
         if (owner[i] != ctx->rank) continue;
-        const ds_bd_entry *e = &layout->entries[i];
+        const ds_delta_entry *e = &layout->entries[i];
         const size_t numel = (size_t)ds_tinfo_numel(&e->t);
         float *v = ds_malloc(sizeof(float) * (size_t)o->n_in * numel + 1), *x = ds_malloc(sizeof(float) * numel + 1);
         float *zero = e->coded ? ds_calloc(numel + 1, sizeof(float)) : NULL;

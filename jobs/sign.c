@@ -120,8 +120,8 @@ int ds_job_sign(ds_ctx *ctx, int argc, char **argv)
         if (rc) break;
         /* Keep the layout, close, then let rank 0 reopen serially to sign. */
         ds_delta_meta m = *ds_delta_get_meta(d);
-        m.entries = ds_malloc(sizeof(ds_bd_entry) * (size_t)(m.n ? m.n : 1));
-        memcpy(m.entries, ds_delta_get_meta(d)->entries, sizeof(ds_bd_entry) * (size_t)m.n);
+        m.entries = ds_malloc(sizeof(ds_delta_entry) * (size_t)(m.n ? m.n : 1));
+        memcpy(m.entries, ds_delta_get_meta(d)->entries, sizeof(ds_delta_entry) * (size_t)m.n);
         ds_delta_close(d);
         char sig_hex[129] = "";
         int rc1 = ctx->rank == 0 ? sign_one(argv[i], &m, sk, sig_hex) : 0;

@@ -4,11 +4,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "io/h5_delta.h"
-#include "io/h5_model.h"
 #include "kernels/cpu/bitpack.h"
 
-static const char *const mode_names[] = {"tensor", "row", "col"};
+const char *const ds_scale_kind_names[] = {"tensor", "row", "col", NULL};
+#define mode_names ds_scale_kind_names
 
 const char *ds_scale_kind_name(ds_scale_kind m)
 {
@@ -31,7 +30,7 @@ static const char *const default_globs[] = {
     "model.layers.*.mlp.*_proj.weight",
 };
 
-int ds_bitdelta_default_coded(const ds_tinfo *t)
+int ds_delta_default_coded(const ds_tinfo *t)
 {
     if (t->ndim != 2) return 0;
     for (size_t i = 0; i < sizeof default_globs / sizeof default_globs[0]; i++)
@@ -39,7 +38,7 @@ int ds_bitdelta_default_coded(const ds_tinfo *t)
     return 0;
 }
 
-void ds_bd_entry_code(ds_bd_entry *e, ds_scale_kind m)
+void ds_delta_entry_code(ds_delta_entry *e, ds_scale_kind m)
 {
     e->coded = 1;
     e->mode = m;
@@ -49,12 +48,12 @@ void ds_bd_entry_code(ds_bd_entry *e, ds_scale_kind m)
     e->n_scales = m == DS_SCALE_ROW ? e->rows : m == DS_SCALE_COL ? e->cols : 1;
 }
 
-int ds_bitdelta_plan(int n, const ds_tinfo *tensors, const ds_bd_options *o, ds_bd_entry *out)
+int ds_delta_plan(int n, const ds_tinfo *tensors, const ds_delta_options *o, ds_delta_entry *out)
 {
     for (int i = 0; i < n; i++) {
         memset(&out[i], 0, sizeof out[i]);
         out[i].t = tensors[i];
-        out[i].coded = ds_bitdelta_default_coded(&tensors[i]);
+        out[i].coded = ds_delta_default_coded(&tensors[i]);
     }
     for (int g = 0; g < o->n_bits_for; g++) {
         int hits = 0;
@@ -80,11 +79,11 @@ int ds_bitdelta_plan(int n, const ds_tinfo *tensors, const ds_bd_options *o, ds_
         if (!hits) return ds_err(DS_EXIT_USAGE, "--dense-for '%s' matches no tensor", o->dense_for[g]);
     }
     for (int i = 0; i < n; i++)
-        if (out[i].coded) ds_bd_entry_code(&out[i], o->mode);
+        if (out[i].coded) ds_delta_entry_code(&out[i], o->mode);
     return 0;
 }
 
-uint64_t ds_bd_entry_bytes(const ds_bd_entry *e, ds_bd_sizes *s)
+uint64_t ds_delta_entry_bytes(const ds_delta_entry *e, ds_delta_sizes *s)
 {
     uint64_t full = (uint64_t)ds_tinfo_bytes(&e->t), stored;
     if (s) s->full += full;
@@ -102,17 +101,17 @@ uint64_t ds_bd_entry_bytes(const ds_bd_entry *e, ds_bd_sizes *s)
     return stored;
 }
 
-double ds_bitdelta_ratio(int n, const ds_bd_entry *e, ds_bd_sizes *s)
+double ds_delta_ratio(int n, const ds_delta_entry *e, ds_delta_sizes *s)
 {
-    ds_bd_sizes z;
+    ds_delta_sizes z;
     if (!s) s = &z;
     memset(s, 0, sizeof *s);
-    for (int i = 0; i < n; i++) ds_bd_entry_bytes(&e[i], s);
+    for (int i = 0; i < n; i++) ds_delta_entry_bytes(&e[i], s);
     uint64_t stored = s->signs + s->scales + s->dense;
     return stored ? (double)s->full / (double)stored : 0.0;
 }
 
-void ds_bitdelta_scales(const ds_bd_entry *e, const double *row_abs, const double *col_abs, float *scales)
+void ds_delta_scales(const ds_delta_entry *e, const double *row_abs, const double *col_abs, float *scales)
 {
     if (e->mode == DS_SCALE_ROW) {
         for (int64_t i = 0; i < e->rows; i++) scales[i] = (float)(row_abs[i] / (double)e->cols);
@@ -128,7 +127,7 @@ void ds_bitdelta_scales(const ds_bd_entry *e, const double *row_abs, const doubl
 /* Elements converted per step of the chunked float loops (two 16 KiB stacks). */
 #define CHUNK 4096
 
-int64_t ds_bitdelta_code(const ds_bd_entry *e, const void *wf, const void *wb, uint64_t *bits, float *scales)
+int64_t ds_delta_code(const ds_delta_entry *e, const void *wf, const void *wb, uint64_t *bits, float *scales)
 {
     double *row_abs = ds_malloc(sizeof(double) * (size_t)e->rows);
     double *col_abs = e->mode == DS_SCALE_COL ? ds_calloc((size_t)e->cols, sizeof(double)) : NULL;
@@ -152,13 +151,13 @@ int64_t ds_bitdelta_code(const ds_bd_entry *e, const void *wf, const void *wb, u
                 }
         }
     }
-    if (bad < 0) ds_bitdelta_scales(e, row_abs, col_abs, scales);
+    if (bad < 0) ds_delta_scales(e, row_abs, col_abs, scales);
     free(row_abs);
     free(col_abs);
     return bad;
 }
 
-int64_t ds_bitdelta_dense(ds_dtype dt, const void *wf, const void *wb, size_t n, void *out)
+int64_t ds_delta_dense(ds_dtype dt, const void *wf, const void *wb, size_t n, void *out)
 {
     size_t es = ds_dtype_size(dt);
     float a[CHUNK], b[CHUNK];
@@ -175,7 +174,7 @@ int64_t ds_bitdelta_dense(ds_dtype dt, const void *wf, const void *wb, size_t n,
     return -1;
 }
 
-void ds_bitdelta_add_dense(ds_dtype dt, void *w, ds_dtype ddt, const void *d, size_t n)
+void ds_delta_add_dense(ds_dtype dt, void *w, ds_dtype ddt, const void *d, size_t n)
 {
     size_t es = ds_dtype_size(dt), des = ds_dtype_size(ddt);
     float a[CHUNK], b[CHUNK];
@@ -188,7 +187,7 @@ void ds_bitdelta_add_dense(ds_dtype dt, void *w, ds_dtype ddt, const void *d, si
     }
 }
 
-int ds_bitdelta_check_base(const char *delta_path, const char *delta_base_sha256, const char *base_path,
+int ds_delta_check_base(const char *delta_path, const char *delta_base_sha256, const char *base_path,
                            const char *base_sha256, int force, int rank)
 {
     if (base_sha256[0] && strcmp(delta_base_sha256, base_sha256) == 0) return 0;
@@ -207,87 +206,24 @@ int ds_bitdelta_check_base(const char *delta_path, const char *delta_base_sha256
     return 0;
 }
 
-int ds_bitdelta_add_entry(ds_delta_file *d, int k, ds_dtype dt, void *w, ds_bd_apply_fn apply, void *dev)
-{
-    const ds_bd_entry *e = &ds_delta_get_meta(d)->entries[k];
-    int rc;
-    if (e->coded) {
-        uint64_t *bits = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row));
-        float *sc = ds_malloc(sizeof(float) * (size_t)e->n_scales);
-        rc = ds_delta_read_signs(d, k, bits);
-        if (!rc) rc = ds_delta_read_scales(d, k, sc);
-        if (!rc && apply) rc = apply(dev, dt, w, e, bits, sc);
-        else if (!rc)
-            ds_bitpack_apply((ds_kdtype)dt, w, (ds_kdtype)dt, w, bits, (size_t)e->rows, (size_t)e->cols, e->mode, sc);
-        free(bits);
-        free(sc);
-    } else {
-        size_t n = (size_t)ds_tinfo_numel(&e->t);
-        void *dd = ds_malloc(n * ds_dtype_size(e->t.dtype));
-        rc = ds_delta_read_dense(d, k, e->t.dtype, dd);
-        if (!rc) ds_bitdelta_add_dense(dt, w, e->t.dtype, dd, n);
-        free(dd);
-    }
-    return rc;
-}
-
-int ds_bitdelta_apply_f32(ds_delta_file *d, int n, const ds_tinfo *tinfo, float *const *w)
-{
-    const ds_delta_meta *m = ds_delta_get_meta(d);
-    const char *path = ds_delta_path(d);
-    for (int k = 0; k < m->n; k++) {
-        const ds_bd_entry *e = &m->entries[k];
-        int i = 0;
-        while (i < n && strcmp(tinfo[i].name, e->t.name) != 0) i++;
-        char s1[96], s2[96];
-        if (i == n) return ds_err(DS_EXIT_INPUT, "%s: tensor %s: not in the model", path, e->t.name);
-        if (!ds_tinfo_same_shape(&tinfo[i], &e->t))
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: delta shape %s, model shape %s", path, e->t.name,
-                          ds_shape_str(&e->t, s1, sizeof s1), ds_shape_str(&tinfo[i], s2, sizeof s2));
-        int rc = ds_bitdelta_add_entry(d, k, DS_DTYPE_F32, w[i], NULL, NULL);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
-int ds_bitdelta_config_same(const ds_config *a, const ds_config *b)
+int ds_delta_config_same(const ds_config *a, const ds_config *b)
 {
     return a->dim == b->dim && a->hidden_dim == b->hidden_dim && a->n_layers == b->n_layers &&
            a->n_heads == b->n_heads && a->n_kv_heads == b->n_kv_heads && a->vocab_size == b->vocab_size &&
            a->tied_embeddings == b->tied_embeddings;
 }
 
-int ds_bitdelta_check_config(const char *delta_path, const ds_config *dcfg, const char *base_path,
+int ds_delta_check_config(const char *delta_path, const ds_config *dcfg, const char *base_path,
                              const ds_config *bcfg)
 {
-    if (ds_bitdelta_config_same(dcfg, bcfg)) return 0;
+    if (ds_delta_config_same(dcfg, bcfg)) return 0;
     return ds_err(DS_EXIT_INPUT, "%s: made for a model with dim %d, hidden %d, %d layers, %d/%d heads, vocab %d; %s has dim %d, hidden %d, %d layers, %d/%d heads, vocab %d",
                   delta_path, dcfg->dim, dcfg->hidden_dim, dcfg->n_layers, dcfg->n_heads, dcfg->n_kv_heads,
                   dcfg->vocab_size, base_path, bcfg->dim, bcfg->hidden_dim, bcfg->n_layers, bcfg->n_heads,
                   bcfg->n_kv_heads, bcfg->vocab_size);
 }
 
-int ds_bitdelta_apply_to_model(const ds_ctx *ctx, const char *delta_path, const char *base_path, int force,
-                               const ds_config *cfg, int n, const ds_tinfo *tinfo, float *const *w)
-{
-    /* The base's recorded content hash: its metadata only, no tensor is read. */
-    ds_model_file *bf;
-    int rc = ds_model_open(base_path, ctx->comm, &bf);
-    if (rc) return rc;
-    char base_sha[65];
-    snprintf(base_sha, sizeof base_sha, "%s", ds_model_get_meta(bf)->content_sha256);
-    ds_model_close(bf);
-    ds_delta_file *d;
-    if ((rc = ds_delta_open(delta_path, ctx->comm, &d))) return rc;
-    const ds_delta_meta *m = ds_delta_get_meta(d);
-    rc = ds_bitdelta_check_base(delta_path, m->base_sha256, base_path, base_sha, force, ctx->rank);
-    if (!rc) rc = ds_bitdelta_check_config(delta_path, &m->cfg, base_path, cfg);
-    if (!rc) rc = ds_bitdelta_apply_f32(d, n, tinfo, w);
-    ds_delta_close(d);
-    return ds_ctx_agree(ctx, rc);
-}
-
-int ds_bitdelta_shapes_config(const char *name, ds_config *cfg, ds_dtype *dt)
+int ds_delta_shapes_config(const char *name, ds_config *cfg, ds_dtype *dt)
 {
     if (strcmp(name, "llama-7b") != 0)
         return ds_err(DS_EXIT_USAGE, "--shapes '%s': unknown model family (known: llama-7b)", name);

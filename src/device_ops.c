@@ -90,8 +90,8 @@ static int kernel_failed(const ds_dev *d, const char *name)
 }
 
 /* The GPU half of ds_dev_code: bits, row and (per column) column |delta|
- * sums, as ds_bitdelta_code gets them from ds_bitpack_compress. */
-static int code_cuda(ds_dev *d, const ds_bd_entry *e, const void *wf, const void *wb, uint64_t *bits,
+ * sums, as ds_delta_code gets them from ds_bitpack_compress. */
+static int code_cuda(ds_dev *d, const ds_delta_entry *e, const void *wf, const void *wb, uint64_t *bits,
                      double *row_abs, double *col_abs)
 {
     const char *nm = e->t.name;
@@ -128,7 +128,7 @@ void ds_dev_close(ds_dev *d)
     free(d);
 }
 
-int ds_dev_code(ds_dev *d, const ds_bd_entry *e, const void *wf, const void *wb, uint64_t *bits, float *scales,
+int ds_dev_code(ds_dev *d, const ds_delta_entry *e, const void *wf, const void *wb, uint64_t *bits, float *scales,
                 int64_t *bad)
 {
 #ifdef DS_HAVE_CUDA
@@ -139,19 +139,19 @@ int ds_dev_code(ds_dev *d, const ds_bd_entry *e, const void *wf, const void *wb,
         *bad = -1;
         for (int64_t i = 0; !rc && i < e->rows && finite; i++) finite = isfinite(row_abs[i]);
         /* A non-finite sum: the CPU path names the first bad element. */
-        if (!rc && !finite) *bad = ds_bitdelta_code(e, wf, wb, bits, scales);
-        else if (!rc) ds_bitdelta_scales(e, row_abs, col_abs, scales);
+        if (!rc && !finite) *bad = ds_delta_code(e, wf, wb, bits, scales);
+        else if (!rc) ds_delta_scales(e, row_abs, col_abs, scales);
         free(row_abs);
         free(col_abs);
         return rc;
     }
 #endif
     (void)d;
-    *bad = ds_bitdelta_code(e, wf, wb, bits, scales);
+    *bad = ds_delta_code(e, wf, wb, bits, scales);
     return 0;
 }
 
-int ds_dev_apply(ds_dev *d, ds_dtype dt, void *w, const ds_bd_entry *e, const uint64_t *bits,
+int ds_dev_apply(ds_dev *d, ds_dtype dt, void *w, const ds_delta_entry *e, const uint64_t *bits,
                  const float *scales)
 {
     size_t rows = (size_t)e->rows, cols = (size_t)e->cols;

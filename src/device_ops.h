@@ -29,16 +29,16 @@ int ds_dev_cpu_only(const char *arg);
 /* Frees the GPU buffers; NULL is fine. */
 void ds_dev_close(ds_dev *d);
 
-/* ds_bitdelta_code on the device: signs and scales of the coded tensor e
+/* ds_delta_code on the device: signs and scales of the coded tensor e
  * from W_f and W_b (e->t.dtype). *bad = -1, or the flat index of the first
  * non-finite delta (found on the CPU, the rare error path). 0, or
  * DS_EXIT_FAIL with ds_err naming the tensor when the GPU fails. */
-int ds_dev_code(ds_dev *d, const ds_bd_entry *e, const void *wf, const void *wb, uint64_t *bits, float *scales,
+int ds_dev_code(ds_dev *d, const ds_delta_entry *e, const void *wf, const void *wb, uint64_t *bits, float *scales,
                 int64_t *bad);
 
 /* ds_bitpack_apply in place on the device: w (rows x cols of e, dtype dt)
  * becomes round_dt(w + g(2b - 1)) with e's scale kind. 0, or DS_EXIT_FAIL
  * with ds_err naming the tensor when the GPU fails. */
-int ds_dev_apply(ds_dev *d, ds_dtype dt, void *w, const ds_bd_entry *e, const uint64_t *bits,
+int ds_dev_apply(ds_dev *d, ds_dtype dt, void *w, const ds_delta_entry *e, const uint64_t *bits,
                  const float *scales);
 #endif

@@ -45,7 +45,7 @@ int ds_job_version(ds_ctx *ctx, int argc, char **argv)
     return 0;
 }
 
-#include "tests/mpi_asan.h" /* an MPI program: no leak report of Open MPI's allocations */
+#include "src/mpi_asan.h" /* an MPI program: no leak report of Open MPI's allocations */
 
 /* Debian 12's OpenBLAS 0.3.21 takes CPUs it does not recognise (recent or
  * virtual Xeons) for a Prescott and runs its SSE3 kernels, 3-4x slower. It

@@ -66,7 +66,7 @@ int main(int argc, char **argv)
         {"c.dense", 0, DS_DTYPE_F32, 2, 10, 7},        {"d.norm", 0, DS_DTYPE_BF16, 1, 33, 0},
         {"e.half", 0, DS_DTYPE_F16, 2, 5, 6}};
     const int nt = 5;
-    ds_bd_entry e[5];
+    ds_delta_entry e[5];
     memset(e, 0, sizeof e);
     for (int i = 0; i < nt; i++) {
         snprintf(e[i].t.name, sizeof e[i].t.name, "%s", spec[i].name);
@@ -74,7 +74,7 @@ int main(int argc, char **argv)
         e[i].t.ndim = spec[i].ndim;
         e[i].t.shape[0] = spec[i].s0;
         e[i].t.shape[1] = spec[i].s1;
-        if (spec[i].coded) ds_bd_entry_code(&e[i], mode);
+        if (spec[i].coded) ds_delta_entry_code(&e[i], mode);
     }
     ds_delta_meta m;
     memset(&m, 0, sizeof m);

@@ -7,7 +7,7 @@
 #include <string.h>
 #include "src/comm.h"
 #include "src/device.h"
-#include "tests/mpi_asan.h"
+#include "src/mpi_asan.h"
 
 static ds_ctx ctx;
 

@@ -1,5 +1,5 @@
 /* Unit tests of the per-tensor math of src/bitdelta.c against naive loops
- * written here: signs and scales of ds_bitdelta_code (f32 and bf16, tensor /
+ * written here: signs and scales of ds_delta_code (f32 and bf16, tensor /
  * row / column scales, odd widths), the index of the first non-finite delta,
  * dense deltas and their addition. */
 #include "config.h"
@@ -16,10 +16,10 @@ static float frand(unsigned *s)
     return ((float)((*s >> 8) & 0xffff) / 65536.0f - 0.5f) * 0.1f;
 }
 
-static ds_bd_entry entry(ds_dtype dt, int64_t r, int64_t c, ds_scale_kind m)
+static ds_delta_entry entry(ds_dtype dt, int64_t r, int64_t c, ds_scale_kind m)
 {
-    ds_bd_entry e = {.t = {.name = "model.layers.0.mlp.up_proj.weight", .dtype = dt, .ndim = 2, .shape = {r, c}}};
-    ds_bd_entry_code(&e, m);
+    ds_delta_entry e = {.t = {.name = "model.layers.0.mlp.up_proj.weight", .dtype = dt, .ndim = 2, .shape = {r, c}}};
+    ds_delta_entry_code(&e, m);
     return e;
 }
 
@@ -38,11 +38,11 @@ static void check_code(ds_dtype dt, int64_t rows, int64_t cols, ds_scale_kind m)
     ds_from_f32(dt, b, wb, n);
     ds_to_f32(dt, wa, fa, n); /* the values as stored */
     ds_to_f32(dt, wb, fb, n);
-    ds_bd_entry e = entry(dt, rows, cols, m);
+    ds_delta_entry e = entry(dt, rows, cols, m);
     uint64_t *bits = malloc(sizeof(uint64_t) * (size_t)(rows * e.words_per_row));
     float *sc = malloc(sizeof(float) * (size_t)e.n_scales);
     memset(bits, 0xff, sizeof(uint64_t) * (size_t)(rows * e.words_per_row)); /* padding must be cleared */
-    ck_assert_int_eq(ds_bitdelta_code(&e, wa, wb, bits, sc), -1);
+    ck_assert_int_eq(ds_delta_code(&e, wa, wb, bits, sc), -1);
     double *sum = calloc((size_t)(rows > cols ? rows : cols) + 1, sizeof(double)), tot = 0;
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < cols + 64; j++) {
@@ -81,18 +81,18 @@ START_TEST(test_nonfinite)
     for (int i = 0; i < 3 * 70; i++) a[i] = b[i] = frand(&seed);
     a[150] = NAN;
     b[100] = INFINITY; /* the first one, in row 1 */
-    ds_bd_entry e = entry(DS_DTYPE_F32, 3, 70, DS_SCALE_TENSOR);
+    ds_delta_entry e = entry(DS_DTYPE_F32, 3, 70, DS_SCALE_TENSOR);
     uint64_t bits[6];
     float sc[1];
-    ck_assert_int_eq(ds_bitdelta_code(&e, a, b, bits, sc), 100);
+    ck_assert_int_eq(ds_delta_code(&e, a, b, bits, sc), 100);
     b[100] = a[100];
-    ck_assert_int_eq(ds_bitdelta_code(&e, a, b, bits, sc), 150);
+    ck_assert_int_eq(ds_delta_code(&e, a, b, bits, sc), 150);
     /* finite inputs whose float32 difference overflows */
     a[150] = 3e38f;
     b[150] = -3e38f;
-    ck_assert_int_eq(ds_bitdelta_code(&e, a, b, bits, sc), 150);
+    ck_assert_int_eq(ds_delta_code(&e, a, b, bits, sc), 150);
     float out[3 * 70];
-    ck_assert_int_eq(ds_bitdelta_dense(DS_DTYPE_F32, a, b, 3 * 70, out), 150);
+    ck_assert_int_eq(ds_delta_dense(DS_DTYPE_F32, a, b, 3 * 70, out), 150);
 }
 END_TEST
 
@@ -109,7 +109,7 @@ START_TEST(test_dense)
     for (ds_dtype dt = DS_DTYPE_F16; dt <= DS_DTYPE_BF16; dt++) {
         ds_from_f32(dt, a, ha, N);
         ds_from_f32(dt, b, hb, N);
-        ck_assert_int_eq(ds_bitdelta_dense(dt, ha, hb, N, hd), -1);
+        ck_assert_int_eq(ds_delta_dense(dt, ha, hb, N, hd), -1);
         ds_to_f32(dt, hd, d, N);
         for (int i = 0; i < N; i++) {
             float x, y;
@@ -122,9 +122,9 @@ START_TEST(test_dense)
         }
         /* in place (out == wf) and back: base + dense delta */
         memcpy(hd, ha, sizeof ha);
-        ck_assert_int_eq(ds_bitdelta_dense(dt, hd, hb, N, hd), -1);
+        ck_assert_int_eq(ds_delta_dense(dt, hd, hb, N, hd), -1);
         memcpy(w, b, sizeof w);
-        ds_bitdelta_add_dense(DS_DTYPE_F32, w, dt, hd, N);
+        ds_delta_add_dense(DS_DTYPE_F32, w, dt, hd, N);
         for (int i = 0; i < N; i++) {
             float y, dd;
             ds_to_f32(dt, &hb[i], &y, 1);

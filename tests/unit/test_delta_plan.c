@@ -42,30 +42,30 @@ static int llama7b(ds_tinfo *t)
 }
 
 static ds_tinfo T[3 + 32 * 9];
-static ds_bd_entry E[3 + 32 * 9];
+static ds_delta_entry E[3 + 32 * 9];
 
 START_TEST(test_default_set)
 {
     ds_tinfo a = ti("model.layers.3.self_attn.k_proj.weight", 8, 8);
-    ck_assert(ds_bitdelta_default_coded(&a));
+    ck_assert(ds_delta_default_coded(&a));
     a = ti("model.layers.12.mlp.down_proj.weight", 8, 8);
-    ck_assert(ds_bitdelta_default_coded(&a));
+    ck_assert(ds_delta_default_coded(&a));
     a = ti("model.embed_tokens.weight", 8, 8);
-    ck_assert(!ds_bitdelta_default_coded(&a));
+    ck_assert(!ds_delta_default_coded(&a));
     a = ti("lm_head.weight", 8, 8);
-    ck_assert(!ds_bitdelta_default_coded(&a));
+    ck_assert(!ds_delta_default_coded(&a));
     a = ti("model.layers.0.input_layernorm.weight", 8, 0);
-    ck_assert(!ds_bitdelta_default_coded(&a));
+    ck_assert(!ds_delta_default_coded(&a));
 }
 END_TEST
 
 START_TEST(test_ratio_7b_default)
 {
     int n = llama7b(T);
-    ds_bd_options o = {.mode = DS_SCALE_TENSOR};
-    ck_assert_int_eq(ds_bitdelta_plan(n, T, &o, E), 0);
-    ds_bd_sizes s;
-    double r = ds_bitdelta_ratio(n, E, &s);
+    ds_delta_options o = {.mode = DS_SCALE_TENSOR};
+    ck_assert_int_eq(ds_delta_plan(n, T, &o, E), 0);
+    ds_delta_sizes s;
+    double r = ds_delta_ratio(n, E, &s);
     /* 6,738,415,616 parameters * 2 bytes. */
     ck_assert_uint_eq(s.full, 13476831232ull);
     /* 32 layers * (4 * 4096*4096 + 3 * 4096*11008) bits; 11008 = 172 words. */
@@ -82,10 +82,10 @@ START_TEST(test_ratio_7b_all_rows)
 {
     int n = llama7b(T);
     const char *bits[] = {"model.embed_tokens.weight", "lm_head.weight"};
-    ds_bd_options o = {.bits_for = bits, .n_bits_for = 2, .mode = DS_SCALE_ROW};
-    ck_assert_int_eq(ds_bitdelta_plan(n, T, &o, E), 0);
-    ds_bd_sizes s;
-    double r = ds_bitdelta_ratio(n, E, &s);
+    ds_delta_options o = {.bits_for = bits, .n_bits_for = 2, .mode = DS_SCALE_ROW};
+    ck_assert_int_eq(ds_delta_plan(n, T, &o, E), 0);
+    ds_delta_sizes s;
+    double r = ds_delta_ratio(n, E, &s);
     ck_assert_uint_eq(s.signs, 809500672ull + 2ull * 32000 * 64 * 8);
     /* rows: 32 * (4*4096 + 2*11008 + 4096) + 2 * 32000 */
     ck_assert_uint_eq(s.scales, (32ull * 42496 + 64000) * 4);
@@ -100,13 +100,13 @@ START_TEST(test_padding_and_cols)
     /* 3 x 65: two words per row, the second holds one real bit. */
     ds_tinfo t = ti("model.layers.0.mlp.up_proj.weight", 3, 65);
     t.dtype = DS_DTYPE_F32;
-    ds_bd_options o = {.mode = DS_SCALE_COL};
-    ds_bd_entry e;
-    ck_assert_int_eq(ds_bitdelta_plan(1, &t, &o, &e), 0);
+    ds_delta_options o = {.mode = DS_SCALE_COL};
+    ds_delta_entry e;
+    ck_assert_int_eq(ds_delta_plan(1, &t, &o, &e), 0);
     ck_assert_int_eq(e.words_per_row, 2);
     ck_assert_int_eq(e.n_scales, 65);
-    ds_bd_sizes s;
-    ds_bitdelta_ratio(1, &e, &s);
+    ds_delta_sizes s;
+    ds_delta_ratio(1, &e, &s);
     ck_assert_uint_eq(s.signs, 3 * 2 * 8);
     ck_assert_uint_eq(s.scales, 65 * 4);
     ck_assert_uint_eq(s.full, 3 * 65 * 4);
@@ -118,18 +118,18 @@ START_TEST(test_globs)
     int n = llama7b(T);
     /* dense-for wins over bits-for; bits-for on a 1-D tensor is refused. */
     const char *bits[] = {"lm_head.weight"}, *dense[] = {"lm_head.*", "model.layers.1[0-9].*"};
-    ds_bd_options o = {.bits_for = bits, .n_bits_for = 1, .dense_for = dense, .n_dense_for = 2};
-    ck_assert_int_eq(ds_bitdelta_plan(n, T, &o, E), 0);
+    ds_delta_options o = {.bits_for = bits, .n_bits_for = 1, .dense_for = dense, .n_dense_for = 2};
+    ck_assert_int_eq(ds_delta_plan(n, T, &o, E), 0);
     int coded = 0;
     for (int i = 0; i < n; i++) coded += E[i].coded;
     ck_assert_int_eq(coded, 22 * 7);
     const char *bad[] = {"model.norm.weight"};
-    o = (ds_bd_options){.bits_for = bad, .n_bits_for = 1};
-    ck_assert_int_eq(ds_bitdelta_plan(n, T, &o, E), DS_EXIT_USAGE);
+    o = (ds_delta_options){.bits_for = bad, .n_bits_for = 1};
+    ck_assert_int_eq(ds_delta_plan(n, T, &o, E), DS_EXIT_USAGE);
     ck_assert(strstr(ds_errmsg(), "model.norm.weight") != NULL);
     const char *none[] = {"nothing.*"};
-    o = (ds_bd_options){.dense_for = none, .n_dense_for = 1};
-    ck_assert_int_eq(ds_bitdelta_plan(n, T, &o, E), DS_EXIT_USAGE);
+    o = (ds_delta_options){.dense_for = none, .n_dense_for = 1};
+    ck_assert_int_eq(ds_delta_plan(n, T, &o, E), DS_EXIT_USAGE);
     ds_scale_kind m;
     ck_assert_int_eq(ds_scale_kind_parse("col", &m), 0);
     ck_assert_int_eq(m, DS_SCALE_COL);

@@ -17,7 +17,7 @@
 #include "io/h5_model.h"
 #include "src/hash.h"
 #include "src/shard.h"
-#include "tests/mpi_asan.h"
+#include "src/mpi_asan.h"
 
 static char dir[2048];
 static int rank, nranks;

@@ -1,7 +1,7 @@
 /* Checkpoint loading and saving for the engine, threads per rank, and
- * data-parallel perplexity (src/model_io.h). */
+ * data-parallel perplexity (io/model_io.h). */
 #include "config.h"
-#include "src/model_io.h"
+#include "io/model_io.h"
 #include <cblas.h>
 #include <math.h>
 #include <sched.h>
