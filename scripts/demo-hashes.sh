@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The content hashes of a demo run's outputs (scripts/demo.sh), one line a
+# file: HDF5 checkpoints and deltas by their recorded content_sha256 (checked
+# by inspect), reports by the sha256 of their bytes. Two runs of the same tree
+# (or a tree before and after a refactoring) must print the same lines.
+# usage: scripts/demo-hashes.sh [DEMO_OUT] [DELTASOUP]
+set -euo pipefail
+out=${1:-demo-out}
+ds=${2:-build/deltasoup}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+ds=$(cd "$(dirname "$ds")" && pwd)/$(basename "$ds")
+cd "$out"
+for f in $(find . -name '*.h5' | sort); do
+    h=$("$ds" inspect --json "$f" | /usr/bin/python3 -c 'import json,sys; c=json.load(sys.stdin)["content_sha256"]; print(c["recorded"] if c["match"] else "MISMATCH")')
+    printf '%s  %s\n' "$h" "${f#./}"
+done
+# Reports: eval tables and the soup / gate reports (no timings in them).
+for f in eval.csv soup.json gate_base.json gate_soup.json base.safetensors config.json; do
+    [ -f "$f" ] && printf '%s  %s\n' "$(sha256sum < "$f" | cut -c1-64)" "$f"
+done
