@@ -10,6 +10,7 @@
 #  3. the evaluation step fails: nothing is published, latest stays on 2.
 # Nights 2 and 3 are queued together: singleton must hold 3 back until 2 ends.
 # aggregate.sbatch runs once on its own too (and once with no deltas).
+. "$(dirname "$0")/../defaults.sh"
 . "$top_srcdir/tests/slurm/cluster.sh"
 . "$top_srcdir/tests/slurm/fixtures.sh"
 ds_need_jobs import finetune compress apply eval inspect aggregate gate
@@ -20,7 +21,7 @@ w=$DS_CLUSTER_DIR/work
 ds_fixtures "$w" 4
 cd "$w" || exit 99
 S=$top_srcdir/slurm
-PY=${PYTHON3:-/usr/bin/python3}
+PY=$PYTHON3
 
 mkdir inbox soup
 for i in 1 2 3 4; do
@@ -114,9 +115,14 @@ echo "$logged" | awk -v b="$base_ppl" -v c="$ppl1" '{ exit !(NF == 2 && $1 - b <
 
 j2=$(night $day2 DS_METHOD=multi-krum DS_BYZANTINE=1) || exit 99
 j3=$(night $day3 DS_EVAL_TEXT=$w/missing.txt) || exit 99
-while [ "$(ds_job_field "$j2" JobState)" != COMPLETED ] && [ "$(ds_job_field "$j2" JobState)" != FAILED ]; do
-    [ "$(ds_job_field "$j3" JobState)" = PENDING ] ||
-        ds_cluster_fail "night 3 ran ($(ds_job_field "$j3" JobState)) while night 2 was not done: singleton ignored"
+# Night 3's state is read before night 2's: night 3 seen started while night 2
+# was still not done afterwards means they overlapped (the other order of the
+# two reads fails when night 2 ends and night 3 starts between them).
+while :; do
+    s3=$(ds_job_field "$j3" JobState)
+    s2=$(ds_job_field "$j2" JobState)
+    [ "$s2" = COMPLETED ] || [ "$s2" = FAILED ] && break
+    [ "$s3" = PENDING ] || ds_cluster_fail "night 3 ran ($s3) while night 2 was not done ($s2): singleton ignored"
     sleep 0.5
 done
 st=$(ds_job_wait "$j2" 180) || exit 99
