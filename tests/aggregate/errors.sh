@@ -3,7 +3,7 @@
 # (and tensor), a non-zero exit code of the documented kind, and no output
 # left behind (neither OUT nor OUT.tmp).
 set -u
-: "${top_builddir:=.}" "${top_srcdir:=.}" "${DELTASOUP:=$top_builddir/deltasoup}" "${PYTHON3:=/usr/bin/python3}"
+. "$(dirname "$0")/../defaults.sh"
 d=tests/aggregate/errors.d
 rm -rf "$d" && mkdir -p "$d" || exit 1
 fail() { echo "errors.sh: FAIL: $*" >&2; exit 1; }

@@ -6,7 +6,7 @@
 # the 29 extra inputs would take 139 MB; the 32-user expansion to floats
 # would be 3.8 GB.
 set -u
-: "${top_builddir:=.}" "${top_srcdir:=.}" "${DELTASOUP:=$top_builddir/deltasoup}"
+. "$(dirname "$0")/../defaults.sh"
 d=tests/aggregate/memory.d
 rm -rf "$d" && mkdir -p "$d" || exit 1
 fail() { echo "memory.sh: FAIL: $*" >&2; exit 1; }

@@ -7,7 +7,7 @@
 # poisoned delta gets Krum weight 0 and barely moves the median and the
 # trimmed mean, while it drags the mean far away.
 set -u
-: "${top_builddir:=.}" "${top_srcdir:=.}" "${DELTASOUP:=$top_builddir/deltasoup}" "${PYTHON3:=/usr/bin/python3}"
+. "$(dirname "$0")/../defaults.sh"
 "$PYTHON3" -c 'import numpy, h5py' 2>/dev/null || { echo "SKIP: $PYTHON3 lacks numpy or h5py"; exit 77; }
 d=tests/aggregate/methods.d
 rm -rf "$d" && mkdir -p "$d" || exit 1

@@ -5,7 +5,7 @@
 # report (weights, kept fractions, Krum scores) are identical at 1, 2, 3
 # and 4 ranks.
 set -u
-: "${top_builddir:=.}" "${top_srcdir:=.}" "${DELTASOUP:=$top_builddir/deltasoup}"
+. "$(dirname "$0")/../defaults.sh"
 d=tests/aggregate/ranks.d
 rm -rf "$d" && mkdir -p "$d" || exit 1
 fail() { echo "ranks.sh: FAIL: $*" >&2; exit 1; }

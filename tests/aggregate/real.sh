@@ -3,7 +3,7 @@
 # seeds: import, finetune, compress) against the independent numpy
 # reference (tests/python/aggregate_ref.py).
 set -u
-: "${top_builddir:=.}" "${top_srcdir:=.}" "${DELTASOUP:=$top_builddir/deltasoup}" "${PYTHON3:=/usr/bin/python3}"
+. "$(dirname "$0")/../defaults.sh"
 "$PYTHON3" -c 'import numpy, h5py' 2>/dev/null || { echo "SKIP: $PYTHON3 lacks numpy or h5py"; exit 77; }
 d=tests/aggregate/real.d
 rm -rf "$d" && mkdir -p "$d" || exit 1

@@ -8,7 +8,7 @@
 # A checkpoint is refused for other inputs or another method, and when its
 # partial output is gone; a run without --checkpoint starts clean.
 set -u
-: "${top_builddir:=.}" "${top_srcdir:=.}" "${DELTASOUP:=$top_builddir/deltasoup}" "${MPIEXEC:=mpiexec}"
+. "$(dirname "$0")/../defaults.sh"
 d=tests/aggregate/resume.d
 rm -rf "$d" && mkdir -p "$d" || exit 1
 fail() { echo "resume.sh: FAIL: $*" >&2; exit 1; }

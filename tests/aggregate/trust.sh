@@ -8,7 +8,7 @@
 # content_sha256, refuses a file whose data no longer matches it, and keygen
 # writes a 0600 secret key.
 set -u
-: "${top_builddir:=.}" "${top_srcdir:=.}" "${DELTASOUP:=$top_builddir/deltasoup}" "${PYTHON3:=/usr/bin/python3}"
+. "$(dirname "$0")/../defaults.sh"
 "$PYTHON3" -c 'import numpy, h5py' 2>/dev/null || { echo "SKIP: $PYTHON3 lacks numpy or h5py"; exit 77; }
 d=tests/aggregate/trust.d
 rm -rf "$d" && mkdir -p "$d" || exit 1

@@ -5,9 +5,8 @@
 # at 2 ranks, so that a message printed by every rank would show (the others
 # at 1: a failing mpiexec waits about a second and a half before it exits).
 set -eu
-: "${DELTASOUP:?} ${top_srcdir:?}"
-PY=${PYTHON3:-/usr/bin/python3}
-MPIEXEC=${MPIEXEC:-mpiexec}
+. "$(dirname "$0")/../defaults.sh"
+PY=$PYTHON3
 $PY -c 'import numpy, h5py' 2>/dev/null || { echo "skip: $PY lacks numpy/h5py"; exit 77; }
 ref=$top_srcdir/tests/python/bitdelta_ref.py
 bad=$top_srcdir/tests/python/bitdelta_bad.py

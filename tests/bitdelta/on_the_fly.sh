@@ -6,9 +6,8 @@
 # refused (one error line, exit 3) unless --force. The fine-tune is a real
 # one from `deltasoup finetune` on text unlike the base's.
 set -eu
-: "${DELTASOUP:?} ${top_srcdir:?}"
-PY=${PYTHON3:-/usr/bin/python3}
-MPIEXEC=${MPIEXEC:-mpiexec}
+. "$(dirname "$0")/../defaults.sh"
+PY=$PYTHON3
 model=$top_srcdir/data/models/stories260K
 text=$top_srcdir/data/lm_corpus/tinystories_sample.txt
 w=${TMPDIR:-/tmp}/ds-bitdelta-fly.$$

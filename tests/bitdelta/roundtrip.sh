@@ -5,9 +5,8 @@
 # and both content hashes; then the delta's and the applied model's content
 # hashes at 1, 2, 3 and 4 ranks.
 set -eu
-: "${DELTASOUP:?} ${top_srcdir:?}"
-PY=${PYTHON3:-/usr/bin/python3}
-MPIEXEC=${MPIEXEC:-mpiexec}
+. "$(dirname "$0")/../defaults.sh"
+PY=$PYTHON3
 $PY -c 'import numpy, h5py' 2>/dev/null || { echo "skip: $PY lacks numpy/h5py"; exit 77; }
 ref=$top_srcdir/tests/python/bitdelta_ref.py
 model=$top_srcdir/data/models/stories260K

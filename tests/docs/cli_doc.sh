@@ -1,6 +1,6 @@
 #!/bin/sh
 # docs/cli.md must be what scripts/gen-cli-doc.sh makes from the built program.
-: "${top_srcdir:=.}" "${DELTASOUP:=./deltasoup}"
+. "$(dirname "$0")/../defaults.sh"
 OMPI_MCA_ess_singleton_isolated=1; export OMPI_MCA_ess_singleton_isolated
 bash "$top_srcdir/scripts/gen-cli-doc.sh" "$DELTASOUP" > cli_doc.out || exit 1
 if ! diff -u "$top_srcdir/docs/cli.md" cli_doc.out; then

@@ -5,9 +5,8 @@
 # its rows of the list run; the deltas change the numbers; CSV = JSON; the
 # KL of a delta against the applied model is ~0; --ppl keeps its report.
 set -eu
-: "${DELTASOUP:?} ${top_srcdir:?}"
-PY=${PYTHON3:-/usr/bin/python3}
-MPIEXEC=${MPIEXEC:-mpiexec}
+. "$(dirname "$0")/../defaults.sh"
+PY=$PYTHON3
 w=$(mktemp -d /tmp/ds-eval-deltas.XXXXXX)
 trap 'rm -rf "$w"' EXIT
 S=$top_srcdir/data/models/stories260K

@@ -4,8 +4,7 @@
 # one error line naming the culprit, and no output file left behind (also
 # when a later delta fails after earlier models were evaluated).
 set -u
-: "${DELTASOUP:?} ${top_srcdir:?}"
-MPIEXEC=${MPIEXEC:-mpiexec}
+. "$(dirname "$0")/../defaults.sh"
 w=$(mktemp -d /tmp/ds-eval-errors.XXXXXX)
 trap 'rm -rf "$w"' EXIT
 S=$top_srcdir/data/models/stories260K

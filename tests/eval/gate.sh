@@ -5,7 +5,7 @@
 # one file, and malformed inputs (exit 2 / 3). Expected verdicts follow from
 # the rule in docs/eval.md, worked out by hand below.
 set -u
-: "${DELTASOUP:?}"
+. "$(dirname "$0")/../defaults.sh"
 w=$(mktemp -d /tmp/ds-eval-gate.XXXXXX)
 trap 'rm -rf "$w"' EXIT
 fail() { echo "FAIL: $*"; cat "$w/out" "$w/err" 2>/dev/null; exit 1; }

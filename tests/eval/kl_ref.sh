@@ -3,9 +3,8 @@
 # the spec-written BPE, float64 PyTorch): KL(p_base || p_finetuned) per
 # predicted token and its standard error, at 2 ranks, on a real fine-tune.
 set -eu
-: "${DELTASOUP:?} ${top_srcdir:?}"
-PY=${PYTHON3:-/usr/bin/python3}
-MPIEXEC=${MPIEXEC:-mpiexec}
+. "$(dirname "$0")/../defaults.sh"
+PY=$PYTHON3
 $PY -c 'import torch, h5py' 2>/dev/null || { echo "skip: no torch/h5py"; exit 77; }
 w=$(mktemp -d /tmp/ds-eval-kl.XXXXXX)
 trap 'rm -rf "$w"' EXIT

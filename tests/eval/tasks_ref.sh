@@ -7,9 +7,8 @@
 # XSTest; MT-Bench answers (second turn after the first answer) and their
 # FastChat answer file. Run at 2 ranks.
 set -eu
-: "${DELTASOUP:?} ${top_srcdir:?}"
-PY=${PYTHON3:-/usr/bin/python3}
-MPIEXEC=${MPIEXEC:-mpiexec}
+. "$(dirname "$0")/../defaults.sh"
+PY=$PYTHON3
 $PY -c 'import torch, h5py' 2>/dev/null || { echo "skip: no torch/h5py"; exit 77; }
 w=$(mktemp -d /tmp/ds-eval-ref.XXXXXX)
 trap 'rm -rf "$w"' EXIT

@@ -4,6 +4,7 @@
 # for another base (unless --force), a fine-tuned model with another config,
 # an empty or too short calibration text, an existing output, bad options,
 # missing files, a checkpoint folder that is a file.
+. "$(dirname "$0")/../defaults.sh"
 . "$top_srcdir/tests/fitscales/common.sh"
 fs_setup bad
 $PY -c 'import h5py' 2>/dev/null || { echo "skip: no h5py"; exit 77; }

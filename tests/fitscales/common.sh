@@ -14,7 +14,7 @@ fs_fail()
 
 fs_setup()
 {
-    PY=${PYTHON3:-/usr/bin/python3}
+    PY=$PYTHON3
     # OpenBLAS 0.3.21 falls back to slow kernels on CPUs it does not know
     # (docs/model.md).
     if [ -z "$OPENBLAS_CORETYPE" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then

@@ -7,6 +7,7 @@
 # eval` (the engine, checked against PyTorch in tests/model/): the fitted
 # scales give a lower KL(finetuned || compressed) than mean|d| and an NLL
 # closer to the fine-tune's. docs/fit-scales.md gives the numbers.
+. "$(dirname "$0")/../defaults.sh"
 . "$top_srcdir/tests/fitscales/common.sh"
 fs_setup heldout
 cd "$tmp" || exit 99

@@ -7,6 +7,7 @@
 # on the held-out MT-Bench questions with the deltas applied in numpy
 # (tests/python/fitscales_check.py). The output keeps signs and dense parts,
 # records the fit and has a recomputed content hash.
+. "$(dirname "$0")/../defaults.sh"
 . "$top_srcdir/tests/fitscales/common.sh"
 fs_setup quality
 $PY -c 'import h5py, torch' 2>/dev/null || { echo "skip: no h5py/torch"; exit 77; }

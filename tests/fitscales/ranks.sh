@@ -5,6 +5,7 @@
 # within 1e-4 of lr * steps (the most Adam can move a scale), for per-tensor
 # scales with KL and per-row scales with MSE; the held-out numbers of the
 # reports agree within 1e-4 relative.
+. "$(dirname "$0")/../defaults.sh"
 . "$top_srcdir/tests/fitscales/common.sh"
 fs_setup ranks
 $PY -c 'import h5py' 2>/dev/null || { echo "skip: no h5py"; exit 77; }

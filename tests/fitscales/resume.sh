@@ -5,6 +5,7 @@
 # scales bit for bit equal to an uninterrupted run at the same rank count.
 # A job killed outright (SIGKILL) resumes from its last periodic checkpoint
 # to the same result. A checkpoint is refused for other inputs or options.
+. "$(dirname "$0")/../defaults.sh"
 . "$top_srcdir/tests/fitscales/common.sh"
 fs_setup resume
 $PY -c 'import h5py' 2>/dev/null || { echo "skip: no h5py"; exit 77; }

@@ -7,9 +7,8 @@
 # the program finds no GPU or was built without CUDA. Needs the full stack
 # (MPI, HDF5, numpy/h5py); the kernels alone: bench/gpu/run.sh.
 set -eu
-: "${DELTASOUP:?} ${top_srcdir:?}"
-PY=${PYTHON3:-/usr/bin/python3}
-MPIEXEC=${MPIEXEC:-mpiexec}
+. "$(dirname "$0")/../defaults.sh"
+PY=$PYTHON3
 $PY -c 'import numpy, h5py' 2>/dev/null || { echo "skip: $PY lacks numpy/h5py"; exit 77; }
 probe=$("$DELTASOUP" compress --dry-run --shapes llama-7b --device cuda 2>&1 >/dev/null) || {
     echo "skip: $probe"

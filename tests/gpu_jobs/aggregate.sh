@@ -4,7 +4,8 @@
 # refused with one line, exit 2 and no output: an unknown device or backend,
 # --comm nccl without --device cuda, and --device cuda where this program
 # finds no GPU (at 1 and 2 ranks).
-. "${top_srcdir:?}/tests/gpu_jobs/common.sh"
+. "$(dirname "$0")/../defaults.sh"
+. "$top_srcdir/tests/gpu_jobs/common.sh"
 $PY -c 'import numpy, h5py' 2>/dev/null || { echo "skip: $PY lacks numpy/h5py"; exit 77; }
 ref=$top_srcdir/tests/python/bitdelta_ref.py
 model=$top_srcdir/data/models/stories260K

@@ -1,8 +1,6 @@
-# Sourced by tests/gpu_jobs/*.sh: a work dir $w, fail, and refused.
+# Sourced by tests/gpu_jobs/*.sh after tests/defaults.sh: a work dir $w, fail, and refused.
 set -eu
-: "${DELTASOUP:?} ${top_srcdir:?}"
-PY=${PYTHON3:-/usr/bin/python3}
-MPIEXEC=${MPIEXEC:-mpiexec}
+PY=$PYTHON3
 w=${TMPDIR:-/tmp}/ds-gpu-jobs-$(basename "$0" .sh).$$
 mkdir -p "$w"
 trap 'rm -rf "$w"' EXIT

@@ -5,7 +5,8 @@
 # --device cuda where it cannot run (no GPU, or a build without CUDA) and an
 # unknown device fail with one line and exit 2 at 1 and 2 ranks, before
 # any output exists (an existing output is left as it was).
-. "${top_srcdir:?}/tests/gpu_jobs/common.sh"
+. "$(dirname "$0")/../defaults.sh"
+. "$top_srcdir/tests/gpu_jobs/common.sh"
 $PY -c 'import numpy, h5py' 2>/dev/null || { echo "skip: $PY lacks numpy/h5py"; exit 77; }
 ref=$top_srcdir/tests/python/bitdelta_ref.py
 model=$top_srcdir/data/models/stories260K

@@ -2,7 +2,8 @@
 # fit-scales --device: cpu writes what no option writes (a short real fit on
 # stories260K); cuda is refused whether or not a GPU is present (the model
 # engine runs on the CPU), an unknown device too: one line, exit 2, no output.
-. "${top_srcdir:?}/tests/gpu_jobs/common.sh"
+. "$(dirname "$0")/../defaults.sh"
+. "$top_srcdir/tests/gpu_jobs/common.sh"
 $PY -c 'import numpy, h5py' 2>/dev/null || { echo "skip: $PY lacks numpy/h5py"; exit 77; }
 model=$top_srcdir/data/models/stories260K
 q=--quiet

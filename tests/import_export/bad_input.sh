@@ -3,7 +3,8 @@
 # print one error line naming the file (and the tensor), and leave no output
 # (neither OUT nor OUT.tmp).
 set -eu
-PY=${PYTHON3:-/usr/bin/python3}
+. "$(dirname "$0")/../defaults.sh"
+PY=$PYTHON3
 $PY -c 'import numpy' 2>/dev/null || { echo "numpy missing in $PY: skip"; exit 77; }
 DS=${DELTASOUP:?}
 REF=$top_srcdir/tests/python

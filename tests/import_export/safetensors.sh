@@ -5,7 +5,8 @@
 # index or by list) import to the same hash at 1, 2 and 4 ranks, and
 # --dtype f32 widens bf16 exactly.
 set -eu
-PY=${PYTHON3:-/usr/bin/python3}
+. "$(dirname "$0")/../defaults.sh"
+PY=$PYTHON3
 $PY -c 'import numpy' 2>/dev/null || { echo "numpy missing in $PY: skip"; exit 77; }
 DS=${DELTASOUP:?}
 ST="$PY $top_srcdir/tests/python/st_ref.py"

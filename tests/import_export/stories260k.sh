@@ -5,7 +5,8 @@
 # of the export, then safetensors -> h5 -> safetensors (byte-identical file,
 # same content hash), and the import and export at 1, 2 and 4 ranks.
 set -eu
-PY=${PYTHON3:-/usr/bin/python3}
+. "$(dirname "$0")/../defaults.sh"
+PY=$PYTHON3
 $PY -c 'import numpy' 2>/dev/null || { echo "numpy missing in $PY: skip"; exit 77; }
 DS=${DELTASOUP:?}
 M=$top_srcdir/data/models/stories260K

@@ -3,7 +3,8 @@
 # equal to an independent reference (own document split, the tokenizer's
 # Python reference, PyTorch float64 model).
 set -e
-PY=${PYTHON3:-/usr/bin/python3}
+. "$(dirname "$0")/../defaults.sh"
+PY=$PYTHON3
 $PY -c 'import torch, h5py' 2>/dev/null || { echo "skip: no torch/h5py"; exit 77; }
 tmp=$(mktemp -d /tmp/ds-model-eval.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT

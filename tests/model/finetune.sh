@@ -3,12 +3,13 @@
 # 2 ranks lower the held-out NLL on that domain; runs are deterministic for a
 # seed and rank count; the output keeps the base's dtype (bf16 here).
 set -e
+. "$(dirname "$0")/../defaults.sh"
 # OpenBLAS 0.3.21 falls back to its slow Prescott kernels on CPUs it does not
 # know (docs/model.md); pick the AVX2 ones where the CPU has AVX2.
 if [ -z "$OPENBLAS_CORETYPE" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
     OPENBLAS_CORETYPE=Haswell; export OPENBLAS_CORETYPE
 fi
-PY=${PYTHON3:-/usr/bin/python3}
+PY=$PYTHON3
 $PY -c 'import h5py' 2>/dev/null || { echo "skip: no h5py"; exit 77; }
 tmp=$(mktemp -d /tmp/ds-model-ft.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT

@@ -2,7 +2,8 @@
 # deltasoup generate on the shipped stories260K: greedy tokens agree with the
 # independent PyTorch reference; sampling is reproducible for a seed.
 set -e
-PY=${PYTHON3:-/usr/bin/python3}
+. "$(dirname "$0")/../defaults.sh"
+PY=$PYTHON3
 $PY -c 'import torch, h5py' 2>/dev/null || { echo "skip: no torch/h5py"; exit 77; }
 tmp=$(mktemp -d /tmp/ds-model-gen.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT

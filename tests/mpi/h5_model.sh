@@ -8,7 +8,7 @@
 # the content hash against its own SHA-256 of the canonical serialisation, and
 # that every inspect report is the same.
 set -u
-: "${top_builddir:=.}" "${top_srcdir:=.}" "${DELTASOUP:=$top_builddir/deltasoup}" "${PYTHON3:=/usr/bin/python3}"
+. "$(dirname "$0")/../defaults.sh"
 d=tests/mpi/h5_model.d
 rm -rf "$d" && mkdir -p "$d" || exit 1
 fail() { echo "h5_model.sh: FAIL: $*" >&2; exit 1; }

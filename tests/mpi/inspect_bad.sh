@@ -6,7 +6,7 @@
 # format_version, a tensor whose shape disagrees with the config, a missing
 # tensor, flipped data bytes (content hash mismatch), and a missing file.
 set -u
-: "${top_builddir:=.}" "${top_srcdir:=.}" "${DELTASOUP:=$top_builddir/deltasoup}" "${PYTHON3:=/usr/bin/python3}"
+. "$(dirname "$0")/../defaults.sh"
 d=tests/mpi/inspect_bad.d
 rm -rf "$d" && mkdir -p "$d" || exit 1
 fail() { echo "inspect_bad.sh: FAIL: $*" >&2; exit 1; }

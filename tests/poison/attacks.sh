@@ -5,8 +5,9 @@
 # noise, --json reports the same hashes, and `deltasoup aggregate` takes the
 # poisoned files next to the honest ones.
 set -u
+. "$(dirname "$0")/../defaults.sh"
 name=attacks
-. "${top_srcdir:-.}/tests/poison/common.sh"
+. "$top_srcdir/tests/poison/common.sh"
 for s in 1 2 3 4; do "$MK" "$d/h$s.bd.h5" --owner "u$s" --seed $s --noise 0.3 || fail mkdelta; done
 H="$d/h1.bd.h5 $d/h2.bd.h5 $d/h3.bd.h5 $d/h4.bd.h5"
 

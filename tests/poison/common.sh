@@ -1,7 +1,6 @@
-# Sourced by the tests/poison/*.sh tests after setting name: the environment
-# make check passes (defaults for a run by hand), a fresh work folder $d,
-# fail(), the synthetic delta writer $MK and the numpy reference $REF.
-: "${top_builddir:=.}" "${top_srcdir:=.}" "${DELTASOUP:=$top_builddir/deltasoup}" "${PYTHON3:=/usr/bin/python3}"
+# Sourced by the tests/poison/*.sh tests after tests/defaults.sh and setting
+# name: a fresh work folder $d, fail(), the synthetic delta writer $MK and the
+# numpy reference $REF.
 "$PYTHON3" -c "import h5py, numpy" 2> /dev/null || exit 77
 d=tests/poison/$name.d
 rm -rf "$d" && mkdir -p "$d" || exit 1

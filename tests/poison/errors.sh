@@ -3,8 +3,9 @@
 # tensor where there is one), a non-zero exit code of the documented kind,
 # and no output left behind (the output folder is not even created).
 set -u
+. "$(dirname "$0")/../defaults.sh"
 name=errors
-. "${top_srcdir:-.}/tests/poison/common.sh"
+. "$top_srcdir/tests/poison/common.sh"
 for s in 1 2 3; do "$MK" "$d/h$s.bd.h5" --owner "u$s" --seed $s || fail mkdelta; done
 "$MK" "$d/rows.bd.h5" --owner x --seed 7 --shape-rows 38 || fail mkdelta
 "$MK" "$d/mode.bd.h5" --owner x --seed 7 --mode col || fail mkdelta

@@ -3,8 +3,9 @@
 # at 2 ranks matches the numpy reference (the re-coded scales follow the
 # honest scale mode), with the fewest honest deltas each attack accepts.
 set -u
+. "$(dirname "$0")/../defaults.sh"
 name=modes
-. "${top_srcdir:-.}/tests/poison/common.sh"
+. "$top_srcdir/tests/poison/common.sh"
 for mode in row col; do
     for s in 1 2 3; do "$MK" "$d/$mode$s.bd.h5" --owner "u$s" --seed $s --mode $mode --noise 0.3 || fail mkdelta; done
     for args in "--attack sign-flip --count 1 --strength 2" "--attack scale --count 2" "--attack gaussian --count 2 --strength 0.5" \

@@ -3,9 +3,10 @@
 # (bitpack_ref.py) for every kernel variant this CPU runs, and DS_SIMD
 # handling. Needs the built tests/unit/test_bitpack.
 set -eu
-prog="${top_builddir:-.}/tests/unit/test_bitpack"
-py="${PYTHON3:-/usr/bin/python3}"
-here="${top_srcdir:-.}/tests/python"
+. "$(dirname "$0")/../defaults.sh"
+prog="$top_builddir/tests/unit/test_bitpack"
+py="$PYTHON3"
+here="$top_srcdir/tests/python"
 "$py" -c 'import numpy' 2>/dev/null || { echo "SKIP: $py has no numpy"; exit 77; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM

@@ -7,8 +7,7 @@
 # aggregate that is not robust (the mean's output in the median's place), and
 # the poisoned deltas and two aggregates are the same at 2 ranks.
 set -u
-: "${top_builddir:=.}" "${top_srcdir:=.}" "${DELTASOUP:=$top_builddir/deltasoup}" "${PYTHON3:=/usr/bin/python3}"
-: "${MPIEXEC:=mpiexec}"
+. "$(dirname "$0")/../defaults.sh"
 "$PYTHON3" -c 'import numpy, h5py' 2>/dev/null || { echo "SKIP: $PYTHON3 lacks numpy or h5py"; exit 77; }
 d=tests/robustness/attacks.d
 fail() { echo "attacks.sh: FAIL: $*" >&2; exit 1; }

@@ -4,6 +4,7 @@
 # (exit 75) and the script requeue the job; the requeued run resumes after
 # the last finished tensor. The result must equal an uninterrupted run's
 # (content hash and report), and the log must show both runs.
+. "$(dirname "$0")/../defaults.sh"
 . "$top_srcdir/tests/slurm/cluster.sh"
 ds_need_jobs aggregate
 MK="$top_builddir/tests/unit/test_aggregate_mkdelta"

@@ -3,6 +3,7 @@
 # srun --mpi=pmix forms ONE MPI world (rank 0 alone prints the version: two
 # singleton ranks would each print it), job states and exit codes read back,
 # and sbatch options override #SBATCH defaults.
+. "$(dirname "$0")/../defaults.sh"
 . "$top_srcdir/tests/slurm/cluster.sh"
 ds_cluster_start
 cd "$DS_CLUSTER_DIR" || exit 99

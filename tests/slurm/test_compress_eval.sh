@@ -4,6 +4,7 @@
 # plain one-rank runs outside Slurm: the delta's content hash (it must not
 # depend on the number of ranks) and each line's perplexity (eval of
 # apply(base, delta)); the table must map every line to its own result.
+. "$(dirname "$0")/../defaults.sh"
 . "$top_srcdir/tests/slurm/cluster.sh"
 . "$top_srcdir/tests/slurm/fixtures.sh"
 ds_need_jobs import finetune compress apply eval

@@ -3,6 +3,7 @@
 # --signal=B:USR1@N sends it) makes the job checkpoint, requeue itself and
 # resume; the result must equal an uninterrupted run with the same number of
 # ranks (same content hash), and the log must show both runs.
+. "$(dirname "$0")/../defaults.sh"
 . "$top_srcdir/tests/slurm/cluster.sh"
 . "$top_srcdir/tests/slurm/fixtures.sh"
 ds_need_jobs import finetune compress fit-scales

@@ -2,7 +2,7 @@
 # Every record of every shipped benchmark as read by eval/datasets.c,
 # compared with Python's own csv and json modules reading the same files.
 set -e
-: "${top_srcdir:=.}" "${top_builddir:=.}" "${PYTHON3:=/usr/bin/python3}"
+. "$(dirname "$0")/../defaults.sh"
 B="$top_srcdir/data/benchmarks"
 exec "$PYTHON3" - "$top_builddir/tests/unit/test_datasets" "$B" <<'PY'
 import csv, json, subprocess, sys
