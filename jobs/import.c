@@ -1,240 +1,134 @@
 /* deltasoup import: a llama2.c checkpoint or Hugging Face safetensors into an
- * HDF5 model checkpoint. Tensors are shared out by size; each rank reads
- * (pread / mmap) and writes only its own, one tensor at a time. */
+ * HDF5 model checkpoint. Tensors are shared out by size (elements); each
+ * rank reads (pread / mmap) and writes only its own, one tensor at a time
+ * (the readers: io/model_source.h). */
 #include "config.h"
-#include <getopt.h>
 #include <jansson.h>
-#include <libgen.h>
-#include <math.h>
 #include <stdlib.h>
-#include <string.h>
 #include "io/h5_model.h"
-#include "io/llama2c.h"
-#include "io/safetensors.h"
+#include "io/model_source.h"
 #include "io/tokenizer.h"
 #include "src/jobs.h"
-#include "src/shard.h"
+#include "src/opts.h"
+#include "src/tensor_shard.h"
 
-static void usage(const ds_ctx *ctx)
-{
-    ds_printf0(ctx,
-               "usage: deltasoup import --from llama2c MODEL.bin [--tokenizer TOK.bin] -o OUT.h5 [options]\n"
-               "       deltasoup import --from safetensors FILE... [--config config.json] -o OUT.h5 [options]\n"
-               "Convert a model into a deltasoup HDF5 checkpoint (Hugging Face Llama names and layout).\n"
-               "  --from KIND          llama2c (legacy llama2.c .bin: q/k rows go from interleaved RoPE\n"
-               "                       pairs to rotate-half order) or safetensors (one file, the shards,\n"
-               "                       or model.safetensors.index.json)\n"
-               "  -o, --output OUT.h5  the checkpoint to write (atomically: OUT.h5.tmp, then renamed)\n"
-               "  --tokenizer TOK.bin  llama2.c tokenizer to store under /tokenizer\n"
-               "  --config FILE        Hugging Face config.json (default: config.json beside the first file)\n"
-               "  --dtype T            f32, f16 or bf16 (default: llama2c f32; safetensors: as stored)\n"
-               "  --allow-nonfinite    import NaN/Inf weights instead of refusing them\n"
-               "  --overwrite          replace an existing OUT.h5\n"
-               "  --json               print a JSON summary (output, n_tensors, n_params, content_sha256)\n"
-               "  --quiet              no progress lines\n"
-               "exit: 0 ok, 2 usage, 3 bad input, 4 output exists or unwritable\n");
-}
+static const char *const from_names[] = {"llama2c", "safetensors", NULL}; /* ds_source_kind order */
+static const char *const dtype_names[] = {"f32", "f16", "bf16", NULL};
+static const ds_dtype dtype_of[] = {DS_DTYPE_F32, DS_DTYPE_F16, DS_DTYPE_BF16};
 
-/* Where the tensors come from: one of the two readers. */
 typedef struct {
-    const char *what; /* the input, for messages */
-    ds_llama2c *l2c;
-    ds_st_set *st;
-} source;
+    const char *out, *tokpath, *cfgpath;
+    int from, dtype, allow, overwrite, json;
+    ds_strlist in;
+} opts;
 
-static int nonfinite_check(const char *file, const ds_tinfo *t, const void *data, int allow)
+static int check(void *p)
 {
-    int64_t k = ds_find_nonfinite(t->dtype, data, (size_t)ds_tinfo_numel(t));
-    if (k < 0 || allow) return 0;
-    float v;
-    ds_to_f32(t->dtype, (const char *)data + (size_t)k * ds_dtype_size(t->dtype), &v, 1);
-    return ds_err(DS_EXIT_INPUT, "%s: tensor %s: non-finite value %s at index %lld (--allow-nonfinite imports it)",
-                  file, t->name, isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf", (long long)k);
+    opts *o = p;
+    if (o->from < 0) return ds_err(DS_EXIT_USAGE, "--from llama2c or --from safetensors is required");
+    if (!o->out) return ds_err(DS_EXIT_USAGE, "-o OUT.h5 is required");
+    if (o->in.n < 1) return ds_err(DS_EXIT_USAGE, "no input file given");
+    if (o->from == DS_SOURCE_LLAMA2C && o->in.n != 1) return ds_err(DS_EXIT_USAGE, "--from llama2c takes one MODEL.bin");
+    if (o->from == DS_SOURCE_LLAMA2C && o->cfgpath) return ds_err(DS_EXIT_USAGE, "--config is for --from safetensors");
+    return 0;
 }
 
-/* Read tensor t (as listed for the output) and write it. buf holds the
- * largest tensor in float32 (llama2c). */
-static int import_one(source *s, ds_model_file *mf, const ds_tinfo *t, float *buf, int allow)
+static const ds_opt options[] = {
+    DS_OPT_CHOICE(opts, from, "from", "KIND", from_names, NULL,
+                  "llama2c (legacy llama2.c .bin: q/k rows go from interleaved RoPE\n"
+                  "pairs to rotate-half order) or safetensors (one file, the shards,\n"
+                  "or model.safetensors.index.json)"),
+    DS_OPT_OUTPUT(opts, out, "OUT.h5", "the checkpoint to write (atomically: OUT.h5.tmp, then renamed)"),
+    DS_OPT_STRING(opts, tokpath, "tokenizer", "TOK.bin", "llama2.c tokenizer to store under /tokenizer"),
+    DS_OPT_STRING(opts, cfgpath, "config", "FILE", "Hugging Face config.json (default: config.json beside the first file)"),
+    DS_OPT_CHOICE(opts, dtype, "dtype", "T", dtype_names, NULL,
+                  "f32, f16 or bf16 (default: llama2c f32; safetensors: as stored)"),
+    DS_OPT_FLAG(opts, allow, "allow-nonfinite", "import NaN/Inf weights instead of refusing them"),
+    DS_OPT_OVERWRITE(opts, overwrite),
+    DS_OPT_JSON(opts, json, "print a JSON summary (output, n_tensors, n_params, content_sha256)"),
+    DS_OPT_QUIET,
+    {0}};
+
+static const ds_cmd cmd = {
+    .usage = "deltasoup import --from llama2c MODEL.bin [--tokenizer TOK.bin] -o OUT.h5 [options]\n"
+             "deltasoup import --from safetensors FILE... [--config config.json] -o OUT.h5 [options]",
+    .about = "Convert a model into a deltasoup HDF5 checkpoint (Hugging Face Llama names and layout).",
+    .opts = options,
+    .epilog = "exit: 0 ok, 2 usage, 3 bad input, 4 output exists or unwritable",
+    .pos_off = offsetof(opts, in),
+    .pos_min = 0,
+    .pos_max = -1,
+    .pos_name = "input files",
+    .check = check};
+
+/* This rank's tensors: read and write each; about ten progress lines. */
+static int import_local(const ds_ctx *ctx, const opts *o, ds_source *src, ds_model_file *mf, const ds_tensor_shard *sh)
 {
-    int rc;
-    if (s->l2c) {
-        ds_tinfo src = *t;
-        src.dtype = DS_DTYPE_F32;
-        if ((rc = ds_llama2c_read(s->l2c, t->name, buf))) return rc;
-        if ((rc = nonfinite_check(s->what, &src, buf, allow))) return rc;
-        return ds_model_write_tensor(mf, t->name, DS_DTYPE_F32, buf);
+    float *buf = src->kind == DS_SOURCE_LLAMA2C ? ds_malloc(sizeof(float) * (size_t)sh->biggest) : NULL;
+    ds_progress pr;
+    ds_progress_init(&pr, ctx, "tensors (rank 0)", sh->mine);
+    const int every = sh->mine / 10 > 1 ? sh->mine / 10 : 1;
+    int done = 0, rc = 0;
+    for (int k = 0; k < src->n && !rc; k++) {
+        if (sh->owner[k] != ctx->rank) continue;
+        rc = ds_source_copy(src, k, mf, buf, o->allow);
+        if (++done % every == 0 || done == sh->mine) ds_progress_step(&pr, done, "%s", src->tensors[k].name);
     }
-    int i = ds_st_set_find(s->st, t->name);
-    ds_st_file *f = s->st->files[s->st->file_of[i]];
-    int j = s->st->index_in[i];
-    const void *data;
-    void *owned;
-    ds_st_view(f, j, &data, &owned);
-    rc = nonfinite_check(f->path, &f->h.tensors[j].info, data, allow);
-    if (!rc) rc = ds_model_write_tensor(mf, t->name, f->h.tensors[j].info.dtype, data);
-    free(owned);
-    ds_st_release(f, j);
+    free(buf);
     return rc;
 }
 
-/* Match the safetensors set against the Llama tensors of cfg: every one
- * present with its shape and a float dtype; nothing else but tensors that
- * carry no information (rotary inv_freq buffers, a tied lm_head). Sets each
- * expected tensor's dtype to the stored one unless want >= 0. */
-static int st_match(const ds_ctx *ctx, const ds_st_set *s, const char *cfgpath, const ds_config *cfg, int n,
-                    ds_tinfo *t, int want)
+static void report(const ds_ctx *ctx, const opts *o, int n, int64_t params, const char *hex)
 {
-    for (int k = 0; k < n; k++) {
-        int i = ds_st_set_find(s, t[k].name);
-        if (i < 0)
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: missing (the model of %s needs it)", s->files[0]->path,
-                          t[k].name, cfgpath);
-        const ds_tinfo *g = &s->info[i];
-        const char *file = s->files[s->file_of[i]]->path;
-        char sa[96], sb[96];
-        if (!ds_tinfo_same_shape(g, &t[k]))
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: shape %s, but %s implies %s", file, t[k].name,
-                          ds_shape_str(g, sa, sizeof sa), cfgpath, ds_shape_str(&t[k], sb, sizeof sb));
-        if (g->dtype != DS_DTYPE_F32 && g->dtype != DS_DTYPE_F16 && g->dtype != DS_DTYPE_BF16)
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: dtype %s (F32, F16 or BF16 expected)", file, t[k].name,
-                          ds_dtype_name(g->dtype));
-        t[k].dtype = want >= 0 ? (ds_dtype)want : g->dtype;
-    }
-    for (int i = 0; i < s->n; i++) {
-        const char *name = s->info[i].name, *file = s->files[s->file_of[i]]->path;
-        int expected = 0;
-        for (int k = 0; k < n && !expected; k++) expected = strcmp(t[k].name, name) == 0;
-        if (expected) continue;
-        size_t nl = strlen(name);
-        if (nl > 28 && strcmp(name + nl - 28, ".self_attn.rotary_emb.inv_freq") == 0) continue;
-        if (cfg->tied_embeddings && strcmp(name, "lm_head.weight") == 0) {
-            ds_printf0(ctx, "[import] note: %s: lm_head.weight ignored (tie_word_embeddings is true in %s)\n", file,
-                       cfgpath);
-            continue;
-        }
-        return ds_err(DS_EXIT_INPUT, "%s: tensor %s: not a tensor of the Llama model of %s", file, name, cfgpath);
-    }
-    return 0;
+    if (o->json && ctx->rank == 0) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:I, s:s}", "input", o->in.v[0], "from", from_names[o->from],
+                              "output", o->out, "n_tensors", n, "n_params", (json_int_t)params, "content_sha256", hex);
+        char *text = json_dumps(j, JSON_COMPACT);
+        ds_printf0(ctx, "%s\n", text);
+        free(text);
+        json_decref(j);
+    } else if (!o->json)
+        ds_printf0(ctx, "[import] %s -> %s: %d tensors, %lld parameters, content sha256 %s\n", o->in.v[0], o->out, n,
+                   (long long)params, hex);
+}
+
+/* Create the output, copy this rank's tensors, hash, commit, report. */
+static int import_write(const ds_ctx *ctx, const opts *o, ds_source *src, const ds_tokenizer *tok)
+{
+    ds_model_file *mf = NULL;
+    int rc = ds_model_create(o->out, ctx->comm, &src->cfg, src->n, src->tensors, tok, o->overwrite, &mf);
+    if (rc) return rc;
+    ds_tensor_shard sh;
+    ds_tensor_shard_plan(&sh, ctx, src->n, src->tensors, sizeof *src->tensors, DS_WEIGH_ELEMENTS);
+    rc = import_local(ctx, o, src, mf, &sh);
+    /* All ranks learn whether everyone succeeded; the failing rank's
+     * message is printed once, by commit. */
+    int any;
+    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, ctx->comm);
+    char hex[65] = "";
+    if (!any) rc = ds_model_content_hash(mf, hex);
+    rc = ds_model_commit(mf, rc, any || rc ? NULL : hex);
+    if (!rc) report(ctx, o, src->n, sh.total, hex);
+    ds_tensor_shard_free(&sh);
+    return rc;
 }
 
 int ds_job_import(ds_ctx *ctx, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"from", 1, 0, 'f'},   {"output", 1, 0, 'o'},   {"tokenizer", 1, 0, 't'}, {"config", 1, 0, 'c'},
-        {"dtype", 1, 0, 'd'},  {"allow-nonfinite", 0, 0, 'a'}, {"overwrite", 0, 0, 'w'}, {"json", 0, 0, 'j'},
-        {"quiet", 0, 0, 'q'},  {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
-    const char *from = NULL, *out = NULL, *tokpath = NULL, *cfgpath = NULL;
-    int want = -1, allow = 0, overwrite = 0, json = 0, rc = 0, c;
-    optind = 1;
-    opterr = 0;
-    while (!rc && (c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
-        switch (c) {
-        case 'f': from = optarg; break;
-        case 'o': out = optarg; break;
-        case 't': tokpath = optarg; break;
-        case 'c': cfgpath = optarg; break;
-        case 'd':
-            if (strcmp(optarg, "f32") == 0) want = DS_DTYPE_F32;
-            else if (strcmp(optarg, "f16") == 0) want = DS_DTYPE_F16;
-            else if (strcmp(optarg, "bf16") == 0) want = DS_DTYPE_BF16;
-            else rc = ds_err(DS_EXIT_USAGE, "--dtype: expected f32, f16 or bf16, got '%s'", optarg);
-            break;
-        case 'a': allow = 1; break;
-        case 'w': overwrite = 1; break;
-        case 'j': json = 1; break;
-        case 'q': ctx->quiet = 1; break;
-        case 'h': usage(ctx); return 0;
-        default: rc = ds_err(DS_EXIT_USAGE, "bad option '%s' (see deltasoup import --help)", argv[optind - 1]);
-        }
-    }
-    int l2c = from && strcmp(from, "llama2c") == 0, st = from && strcmp(from, "safetensors") == 0;
-    int nin = argc - optind;
-    if (!rc && !l2c && !st) rc = ds_err(DS_EXIT_USAGE, "--from llama2c or --from safetensors is required");
-    else if (!rc && !out) rc = ds_err(DS_EXIT_USAGE, "-o OUT.h5 is required");
-    else if (!rc && nin < 1) rc = ds_err(DS_EXIT_USAGE, "no input file given");
-    else if (!rc && l2c && nin != 1) rc = ds_err(DS_EXIT_USAGE, "--from llama2c takes one MODEL.bin");
-    else if (!rc && l2c && cfgpath) rc = ds_err(DS_EXIT_USAGE, "--config is for --from safetensors");
-    if ((rc = ds_ctx_agree(ctx, rc))) return rc;
-    char **in = argv + optind;
-
+    opts o = {.from = -1, .dtype = -1};
+    int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
+    if (rc) return ds_opts_exit(rc);
+    const int want = o.dtype >= 0 ? (int)dtype_of[o.dtype] : -1;
     /* Every rank opens the input (headers only) and checks it. */
-    source src = {.what = in[0]};
-    ds_config cfg;
-    char *cfgdefault = NULL;
-    if (l2c) {
-        if (!(rc = ds_llama2c_open(in[0], &src.l2c))) cfg = *ds_llama2c_config(src.l2c);
-    } else {
-        if (!cfgpath) {
-            char *d = ds_strdup(in[0]);
-            size_t n = strlen(dirname(d)) + 16;
-            cfgdefault = ds_malloc(n);
-            snprintf(cfgdefault, n, "%s/config.json", d);
-            free(d);
-            cfgpath = cfgdefault;
-        }
-        rc = ds_hf_config_load(cfgpath, &cfg);
-        if (!rc) rc = ds_st_set_open(nin, in, &src.st);
-    }
+    ds_source src;
+    rc = ds_source_open(&src, (ds_source_kind)o.from, o.in.n, o.in.v, o.cfgpath);
     ds_tokenizer tok = {0};
     int have_tok = 0;
-    if (!rc && tokpath) have_tok = !(rc = ds_tokenizer_load_llama2c(tokpath, cfg.vocab_size, &tok));
-    ds_tinfo *t = NULL;
-    int n = 0;
-    if (!rc) {
-        n = ds_model_llama_tensors(&cfg, l2c && want >= 0 ? (ds_dtype)want : DS_DTYPE_F32, &t);
-        if (st) rc = st_match(ctx, src.st, cfgpath, &cfg, n, t, want);
-    }
-    ds_model_file *mf = NULL;
-    if (!(rc = ds_ctx_agree(ctx, rc)))
-        rc = ds_model_create(out, ctx->comm, &cfg, n, t, have_tok ? &tok : NULL, overwrite, &mf);
-
-    if (!rc) {
-        int64_t *sizes = ds_malloc(sizeof *sizes * (size_t)n), biggest = 0, params = 0;
-        int *owner = ds_malloc(sizeof *owner * (size_t)n), mine = 0;
-        for (int k = 0; k < n; k++) {
-            sizes[k] = ds_tinfo_numel(&t[k]);
-            biggest = sizes[k] > biggest ? sizes[k] : biggest;
-            params += sizes[k];
-        }
-        ds_shard_by_size(n, sizes, ctx->size, owner);
-        for (int k = 0; k < n; k++) mine += owner[k] == ctx->rank;
-        float *buf = l2c ? ds_malloc(sizeof(float) * (size_t)biggest) : NULL;
-        ds_progress pr;
-        ds_progress_init(&pr, ctx, "tensors (rank 0)", mine);
-        const int every = mine / 10 > 1 ? mine / 10 : 1; /* about ten lines */
-        int done = 0;
-        for (int k = 0; k < n && !rc; k++) {
-            if (owner[k] != ctx->rank) continue;
-            rc = import_one(&src, mf, &t[k], buf, allow);
-            if (++done % every == 0 || done == mine) ds_progress_step(&pr, done, "%s", t[k].name);
-        }
-        free(buf);
-        /* All ranks learn whether everyone succeeded; the failing rank's
-         * message is printed once, by commit. */
-        int any;
-        MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, ctx->comm);
-        char hex[65] = "";
-        if (!any) rc = ds_model_content_hash(mf, hex);
-        rc = ds_model_commit(mf, rc, any || rc ? NULL : hex);
-        if (!rc) {
-            if (json && ctx->rank == 0) {
-                json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:I, s:s}", "input", in[0], "from", from, "output", out,
-                                      "n_tensors", n, "n_params", (json_int_t)params, "content_sha256", hex);
-                char *text = json_dumps(j, JSON_COMPACT);
-                ds_printf0(ctx, "%s\n", text);
-                free(text);
-                json_decref(j);
-            } else if (!json)
-                ds_printf0(ctx, "[import] %s -> %s: %d tensors, %lld parameters, content sha256 %s\n", in[0], out, n,
-                           (long long)params, hex);
-        }
-        free(sizes);
-        free(owner);
-    }
-    free(t);
+    if (!rc && o.tokpath) have_tok = !(rc = ds_tokenizer_load_llama2c(o.tokpath, src.cfg.vocab_size, &tok));
+    if (!rc) rc = ds_source_tensors(&src, ctx, want);
+    if (!(rc = ds_ctx_agree(ctx, rc))) rc = import_write(ctx, &o, &src, have_tok ? &tok : NULL);
     if (have_tok) ds_tokenizer_free(&tok);
-    ds_llama2c_close(src.l2c);
-    ds_st_set_close(src.st);
-    free(cfgdefault);
+    ds_source_close(&src);
+    ds_opts_free(&cmd, &o);
     return rc;
 }

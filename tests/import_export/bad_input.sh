@@ -106,7 +106,12 @@ expect 4 "ex/config.json: output exists" "$T/ex/model.safetensors" \
 expect 3 "model.safetensors" "$T/ex/x.safetensors" $DS export --to safetensors "$T/good/model.safetensors" -o "$T/ex/x.safetensors"
 expect 2 "--from llama2c or --from safetensors is required" "$T/o.h5" $DS import "$B" -o "$T/o.h5"
 expect 2 "--dtype: expected f32, f16 or bf16" "$T/o.h5" $DS import --from llama2c "$B" --dtype f8 -o "$T/o.h5"
-expect 2 "--to safetensors is required" "" $DS export --to gguf "$T/keep.h5" -o "$T/x"
+expect 2 "--from: expected llama2c or safetensors, got 'gguf'" "$T/o.h5" $DS import --from gguf "$B" -o "$T/o.h5"
+expect 2 "deltasoup import: error: unknown option '--bogus' (see --help)" "$T/o.h5" $DS import --from llama2c "$B" --bogus -o "$T/o.h5"
+expect 2 "--from llama2c takes one MODEL.bin" "$T/o.h5" $DS import --from llama2c "$B" "$B" -o "$T/o.h5"
+expect 2 "deltasoup export: error: expected one IN.h5" "" $DS export --to safetensors -o "$T/x"
+expect 2 "--to: expected safetensors, got 'gguf'" "" $DS export --to gguf "$T/keep.h5" -o "$T/x"
+expect 2 "--to safetensors is required" "" $DS export "$T/keep.h5" -o "$T/x"
 
 [ $fails = 0 ] || { echo "$fails case(s) failed"; exit 1; }
 echo "ok: every bad input refused with its exit code, one line naming file and tensor, no output"

@@ -74,4 +74,12 @@ for k in a:
     wide = np.frombuffer(a[k][2], "<u2").astype("<u4") << 16
     assert (wide == np.frombuffer(b[k][2], "<u4")).all(), k
 EOF
-echo "ok: foreign safetensors round trip byte-identical (bf16, mixed, f16), shards at 1/2/4 ranks, --dtype f32 exact"
+# Names without a folder: config.json is the one in the current folder
+# (import reads it, export writes it there).
+mkdir "$T/bare"
+(cd "$T/bf16" && $DS import --from safetensors model.safetensors -o bare.h5 --quiet &&
+    cd "$T/bare" && $DS export --to safetensors "$T/bf16/bare.h5" -o model.safetensors --quiet) ||
+    { echo "import/export of file names without a folder failed"; exit 1; }
+cmp "$T/bf16/model.safetensors" "$T/bare/model.safetensors"
+[ -f "$T/bare/config.json" ] || { echo "export -o model.safetensors: no ./config.json"; exit 1; }
+echo "ok: foreign safetensors round trip byte-identical (bf16, mixed, f16), shards at 1/2/4 ranks, --dtype f32 exact, bare names"
