@@ -1,9 +1,22 @@
-/* The end of a Check program's main (programs without MPI): run the suite,
- * forking or not as CK_FORK says, and give the exit status: 0 when every
- * test passed, 1 otherwise. */
+/* The Check programs' common parts: ds_check_case makes one TCase per area;
+ * ds_check_run is the end of a main without MPI: run the suite, forking or
+ * not as CK_FORK says, and give the exit status: 0 when every test passed,
+ * 1 otherwise. */
 #ifndef DS_TESTS_UNIT_CHECK_MAIN_H
 #define DS_TESTS_UNIT_CHECK_MAIN_H
 #include <check.h>
+
+/* A TCase named after the area it tests, added to S: every Check program has
+ * one per area, so that CK_RUN_CASE=NAME runs that area alone
+ * (docs/TESTING.md). TIMEOUT_S > 0 sets the time limit of each test (forking
+ * runs only), 0 keeps Check's default. */
+static inline TCase *ds_check_case(Suite *s, const char *name, double timeout_s)
+{
+    TCase *tc = tcase_create(name);
+    if (timeout_s > 0) tcase_set_timeout(tc, timeout_s);
+    suite_add_tcase(s, tc);
+    return tc;
+}
 
 static inline int ds_check_run(Suite *s)
 {

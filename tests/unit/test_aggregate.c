@@ -292,14 +292,13 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("aggregate");
-    TCase *tc = tcase_create("math");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_trimmed_bits);
-    tcase_add_test(tc, test_majority_bits);
-    tcase_add_test(tc, test_trimmed_dense);
-    tcase_add_test(tc, test_dist_bits);
-    tcase_add_test(tc, test_dist_dense);
-    tcase_add_test(tc, test_krum);
-    suite_add_tcase(s, tc);
+    TCase *trimmed = ds_check_case(s, "trimmed", 60);
+    tcase_add_test(trimmed, test_trimmed_bits);
+    tcase_add_test(trimmed, test_trimmed_dense);
+    tcase_add_test(ds_check_case(s, "majority", 60), test_majority_bits);
+    TCase *distance = ds_check_case(s, "distance", 60);
+    tcase_add_test(distance, test_dist_bits);
+    tcase_add_test(distance, test_dist_dense);
+    tcase_add_test(ds_check_case(s, "krum", 60), test_krum);
     return ds_check_run(s);
 }

@@ -101,11 +101,10 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("sign");
-    TCase *tc = tcase_create("ed25519");
-    tcase_add_test(tc, test_rfc8032_vector1);
-    tcase_add_test(tc, test_statement);
-    tcase_add_test(tc, test_decode);
-    tcase_add_test(tc, test_trusted_file);
-    suite_add_tcase(s, tc);
+    tcase_add_test(ds_check_case(s, "ed25519", 0), test_rfc8032_vector1);
+    tcase_add_test(ds_check_case(s, "statement", 0), test_statement);
+    TCase *keys = ds_check_case(s, "keys", 0);
+    tcase_add_test(keys, test_decode);
+    tcase_add_test(keys, test_trusted_file);
     return ds_check_run(s);
 }

@@ -16,6 +16,7 @@
 #include "kernels/cpu/popcount.h"
 #include "kernels/half.h"
 #include "src/ds.h"
+#include "tests/unit/check_main.h"
 
 _Static_assert((int)DS_KDT_F32 == (int)DS_DTYPE_F32 && (int)DS_KDT_F16 == (int)DS_DTYPE_F16 &&
                    (int)DS_KDT_BF16 == (int)DS_DTYPE_BF16,
@@ -459,19 +460,20 @@ int main(int argc, char **argv)
         printf("%s\n", ds_simd_name(ds_simd_active()));
         return 0;
     }
+    /* One random stream for the whole program: run in full, every case sees
+     * the data it always saw (a case run alone draws other, equally random data). */
     Suite *s = suite_create("bitpack");
-    TCase *tc = tcase_create("kernels");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_layout_known);
-    tcase_add_test(tc, test_summation_order);
-    tcase_add_test(tc, test_compress_variants);
-    tcase_add_test(tc, test_apply_variants);
-    tcase_add_test(tc, test_expand_variants);
-    tcase_add_test(tc, test_hamming);
-    tcase_add_test(tc, test_count_ones);
-    tcase_add_test(tc, test_empty);
-    tcase_add_test(tc, test_dispatch);
-    suite_add_tcase(s, tc);
+    TCase *convention = ds_check_case(s, "convention", 60);
+    tcase_add_test(convention, test_layout_known);
+    tcase_add_test(convention, test_summation_order);
+    tcase_add_test(ds_check_case(s, "compress", 60), test_compress_variants);
+    tcase_add_test(ds_check_case(s, "apply", 60), test_apply_variants);
+    tcase_add_test(ds_check_case(s, "expand", 60), test_expand_variants);
+    TCase *popcount = ds_check_case(s, "popcount", 60);
+    tcase_add_test(popcount, test_hamming);
+    tcase_add_test(popcount, test_count_ones);
+    tcase_add_test(ds_check_case(s, "empty", 60), test_empty);
+    tcase_add_test(ds_check_case(s, "dispatch", 60), test_dispatch);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

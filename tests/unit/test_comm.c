@@ -8,6 +8,7 @@
 #include "src/comm.h"
 #include "src/device.h"
 #include "src/mpi_asan.h"
+#include "tests/unit/check_main.h"
 
 static ds_ctx ctx;
 
@@ -156,14 +157,12 @@ int main(int argc, char **argv)
     MPI_Comm_rank(ctx.comm, &ctx.rank);
     MPI_Comm_size(ctx.comm, &ctx.size);
     Suite *s = suite_create("comm");
-    TCase *tc = tcase_create("mpi");
-    tcase_add_test(tc, test_mpi_collectives);
-    tcase_add_test(tc, test_mpi_split_into_pieces);
-    tcase_add_test(tc, test_backend_names);
-    tcase_add_test(tc, test_nccl_backend);
-    tcase_add_test(tc, test_device_select);
-    tcase_set_timeout(tc, 60);
-    suite_add_tcase(s, tc);
+    TCase *mpi = ds_check_case(s, "mpi", 60);
+    tcase_add_test(mpi, test_mpi_collectives);
+    tcase_add_test(mpi, test_mpi_split_into_pieces);
+    tcase_add_test(ds_check_case(s, "backend", 60), test_backend_names);
+    tcase_add_test(ds_check_case(s, "nccl", 60), test_nccl_backend);
+    tcase_add_test(ds_check_case(s, "device", 60), test_device_select);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
     srunner_run_all(sr, ctx.rank == 0 ? CK_NORMAL : CK_SILENT);

@@ -122,14 +122,13 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("core");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, test_bf16_roundtrip);
-    tcase_add_test(tc, test_f16_roundtrip);
-    tcase_add_test(tc, test_shard_by_size);
-    tcase_add_test(tc, test_sha256_known);
-    tcase_add_test(tc, test_entry_digest_layout);
-    tcase_add_test(tc, test_parse_and_glob);
-    tcase_add_test(tc, test_nonfinite);
-    suite_add_tcase(s, tc);
+    tcase_add_test(ds_check_case(s, "bf16", 0), test_bf16_roundtrip);
+    tcase_add_test(ds_check_case(s, "f16", 0), test_f16_roundtrip);
+    tcase_add_test(ds_check_case(s, "shard", 0), test_shard_by_size);
+    TCase *hash = ds_check_case(s, "hash", 0);
+    tcase_add_test(hash, test_sha256_known);
+    tcase_add_test(hash, test_entry_digest_layout);
+    tcase_add_test(ds_check_case(s, "parse", 0), test_parse_and_glob);
+    tcase_add_test(ds_check_case(s, "nonfinite", 0), test_nonfinite);
     return ds_check_run(s);
 }

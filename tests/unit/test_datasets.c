@@ -375,17 +375,16 @@ int main(int argc, char **argv)
     const char *src = getenv("top_srcdir");
     snprintf(src_dir, sizeof src_dir, "%s", src ? src : ".");
     Suite *su = suite_create("datasets");
-    TCase *tc = tcase_create("datasets");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_csv_rfc4180);
-    tcase_add_test(tc, test_csv_errors);
-    tcase_add_test(tc, test_truthfulqa);
-    tcase_add_test(tc, test_harmbench);
-    tcase_add_test(tc, test_advbench);
-    tcase_add_test(tc, test_xstest);
-    tcase_add_test(tc, test_mtbench);
-    tcase_add_test(tc, test_truthfulqa_malformed);
-    tcase_add_test(tc, test_refusal);
-    suite_add_tcase(su, tc);
+    TCase *csv = ds_check_case(su, "csv", 60);
+    tcase_add_test(csv, test_csv_rfc4180);
+    tcase_add_test(csv, test_csv_errors);
+    TCase *truthfulqa = ds_check_case(su, "truthfulqa", 60);
+    tcase_add_test(truthfulqa, test_truthfulqa);
+    tcase_add_test(truthfulqa, test_truthfulqa_malformed);
+    tcase_add_test(ds_check_case(su, "harmbench", 60), test_harmbench);
+    tcase_add_test(ds_check_case(su, "advbench", 60), test_advbench);
+    tcase_add_test(ds_check_case(su, "xstest", 60), test_xstest);
+    tcase_add_test(ds_check_case(su, "mtbench", 60), test_mtbench);
+    tcase_add_test(ds_check_case(su, "refusal", 60), test_refusal);
     return ds_check_run(su);
 }

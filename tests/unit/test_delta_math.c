@@ -138,10 +138,8 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("delta_math");
-    TCase *tc = tcase_create("math");
-    tcase_add_test(tc, test_code);
-    tcase_add_test(tc, test_nonfinite);
-    tcase_add_test(tc, test_dense);
-    suite_add_tcase(s, tc);
+    tcase_add_test(ds_check_case(s, "code", 0), test_code);
+    tcase_add_test(ds_check_case(s, "nonfinite", 0), test_nonfinite);
+    tcase_add_test(ds_check_case(s, "dense", 0), test_dense);
     return ds_check_run(s);
 }

@@ -140,12 +140,11 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("delta_plan");
-    TCase *tc = tcase_create("plan");
-    tcase_add_test(tc, test_default_set);
-    tcase_add_test(tc, test_ratio_7b_default);
-    tcase_add_test(tc, test_ratio_7b_all_rows);
-    tcase_add_test(tc, test_padding_and_cols);
-    tcase_add_test(tc, test_globs);
-    suite_add_tcase(s, tc);
+    tcase_add_test(ds_check_case(s, "default", 0), test_default_set);
+    TCase *ratio = ds_check_case(s, "ratio", 0);
+    tcase_add_test(ratio, test_ratio_7b_default);
+    tcase_add_test(ratio, test_ratio_7b_all_rows);
+    tcase_add_test(ds_check_case(s, "padding", 0), test_padding_and_cols);
+    tcase_add_test(ds_check_case(s, "globs", 0), test_globs);
     return ds_check_run(s);
 }

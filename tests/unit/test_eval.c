@@ -231,15 +231,13 @@ int main(void)
     const char *src = getenv("top_srcdir");
     snprintf(src_dir, sizeof src_dir, "%s", src ? src : ".");
     Suite *su = suite_create("eval");
-    TCase *tc = tcase_create("eval");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_stats);
-    tcase_add_test(tc, test_mc);
-    tcase_add_test(tc, test_gate_rule);
-    tcase_add_test(tc, test_task_parse);
-    tcase_add_test(tc, test_task_load);
-    tcase_add_test(tc, test_reduce);
-    tcase_add_test(tc, test_refusal_strings);
-    suite_add_tcase(su, tc);
+    tcase_add_test(ds_check_case(su, "stats", 60), test_stats);
+    tcase_add_test(ds_check_case(su, "mc", 60), test_mc);
+    tcase_add_test(ds_check_case(su, "gate", 60), test_gate_rule);
+    TCase *task = ds_check_case(su, "task", 60);
+    tcase_add_test(task, test_task_parse);
+    tcase_add_test(task, test_task_load);
+    tcase_add_test(ds_check_case(su, "reduce", 60), test_reduce);
+    tcase_add_test(ds_check_case(su, "refusal", 60), test_refusal_strings);
     return ds_check_run(su);
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "src/checkpoint.h"
 #include "src/fitscales.h"
+#include "tests/unit/check_main.h"
 
 static const ds_config small = {.dim = 16, .hidden_dim = 40, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
                                 .vocab_size = 23, .max_seq_len = 12, .norm_eps = 1e-5f, .rope_theta = 10000.0f,
@@ -357,13 +358,10 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("fitscales");
-    TCase *tc = tcase_create("fit");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_reduce_matches_naive);
-    tcase_add_test(tc, test_init_rebuild_adam);
-    tcase_add_test(tc, test_descent_and_empty_batch);
-    tcase_add_test(tc, test_objective_names);
-    suite_add_tcase(s, tc);
+    tcase_add_test(ds_check_case(s, "reduce", 60), test_reduce_matches_naive);
+    tcase_add_test(ds_check_case(s, "step", 60), test_init_rebuild_adam);
+    tcase_add_test(ds_check_case(s, "descent", 60), test_descent_and_empty_batch);
+    tcase_add_test(ds_check_case(s, "objective", 60), test_objective_names);
     TCase *tk = tcase_create("checkpoint");
     tcase_add_checked_fixture(tk, ckpt_setup, ckpt_teardown);
     tcase_add_test(tk, test_ckpt_roundtrip);

@@ -9,6 +9,7 @@
 #include "src/model.h"
 #include "kernels/cpu/dispatch.h"
 #include "src/vexp.h"
+#include "tests/unit/check_main.h"
 
 static const ds_config small = {.dim = 16, .hidden_dim = 40, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
                                 .vocab_size = 23, .max_seq_len = 12, .norm_eps = 1e-5f, .rope_theta = 10000.0f,
@@ -309,16 +310,14 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("model");
-    TCase *tc = tcase_create("model");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_text_split);
-    tcase_add_test(tc, test_kv_step_matches_batch);
-    tcase_add_test(tc, test_grad_subset_and_fd);
-    tcase_add_test(tc, test_grad_every_tensor_fd);
-    tcase_add_test(tc, test_vexp);
-    tcase_add_test(tc, test_engine_twins);
-    tcase_add_test(tc, test_adamw_first_step);
-    suite_add_tcase(s, tc);
+    tcase_add_test(ds_check_case(s, "text", 60), test_text_split);
+    tcase_add_test(ds_check_case(s, "kv-cache", 60), test_kv_step_matches_batch);
+    TCase *grad = ds_check_case(s, "grad", 60);
+    tcase_add_test(grad, test_grad_subset_and_fd);
+    tcase_add_test(grad, test_grad_every_tensor_fd);
+    tcase_add_test(ds_check_case(s, "vexp", 60), test_vexp);
+    tcase_add_test(ds_check_case(s, "twins", 60), test_engine_twins);
+    tcase_add_test(ds_check_case(s, "adamw", 60), test_adamw_first_step);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
     int failed = srunner_ntests_failed(r);

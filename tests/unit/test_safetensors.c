@@ -507,22 +507,25 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("safetensors");
-    TCase *tc = tcase_create("safetensors");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_layout_known_header);
-    tcase_add_test(tc, test_layout_escapes_names);
-    tcase_add_test(tc, test_bad_headers);
-    tcase_add_test(tc, test_bad_lengths);
-    tcase_add_test(tc, test_bad_corpus);
-    tcase_add_test(tc, test_write_read);
-    tcase_add_test(tc, test_unaligned_view);
-    tcase_add_test(tc, test_shard_set);
-    tcase_add_test(tc, test_hf_config);
-    suite_add_tcase(s, tc);
-    TCase *tl = tcase_create("llama2c");
-    tcase_add_checked_fixture(tl, setup, teardown);
+    /* Every case gets a fresh temporary folder per test. */
+    TCase *layout = ds_check_case(s, "layout", 0);
+    tcase_add_test(layout, test_layout_known_header);
+    tcase_add_test(layout, test_layout_escapes_names);
+    TCase *bad = ds_check_case(s, "bad-input", 0);
+    tcase_add_test(bad, test_bad_headers);
+    tcase_add_test(bad, test_bad_lengths);
+    tcase_add_test(bad, test_bad_corpus);
+    TCase *io = ds_check_case(s, "write-read", 0);
+    tcase_add_test(io, test_write_read);
+    tcase_add_test(io, test_unaligned_view);
+    TCase *shards = ds_check_case(s, "shards", 0);
+    tcase_add_test(shards, test_shard_set);
+    TCase *hf = ds_check_case(s, "hf-config", 0);
+    tcase_add_test(hf, test_hf_config);
+    TCase *tl = ds_check_case(s, "llama2c", 0);
     tcase_add_test(tl, test_llama2c_layout);
     tcase_add_test(tl, test_llama2c_bad);
-    suite_add_tcase(s, tl);
+    TCase *all[] = {layout, bad, io, shards, hf, tl};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tcase_add_checked_fixture(all[i], setup, teardown);
     return ds_check_run(s);
 }

@@ -295,15 +295,19 @@ int main(int argc, char **argv)
     snprintf(tok_path, sizeof tok_path, "%s/data/models/stories260K/tok512.bin", src);
     snprintf(corpus_dir, sizeof corpus_dir, "%s/data/lm_corpus", src);
     Suite *s = suite_create("tokenizer");
-    TCase *tc = tcase_create("tokenizer");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_load);
-    tcase_add_test(tc, test_encode_fixed);
-    tcase_add_test(tc, test_merge_order);
-    tcase_add_test(tc, test_decode);
-    tcase_add_test(tc, test_roundtrip_corpus);
-    tcase_add_test(tc, test_malformed_files);
-    suite_add_tcase(s, tc);
+    /* Every case loads the shipped vocabulary before each test. */
+    TCase *load = ds_check_case(s, "load", 60);
+    tcase_add_test(load, test_load);
+    TCase *encode = ds_check_case(s, "encode", 60);
+    tcase_add_test(encode, test_encode_fixed);
+    tcase_add_test(encode, test_merge_order);
+    TCase *decode = ds_check_case(s, "decode", 60);
+    tcase_add_test(decode, test_decode);
+    TCase *roundtrip = ds_check_case(s, "roundtrip", 60);
+    tcase_add_test(roundtrip, test_roundtrip_corpus);
+    TCase *malformed = ds_check_case(s, "malformed", 60);
+    tcase_add_test(malformed, test_malformed_files);
+    TCase *all[] = {load, encode, decode, roundtrip, malformed};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tcase_add_checked_fixture(all[i], setup, teardown);
     return ds_check_run(s);
 }
