@@ -1,105 +1,392 @@
-/* deltasoup eval: quality metrics of a model. Here: the plain --ppl TEXT
- * report (mean NLL per predicted token and perplexity), data-parallel across
- * ranks; --task and the many-delta options go to jobs/eval_tasks.c. */
+/* deltasoup eval: quality metrics of the base model and of base + each
+ * delta (docs/eval.md). Two reports from one option table:
+ * - the plain --ppl report (one model, one text: NLL per predicted token and
+ *   perplexity), when no option of the task runner is given; documents are
+ *   shared out across ranks (ds_llama_ppl);
+ * - the task runner (--task, more than one --delta, --delta-list, output
+ *   files, ...): every task over the base and each delta. The base is loaded
+ *   once; for each delta every rank copies the base weights and adds the
+ *   delta; each task's items are split into contiguous blocks across ranks,
+ *   the per-item records are gathered on rank 0 in item order and reduced
+ *   there, so a delta's numbers depend neither on the number of ranks nor on
+ *   the other deltas of the job. */
 #include "config.h"
-#include <getopt.h>
 #include <jansson.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
-#include "jobs/eval_tasks.h"
+#include "eval/plan.h"
+#include "eval/results.h"
+#include "eval/tasks.h"
 #include "io/delta_apply.h"
-#include "src/bitdelta.h"
-#include "src/jobs.h"
 #include "io/model_io.h"
+#include "io/outfile.h"
+#include "src/jobs.h"
+#include "src/opts.h"
+#include "src/shard.h"
 
-static void usage(const ds_ctx *ctx)
+/* --delta, --delta-list, --task and --ppl, in the order given */
+typedef struct {
+    char kind; /* 'd'elta, delta 'l'ist, 't'ask, 'p'pl */
+    const char *value;
+} model_task_arg;
+
+typedef struct {
+    const char *model, *json, *csv, *items, *answers_dir;
+    int overwrite, force, n_max_tokens;
+    ds_eval_opts eo;
+    int n_args;
+    model_task_arg *args;
+    int runner; /* the task runner, not the plain --ppl report */
+    ds_eval_plan plan;
+} opts;
+
+/* --json alone: the results go to stdout (compared by address: a file named "-" is a file) */
+static const char json_stdout[] = "-";
+
+static int push_arg(void *p, char kind, const char *value)
 {
-    ds_printf0(ctx,
-               "usage: deltasoup eval --model M.h5 [--delta D.bd.h5 [--force]] --ppl TEXT [--seq-len N] [--json] [--quiet]\n"
-               "Perplexity of a text: it splits into documents on blank lines or <|endoftext|>; each is\n"
-               "tokenized with BOS and cut to --seq-len tokens; every token after BOS is predicted.\n"
-               "  --model M.h5   checkpoint with a tokenizer\n"
-               "  --delta D      add a BitDelta delta made for M.h5 to the weights (--force: for another base)\n"
-               "  --ppl TEXT     text file\n"
-               "  --seq-len N    tokens per document at most (default: the model's max_seq_len)\n"
-               "  --json         print a JSON object instead of the table\n"
-               "Documents are shared out across ranks; the result does not depend on their number.\n\n");
-    ds_eval_tasks_usage(ctx);
+    opts *o = p;
+    o->args = ds_realloc(o->args, (size_t)(o->n_args + 1) * sizeof *o->args);
+    o->args[o->n_args++] = (model_task_arg){kind, value};
+    return 0;
+}
+static int on_delta(void *o, const char *v) { return push_arg(o, 'd', v); }
+static int on_list(void *o, const char *v) { return push_arg(o, 'l', v); }
+static int on_task(void *o, const char *v) { return push_arg(o, 't', v); }
+static int on_ppl(void *o, const char *v) { return push_arg(o, 'p', v); }
+
+static int count_args(const opts *o, char kind)
+{
+    int n = 0;
+    for (int i = 0; i < o->n_args; i++) n += o->args[i].kind == kind;
+    return n;
 }
 
-int ds_job_eval(ds_ctx *ctx, int argc, char **argv)
+/* The last value of an argument kind, or NULL. */
+static const char *last_arg(const opts *o, char kind)
 {
-    if (ds_eval_tasks_wanted(argc, argv)) return ds_eval_tasks_main(ctx, argc, argv);
-    static const struct option opts[] = {{"model", 1, 0, 'm'}, {"delta", 1, 0, 'd'}, {"ppl", 1, 0, 'p'},
-                                         {"seq-len", 1, 0, 'T'}, {"json", 0, 0, 'j'}, {"quiet", 0, 0, 'q'},
-                                         {"force", 0, 0, 'F'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
-    const char *model = NULL, *delta = NULL, *text = NULL;
-    long seq_len = 0;
-    int json = 0, rc = 0, c;
-    int force = 0;
-    optind = 1;
-    while (!rc && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': model = optarg; break;
-        case 'd': delta = optarg; break;
-        case 'p': text = optarg; break;
-        case 'T': rc = ds_parse_int("--seq-len", optarg, 2, 1 << 24, &seq_len); break;
-        case 'j': json = 1; break;
-        case 'q': ctx->quiet = 1; break;
-        case 'F': force = 1; break;
-        case 'h': usage(ctx); return 0;
-        default: rc = ds_err(DS_EXIT_USAGE, "bad option (see deltasoup eval --help)");
+    for (int i = o->n_args - 1; i >= 0; i--)
+        if (o->args[i].kind == kind) return o->args[i].value;
+    return NULL;
+}
+
+static const ds_opt options[] = {
+    DS_OPT_STRING(opts, model, "model", "B.h5", "base checkpoint with a tokenizer"),
+    DS_OPT_CALL("delta", "D.bd.h5", on_delta,
+                "a delta to evaluate, base + D (repeatable); with none, the base\nitself (\"base\")"),
+    DS_OPT_CALL("delta-list", "FILE", on_list, "more deltas, one path per line (# comments; a line \"base\" = the base)"),
+    DS_OPT_CALL("task", "KIND:FILE", on_task, "a task (repeatable; the kinds below)"),
+    DS_OPT_CALL("ppl", "TEXT", on_ppl, "NLL per token and perplexity of a text (alone: the plain report)"),
+    DS_OPT_INT(opts, eo.limit, "limit", "N", 1, 1 << 30, NULL, "first N items of each task (xstest: of each label)"),
+    {.name = "max-tokens", .type = DS_OPT_T_INT, .off = offsetof(opts, eo.max_tokens), .meta = "N",
+     .help = "new tokens per generated answer", .def = "32", .lo = 1, .hi = 1 << 24,
+     .given = DS_OPT_GIVEN(opts, n_max_tokens)},
+    DS_OPT_INT(opts, eo.seq_len, "seq-len", "N", 2, 1 << 24, NULL,
+               "ppl/kl: tokens per document at most (without it: the model's max_seq_len)"),
+    {.name = "json", .type = DS_OPT_T_OPTSTR, .off = offsetof(opts, json), .meta = "OUT", .def = json_stdout,
+     .help = "the results as JSON to OUT (without OUT: to stdout instead of the table)"},
+    DS_OPT_STRING(opts, csv, "csv", "OUT", "the results as CSV"),
+    DS_OPT_STRING(opts, items, "items", "OUT", "every item's record as JSON lines (audit, references)"),
+    DS_OPT_STRING(opts, answers_dir, "answers-dir", "DIR",
+                  "mtbench-answers: DIR/<model_id>.jsonl (without it: the directory\nof --json OUT or --csv OUT)"),
+    DS_OPT_OVERWRITE(opts, overwrite),
+    DS_OPT_FORCE(opts, force, "apply deltas made for another base"),
+    DS_OPT_QUIET,
+    {0}};
+
+/* The plain report: one --ppl, at most one --delta, no output file. */
+static int check_plain(opts *o)
+{
+    if (o->overwrite) return ds_err(DS_EXIT_USAGE, "--overwrite: no output file to replace (--json OUT, --csv, --items)");
+    if (!o->model) return ds_err(DS_EXIT_USAGE, "--model is required");
+    if (!last_arg(o, 'p')) return ds_err(DS_EXIT_USAGE, "--ppl TEXT or --task KIND:FILE is required");
+    return 0;
+}
+
+/* The task runner's plan: models and tasks in the order given, then the rules. */
+static int check_runner(opts *o)
+{
+    ds_eval_plan *p = &o->plan;
+    int rc = 0;
+    for (int i = 0; i < o->n_args && !rc; i++) {
+        const char *v = o->args[i].value;
+        switch (o->args[i].kind) {
+        case 'd': rc = ds_eval_plan_add_delta(p, v); break;
+        case 'l': rc = ds_eval_plan_read_list(p, v); break;
+        case 't': rc = ds_eval_plan_add_task(p, v); break;
+        default: {
+            char *spec = ds_malloc(strlen(v) + 5);
+            sprintf(spec, "ppl:%s", v);
+            rc = ds_eval_plan_add_task(p, spec);
+            free(spec);
+        }
         }
     }
-    if (!rc && optind < argc) rc = ds_err(DS_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
-    if (!rc && !model) rc = ds_err(DS_EXIT_USAGE, "--model is required");
-    if (!rc && !text) rc = ds_err(DS_EXIT_USAGE, "--ppl TEXT or --task KIND:FILE is required");
-    if ((rc = ds_ctx_agree(ctx, rc))) return rc;
+    const int explicit_deltas = count_args(o, 'd') + count_args(o, 'l') > 0;
+    const char *json_file = o->json != json_stdout ? o->json : NULL;
+    if (rc) return rc;
+    if (!o->model) return ds_err(DS_EXIT_USAGE, "--model is required");
+    if (p->n_tasks == 0) return ds_err(DS_EXIT_USAGE, "no task: give --task KIND:FILE (see --help)");
+    if (explicit_deltas && p->n_models == 0) return ds_err(DS_EXIT_USAGE, "--delta-list: no delta in the list");
+    if (p->n_models == 0) ds_eval_plan_add_model(p, NULL);
+    const int n_mt = ds_eval_plan_count(p, DS_TASK_MTBENCH);
+    if (n_mt > 1) return ds_err(DS_EXIT_USAGE, "mtbench-answers: give it once (one answer file per model)");
+    if (n_mt && !o->answers_dir && !json_file && !o->csv)
+        return ds_err(DS_EXIT_USAGE, "mtbench-answers needs --answers-dir DIR (or --json OUT / --csv OUT)");
+    return n_mt ? ds_eval_plan_unique_ids(p) : 0;
+}
 
-    ds_text_docs docs;
-    if ((rc = ds_ctx_agree(ctx, ds_text_load(text, &docs)))) {
-        ds_text_docs_free(&docs);
-        return rc;
+static int check(void *p)
+{
+    opts *o = p;
+    o->runner = count_args(o, 't') || count_args(o, 'l') || count_args(o, 'd') > 1 || o->csv || o->items ||
+                o->answers_dir || o->eo.limit || o->n_max_tokens || (o->json && o->json != json_stdout);
+    return o->runner ? check_runner(o) : check_plain(o);
+}
+
+static const ds_cmd cmd = {
+    .usage = "deltasoup eval --model B.h5 [--delta D.bd.h5]... [--delta-list FILE] --task KIND:FILE... [options]\n"
+             "deltasoup eval --model M.h5 [--delta D.bd.h5 [--force]] --ppl TEXT [--seq-len N] [--json]",
+    .about = "Evaluate the base model and/or base + each delta on every task (docs/eval.md).\n"
+             "--ppl TEXT without an option of the task runner (--task, a second --delta, --delta-list,\n"
+             "--limit, --max-tokens, --json OUT, --csv, --items, --answers-dir) is the plain perplexity\n"
+             "report of one model: the text splits into documents on blank lines or <|endoftext|>;\n"
+             "each is tokenized with BOS and cut to --seq-len tokens; every token after BOS is\n"
+             "predicted. Documents are shared out across ranks; the result does not depend on their\n"
+             "number.",
+    .opts = options,
+    .epilog = "Task kinds (--task KIND:FILE):\n"
+              "  truthfulqa-mc:mc_task.json   MC1 and MC2 (prompt \"Q: {question}\\nA:\", answer \" {choice}\")\n"
+              "  refusal:FILE.csv             refusal rate on HarmBench or AdvBench behaviours (by header)\n"
+              "  xstest:xstest_prompts.csv    refusal rate on the safe and on the unsafe prompts\n"
+              "  ppl:TEXT                     NLL per token and perplexity (also: --ppl TEXT)\n"
+              "  kl:REF.h5:TEXT               KL(p_ref || p) per token against a reference checkpoint\n"
+              "  mtbench-answers:question.jsonl  answers in FastChat's answer JSONL format\n"
+              "Exit: 0 ok, 2 usage (bad --task), 3 bad input, 4 output exists.",
+    .check = check};
+
+/* ---- the plain --ppl report */
+
+static void print_ppl(const ds_ctx *ctx, const opts *o, const char *text, int seq_len, const ds_ppl_result *r,
+                      double dt)
+{
+    if (o->json) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:f, s:i}", "task", "ppl", "model", o->model,
+                              "text", text, "seq_len", seq_len, "documents", r->documents, "tokens",
+                              (json_int_t)r->tokens, "nll", r->nll, "ppl", r->ppl, "seconds", dt, "ranks", ctx->size);
+        char *s = json_dumps(j, DS_EVAL_JSON_FLAGS);
+        ds_printf0(ctx, "%s\n", s);
+        free(s);
+        json_decref(j);
+    } else {
+        ds_printf0(ctx,
+                   "task        ppl\nmodel       %s\ntext        %s\nseq_len     %d\ndocuments   %d\n"
+                   "tokens      %lld\nnll         %.6f nats/token\nperplexity  %.4f\nseconds     %.2f\n",
+                   o->model, text, seq_len, r->documents, (long long)r->tokens, r->nll, r->ppl, dt);
     }
+}
+
+static int run_ppl(ds_ctx *ctx, const opts *o)
+{
+    const char *text = last_arg(o, 'p');
+    ds_text_docs docs;
+    int rc = ds_ctx_agree(ctx, ds_text_load(text, &docs));
     ds_llama m;
     ds_tokenizer tok;
-    if ((rc = ds_llama_load_path(ctx, model, &m, &tok, NULL))) {
+    if (rc || (rc = ds_eval_load_model(ctx, o->model, last_arg(o, 'd'), o->force, &m, &tok))) {
         ds_text_docs_free(&docs);
         return rc;
     }
-    if (delta && (rc = ds_delta_apply_to_model(ctx, delta, model, force, &m.cfg, m.n_tensors, m.tinfo, m.w))) {
-        ds_llama_free(&m);
-        ds_tokenizer_free(&tok);
-        ds_text_docs_free(&docs);
-        return rc;
-    }
-    if (seq_len == 0) seq_len = m.cfg.max_seq_len;
+    const int seq_len = o->eo.seq_len ? o->eo.seq_len : m.cfg.max_seq_len;
     if (seq_len > m.cfg.max_seq_len)
-        rc = ds_err(DS_EXIT_USAGE, "--seq-len %ld exceeds the model's max_seq_len %d", seq_len, m.cfg.max_seq_len);
+        rc = ds_err(DS_EXIT_USAGE, "--seq-len %d exceeds the model's max_seq_len %d", seq_len, m.cfg.max_seq_len);
     if (!(rc = ds_ctx_agree(ctx, rc))) {
         ds_llama_threads_auto(ctx);
         ds_ppl_result r;
         double t0 = ds_now();
-        rc = ds_ctx_agree(ctx, ds_llama_ppl(ctx, &m, &tok, &docs, (int)seq_len, &r));
-        double dt = ds_now() - t0;
-        if (!rc && json) {
-            json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:f, s:i}", "task", "ppl", "model", model,
-                                  "text", text, "seq_len", (int)seq_len, "documents", r.documents, "tokens",
-                                  (json_int_t)r.tokens, "nll", r.nll, "ppl", r.ppl, "seconds", dt, "ranks",
-                                  ctx->size);
-            char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
-            ds_printf0(ctx, "%s\n", s);
-            free(s);
-            json_decref(o);
-        } else if (!rc) {
-            ds_printf0(ctx,
-                       "task        ppl\nmodel       %s\ntext        %s\nseq_len     %ld\ndocuments   %d\n"
-                       "tokens      %lld\nnll         %.6f nats/token\nperplexity  %.4f\nseconds     %.2f\n",
-                       model, text, seq_len, r.documents, (long long)r.tokens, r.nll, r.ppl, dt);
-        }
+        rc = ds_ctx_agree(ctx, ds_llama_ppl(ctx, &m, &tok, &docs, seq_len, &r));
+        if (!rc) print_ppl(ctx, o, text, seq_len, &r, ds_now() - t0);
     }
     ds_tokenizer_free(&tok);
     ds_llama_free(&m);
     ds_text_docs_free(&docs);
     return rc;
+}
+
+/* ---- the task runner */
+
+typedef struct {
+    ds_outfile json, csv, items;
+    ds_outfile *answers; /* per model */
+    json_t *rows;        /* rank 0: result rows */
+} outputs;
+
+/* Collective: the tasks' data, the base, the kl reference models; the
+ * options that depend on the model. */
+static int load_everything(const ds_ctx *ctx, opts *o, ds_llama *base, ds_tokenizer *tok, int *have_tok)
+{
+    ds_eval_plan *p = &o->plan;
+    int rc = 0;
+    for (int i = 0; i < p->n_tasks && !rc; i++) rc = ds_eval_task_load(&p->tasks[i], &o->eo);
+    if ((rc = ds_ctx_agree(ctx, rc))) return rc;
+    if ((rc = ds_llama_load_path(ctx, o->model, base, tok, NULL))) return rc;
+    *have_tok = 1;
+    const int max_t = base->cfg.max_seq_len;
+    if (o->eo.seq_len == 0) o->eo.seq_len = max_t;
+    if (o->eo.seq_len > max_t)
+        rc = ds_err(DS_EXIT_USAGE, "--seq-len %d exceeds the model's max_seq_len %d", o->eo.seq_len, max_t);
+    if (!rc && o->eo.max_tokens >= max_t)
+        rc = ds_err(DS_EXIT_USAGE, "--max-tokens %d leaves no room for a prompt in max_seq_len %d", o->eo.max_tokens,
+                    max_t);
+    if ((rc = ds_ctx_agree(ctx, rc))) return rc;
+    for (int i = 0; i < p->n_tasks && !rc; i++) {
+        ds_eval_task *t = &p->tasks[i];
+        if (t->kind != DS_TASK_KL) continue;
+        t->ref_model = ds_calloc(1, sizeof *t->ref_model);
+        if ((rc = ds_llama_load_path(ctx, t->ref, t->ref_model, NULL, NULL))) {
+            free(t->ref_model);
+            t->ref_model = NULL;
+            return rc;
+        }
+        if (t->ref_model->cfg.vocab_size != base->cfg.vocab_size || t->ref_model->cfg.max_seq_len < o->eo.seq_len)
+            rc = ds_err(DS_EXIT_INPUT, "%s: vocabulary %d / max_seq_len %d do not fit %s (vocabulary %d, --seq-len %d)",
+                        t->ref, t->ref_model->cfg.vocab_size, t->ref_model->cfg.max_seq_len, o->model,
+                        base->cfg.vocab_size, o->eo.seq_len);
+        rc = ds_ctx_agree(ctx, rc);
+    }
+    return rc;
+}
+
+static int open_outputs(const ds_ctx *ctx, const opts *o, outputs *out)
+{
+    const char *json_file = o->json != json_stdout ? o->json : NULL;
+    int rc = 0;
+    if (json_file) rc = ds_outfile_open(ctx, &out->json, json_file, o->overwrite);
+    if (!rc && o->csv) rc = ds_outfile_open(ctx, &out->csv, o->csv, o->overwrite);
+    if (!rc && o->items) rc = ds_outfile_open(ctx, &out->items, o->items, o->overwrite);
+    if (rc || !ds_eval_plan_count(&o->plan, DS_TASK_MTBENCH)) return rc;
+    char *dir;
+    if (o->answers_dir) {
+        dir = ds_strdup(o->answers_dir);
+    } else {
+        char *tmp = ds_strdup(json_file ? json_file : o->csv);
+        dir = ds_strdup(dirname(tmp));
+        free(tmp);
+    }
+    for (int m = 0; m < o->plan.n_models && !rc; m++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s.jsonl", dir, o->plan.models[m].id);
+        rc = ds_outfile_open(ctx, &out->answers[m], path, o->overwrite);
+    }
+    free(dir);
+    return rc;
+}
+
+/* One (model, task): this rank's items, gathered and reduced on rank 0. */
+static int run_task(const ds_ctx *ctx, outputs *out, const ds_eval_model *mr, ds_eval_task *t, ds_eval_env *env,
+                    ds_outfile *answers)
+{
+    int64_t lo, hi;
+    ds_shard_range(t->n, ctx->rank, ctx->size, &lo, &hi);
+    json_t **mine = ds_calloc((size_t)(hi - lo) + 1, sizeof *mine);
+    int rc = 0;
+    for (int64_t k = lo; k < hi && !rc; k++) rc = ds_eval_task_item(t, env, (int)k, &mine[k - lo]);
+    rc = ds_ctx_agree(ctx, rc);
+    json_t **all = ctx->rank == 0 ? ds_calloc((size_t)t->n, sizeof *all) : NULL;
+    if (!rc) ds_eval_gather(ctx, mine, lo, hi, t->n, all);
+    for (int64_t k = lo; k < hi; k++) json_decref(mine[k - lo]);
+    free(mine);
+    if (!rc && ctx->rank == 0) rc = ds_eval_results_add(out->rows, mr, t, all, out->items.f, answers->f);
+    free(all);
+    /* an item's failure was printed by the agreement above */
+    return rc ? rc : ds_ctx_agree(ctx, rc);
+}
+
+/* Every model on every task; work receives a fresh copy of the base for each. */
+static int evaluate_all(const ds_ctx *ctx, const opts *o, const ds_llama *base, ds_llama *work, ds_eval_env *env,
+                        outputs *out)
+{
+    const ds_eval_plan *p = &o->plan;
+    int64_t total = 0, done = 0;
+    for (int i = 0; i < p->n_tasks; i++) total += (int64_t)p->tasks[i].n * p->n_models;
+    ds_progress prog;
+    ds_progress_init(&prog, ctx, "items", total);
+    int rc = 0;
+    for (int mi = 0; mi < p->n_models && !rc; mi++) {
+        const ds_eval_model *mr = &p->models[mi];
+        /* a fresh copy of the base: no delta sees another's weights */
+        memcpy(work->w[0], base->w[0], (size_t)base->numel * sizeof(float));
+        if (mr->path)
+            rc = ds_delta_apply_to_model(ctx, mr->path, o->model, o->force, &base->cfg, work->n_tensors, work->tinfo,
+                                         work->w);
+        for (int ti = 0; ti < p->n_tasks && !rc; ti++) {
+            rc = run_task(ctx, out, mr, &p->tasks[ti], env, &out->answers[mi]);
+            done += p->tasks[ti].n;
+            ds_progress_step(&prog, done, "%s %s", mr->label, p->tasks[ti].spec);
+        }
+    }
+    return rc;
+}
+
+/* Rank 0: the table or the JSON on stdout, the JSON and CSV files. */
+static void report(const ds_ctx *ctx, const opts *o, outputs *out, double seconds)
+{
+    json_t *doc = ds_eval_results_doc(o->model, &o->plan, &o->eo, out->rows, ctx->size, seconds);
+    char *s = json_dumps(doc, DS_EVAL_JSON_FLAGS | JSON_INDENT(1));
+    if (o->json == json_stdout) printf("%s\n", s);
+    else ds_eval_print_table(ctx, out->rows);
+    if (out->json.f) fprintf(out->json.f, "%s\n", s);
+    if (out->csv.f) ds_eval_write_csv(out->csv.f, out->rows);
+    free(s);
+    json_decref(doc);
+}
+
+static int close_outputs(const ds_ctx *ctx, const opts *o, outputs *out, int rc)
+{
+    rc = ds_outfile_close(ctx, &out->json, rc);
+    rc = ds_outfile_close(ctx, &out->csv, rc);
+    rc = ds_outfile_close(ctx, &out->items, rc);
+    for (int m = 0; m < o->plan.n_models; m++) rc = ds_outfile_close(ctx, &out->answers[m], rc);
+    free(out->answers);
+    json_decref(out->rows);
+    return rc;
+}
+
+static int run_tasks(const ds_ctx *ctx, opts *o)
+{
+    ds_llama base = {0}, work = {0};
+    ds_tokenizer tok = {0};
+    int have_tok = 0;
+    int rc = load_everything(ctx, o, &base, &tok, &have_tok);
+    outputs out = {.rows = json_array(), .answers = ds_calloc((size_t)o->plan.n_models + 1, sizeof *out.answers)};
+    if (!rc) rc = open_outputs(ctx, o, &out);
+    double t0 = ds_now();
+    if (!rc) {
+        /* One BLAS thread per rank: OpenBLAS may split a product differently
+         * with more threads, and a result must not depend on how many ranks
+         * share a node. Parallelism comes from the ranks (one per core). */
+        ds_llama_set_threads(1);
+        rc = ds_ctx_agree(ctx, ds_llama_init(&work, &base.cfg));
+    }
+    ds_eval_env env = {.m = &work, .tok = &tok, .refusal = ds_refusal_is_refusal, .o = &o->eo};
+    if (!rc) rc = evaluate_all(ctx, o, &base, &work, &env, &out);
+    if (!rc && ctx->rank == 0) report(ctx, o, &out, ds_now() - t0);
+    rc = close_outputs(ctx, o, &out, rc);
+    ds_eval_env_free(&env);
+    if (work.w) ds_llama_free(&work);
+    if (base.w) ds_llama_free(&base);
+    if (have_tok) ds_tokenizer_free(&tok);
+    return rc;
+}
+
+int ds_job_eval(ds_ctx *ctx, int argc, char **argv)
+{
+    opts o = {0};
+    int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
+    if (!rc) rc = o.runner ? run_tasks(ctx, &o) : run_ppl(ctx, &o);
+    ds_eval_plan_free(&o.plan);
+    free(o.args);
+    ds_opts_free(&cmd, &o);
+    return ds_opts_exit(rc);
 }

@@ -1,0 +1,39 @@
+/* From item records to eval's outputs (docs/eval.md): records gathered on
+ * rank 0 in item order, reduced into metric rows, the results document
+ * (--json), the table, the CSV (--csv), the item lines (--items) and
+ * MT-Bench answers in FastChat's answer format. Doubles are written with 17
+ * significant digits, so they survive a round trip exactly. */
+#ifndef DS_EVAL_RESULTS_H
+#define DS_EVAL_RESULTS_H
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "eval/plan.h"
+#include "eval/tasks.h"
+#include "src/ctx.h"
+
+/* jansson flags of every record and result eval writes */
+#define DS_EVAL_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(17))
+
+/* Collective: rank 0 receives the records of items [0, n) in order, rank r
+ * holding mine[0 .. hi - lo) for items [lo, hi) (a contiguous block, blocks
+ * in rank order). all[k] are new references on rank 0 (all may be NULL
+ * elsewhere). */
+void ds_eval_gather(const ds_ctx *ctx, json_t **mine, int64_t lo, int64_t hi, int n, json_t **all);
+
+/* Rank 0, one (model, task) evaluated: the metric rows appended to rows,
+ * each item's record to items (may be NULL) as a JSON line, MT-Bench
+ * answers to answers (mtbench-answers only). Releases all[k]. 0, or a
+ * ds_exit code with ds_err set when the reduction fails. */
+int ds_eval_results_add(json_t *rows, const ds_eval_model *m, const ds_eval_task *t, json_t **all, FILE *items,
+                        FILE *answers);
+
+/* The --json document (new reference): format, model, deltas, tasks,
+ * options, results (rows), ranks, seconds. */
+json_t *ds_eval_results_doc(const char *model, const ds_eval_plan *p, const ds_eval_opts *o, json_t *rows,
+                            int ranks, double seconds);
+
+/* The rows for people (stdout, rank 0) and as CSV. */
+void ds_eval_print_table(const ds_ctx *ctx, json_t *rows);
+void ds_eval_write_csv(FILE *f, json_t *rows);
+#endif
