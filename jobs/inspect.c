@@ -2,13 +2,13 @@
  * statistics and a recomputed content hash (jobs/inspect.h). */
 #include "config.h"
 #include "jobs/inspect.h"
-#include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "io/h5.h"
 #include "io/h5_model.h"
 #include "src/jobs.h"
+#include "src/opts.h"
 #include "src/shard.h"
 
 static const struct {
@@ -339,70 +339,76 @@ int ds_inspect_model(const ds_ctx *ctx, const char *path, int json)
 
 /* ---- the job */
 
+/* "model, delta, safetensors" */
+static const char *kinds(void)
+{
+    static char list[256];
+    list[0] = 0;
+    for (int k = 0; k < N_FORMATS; k++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", formats[k].kind);
+    return list;
+}
+
 /* Why no branch took the file, as one error (rank 0). */
 static int unknown_file(const char *path)
 {
-    char kinds[256] = "";
-    for (int k = 0; k < N_FORMATS; k++)
-        snprintf(kinds + strlen(kinds), sizeof kinds - strlen(kinds), "%s%s", k ? ", " : "", formats[k].kind);
     hid_t file;
     int rc = ds_h5_open_serial(path, &file);
     if (rc) {
         /* Not HDF5 (or damaged): ds_h5_open_serial said why. */
         if (ds_h5_is_hdf5(path) || !ds_file_exists(path)) return rc;
-        return ds_err(DS_EXIT_INPUT, "%s: not a file deltasoup reads (inspect knows: %s)", path, kinds);
+        return ds_err(DS_EXIT_INPUT, "%s: not a file deltasoup reads (inspect knows: %s)", path, kinds());
     }
     char fmt[128] = "";
     if (!ds_h5_attr_exists(file, "format"))
         rc = ds_err(DS_EXIT_INPUT, "%s: HDF5 file without a format attribute: not a deltasoup file", path);
     else if (ds_h5_attr_get_str(file, "format", fmt, sizeof fmt) == 0)
-        rc = ds_err(DS_EXIT_INPUT, "%s: unknown format \"%s\" (inspect knows: %s)", path, fmt, kinds);
+        rc = ds_err(DS_EXIT_INPUT, "%s: unknown format \"%s\" (inspect knows: %s)", path, fmt, kinds());
     else
         rc = ds_errcode();
     H5Fclose(file);
     return rc;
 }
 
-static void usage(const ds_ctx *ctx)
-{
-    ds_printf0(ctx,
-               "usage: deltasoup inspect FILE [--json]\n"
-               "Show what a deltasoup file holds: format, version, config, every tensor's name,\n"
-               "shape, dtype, bytes and min/max/mean/std, and the content hash recomputed from\n"
-               "the data next to the recorded one. Runs at any number of ranks (tensors are\n"
-               "shared out by size); the output does not depend on it.\n\n"
-               "  --json    one JSON object on stdout instead of the table\n"
-               "  --quiet   accepted for uniformity (inspect prints no progress)\n"
-               "  --help    this text\n\n"
-               "file types: ");
-    for (int k = 0; k < N_FORMATS; k++) ds_printf0(ctx, "%s%s", k ? ", " : "", formats[k].kind);
-    ds_printf0(ctx, "\nexit: 0 ok, 2 usage, 3 unreadable or damaged file (incl. a content hash mismatch)\n");
-}
+typedef struct {
+    int json;
+    ds_strlist file;
+} opts;
+
+/* -j and -q as well: inspect has always taken them */
+static const ds_opt options[] = {
+    {.name = "json", .short_name = 'j', .type = DS_OPT_T_FLAG, .off = offsetof(opts, json),
+     .help = "one JSON object on stdout instead of the table"},
+    {.name = "quiet", .short_name = 'q', .type = DS_OPT_T_QUIET,
+     .help = "accepted for uniformity (inspect prints no progress)"},
+    {0}};
+
+static const ds_cmd cmd = {
+    .usage = "deltasoup inspect FILE [--json]",
+    .about = "Show what a deltasoup file holds: format, version, config, every tensor's name,\n"
+             "shape, dtype, bytes and min/max/mean/std, and the content hash recomputed from\n"
+             "the data next to the recorded one. Runs at any number of ranks (tensors are\n"
+             "shared out by size); the output does not depend on it.",
+    .opts = options,
+    .pos_off = offsetof(opts, file),
+    .pos_min = 1,
+    .pos_max = 1,
+    .pos_name = "FILE"};
 
 int ds_job_inspect(ds_ctx *ctx, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'}, {"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'}, {0}};
-    int json = 0, c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "jqh", opts, NULL)) != -1) {
-        if (c == 'j') json = 1;
-        else if (c == 'q') ctx->quiet = 1;
-        else if (c == 'h') {
-            usage(ctx);
-            return 0;
-        } else {
-            if (ctx->rank == 0) ds_error_print(ctx, "unknown option (deltasoup inspect --help)");
-            return DS_EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 1) {
-        if (ctx->rank == 0) ds_error_print(ctx, "expected one FILE (deltasoup inspect --help)");
-        return DS_EXIT_USAGE;
-    }
-    const char *path = argv[optind];
-    int k = -1, rc = 0;
+    char epilog[512];
+    snprintf(epilog, sizeof epilog,
+             "file types: %s\nexit: 0 ok, 2 usage, 3 unreadable or damaged file (incl. a content hash mismatch)",
+             kinds());
+    ds_cmd c = cmd;
+    c.epilog = epilog;
+    opts o = {0};
+    int rc = ds_opts_parse(ctx, &c, argc, argv, &o);
+    if (rc) return ds_opts_exit(rc);
+    const char *path = o.file.v[0];
+    ds_opts_free(&c, &o);
+    int k = -1;
     if (ctx->rank == 0) {
         for (int i = 0; i < N_FORMATS && k < 0; i++)
             if (formats[i].detect(path)) k = i;
@@ -410,5 +416,5 @@ int ds_job_inspect(ds_ctx *ctx, int argc, char **argv)
     }
     MPI_Bcast(&k, 1, MPI_INT, 0, ctx->comm);
     if ((rc = ds_ctx_agree(ctx, rc))) return rc;
-    return formats[k].inspect(ctx, path, json);
+    return formats[k].inspect(ctx, path, o.json);
 }
