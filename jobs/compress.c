@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include "io/delta_check.h"
 #include "io/h5_delta.h"
 #include "io/h5_model.h"
 #include "src/bitdelta.h"
@@ -13,7 +14,7 @@
 #include "src/hash.h"
 #include "src/jobs.h"
 #include "src/opts.h"
-#include "src/shard.h"
+#include "src/tensor_shard.h"
 
 typedef struct {
     const char *base, *ft, *out, *owner, *shapes, *device;
@@ -114,32 +115,6 @@ static void print_plan(const ds_ctx *ctx, int n, const ds_delta_entry *e, int js
     fflush(stdout);
 }
 
-/* Same tensors, shapes, dtypes and config in both checkpoints (tensors
- * first: a tensor named in the message says more than a config field). */
-static int check_pair(const char *bp, const ds_model_meta *b, const char *fp, const ds_model_meta *f)
-{
-    int i = 0, j = 0;
-    while (i < b->n_tensors || j < f->n_tensors) {
-        int c = i >= b->n_tensors ? 1 : j >= f->n_tensors ? -1 : strcmp(b->tensors[i].name, f->tensors[j].name);
-        if (c < 0) return ds_err(DS_EXIT_INPUT, "%s: tensor %s is missing (it is in %s)", fp, b->tensors[i].name, bp);
-        if (c > 0) return ds_err(DS_EXIT_INPUT, "%s: tensor %s is not in the base %s", fp, f->tensors[j].name, bp);
-        const ds_tinfo *x = &b->tensors[i++], *y = &f->tensors[j++];
-        char s1[96], s2[96];
-        if (!ds_tinfo_same_shape(x, y))
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: shape %s differs from %s's %s", fp, y->name,
-                          ds_shape_str(y, s1, sizeof s1), bp, ds_shape_str(x, s2, sizeof s2));
-        if (x->dtype != y->dtype)
-            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: dtype %s differs from %s's %s", fp, y->name,
-                          ds_dtype_name(y->dtype), bp, ds_dtype_name(x->dtype));
-    }
-    if (!ds_delta_config_same(&b->cfg, &f->cfg))
-        return ds_err(DS_EXIT_INPUT, "%s: config (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d) differs from %s's (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d)",
-                      fp, f->cfg.dim, f->cfg.hidden_dim, f->cfg.n_layers, f->cfg.n_heads, f->cfg.n_kv_heads,
-                      f->cfg.vocab_size, bp, b->cfg.dim, b->cfg.hidden_dim, b->cfg.n_layers, b->cfg.n_heads,
-                      b->cfg.n_kv_heads, b->cfg.vocab_size);
-    return 0;
-}
-
 static void *grow(void *p, size_t *cap, size_t need)
 {
     if (need <= *cap) return p;
@@ -148,61 +123,143 @@ static void *grow(void *p, size_t *cap, size_t need)
     return ds_malloc(need);
 }
 
+/* Reusable buffers of compress_local, grown to the largest tensor seen. */
+typedef struct {
+    void *wb, *wf;
+    uint64_t *bits;
+    float *sc;
+    size_t capb, capf, capbits, capsc;
+} buffers;
+
+/* Read tensor i of both checkpoints (its base digest into dig), code it (or
+ * take its dense delta) and write it into d. */
+static int compress_one(const opts *o, ds_dev *dev, ds_model_file *bf, ds_model_file *ff, ds_delta_file *d, int i,
+                        const ds_delta_entry *e, buffers *b, ds_named_digest *dig)
+{
+    const ds_tinfo *t = &e->t;
+    size_t bytes = ds_tinfo_bytes(t);
+    b->wb = grow(b->wb, &b->capb, bytes);
+    b->wf = grow(b->wf, &b->capf, bytes);
+    int rc = ds_model_read_tensor(bf, t->name, t->dtype, b->wb);
+    if (!rc) rc = ds_model_read_tensor(ff, t->name, t->dtype, b->wf);
+    if (rc) return rc;
+    snprintf(dig->name, DS_NAME_MAX, "%s", t->name);
+    ds_entry_digest(t, b->wb, &dig->digest);
+    int64_t bad;
+    if (e->coded) {
+        b->bits = grow(b->bits, &b->capbits, sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row));
+        b->sc = grow(b->sc, &b->capsc, sizeof(float) * (size_t)e->n_scales);
+        if ((rc = ds_dev_code(dev, e, b->wf, b->wb, b->bits, b->sc, &bad))) return rc;
+    } else {
+        bad = ds_delta_dense(t->dtype, b->wf, b->wb, (size_t)ds_tinfo_numel(t), b->wf);
+    }
+    if (bad >= 0) {
+        float vb, vf;
+        ds_to_f32(t->dtype, (const char *)b->wb + (size_t)bad * ds_dtype_size(t->dtype), &vb, 1);
+        ds_to_f32(t->dtype, (const char *)b->wf + (size_t)bad * ds_dtype_size(t->dtype), &vf, 1);
+        return ds_err(DS_EXIT_INPUT, "%s: tensor %s: non-finite delta at element %lld (fine-tuned %g, base %s: %g)",
+                      o->ft, t->name, (long long)bad, (double)vf, o->base, (double)vb);
+    }
+    if (!e->coded) return ds_delta_write_dense(d, i, b->wf);
+    rc = ds_delta_write_signs(d, i, b->bits);
+    return rc ? rc : ds_delta_write_scales(d, i, b->sc);
+}
+
 /* Code this rank's tensors into d; digests of the base tensors it read go to bdig. */
 static int compress_local(const ds_ctx *ctx, const opts *o, ds_dev *dev, ds_model_file *bf, ds_model_file *ff,
-                          ds_delta_file *d, int n, const ds_delta_entry *e, const int *owner, ds_named_digest *bdig,
-                          int *nbdig)
+                          ds_delta_file *d, int n, const ds_delta_entry *e, const ds_tensor_shard *sh,
+                          ds_named_digest *bdig, int *nbdig)
 {
-    int mine = 0, done = 0, rc = 0;
-    for (int i = 0; i < n; i++) mine += owner[i] == ctx->rank;
-    size_t capb = 0, capf = 0, capbits = 0, capsc = 0;
-    void *wb = NULL, *wf = NULL;
-    uint64_t *bits = NULL;
-    float *sc = NULL;
+    int done = 0, rc = 0;
+    buffers b = {0};
     ds_progress pr;
-    ds_progress_init(&pr, ctx, "tensor", mine);
+    ds_progress_init(&pr, ctx, "tensor", sh->mine);
     for (int i = 0; i < n && !rc; i++) {
-        if (owner[i] != ctx->rank) continue;
-        const ds_tinfo *t = &e[i].t;
-        size_t bytes = ds_tinfo_bytes(t);
-        wb = grow(wb, &capb, bytes);
-        wf = grow(wf, &capf, bytes);
-        rc = ds_model_read_tensor(bf, t->name, t->dtype, wb);
-        if (!rc) rc = ds_model_read_tensor(ff, t->name, t->dtype, wf);
-        if (rc) break;
-        snprintf(bdig[*nbdig].name, DS_NAME_MAX, "%s", t->name);
-        ds_entry_digest(t, wb, &bdig[(*nbdig)++].digest);
-        int64_t bad;
-        if (e[i].coded) {
-            bits = grow(bits, &capbits, sizeof(uint64_t) * (size_t)(e[i].rows * e[i].words_per_row));
-            sc = grow(sc, &capsc, sizeof(float) * (size_t)e[i].n_scales);
-            if ((rc = ds_dev_code(dev, &e[i], wf, wb, bits, sc, &bad))) break;
-        } else {
-            bad = ds_delta_dense(t->dtype, wf, wb, (size_t)ds_tinfo_numel(t), wf);
-        }
-        if (bad >= 0) {
-            float vb, vf;
-            ds_to_f32(t->dtype, (const char *)wb + (size_t)bad * ds_dtype_size(t->dtype), &vb, 1);
-            ds_to_f32(t->dtype, (const char *)wf + (size_t)bad * ds_dtype_size(t->dtype), &vf, 1);
-            rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: non-finite delta at element %lld (fine-tuned %g, base %s: %g)",
-                        o->ft, t->name, (long long)bad, (double)vf, o->base, (double)vb);
-            break;
-        }
-        if (e[i].coded) {
-            rc = ds_delta_write_signs(d, i, bits);
-            if (!rc) rc = ds_delta_write_scales(d, i, sc);
-        } else {
-            rc = ds_delta_write_dense(d, i, wf);
-        }
-        ds_progress_step(&pr, ++done, "%s", t->name);
+        if (sh->owner[i] != ctx->rank) continue;
+        if ((rc = compress_one(o, dev, bf, ff, d, i, &e[i], &b, &bdig[*nbdig]))) break;
+        ++*nbdig;
+        ds_progress_step(&pr, ++done, "%s", e[i].t.name);
     }
-    free(wb);
-    free(wf);
-    free(bits);
-    free(sc);
+    free(b.wb);
+    free(b.wf);
+    free(b.bits);
+    free(b.sc);
     return rc;
 }
 
+/* Collective: the base's content hash from the data just read (what the
+ * delta is for), checked against the hash the base file records. */
+static int base_hash(const ds_ctx *ctx, const opts *o, const ds_model_meta *bm, int nbdig,
+                     const ds_named_digest *bdig, char base_hex[65])
+{
+    ds_digest bd;
+    int rc = ds_content_hash(ctx, nbdig, bdig, &bd);
+    ds_digest_hex(&bd, base_hex);
+    if (!rc && bm->content_sha256[0] && strcmp(bm->content_sha256, base_hex) != 0)
+        rc = ds_err(DS_EXIT_INPUT, "%s: recorded content_sha256 %.16s... but its tensors hash to %.16s... (corrupt or modified file)",
+                    o->base, bm->content_sha256, base_hex);
+    return ds_ctx_agree(ctx, rc);
+}
+
+static void report(const ds_ctx *ctx, const opts *o, ds_dev *dev, int n, const ds_delta_entry *e,
+                   const char *content, const char *base_hex, double t0)
+{
+    ds_delta_sizes s;
+    double ratio = ds_delta_ratio(n, e, &s), secs = ds_now() - t0;
+    size_t rss = ds_peak_rss(), max_rss = 0;
+    MPI_Reduce(&rss, &max_rss, 1, MPI_UNSIGNED_LONG, MPI_MAX, 0, ctx->comm);
+    if (ctx->rank != 0) return;
+    double gb = 2.0 * (double)s.full / 1e9; /* both checkpoints read */
+    if (o->json) {
+        json_t *r = json_pack("{s:s, s:s, s:s, s:f, s:I, s:I, s:f, s:f, s:i, s:I, s:s}", "output", o->out,
+                              "content_sha256", content, "base_sha256", base_hex, "ratio", ratio, "bytes_full",
+                              (json_int_t)s.full, "bytes_stored", (json_int_t)(s.signs + s.scales + s.dense),
+                              "seconds", secs, "input_gb_per_s", gb / secs, "ranks", ctx->size,
+                              "peak_rss_bytes_max_rank", (json_int_t)max_rss, "device",
+                              ds_device_name(ds_dev_kind(dev)));
+        char *txt = json_dumps(r, JSON_INDENT(2));
+        printf("%s\n", txt);
+        free(txt);
+        json_decref(r);
+    } else {
+        char dur[32];
+        printf("wrote %s: %d tensors, compression ratio %.4fx (%llu -> %llu bytes)\n", o->out, n, ratio,
+               (unsigned long long)s.full, (unsigned long long)(s.signs + s.scales + s.dense));
+        printf("content_sha256: %s\nbase_sha256: %s\n", content, base_hex);
+        printf("time: %s on %d rank(s), %.2f GB/s read, peak RSS per rank %.1f MB\n",
+               ds_fmt_duration(secs, dur, sizeof dur), ctx->size, gb / secs, (double)max_rss / 1e6);
+    }
+    fflush(stdout);
+}
+
+/* Create the delta file, code this rank's tensors (shared out by bytes),
+ * record the base's hash, commit, report. */
+static int compress_write(const ds_ctx *ctx, const opts *o, ds_dev *dev, ds_model_file *bf, ds_model_file *ff, int n,
+                          ds_delta_entry *e)
+{
+    const ds_model_meta *bm = ds_model_get_meta(bf);
+    double t0 = ds_now();
+    ds_delta_meta meta = {.cfg = bm->cfg, .n = n, .entries = e};
+    snprintf(meta.owner, sizeof meta.owner, "%s", o->owner);
+    snprintf(meta.scale_fit, sizeof meta.scale_fit, "mean_abs");
+    ds_delta_file *d;
+    int rc = ds_delta_create(o->out, ctx->comm, &meta, o->overwrite, &d);
+    if (rc) return rc;
+    ds_tensor_shard sh;
+    ds_tensor_shard_plan(&sh, ctx, n, &e[0].t, sizeof *e, DS_WEIGH_BYTES);
+    ds_named_digest *bdig = ds_malloc(sizeof(ds_named_digest) * (size_t)(n ? n : 1));
+    int nbdig = 0;
+    rc = compress_local(ctx, o, dev, bf, ff, d, n, e, &sh, bdig, &nbdig);
+    char base_hex[65] = "", content[65] = "";
+    if (!(rc = ds_ctx_agree(ctx, rc))) rc = base_hash(ctx, o, bm, nbdig, bdig, base_hex);
+    rc = ds_delta_commit(d, rc, base_hex, content);
+    ds_tensor_shard_free(&sh);
+    free(bdig);
+    if (!rc) report(ctx, o, dev, n, e, content, base_hex, t0);
+    return rc;
+}
+
+/* Open both checkpoints, check them, plan; print the plan or write. */
 static int compress_run(const ds_ctx *ctx, const opts *o, ds_dev *dev)
 {
     ds_model_file *bf = NULL, *ff = NULL;
@@ -216,72 +273,11 @@ static int compress_run(const ds_ctx *ctx, const opts *o, ds_dev *dev)
     const ds_model_meta *bm = ds_model_get_meta(bf), *fm = ds_model_get_meta(ff);
     int n = bm->n_tensors;
     ds_delta_entry *e = ds_calloc((size_t)(n ? n : 1), sizeof *e);
-    rc = check_pair(o->base, bm, o->ft, fm);
+    rc = ds_delta_check_pair(o->base, bm, o->ft, fm);
     if (!rc) rc = ds_delta_plan(n, bm->tensors, &o->bd, e);
     rc = ds_ctx_agree(ctx, rc);
     if (!rc && o->dry_run) print_plan(ctx, n, e, o->json);
-    if (rc || o->dry_run) goto out;
-
-    double t0 = ds_now();
-    ds_delta_meta meta = {.cfg = bm->cfg, .n = n, .entries = e};
-    snprintf(meta.owner, sizeof meta.owner, "%s", o->owner);
-    snprintf(meta.scale_fit, sizeof meta.scale_fit, "mean_abs");
-    ds_delta_file *d;
-    if ((rc = ds_delta_create(o->out, ctx->comm, &meta, o->overwrite, &d))) goto out;
-    int64_t *sizes = ds_malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
-    int *owner = ds_malloc(sizeof(int) * (size_t)(n ? n : 1));
-    for (int i = 0; i < n; i++) sizes[i] = (int64_t)ds_tinfo_bytes(&e[i].t);
-    ds_shard_by_size(n, sizes, ctx->size, owner);
-    ds_named_digest *bdig = ds_malloc(sizeof(ds_named_digest) * (size_t)(n ? n : 1));
-    int nbdig = 0;
-    rc = compress_local(ctx, o, dev, bf, ff, d, n, e, owner, bdig, &nbdig);
-    /* The base's content hash from the data just read: what the delta is
-     * for, and a check of the base file against the hash it records. */
-    char base_hex[65] = "";
-    if (!(rc = ds_ctx_agree(ctx, rc))) {
-        ds_digest bd;
-        rc = ds_content_hash(ctx, nbdig, bdig, &bd);
-        ds_digest_hex(&bd, base_hex);
-        if (!rc && bm->content_sha256[0] && strcmp(bm->content_sha256, base_hex) != 0)
-            rc = ds_err(DS_EXIT_INPUT, "%s: recorded content_sha256 %.16s... but its tensors hash to %.16s... (corrupt or modified file)",
-                        o->base, bm->content_sha256, base_hex);
-        rc = ds_ctx_agree(ctx, rc);
-    }
-    char content[65] = "";
-    rc = ds_delta_commit(d, rc, base_hex, content);
-    free(sizes);
-    free(owner);
-    free(bdig);
-    if (rc) goto out;
-
-    ds_delta_sizes s;
-    double ratio = ds_delta_ratio(n, e, &s), secs = ds_now() - t0;
-    size_t rss = ds_peak_rss(), max_rss = 0;
-    MPI_Reduce(&rss, &max_rss, 1, MPI_UNSIGNED_LONG, MPI_MAX, 0, ctx->comm);
-    if (ctx->rank == 0) {
-        double gb = 2.0 * (double)s.full / 1e9; /* both checkpoints read */
-        if (o->json) {
-            json_t *r = json_pack("{s:s, s:s, s:s, s:f, s:I, s:I, s:f, s:f, s:i, s:I, s:s}", "output", o->out,
-                                  "content_sha256", content, "base_sha256", base_hex, "ratio", ratio, "bytes_full",
-                                  (json_int_t)s.full, "bytes_stored", (json_int_t)(s.signs + s.scales + s.dense),
-                                  "seconds", secs, "input_gb_per_s", gb / secs, "ranks", ctx->size,
-                                  "peak_rss_bytes_max_rank", (json_int_t)max_rss, "device",
-                                  ds_device_name(ds_dev_kind(dev)));
-            char *txt = json_dumps(r, JSON_INDENT(2));
-            printf("%s\n", txt);
-            free(txt);
-            json_decref(r);
-        } else {
-            char dur[32];
-            printf("wrote %s: %d tensors, compression ratio %.4fx (%llu -> %llu bytes)\n", o->out, n, ratio,
-                   (unsigned long long)s.full, (unsigned long long)(s.signs + s.scales + s.dense));
-            printf("content_sha256: %s\nbase_sha256: %s\n", content, base_hex);
-            printf("time: %s on %d rank(s), %.2f GB/s read, peak RSS per rank %.1f MB\n",
-                   ds_fmt_duration(secs, dur, sizeof dur), ctx->size, gb / secs, (double)max_rss / 1e6);
-        }
-        fflush(stdout);
-    }
-out:
+    else if (!rc) rc = compress_write(ctx, o, dev, bf, ff, n, e);
     free(e);
     ds_model_close(ff);
     ds_model_close(bf);

@@ -12,7 +12,6 @@
  * hash of (seed, k, tensor, coordinate)), so the outputs' content hashes do
  * not depend on the number of ranks. */
 #include "config.h"
-#include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -23,111 +22,76 @@
 #include "src/bitdelta.h"
 #include "src/checkpoint.h"
 #include "src/jobs.h"
-#include "src/shard.h"
+#include "src/opts.h"
+#include "src/tensor_shard.h"
 
 typedef enum { A_SIGNFLIP, A_SCALE, A_GAUSSIAN, A_ALIE, A_IPM, A_COUNT } attack;
-static const char *const attack_names[A_COUNT] = {"sign-flip", "scale", "gaussian", "alie", "ipm"};
+static const char *const attack_names[A_COUNT + 1] = {"sign-flip", "scale", "gaussian", "alie", "ipm", NULL};
 /* --strength defaults; alie's (NAN) is z_max from n and K */
 static const double attack_default[A_COUNT] = {1.0, 10.0, 1.0, NAN, 0.1};
 
-static void usage(const ds_ctx *ctx)
-{
-    ds_printf0(ctx,
-               "usage: deltasoup poison --attack A --count K [--strength S] [--seed N] -o DIR HONEST.bd.h5 ...\n"
-               "Make K Byzantine deltas from n honest ones (same base, tensors and coding), written as ordinary\n"
-               "delta files DIR/<attack>-<k>.bd.h5 (k = 0..K-1, owner poison-<attack>-<k>) with exactly the\n"
-               "honest layout, for testing `deltasoup aggregate` (docs/poison.md). Per coordinate, over the\n"
-               "honest values v_u (g(2b-1) of a 1-bit tensor, the value of a dense one), mean and population std:\n"
-               "  sign-flip   -S * mean                      (S default 1)\n"
-               "  scale       S * v_(k mod n)                (S default 10)\n"
-               "  gaussian    S * rms * N(0,1), rms over the honest values of the tensor (S default 1, >= 0)\n"
-               "  alie        mean + z * std, z = S, default z_max of \"A Little Is Enough\" from n and K\n"
-               "  ipm         -S * mean                      (S = epsilon, default 0.1)\n"
-               "1-bit tensors are re-coded: sign bit (value >= 0), scale = mean |value| per tensor/row/column.\n\n"
-               "  --attack A          sign-flip | scale | gaussian | alie | ipm\n"
-               "  --count K           number of poisoned deltas to write (K >= 1)\n"
-               "  --strength S        the attack's parameter (see above; a finite number)\n"
-               "  --seed N            gaussian: the noise seed (default 0; same seed, same files)\n"
-               "  -o, --output DIR    folder for the outputs (created when missing)\n"
-               "  --overwrite         replace existing outputs\n"
-               "  --json              print the summary as JSON\n"
-               "  --quiet             no progress lines\n"
-               "  -h, --help          this help\n\n"
-               "Needs n >= 2 honest deltas for alie (std), n >= 1 otherwise. Exit codes: 0 ok, 2 usage,\n"
-               "3 bad input (unreadable or mismatched deltas, non-finite values, an attack value that\n"
-               "overflows the tensor's dtype), 4 an output exists (without --overwrite) or cannot be written.\n");
-}
-
 typedef struct {
-    attack a;
-    long count;
+    int a, count;
     double strength;
-    int strength_set;
-    unsigned long long seed;
+    int strength_set; /* times --strength was given */
+    int64_t seed;
     const char *dir;
     int overwrite, json, n_in;
-    char **in;
+    const char **in;
+    ds_strlist honest;
 } opts;
 
-static int parse(ds_ctx *ctx, int argc, char **argv, opts *o)
+static int check(void *p)
 {
-    enum { O_ATTACK = 256, O_COUNT, O_STRENGTH, O_SEED, O_OVER, O_JSON, O_QUIET };
-    static const struct option lo[] = {
-        {"attack", required_argument, 0, O_ATTACK}, {"count", required_argument, 0, O_COUNT},
-        {"strength", required_argument, 0, O_STRENGTH}, {"seed", required_argument, 0, O_SEED},
-        {"output", required_argument, 0, 'o'},      {"overwrite", no_argument, 0, O_OVER},
-        {"json", no_argument, 0, O_JSON},           {"quiet", no_argument, 0, O_QUIET},
-        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
-    memset(o, 0, sizeof *o);
-    o->a = A_COUNT;
-    o->count = -1;
-    optind = 1;
-    opterr = 0;
-    int c, rc = 0;
-    long seed = 0;
-    while (!rc && (c = getopt_long(argc, argv, ":o:h", lo, NULL)) != -1) {
-        switch (c) {
-        case O_ATTACK:
-            for (int i = 0; i < A_COUNT; i++)
-                if (strcmp(optarg, attack_names[i]) == 0) o->a = (attack)i;
-            if (o->a == A_COUNT)
-                rc = ds_err(DS_EXIT_USAGE, "--attack '%s': expected sign-flip, scale, gaussian, alie or ipm", optarg);
-            break;
-        case O_COUNT:
-            rc = ds_parse_int("--count", optarg, 1, 1 << 20, &o->count);
-            break;
-        case O_STRENGTH:
-            rc = ds_parse_double("--strength", optarg, -INFINITY, INFINITY, &o->strength);
-            if (!rc && !isfinite(o->strength)) rc = ds_err(DS_EXIT_USAGE, "--strength %s: must be a finite number", optarg);
-            o->strength_set = 1;
-            break;
-        case O_SEED:
-            rc = ds_parse_int("--seed", optarg, 0, 0x7fffffffffffffffL, &seed);
-            o->seed = (unsigned long long)seed;
-            break;
-        case 'o': o->dir = optarg; break;
-        case O_OVER: o->overwrite = 1; break;
-        case O_JSON: o->json = 1; break;
-        case O_QUIET: ctx->quiet = 1; break;
-        case 'h': return -1;
-        case ':': rc = ds_err(DS_EXIT_USAGE, "%s needs a value (see --help)", argv[optind - 1]); break;
-        default: rc = ds_err(DS_EXIT_USAGE, "unknown option '%s' (see --help)", argv[optind - 1]); break;
-        }
-    }
-    if (rc) return rc;
-    if (o->a == A_COUNT) return ds_err(DS_EXIT_USAGE, "--attack is required (see --help)");
+    opts *o = p;
+    if (o->a < 0) return ds_err(DS_EXIT_USAGE, "--attack is required (see --help)");
     if (o->count < 0) return ds_err(DS_EXIT_USAGE, "--count K is required (see --help)");
     if (!o->dir) return ds_err(DS_EXIT_USAGE, "-o DIR is required");
+    if (o->strength_set && !isfinite(o->strength))
+        return ds_err(DS_EXIT_USAGE, "--strength %g: must be a finite number", o->strength);
     if (o->a == A_GAUSSIAN && o->strength < 0)
         return ds_err(DS_EXIT_USAGE, "--strength %g: gaussian needs a scale >= 0", o->strength);
     if (!o->strength_set) o->strength = attack_default[o->a];
-    o->in = argv + optind;
-    o->n_in = argc - optind;
+    o->in = o->honest.v;
+    o->n_in = o->honest.n;
     if (o->n_in == 0) return ds_err(DS_EXIT_USAGE, "no honest deltas (see --help)");
     if (o->a == A_ALIE && o->n_in < 2)
         return ds_err(DS_EXIT_USAGE, "alie needs at least 2 honest deltas (a per-coordinate std), got %d", o->n_in);
     return 0;
 }
+
+static const ds_opt options[] = {
+    DS_OPT_CHOICE(opts, a, "attack", "A", attack_names, NULL, "sign-flip | scale | gaussian | alie | ipm"),
+    DS_OPT_INT(opts, count, "count", "K", 1, 1 << 20, NULL, "number of poisoned deltas to write (K >= 1)"),
+    {"strength", 0, DS_OPT_T_DOUBLE, offsetof(opts, strength), "S", "the attack's parameter (see above; a finite number)",
+     NULL, -INFINITY, INFINITY, NULL, DS_OPT_GIVEN(opts, strength_set), NULL},
+    DS_OPT_I64(opts, seed, "seed", "N", 0, 9223372036854775807.0, "0", "gaussian: the noise seed; the same seed gives the same files"),
+    DS_OPT_OUTPUT(opts, dir, "DIR", "folder for the outputs (created when missing)"),
+    DS_OPT_OVERWRITE(opts, overwrite),
+    DS_OPT_JSON(opts, json, "print the summary as JSON"),
+    DS_OPT_QUIET,
+    {0}};
+
+static const ds_cmd cmd = {
+    .usage = "deltasoup poison --attack A --count K [--strength S] [--seed N] -o DIR HONEST.bd.h5 ...",
+    .about = "Make K Byzantine deltas from n honest ones (same base, tensors and coding), written as ordinary\n"
+             "delta files DIR/<attack>-<k>.bd.h5 (k = 0..K-1, owner poison-<attack>-<k>) with exactly the\n"
+             "honest layout, for testing `deltasoup aggregate` (docs/poison.md). Per coordinate, over the\n"
+             "honest values v_u (g(2b-1) of a 1-bit tensor, the value of a dense one), mean and population std:\n"
+             "  sign-flip   -S * mean                      (S default 1)\n"
+             "  scale       S * v_(k mod n)                (S default 10)\n"
+             "  gaussian    S * rms * N(0,1), rms over the honest values of the tensor (S default 1, >= 0)\n"
+             "  alie        mean + z * std, z = S, default z_max of \"A Little Is Enough\" from n and K\n"
+             "  ipm         -S * mean                      (S = epsilon, default 0.1)\n"
+             "1-bit tensors are re-coded: sign bit (value >= 0), scale = mean |value| per tensor/row/column.",
+    .opts = options,
+    .epilog = "Needs n >= 2 honest deltas for alie (std), n >= 1 otherwise. Exit codes: 0 ok, 2 usage,\n"
+              "3 bad input (unreadable or mismatched deltas, non-finite values, an attack value that\n"
+              "overflows the tensor's dtype), 4 an output exists (without --overwrite) or cannot be written.",
+    .pos_off = offsetof(opts, honest),
+    .pos_max = -1,
+    .pos_name = "HONEST.bd.h5",
+    .check = check};
 
 /* Phi^-1(p) for 0 < p < 1, by bisection on Phi(z) = erfc(-z / sqrt 2) / 2:
  * exact to a few ulps, and the same on every machine with a correct erfc. */
@@ -319,12 +283,12 @@ static int write_values(ds_delta_file *f, int i, const ds_delta_entry *e, const 
 /* This rank's tensors: read, attack, write into all K outputs. Returns this
  * rank's status (not yet printed). Peak memory: (4n + 24) bytes per element
  * of the largest tensor this rank owns, plus its output's code. */
-static int poison_local(const ds_ctx *ctx, const opts *o, double z, const ds_delta_meta *layout, const int *owner,
-                        ds_delta_file **out, char **paths)
+static int poison_local(const ds_ctx *ctx, const opts *o, double z, const ds_delta_meta *layout,
+                        const ds_tensor_shard *sh, ds_delta_file **out, char **paths)
 {
     ds_delta_rows **rd = ds_calloc((size_t)o->n_in, sizeof *rd);
-    int rc = 0, mine = 0, done = 0;
-    for (int i = 0; i < layout->n; i++) mine += owner[i] == ctx->rank;
+    const int *owner = sh->owner, mine = sh->mine;
+    int rc = 0, done = 0;
     for (int u = 0; u < o->n_in && !rc && mine; u++)
         rc = ds_delta_rows_open(o->in[u], &rd[u]);
     ds_progress pr;
@@ -383,71 +347,82 @@ static void print_summary(const ds_ctx *ctx, const opts *o, int n, double z, cha
             printf("%-*s  %-9s  %-12.6g  %-24s  %s\n", w, paths[k], attack_names[o->a], strength, owner, content[k]);
         }
         char el[32];
-        printf("wrote %ld poisoned deltas from %d honest in %s on %d rank(s)\n", o->count, n,
+        printf("wrote %ld poisoned deltas from %d honest in %s on %d rank(s)\n", (long)o->count, n,
                ds_fmt_duration(secs, el, sizeof el), ctx->size);
     }
     fflush(stdout);
 }
 
+/* The K outputs DIR/<attack>-<k>.bd.h5, staged as NAME.tmp. */
+typedef struct {
+    int K, created, made_dir;
+    char **paths;
+    char (*content)[65];
+    ds_delta_file **f;
+} outputs;
+
+/* Collective: the folder, then every output refused before any is created,
+ * then each created with the honest layout. */
+static int outputs_open(const ds_ctx *ctx, const opts *o, const ds_delta_meta *layout, outputs *w)
+{
+    w->made_dir = access(o->dir, F_OK) != 0;
+    int rc = ds_ctx_agree(ctx, ctx->rank == 0 ? ds_ckpt_mkdir(o->dir) : 0);
+    for (int k = 0; k < w->K && !rc; k++) {
+        size_t len = strlen(o->dir) + strlen(attack_names[o->a]) + 32;
+        w->paths[k] = ds_malloc(len);
+        snprintf(w->paths[k], len, "%s/%s-%d.bd.h5", o->dir, attack_names[o->a], k);
+        rc = ds_out_begin(ctx, w->paths[k], o->overwrite);
+    }
+    for (; w->created < w->K && !rc; w->created++) {
+        ds_delta_meta m = *layout;
+        m.content_sha256[0] = 0;
+        snprintf(m.owner, sizeof m.owner, "poison-%s-%d", attack_names[o->a], w->created);
+        snprintf(m.scale_fit, sizeof m.scale_fit, "mean_abs");
+        m.has_dp = 0; /* an attacker reports no privacy budget */
+        if ((rc = ds_delta_create(w->paths[w->created], ctx->comm, &m, o->overwrite, &w->f[w->created]))) break;
+    }
+    return rc;
+}
+
+/* Collective: commit or remove every staged output; a failure leaves none
+ * behind (nor the folder, when this run made it). Returns the final status. */
+static int outputs_close(const ds_ctx *ctx, const opts *o, outputs *w, int rc)
+{
+    int committed = 0;
+    for (int k = 0; k < w->created; k++) {
+        int crc = ds_delta_commit(w->f[k], rc, NULL, w->content[k]);
+        if (!rc && !(rc = crc)) committed++;
+    }
+    /* outputs committed before a later commit failed */
+    for (int k = 0; k < committed && rc && ctx->rank == 0; k++) unlink(w->paths[k]);
+    if (rc && w->made_dir && ctx->rank == 0) rmdir(o->dir);
+    return rc;
+}
+
 int ds_job_poison(ds_ctx *ctx, int argc, char **argv)
 {
-    opts o;
-    int rc = parse(ctx, argc, argv, &o);
-    if (rc == -1) {
-        usage(ctx);
-        return 0;
-    }
-    if ((rc = ds_ctx_agree(ctx, rc))) return rc;
+    opts o = {.a = -1, .count = -1};
+    int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
+    if (rc) return ds_opts_exit(rc);
     const double t0 = ds_now();
     ds_delta_meta layout = {.n = 0, .entries = NULL};
     double z = o.strength;
     rc = read_layout(ctx, &o, &layout);
     if (!rc && o.a == A_ALIE && !o.strength_set) rc = ds_ctx_agree(ctx, alie_z(o.n_in, o.count, &z));
-    const int K = (int)o.count;
-    char **paths = ds_calloc((size_t)K, sizeof(char *));
-    char(*content)[65] = ds_calloc((size_t)K, 65);
-    ds_delta_file **out = ds_calloc((size_t)K, sizeof *out);
-    /* The folder, then every output refused before any is created. */
-    int made_dir = 0;
-    if (!rc) {
-        made_dir = access(o.dir, F_OK) != 0;
-        rc = ds_ctx_agree(ctx, ctx->rank == 0 ? ds_ckpt_mkdir(o.dir) : 0);
+    const int K = o.count;
+    outputs w = {.K = K, .paths = ds_calloc((size_t)K, sizeof(char *)), .content = ds_calloc((size_t)K, 65),
+                 .f = ds_calloc((size_t)K, sizeof(ds_delta_file *))};
+    if (!rc) rc = outputs_open(ctx, &o, &layout, &w);
+    if (!rc) { /* tensors shared out by elements */
+        ds_tensor_shard sh;
+        ds_tensor_shard_plan(&sh, ctx, layout.n, &layout.entries[0].t, sizeof *layout.entries, DS_WEIGH_ELEMENTS);
+        rc = ds_ctx_agree(ctx, poison_local(ctx, &o, z, &layout, &sh, w.f, w.paths));
+        ds_tensor_shard_free(&sh);
     }
-    for (int k = 0; k < K && !rc; k++) {
-        size_t len = strlen(o.dir) + strlen(attack_names[o.a]) + 32;
-        paths[k] = ds_malloc(len);
-        snprintf(paths[k], len, "%s/%s-%d.bd.h5", o.dir, attack_names[o.a], k);
-        rc = ds_out_begin(ctx, paths[k], o.overwrite);
-    }
-    int created = 0;
-    for (; created < K && !rc; created++) {
-        ds_delta_meta m = layout;
-        m.content_sha256[0] = 0;
-        snprintf(m.owner, sizeof m.owner, "poison-%s-%d", attack_names[o.a], created);
-        snprintf(m.scale_fit, sizeof m.scale_fit, "mean_abs");
-        m.has_dp = 0; /* an attacker reports no privacy budget */
-        if ((rc = ds_delta_create(paths[created], ctx->comm, &m, o.overwrite, &out[created]))) break;
-    }
-    if (!rc) {
-        int64_t *sizes = ds_malloc(sizeof(int64_t) * (size_t)(layout.n + 1));
-        int *owner = ds_malloc(sizeof(int) * (size_t)(layout.n + 1));
-        for (int i = 0; i < layout.n; i++) sizes[i] = ds_tinfo_numel(&layout.entries[i].t);
-        ds_shard_by_size(layout.n, sizes, ctx->size, owner);
-        rc = ds_ctx_agree(ctx, poison_local(ctx, &o, z, &layout, owner, out, paths));
-        free(sizes);
-        free(owner);
-    }
-    /* Commit or remove every staged output; a failure leaves none behind. */
-    int committed = 0;
-    for (int k = 0; k < created; k++) {
-        int crc = ds_delta_commit(out[k], rc, NULL, content[k]);
-        if (!rc && !(rc = crc)) committed++;
-    }
-    /* outputs committed before a later commit failed */
-    for (int k = 0; k < committed && rc && ctx->rank == 0; k++) unlink(paths[k]);
-    if (rc && made_dir && ctx->rank == 0) rmdir(o.dir);
-    if (!rc) print_summary(ctx, &o, o.n_in, z, paths, content, ds_now() - t0);
-    for (int k = 0; k < K; k++) free(paths[k]);
-    free(paths), free(content), free(out), free(layout.entries);
+    rc = outputs_close(ctx, &o, &w, rc);
+    if (!rc) print_summary(ctx, &o, o.n_in, z, w.paths, w.content, ds_now() - t0);
+    for (int k = 0; k < K; k++) free(w.paths[k]);
+    free(w.paths), free(w.content), free(w.f), free(layout.entries);
+    ds_opts_free(&cmd, &o);
     return rc;
 }

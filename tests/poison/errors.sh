@@ -36,7 +36,9 @@ expect() {
 }
 expect 1 2 "--count: expected an integer in [1," --attack ipm --count 0 $H
 expect 1 2 "--count K is required" --attack ipm $H
-expect 1 2 "--attack 'flip': expected sign-flip, scale, gaussian, alie or ipm" --attack flip --count 1 $H
+expect 1 2 "deltasoup poison: error: unknown option '--bogus' (see --help)" --attack ipm --count 1 --bogus $H
+expect 1 2 "--seed: expected an integer in [0," --attack gaussian --count 1 --seed -1 $H
+expect 1 2 "--attack: expected sign-flip, scale, gaussian, alie or ipm, got 'flip'" --attack flip --count 1 $H
 expect 1 2 "--attack is required" --count 1 $H
 expect 1 2 "--strength: expected a number" --attack scale --count 1 --strength nan $H
 expect 1 2 "--strength inf: must be a finite number" --attack scale --count 1 --strength inf $H
