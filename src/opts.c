@@ -50,6 +50,12 @@ static void list_push(ds_strlist *l, const char *v)
     l->v[l->n++] = v;
 }
 
+/* A range bound as an integer: INT64_MAX is 2^63 as a double. */
+static int64_t i64_of(double x)
+{
+    return x >= 9223372036854775807.0 ? INT64_MAX : x <= -9223372036854775808.0 ? INT64_MIN : (int64_t)x;
+}
+
 /* Store one value of option p (shown to the user as opt, e.g. "--steps"). */
 static int set_value(const ds_opt *p, const char *opt, const char *v, void *o)
 {
@@ -73,7 +79,8 @@ static int set_value(const ds_opt *p, const char *opt, const char *v, void *o)
         errno = 0;
         long long x = strtoll(v, &end, 10);
         if (errno || end == v || *end || (double)x < p->lo || (double)x > p->hi)
-            return ds_err(DS_EXIT_USAGE, "%s: expected an integer in [%.0f, %.0f], got '%s'", opt, p->lo, p->hi, v);
+            return ds_err(DS_EXIT_USAGE, "%s: expected an integer in [%" PRId64 ", %" PRId64 "], got '%s'", opt,
+                          i64_of(p->lo), i64_of(p->hi), v);
         *FIELD(o, p->off, int64_t) = (int64_t)x;
         return 0;
     }
