@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "src/ds.h"
+#include "src/hash.h"
 
 /* Append [b, e) trimmed, when not empty. */
 static void add_doc(ds_text_docs *d, const char *b, const char *e)
@@ -53,7 +54,9 @@ void ds_text_split(const char *text, ds_text_docs *out)
     }
 }
 
-int ds_text_load(const char *path, ds_text_docs *out)
+int ds_text_load(const char *path, ds_text_docs *out) { return ds_text_load_sha(path, out, NULL); }
+
+int ds_text_load_sha(const char *path, ds_text_docs *out, char sha256[65])
 {
     char *text;
     size_t len;
@@ -61,6 +64,11 @@ int ds_text_load(const char *path, ds_text_docs *out)
     out->docs = NULL;
     int rc = ds_read_file(path, &text, &len);
     if (rc) return rc;
+    if (sha256) {
+        ds_digest d;
+        ds_sha256_buf(text, len, &d);
+        ds_digest_hex(&d, sha256);
+    }
     if (strlen(text) != len) {
         free(text);
         return ds_err(DS_EXIT_INPUT, "%s: not a text file (NUL byte at offset %zu)", path, strlen(text));

@@ -15,5 +15,7 @@ void ds_text_split(const char *text, ds_text_docs *out);
 /* Read a file and split it; DS_EXIT_INPUT when unreadable or without any
  * document. */
 int ds_text_load(const char *path, ds_text_docs *out);
+/* The same, and when sha256 is not NULL the hex SHA-256 of the file's bytes. */
+int ds_text_load_sha(const char *path, ds_text_docs *out, char sha256[65]);
 void ds_text_docs_free(ds_text_docs *d);
 #endif
