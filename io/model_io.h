@@ -1,12 +1,14 @@
 /* The model engine meets checkpoints and ranks: load the f32 weights from a
  * ds_model_file (so that a delta can be added afterwards), write a model back
- * in chosen dtypes, OpenBLAS threads per rank, and the perplexity of a set of
- * documents, data-parallel across ranks. */
+ * in chosen dtypes, OpenBLAS threads per rank, the perplexity of a set of
+ * documents and a student-teacher comparison on token windows, both
+ * data-parallel across ranks. */
 #ifndef DS_MODEL_IO_H
 #define DS_MODEL_IO_H
 #include "io/h5_model.h"
 #include "io/text.h"
 #include "io/tokenizer.h"
+#include "src/comm.h"
 #include "src/ctx.h"
 #include "src/model.h"
 
@@ -43,4 +45,19 @@ typedef struct {
 } ds_ppl_result;
 int ds_llama_ppl(const ds_ctx *ctx, const ds_llama *m, ds_tokenizer *tok, const ds_text_docs *docs, int seq_len,
                  ds_ppl_result *out);
+
+/* A student against a teacher on n windows of T tokens ([n, T], e.g.
+ * fit-scales' held-out windows): KL(p_teacher || p_student) and the logit
+ * MSE per token, the NLL of the student and of the teacher per predicted
+ * token (tokens 2..T of each window). Windows are shared out across ranks
+ * in contiguous ranges (ds_shard_range), forwarded in pieces of up to maxb
+ * (sa / ta hold maxb x T), and the four sums all-reduced through comm.
+ * Collective. */
+typedef struct {
+    double kl, mse, nll, nll_teacher;
+    int64_t tokens, predicted;
+} ds_llama_compare_result;
+void ds_llama_compare(const ds_ctx *ctx, ds_comm *comm, const int *windows, int64_t n, int T,
+                      ds_llama *student, ds_llama *teacher, ds_llama_act *sa, ds_llama_act *ta, int maxb,
+                      ds_llama_compare_result *out);
 #endif

@@ -6,15 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *const ds_fit_objective_names[] = {"kl", "mse", NULL};
+
 int ds_fit_objective_parse(const char *s, ds_fit_objective *out)
 {
-    if (strcmp(s, "kl") == 0) *out = DS_FIT_KL;
-    else if (strcmp(s, "mse") == 0) *out = DS_FIT_MSE;
-    else return -1;
-    return 0;
+    for (int i = 0; ds_fit_objective_names[i]; i++)
+        if (strcmp(s, ds_fit_objective_names[i]) == 0) {
+            *out = (ds_fit_objective)i;
+            return 0;
+        }
+    return -1;
 }
 
-const char *ds_fit_objective_name(ds_fit_objective o) { return o == DS_FIT_MSE ? "mse" : "kl"; }
+const char *ds_fit_objective_name(ds_fit_objective o) { return ds_fit_objective_names[o == DS_FIT_MSE]; }
 
 void ds_fitscales_init(ds_fitscales *f, ds_llama *student, int n, const ds_fit_coded *c,
                        ds_fit_objective objective, double lr)

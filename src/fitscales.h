@@ -22,6 +22,9 @@
 
 typedef enum { DS_FIT_KL = 0, DS_FIT_MSE = 1 } ds_fit_objective;
 
+/* The objectives' names in enum order ("kl", "mse", NULL: a --objective
+ * choice list). */
+extern const char *const ds_fit_objective_names[];
 /* "kl" / "mse"; 0 or -1 for an unknown name. */
 int ds_fit_objective_parse(const char *s, ds_fit_objective *out);
 const char *ds_fit_objective_name(ds_fit_objective o);
