@@ -5,11 +5,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "io/detect.h"
 #include "io/h5.h"
 #include "io/h5_model.h"
 #include "src/jobs.h"
+#include "src/json_text.h"
 #include "src/opts.h"
-#include "src/shard.h"
+#include "src/tensor_shard.h"
 
 static const struct {
     const char *kind;
@@ -24,56 +26,14 @@ static const struct {
 
 /* ---- shared pieces */
 
-static double elem(ds_dtype t, const void *p, size_t i)
-{
-    switch (t) {
-    case DS_DTYPE_F32: return ((const float *)p)[i];
-    case DS_DTYPE_F16: return ds_f16_to_f32(((const uint16_t *)p)[i]);
-    case DS_DTYPE_BF16: return ds_bf16_to_f32(((const uint16_t *)p)[i]);
-    case DS_DTYPE_F64: return ((const double *)p)[i];
-    case DS_DTYPE_U64: return (double)((const uint64_t *)p)[i];
-    case DS_DTYPE_I32: return ((const int32_t *)p)[i];
-    case DS_DTYPE_U8: return ((const uint8_t *)p)[i];
-    default: ds_die("inspect: unknown dtype %d", (int)t);
-    }
-}
-
-void ds_inspect_stats_compute(const ds_tinfo *t, const void *data, ds_inspect_stats *s)
-{
-    size_t n = (size_t)ds_tinfo_numel(t), nf = 0;
-    double lo = INFINITY, hi = -INFINITY, sum = 0, ss = 0;
-    for (size_t i = 0; i < n; i++) {
-        double v = elem(t->dtype, data, i);
-        if (!isfinite(v)) continue;
-        nf++;
-        sum += v;
-        if (v < lo) lo = v;
-        if (v > hi) hi = v;
-    }
-    double mean = nf ? sum / (double)nf : NAN;
-    for (size_t i = 0; i < n; i++) {
-        double v = elem(t->dtype, data, i);
-        if (isfinite(v)) ss += (v - mean) * (v - mean);
-    }
-    memset(s, 0, sizeof *s);
-    s->info = *t;
-    s->min = nf ? lo : NAN;
-    s->max = nf ? hi : NAN;
-    s->mean = mean;
-    s->std = nf ? sqrt(ss / (double)nf) : NAN;
-    s->nonfinite = (int64_t)(n - nf);
-    ds_entry_digest(t, data, &s->digest);
-}
-
 int ds_inspect_tensors(const ds_ctx *ctx, int n, const ds_tinfo *t, ds_inspect_read_fn read, void *arg,
-                       ds_inspect_stats *stats, ds_digest *content)
+                       ds_tensor_stats *stats, ds_digest *content)
 {
-    int64_t *sizes = ds_malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
-    int *owner = ds_malloc(sizeof(int) * (size_t)(n ? n : 1));
-    for (int i = 0; i < n; i++) sizes[i] = (int64_t)ds_tinfo_bytes(&t[i]);
-    ds_shard_by_size(n, sizes, ctx->size, owner);
+    ds_tensor_shard plan;
+    ds_tensor_shard_plan(&plan, ctx, n, t, sizeof *t, DS_WEIGH_BYTES);
+    const int *owner = plan.owner;
     /* Mine, in index order: every rank knows the order of the others too. */
-    ds_inspect_stats *mine = ds_calloc((size_t)(n ? n : 1), sizeof *mine);
+    ds_tensor_stats *mine = ds_calloc((size_t)(n ? n : 1), sizeof *mine);
     ds_named_digest *dig = ds_calloc((size_t)(n ? n : 1), sizeof *dig);
     int k = 0, rc = 0;
     for (int i = 0; i < n && !rc; i++) {
@@ -81,7 +41,7 @@ int ds_inspect_tensors(const ds_ctx *ctx, int n, const ds_tinfo *t, ds_inspect_r
         void *buf = ds_malloc(ds_tinfo_bytes(&t[i]));
         rc = read(arg, i, buf);
         if (!rc) {
-            ds_inspect_stats_compute(&t[i], buf, &mine[k]);
+            ds_tensor_stats_compute(&t[i], buf, &mine[k]);
             snprintf(dig[k].name, DS_NAME_MAX, "%s", t[i].name);
             dig[k].digest = mine[k].digest;
             k++;
@@ -91,9 +51,9 @@ int ds_inspect_tensors(const ds_ctx *ctx, int n, const ds_tinfo *t, ds_inspect_r
     rc = ds_ctx_agree(ctx, rc);
     if (!rc) {
         int *counts = ds_calloc((size_t)ctx->size, sizeof(int)), *displs = ds_calloc((size_t)ctx->size, sizeof(int));
-        for (int i = 0; i < n; i++) counts[owner[i]] += (int)sizeof(ds_inspect_stats);
+        for (int i = 0; i < n; i++) counts[owner[i]] += (int)sizeof(ds_tensor_stats);
         for (int r = 1; r < ctx->size; r++) displs[r] = displs[r - 1] + counts[r - 1];
-        ds_inspect_stats *all = ds_malloc(sizeof *all * (size_t)(n ? n : 1));
+        ds_tensor_stats *all = ds_malloc(sizeof *all * (size_t)(n ? n : 1));
         MPI_Allgatherv(mine, k * (int)sizeof *mine, MPI_BYTE, all, counts, displs, MPI_BYTE, ctx->comm);
         int *next = ds_calloc((size_t)ctx->size, sizeof(int));
         for (int i = 0; i < n; i++) {
@@ -108,8 +68,7 @@ int ds_inspect_tensors(const ds_ctx *ctx, int n, const ds_tinfo *t, ds_inspect_r
     }
     free(mine);
     free(dig);
-    free(sizes);
-    free(owner);
+    ds_tensor_shard_free(&plan);
     return rc;
 }
 
@@ -124,7 +83,7 @@ json_t *ds_inspect_config_json(const ds_config *c)
                      "tied_embeddings", c->tied_embeddings);
 }
 
-json_t *ds_inspect_tensors_json(int n, const ds_inspect_stats *s)
+json_t *ds_inspect_tensors_json(int n, const ds_tensor_stats *s)
 {
     json_t *arr = json_array();
     for (int i = 0; i < n; i++) {
@@ -145,7 +104,7 @@ json_t *ds_inspect_tensors_json(int n, const ds_inspect_stats *s)
     return arr;
 }
 
-void ds_inspect_add_tensors(json_t *report, int n, const ds_inspect_stats *s)
+void ds_inspect_add_tensors(json_t *report, int n, const ds_tensor_stats *s)
 {
     int64_t params = 0, bytes = 0;
     for (int i = 0; i < n; i++) {
@@ -167,98 +126,6 @@ json_t *ds_inspect_hash_json(const char *recorded, const ds_digest *computed)
                      "match", have ? json_boolean(strcmp(recorded, hex) == 0) : json_null());
 }
 
-/* ---- printing for people */
-
-static void value_str(const json_t *v, char *buf, size_t n)
-{
-    switch (json_typeof(v)) {
-    case JSON_STRING: snprintf(buf, n, "%s", json_string_value(v)); break;
-    case JSON_INTEGER: snprintf(buf, n, "%lld", (long long)json_integer_value(v)); break;
-    case JSON_REAL: snprintf(buf, n, "%.6g", json_real_value(v)); break;
-    case JSON_TRUE: snprintf(buf, n, "yes"); break;
-    case JSON_FALSE: snprintf(buf, n, "no"); break;
-    case JSON_NULL: snprintf(buf, n, "-"); break;
-    case JSON_ARRAY: {
-        size_t o = (size_t)snprintf(buf, n, "[");
-        for (size_t i = 0; i < json_array_size(v) && o < n; i++) {
-            char e[64];
-            value_str(json_array_get(v, i), e, sizeof e);
-            o += (size_t)snprintf(buf + o, n - o, "%s%s", i ? ", " : "", e);
-        }
-        if (o < n) snprintf(buf + o, n - o, "]");
-        break;
-    }
-    default: snprintf(buf, n, "{...}");
-    }
-}
-
-/* An array of objects as a table: columns are the first object's keys. */
-static void print_table(const json_t *arr)
-{
-    const json_t *first = json_array_get(arr, 0);
-    size_t nc = json_object_size(first), nr = json_array_size(arr);
-    const char **keys = ds_calloc(nc ? nc : 1, sizeof(char *));
-    int *w = ds_calloc(nc ? nc : 1, sizeof(int));
-    size_t c = 0;
-    const char *key;
-    const json_t *v;
-    char cell[512];
-    json_object_foreach((json_t *)first, key, v)
-    {
-        keys[c] = key;
-        w[c] = (int)strlen(key);
-        c++;
-    }
-    for (size_t r = 0; r < nr; r++)
-        for (c = 0; c < nc; c++) {
-            const json_t *x = json_object_get(json_array_get(arr, r), keys[c]);
-            value_str(x ? x : json_null(), cell, sizeof cell);
-            if ((int)strlen(cell) > w[c]) w[c] = (int)strlen(cell);
-        }
-    printf(" ");
-    for (c = 0; c < nc; c++) printf(" %-*s", w[c], keys[c]);
-    printf("\n");
-    for (size_t r = 0; r < nr; r++) {
-        printf(" ");
-        for (c = 0; c < nc; c++) {
-            const json_t *x = json_object_get(json_array_get(arr, r), keys[c]);
-            value_str(x ? x : json_null(), cell, sizeof cell);
-            /* Numbers right-aligned, text left-aligned. */
-            int num = x && (json_is_number(x) || json_is_null(x));
-            printf(num ? " %*s" : " %-*s", w[c], cell);
-        }
-        printf("\n");
-    }
-    free(keys);
-    free(w);
-}
-
-static void print_text(const json_t *report)
-{
-    const char *key;
-    const json_t *v;
-    char buf[1024];
-    json_object_foreach((json_t *)report, key, v)
-    {
-        if (json_is_object(v)) {
-            printf("%s:\n", key);
-            const char *k2;
-            const json_t *v2;
-            json_object_foreach((json_t *)v, k2, v2)
-            {
-                value_str(v2, buf, sizeof buf);
-                printf("  %s: %s\n", k2, buf);
-            }
-        } else if (json_is_array(v) && json_array_size(v) && json_is_object(json_array_get(v, 0))) {
-            printf("%s:\n", key);
-            print_table(v);
-        } else {
-            value_str(v, buf, sizeof buf);
-            printf("%s: %s\n", key, buf);
-        }
-    }
-}
-
 int ds_inspect_report(const ds_ctx *ctx, const char *path, json_t *report, int json)
 {
     if (ctx->rank == 0) {
@@ -266,7 +133,7 @@ int ds_inspect_report(const ds_ctx *ctx, const char *path, json_t *report, int j
             json_dumpf(report, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
             printf("\n");
         } else {
-            print_text(report);
+            ds_json_print_text(stdout, report);
         }
         fflush(stdout);
     }
@@ -313,7 +180,7 @@ int ds_inspect_model(const ds_ctx *ctx, const char *path, int json)
         }
     }
     MPI_Bcast(tokinfo, 2, MPI_INT, 0, ctx->comm);
-    ds_inspect_stats *stats = ds_calloc((size_t)(m->n_tensors ? m->n_tensors : 1), sizeof *stats);
+    ds_tensor_stats *stats = ds_calloc((size_t)(m->n_tensors ? m->n_tensors : 1), sizeof *stats);
     ds_digest content;
     model_reader rd = {f, m->tensors};
     if (!(rc = ds_ctx_agree(ctx, rc))) rc = ds_inspect_tensors(ctx, m->n_tensors, m->tensors, model_read, &rd, stats, &content);
@@ -347,27 +214,6 @@ static const char *kinds(void)
     for (int k = 0; k < N_FORMATS; k++)
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", formats[k].kind);
     return list;
-}
-
-/* Why no branch took the file, as one error (rank 0). */
-static int unknown_file(const char *path)
-{
-    hid_t file;
-    int rc = ds_h5_open_serial(path, &file);
-    if (rc) {
-        /* Not HDF5 (or damaged): ds_h5_open_serial said why. */
-        if (ds_h5_is_hdf5(path) || !ds_file_exists(path)) return rc;
-        return ds_err(DS_EXIT_INPUT, "%s: not a file deltasoup reads (inspect knows: %s)", path, kinds());
-    }
-    char fmt[128] = "";
-    if (!ds_h5_attr_exists(file, "format"))
-        rc = ds_err(DS_EXIT_INPUT, "%s: HDF5 file without a format attribute: not a deltasoup file", path);
-    else if (ds_h5_attr_get_str(file, "format", fmt, sizeof fmt) == 0)
-        rc = ds_err(DS_EXIT_INPUT, "%s: unknown format \"%s\" (inspect knows: %s)", path, fmt, kinds());
-    else
-        rc = ds_errcode();
-    H5Fclose(file);
-    return rc;
 }
 
 typedef struct {
@@ -412,7 +258,7 @@ int ds_job_inspect(ds_ctx *ctx, int argc, char **argv)
     if (ctx->rank == 0) {
         for (int i = 0; i < N_FORMATS && k < 0; i++)
             if (formats[i].detect(path)) k = i;
-        if (k < 0) rc = unknown_file(path);
+        if (k < 0) rc = ds_file_unknown_kind(path, kinds());
     }
     MPI_Bcast(&k, 1, MPI_INT, 0, ctx->comm);
     if ((rc = ds_ctx_agree(ctx, rc))) return rc;

@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include "src/ctx.h"
 #include "src/hash.h"
+#include "src/tensor_stats.h"
 
 typedef int (*ds_inspect_detect_fn)(const char *path);
 typedef int (*ds_inspect_fn)(const ds_ctx *ctx, const char *path, int json);
@@ -24,35 +25,24 @@ typedef int (*ds_inspect_fn)(const ds_ctx *ctx, const char *path, int json);
 #include "jobs/inspect.def"
 #undef DS_INSPECT
 
-/* Statistics of one entry, computed by the rank that read it. min/max/mean/
- * std (population) are over the finite values, in double, in storage order,
- * so they do not depend on the number of ranks; NaN when none is finite. */
-typedef struct {
-    ds_tinfo info;
-    double min, max, mean, std;
-    int64_t nonfinite;
-    ds_digest digest; /* ds_entry_digest of the stored data */
-} ds_inspect_stats;
-
-/* Stats of data (numel elements of t->dtype, any ds_dtype). */
-void ds_inspect_stats_compute(const ds_tinfo *t, const void *data, ds_inspect_stats *s);
-
 /* read(arg, i, buf): read entry i in its stored dtype t[i].dtype into buf
  * (ds_tinfo_bytes(&t[i]) bytes); 0 or a ds_exit code with ds_err set. */
 typedef int (*ds_inspect_read_fn)(void *arg, int i, void *buf);
-/* Collective: entries sharded with ds_shard_by_size; every rank gets all n
- * stats and the content hash of the entries (src/hash.h). On failure the
+/* Collective: entries sharded by size (src/tensor_shard.h); the rank that
+ * reads an entry computes its stats (src/tensor_stats.h), so they do not
+ * depend on the number of ranks; every rank gets all n stats and the content
+ * hash of the entries (src/hash.h). On failure the
  * message is printed once (ds_ctx_agree) and the code returned everywhere. */
 int ds_inspect_tensors(const ds_ctx *ctx, int n, const ds_tinfo *t, ds_inspect_read_fn read, void *arg,
-                       ds_inspect_stats *stats, ds_digest *content);
+                       ds_tensor_stats *stats, ds_digest *content);
 
 /* Report pieces (new references). */
 json_t *ds_inspect_config_json(const ds_config *c);
-json_t *ds_inspect_tensors_json(int n, const ds_inspect_stats *s);
+json_t *ds_inspect_tensors_json(int n, const ds_tensor_stats *s);
 /* {"recorded": hex or null, "computed": hex, "match": bool or null} */
 json_t *ds_inspect_hash_json(const char *recorded, const ds_digest *computed);
 /* Adds "n_tensors", "n_params", "bytes" and "tensors" to report. */
-void ds_inspect_add_tensors(json_t *report, int n, const ds_inspect_stats *s);
+void ds_inspect_add_tensors(json_t *report, int n, const ds_tensor_stats *s);
 
 /* Collective. Rank 0 prints report (as JSON, or for people: scalars as
  * "key: value", objects as indented blocks, arrays of objects as tables),

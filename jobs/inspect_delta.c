@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "io/h5_delta.h"
-#include "kernels/cpu/popcount.h"
 #include "jobs/inspect.h"
 #include "src/bitdelta.h"
 #include "src/shard.h"
@@ -30,57 +29,6 @@ static int delta_read(void *arg, int i, void *buf)
 
 static json_t *num_or_null(int have, double v) { return have && isfinite(v) ? json_real(v) : json_null(); }
 
-/* Statistics of the delta values a coded entry stands for, g_j (2b - 1),
- * from the count of one bits in each scale group j (a row, a column or the
- * whole tensor): group j holds +g_j ones_j times and -g_j n_j - ones_j times.
- * Groups with a non-finite scale are left out, as ds_inspect_stats_compute
- * leaves out non-finite values. out: min, max, mean, std (population). */
-static void coded_value_stats(const ds_delta_entry *e, const uint64_t *bits, const float *sc, double out[4])
-{
-    const int64_t rows = e->rows, cols = e->cols, wpr = e->words_per_row;
-    const int64_t ng = e->mode == DS_SCALE_ROW ? rows : e->mode == DS_SCALE_COL ? cols : 1;
-    const int64_t per = rows * cols / ng; /* elements in each group */
-    int64_t *ones = ds_calloc((size_t)ng, sizeof(int64_t));
-    if (e->mode == DS_SCALE_COL) {
-        /* the majority vote's column count, each row a "user" (padding columns ignored) */
-        const uint64_t **rowp = ds_malloc(sizeof(uint64_t *) * (size_t)rows + 1);
-        uint32_t *cnt = ds_calloc((size_t)wpr * 64, sizeof(uint32_t));
-        for (int64_t r = 0; r < rows; r++) rowp[r] = bits + r * wpr;
-        ds_count_ones((size_t)rows, rowp, 0, (size_t)wpr, cnt);
-        for (int64_t c = 0; c < cols; c++) ones[c] = cnt[c];
-        free(rowp);
-        free(cnt);
-    } else {
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t w = 0; w < wpr; w++) {
-                uint64_t x = bits[r * wpr + w];
-                if (w == wpr - 1 && cols % 64) x &= (UINT64_C(1) << (cols % 64)) - 1; /* padding */
-                ones[e->mode == DS_SCALE_ROW ? r : 0] += __builtin_popcountll(x);
-            }
-    }
-    double lo = INFINITY, hi = -INFINITY, sum = 0, n = 0, ss = 0;
-    for (int64_t j = 0; j < ng; j++) {
-        const double g = sc[j];
-        if (!isfinite(g)) continue;
-        const double plus = (double)ones[j], minus = (double)(per - ones[j]);
-        if (plus > 0) lo = fmin(lo, g), hi = fmax(hi, g);
-        if (minus > 0) lo = fmin(lo, -g), hi = fmax(hi, -g);
-        sum += g * (plus - minus);
-        n += (double)per;
-    }
-    const double mean = n > 0 ? sum / n : NAN;
-    for (int64_t j = 0; j < ng; j++) {
-        const double g = sc[j];
-        if (!isfinite(g)) continue;
-        ss += (double)ones[j] * (g - mean) * (g - mean) + (double)(per - ones[j]) * (g + mean) * (g + mean);
-    }
-    out[0] = n > 0 ? lo : NAN;
-    out[1] = n > 0 ? hi : NAN;
-    out[2] = mean;
-    out[3] = n > 0 ? sqrt(ss / n) : NAN;
-    free(ones);
-}
-
 /* Collective: the value statistics of every coded entry (out[4 k ...]),
  * each computed by one rank (entries sharded by size) and shared with a sum
  * over ranks, the other ranks adding zeros. */
@@ -100,7 +48,7 @@ static int coded_stats_all(const ds_ctx *ctx, ds_delta_file *d, double *out)
         float *sc = ds_malloc(sizeof(float) * (size_t)e->n_scales + 1);
         rc = ds_delta_read_signs(d, k, bits);
         if (!rc) rc = ds_delta_read_scales(d, k, sc);
-        if (!rc) coded_value_stats(e, bits, sc, mine + 4 * k);
+        if (!rc) ds_delta_value_stats(e, bits, sc, mine + 4 * k);
         free(bits);
         free(sc);
     }
@@ -114,7 +62,7 @@ static int coded_stats_all(const ds_ctx *ctx, ds_delta_file *d, double *out)
 
 /* One row of the tensor table; sc: the stats of the entry's scale part;
  * v: min, max, mean, std of the delta values the entry stands for. */
-static json_t *tensor_json(const ds_delta_entry *e, const ds_inspect_stats *sc, const double v[4])
+static json_t *tensor_json(const ds_delta_entry *e, const ds_tensor_stats *sc, const double v[4])
 {
     json_t *shape = json_array();
     for (int d = 0; d < e->t.ndim; d++) json_array_append_new(shape, json_integer(e->t.shape[d]));
@@ -169,7 +117,7 @@ int ds_inspect_delta(const ds_ctx *ctx, const char *path, int json)
             rd.kind[np++] = 'd';
         }
     }
-    ds_inspect_stats *stats = ds_calloc(cap, sizeof *stats);
+    ds_tensor_stats *stats = ds_calloc(cap, sizeof *stats);
     ds_digest content;
     rc = ds_inspect_tensors(ctx, np, parts, delta_read, &rd, stats, &content);
     double *vals = ds_calloc((size_t)(4 * m->n + 1), sizeof(double));
@@ -182,7 +130,7 @@ int ds_inspect_delta(const ds_ctx *ctx, const char *path, int json)
         json_t *arr = json_array();
         for (int k = 0; k < m->n; k++) {
             coded += m->entries[k].coded;
-            const ds_inspect_stats *dense = dense_part[k] >= 0 ? &stats[dense_part[k]] : NULL;
+            const ds_tensor_stats *dense = dense_part[k] >= 0 ? &stats[dense_part[k]] : NULL;
             if (dense) vals[4 * k] = dense->min, vals[4 * k + 1] = dense->max, vals[4 * k + 2] = dense->mean,
                        vals[4 * k + 3] = dense->std;
             json_array_append_new(arr,

@@ -3,28 +3,9 @@
  * model's hash equals the hash of its safetensors export. */
 #include "config.h"
 #include "jobs/inspect.h"
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include "io/safetensors.h"
-
-int ds_st_is_safetensors(const char *path)
-{
-    size_t n = strlen(path);
-    /* By name too: a damaged .safetensors file gets this branch's precise error. */
-    if (n > 12 && strcmp(path + n - 12, ".safetensors") == 0) return 1;
-    unsigned char b[9];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    off_t size = lseek(fd, 0, SEEK_END);
-    int ok = size >= 10 && pread(fd, b, 9, 0) == 9;
-    close(fd);
-    if (!ok) return 0;
-    uint64_t hl = 0;
-    for (int i = 7; i >= 0; i--) hl = (hl << 8) | b[i];
-    return hl <= DS_ST_MAX_HEADER && hl + 8 <= (uint64_t)size && b[8] == '{';
-}
 
 static int st_read(void *arg, int i, void *buf)
 {
@@ -46,7 +27,7 @@ int ds_inspect_safetensors(const ds_ctx *ctx, const char *path, int json)
     int n = f->h.n;
     ds_tinfo *t = ds_malloc(sizeof *t * (size_t)(n ? n : 1));
     for (int i = 0; i < n; i++) t[i] = f->h.tensors[i].info;
-    ds_inspect_stats *stats = ds_calloc((size_t)(n ? n : 1), sizeof *stats);
+    ds_tensor_stats *stats = ds_calloc((size_t)(n ? n : 1), sizeof *stats);
     ds_digest content;
     rc = ds_inspect_tensors(ctx, n, t, st_read, f, stats, &content);
     json_t *report = NULL;
