@@ -1,6 +1,7 @@
 /* deltasoup: one MPI program, one sub-command per job (src/jobs.def). */
 #include "config.h"
 #include "src/jobs.h"
+#include "src/opts.h"
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,12 +26,17 @@ static void usage(FILE *out)
                  "docs: docs/cli.md, docs/formats.md\n");
 }
 
+/* version takes no options but --help: an empty table. */
+static const ds_opt version_options[] = {{0}};
+static const ds_cmd version_cmd = {.usage = "deltasoup version",
+                                   .about = "Print the version and the features this build has.",
+                                   .opts = version_options};
+
 int ds_job_version(ds_ctx *ctx, int argc, char **argv)
 {
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        ds_printf0(ctx, "usage: deltasoup version\nPrint the version and the features this build has.\n");
-        return 0;
-    }
+    char none;
+    int rc = ds_opts_parse(ctx, &version_cmd, argc, argv, &none);
+    if (rc) return ds_opts_exit(rc);
     ds_printf0(ctx, "deltasoup %s\n", PACKAGE_VERSION);
 #ifdef DS_HAVE_CUDA
     ds_printf0(ctx, "cuda: yes\n");
