@@ -88,81 +88,109 @@ static json_t *tensor_json(const ds_delta_entry *e, const ds_tensor_stats *sc, c
     return o;
 }
 
+/* Every stored part of the delta as an entry of its own (signs and scale
+ * of a coded entry, dense of another), for ds_inspect_tensors. */
+typedef struct {
+    int np;
+    ds_tinfo *parts;
+    delta_reader rd;
+    int *scale_part, *dense_part; /* entry -> its part, or -1 */
+} delta_parts;
+
+static void parts_plan(ds_delta_file *d, delta_parts *p)
+{
+    const ds_delta_meta *m = ds_delta_get_meta(d);
+    size_t cap = (size_t)(2 * m->n + 1);
+    p->np = 0;
+    p->parts = ds_calloc(cap, sizeof *p->parts);
+    p->rd = (delta_reader){d, ds_calloc(cap, sizeof(int)), ds_calloc(cap, 1)};
+    p->scale_part = ds_malloc(sizeof(int) * (size_t)(m->n + 1));
+    p->dense_part = ds_malloc(sizeof(int) * (size_t)(m->n + 1));
+    for (int k = 0; k < m->n; k++) {
+        const ds_delta_entry *e = &m->entries[k];
+        p->scale_part[k] = p->dense_part[k] = -1;
+        if (e->coded) {
+            ds_delta_entry_info(e, "signs", &p->parts[p->np]);
+            p->rd.entry[p->np] = k;
+            p->rd.kind[p->np++] = 's';
+            ds_delta_entry_info(e, "scale", &p->parts[p->np]);
+            p->scale_part[k] = p->np;
+            p->rd.entry[p->np] = k;
+            p->rd.kind[p->np++] = 'c';
+        } else {
+            ds_delta_entry_info(e, "dense", &p->parts[p->np]);
+            p->dense_part[k] = p->np;
+            p->rd.entry[p->np] = k;
+            p->rd.kind[p->np++] = 'd';
+        }
+    }
+}
+
+static void parts_free(delta_parts *p)
+{
+    free(p->parts);
+    free(p->rd.entry);
+    free(p->rd.kind);
+    free(p->scale_part);
+    free(p->dense_part);
+}
+
+/* The report (new reference); vals: the coded entries' value stats (4 per
+ * entry), completed here with the dense entries'. */
+static json_t *delta_report(const char *path, const ds_delta_meta *m, const delta_parts *p,
+                            const ds_tensor_stats *stats, double *vals, const ds_digest *content)
+{
+    ds_delta_sizes s;
+    double ratio = ds_delta_ratio(m->n, m->entries, &s);
+    int coded = 0;
+    json_t *arr = json_array();
+    for (int k = 0; k < m->n; k++) {
+        coded += m->entries[k].coded;
+        const ds_tensor_stats *dense = p->dense_part[k] >= 0 ? &stats[p->dense_part[k]] : NULL;
+        if (dense) vals[4 * k] = dense->min, vals[4 * k + 1] = dense->max, vals[4 * k + 2] = dense->mean,
+                   vals[4 * k + 3] = dense->std;
+        json_array_append_new(arr, tensor_json(&m->entries[k], p->scale_part[k] >= 0 ? &stats[p->scale_part[k]] : NULL,
+                                               vals + 4 * k));
+    }
+    json_t *report = json_object();
+    json_object_set_new(report, "file", json_string(path));
+    json_object_set_new(report, "format", json_string(DS_DELTA_FORMAT));
+    json_object_set_new(report, "format_version", json_integer(m->format_version));
+    json_object_set_new(report, "base_sha256", json_string(m->base_sha256));
+    json_object_set_new(report, "owner", json_string(m->owner));
+    json_object_set_new(report, "scale_fit", json_string(m->scale_fit));
+    json_object_set_new(report, "dp", m->has_dp ? json_pack("{s:f, s:f}", "epsilon", m->dp_epsilon, "delta", m->dp_delta)
+                                                : json_null());
+    json_object_set_new(report, "config", ds_inspect_config_json(&m->cfg));
+    json_object_set_new(report, "n_tensors", json_integer(m->n));
+    json_object_set_new(report, "n_coded", json_integer(coded));
+    json_object_set_new(report, "tensors", arr);
+    json_object_set_new(report, "compression",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:f}", "bytes_full", (json_int_t)s.full, "bytes_signs",
+                                  (json_int_t)s.signs, "bytes_scales", (json_int_t)s.scales, "bytes_dense",
+                                  (json_int_t)s.dense, "bytes_stored", (json_int_t)(s.signs + s.scales + s.dense),
+                                  "ratio", ratio));
+    json_object_set_new(report, "content_sha256", ds_inspect_hash_json(m->content_sha256, content));
+    return report;
+}
+
 int ds_inspect_delta(const ds_ctx *ctx, const char *path, int json)
 {
     ds_delta_file *d;
     int rc = ds_delta_open(path, ctx->comm, &d);
     if (rc) return rc;
     const ds_delta_meta *m = ds_delta_get_meta(d);
-    int np = 0;
-    size_t cap = (size_t)(2 * m->n + 1);
-    ds_tinfo *parts = ds_calloc(cap, sizeof *parts);
-    delta_reader rd = {d, ds_calloc(cap, sizeof(int)), ds_calloc(cap, 1)};
-    int *scale_part = ds_malloc(sizeof(int) * (size_t)(m->n + 1)), *dense_part = ds_malloc(sizeof(int) * (size_t)(m->n + 1));
-    for (int k = 0; k < m->n; k++) {
-        const ds_delta_entry *e = &m->entries[k];
-        scale_part[k] = dense_part[k] = -1;
-        if (e->coded) {
-            ds_delta_entry_info(e, "signs", &parts[np]);
-            rd.entry[np] = k;
-            rd.kind[np++] = 's';
-            ds_delta_entry_info(e, "scale", &parts[np]);
-            scale_part[k] = np;
-            rd.entry[np] = k;
-            rd.kind[np++] = 'c';
-        } else {
-            ds_delta_entry_info(e, "dense", &parts[np]);
-            dense_part[k] = np;
-            rd.entry[np] = k;
-            rd.kind[np++] = 'd';
-        }
-    }
-    ds_tensor_stats *stats = ds_calloc(cap, sizeof *stats);
+    delta_parts p;
+    parts_plan(d, &p);
+    ds_tensor_stats *stats = ds_calloc((size_t)p.np + 1, sizeof *stats);
     ds_digest content;
-    rc = ds_inspect_tensors(ctx, np, parts, delta_read, &rd, stats, &content);
+    rc = ds_inspect_tensors(ctx, p.np, p.parts, delta_read, &p.rd, stats, &content);
     double *vals = ds_calloc((size_t)(4 * m->n + 1), sizeof(double));
     if (!rc) rc = coded_stats_all(ctx, d, vals);
-    json_t *report = NULL;
-    if (!rc) {
-        ds_delta_sizes s;
-        double ratio = ds_delta_ratio(m->n, m->entries, &s);
-        int coded = 0;
-        json_t *arr = json_array();
-        for (int k = 0; k < m->n; k++) {
-            coded += m->entries[k].coded;
-            const ds_tensor_stats *dense = dense_part[k] >= 0 ? &stats[dense_part[k]] : NULL;
-            if (dense) vals[4 * k] = dense->min, vals[4 * k + 1] = dense->max, vals[4 * k + 2] = dense->mean,
-                       vals[4 * k + 3] = dense->std;
-            json_array_append_new(arr,
-                                  tensor_json(&m->entries[k], scale_part[k] >= 0 ? &stats[scale_part[k]] : NULL, vals + 4 * k));
-        }
-        report = json_object();
-        json_object_set_new(report, "file", json_string(path));
-        json_object_set_new(report, "format", json_string(DS_DELTA_FORMAT));
-        json_object_set_new(report, "format_version", json_integer(m->format_version));
-        json_object_set_new(report, "base_sha256", json_string(m->base_sha256));
-        json_object_set_new(report, "owner", json_string(m->owner));
-        json_object_set_new(report, "scale_fit", json_string(m->scale_fit));
-        json_object_set_new(report, "dp", m->has_dp ? json_pack("{s:f, s:f}", "epsilon", m->dp_epsilon, "delta", m->dp_delta)
-                                                    : json_null());
-        json_object_set_new(report, "config", ds_inspect_config_json(&m->cfg));
-        json_object_set_new(report, "n_tensors", json_integer(m->n));
-        json_object_set_new(report, "n_coded", json_integer(coded));
-        json_object_set_new(report, "tensors", arr);
-        json_object_set_new(report, "compression",
-                            json_pack("{s:I, s:I, s:I, s:I, s:I, s:f}", "bytes_full", (json_int_t)s.full, "bytes_signs",
-                                      (json_int_t)s.signs, "bytes_scales", (json_int_t)s.scales, "bytes_dense",
-                                      (json_int_t)s.dense, "bytes_stored", (json_int_t)(s.signs + s.scales + s.dense),
-                                      "ratio", ratio));
-        json_object_set_new(report, "content_sha256", ds_inspect_hash_json(m->content_sha256, &content));
-    }
+    json_t *report = rc ? NULL : delta_report(path, m, &p, stats, vals, &content);
     free(stats);
-    free(parts);
-    free(rd.entry);
-    free(rd.kind);
-    free(scale_part);
-    free(dense_part);
     free(vals);
+    parts_free(&p);
     ds_delta_close(d);
     return rc ? rc : ds_inspect_report(ctx, path, report, json);
 }
