@@ -381,6 +381,19 @@ void ds_agg_trimmed_dense(size_t n, const float *const *x, size_t m, size_t k, f
 }
 
 /* ---- distances */
+void ds_agg_majority_scales(size_t n, const float *const *scale, size_t ns, size_t k, float *out)
+{
+    float *mag = ds_malloc(sizeof(float) * ns * n + 1);
+    const float **ptr = ds_malloc(sizeof(float *) * n + 1);
+    for (size_t u = 0; u < n; u++) {
+        for (size_t j = 0; j < ns; j++) mag[u * ns + j] = fabsf(scale[u][j]);
+        ptr[u] = mag + u * ns;
+    }
+    ds_agg_trimmed_dense(n, ptr, ns, k, out, NULL);
+    free(mag);
+    free(ptr);
+}
+
 void ds_agg_pair_index(size_t n, size_t p, size_t *i, size_t *j)
 {
     size_t a = 0;

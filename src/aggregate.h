@@ -2,7 +2,7 @@
  * statistics over n users' values and pairwise squared L2 distances, on
  * 1-bit deltas (packed signs + scales, never expanded to one float per user
  * per coordinate) and on dense deltas. No I/O and no MPI: jobs/aggregate.c
- * streams chunks of rows into these functions.
+ * streams chunks of rows (io/agg_stream.h) into these functions.
  *
  * Values. User u's value at a coordinate of a coded tensor is
  * v_u = g_u (2 b_u - 1) with g_u the scale that covers the coordinate (one
@@ -50,6 +50,10 @@ void ds_agg_trimmed_bits_ref(const ds_agg_bits *c, size_t k, float *out, uint64_
  * the output bit. */
 void ds_agg_majority_bits(const ds_agg_bits *c, uint64_t *out, uint64_t *agree);
 void ds_agg_majority_bits_ref(const ds_agg_bits *c, uint64_t *out, uint64_t *agree);
+/* The scales of a majority-voted chunk: out[j] = trimmed mean with k of the
+ * n users' |scale[u][j]|, j < ns (the magnitudes through
+ * ds_agg_trimmed_dense). */
+void ds_agg_majority_scales(size_t n, const float *const *scale, size_t ns, size_t k, float *out);
 
 /* Dense values: x[u] points at user u's m floats (finite). out[m] = the
  * per-coordinate trimmed mean with k (2k < n; kept values summed in user

@@ -127,23 +127,31 @@ void ds_delta_scales(const ds_delta_entry *e, const double *row_abs, const doubl
 /* Elements converted per step of the chunked float loops (two 16 KiB stacks). */
 #define CHUNK 4096
 
-int64_t ds_delta_code(const ds_delta_entry *e, const void *wf, const void *wb, uint64_t *bits, float *scales)
+/* The one coding loop: W_f (rows x cols) against W_b, both of dtype dt.
+ * wb holds wb_rows rows that repeat down the matrix (wb_rows == rows: a
+ * whole base; 1: one row, e.g. of zeros); the kernel runs on blocks of
+ * wb_rows rows, in order (its row sums do not depend on the blocks). */
+static int64_t code(const ds_delta_entry *e, ds_dtype dt, const void *wf, const void *wb, int64_t wb_rows, uint64_t *bits,
+                    float *scales)
 {
+    const size_t es = ds_dtype_size(dt), cols = (size_t)e->cols, wpr = (size_t)e->words_per_row;
     double *row_abs = ds_malloc(sizeof(double) * (size_t)e->rows);
     double *col_abs = e->mode == DS_SCALE_COL ? ds_calloc((size_t)e->cols, sizeof(double)) : NULL;
-    ds_bitpack_compress((ds_kdtype)e->t.dtype, wf, wb, (size_t)e->rows, (size_t)e->cols, bits, row_abs, col_abs);
+    for (int64_t r0 = 0; r0 < e->rows; r0 += wb_rows) {
+        const size_t nr = (size_t)(e->rows - r0 < wb_rows ? e->rows - r0 : wb_rows);
+        ds_bitpack_compress((ds_kdtype)dt, (const char *)wf + (size_t)r0 * cols * es, wb, nr, cols, bits + (size_t)r0 * wpr,
+                            row_abs + r0, col_abs);
+    }
     int64_t bad = -1;
     /* |delta| sums are finite exactly when every delta is (no float sum of a
      * tensor overflows a double): look for the element only when one is not. */
     for (int64_t i = 0; i < e->rows && bad < 0; i++) {
         if (isfinite(row_abs[i])) continue;
-        size_t es = ds_dtype_size(e->t.dtype), cols = (size_t)e->cols;
         float a[CHUNK], b[CHUNK];
         for (size_t j0 = 0; j0 < cols && bad < 0; j0 += CHUNK) {
             size_t m = cols - j0 < CHUNK ? cols - j0 : CHUNK;
-            size_t off = ((size_t)i * cols + j0) * es;
-            ds_to_f32(e->t.dtype, (const char *)wf + off, a, m);
-            ds_to_f32(e->t.dtype, (const char *)wb + off, b, m);
+            ds_to_f32(dt, (const char *)wf + ((size_t)i * cols + j0) * es, a, m);
+            ds_to_f32(dt, (const char *)wb + ((size_t)(i % wb_rows) * cols + j0) * es, b, m);
             for (size_t j = 0; j < m; j++)
                 if (!isfinite(a[j] - b[j])) {
                     bad = i * e->cols + (int64_t)(j0 + j);
@@ -154,6 +162,19 @@ int64_t ds_delta_code(const ds_delta_entry *e, const void *wf, const void *wb, u
     if (bad < 0) ds_delta_scales(e, row_abs, col_abs, scales);
     free(row_abs);
     free(col_abs);
+    return bad;
+}
+
+int64_t ds_delta_code(const ds_delta_entry *e, const void *wf, const void *wb, uint64_t *bits, float *scales)
+{
+    return code(e, e->t.dtype, wf, wb, e->rows > 0 ? e->rows : 1, bits, scales);
+}
+
+int64_t ds_delta_code_f32(const ds_delta_entry *e, const float *x, uint64_t *bits, float *scales)
+{
+    float *zero = ds_calloc((size_t)e->cols + 1, sizeof(float));
+    int64_t bad = code(e, DS_DTYPE_F32, x, zero, 1, bits, scales);
+    free(zero);
     return bad;
 }
 

@@ -67,6 +67,11 @@ void ds_delta_scales(const ds_delta_entry *e, const double *row_abs, const doubl
  * W_f and W_b (both in e->t.dtype). Returns -1, or the flat index of the
  * first element whose delta is not finite (nothing useful is written then). */
 int64_t ds_delta_code(const ds_delta_entry *e, const void *wf, const void *wb, uint64_t *bits, float *scales);
+/* The same coding of float32 values x (e->rows x e->cols) taken as the
+ * delta itself (against zero; e->t.dtype, the stored source dtype, is not
+ * used): aggregate --requantize of a float result. Returns -1, or the flat
+ * index of the first non-finite value. */
+int64_t ds_delta_code_f32(const ds_delta_entry *e, const float *x, uint64_t *bits, float *scales);
 
 /* Dense delta: out = round_dt(float(wf) - float(wb)) for n elements of dtype
  * dt (out may be wf or wb). Returns -1, or the index of the first

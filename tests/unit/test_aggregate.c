@@ -1,6 +1,7 @@
 /* Unit tests of src/aggregate.c against naive references written here:
  * every value expanded to a float, sorted with the documented tie rule,
- * distances summed coordinate by coordinate. */
+ * distances summed coordinate by coordinate; and of the coding that
+ * aggregate --requantize uses (ds_delta_code_f32, src/bitdelta.h). */
 #include "config.h"
 #include <check.h>
 #include <math.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include "kernels/cpu/bitpack.h"
 #include "src/aggregate.h"
+#include "src/bitdelta.h"
 #include "src/ds.h"
 #include "tests/unit/check_main.h"
 
@@ -289,13 +291,61 @@ START_TEST(test_krum)
 }
 END_TEST
 
+START_TEST(test_majority_scales)
+{
+    /* 5 users, 3 scale positions: the trimmed mean (k = 1) of |g| */
+    const float g[5][3] = {{1, -2, 3}, {-4, 5, 6}, {2, 2, -9}, {3, -1, 1}, {100, 4, 2}};
+    const float *p[5] = {g[0], g[1], g[2], g[3], g[4]};
+    float out[3];
+    ds_agg_majority_scales(5, p, 3, 1, out);
+    ck_assert_float_eq(out[0], (2.0f + 3.0f + 4.0f) / 3.0f);
+    ck_assert_float_eq(out[1], (2.0f + 2.0f + 4.0f) / 3.0f);
+    ck_assert_float_eq(out[2], (2.0f + 3.0f + 6.0f) / 3.0f);
+    ds_agg_majority_scales(5, p, 3, 0, out);
+    ck_assert_float_eq(out[2], (float)((3.0 + 6.0 + 9.0 + 1.0 + 2.0) / 5.0));
+}
+END_TEST
+
+START_TEST(test_requantize_code)
+{
+    /* --requantize codes a float32 result against zero (ds_delta_code_f32,
+     * one row at a time): the same bits and scales as ds_delta_code with a
+     * whole zero base, for each scale kind */
+    const int64_t rows = 37, cols = 150;
+    float *x = malloc(sizeof(float) * (size_t)(rows * cols)), *zero = calloc((size_t)(rows * cols), sizeof(float));
+    for (int64_t i = 0; i < rows * cols; i++) x[i] = (float)(rndu() - 0.5) * (i % 7 == 0 ? 100.0f : 1.0f);
+    x[5] = 0.0f;
+    for (int m = 0; m < 3; m++) {
+        ds_delta_entry e = {.t = {.name = "w", .dtype = DS_DTYPE_BF16, .ndim = 2, .shape = {rows, cols}}};
+        ds_delta_entry_code(&e, (ds_scale_kind)m);
+        ds_delta_entry e32 = e;
+        e32.t.dtype = DS_DTYPE_F32;
+        const size_t nw = (size_t)(rows * e.words_per_row);
+        uint64_t *b1 = malloc(8 * nw), *b2 = malloc(8 * nw);
+        float *s1 = malloc(sizeof(float) * (size_t)e.n_scales), *s2 = malloc(sizeof(float) * (size_t)e.n_scales);
+        ck_assert_int_eq(ds_delta_code_f32(&e, x, b1, s1), -1);
+        ck_assert_int_eq(ds_delta_code(&e32, x, zero, b2, s2), -1);
+        ck_assert_mem_eq(b1, b2, 8 * nw);
+        ck_assert_mem_eq(s1, s2, sizeof(float) * (size_t)e.n_scales);
+        x[3 * cols + 7] = INFINITY;
+        ck_assert_int_eq(ds_delta_code_f32(&e, x, b1, s1), 3 * cols + 7);
+        x[3 * cols + 7] = 1.0f;
+        free(b1), free(b2), free(s1), free(s2);
+    }
+    free(x), free(zero);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("aggregate");
     TCase *trimmed = ds_check_case(s, "trimmed", 60);
     tcase_add_test(trimmed, test_trimmed_bits);
     tcase_add_test(trimmed, test_trimmed_dense);
-    tcase_add_test(ds_check_case(s, "majority", 60), test_majority_bits);
+    TCase *majority = ds_check_case(s, "majority", 60);
+    tcase_add_test(majority, test_majority_bits);
+    tcase_add_test(majority, test_majority_scales);
+    tcase_add_test(ds_check_case(s, "requantize", 60), test_requantize_code);
     TCase *distance = ds_check_case(s, "distance", 60);
     tcase_add_test(distance, test_dist_bits);
     tcase_add_test(distance, test_dist_dense);
