@@ -1,5 +1,5 @@
 /* Row-range reads of delta files, their recomputed content hash, the
- * signature attributes (io/h5_delta_rows.h). */
+ * signature attributes and the trust check (io/h5_delta_rows.h). */
 #include "config.h"
 #include "io/h5_delta_rows.h"
 #include <stdlib.h>
@@ -139,6 +139,26 @@ int ds_delta_sig_read(const char *path, char sig[129], char pk[65], int *present
         if (!rc) rc = ds_h5_attr_get_str(f, "signer_public_key", pk, 65);
     }
     H5Fclose(f);
+    return rc;
+}
+
+int ds_delta_rows_trust(const char *path, const ds_sign_claim *c, int n, const ds_delta_entry *e,
+                        const ds_trusted_key *keys, int nkeys, char *reason, size_t rn)
+{
+    char sig_hex[129], pk_hex[65];
+    int present;
+    reason[0] = 0;
+    int rc = ds_delta_sig_read(path, sig_hex, pk_hex, &present);
+    if (rc) return rc;
+    ds_sign_judge(keys, nkeys, present ? sig_hex : NULL, pk_hex, c, reason, rn);
+    if (reason[0]) return 0;
+    ds_delta_rows *r;
+    char hex[65];
+    rc = ds_delta_rows_open(path, &r);
+    if (!rc) rc = ds_delta_rows_content_hash(r, n, e, hex);
+    ds_delta_rows_close(r);
+    if (!rc && strcmp(hex, c->content_sha256) != 0)
+        snprintf(reason, rn, "data changed after signing (content hash %.16s... != signed %.16s...)", hex, c->content_sha256);
     return rc;
 }
 

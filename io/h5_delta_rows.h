@@ -13,6 +13,7 @@
 #define DS_IO_H5_DELTA_ROWS_H
 #include <hdf5.h>
 #include "src/bitdelta.h"
+#include "src/sign.h"
 
 typedef struct ds_delta_rows ds_delta_rows;
 
@@ -38,6 +39,14 @@ int64_t ds_delta_nrows(const ds_delta_entry *e);
  * "signature" (128 hex digits) and "signer_public_key" (64 hex digits).
  * *present = 0 when the file has no "signature". */
 int ds_delta_sig_read(const char *path, char sig[129], char pk[65], int *present);
+/* The trust check of one delta file (aggregate --trusted-keys): its
+ * signature attributes judged by ds_sign_judge (src/sign.h) against keys,
+ * and when they pass, its content hash recomputed from the data (its n
+ * entries e) and compared with the signed c->content_sha256. reason: "" when
+ * the file is trusted, else why not (a verdict, not an error). Returns 0, or
+ * an error code when the file cannot be read (nothing printed). */
+int ds_delta_rows_trust(const char *path, const ds_sign_claim *c, int n, const ds_delta_entry *e,
+                        const ds_trusted_key *keys, int nkeys, char *reason, size_t rn);
 
 /* Serial read-write open of an existing HDF5 file, for adding root
  * attributes or small datasets (close with ds_h5_close). */

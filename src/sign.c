@@ -179,3 +179,36 @@ int ds_sign_trusted_load(const char *path, ds_trusted_key **keys, int *n)
     }
     return rc;
 }
+
+void ds_sign_judge(const ds_trusted_key *keys, int nkeys, const char *sig_hex, const char *pk_hex, const ds_sign_claim *c,
+                   char *reason, size_t n)
+{
+    unsigned char sig[DS_SIGN_SIG], pk[DS_SIGN_PK];
+    reason[0] = 0;
+    if (!sig_hex) {
+        snprintf(reason, n, "unsigned");
+        return;
+    }
+    if (ds_sign_decode(sig_hex, sig, DS_SIGN_SIG) != 0 || ds_sign_decode(pk_hex, pk, DS_SIGN_PK) != 0) {
+        snprintf(reason, n, "malformed signature attributes");
+        return;
+    }
+    int known = 0, owner_ok = 0;
+    for (int i = 0; i < nkeys; i++)
+        if (memcmp(keys[i].pk, pk, DS_SIGN_PK) == 0) {
+            known = 1;
+            owner_ok |= !keys[i].owner[0] || strcmp(keys[i].owner, c->owner) == 0;
+        }
+    if (!known) {
+        snprintf(reason, n, "signer %.16s... is not a trusted key", pk_hex);
+        return;
+    }
+    if (!owner_ok) {
+        snprintf(reason, n, "key %.16s... is not trusted for owner '%.120s'", pk_hex, c->owner);
+        return;
+    }
+    char msg[1024];
+    size_t len = ds_sign_statement(c->content_sha256, c->base_sha256, c->owner, c->has_dp, c->dp_epsilon, c->dp_delta, msg,
+                                   sizeof msg);
+    if (ds_sign_verify(pk, msg, len, sig) != 0) snprintf(reason, n, "bad signature");
+}

@@ -53,4 +53,24 @@ typedef struct {
     char owner[DS_NAME_MAX]; /* "" = any owner */
 } ds_trusted_key;
 int ds_sign_trusted_load(const char *path, ds_trusted_key **keys, int *n);
+
+/* ---- the trust filter's verdict on one delta (aggregate --trusted-keys).
+ * What a delta claims, read from its root attributes: the fields of its
+ * statement. */
+typedef struct {
+    const char *content_sha256, *base_sha256, *owner;
+    int has_dp;
+    double dp_epsilon, dp_delta;
+} ds_sign_claim;
+/* The delta's signature attributes as recorded (sig_hex: "signature",
+ * pk_hex: "signer_public_key"; sig_hex NULL when it has none) against the
+ * trusted keys. reason receives "" when pk_hex is one of keys, trusted for
+ * c->owner (some entry of that key names no owner or this owner; a key may
+ * be listed more than once), and sig_hex is its valid signature of c's
+ * statement; else why not: "unsigned", "malformed signature attributes",
+ * "signer ... is not a trusted key", "key ... is not trusted for owner
+ * '...'", "bad signature". Needs ds_sign_init. The caller still checks that
+ * the data hash to c->content_sha256. */
+void ds_sign_judge(const ds_trusted_key *keys, int nkeys, const char *sig_hex, const char *pk_hex, const ds_sign_claim *c,
+                   char *reason, size_t n);
 #endif

@@ -1,5 +1,6 @@
 /* Unit tests of src/sign.c: RFC 8032 test vector 1 (Ed25519), the signed
- * statement's exact text, key decoding, trusted-keys files. */
+ * statement's exact text, key decoding, trusted-keys files, the trust
+ * filter's verdicts. */
 #include "config.h"
 #include <check.h>
 #include <stdio.h>
@@ -98,6 +99,45 @@ START_TEST(test_trusted_file)
 }
 END_TEST
 
+START_TEST(test_judge)
+{
+    /* the RFC 8032 key signs alice's statement */
+    unsigned char sk[DS_SIGN_SK], sig[DS_SIGN_SIG];
+    ck_assert_int_eq(ds_sign_init(), 0);
+    hex2bin("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60", sk, 32);
+    hex2bin("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", sk + 32, 32);
+    ds_sign_claim c = {"ab", "cd", "alice", 1, 0.5, 1e-5};
+    char msg[1024], sig_hex[129], pk_hex[65], why[200];
+    size_t len = ds_sign_statement(c.content_sha256, c.base_sha256, c.owner, c.has_dp, c.dp_epsilon, c.dp_delta, msg,
+                                   sizeof msg);
+    ds_sign_detached(sk, msg, len, sig);
+    ds_sign_hex(sig, DS_SIGN_SIG, sig_hex);
+    ds_sign_hex(sk + 32, DS_SIGN_PK, pk_hex);
+    ds_trusted_key k[2];
+    memset(k, 0, sizeof k);
+    memcpy(k[0].pk, sk + 32, DS_SIGN_PK);
+    memcpy(k[1].pk, sk + 32, DS_SIGN_PK);
+    ds_sign_judge(k, 1, sig_hex, pk_hex, &c, why, sizeof why);
+    ck_assert_str_eq(why, ""); /* a key with no owner signs for anyone */
+    strcpy(k[0].owner, "bob");
+    ds_sign_judge(k, 1, sig_hex, pk_hex, &c, why, sizeof why);
+    ck_assert_str_eq(why, "key d75a980182b10ab7... is not trusted for owner 'alice'");
+    strcpy(k[1].owner, "alice"); /* the same key listed again, for alice */
+    ds_sign_judge(k, 2, sig_hex, pk_hex, &c, why, sizeof why);
+    ck_assert_str_eq(why, "");
+    k[0].pk[0] ^= 1;
+    ds_sign_judge(k, 1, sig_hex, pk_hex, &c, why, sizeof why);
+    ck_assert_str_eq(why, "signer d75a980182b10ab7... is not a trusted key");
+    ds_sign_judge(k, 2, NULL, "", &c, why, sizeof why);
+    ck_assert_str_eq(why, "unsigned");
+    ds_sign_judge(k, 2, "zz", pk_hex, &c, why, sizeof why);
+    ck_assert_str_eq(why, "malformed signature attributes");
+    c.dp_epsilon = 8; /* a claim that is not the signed one */
+    ds_sign_judge(k, 2, sig_hex, pk_hex, &c, why, sizeof why);
+    ck_assert_str_eq(why, "bad signature");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sign");
@@ -106,5 +146,6 @@ int main(void)
     TCase *keys = ds_check_case(s, "keys", 0);
     tcase_add_test(keys, test_decode);
     tcase_add_test(keys, test_trusted_file);
+    tcase_add_test(ds_check_case(s, "trust", 0), test_judge);
     return ds_check_run(s);
 }
