@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "io/h5.h"
+#include "io/h5_delta_rows.h"
 #include "src/ctx.h"
 #include "src/hash.h"
 
@@ -292,7 +293,7 @@ static int delta_hash(ds_delta_file *f, char hex[65])
     return rc ? rc : rc2;
 }
 
-int ds_delta_commit(ds_delta_file *f, int rc, const char *base_sha256, char content_sha256[65])
+int ds_delta_commit_staged(ds_delta_file *f, int rc, const char *base_sha256, char content_sha256[65])
 {
     char hex[65] = "";
     ds_digest tmp;
@@ -309,10 +310,45 @@ int ds_delta_commit(ds_delta_file *f, int rc, const char *base_sha256, char cont
     }
     if (content_sha256) memcpy(content_sha256, hex, 65);
     ds_ctx ctx = f->ctx;
+    char tmpname[4200];
+    ds_out_tmpname(f->path, tmpname, sizeof tmpname);
+    rc = ds_ctx_agree(&ctx, file_free(f));
+    if (rc && ctx.rank == 0) unlink(tmpname);
+    return rc;
+}
+
+int ds_delta_commit(ds_delta_file *f, int rc, const char *base_sha256, char content_sha256[65])
+{
+    ds_ctx ctx = f->ctx;
     char path[4096];
     snprintf(path, sizeof path, "%s", f->path);
-    rc = file_free(f);
-    return ds_out_finish(&ctx, path, rc);
+    rc = ds_delta_commit_staged(f, rc, base_sha256, content_sha256);
+    return rc ? rc : ds_out_finish(&ctx, path, 0);
+}
+
+/* ---- provenance of an aggregate */
+int ds_delta_write_provenance(const char *path, const ds_delta_provenance *p)
+{
+    hid_t f, g = H5I_INVALID_HID;
+    int rc = ds_h5_open_rw_serial(path, &f);
+    if (rc) return rc;
+    const size_t n = (size_t)p->n;
+    rc = ds_h5_attr_set_str(f, "aggregate_method", p->method);
+    if (!rc) rc = ds_h5_attr_set_str(f, "aggregate_params", p->params);
+    if (!rc) rc = ds_h5_attr_set_str(f, "aggregate_version_sha256", p->version_sha256);
+    if (!rc) rc = ds_h5_attr_set_int(f, "aggregate_n_inputs", p->n);
+    if (!rc) rc = ds_h5_attr_set_int(f, "aggregate_n_used", p->n_used);
+    if (!rc) rc = ds_h5_group_create(f, "provenance", &g);
+    if (!rc) rc = ds_h5_write_strings(g, "owner", n, p->owner);
+    if (!rc) rc = ds_h5_write_strings(g, "content_sha256", n, p->content_sha256);
+    if (!rc) rc = ds_h5_write_strings(g, "status", n, p->status);
+    if (!rc) rc = ds_h5_write_strings(g, "reason", n, p->reason);
+    if (!rc) rc = ds_h5_write_doubles(g, "weight", n, p->weight);
+    if (!rc) rc = ds_h5_write_doubles(g, "kept_fraction", n, p->kept_fraction);
+    if (!rc) rc = ds_h5_write_doubles(g, "krum_score", n, p->krum_score);
+    if (g >= 0) H5Gclose(g);
+    int rc2 = ds_h5_close(f);
+    return rc ? rc : rc2;
 }
 
 int ds_delta_suspend(ds_delta_file *f)
@@ -613,7 +649,8 @@ int ds_delta_is_delta(const char *path)
 
 int ds_delta_same_layout(const char *p0, const ds_delta_meta *a, const char *p, const ds_delta_meta *b)
 {
-    if (!ds_delta_config_same(&a->cfg, &b->cfg)) return ds_err(DS_EXIT_INPUT, "%s: model config differs from %s's", p, p0);
+    int rc = ds_delta_check_config(p, &b->cfg, p0, &a->cfg);
+    if (rc) return rc;
     for (int i = 0; i < a->n || i < b->n; i++) {
         if (i >= a->n) return ds_err(DS_EXIT_INPUT, "%s: tensor %s: not in %s", p, b->entries[i].t.name, p0);
         if (i >= b->n || strcmp(a->entries[i].t.name, b->entries[i].t.name) != 0)

@@ -7,6 +7,7 @@
  *       signs            u64 [rows, ceil(cols/64)]
  *       scale            f32 [1] | [rows] | [cols]
  *   /dense/<tensor>      the dense delta in the source dtype, tensor's shape
+ *   /provenance/         an aggregate's contributors (ds_delta_write_provenance)
  *
  * Writing: ds_delta_create is collective (every rank passes the same meta:
  * all groups, datasets and attributes are created collectively, in NAME.tmp),
@@ -75,6 +76,28 @@ int ds_delta_write_dense(ds_delta_file *f, int i, const void *data);
  * Frees f; returns the agreed status; *content_sha256 (may be NULL)
  * receives the hash recorded. */
 int ds_delta_commit(ds_delta_file *f, int rc, const char *base_sha256, char content_sha256[65]);
+/* Collective: ds_delta_commit without the rename: NAME.tmp stays staged,
+ * closed and complete (hashes recorded), for the caller to add to (e.g.
+ * ds_delta_write_provenance on one rank) and to put in place with
+ * ds_out_finish(ctx, NAME, rc) (src/ctx.h), which removes it on failure.
+ * Frees f; returns the agreed status; on failure NAME.tmp is removed. */
+int ds_delta_commit_staged(ds_delta_file *f, int rc, const char *base_sha256, char content_sha256[65]);
+
+/* ---- provenance of an aggregate (docs/aggregate.md "Weights, scores,
+ * provenance"): root attributes aggregate_method, aggregate_params (JSON),
+ * aggregate_version_sha256, aggregate_n_inputs, aggregate_n_used, and the
+ * group /provenance with one row per input, in input order: owner,
+ * content_sha256, status, reason (fixed-length strings), weight,
+ * kept_fraction, krum_score (float64). */
+typedef struct {
+    const char *method, *params, *version_sha256;
+    int n, n_used; /* inputs, and those with weight > 0 */
+    const char *const *owner, *const *content_sha256, *const *status, *const *reason;
+    const double *weight, *kept_fraction, *krum_score;
+} ds_delta_provenance;
+/* Serial (one rank): add p to the closed delta file at path (the NAME.tmp
+ * that ds_delta_commit_staged left). 0 or a ds_exit code (nothing printed). */
+int ds_delta_write_provenance(const char *path, const ds_delta_provenance *p);
 
 /* ---- suspend and resume a write (a checkpointed job, docs/aggregate.md
  * "Checkpoint and resume").
@@ -102,7 +125,7 @@ int ds_delta_is_delta(const char *path);
 /* Does delta b (read from path p) have the layout of delta a (from p0): the
  * same model config, tensor set in the same order, shapes, dtypes, coding
  * and scale modes? 0, or DS_EXIT_INPUT with one message naming p, the
- * tensor and p0. The base hashes are the caller's to compare (aggregate
+ * tensor and p0 (a config mismatch: ds_delta_check_config's). The base hashes are the caller's to compare (aggregate
  * has --force, poison has not). */
 int ds_delta_same_layout(const char *p0, const ds_delta_meta *a, const char *p, const ds_delta_meta *b);
 #endif
