@@ -1,0 +1,324 @@
+/* Chunks of rows of many delta files, all-gathered (io/agg_stream.h). */
+#include "config.h"
+#include "io/agg_stream.h"
+#include <stdlib.h>
+#include <string.h>
+#include "src/aggregate.h"
+#include "src/shard.h"
+
+/* Bytes of one row of e in a chunk: packed signs (+ its scale when per row),
+ * or float32 values. */
+static size_t row_bytes(const ds_delta_entry *e)
+{
+    if (e->coded) return (size_t)e->words_per_row * 8 + (e->mode == DS_SCALE_ROW ? 4 : 0);
+    return (size_t)ds_delta_row_elems(&e->t) * 4;
+}
+
+int64_t ds_agg_stream_rows(const ds_agg_stream *s, const ds_delta_entry *e)
+{
+    int64_t n = ds_delta_nrows(e), r = (int64_t)(s->budget / ((size_t)s->np * row_bytes(e)));
+    return r < 1 ? 1 : r > n ? n : r;
+}
+
+size_t ds_agg_chunk_scales(const ds_delta_entry *e, int64_t rows)
+{
+    return e->mode == DS_SCALE_ROW ? (size_t)rows : e->mode == DS_SCALE_COL ? (size_t)e->cols : 1;
+}
+
+/* One participant's share of a chunk: its signs then scales (8-byte
+ * aligned), or its float32 values. */
+static size_t slot_bytes(const ds_delta_entry *e, int64_t rows)
+{
+    if (!e->coded) return (size_t)rows * (size_t)ds_delta_row_elems(&e->t) * 4;
+    size_t b = (size_t)rows * (size_t)e->words_per_row * 8 + ds_agg_chunk_scales(e, rows) * 4;
+    return (b + 7) & ~(size_t)7;
+}
+
+int ds_agg_stream_init(ds_agg_stream *s, const ds_ctx *ctx, ds_comm *comm, int np, const char *const *paths,
+                       const ds_delta_meta *layout, double chunk_mb)
+{
+    memset(s, 0, sizeof *s);
+    s->ctx = ctx;
+    s->comm = comm;
+    s->np = np;
+    s->paths = paths;
+    s->budget = (size_t)(chunk_mb * (1 << 20));
+    ds_shard_range(np, ctx->rank, ctx->size, &s->lo, &s->hi);
+    s->maxloc = (np + ctx->size - 1) / ctx->size;
+    for (int i = 0; i < layout->n; i++) {
+        size_t b = slot_bytes(&layout->entries[i], ds_agg_stream_rows(s, &layout->entries[i]));
+        if (b > s->slot_cap) s->slot_cap = b;
+    }
+    s->send = ds_malloc(s->slot_cap * (size_t)s->maxloc + 1);
+    s->recv = ds_malloc(s->slot_cap * (size_t)s->maxloc * (size_t)ctx->size + 1);
+    s->bits = ds_malloc(sizeof(void *) * (size_t)np);
+    s->scale = ds_malloc(sizeof(void *) * (size_t)np);
+    s->dense = ds_malloc(sizeof(void *) * (size_t)np);
+    s->rd = ds_calloc((size_t)(s->hi - s->lo + 1), sizeof(ds_delta_rows *));
+    int rc = 0;
+    for (int64_t p = s->lo; p < s->hi && !rc; p++) rc = ds_delta_rows_open(paths[p], &s->rd[p - s->lo]);
+    return ds_ctx_agree(ctx, rc);
+}
+
+void ds_agg_stream_free(ds_agg_stream *s)
+{
+    if (s->rd)
+        for (int64_t p = s->lo; p < s->hi; p++) ds_delta_rows_close(s->rd[p - s->lo]);
+    free(s->rd);
+    free(s->send);
+    free(s->recv);
+    free(s->bits);
+    free(s->scale);
+    free(s->dense);
+    memset(s, 0, sizeof *s);
+}
+
+static int check_finite(const char *path, const ds_delta_entry *e, const float *v, size_t n, const char *what)
+{
+    int64_t bad = ds_find_nonfinite(DS_DTYPE_F32, v, n);
+    if (bad >= 0)
+        return ds_err(DS_EXIT_INPUT, "%s: tensor %s: %s value %lld is not finite (%g)", path, e->t.name, what, (long long)bad,
+                      (double)v[bad]);
+    return 0;
+}
+
+int ds_agg_any_failed(const ds_ctx *ctx, int rc)
+{
+    int any;
+    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, ctx->comm);
+    return any;
+}
+
+/* This rank's participants' rows of the chunk into s->send, slot by slot. */
+static int read_local(ds_agg_stream *s, const ds_delta_entry *e, int64_t r0, int64_t nr, size_t slot)
+{
+    int rc = 0;
+    for (int64_t p = s->lo; p < s->hi && !rc; p++) {
+        unsigned char *dst = s->send + (size_t)(p - s->lo) * slot;
+        ds_delta_rows *r = s->rd[p - s->lo];
+        const char *path = s->paths[p];
+        if (e->coded) {
+            float *sc = (float *)(dst + (size_t)nr * (size_t)e->words_per_row * 8);
+            const size_t ns = ds_agg_chunk_scales(e, nr);
+            rc = ds_delta_rows_signs(r, e, r0, nr, (uint64_t *)dst);
+            if (!rc) rc = ds_delta_rows_scales(r, e, e->mode == DS_SCALE_ROW ? r0 : 0, (int64_t)ns, sc);
+            if (!rc) rc = check_finite(path, e, sc, ns, "scale");
+        } else {
+            rc = ds_delta_rows_dense(r, e, r0, nr, DS_DTYPE_F32, dst);
+            if (!rc) rc = check_finite(path, e, (const float *)dst, (size_t)nr * (size_t)ds_delta_row_elems(&e->t), "delta");
+        }
+    }
+    return rc;
+}
+
+int ds_agg_stream_chunk(ds_agg_stream *s, const ds_delta_entry *e, int64_t r0, int64_t nr, int *local)
+{
+    const size_t slot = slot_bytes(e, nr);
+    *local = read_local(s, e, r0, nr, slot);
+    if (ds_agg_any_failed(s->ctx, *local)) return 1;
+    ds_comm_allgather(s->comm, s->send, s->recv, slot * (size_t)s->maxloc);
+    for (int r = 0; r < s->ctx->size; r++) {
+        int64_t a, b;
+        ds_shard_range(s->np, r, s->ctx->size, &a, &b);
+        for (int64_t p = a; p < b; p++) {
+            const unsigned char *src = s->recv + ((size_t)r * (size_t)s->maxloc + (size_t)(p - a)) * slot;
+            s->bits[p] = (const uint64_t *)src;
+            s->dense[p] = (const float *)src;
+            s->scale[p] = (const float *)(src + (size_t)nr * (size_t)e->words_per_row * 8);
+        }
+    }
+    return 0;
+}
+
+int ds_agg_stream_copy(ds_agg_stream *s, const ds_delta_meta *layout, int p, ds_delta_file *out)
+{
+    if (p < s->lo || p >= s->hi) return 0;
+    ds_delta_rows *r = s->rd[p - s->lo];
+    int rc = 0;
+    for (int i = 0; i < layout->n && !rc; i++) {
+        const ds_delta_entry *e = &layout->entries[i];
+        if (e->coded) {
+            uint64_t *b = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row));
+            float *sc = ds_malloc(sizeof(float) * (size_t)e->n_scales);
+            rc = ds_delta_rows_signs(r, e, 0, e->rows, b);
+            if (!rc) rc = ds_delta_rows_scales(r, e, 0, e->n_scales, sc);
+            if (!rc) rc = ds_delta_write_signs(out, i, b);
+            if (!rc) rc = ds_delta_write_scales(out, i, sc);
+            free(b);
+            free(sc);
+        } else {
+            void *buf = ds_malloc(ds_tinfo_bytes(&e->t) + 1);
+            rc = ds_delta_rows_dense(r, e, 0, ds_delta_nrows(e), e->t.dtype, buf);
+            if (!rc) rc = ds_delta_write_dense(out, i, buf);
+            free(buf);
+        }
+    }
+    return rc;
+}
+
+/* ---- the passes */
+int ds_agg_stream_distances(ds_agg_stream *s, const ds_delta_meta *layout, int start, double *d, ds_agg_stop_fn stop,
+                            void *arg)
+{
+    const int np = s->np;
+    ds_progress pr;
+    ds_progress_init(&pr, s->ctx, "distances", layout->n);
+    int rc = 0, stopped = 0;
+    for (int i = start; i < layout->n && !rc; i++) {
+        const ds_delta_entry *e = &layout->entries[i];
+        const int64_t nrows = ds_delta_nrows(e), R = ds_agg_stream_rows(s, e);
+        for (int64_t r0 = 0; r0 < nrows && !rc; r0 += R) {
+            const int64_t nr = nrows - r0 < R ? nrows - r0 : R;
+            int local;
+            if (ds_agg_stream_chunk(s, e, r0, nr, &local)) {
+                rc = ds_ctx_agree(s->ctx, local);
+                break;
+            }
+            if (e->coded) {
+                ds_agg_bits c = {(size_t)np, (size_t)nr, (size_t)e->cols, e->mode, s->bits, s->scale};
+                ds_agg_dist_bits(&c, (size_t)s->ctx->rank, (size_t)s->ctx->size, d);
+            } else {
+                ds_agg_dist_dense((size_t)np, s->dense, (size_t)nr * (size_t)ds_delta_row_elems(&e->t), (size_t)s->ctx->rank,
+                                  (size_t)s->ctx->size, d);
+            }
+        }
+        ds_progress_step(&pr, i + 1, "%s", e->t.name);
+        if (!rc && stop && (stopped = stop(arg, i + 1))) break;
+    }
+    if (!rc && !stopped) ds_comm_allreduce_sum_f64(s->comm, d, d, (size_t)np * (size_t)np);
+    return rc;
+}
+
+/* --requantize: BitDelta of the float result (against zero). */
+static int write_requantized(ds_delta_file *out, int i, const ds_delta_entry *oe, const float *res)
+{
+    uint64_t *bits = ds_malloc(sizeof(uint64_t) * (size_t)oe->rows * (size_t)oe->words_per_row);
+    float *sc = ds_malloc(sizeof(float) * (size_t)oe->n_scales);
+    int64_t bad = ds_delta_code_f32(oe, res, bits, sc);
+    int rc = bad >= 0 ? ds_err(DS_EXIT_FAIL, "%s: tensor %s: aggregated value %lld is not finite", ds_delta_path(out),
+                               oe->t.name, (long long)bad)
+                      : ds_delta_write_signs(out, i, bits);
+    if (!rc) rc = ds_delta_write_scales(out, i, sc);
+    free(bits);
+    free(sc);
+    return rc;
+}
+
+/* The writer's end of a tensor: store the assembled result. */
+static int write_tensor(ds_delta_file *out, int i, const ds_delta_entry *oe, const ds_agg_reduce *h, void *res, float *scales)
+{
+    if (h->majority && oe->coded) {
+        int rc = ds_delta_write_signs(out, i, res);
+        return rc ? rc : ds_delta_write_scales(out, i, scales);
+    }
+    if (oe->coded) return write_requantized(out, i, oe, res);
+    if (oe->t.dtype == DS_DTYPE_F32) return ds_delta_write_dense(out, i, res);
+    void *buf = ds_malloc(ds_tinfo_bytes(&oe->t) + 1);
+    ds_from_f32(oe->t.dtype, res, buf, (size_t)ds_tinfo_numel(&oe->t));
+    int rc = ds_delta_write_dense(out, i, buf);
+    free(buf);
+    return rc;
+}
+
+/* One tensor of the output pass. */
+typedef struct {
+    const ds_delta_entry *e;
+    int bits_out;        /* majority of a coded tensor: packed bits out, else float32 values */
+    size_t orow, maxsub; /* bytes per output row; most rows of a chunk on one rank */
+    unsigned char *res;  /* the writer's whole tensor (NULL elsewhere) */
+    float *scales;       /* the writer's output scales (bits_out) */
+    unsigned char *part, *all;
+    const uint64_t **pb;
+    const float **ps;
+} tensor_pass;
+
+static void pass_init(tensor_pass *t, const ds_agg_stream *s, const ds_delta_entry *e, int mine, const ds_agg_reduce *h)
+{
+    const int size = s->ctx->size;
+    const size_t np = (size_t)s->np;
+    t->e = e;
+    t->bits_out = h->majority && e->coded;
+    t->orow = t->bits_out ? (size_t)e->words_per_row * 8 : (size_t)(e->coded ? e->cols : ds_delta_row_elems(&e->t)) * 4;
+    t->maxsub = (size_t)((ds_agg_stream_rows(s, e) + size - 1) / size);
+    t->res = mine ? ds_malloc(t->orow * (size_t)ds_delta_nrows(e) + 1) : NULL;
+    t->scales = mine && t->bits_out ? ds_malloc(sizeof(float) * (size_t)e->n_scales) : NULL;
+    t->part = ds_malloc(t->orow * t->maxsub + 1);
+    t->all = ds_malloc(t->orow * t->maxsub * (size_t)size + 1);
+    t->pb = ds_malloc(sizeof(void *) * np);
+    t->ps = ds_malloc(sizeof(void *) * np);
+}
+
+static void pass_free(tensor_pass *t)
+{
+    free(t->res), free(t->scales), free(t->part), free(t->all), free(t->pb), free(t->ps);
+}
+
+/* This rank's range of the chunk's nr rows (in s) reduced into t->part. */
+static void reduce_rows(const ds_agg_stream *s, tensor_pass *t, const ds_agg_reduce *h, int64_t nr, uint64_t *kept)
+{
+    const ds_delta_entry *e = t->e;
+    const size_t np = (size_t)s->np;
+    int64_t a, b;
+    ds_shard_range(nr, s->ctx->rank, s->ctx->size, &a, &b);
+    if (b <= a) return;
+    if (e->coded) {
+        for (size_t u = 0; u < np; u++) {
+            t->pb[u] = s->bits[u] + (size_t)a * (size_t)e->words_per_row;
+            t->ps[u] = s->scale[u] + (e->mode == DS_SCALE_ROW ? (size_t)a : 0);
+        }
+        ds_agg_bits c = {np, (size_t)(b - a), (size_t)e->cols, e->mode, t->pb, t->ps};
+        if (t->bits_out) ds_agg_majority_bits(&c, (uint64_t *)t->part, kept);
+        else ds_agg_trimmed_bits(&c, h->k, (float *)t->part, kept);
+    } else {
+        const size_t re = (size_t)ds_delta_row_elems(&e->t);
+        for (size_t u = 0; u < np; u++) t->ps[u] = s->dense[u] + (size_t)a * re;
+        ds_agg_trimmed_dense(np, t->ps, (size_t)(b - a) * re, h->k, (float *)t->part, kept);
+    }
+}
+
+/* Collective: every rank's reduced rows of the chunk [r0, r0 + nr) to the
+ * writer, which places them (and, for majority, the chunk's scales). */
+static void gather_rows(const ds_agg_stream *s, tensor_pass *t, const ds_agg_reduce *h, int64_t r0, int64_t nr)
+{
+    const ds_delta_entry *e = t->e;
+    ds_comm_allgather(s->comm, t->part, t->all, t->orow * t->maxsub);
+    if (!t->res) return;
+    for (int r = 0; r < s->ctx->size; r++) {
+        int64_t ra, rb;
+        ds_shard_range(nr, r, s->ctx->size, &ra, &rb);
+        memcpy(t->res + (size_t)(r0 + ra) * t->orow, t->all + (size_t)r * t->orow * t->maxsub, (size_t)(rb - ra) * t->orow);
+    }
+    if (t->bits_out && (r0 == 0 || e->mode == DS_SCALE_ROW))
+        ds_agg_majority_scales((size_t)s->np, s->scale, ds_agg_chunk_scales(e, nr), h->k_scale,
+                               t->scales + (e->mode == DS_SCALE_ROW ? r0 : 0));
+}
+
+int ds_agg_stream_reduce(ds_agg_stream *s, const ds_delta_meta *layout, const ds_delta_entry *oes, const int *writer,
+                         const ds_agg_reduce *how, ds_delta_file *out, uint64_t *kept, int start, ds_agg_stop_fn stop,
+                         void *arg)
+{
+    const ds_ctx *ctx = s->ctx;
+    int rc = 0, end = 0;
+    ds_progress pr;
+    ds_progress_init(&pr, ctx, "aggregate", layout->n);
+    for (int i = start; i < layout->n && !end; i++) {
+        const ds_delta_entry *e = &layout->entries[i];
+        const int mine = writer[i] == ctx->rank;
+        const int64_t nrows = ds_delta_nrows(e), R = ds_agg_stream_rows(s, e);
+        tensor_pass t;
+        pass_init(&t, s, e, mine, how);
+        for (int64_t r0 = 0; r0 < nrows && !end; r0 += R) {
+            const int64_t nr = nrows - r0 < R ? nrows - r0 : R;
+            if ((end = ds_agg_stream_chunk(s, e, r0, nr, &rc))) break;
+            reduce_rows(s, &t, how, nr, kept);
+            gather_rows(s, &t, how, r0, nr);
+        }
+        if (!end && mine) rc = write_tensor(out, i, &oes[i], how, t.res, t.scales);
+        if (!end) end = ds_agg_any_failed(ctx, rc);
+        pass_free(&t);
+        ds_progress_step(&pr, i + 1, "%s", e->t.name);
+        /* after the last tensor, finishing costs less than stopping */
+        if (!end && i + 1 < layout->n && stop && stop(arg, i + 1)) break;
+    }
+    return rc;
+}
