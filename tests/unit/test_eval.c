@@ -1,6 +1,8 @@
-/* Unit tests of eval/stats.c, eval/score.c (MC1/MC2), eval/gate.c and the
- * --task specs and data loading of eval/tasks.c. Expected values are worked
- * out by hand from the formulas in docs/eval.md. */
+/* Unit tests of eval/stats.c, eval/score.c (MC1/MC2), eval/gate.c, the
+ * --task specs and data loading of eval/tasks.c, eval's plan (models, delta
+ * lists, tasks: eval/plan.c), its CSV (eval/results.c) and the sampler of
+ * eval/generate.c. Expected values are worked out by hand from the formulas
+ * in docs/eval.md. */
 #include "config.h"
 #include <check.h>
 #include <math.h>
@@ -9,6 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 #include "eval/gate.h"
+#include "eval/generate.h"
+#include "eval/plan.h"
+#include "eval/results.h"
 #include "eval/tasks.h"
 #include "tests/unit/check_main.h"
 
@@ -226,6 +231,105 @@ START_TEST(test_refusal_strings)
 }
 END_TEST
 
+START_TEST(test_plan)
+{
+    ds_eval_plan p = {0};
+    ds_eval_plan_add_model(&p, NULL);
+    ds_eval_plan_add_model(&p, "dir/alice.bd.h5");
+    ds_eval_plan_add_model(&p, "bob.h5");
+    ds_eval_plan_add_model(&p, "carol.bin");
+    ck_assert_int_eq(p.n_models, 4);
+    ck_assert_ptr_null(p.models[0].path);
+    ck_assert_str_eq(p.models[0].label, "base");
+    ck_assert_str_eq(p.models[0].id, "base");
+    ck_assert_str_eq(p.models[1].label, "dir/alice.bd.h5");
+    ck_assert_str_eq(p.models[1].id, "alice");
+    ck_assert_str_eq(p.models[2].id, "bob");
+    ck_assert_str_eq(p.models[3].id, "carol.bin");
+    ck_assert_int_eq(ds_eval_plan_unique_ids(&p), 0);
+    ds_eval_plan_add_model(&p, "other/bob.bd.h5");
+    ck_assert_int_eq(ds_eval_plan_unique_ids(&p), DS_EXIT_USAGE);
+    ck_assert_str_eq(ds_errmsg(), "mtbench-answers: models bob.h5 and other/bob.bd.h5 would both write bob.jsonl");
+    ds_eval_plan_free(&p);
+    ck_assert_int_eq(p.n_models, 0);
+
+    /* a list: comments, blank lines, blanks around a path, CRLF, "base" */
+    const char *d1 = tmpfile_with("d1.bd.h5", "x");
+    char text[1024];
+    snprintf(text, sizeof text, "# deltas\r\n\n  base \r\n\t%s\t\n\n", d1);
+    const char *list = tmpfile_with("list.txt", text);
+    ck_assert_int_eq(ds_eval_plan_read_list(&p, list), 0);
+    ck_assert_int_eq(p.n_models, 2);
+    ck_assert_str_eq(p.models[0].label, "base");
+    ck_assert_str_eq(p.models[1].label, d1);
+    ck_assert_int_eq(ds_eval_plan_add_delta(&p, d1), 0);
+    ck_assert_int_eq(ds_eval_plan_add_delta(&p, "/nonexistent/d.bd.h5"), DS_EXIT_INPUT);
+    ck_assert_str_eq(ds_errmsg(), "--delta /nonexistent/d.bd.h5: no such file");
+    ck_assert_int_eq(p.n_models, 3);
+    const char *bad = tmpfile_with("bad.txt", "base\n# two\n/nonexistent/e.bd.h5\n");
+    ck_assert_int_eq(ds_eval_plan_read_list(&p, bad), DS_EXIT_INPUT);
+    ck_assert_msg(strstr(ds_errmsg(), "line 3: no such delta file '/nonexistent/e.bd.h5'"), "%s", ds_errmsg());
+    ck_assert_int_eq(ds_eval_plan_read_list(&p, "/nonexistent/list.txt"), DS_EXIT_INPUT);
+    ck_assert_msg(strstr(ds_errmsg(), "/nonexistent/list.txt"), "%s", ds_errmsg());
+
+    /* tasks in the order given */
+    ck_assert_int_eq(ds_eval_plan_add_task(&p, "ppl:a.txt"), 0);
+    ck_assert_int_eq(ds_eval_plan_add_task(&p, "mtbench-answers:q.jsonl"), 0);
+    ck_assert_int_eq(ds_eval_plan_add_task(&p, "ppl"), DS_EXIT_USAGE);
+    ck_assert_int_eq(p.n_tasks, 2);
+    ck_assert_int_eq(p.tasks[0].kind, DS_TASK_PPL);
+    ck_assert_int_eq(ds_eval_plan_count(&p, DS_TASK_MTBENCH), 1);
+    ck_assert_int_eq(ds_eval_plan_count(&p, DS_TASK_KL), 0);
+    ds_eval_plan_free(&p);
+    remove(d1);
+    remove(list);
+    remove(bad);
+}
+END_TEST
+
+START_TEST(test_csv)
+{
+    json_t *rows = json_pack("[{s:s, s:s, s:s, s:s, s:f, s:i, s:n, s:s}, {s:s, s:s, s:s, s:s, s:n, s:i, s:f, s:s}]",
+                             "delta", "base", "task", "ppl", "data", "a,b.txt", "metric", "nll", "value", 0.1, "n", 3,
+                             "se", "better", "lower", "delta", "say \"hi\"", "task", "kl", "data", "x\ny", "metric",
+                             "kl", "value", "n", 0, "se", 1.0 / 3, "better", "none");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ds_eval_write_csv(f, rows);
+    fclose(f);
+    ck_assert_str_eq(buf, "delta,task,data,metric,value,n,se,better\n"
+                          "base,ppl,\"a,b.txt\",nll,0.10000000000000001,3,,lower\n"
+                          "\"say \"\"hi\"\"\",kl,\"x\ny\",kl,,0,0.33333333333333331,none\n");
+    free(buf);
+    json_decref(rows);
+}
+END_TEST
+
+START_TEST(test_pick)
+{
+    ds_rng rng = {1};
+    float z[5] = {0.5f, 2.0f, -1.0f, 2.0f, 1.0f};
+    ck_assert_int_eq(ds_generate_pick(z, 5, 0, &rng), 1); /* the first argmax */
+    ck_assert_uint_eq(rng.s, 1);                          /* greedy draws nothing */
+    /* a peaked distribution: the argmax every time; a flat one: every token */
+    int seen[4] = {0};
+    for (int i = 0; i < 200; i++) {
+        float p[4] = {0, 50, 0, 0};
+        ck_assert_int_eq(ds_generate_pick(p, 4, 1.0f, &rng), 1);
+        float q[4] = {1, 1, 1, 1};
+        seen[ds_generate_pick(q, 4, 1.0f, &rng)]++;
+    }
+    for (int j = 0; j < 4; j++) ck_assert_int_gt(seen[j], 20);
+    /* the same seed, the same draws */
+    ds_rng a = {7}, b = {7};
+    for (int i = 0; i < 20; i++) {
+        float p[4] = {0.1f, 0.2f, 0.3f, 0.4f}, q[4] = {0.1f, 0.2f, 0.3f, 0.4f};
+        ck_assert_int_eq(ds_generate_pick(p, 4, 0.7f, &a), ds_generate_pick(q, 4, 0.7f, &b));
+    }
+}
+END_TEST
+
 int main(void)
 {
     const char *src = getenv("top_srcdir");
@@ -239,5 +343,8 @@ int main(void)
     tcase_add_test(task, test_task_load);
     tcase_add_test(ds_check_case(su, "reduce", 60), test_reduce);
     tcase_add_test(ds_check_case(su, "refusal", 60), test_refusal_strings);
+    tcase_add_test(ds_check_case(su, "plan", 60), test_plan);
+    tcase_add_test(ds_check_case(su, "results", 60), test_csv);
+    tcase_add_test(ds_check_case(su, "generate", 60), test_pick);
     return ds_check_run(su);
 }
