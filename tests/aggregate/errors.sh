@@ -24,7 +24,7 @@ expect() {
     [ $rc -eq "$want" ] || fail "exit $rc, wanted $want: $*: $(cat "$d/stderr")"
     grep -qF -- "$msg" "$d/stderr" || fail "no '$msg' in: $(cat "$d/stderr")"
     [ "$(grep -c . "$d/stderr")" -eq 1 ] || fail "more than one line: $(cat "$d/stderr")"
-    [ ! -e "$out" ] && [ ! -e "$out.tmp" ] && [ ! -e "$out.tmp.tmp" ] || fail "partial output left by: $*"
+    [ ! -e "$out" ] && [ ! -e "$out.tmp" ] || fail "partial output left by: $*"
 }
 S="$d/s1.bd.h5 $d/s2.bd.h5 $d/s3.bd.h5"
 expect 2 "krum with --byzantine 1 needs at least 5 deltas (2F + 3), got 3" --method krum --byzantine 1 $S
@@ -33,7 +33,9 @@ expect 2 "--select 4: only 3 deltas" --method multi-krum --select 4 $S
 expect 2 "--trim 0.5: must be below 0.5" --method trimmed-mean --trim 0.5 $S
 expect 2 "--trim 0.1 drops no values with 3 deltas (floor(0.1 x 3) = 0): needs at least 10" --method trimmed-mean --trim 0.1 $S
 expect 2 "--trim 0.25 drops no scales with 3 deltas (floor(0.25 x 3) = 0): needs at least 4" --method majority --trim 0.25 $S
-expect 2 "--method 'avg'" --method avg $S
+expect 2 "--method: expected mean, median, trimmed-mean, krum, multi-krum or majority, got 'avg'" --method avg $S
+expect 2 "--method is required" $S
+expect 2 "unknown option '--bogus'" --method mean --bogus $S
 expect 2 "no input deltas" --method mean
 expect 2 "--byzantine applies to krum and multi-krum" --method mean --byzantine 1 $S
 expect 2 "--requantize: majority already gives 1-bit tensors" --method majority --requantize $S

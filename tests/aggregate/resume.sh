@@ -63,10 +63,17 @@ interrupt()
     rc=0
     wait $pid || rc=$?
     [ $rc = 75 ] || fail "$name at $np rank(s): exit $rc after SIGUSR1, expected 75 (ended before the signal?): $(tail -3 "$d/$name.log")"
-    [ -e "$d/$name.bd.h5" ] || [ -e "$d/$name.bd.h5.tmp" ] || [ -e "$d/$name.json" ] &&
+    [ -e "$d/$name.bd.h5" ] || [ -e "$d/$name.json" ] || [ -e "$d/$name.json.tmp" ] &&
         fail "$name: output or report written by an interrupted run"
     [ -f "$d/$name.ck/aggregate.ckpt" ] || fail "$name: no checkpoint after SIGUSR1"
     grep -q "signal: checkpoint after tensor [1-9]/5 of the" "$d/$name.log" || fail "$name: no checkpoint message"
+    # the partial output (NAME.tmp) is kept in the output pass, absent in Krum's distance pass
+    if grep -q "signal: checkpoint after tensor [1-9]/5 of the output" "$d/$name.log"; then
+        [ -f "$d/$name.bd.h5.tmp" ] || fail "$name: no partial output $name.bd.h5.tmp after a stop in the output"
+    else
+        [ -e "$d/$name.bd.h5.tmp" ] && fail "$name: partial output after a stop in the distances"
+    fi
+    return 0
 }
 
 # resume NAME NP REF WHERE METHOD-ARGS...: the same command at NP ranks
@@ -116,8 +123,8 @@ rc=0
 [ $rc = 3 ] && grep -q "$d/x.ck/aggregate.ckpt: checkpoint belongs to another job: method was \"trimmed-mean\", now \"median\"" \
     "$d/err" && [ "$(wc -l < "$d/err")" = 1 ] || fail "checkpoint with another method: exit $rc, $(cat "$d/err")"
 [ -e "$d/x.bd.h5" ] && fail "output written after a refused checkpoint"
-# Without --checkpoint the same output starts clean (the partial file is
-# replaced); the checkpoint's partial output is then gone: refused.
+# Without --checkpoint the same output starts clean (the partial file
+# NAME.tmp is replaced); the checkpoint's partial output is then gone: refused.
 "$DELTASOUP" aggregate -o "$d/x.bd.h5" --report "$d/x.json" $CHUNK --quiet $TRIM $IN > "$d/x.log" 2>&1 ||
     fail "run without --checkpoint after an interrupted one: $(cat "$d/x.log")"
 summary x
@@ -125,7 +132,7 @@ cmp -s "$d/trim.hash" "$d/x.hash" || fail "run without --checkpoint: content has
 rm -f "$d/x.bd.h5" "$d/x.json"
 rc=0
 "$DELTASOUP" aggregate -o "$d/x.bd.h5" $CHUNK --checkpoint "$d/x.ck" $TRIM --quiet $IN > /dev/null 2> "$d/err" || rc=$?
-[ $rc = 3 ] && grep -q "$d/x.ck/aggregate.ckpt: the partial output $d/x.bd.h5.tmp.tmp of this checkpoint is missing.*remove $d/x.ck to start over" \
+[ $rc = 3 ] && grep -q "$d/x.ck/aggregate.ckpt: the partial output $d/x.bd.h5.tmp of this checkpoint is missing.*remove $d/x.ck to start over" \
     "$d/err" && [ "$(wc -l < "$d/err")" = 1 ] || fail "checkpoint without its partial output: exit $rc, $(cat "$d/err")"
 rm -rf "$d"
 echo "resume: ok"
