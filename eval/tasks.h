@@ -7,7 +7,7 @@
  * small JSON record (e.g. {"mc1":1,"mc2":0.61,...}) that depends only on the
  * model and that item. Records are gathered in item order and reduced into
  * metric rows in that order, so a result does not depend on which rank
- * computed which item (jobs/eval_tasks.c shares the items out). */
+ * computed which item (jobs/eval.c shares the items out). */
 #ifndef DS_EVAL_TASKS_H
 #define DS_EVAL_TASKS_H
 #include <jansson.h>
