@@ -28,8 +28,8 @@ echo "ok: --device cpu = no option ($a)"
 {
     refused 1 "--device cuda is not supported by this job yet" $(fit -o "$w/no.bd.h5" --device cuda)
     refused 2 "--device cuda is not supported by this job yet" $(fit -o "$w/no.bd.h5" --device cuda)
-    refused 1 "unknown device 'bogus'" $(fit -o "$w/no.bd.h5" --device bogus)
+    refused 1 "--device: expected cpu or cuda, got 'bogus'" $(fit -o "$w/no.bd.h5" --device bogus)
 }
 [ ! -e "$w/no.bd.h5" ] && [ ! -e "$w/no.bd.h5.tmp" ] || fail "a refused run left an output"
-"$DELTASOUP" fit-scales --help | grep -q -- '--device cpu' || fail "fit-scales --help does not document --device"
+"$DELTASOUP" fit-scales --help | grep -q -- '--device DEV .*cpu only' || fail "fit-scales --help does not document --device"
 echo "ok: --device cuda / bogus refused with no output"
