@@ -1,6 +1,7 @@
 /* deltasoup poison: Byzantine deltas made from honest ones, to test robust
  * aggregation (docs/poison.md). Orchestration only: the attack formulas are
- * a few lines per coordinate, coding goes through src/bitdelta.h.
+ * src/poison.c, reading a delta's values io/delta_values.c, coding goes
+ * through src/bitdelta.h.
  *
  * Flow: every rank opens every honest delta collectively for its layout
  * (errors print once) and checks it against the first; tensors are spread
@@ -18,17 +19,14 @@
 #include <string.h>
 #include <unistd.h>
 #include "io/h5_delta.h"
+#include "io/delta_values.h"
 #include "io/h5_delta_rows.h"
 #include "src/bitdelta.h"
 #include "src/checkpoint.h"
 #include "src/jobs.h"
 #include "src/opts.h"
+#include "src/poison.h"
 #include "src/tensor_shard.h"
-
-typedef enum { A_SIGNFLIP, A_SCALE, A_GAUSSIAN, A_ALIE, A_IPM, A_COUNT } attack;
-static const char *const attack_names[A_COUNT + 1] = {"sign-flip", "scale", "gaussian", "alie", "ipm", NULL};
-/* --strength defaults; alie's (NAN) is z_max from n and K */
-static const double attack_default[A_COUNT] = {1.0, 10.0, 1.0, NAN, 0.1};
 
 typedef struct {
     int a, count;
@@ -49,19 +47,19 @@ static int check(void *p)
     if (!o->dir) return ds_err(DS_EXIT_USAGE, "-o DIR is required");
     if (o->strength_set && !isfinite(o->strength))
         return ds_err(DS_EXIT_USAGE, "--strength %g: must be a finite number", o->strength);
-    if (o->a == A_GAUSSIAN && o->strength < 0)
+    if (o->a == DS_ATTACK_GAUSSIAN && o->strength < 0)
         return ds_err(DS_EXIT_USAGE, "--strength %g: gaussian needs a scale >= 0", o->strength);
-    if (!o->strength_set) o->strength = attack_default[o->a];
+    if (!o->strength_set) o->strength = ds_attack_default_strength((ds_attack)o->a);
     o->in = o->honest.v;
     o->n_in = o->honest.n;
     if (o->n_in == 0) return ds_err(DS_EXIT_USAGE, "no honest deltas (see --help)");
-    if (o->a == A_ALIE && o->n_in < 2)
+    if (o->a == DS_ATTACK_ALIE && o->n_in < 2)
         return ds_err(DS_EXIT_USAGE, "alie needs at least 2 honest deltas (a per-coordinate std), got %d", o->n_in);
     return 0;
 }
 
 static const ds_opt options[] = {
-    DS_OPT_CHOICE(opts, a, "attack", "A", attack_names, NULL, "sign-flip | scale | gaussian | alie | ipm"),
+    DS_OPT_CHOICE(opts, a, "attack", "A", ds_attack_names, NULL, "sign-flip | scale | gaussian | alie | ipm"),
     DS_OPT_INT(opts, count, "count", "K", 1, 1 << 20, NULL, "number of poisoned deltas to write (K >= 1)"),
     {"strength", 0, DS_OPT_T_DOUBLE, offsetof(opts, strength), "S", "the attack's parameter (see above; a finite number)",
      NULL, -INFINITY, INFINITY, NULL, DS_OPT_GIVEN(opts, strength_set), NULL},
@@ -92,31 +90,6 @@ static const ds_cmd cmd = {
     .pos_max = -1,
     .pos_name = "HONEST.bd.h5",
     .check = check};
-
-/* Phi^-1(p) for 0 < p < 1, by bisection on Phi(z) = erfc(-z / sqrt 2) / 2:
- * exact to a few ulps, and the same on every machine with a correct erfc. */
-static double normal_quantile(double p)
-{
-    double lo = -40, hi = 40;
-    for (int i = 0; i < 200 && hi - lo > 0; i++) {
-        double mid = 0.5 * (lo + hi);
-        if (mid <= lo || mid >= hi) break;
-        if (0.5 * erfc(-mid / sqrt(2.0)) < p) lo = mid;
-        else hi = mid;
-    }
-    return 0.5 * (lo + hi);
-}
-
-/* ALIE's z_max (Baruch et al. 2019): with N = n + K deltas the attackers
- * need s = floor(N/2 + 1) - K honest "supporters"; z = Phi^-1((N - s) / N). */
-static int alie_z(int n, long k, double *z)
-{
-    const long N = n + k, s = N / 2 + 1 - k;
-    if (s < 1)
-        return ds_err(DS_EXIT_USAGE, "alie: K = %ld of %ld deltas are a majority, z_max is unbounded (give --strength z)", k, N);
-    *z = normal_quantile((double)(N - s) / (double)N);
-    return 0;
-}
 
 /* Every honest delta must share the base and the layout (one message naming
  * the file and tensor); an attacker targets one base: no --force. */
@@ -153,98 +126,9 @@ static int read_layout(const ds_ctx *ctx, const opts *o, ds_delta_meta *layout)
 static int read_values(ds_delta_rows *const *rd, const opts *o, const ds_delta_entry *e, float *v)
 {
     const size_t numel = (size_t)ds_tinfo_numel(&e->t);
-    uint64_t *bits = e->coded ? ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row) + 1) : NULL;
-    float *sc = e->coded ? ds_malloc(sizeof(float) * (size_t)e->n_scales) : NULL;
     int rc = 0;
-    for (int u = 0; u < o->n_in && !rc; u++) {
-        float *vu = v + (size_t)u * numel;
-        if (e->coded) {
-            rc = ds_delta_rows_signs(rd[u], e, 0, e->rows, bits);
-            if (!rc) rc = ds_delta_rows_scales(rd[u], e, 0, e->n_scales, sc);
-            int64_t bad = rc ? -1 : ds_find_nonfinite(DS_DTYPE_F32, sc, (size_t)e->n_scales);
-            if (bad >= 0) rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: scale %lld is not finite", o->in[u], e->t.name, (long long)bad);
-            if (!rc) ds_bitpack_expand(vu, bits, (size_t)e->rows, (size_t)e->cols, e->mode, sc);
-        } else {
-            rc = ds_delta_rows_dense(rd[u], e, 0, ds_delta_nrows(e), DS_DTYPE_F32, vu);
-            int64_t bad = rc ? -1 : ds_find_nonfinite(DS_DTYPE_F32, vu, numel);
-            if (bad >= 0) rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: element %lld is not finite", o->in[u], e->t.name, (long long)bad);
-        }
-    }
-    free(bits);
-    free(sc);
+    for (int u = 0; u < o->n_in && !rc; u++) rc = ds_delta_rows_values(rd[u], o->in[u], e, v + (size_t)u * numel);
     return rc;
-}
-
-/* splitmix64's c-th output from state key (Steele et al. 2014): a counter-based
- * generator, so any rank can produce any coordinate's number. */
-static uint64_t splitmix64_at(uint64_t key, uint64_t c)
-{
-    uint64_t z = key + (c + 1) * 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Per-coordinate statistics of one tensor over the n honest deltas. */
-typedef struct {
-    double *mean, *std; /* numel each (std: alie only) */
-    double rms;         /* gaussian: sqrt(mean of v^2) over all users and coordinates */
-} stats;
-
-static void compute_stats(attack a, int n, size_t numel, const float *v, stats *s)
-{
-    if (a == A_GAUSSIAN) {
-        double sq = 0;
-        for (size_t i = 0; i < (size_t)n * numel; i++) sq += (double)v[i] * (double)v[i];
-        s->rms = sqrt(sq / ((double)n * (double)numel));
-    }
-    if (a != A_SIGNFLIP && a != A_IPM && a != A_ALIE) return;
-    for (size_t j = 0; j < numel; j++) {
-        double m = 0;
-        for (int u = 0; u < n; u++) m += v[(size_t)u * numel + j];
-        s->mean[j] = m / n;
-    }
-    if (a != A_ALIE) return;
-    for (size_t j = 0; j < numel; j++) { /* two passes: no cancellation */
-        double q = 0;
-        for (int u = 0; u < n; u++) {
-            double d = v[(size_t)u * numel + j] - s->mean[j];
-            q += d * d;
-        }
-        s->std[j] = sqrt(q / n);
-    }
-}
-
-/* Poisoned delta k's values of tensor ti (x, numel float32). */
-static void attack_values(const opts *o, double z, int ti, long k, size_t numel, const float *v, const stats *s, float *x)
-{
-    const double S = o->strength;
-    switch (o->a) {
-    case A_SIGNFLIP:
-    case A_IPM:
-        for (size_t j = 0; j < numel; j++) x[j] = (float)(-S * s->mean[j]);
-        break;
-    case A_ALIE:
-        for (size_t j = 0; j < numel; j++) x[j] = (float)(s->mean[j] + z * s->std[j]);
-        break;
-    case A_SCALE: {
-        const float *vu = v + (size_t)(k % o->n_in) * numel;
-        for (size_t j = 0; j < numel; j++) x[j] = (float)(S * (double)vu[j]);
-        break;
-    }
-    case A_GAUSSIAN: {
-        /* Box-Muller (cosine branch), u1 in (0, 1], u2 in [0, 1) */
-        const uint64_t key = splitmix64_at(splitmix64_at(o->seed, (uint64_t)k), (uint64_t)ti);
-        const double sigma = S * s->rms;
-        for (size_t j = 0; j < numel; j++) {
-            double u1 = ((double)(splitmix64_at(key, 2 * j) >> 11) + 1.0) * 0x1p-53;
-            double u2 = (double)(splitmix64_at(key, 2 * j + 1) >> 11) * 0x1p-53;
-            x[j] = (float)(sigma * sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
-        }
-        break;
-    }
-    default: break;
-    }
 }
 
 /* Store x (float32 values of entry e) into entry i of f, coded as e says. */
@@ -293,22 +177,25 @@ static int poison_local(const ds_ctx *ctx, const opts *o, double z, const ds_del
         rc = ds_delta_rows_open(o->in[u], &rd[u]);
     ds_progress pr;
     ds_progress_init(&pr, ctx, "tensors (rank 0's share)", mine);
-    /* sign-flip, alie, ipm: one tensor serves all K outputs */
-    const int same_for_all = o->a == A_SIGNFLIP || o->a == A_ALIE || o->a == A_IPM;
+    const ds_attack a = (ds_attack)o->a;
+    const ds_attack_params ap = {.a = a, .strength = o->strength, .z = z, .seed = (uint64_t)o->seed, .n = o->n_in};
+    const int same_for_all = ds_attack_same_for_all(a); /* one tensor serves all K outputs */
     for (int i = 0; i < layout->n && !rc; i++) {
         if (owner[i] != ctx->rank) continue;
         const ds_delta_entry *e = &layout->entries[i];
         const size_t numel = (size_t)ds_tinfo_numel(&e->t);
         float *v = ds_malloc(sizeof(float) * (size_t)o->n_in * numel + 1), *x = ds_malloc(sizeof(float) * numel + 1);
         float *zero = e->coded ? ds_calloc(numel + 1, sizeof(float)) : NULL;
-        stats s = {.mean = ds_malloc(sizeof(double) * numel + 1), .std = o->a == A_ALIE ? ds_malloc(sizeof(double) * numel + 1) : NULL};
+        ds_attack_stats s;
+        ds_attack_stats_init(&s, a, numel);
         rc = read_values(rd, o, e, v);
-        if (!rc) compute_stats(o->a, o->n_in, numel, v, &s);
+        if (!rc) ds_attack_stats_compute(a, o->n_in, numel, v, &s);
         for (long k = 0; k < o->count && !rc; k++) {
-            if (k == 0 || !same_for_all) attack_values(o, z, i, k, numel, v, &s, x);
+            if (k == 0 || !same_for_all) ds_attack_values(&ap, i, k, numel, v, &s, x);
             rc = write_values(out[k], i, e, x, zero, paths[k]);
         }
-        free(v), free(x), free(zero), free(s.mean), free(s.std);
+        free(v), free(x), free(zero);
+        ds_attack_stats_free(&s);
         ds_progress_step(&pr, ++done, "%s", e->t.name);
     }
     for (int u = 0; u < o->n_in; u++)
@@ -320,18 +207,18 @@ static int poison_local(const ds_ctx *ctx, const opts *o, double z, const ds_del
 static void print_summary(const ds_ctx *ctx, const opts *o, int n, double z, char **paths, char (*content)[65], double secs)
 {
     if (ctx->rank != 0) return;
-    const double strength = o->a == A_ALIE ? z : o->strength;
+    const double strength = o->a == DS_ATTACK_ALIE ? z : o->strength;
     char owner[DS_NAME_MAX];
     if (o->json) {
         json_t *arr = json_array();
         for (long k = 0; k < o->count; k++) {
-            snprintf(owner, sizeof owner, "poison-%s-%ld", attack_names[o->a], k);
+            snprintf(owner, sizeof owner, "poison-%s-%ld", ds_attack_names[o->a], k);
             json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "file", paths[k], "owner", owner, "content_sha256", content[k]));
         }
-        json_t *r = json_pack("{s:s, s:f, s:I, s:I, s:i, s:o, s:i, s:f}", "attack", attack_names[o->a], "strength", strength,
+        json_t *r = json_pack("{s:s, s:f, s:I, s:I, s:i, s:o, s:i, s:f}", "attack", ds_attack_names[o->a], "strength", strength,
                               "count", (json_int_t)o->count, "seed", (json_int_t)o->seed, "honest", n, "outputs", arr, "ranks",
                               ctx->size, "seconds", secs);
-        if (o->a == A_ALIE) json_object_set_new(r, "z_default", json_boolean(!o->strength_set));
+        if (o->a == DS_ATTACK_ALIE) json_object_set_new(r, "z_default", json_boolean(!o->strength_set));
         char *txt = json_dumps(r, JSON_INDENT(2));
         printf("%s\n", txt);
         free(txt);
@@ -339,12 +226,12 @@ static void print_summary(const ds_ctx *ctx, const opts *o, int n, double z, cha
     } else {
         int w = 4;
         for (long k = 0; k < o->count; k++) w = (int)strlen(paths[k]) > w ? (int)strlen(paths[k]) : w;
-        if (o->a == A_ALIE)
+        if (o->a == DS_ATTACK_ALIE)
             printf("alie: z = %.17g (%s)\n", z, o->strength_set ? "--strength" : "z_max from n and K");
         printf("%-*s  %-9s  %-12s  %-24s  %s\n", w, "file", "attack", "strength", "owner", "content_sha256");
         for (long k = 0; k < o->count; k++) {
-            snprintf(owner, sizeof owner, "poison-%s-%ld", attack_names[o->a], k);
-            printf("%-*s  %-9s  %-12.6g  %-24s  %s\n", w, paths[k], attack_names[o->a], strength, owner, content[k]);
+            snprintf(owner, sizeof owner, "poison-%s-%ld", ds_attack_names[o->a], k);
+            printf("%-*s  %-9s  %-12.6g  %-24s  %s\n", w, paths[k], ds_attack_names[o->a], strength, owner, content[k]);
         }
         char el[32];
         printf("wrote %ld poisoned deltas from %d honest in %s on %d rank(s)\n", (long)o->count, n,
@@ -368,15 +255,15 @@ static int outputs_open(const ds_ctx *ctx, const opts *o, const ds_delta_meta *l
     w->made_dir = access(o->dir, F_OK) != 0;
     int rc = ds_ctx_agree(ctx, ctx->rank == 0 ? ds_ckpt_mkdir(o->dir) : 0);
     for (int k = 0; k < w->K && !rc; k++) {
-        size_t len = strlen(o->dir) + strlen(attack_names[o->a]) + 32;
+        size_t len = strlen(o->dir) + strlen(ds_attack_names[o->a]) + 32;
         w->paths[k] = ds_malloc(len);
-        snprintf(w->paths[k], len, "%s/%s-%d.bd.h5", o->dir, attack_names[o->a], k);
+        snprintf(w->paths[k], len, "%s/%s-%d.bd.h5", o->dir, ds_attack_names[o->a], k);
         rc = ds_out_begin(ctx, w->paths[k], o->overwrite);
     }
     for (; w->created < w->K && !rc; w->created++) {
         ds_delta_meta m = *layout;
         m.content_sha256[0] = 0;
-        snprintf(m.owner, sizeof m.owner, "poison-%s-%d", attack_names[o->a], w->created);
+        snprintf(m.owner, sizeof m.owner, "poison-%s-%d", ds_attack_names[o->a], w->created);
         snprintf(m.scale_fit, sizeof m.scale_fit, "mean_abs");
         m.has_dp = 0; /* an attacker reports no privacy budget */
         if ((rc = ds_delta_create(w->paths[w->created], ctx->comm, &m, o->overwrite, &w->f[w->created]))) break;
@@ -408,7 +295,7 @@ int ds_job_poison(ds_ctx *ctx, int argc, char **argv)
     ds_delta_meta layout = {.n = 0, .entries = NULL};
     double z = o.strength;
     rc = read_layout(ctx, &o, &layout);
-    if (!rc && o.a == A_ALIE && !o.strength_set) rc = ds_ctx_agree(ctx, alie_z(o.n_in, o.count, &z));
+    if (!rc && o.a == DS_ATTACK_ALIE && !o.strength_set) rc = ds_ctx_agree(ctx, ds_attack_alie_z(o.n_in, o.count, &z));
     const int K = o.count;
     outputs w = {.K = K, .paths = ds_calloc((size_t)K, sizeof(char *)), .content = ds_calloc((size_t)K, 65),
                  .f = ds_calloc((size_t)K, sizeof(ds_delta_file *))};
