@@ -34,7 +34,7 @@ static int check(void *p)
 static const ds_opt options[] = {
     DS_OPT_CHOICE(opts, to, "to", "safetensors", formats, NULL, "the output format"),
     DS_OPT_OUTPUT(opts, out, "FILE", "the .safetensors file to write"),
-    DS_OPT_OVERWRITE(opts, overwrite),
+    DS_OPT_OVERWRITE_AS(opts, overwrite, "replace an existing output and its config.json"),
     DS_OPT_JSON(opts, json, "print a JSON summary"),
     DS_OPT_QUIET,
     {0}};

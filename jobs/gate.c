@@ -35,7 +35,7 @@ static const ds_opt options[] = {
                   "which model of a baseline file with several (its \"delta\" column);\n"
                   "default: the file must hold one"),
     DS_OPT_STRING(opts, cand_delta, "candidate-delta", "NAME", "the same for the candidate file"),
-    DS_OPT_QUIET,
+    DS_OPT_QUIET_AS("print only the verdict's message"),
     {0}};
 
 static const ds_cmd cmd = {

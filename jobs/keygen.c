@@ -18,8 +18,8 @@ static int check(void *p)
 
 static const ds_opt options[] = {
     DS_OPT_OUTPUT(opts, out, "KEY", "secret key file to write (and KEY.pub)"),
-    DS_OPT_OVERWRITE(opts, overwrite),
-    DS_OPT_QUIET,
+    DS_OPT_OVERWRITE_AS(opts, overwrite, "replace existing key files (KEY and KEY.pub)"),
+    DS_OPT_QUIET_AS("print nothing on success"),
     {0}};
 
 static const ds_cmd cmd = {

@@ -26,7 +26,7 @@ static int check(void *p)
 
 static const ds_opt options[] = {
     DS_OPT_STRING(opts, key, "key", "KEY", "secret key file"),
-    DS_OPT_QUIET,
+    DS_OPT_QUIET_AS("print nothing on success"),
     {0}};
 
 static const ds_cmd cmd = {

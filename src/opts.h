@@ -117,10 +117,12 @@ int ds_opts_count(const ds_cmd *cmd, const void *o, const char *name);
 
 /* ---- the shared options, defined once */
 #define DS_OPT_OUTPUT(T, f, meta, help) {"output", 'o', DS_OPT_T_STR, offsetof(T, f), meta, help, NULL, 0, 0, NULL, 0, NULL}
-#define DS_OPT_OVERWRITE(T, f) \
-    {"overwrite", 0, DS_OPT_T_FLAG, offsetof(T, f), NULL, "replace an existing output", NULL, 0, 0, NULL, 0, NULL}
+#define DS_OPT_OVERWRITE(T, f) DS_OPT_OVERWRITE_AS(T, f, "replace an existing output")
 #define DS_OPT_JSON(T, f, help) {"json", 0, DS_OPT_T_FLAG, offsetof(T, f), NULL, help, NULL, 0, 0, NULL, 0, NULL}
-#define DS_OPT_QUIET {"quiet", 0, DS_OPT_T_QUIET, 0, NULL, "no progress lines", NULL, 0, 0, NULL, 0, NULL}
+#define DS_OPT_QUIET DS_OPT_QUIET_AS("no progress lines")
+#define DS_OPT_OVERWRITE_AS(T, f, help) {"overwrite", 0, DS_OPT_T_FLAG, offsetof(T, f), NULL, help, NULL, 0, 0, NULL, 0, NULL}
+/* The same options where a job's meaning is narrower or wider (help text of its own). */
+#define DS_OPT_QUIET_AS(help) {"quiet", 0, DS_OPT_T_QUIET, 0, NULL, help, NULL, 0, 0, NULL, 0, NULL}
 #define DS_OPT_FORCE(T, f, help) {"force", 0, DS_OPT_T_FLAG, offsetof(T, f), NULL, help, NULL, 0, 0, NULL, 0, NULL}
 extern const char *const ds_opt_devices[]; /* cpu, cuda */
 #define DS_OPT_DEVICE(T, f, help) \

@@ -32,8 +32,8 @@ probe_gpu
 agg() { echo aggregate --method median -o "$w/no.bd.h5" $q "$@" $ins; }
 # shellcheck disable=SC2046
 {
-    refused 1 "unknown device 'bogus'" $(agg --device bogus)
-    refused 1 "unknown backend 'bogus'" $(agg --comm bogus)
+    refused 1 "--device: expected cpu or cuda, got 'bogus'" $(agg --device bogus)
+    refused 1 "--comm: expected mpi or nccl, got 'bogus'" $(agg --comm bogus)
     refused 1 "--comm nccl needs --device cuda" $(agg --comm nccl)
     refused 1 "--comm nccl needs --device cuda" $(agg --comm nccl --device cpu)
     if [ "$have_gpu" = 0 ]; then

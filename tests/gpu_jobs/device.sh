@@ -45,7 +45,7 @@ for n in 1 2; do
         [ "$dev" = cuda ] && [ "$have_gpu" = 1 ] && continue
         [ "$dev" = bogus ] && [ "$n" = 2 ] && continue # parsed alike at any rank count
         want="--device cuda: "
-        [ "$dev" = bogus ] && want="unknown device 'bogus'"
+        [ "$dev" = bogus ] && want="--device: expected cpu or cuda, got 'bogus'"
         refused $n "$want" compress --base "$w/b16.h5" --finetuned "$w/f16.h5" -o "$w/no.bd.h5" --device $dev $q
         refused $n "$want" apply --base "$w/b16.h5" --delta "$w/x.bd.h5" -o "$w/no.h5" --device $dev $q
         refused $n "$want" compress --dry-run --shapes llama-7b --device $dev
