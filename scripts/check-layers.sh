@@ -4,6 +4,7 @@
 # A file may include headers of its own layer and of the layers to its left,
 # never of a layer to its right, and nothing outside tests/ and bench/ includes
 # tests/. src/ is pure (no HDF5, no file formats): <hdf5.h> only from io/ on.
+# And every source file of these folders is named in Makefile.am or mk/*.am.
 # usage: scripts/check-layers.sh [SRCDIR]   (exit 0 clean, 1 with one line per violation)
 top=${1:-$(dirname "$0")/..}
 cd "$top" || exit 2
@@ -38,6 +39,12 @@ for layer in kernels src io eval jobs; do
         done
     done
 done > "${TMPDIR:-/tmp}/check-layers.$$"
+# Every source file of the layers is built or shipped: named in Makefile.am
+# or a fragment of mk/ (one per folder; a file missing there builds here and
+# fails in a tarball).
+for f in $(find kernels src io eval jobs -type f \( -name '*.c' -o -name '*.h' -o -name '*.cu' -o -name '*.def' \) | sort); do
+    grep -qw -- "$f" Makefile.am mk/*.am || echo "$f: not named in Makefile.am or mk/*.am"
+done >> "${TMPDIR:-/tmp}/check-layers.$$"
 if [ -s "${TMPDIR:-/tmp}/check-layers.$$" ]; then
     cat "${TMPDIR:-/tmp}/check-layers.$$" >&2
     bad=1
