@@ -82,13 +82,6 @@ static int check_finite(const char *path, const ds_delta_entry *e, const float *
     return 0;
 }
 
-int ds_agg_any_failed(const ds_ctx *ctx, int rc)
-{
-    int any;
-    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, ctx->comm);
-    return any;
-}
-
 /* This rank's participants' rows of the chunk into s->send, slot by slot. */
 static int read_local(ds_agg_stream *s, const ds_delta_entry *e, int64_t r0, int64_t nr, size_t slot)
 {
@@ -115,7 +108,7 @@ int ds_agg_stream_chunk(ds_agg_stream *s, const ds_delta_entry *e, int64_t r0, i
 {
     const size_t slot = slot_bytes(e, nr);
     *local = read_local(s, e, r0, nr, slot);
-    if (ds_agg_any_failed(s->ctx, *local)) return 1;
+    if (ds_ctx_any_failed(s->ctx, *local)) return 1;
     ds_comm_allgather(s->comm, s->send, s->recv, slot * (size_t)s->maxloc);
     for (int r = 0; r < s->ctx->size; r++) {
         int64_t a, b;
@@ -314,7 +307,7 @@ int ds_agg_stream_reduce(ds_agg_stream *s, const ds_delta_meta *layout, const ds
             gather_rows(s, &t, how, r0, nr);
         }
         if (!end && mine) rc = write_tensor(out, i, &oes[i], how, t.res, t.scales);
-        if (!end) end = ds_agg_any_failed(ctx, rc);
+        if (!end) end = ds_ctx_any_failed(ctx, rc);
         pass_free(&t);
         ds_progress_step(&pr, i + 1, "%s", e->t.name);
         /* after the last tensor, finishing costs less than stopping */

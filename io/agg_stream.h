@@ -61,9 +61,6 @@ int ds_agg_stream_chunk(ds_agg_stream *s, const ds_delta_entry *e, int64_t r0, i
  * return 0 at once. This rank's status, not printed. */
 int ds_agg_stream_copy(ds_agg_stream *s, const ds_delta_meta *layout, int p, ds_delta_file *out);
 
-/* Collective and quiet: whether any rank has a non-zero status (its message
- * is printed later, by ds_ctx_agree or ds_delta_commit). */
-int ds_agg_any_failed(const ds_ctx *ctx, int rc);
 
 /* ---- the two passes over the tensors (src/aggregate.h does the math).
  * Both start at tensor start (a resumed run) and may end early at a tensor

@@ -608,7 +608,7 @@ static int is_krum(const opts *o) { return o->m == M_KRUM || o->m == M_MULTIKRUM
 static int stop_here(void *arg, int next)
 {
     run *r = arg;
-    if (!ds_agg_any_failed(r->ctx, ds_ckpt_stop_requested() != 0)) return 0;
+    if (!ds_ctx_any_failed(r->ctx, ds_ckpt_stop_requested() != 0)) return 0;
     r->ck.stopped = 1;
     r->ck.next = next;
     return 1;

@@ -103,8 +103,7 @@ static int import_write(const ds_ctx *ctx, const opts *o, ds_source *src, const 
     rc = import_local(ctx, o, src, mf, &sh);
     /* All ranks learn whether everyone succeeded; the failing rank's
      * message is printed once, by commit. */
-    int any;
-    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, ctx->comm);
+    int any = ds_ctx_any_failed(ctx, rc);
     char hex[65] = "";
     if (!any) rc = ds_model_content_hash(mf, hex);
     rc = ds_model_commit(mf, rc, any || rc ? NULL : hex);

@@ -24,6 +24,13 @@ int ds_ctx_agree(const ds_ctx *ctx, int rc)
     return out[0];
 }
 
+int ds_ctx_any_failed(const ds_ctx *ctx, int rc)
+{
+    int any;
+    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, ctx->comm);
+    return any;
+}
+
 void ds_printf0(const ds_ctx *ctx, const char *fmt, ...)
 {
     if (ctx->rank != 0) return;

@@ -15,6 +15,9 @@ typedef struct {
  * code; the failing rank with the smallest number prints its ds_errmsg()
  * once, so all ranks leave a collective section together. */
 int ds_ctx_agree(const ds_ctx *ctx, int rc);
+/* Collective and quiet: whether any rank has a non-zero status (its message
+ * is printed later, e.g. by ds_ctx_agree or a commit). */
+int ds_ctx_any_failed(const ds_ctx *ctx, int rc);
 
 /* Rank 0 prints to stdout (flushed: Slurm logs show lines as they come). */
 void ds_printf0(const ds_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
