@@ -1,7 +1,8 @@
 /* The Check programs' common parts: ds_check_case makes one TCase per area;
  * ds_check_run is the end of a main without MPI: run the suite, forking or
- * not as CK_FORK says, and give the exit status: 0 when every test passed,
- * 1 otherwise. */
+ * not as CK_FORK says, printing as CK_VERBOSITY says (normal by default;
+ * verbose lists every test with its case), and give the exit status: 0 when
+ * every test passed, 1 otherwise. */
 #ifndef DS_TESTS_UNIT_CHECK_MAIN_H
 #define DS_TESTS_UNIT_CHECK_MAIN_H
 #include <check.h>
@@ -21,7 +22,7 @@ static inline TCase *ds_check_case(Suite *s, const char *name, double timeout_s)
 static inline int ds_check_run(Suite *s)
 {
     SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
+    srunner_run_all(sr, CK_ENV);
     int nf = srunner_ntests_failed(sr);
     srunner_free(sr);
     return nf ? 1 : 0;

@@ -475,7 +475,7 @@ int main(int argc, char **argv)
     tcase_add_test(ds_check_case(s, "empty", 60), test_empty);
     tcase_add_test(ds_check_case(s, "dispatch", 60), test_dispatch);
     SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
+    srunner_run_all(sr, CK_ENV);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     for (int v = 0; v < DS_SIMD_COUNT; v++)

@@ -165,7 +165,7 @@ int main(int argc, char **argv)
     tcase_add_test(ds_check_case(s, "device", 60), test_device_select);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, ctx.rank == 0 ? CK_NORMAL : CK_SILENT);
+    srunner_run_all(sr, ctx.rank == 0 ? CK_ENV : CK_SILENT);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     /* A failure on any rank fails the test. */

@@ -369,7 +369,7 @@ int main(void)
     tcase_add_test(tk, test_ckpt_damage);
     suite_add_tcase(s, tk);
     SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
+    srunner_run_all(r, CK_ENV);
     int failed = srunner_ntests_failed(r);
     srunner_free(r);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;

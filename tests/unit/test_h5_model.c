@@ -433,7 +433,7 @@ int main(int argc, char **argv)
     /* No fork under MPI; the tests are collective and depend on each other's
      * files, so one failure ends the run on this rank (MPI_Abort ends all). */
     srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, rank == 0 ? CK_NORMAL : CK_SILENT);
+    srunner_run_all(sr, rank == 0 ? CK_ENV : CK_SILENT);
     int nf = srunner_ntests_failed(sr);
     srunner_free(sr);
     if (nf) MPI_Abort(MPI_COMM_WORLD, 1);

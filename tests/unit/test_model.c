@@ -319,7 +319,7 @@ int main(void)
     tcase_add_test(ds_check_case(s, "twins", 60), test_engine_twins);
     tcase_add_test(ds_check_case(s, "adamw", 60), test_adamw_first_step);
     SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
+    srunner_run_all(r, CK_ENV);
     int failed = srunner_ntests_failed(r);
     srunner_free(r);
     return failed ? 1 : 0;
