@@ -262,7 +262,7 @@ int main(int argc, char **argv)
     }
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, ctx.rank == 0 ? CK_NORMAL : CK_SILENT);
+    srunner_run_all(sr, ctx.rank == 0 ? CK_ENV : CK_SILENT);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     MPI_Finalize();
