@@ -14,7 +14,12 @@ for f in $(find . -name '*.h5' | sort); do
     h=$("$ds" inspect --json "$f" | /usr/bin/python3 -c 'import json,sys; c=json.load(sys.stdin)["content_sha256"]; print(c["recorded"] if c["match"] else "MISMATCH")')
     printf '%s  %s\n' "$h" "${f#./}"
 done
-# Reports: eval tables and the soup / gate reports (no timings in them).
+# Reports: eval tables, the soup and gate reports, the export. Paths name the
+# demo's folder (replaced by OUT) and the gate reports carry the run time
+# ("seconds", dropped), so two runs in different folders compare equal.
+here=$(pwd)
 for f in eval.csv soup.json gate_base.json gate_soup.json base.safetensors config.json; do
-    [ -f "$f" ] && printf '%s  %s\n' "$(sha256sum < "$f" | cut -c1-64)" "$f"
+    [ -f "$f" ] || continue
+    h=$(sed "s#$here#OUT#g; s#\"seconds\":[-+.0-9eE]*#\"seconds\":T#g" "$f" | sha256sum | cut -c1-64)
+    printf '%s  %s\n' "$h" "$f"
 done
