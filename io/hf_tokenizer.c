@@ -1,0 +1,901 @@
+/* Hugging Face tokenizer.json: load, encode, decode (io/hf_tokenizer.h). */
+#include "config.h"
+#include "io/hf_tokenizer.h"
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <jansson.h>
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "src/bpe.h"
+#include "src/ds.h"
+
+enum { NORM_PREPEND, NORM_REPLACE };
+typedef struct { int kind; char *a, *b; } norm_step; /* prepend a | replace a -> b */
+enum { DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP, DEC_BYTELEVEL };
+typedef struct { int kind; char *a, *b; int start, stop; } dec_step;
+typedef struct { char *s; size_t len; int32_t id; int special, lstrip, rstrip; } added_tok;
+
+struct ds_tok_hf {
+    ds_tok_hf_kind kind;
+    int n_ids;
+    char **piece;            /* id -> piece (NULL: none) */
+    size_t *piece_len;
+    int32_t *map;            /* piece -> id, open addressing, -1 empty */
+    size_t map_cap;
+    ds_bpe_pairs merges;
+    int byte_fallback, fuse_unk, ignore_merges;
+    int32_t unk_id;
+    int32_t byte_fb[256];    /* <0xNN> pieces, -1 when missing */
+    int32_t byte_lv[256];    /* ByteLevel: the piece of each byte's character */
+    uint32_t lv_char[256];   /* byte -> character */
+    norm_step *norm;
+    int n_norm;
+    pcre2_code *split;       /* Split pre-tokenizer (Isolated), or NULL */
+    added_tok *added;
+    int n_added;
+    char *is_special;        /* per id */
+    int32_t *prefix, *suffix;
+    int n_prefix, n_suffix;
+    dec_step *dec;
+    int n_dec;
+    int cleanup;
+};
+
+/* ---- UTF-8 ---- */
+
+static size_t put_utf8(char *o, uint32_t c)
+{
+    if (c < 0x80) { o[0] = (char)c; return 1; }
+    if (c < 0x800) { o[0] = (char)(0xC0 | c >> 6); o[1] = (char)(0x80 | (c & 63)); return 2; }
+    if (c < 0x10000) {
+        o[0] = (char)(0xE0 | c >> 12); o[1] = (char)(0x80 | ((c >> 6) & 63)); o[2] = (char)(0x80 | (c & 63));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | c >> 18); o[1] = (char)(0x80 | ((c >> 12) & 63));
+    o[2] = (char)(0x80 | ((c >> 6) & 63)); o[3] = (char)(0x80 | (c & 63));
+    return 4;
+}
+
+/* Length of the valid UTF-8 sequence at S (at most N bytes), 0 when invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    size_t k;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) k = 2;
+    else if (c >= 0xE0 && c <= 0xEF) { k = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { k = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+    else return 0;
+    if (n < k || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < k; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    return k;
+}
+
+static uint32_t utf8_cp(const unsigned char *s, size_t k)
+{
+    if (k == 1) return s[0];
+    uint32_t c = s[0] & (0x7F >> k);
+    for (size_t i = 1; i < k; i++) c = c << 6 | (s[i] & 63);
+    return c;
+}
+
+/* growable byte buffer */
+typedef struct { char *p; size_t n, cap; } buf;
+static void buf_add(buf *b, const void *p, size_t n)
+{
+    if (b->n + n + 1 > b->cap) {
+        b->cap = 2 * (b->n + n + 1) + 64;
+        b->p = ds_realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+/* Bytes -> text, U+FFFD for each maximal invalid subsequence (WHATWG). */
+static void utf8_lossy(buf *o, const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t k = utf8_len(s + i, n - i);
+        if (k) { buf_add(o, s + i, k); i += k; continue; }
+        /* skip the longest prefix of a valid sequence, at least one byte */
+        size_t skip = 1;
+        unsigned c = s[i], lo = 0x80, hi = 0xBF, need = 0;
+        if (c >= 0xC2 && c <= 0xDF) need = 1;
+        else if (c >= 0xE0 && c <= 0xEF) { need = 2; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+        else if (c >= 0xF0 && c <= 0xF4) { need = 3; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+        for (unsigned j = 0; j < need && i + skip < n; j++) {
+            unsigned d = s[i + skip];
+            if (d < lo || d > hi) break;
+            lo = 0x80, hi = 0xBF;
+            skip++;
+        }
+        buf_add(o, "\xEF\xBF\xBD", 3);
+        i += skip;
+    }
+}
+
+/* ---- piece -> id map ---- */
+
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+static int32_t lookup(const ds_tok_hf *t, const char *s, size_t n)
+{
+    size_t i = hash_bytes(s, n) & (t->map_cap - 1);
+    for (; t->map[i] >= 0; i = (i + 1) & (t->map_cap - 1)) {
+        int32_t id = t->map[i];
+        if (t->piece_len[id] == n && memcmp(t->piece[id], s, n) == 0) return id;
+    }
+    return -1;
+}
+
+static void map_insert(ds_tok_hf *t, int32_t id)
+{
+    size_t i = hash_bytes(t->piece[id], t->piece_len[id]) & (t->map_cap - 1);
+    while (t->map[i] >= 0) i = (i + 1) & (t->map_cap - 1);
+    t->map[i] = id;
+}
+
+/* ---- loading ---- */
+
+static const char *jstr(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* GPT-2's byte-to-unicode map: printable Latin-1 bytes stand for themselves,
+ * the others for 256, 257, ... in byte order. */
+static void byte_level_map(uint32_t out[256])
+{
+    uint32_t next = 256;
+    for (int b = 0; b < 256; b++) {
+        int keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+        out[b] = keep ? (uint32_t)b : next++;
+    }
+}
+
+static int load_vocab(ds_tok_hf *t, const char *path, json_t *model, json_t *added)
+{
+    json_t *vocab = json_object_get(model, "vocab");
+    if (!json_is_object(vocab)) return ds_err(DS_EXIT_INPUT, "%s: model.vocab is not an object", path);
+    int max = -1;
+    const char *k;
+    json_t *v;
+    json_object_foreach(vocab, k, v) {
+        json_int_t id = json_is_integer(v) ? json_integer_value(v) : -1;
+        if (id < 0 || id >= (1 << 24)) return ds_err(DS_EXIT_INPUT, "%s: vocab piece '%s' has a bad id", path, k);
+        if (id > max) max = (int)id;
+    }
+    size_t i;
+    json_array_foreach(added, i, v) {
+        json_t *idv = json_object_get(v, "id");
+        if (!json_is_integer(idv) || !jstr(v, "content") || json_integer_value(idv) < 0 ||
+            json_integer_value(idv) >= (1 << 24))
+            return ds_err(DS_EXIT_INPUT, "%s: added token %zu has no content or a bad id", path, i);
+        if (json_integer_value(idv) > max) max = (int)json_integer_value(idv);
+    }
+    t->n_ids = max + 1;
+    t->piece = ds_calloc((size_t)t->n_ids, sizeof *t->piece);
+    t->piece_len = ds_calloc((size_t)t->n_ids, sizeof *t->piece_len);
+    json_object_foreach(vocab, k, v) {
+        int id = (int)json_integer_value(v);
+        if (t->piece[id]) return ds_err(DS_EXIT_INPUT, "%s: vocab id %d is given twice", path, id);
+        t->piece[id] = ds_strdup(k);
+        t->piece_len[id] = strlen(k);
+    }
+    t->n_added = (int)json_array_size(added);
+    t->added = ds_calloc((size_t)t->n_added + 1, sizeof *t->added);
+    t->is_special = ds_calloc((size_t)t->n_ids, 1);
+    json_array_foreach(added, i, v) {
+        added_tok *a = &t->added[i];
+        a->id = (int32_t)json_integer_value(json_object_get(v, "id"));
+        a->s = ds_strdup(jstr(v, "content"));
+        a->len = strlen(a->s);
+        if (!a->len) return ds_err(DS_EXIT_INPUT, "%s: added token %zu is empty", path, i);
+        a->special = json_is_true(json_object_get(v, "special"));
+        a->lstrip = json_is_true(json_object_get(v, "lstrip"));
+        a->rstrip = json_is_true(json_object_get(v, "rstrip"));
+        t->is_special[a->id] = (char)a->special;
+        if (!t->piece[a->id]) {
+            t->piece[a->id] = ds_strdup(a->s);
+            t->piece_len[a->id] = a->len;
+        } else if (strcmp(t->piece[a->id], a->s) != 0) {
+            return ds_err(DS_EXIT_INPUT, "%s: added token '%s' has id %d, which is the piece '%s'", path, a->s,
+                          a->id, t->piece[a->id]);
+        }
+    }
+    t->map_cap = 16;
+    while (t->map_cap < 2 * (size_t)t->n_ids) t->map_cap *= 2;
+    t->map = ds_malloc(t->map_cap * sizeof *t->map);
+    memset(t->map, 0xff, t->map_cap * sizeof *t->map);
+    for (int id = 0; id < t->n_ids; id++)
+        if (t->piece[id] && lookup(t, t->piece[id], t->piece_len[id]) < 0) map_insert(t, id);
+    return 0;
+}
+
+static int load_merges(ds_tok_hf *t, const char *path, json_t *model)
+{
+    json_t *merges = json_object_get(model, "merges");
+    if (!json_is_array(merges)) return ds_err(DS_EXIT_INPUT, "%s: model.merges is not a list", path);
+    ds_bpe_pairs_init(&t->merges, json_array_size(merges));
+    size_t i;
+    json_t *m;
+    buf cat = {0};
+    int rc = 0;
+    json_array_foreach(merges, i, m) {
+        const char *a, *b;
+        size_t la, lb;
+        const char *sp;
+        if (json_is_string(m) && (sp = strchr(json_string_value(m), ' ')) && !strchr(sp + 1, ' ')) {
+            a = json_string_value(m);
+            la = (size_t)(sp - a);
+            b = sp + 1;
+            lb = strlen(b);
+        } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
+                   json_is_string(json_array_get(m, 1))) {
+            a = json_string_value(json_array_get(m, 0));
+            b = json_string_value(json_array_get(m, 1));
+            la = strlen(a);
+            lb = strlen(b);
+        } else {
+            rc = ds_err(DS_EXIT_INPUT, "%s: merge %zu is not \"LEFT RIGHT\"", path, i);
+            break;
+        }
+        cat.n = 0;
+        buf_add(&cat, a, la);
+        int32_t ia = lookup(t, a, la), ib = lookup(t, b, lb), im;
+        buf_add(&cat, b, lb);
+        im = lookup(t, cat.p, cat.n);
+        if (ia < 0 || ib < 0 || im < 0 || !la || !lb) {
+            const char *what = ia < 0 ? "left" : ib < 0 ? "right" : "merged";
+            rc = ds_err(DS_EXIT_INPUT, "%s: merge %zu ('%.*s' '%.*s'): its %s piece is not in the vocabulary",
+                        path, i, (int)la, a, (int)lb, b, what);
+            break;
+        }
+        if (ds_bpe_pairs_put(&t->merges, ia, ib, (int32_t)i, im)) {
+            rc = ds_err(DS_EXIT_INPUT, "%s: merge %zu ('%.*s' '%.*s') is given twice", path, i, (int)la, a,
+                        (int)lb, b);
+            break;
+        }
+    }
+    free(cat.p);
+    return rc;
+}
+
+static int load_normalizer(ds_tok_hf *t, const char *path, json_t *n)
+{
+    if (json_is_null(n) || !n) return 0;
+    json_t *one = n, *list = NULL;
+    const char *type = jstr(n, "type");
+    if (type && !strcmp(type, "Sequence")) list = json_object_get(n, "normalizers");
+    size_t cnt = list ? json_array_size(list) : 1;
+    t->norm = ds_calloc(cnt + 1, sizeof *t->norm);
+    for (size_t i = 0; i < cnt; i++) {
+        if (list) one = json_array_get(list, i);
+        type = jstr(one, "type");
+        norm_step *s = &t->norm[t->n_norm];
+        if (type && !strcmp(type, "Prepend") && jstr(one, "prepend")) {
+            s->kind = NORM_PREPEND;
+            s->a = ds_strdup(jstr(one, "prepend"));
+        } else if (type && !strcmp(type, "Replace") && jstr(json_object_get(one, "pattern"), "String") &&
+                   *jstr(json_object_get(one, "pattern"), "String") && jstr(one, "content")) {
+            s->kind = NORM_REPLACE;
+            s->a = ds_strdup(jstr(json_object_get(one, "pattern"), "String"));
+            s->b = ds_strdup(jstr(one, "content"));
+        } else {
+            return ds_err(DS_EXIT_INPUT, "%s: normalizer %s is not supported (Prepend, Replace of a string)",
+                          path, type ? type : "?");
+        }
+        t->n_norm++;
+    }
+    return 0;
+}
+
+static int load_pretok(ds_tok_hf *t, const char *path, json_t *p)
+{
+    if (json_is_null(p) || !p) return 0;
+    json_t *one = p, *list = NULL;
+    const char *type = jstr(p, "type");
+    if (type && !strcmp(type, "Sequence")) list = json_object_get(p, "pretokenizers");
+    size_t cnt = list ? json_array_size(list) : 1;
+    for (size_t i = 0; i < cnt; i++) {
+        if (list) one = json_array_get(list, i);
+        type = jstr(one, "type");
+        const char *re = jstr(json_object_get(one, "pattern"), "Regex");
+        const char *beh = jstr(one, "behavior");
+        if (type && !strcmp(type, "Split") && re && beh && !strcmp(beh, "Isolated") && !t->split &&
+            !json_is_true(json_object_get(one, "invert"))) {
+            /* the reference's rewrite of the case-insensitive contractions */
+            static const char ci[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)";
+            static const char ex[] = "(?:'([sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD]))";
+            buf pat = {0};
+            for (const char *q = re; *q;) {
+                if (!strncmp(q, ci, sizeof ci - 1)) {
+                    buf_add(&pat, ex, sizeof ex - 1);
+                    q += sizeof ci - 1;
+                } else {
+                    buf_add(&pat, q++, 1);
+                }
+            }
+            int err;
+            PCRE2_SIZE off;
+            t->split = pcre2_compile((PCRE2_SPTR)pat.p, pat.n, PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err,
+                                     &off, NULL);
+            free(pat.p);
+            if (!t->split) {
+                PCRE2_UCHAR msg[256];
+                pcre2_get_error_message(err, msg, sizeof msg);
+                return ds_err(DS_EXIT_INPUT, "%s: split regex: %s at offset %zu", path, (char *)msg, (size_t)off);
+            }
+            pcre2_jit_compile(t->split, PCRE2_JIT_COMPLETE); /* optional: falls back to the interpreter */
+        } else if (type && !strcmp(type, "ByteLevel") && !json_is_true(json_object_get(one, "use_regex")) &&
+                   !json_is_true(json_object_get(one, "add_prefix_space"))) {
+            t->kind = DS_TOK_HF_BYTELEVEL;
+        } else {
+            return ds_err(DS_EXIT_INPUT,
+                          "%s: pre-tokenizer %s is not supported (Split with a regex, Isolated; ByteLevel without "
+                          "its regex or prefix space)",
+                          path, type ? type : "?");
+        }
+    }
+    return 0;
+}
+
+static int load_post(ds_tok_hf *t, const char *path, json_t *p)
+{
+    const char *type = p ? jstr(p, "type") : NULL;
+    if (!type || !strcmp(type, "ByteLevel")) return 0;
+    if (strcmp(type, "TemplateProcessing") != 0)
+        return ds_err(DS_EXIT_INPUT, "%s: post-processor %s is not supported (TemplateProcessing, ByteLevel)", path,
+                      type);
+    json_t *single = json_object_get(p, "single"), *sp = json_object_get(p, "special_tokens"), *e;
+    size_t i, total = 0;
+    json_array_foreach(single, i, e) {
+        json_t *s = json_object_get(e, "SpecialToken");
+        if (s) total += json_array_size(json_object_get(json_object_get(sp, jstr(s, "id") ? jstr(s, "id") : ""), "ids"));
+    }
+    t->prefix = ds_calloc(total + 1, sizeof *t->prefix);
+    t->suffix = ds_calloc(total + 1, sizeof *t->suffix);
+    int seen_a = 0;
+    json_array_foreach(single, i, e) {
+        json_t *s = json_object_get(e, "SpecialToken");
+        if (json_object_get(e, "Sequence")) {
+            seen_a = 1;
+            continue;
+        }
+        json_t *ids = json_object_get(json_object_get(sp, s && jstr(s, "id") ? jstr(s, "id") : ""), "ids"), *idv;
+        if (!json_is_array(ids))
+            return ds_err(DS_EXIT_INPUT, "%s: post-processor: special token %zu of the template is not defined", path,
+                          i);
+        size_t j;
+        json_array_foreach(ids, j, idv) {
+            json_int_t id = json_integer_value(idv);
+            if (!json_is_integer(idv) || id < 0 || id >= t->n_ids || !t->piece[id])
+                return ds_err(DS_EXIT_INPUT, "%s: post-processor: special token id %lld is no piece", path,
+                              (long long)id);
+            if (seen_a) t->suffix[t->n_suffix++] = (int32_t)id;
+            else t->prefix[t->n_prefix++] = (int32_t)id;
+        }
+    }
+    return 0;
+}
+
+static int load_decoder(ds_tok_hf *t, const char *path, json_t *d)
+{
+    if (!d || json_is_null(d)) return 0;
+    json_t *one = d, *list = NULL;
+    const char *type = jstr(d, "type");
+    if (type && !strcmp(type, "Sequence")) list = json_object_get(d, "decoders");
+    size_t cnt = list ? json_array_size(list) : 1;
+    t->dec = ds_calloc(cnt + 1, sizeof *t->dec);
+    for (size_t i = 0; i < cnt; i++) {
+        if (list) one = json_array_get(list, i);
+        type = jstr(one, "type");
+        dec_step *s = &t->dec[t->n_dec];
+        const char *pat = jstr(json_object_get(one, "pattern"), "String");
+        if (type && !strcmp(type, "Replace") && pat && *pat && jstr(one, "content")) {
+            s->kind = DEC_REPLACE;
+            s->a = ds_strdup(pat);
+            s->b = ds_strdup(jstr(one, "content"));
+        } else if (type && !strcmp(type, "ByteFallback")) {
+            s->kind = DEC_BYTEFALLBACK;
+        } else if (type && !strcmp(type, "Fuse")) {
+            s->kind = DEC_FUSE;
+        } else if (type && !strcmp(type, "Strip") && jstr(one, "content") && strlen(jstr(one, "content")) == 1) {
+            s->kind = DEC_STRIP;
+            s->a = ds_strdup(jstr(one, "content"));
+            s->start = (int)json_integer_value(json_object_get(one, "start"));
+            s->stop = (int)json_integer_value(json_object_get(one, "stop"));
+        } else if (type && !strcmp(type, "ByteLevel")) {
+            s->kind = DEC_BYTELEVEL;
+        } else {
+            return ds_err(DS_EXIT_INPUT,
+                          "%s: decoder %s is not supported (Replace, ByteFallback, Fuse, Strip, ByteLevel)", path,
+                          type ? type : "?");
+        }
+        t->n_dec++;
+    }
+    return 0;
+}
+
+/* tokenizer_config.json next to PATH: clean_up_tokenization_spaces (default true) */
+static void load_config(ds_tok_hf *t, const char *path)
+{
+    t->cleanup = 1;
+    const char *slash = strrchr(path, '/');
+    size_t dir = slash ? (size_t)(slash - path + 1) : 0;
+    char *cfg = ds_malloc(dir + 32);
+    memcpy(cfg, path, dir);
+    strcpy(cfg + dir, "tokenizer_config.json");
+    json_t *c = json_load_file(cfg, JSON_DECODE_INT_AS_REAL, NULL); /* model_max_length overflows */
+    free(cfg);
+    json_t *v = c ? json_object_get(c, "clean_up_tokenization_spaces") : NULL;
+    if (json_is_boolean(v)) t->cleanup = json_is_true(v);
+    json_decref(c);
+}
+
+static int load_model(ds_tok_hf *t, const char *path, json_t *root)
+{
+    json_t *model = json_object_get(root, "model");
+    const char *type = jstr(model, "type");
+    if (!json_is_object(model)) return ds_err(DS_EXIT_INPUT, "%s: no model", path);
+    if (!type || strcmp(type, "BPE") != 0)
+        return ds_err(DS_EXIT_INPUT, "%s: model type %s is not supported (BPE only)", path, type ? type : "(none)");
+    json_t *added = json_object_get(root, "added_tokens");
+    if (added && !json_is_array(added)) return ds_err(DS_EXIT_INPUT, "%s: added_tokens is not a list", path);
+    int rc = load_vocab(t, path, model, added);
+    if (!rc) rc = load_merges(t, path, model);
+    if (rc) return rc;
+    t->byte_fallback = json_is_true(json_object_get(model, "byte_fallback"));
+    t->fuse_unk = json_is_true(json_object_get(model, "fuse_unk"));
+    t->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
+    const char *unk = jstr(model, "unk_token");
+    t->unk_id = unk ? lookup(t, unk, strlen(unk)) : -1;
+    if (unk && t->unk_id < 0) return ds_err(DS_EXIT_INPUT, "%s: unk_token '%s' is not in the vocabulary", path, unk);
+    for (int b = 0; b < 256; b++) {
+        char s[8];
+        snprintf(s, sizeof s, "<0x%02X>", b);
+        t->byte_fb[b] = lookup(t, s, 6);
+    }
+    return 0;
+}
+
+int ds_tok_hf_load(const char *path, ds_tok_hf **out)
+{
+    *out = NULL;
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    if (!root) return ds_err(DS_EXIT_INPUT, "%s: %s (line %d)", path, je.text, je.line);
+    ds_tok_hf *t = ds_calloc(1, sizeof *t);
+    t->kind = DS_TOK_HF_SPM;
+    int rc = json_is_object(root) ? 0 : ds_err(DS_EXIT_INPUT, "%s: not a JSON object", path);
+    if (!rc) rc = load_model(t, path, root);
+    if (!rc) rc = load_normalizer(t, path, json_object_get(root, "normalizer"));
+    if (!rc) rc = load_pretok(t, path, json_object_get(root, "pre_tokenizer"));
+    if (!rc) rc = load_post(t, path, json_object_get(root, "post_processor"));
+    if (!rc) rc = load_decoder(t, path, json_object_get(root, "decoder"));
+    if (!rc && t->kind == DS_TOK_HF_BYTELEVEL) {
+        byte_level_map(t->lv_char);
+        for (int b = 0; b < 256 && !rc; b++) {
+            char s[4];
+            t->byte_lv[b] = lookup(t, s, put_utf8(s, t->lv_char[b]));
+            if (t->byte_lv[b] < 0)
+                rc = ds_err(DS_EXIT_INPUT, "%s: byte-level vocabulary lacks the piece of byte 0x%02X", path, b);
+        }
+    }
+    if (!rc && t->kind == DS_TOK_HF_SPM && t->split)
+        rc = ds_err(DS_EXIT_INPUT, "%s: a Split pre-tokenizer without ByteLevel is not supported", path);
+    json_decref(root);
+    if (rc) {
+        ds_tok_hf_free(t);
+        return rc;
+    }
+    load_config(t, path);
+    *out = t;
+    return 0;
+}
+
+void ds_tok_hf_free(ds_tok_hf *t)
+{
+    if (!t) return;
+    for (int i = 0; t->piece && i < t->n_ids; i++) free(t->piece[i]);
+    free(t->piece);
+    free(t->piece_len);
+    free(t->map);
+    ds_bpe_pairs_free(&t->merges);
+    for (int i = 0; i < t->n_norm; i++) free(t->norm[i].a), free(t->norm[i].b);
+    free(t->norm);
+    if (t->split) pcre2_code_free(t->split);
+    for (int i = 0; t->added && i < t->n_added; i++) free(t->added[i].s);
+    free(t->added);
+    free(t->is_special);
+    free(t->prefix);
+    free(t->suffix);
+    for (int i = 0; i < t->n_dec; i++) free(t->dec[i].a), free(t->dec[i].b);
+    free(t->dec);
+    free(t);
+}
+
+ds_tok_hf_kind ds_tok_hf_kind_of(const ds_tok_hf *t) { return t->kind; }
+int ds_tok_hf_n_ids(const ds_tok_hf *t) { return t->n_ids; }
+int ds_tok_hf_id(const ds_tok_hf *t, const char *s) { return lookup(t, s, strlen(s)); }
+const char *ds_tok_hf_piece(const ds_tok_hf *t, int id) { return id >= 0 && id < t->n_ids ? t->piece[id] : NULL; }
+
+/* ---- encoding ---- */
+
+typedef struct {
+    int32_t *p;
+    size_t n, cap;
+} ids_vec;
+
+static void ids_add(ids_vec *v, int32_t id)
+{
+    if (v->n == v->cap) {
+        v->cap = v->cap ? 2 * v->cap : 256;
+        v->p = ds_realloc(v->p, v->cap * sizeof *v->p);
+    }
+    v->p[v->n++] = id;
+}
+
+typedef struct {
+    ids_vec sym;      /* the word's symbols */
+    buf norm, tmp;    /* normalized section; scratch */
+    ds_bpe_work work;
+    pcre2_match_data *md;
+} enc_state;
+
+/* One pre-token S (N bytes) through the model: append its ids to OUT. */
+static void model_word(const ds_tok_hf *t, enc_state *e, const char *s, size_t n, ids_vec *out)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    e->sym.n = 0;
+    if (t->kind == DS_TOK_HF_BYTELEVEL) {
+        e->tmp.n = 0;
+        for (size_t i = 0; i < n; i++) {
+            char c[4];
+            buf_add(&e->tmp, c, put_utf8(c, t->lv_char[u[i]]));
+            ids_add(&e->sym, t->byte_lv[u[i]]);
+        }
+        int32_t whole;
+        if (t->ignore_merges && (whole = lookup(t, e->tmp.p, e->tmp.n)) >= 0) {
+            ids_add(out, whole);
+            return;
+        }
+    } else {
+        for (size_t i = 0; i < n;) {
+            size_t k = utf8_len(u + i, n - i);
+            int32_t id = lookup(t, s + i, k);
+            ids_add(&e->sym, id >= 0 ? id : -1 - (int32_t)i); /* negative: the character at byte i */
+            i += k;
+        }
+        if (t->ignore_merges) {
+            int32_t whole = lookup(t, s, n);
+            if (whole >= 0) {
+                ids_add(out, whole);
+                return;
+            }
+        }
+    }
+    size_t m = ds_bpe_merge(&t->merges, e->sym.p, e->sym.n, &e->work);
+    for (size_t j = 0; j < m; j++) {
+        int32_t id = e->sym.p[j];
+        if (id >= 0) {
+            ids_add(out, id);
+            continue;
+        }
+        size_t at = (size_t)(-1 - id), k = utf8_len(u + at, n - at), ok = t->byte_fallback;
+        for (size_t b = 0; b < k && ok; b++) ok = t->byte_fb[u[at + b]] >= 0;
+        if (ok) {
+            for (size_t b = 0; b < k; b++) ids_add(out, t->byte_fb[u[at + b]]);
+        } else if (!(t->fuse_unk && out->n && out->p[out->n - 1] == t->unk_id && t->unk_id >= 0)) {
+            ids_add(out, t->unk_id);
+        }
+    }
+}
+
+static void normalize(const ds_tok_hf *t, enc_state *e, const char *s, size_t n)
+{
+    e->norm.n = 0;
+    buf_add(&e->norm, s, n);
+    for (int i = 0; i < t->n_norm; i++) {
+        const norm_step *st = &t->norm[i];
+        e->tmp.n = 0;
+        if (st->kind == NORM_PREPEND) {
+            buf_add(&e->tmp, st->a, strlen(st->a));
+            buf_add(&e->tmp, e->norm.p, e->norm.n);
+        } else {
+            size_t la = strlen(st->a), lb = strlen(st->b);
+            for (size_t j = 0; j < e->norm.n;) {
+                if (j + la <= e->norm.n && !memcmp(e->norm.p + j, st->a, la)) {
+                    buf_add(&e->tmp, st->b, lb);
+                    j += la;
+                } else {
+                    buf_add(&e->tmp, e->norm.p + j++, 1);
+                }
+            }
+        }
+        buf tmp = e->norm;
+        e->norm = e->tmp;
+        e->tmp = tmp;
+    }
+}
+
+/* One stretch of text between added tokens. */
+static void encode_section(const ds_tok_hf *t, enc_state *e, const char *s, size_t n, ids_vec *out)
+{
+    if (!n) return;
+    normalize(t, e, s, n);
+    if (!e->norm.n) return;
+    char *p = ds_malloc(e->norm.n + 1);
+    size_t len = e->norm.n;
+    memcpy(p, e->norm.p, len);
+    if (!t->split) {
+        model_word(t, e, p, len, out);
+        free(p);
+        return;
+    }
+    size_t at = 0, start = 0; /* at: end of the last piece; start: where to search */
+    while (start <= len) {
+        int r = pcre2_match(t->split, (PCRE2_SPTR)p, len, start, PCRE2_NO_UTF_CHECK, e->md, NULL);
+        if (r < 0) break;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
+        size_t ms = ov[0], me = ov[1];
+        if (ms > at) model_word(t, e, p + at, ms - at, out);
+        if (me > ms) model_word(t, e, p + ms, me - ms, out);
+        at = me;
+        if (me == ms) { /* empty match: step one character on, as the reference does */
+            if (me >= len) break;
+            start = me + utf8_len((const unsigned char *)p + me, len - me);
+        } else {
+            start = me;
+        }
+    }
+    if (at < len) model_word(t, e, p + at, len - at, out);
+    free(p);
+}
+
+static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+int ds_tok_hf_encode(const ds_tok_hf *t, const char *text, size_t len, int add_special, int32_t **ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_len((const unsigned char *)text + i, len - i);
+        if (!k) return ds_err(DS_EXIT_INPUT, "text: invalid UTF-8 at byte %zu", i);
+        i += k;
+    }
+    ids_vec out = {0};
+    enc_state e = {0};
+    if (t->split) e.md = pcre2_match_data_create_from_pattern(t->split, NULL);
+    if (add_special)
+        for (int i = 0; i < t->n_prefix; i++) ids_add(&out, t->prefix[i]);
+    size_t sec = 0; /* start of the current section */
+    int strip_next = 0;
+    for (size_t i = 0; i < len;) {
+        const added_tok *best = NULL;
+        for (int a = 0; a < t->n_added; a++) {
+            const added_tok *x = &t->added[a];
+            if (x->s[0] == text[i] && x->len <= len - i && (!best || x->len > best->len) &&
+                !memcmp(text + i, x->s, x->len))
+                best = x;
+        }
+        if (!best) {
+            i++;
+            continue;
+        }
+        size_t end = i;
+        if (strip_next)
+            while (sec < end && is_ws((unsigned char)text[sec])) sec++;
+        if (best->lstrip)
+            while (end > sec && is_ws((unsigned char)text[end - 1])) end--;
+        encode_section(t, &e, text + sec, end - sec, &out);
+        ids_add(&out, best->id);
+        i += best->len;
+        sec = i;
+        strip_next = best->rstrip;
+    }
+    if (strip_next)
+        while (sec < len && is_ws((unsigned char)text[sec])) sec++;
+    encode_section(t, &e, text + sec, len - sec, &out);
+    if (add_special)
+        for (int i = 0; i < t->n_suffix; i++) ids_add(&out, t->suffix[i]);
+    free(e.sym.p);
+    free(e.norm.p);
+    free(e.tmp.p);
+    ds_bpe_work_free(&e.work);
+    if (e.md) pcre2_match_data_free(e.md);
+    *ids = out.p ? out.p : ds_malloc(sizeof **ids);
+    *n = out.n;
+    return 0;
+}
+
+/* ---- decoding: a list of strings through the decoder steps ---- */
+
+typedef struct {
+    buf *s;
+    int32_t *id; /* the token each string came from, -1 once fused */
+    size_t n, cap;
+} strs;
+
+static void strs_add(strs *l, const char *p, size_t n, int32_t id)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->s = ds_realloc(l->s, l->cap * sizeof *l->s);
+        l->id = ds_realloc(l->id, l->cap * sizeof *l->id);
+    }
+    l->s[l->n] = (buf){0};
+    buf_add(&l->s[l->n], p, n);
+    l->id[l->n++] = id;
+}
+
+static void strs_free(strs *l)
+{
+    for (size_t i = 0; i < l->n; i++) free(l->s[i].p);
+    free(l->s);
+    free(l->id);
+    memset(l, 0, sizeof *l);
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int is_added(const ds_tok_hf *t, int32_t id)
+{
+    for (int a = 0; a < t->n_added; a++)
+        if (t->added[a].id == id) return 1;
+    return 0;
+}
+
+static void dec_step_run(const ds_tok_hf *t, const dec_step *st, strs *in, strs *out)
+{
+    buf acc = {0};
+    if (st->kind == DEC_FUSE) {
+        for (size_t i = 0; i < in->n; i++) buf_add(&acc, in->s[i].p ? in->s[i].p : "", in->s[i].n);
+        strs_add(out, acc.p ? acc.p : "", acc.n, -1);
+    } else if (st->kind == DEC_REPLACE) {
+        size_t la = strlen(st->a), lb = strlen(st->b);
+        for (size_t i = 0; i < in->n; i++) {
+            acc.n = 0;
+            buf_add(&acc, "", 0);
+            for (size_t j = 0; j < in->s[i].n;) {
+                if (j + la <= in->s[i].n && !memcmp(in->s[i].p + j, st->a, la)) {
+                    buf_add(&acc, st->b, lb);
+                    j += la;
+                } else {
+                    buf_add(&acc, in->s[i].p + j++, 1);
+                }
+            }
+            strs_add(out, acc.p, acc.n, in->id[i]);
+        }
+    } else if (st->kind == DEC_STRIP) {
+        for (size_t i = 0; i < in->n; i++) {
+            size_t a = 0, b = in->s[i].n;
+            for (int k = 0; k < st->start && a < b && in->s[i].p[a] == st->a[0]; k++) a++;
+            for (int k = 0; k < st->stop && b > a && in->s[i].p[b - 1] == st->a[0]; k++) b--;
+            strs_add(out, in->s[i].p ? in->s[i].p + a : "", b - a, in->id[i]);
+        }
+    } else if (st->kind == DEC_BYTEFALLBACK) {
+        buf bytes = {0};
+        for (size_t i = 0; i <= in->n; i++) {
+            const buf *s = i < in->n ? &in->s[i] : NULL;
+            int v = -1;
+            if (s && s->n == 6 && !memcmp(s->p, "<0x", 3) && s->p[5] == '>' && hexval(s->p[3]) >= 0 &&
+                hexval(s->p[4]) >= 0)
+                v = hexval(s->p[3]) * 16 + hexval(s->p[4]);
+            if (v >= 0) {
+                unsigned char c = (unsigned char)v;
+                buf_add(&bytes, &c, 1);
+                continue;
+            }
+            if (bytes.n) {
+                acc.n = 0;
+                buf_add(&acc, "", 0);
+                utf8_lossy(&acc, (const unsigned char *)bytes.p, bytes.n);
+                strs_add(out, acc.p, acc.n, -1);
+                bytes.n = 0;
+            }
+            if (s) strs_add(out, s->p ? s->p : "", s->n, in->id[i]);
+        }
+        free(bytes.p);
+    } else { /* DEC_BYTELEVEL: characters back to bytes; added tokens as they are */
+        uint32_t inv_cp[512];
+        memset(inv_cp, 0xff, sizeof inv_cp);
+        for (int b = 0; b < 256; b++) inv_cp[t->lv_char[b]] = (uint32_t)b;
+        buf bytes = {0};
+        for (size_t i = 0; i <= in->n; i++) {
+            const buf *s = i < in->n ? &in->s[i] : NULL;
+            if (s && !(in->id[i] >= 0 && is_added(t, in->id[i]))) {
+                const unsigned char *u = (const unsigned char *)s->p;
+                for (size_t j = 0; j < s->n;) {
+                    size_t k = utf8_len(u + j, s->n - j);
+                    if (!k) k = 1;
+                    uint32_t c = utf8_cp(u + j, k);
+                    if (c < 512 && inv_cp[c] != 0xffffffffu) {
+                        unsigned char b = (unsigned char)inv_cp[c];
+                        buf_add(&bytes, &b, 1);
+                    }
+                    j += k;
+                }
+                continue;
+            }
+            if (bytes.n) {
+                acc.n = 0;
+                buf_add(&acc, "", 0);
+                utf8_lossy(&acc, (const unsigned char *)bytes.p, bytes.n);
+                strs_add(out, acc.p, acc.n, -1);
+                bytes.n = 0;
+            }
+            if (s) strs_add(out, s->p ? s->p : "", s->n, in->id[i]);
+        }
+        free(bytes.p);
+    }
+    free(acc.p);
+}
+
+/* The reference's clean_up_tokenization: these replacements, in this order. */
+static void cleanup(buf *b)
+{
+    static const char *const from[] = {" .", " ?", " !", " ,", " ' ", " n't", " 'm", " 's", " 've", " 're"};
+    static const char *const to[] = {".", "?", "!", ",", "'", "n't", "'m", "'s", "'ve", "'re"};
+    buf o = {0};
+    for (size_t r = 0; r < sizeof from / sizeof *from; r++) {
+        size_t lf = strlen(from[r]), lt = strlen(to[r]);
+        o.n = 0;
+        buf_add(&o, "", 0);
+        for (size_t j = 0; j < b->n;) {
+            if (j + lf <= b->n && !memcmp(b->p + j, from[r], lf)) {
+                buf_add(&o, to[r], lt);
+                j += lf;
+            } else {
+                buf_add(&o, b->p + j++, 1);
+            }
+        }
+        buf x = *b;
+        *b = o;
+        o = x;
+    }
+    free(o.p);
+}
+
+int ds_tok_hf_decode(const ds_tok_hf *t, const int32_t *ids, size_t n, int skip_special, char **text, size_t *len)
+{
+    *text = NULL;
+    *len = 0;
+    strs a = {0}, b = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= t->n_ids || !t->piece[ids[i]]) {
+            strs_free(&a);
+            return ds_err(DS_EXIT_INPUT, "ids: id %d at %zu is no piece", ids[i], i);
+        }
+        if (skip_special && t->is_special[ids[i]]) continue;
+        strs_add(&a, t->piece[ids[i]], t->piece_len[ids[i]], ids[i]);
+    }
+    for (int s = 0; s < t->n_dec; s++) {
+        dec_step_run(t, &t->dec[s], &a, &b);
+        strs_free(&a);
+        a = b;
+        memset(&b, 0, sizeof b);
+    }
+    buf o = {0};
+    buf_add(&o, "", 0);
+    for (size_t i = 0; i < a.n; i++) buf_add(&o, a.s[i].p ? a.s[i].p : "", a.s[i].n);
+    strs_free(&a);
+    if (t->cleanup) cleanup(&o);
+    *text = o.p;
+    *len = o.n;
+    return 0;
+}

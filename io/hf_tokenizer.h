@@ -1,0 +1,50 @@
+/* Hugging Face tokenizer.json, the two kinds of the Llama family, byte-exact
+ * with the reference (Hugging Face tokenizers as ported by @lenml/tokenizers;
+ * vectors in tests/data/tokenizers):
+ *  - SentencePiece-style BPE with byte fallback (Llama 2, Mistral): normalizer
+ *    Prepend "▁" + Replace " " -> "▁", no pre-tokenizer, <0xNN> byte pieces for
+ *    characters outside the vocabulary;
+ *  - byte-level BPE (Llama 3): a Split pre-tokenizer (regex, PCRE2 in UTF +
+ *    Unicode-property mode), ByteLevel byte-to-unicode map, ignore_merges.
+ * Added tokens in the text are matched first (leftmost, longest) and never
+ * normalized; each stretch of text between them is normalized, pre-tokenized
+ * and merged on its own. The post-processor's special tokens (a
+ * TemplateProcessing's single template, e.g. BOS) are added on request.
+ * Decoding runs the file's decoder (Replace, ByteFallback, Fuse, Strip,
+ * ByteLevel), then tokenizer_config.json's clean_up_tokenization_spaces when
+ * that file sits next to tokenizer.json and asks for it (absent key: true, as
+ * the reference). Invalid UTF-8 from byte pieces decodes to U+FFFD per
+ * maximal invalid subsequence (WHATWG, as the reference).
+ * Errors: DS_EXIT_INPUT with one line "FILE: what is wrong" (other model
+ * types, unknown normalizers/pre-tokenizers/decoders, broken merges, pieces
+ * missing from the vocabulary) or "text: invalid UTF-8 at byte N". */
+#ifndef DS_IO_HF_TOKENIZER_H
+#define DS_IO_HF_TOKENIZER_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { DS_TOK_HF_SPM, DS_TOK_HF_BYTELEVEL } ds_tok_hf_kind;
+
+typedef struct ds_tok_hf ds_tok_hf;
+
+/* Load PATH (a tokenizer.json); 0 and *OUT, or an exit code with ds_err set. */
+int ds_tok_hf_load(const char *path, ds_tok_hf **out);
+void ds_tok_hf_free(ds_tok_hf *t);
+
+ds_tok_hf_kind ds_tok_hf_kind_of(const ds_tok_hf *t);
+/* Number of ids (the largest id + 1, added tokens included). */
+int ds_tok_hf_n_ids(const ds_tok_hf *t);
+/* The id of the piece S (vocabulary or added token), -1 when none. */
+int ds_tok_hf_id(const ds_tok_hf *t, const char *s);
+/* The piece of ID as stored (NULL when ID is no piece). */
+const char *ds_tok_hf_piece(const ds_tok_hf *t, int id);
+
+/* Encode LEN bytes of TEXT (UTF-8); ADD_SPECIAL: with the post-processor's
+ * special tokens. *IDS (malloc'd, free it) and *N; 0, or DS_EXIT_INPUT. */
+int ds_tok_hf_encode(const ds_tok_hf *t, const char *text, size_t len, int add_special, int32_t **ids,
+                     size_t *n);
+/* Decode N ids; SKIP_SPECIAL drops special added tokens. *TEXT (malloc'd,
+ * NUL-terminated) and *LEN; 0, or DS_EXIT_INPUT for an id out of range. */
+int ds_tok_hf_decode(const ds_tok_hf *t, const int32_t *ids, size_t n, int skip_special, char **text,
+                     size_t *len);
+#endif
