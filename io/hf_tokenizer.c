@@ -95,6 +95,23 @@ static void buf_add(buf *b, const void *p, size_t n)
     b->p[b->n] = 0;
 }
 
+/* Append s[0..n) to o with every occurrence of a (not empty) replaced by b,
+ * left to right without overlaps: the normalizer's and the decoder's Replace
+ * and the reference's clean-up all do this. */
+static void buf_replace(buf *o, const char *s, size_t n, const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    buf_add(o, "", 0);
+    for (size_t j = 0; j < n;) {
+        if (j + la <= n && !memcmp(s + j, a, la)) {
+            buf_add(o, b, lb);
+            j += la;
+        } else {
+            buf_add(o, s + j++, 1);
+        }
+    }
+}
+
 /* Bytes -> text, U+FFFD for each maximal invalid subsequence (WHATWG). */
 static void utf8_lossy(buf *o, const unsigned char *s, size_t n)
 {
@@ -614,15 +631,7 @@ static void normalize(const ds_tok_hf *t, enc_state *e, const char *s, size_t n)
             buf_add(&e->tmp, st->a, strlen(st->a));
             buf_add(&e->tmp, e->norm.p, e->norm.n);
         } else {
-            size_t la = strlen(st->a), lb = strlen(st->b);
-            for (size_t j = 0; j < e->norm.n;) {
-                if (j + la <= e->norm.n && !memcmp(e->norm.p + j, st->a, la)) {
-                    buf_add(&e->tmp, st->b, lb);
-                    j += la;
-                } else {
-                    buf_add(&e->tmp, e->norm.p + j++, 1);
-                }
-            }
+            buf_replace(&e->tmp, e->norm.p, e->norm.n, st->a, st->b);
         }
         buf tmp = e->norm;
         e->norm = e->tmp;
@@ -760,6 +769,18 @@ static int is_added(const ds_tok_hf *t, int32_t id)
     return 0;
 }
 
+/* ByteFallback / ByteLevel: the bytes gathered so far become one string
+ * (invalid UTF-8 as U+FFFD, as the reference decodes). */
+static void flush_bytes(strs *out, buf *acc, buf *bytes)
+{
+    if (!bytes->n) return;
+    acc->n = 0;
+    buf_add(acc, "", 0);
+    utf8_lossy(acc, (const unsigned char *)bytes->p, bytes->n);
+    strs_add(out, acc->p, acc->n, -1);
+    bytes->n = 0;
+}
+
 static void dec_step_run(const ds_tok_hf *t, const dec_step *st, strs *in, strs *out)
 {
     buf acc = {0};
@@ -767,18 +788,9 @@ static void dec_step_run(const ds_tok_hf *t, const dec_step *st, strs *in, strs 
         for (size_t i = 0; i < in->n; i++) buf_add(&acc, in->s[i].p ? in->s[i].p : "", in->s[i].n);
         strs_add(out, acc.p ? acc.p : "", acc.n, -1);
     } else if (st->kind == DEC_REPLACE) {
-        size_t la = strlen(st->a), lb = strlen(st->b);
         for (size_t i = 0; i < in->n; i++) {
             acc.n = 0;
-            buf_add(&acc, "", 0);
-            for (size_t j = 0; j < in->s[i].n;) {
-                if (j + la <= in->s[i].n && !memcmp(in->s[i].p + j, st->a, la)) {
-                    buf_add(&acc, st->b, lb);
-                    j += la;
-                } else {
-                    buf_add(&acc, in->s[i].p + j++, 1);
-                }
-            }
+            buf_replace(&acc, in->s[i].p ? in->s[i].p : "", in->s[i].n, st->a, st->b);
             strs_add(out, acc.p, acc.n, in->id[i]);
         }
     } else if (st->kind == DEC_STRIP) {
@@ -801,13 +813,7 @@ static void dec_step_run(const ds_tok_hf *t, const dec_step *st, strs *in, strs 
                 buf_add(&bytes, &c, 1);
                 continue;
             }
-            if (bytes.n) {
-                acc.n = 0;
-                buf_add(&acc, "", 0);
-                utf8_lossy(&acc, (const unsigned char *)bytes.p, bytes.n);
-                strs_add(out, acc.p, acc.n, -1);
-                bytes.n = 0;
-            }
+            flush_bytes(out, &acc, &bytes);
             if (s) strs_add(out, s->p ? s->p : "", s->n, in->id[i]);
         }
         free(bytes.p);
@@ -832,13 +838,7 @@ static void dec_step_run(const ds_tok_hf *t, const dec_step *st, strs *in, strs 
                 }
                 continue;
             }
-            if (bytes.n) {
-                acc.n = 0;
-                buf_add(&acc, "", 0);
-                utf8_lossy(&acc, (const unsigned char *)bytes.p, bytes.n);
-                strs_add(out, acc.p, acc.n, -1);
-                bytes.n = 0;
-            }
+            flush_bytes(out, &acc, &bytes);
             if (s) strs_add(out, s->p ? s->p : "", s->n, in->id[i]);
         }
         free(bytes.p);
@@ -853,17 +853,8 @@ static void cleanup(buf *b)
     static const char *const to[] = {".", "?", "!", ",", "'", "n't", "'m", "'s", "'ve", "'re"};
     buf o = {0};
     for (size_t r = 0; r < sizeof from / sizeof *from; r++) {
-        size_t lf = strlen(from[r]), lt = strlen(to[r]);
         o.n = 0;
-        buf_add(&o, "", 0);
-        for (size_t j = 0; j < b->n;) {
-            if (j + lf <= b->n && !memcmp(b->p + j, from[r], lf)) {
-                buf_add(&o, to[r], lt);
-                j += lf;
-            } else {
-                buf_add(&o, b->p + j++, 1);
-            }
-        }
+        buf_replace(&o, b->p ? b->p : "", b->n, from[r], to[r]);
         buf x = *b;
         *b = o;
         o = x;
