@@ -1,7 +1,6 @@
 /* A delta file in a scale fit (io/delta_fit.h). */
 #include "config.h"
 #include "io/delta_fit.h"
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "io/delta_apply.h"
@@ -36,9 +35,8 @@ int ds_delta_read_for_fit(ds_delta_file *d, const char *base_path, ds_llama *stu
         out->scales[c] = ds_malloc(sizeof(float) * (size_t)e->n_scales);
         rc = ds_delta_read_signs(d, k, out->bits[c]);
         if (!rc) rc = ds_delta_read_scales(d, k, out->scales[c]);
-        for (int64_t j = 0; !rc && j < e->n_scales; j++)
-            if (!isfinite(out->scales[c][j]))
-                rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: scale %lld is not finite", path, e->t.name, (long long)j);
+        int64_t bad = rc ? -1 : ds_find_nonfinite(DS_DTYPE_F32, out->scales[c], (size_t)e->n_scales);
+        if (bad >= 0) rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: scale %lld is not finite", path, e->t.name, (long long)bad);
         out->c[c] = (ds_fit_coded){i, e->mode, out->bits[c], out->scales[c]};
     }
     if (!rc && out->n == 0) rc = ds_err(DS_EXIT_INPUT, "%s: no 1-bit coded tensor, nothing to fit", path);
