@@ -4,6 +4,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <jansson.h>
 #include <pcre2.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ struct ds_tok_hf {
     dec_step *dec;
     int n_dec;
     int cleanup;
+    int32_t bos, eos;        /* tokenizer_config.json's bos_token, eos_token; -1: none */
 };
 
 /* ---- UTF-8 ---- */
@@ -445,19 +447,28 @@ static int load_decoder(ds_tok_hf *t, const char *path, json_t *d)
     return 0;
 }
 
-/* tokenizer_config.json next to PATH: clean_up_tokenization_spaces (default true) */
-static void load_config(ds_tok_hf *t, const char *path)
+/* A bos_token / eos_token of tokenizer_config.json: a string or an
+ * AddedToken object {"content": ...}; its id, or -1. */
+static int32_t config_token(const ds_tok_hf *t, json_t *c, const char *key)
+{
+    json_t *v = json_object_get(c, key);
+    if (json_is_object(v)) v = json_object_get(v, "content");
+    if (!json_is_string(v)) return -1;
+    return lookup(t, json_string_value(v), json_string_length(v));
+}
+
+/* tokenizer_config.json's text (may be NULL): clean_up_tokenization_spaces
+ * (default true), bos_token, eos_token. A config that is not JSON is ignored
+ * here (import checks it). */
+static void load_config(ds_tok_hf *t, const char *text, size_t len)
 {
     t->cleanup = 1;
-    const char *slash = strrchr(path, '/');
-    size_t dir = slash ? (size_t)(slash - path + 1) : 0;
-    char *cfg = ds_malloc(dir + 32);
-    memcpy(cfg, path, dir);
-    strcpy(cfg + dir, "tokenizer_config.json");
-    json_t *c = json_load_file(cfg, JSON_DECODE_INT_AS_REAL, NULL); /* model_max_length overflows */
-    free(cfg);
+    t->bos = t->eos = -1;
+    if (!text) return;
+    json_t *c = json_loadb(text, len, JSON_DECODE_INT_AS_REAL, NULL); /* model_max_length overflows */
     json_t *v = c ? json_object_get(c, "clean_up_tokenization_spaces") : NULL;
     if (json_is_boolean(v)) t->cleanup = json_is_true(v);
+    if (c) t->bos = config_token(t, c, "bos_token"), t->eos = config_token(t, c, "eos_token");
     json_decref(c);
 }
 
@@ -487,11 +498,12 @@ static int load_model(ds_tok_hf *t, const char *path, json_t *root)
     return 0;
 }
 
-int ds_tok_hf_load(const char *path, ds_tok_hf **out)
+int ds_tok_hf_load_text(const char *path, const char *json, size_t len, const char *config, size_t config_len,
+                        ds_tok_hf **out)
 {
     *out = NULL;
     json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
+    json_t *root = json_loadb(json, len, 0, &je);
     if (!root) return ds_err(DS_EXIT_INPUT, "%s: %s (line %d)", path, je.text, je.line);
     ds_tok_hf *t = ds_calloc(1, sizeof *t);
     t->kind = DS_TOK_HF_SPM;
@@ -517,10 +529,59 @@ int ds_tok_hf_load(const char *path, ds_tok_hf **out)
         ds_tok_hf_free(t);
         return rc;
     }
-    load_config(t, path);
+    load_config(t, config, config_len);
     *out = t;
     return 0;
 }
+
+/* The whole of a file (NUL-terminated), or NULL with errno set. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0, k;
+    char *s = ds_malloc(cap + 1);
+    while ((k = fread(s + n, 1, cap - n, f)) > 0)
+        if ((n += k) == cap) s = ds_realloc(s, (cap *= 2) + 1);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(s);
+        return NULL;
+    }
+    s[n] = 0;
+    *len = n;
+    return s;
+}
+
+char *ds_tok_hf_config_beside(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dir = slash ? (size_t)(slash - path + 1) : 0;
+    char *cfg = ds_malloc(dir + 32);
+    memcpy(cfg, path, dir);
+    strcpy(cfg + dir, "tokenizer_config.json");
+    return cfg;
+}
+
+int ds_tok_hf_load(const char *path, ds_tok_hf **out)
+{
+    *out = NULL;
+    size_t len = 0, clen = 0;
+    char *text = slurp(path, &len);
+    if (!text) return ds_err(DS_EXIT_INPUT, "%s: cannot read: %s", path, strerror(errno));
+    char *cpath = ds_tok_hf_config_beside(path);
+    char *config = slurp(cpath, &clen);
+    free(cpath);
+    int rc = ds_tok_hf_load_text(path, text, len, config, clen, out);
+    free(text);
+    free(config);
+    return rc;
+}
+
+int ds_tok_hf_bos(const ds_tok_hf *t) { return t->bos; }
+int ds_tok_hf_eos(const ds_tok_hf *t) { return t->eos; }
+int ds_tok_hf_is_special(const ds_tok_hf *t, int id) { return id >= 0 && id < t->n_ids && t->is_special[id]; }
 
 void ds_tok_hf_free(ds_tok_hf *t)
 {

@@ -27,8 +27,15 @@ typedef enum { DS_TOK_HF_SPM, DS_TOK_HF_BYTELEVEL } ds_tok_hf_kind;
 
 typedef struct ds_tok_hf ds_tok_hf;
 
-/* Load PATH (a tokenizer.json); 0 and *OUT, or an exit code with ds_err set. */
+/* Load PATH (a tokenizer.json) and the tokenizer_config.json beside it when
+ * there is one; 0 and *OUT, or an exit code with ds_err set. */
 int ds_tok_hf_load(const char *path, ds_tok_hf **out);
+/* The same from texts in memory: JSON (LEN bytes) and CONFIG (CONFIG_LEN
+ * bytes of tokenizer_config.json, NULL: none); PATH names it in errors. */
+int ds_tok_hf_load_text(const char *path, const char *json, size_t len, const char *config, size_t config_len,
+                        ds_tok_hf **out);
+/* "DIR/tokenizer_config.json" for PATH "DIR/tokenizer.json" (malloc'd). */
+char *ds_tok_hf_config_beside(const char *path);
 void ds_tok_hf_free(ds_tok_hf *t);
 
 ds_tok_hf_kind ds_tok_hf_kind_of(const ds_tok_hf *t);
@@ -36,6 +43,11 @@ ds_tok_hf_kind ds_tok_hf_kind_of(const ds_tok_hf *t);
 int ds_tok_hf_n_ids(const ds_tok_hf *t);
 /* The id of the piece S (vocabulary or added token), -1 when none. */
 int ds_tok_hf_id(const ds_tok_hf *t, const char *s);
+/* tokenizer_config.json's bos_token / eos_token id, -1 when not given. */
+int ds_tok_hf_bos(const ds_tok_hf *t);
+int ds_tok_hf_eos(const ds_tok_hf *t);
+/* 1 when ID is a special added token (skipped by decode with SKIP_SPECIAL). */
+int ds_tok_hf_is_special(const ds_tok_hf *t, int id);
 /* The piece of ID as stored (NULL when ID is no piece). */
 const char *ds_tok_hf_piece(const ds_tok_hf *t, int id);
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "io/hf_tokenizer.h"
 #include "src/ds.h"
 
 /* Longest piece accepted from a file: real vocabularies stay well under
@@ -62,11 +63,45 @@ static void tok_alloc(ds_tokenizer *tok, int vocab_size, int max_token_length)
     tok->lengths = ds_calloc((size_t)vocab_size, sizeof *tok->lengths);
     tok->scores = ds_calloc((size_t)vocab_size, sizeof *tok->scores);
     tok->index = NULL;
+    tok->hf = NULL;
+    tok->bos_id = DS_TOK_BOS;
+    tok->eos_id = DS_TOK_EOS;
+}
+
+void ds_tokenizer_from_hf(struct ds_tok_hf *hf, ds_tokenizer *tok)
+{
+    memset(tok, 0, sizeof *tok);
+    tok->hf = hf;
+    tok->vocab_size = ds_tok_hf_n_ids(hf);
+    tok->bos_id = ds_tok_hf_bos(hf);
+    tok->eos_id = ds_tok_hf_eos(hf);
+}
+
+int ds_tokenizer_load(const char *path, int vocab_size, ds_tokenizer *tok)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return ds_err(DS_EXIT_INPUT, "%s: cannot open tokenizer: %s", path, strerror(errno));
+    int c;
+    while ((c = fgetc(f)) == ' ' || c == '\n' || c == '\r' || c == '\t') {}
+    fclose(f);
+    if (c != '{') return ds_tokenizer_load_llama2c(path, vocab_size, tok);
+    ds_tok_hf *hf;
+    int rc = ds_tok_hf_load(path, &hf);
+    if (rc) return rc;
+    if (vocab_size > 0 && ds_tok_hf_n_ids(hf) > vocab_size) {
+        rc = ds_err(DS_EXIT_INPUT, "%s: the tokenizer has %d ids for a vocabulary of %d", path, ds_tok_hf_n_ids(hf),
+                    vocab_size);
+        ds_tok_hf_free(hf);
+        return rc;
+    }
+    ds_tokenizer_from_hf(hf, tok);
+    return 0;
 }
 
 void ds_tokenizer_free(ds_tokenizer *tok)
 {
     if (!tok) return;
+    ds_tok_hf_free(tok->hf);
     if (tok->pieces)
         for (int i = 0; i < tok->vocab_size; i++) free(tok->pieces[i]);
     free(tok->pieces);
@@ -266,8 +301,22 @@ static int emit_chunk(const ds_tokenizer *tok, const char *s, int len, int *id, 
     return n;
 }
 
+static int encode_hf(ds_tokenizer *tok, const char *text, int bos, int eos, int *ids)
+{
+    int32_t *v;
+    size_t n, len = strlen(text);
+    if (ds_tok_hf_encode(tok->hf, text, len, bos, &v, &n)) return -1;
+    if (n + (eos && tok->eos_id >= 0) > len + 3)
+        ds_die("tokenizer: %zu ids for %zu bytes overflow the caller's buffer", n, len);
+    for (size_t i = 0; i < n; i++) ids[i] = v[i];
+    free(v);
+    if (eos && tok->eos_id >= 0) ids[n++] = tok->eos_id;
+    return (int)n;
+}
+
 int ds_tokenizer_encode(ds_tokenizer *tok, const char *text, int bos, int eos, int *ids)
 {
+    if (tok->hf) return encode_hf(tok, text, bos, eos, ids);
     size_t tlen = strlen(text);
     int out = 0;
     if (bos) ids[out++] = DS_TOK_BOS;
@@ -338,6 +387,11 @@ static int byte_piece(const char *p, int len)
 const char *ds_tokenizer_decode(ds_tokenizer *tok, int prev, int id, int *len)
 {
     if (id < 0 || id >= tok->vocab_size) return NULL;
+    if (tok->hf) { /* the piece as stored: callers that stream text decode whole sequences instead */
+        const char *p = ds_tok_hf_piece(tok->hf, id);
+        *len = p ? (int)strlen(p) : 0;
+        return p ? p : "";
+    }
     const char *p = tok->pieces[id];
     int n = tok->lengths[id];
     if (prev == DS_TOK_BOS && n > 0 && p[0] == ' ') {
@@ -353,8 +407,22 @@ const char *ds_tokenizer_decode(ds_tokenizer *tok, int prev, int id, int *len)
     return p;
 }
 
+static char *decode_ids_hf(ds_tokenizer *tok, const int *ids, int n, size_t *len)
+{
+    int32_t *v = ds_malloc(((size_t)n + 1) * sizeof *v);
+    for (int i = 0; i < n; i++) v[i] = ids[i];
+    char *text = NULL;
+    size_t k = 0;
+    int rc = ds_tok_hf_decode(tok->hf, v, (size_t)n, 1, &text, &k);
+    free(v);
+    if (rc) return NULL;
+    if (len) *len = k;
+    return text;
+}
+
 char *ds_tokenizer_decode_ids(ds_tokenizer *tok, const int *ids, int n, size_t *len)
 {
+    if (tok->hf) return decode_ids_hf(tok, ids, n, len);
     size_t cap = 64, used = 0;
     char *s = ds_malloc(cap);
     for (int i = 0; i < n; i++) {

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct ds_tok_hf;
+
 typedef struct {
     int vocab_size;
     int max_token_length;
@@ -21,6 +23,11 @@ typedef struct {
     int *lengths;   /* byte length of each piece (the file's length field) */
     float *scores;  /* merge scores (finite) */
     void *index;    /* private: piece -> id hash and byte-piece table */
+    /* A Hugging Face tokenizer.json (io/hf_tokenizer.h) when not NULL:
+     * encode and decode go there, and pieces/lengths/scores/index are NULL
+     * (vocab_size is its number of ids, max_token_length 0). */
+    struct ds_tok_hf *hf;
+    int bos_id, eos_id; /* BOS and EOS (llama2.c: 1 and 2; Hugging Face: tokenizer_config.json's, -1: none) */
 } ds_tokenizer;
 
 #define DS_TOK_UNK 0
@@ -36,6 +43,11 @@ int ds_tokenizer_load_llama2c(const char *path, int vocab_size, ds_tokenizer *to
 /* Build from pieces/scores (takes copies). lengths may be NULL (strlen). */
 int ds_tokenizer_from_arrays(int vocab_size, int max_token_length, const char *const *pieces,
                              const int *lengths, const float *scores, ds_tokenizer *tok);
+/* Wrap a loaded Hugging Face tokenizer (TOK takes it over; freed with TOK). */
+void ds_tokenizer_from_hf(struct ds_tok_hf *hf, ds_tokenizer *tok);
+/* Load PATH by its content: a tokenizer.json (text starting with '{', with
+ * the tokenizer_config.json beside it) or a llama2.c tokenizer file. */
+int ds_tokenizer_load(const char *path, int vocab_size, ds_tokenizer *tok);
 void ds_tokenizer_free(ds_tokenizer *tok);
 
 /* Id of a piece given as bytes, or -1. */
@@ -44,7 +56,10 @@ int ds_tokenizer_lookup(const ds_tokenizer *tok, const char *piece, int len);
 /* Encode text (dummy prefix space, byte fallback, best-score merge first).
  * bos/eos: prepend/append those ids. Returns the count written to ids
  * (ids must hold strlen(text) + 3). A byte whose fallback id is outside the
- * vocabulary (vocab_size < 259) becomes <unk>. */
+ * vocabulary (vocab_size < 259) becomes <unk>.
+ * Hugging Face kind: bos asks for the post-processor's special tokens (as
+ * the reference's encode(text)), eos appends eos_id; -1 with ds_err set for
+ * text that is not UTF-8. */
 int ds_tokenizer_encode(ds_tokenizer *tok, const char *text, int bos, int eos, int *ids);
 /* Decode one token given the previous one (strips the leading space after
  * BOS, turns <0xNN> into the byte). Returns a pointer into the tokenizer
