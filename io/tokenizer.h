@@ -28,6 +28,7 @@ typedef struct {
      * (vocab_size is its number of ids, max_token_length 0). */
     struct ds_tok_hf *hf;
     int bos_id, eos_id; /* BOS and EOS (llama2.c: 1 and 2; Hugging Face: tokenizer_config.json's, -1: none) */
+    char chat_template[16]; /* the built-in chat template (src/chat.h) the model's own equals; "" none */
 } ds_tokenizer;
 
 #define DS_TOK_UNK 0
