@@ -47,9 +47,14 @@ int ds_tokenizer_from_arrays(int vocab_size, int max_token_length, const char *c
 /* Wrap a loaded Hugging Face tokenizer (TOK takes it over; freed with TOK). */
 void ds_tokenizer_from_hf(struct ds_tok_hf *hf, ds_tokenizer *tok);
 /* Load PATH by its content: a tokenizer.json (text starting with '{', with
- * the tokenizer_config.json beside it) or a llama2.c tokenizer file. */
+ * the tokenizer_config.json beside it, whose chat_template sets
+ * chat_template when it is a built-in's) or a llama2.c tokenizer file. */
 int ds_tokenizer_load(const char *path, int vocab_size, ds_tokenizer *tok);
 void ds_tokenizer_free(ds_tokenizer *tok);
+/* The built-in chat template (src/chat.h) that tokenizer_config.json's text
+ * CONFIG (LEN bytes) holds ("chat_template": a string, or the entry named
+ * "default" of a list), or NULL (none, not JSON, or not a built-in's text). */
+const char *ds_tokenizer_config_template(const char *config, size_t len);
 
 /* Id of a piece given as bytes, or -1. */
 int ds_tokenizer_lookup(const ds_tokenizer *tok, const char *piece, int len);
