@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void ds_h5_quiet(void)
 {
@@ -75,6 +76,20 @@ static hid_t fapl_mpio(MPI_Comm comm)
     return fapl;
 }
 
+/* Why a create failed, in the system's words where it can tell (MPI-IO
+ * says "MPI_ERR_OTHER: known error not in list" for a read-only folder):
+ * the folder missing or not writable, or the file there not writable. */
+static void create_reason(const char *path, char *detail, size_t n)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (access(dir, W_OK | X_OK) != 0) snprintf(detail, n, "%.300s: %s", dir, strerror(errno));
+    else if (access(path, F_OK) == 0 && access(path, W_OK) != 0) snprintf(detail, n, "%s", strerror(errno));
+}
+
 int ds_h5_create(const char *path, MPI_Comm comm, hid_t *file)
 {
     ds_h5_quiet();
@@ -84,6 +99,7 @@ int ds_h5_create(const char *path, MPI_Comm comm, hid_t *file)
     if (*file < 0) {
         char detail[512];
         ds_h5_errdetail(detail, sizeof detail);
+        create_reason(path, detail, sizeof detail);
         rc = ds_err(DS_EXIT_OUTPUT, "%s: cannot create HDF5 file: %s", path, detail);
     }
     H5Pclose(fapl);

@@ -18,4 +18,15 @@ int ds_outfile_open(const ds_ctx *ctx, ds_outfile *o, const char *path, int over
  * temporary. Returns rc, or the first failure of closing or renaming. An
  * output never opened returns rc. */
 int ds_outfile_close(const ds_ctx *ctx, ds_outfile *o, int rc);
+
+/* The output-path rule of every job (docs/robustness.md "Outputs never
+ * replace inputs"), with or without --overwrite: no output may be an input,
+ * another output, or the staging name (NAME.tmp) of an output. Two paths
+ * are the same file when both exist with the same device and inode, or when
+ * they resolve to the same path (realpath of the file, or of its folder plus
+ * its name for a file that does not exist yet). NULL entries (options not
+ * given) are skipped. Serial and cheap (stat, realpath): every rank may call
+ * it, the caller agrees (ds_ctx_agree). Returns 0 or DS_EXIT_OUTPUT with one
+ * message naming both paths. */
+int ds_out_check_paths(const char *const *outputs, int n_out, const char *const *inputs, int n_in);
 #endif

@@ -36,6 +36,7 @@
 #include "io/h5.h"
 #include "io/h5_delta.h"
 #include "io/h5_delta_rows.h"
+#include "io/outfile.h"
 #include "src/aggregate.h"
 #include "src/bitdelta.h"
 #include "src/checkpoint.h"
@@ -652,7 +653,15 @@ static int outputs_begin(const run *r)
 {
     const ds_ctx *ctx = r->ctx;
     const opts *o = r->o;
-    int rc;
+    /* no output is an input or the other output (io/outfile.h) */
+    const char *outs[2] = {o->out, o->report};
+    const char **ins = ds_malloc(sizeof(char *) * (size_t)(o->n_in + 2));
+    for (int k = 0; k < o->n_in; k++) ins[k] = o->in[k];
+    ins[o->n_in] = o->list;
+    ins[o->n_in + 1] = o->keys;
+    int rc = ds_ctx_agree(ctx, ds_out_check_paths(outs, 2, ins, o->n_in + 2));
+    free(ins);
+    if (rc) return rc;
     if (!r->ck.exists) rc = ds_out_begin(ctx, o->out, o->overwrite);
     else
         rc = ds_ctx_agree(ctx, ctx->rank == 0 && !o->overwrite && ds_file_exists(o->out)

@@ -9,6 +9,7 @@
 #include "io/delta_check.h"
 #include "io/h5_delta.h"
 #include "io/h5_model.h"
+#include "io/outfile.h"
 #include "src/bitdelta.h"
 #include "src/device_ops.h"
 #include "src/jobs.h"
@@ -132,6 +133,9 @@ int ds_job_apply(ds_ctx *ctx, int argc, char **argv)
     opts o = {0};
     int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
     if (rc) return ds_opts_exit(rc);
+    /* The output is neither input (io/outfile.h), even with --overwrite. */
+    const char *outs[] = {o.out}, *ins[] = {o.base, o.delta};
+    if ((rc = ds_ctx_agree(ctx, ds_out_check_paths(outs, 1, ins, 2)))) return rc;
     /* Before any output exists: a device that cannot be used leaves none. */
     ds_dev *dev;
     if (!(rc = ds_dev_open(ctx, o.device, &dev))) rc = apply_run(ctx, &o, dev);

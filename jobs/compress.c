@@ -9,6 +9,7 @@
 #include "io/delta_check.h"
 #include "io/h5_delta.h"
 #include "io/h5_model.h"
+#include "io/outfile.h"
 #include "src/bitdelta.h"
 #include "src/device_ops.h"
 #include "src/hash.h"
@@ -30,6 +31,11 @@ static int check(void *p)
     if (o->shapes && (o->base || o->ft)) return ds_err(DS_EXIT_USAGE, "--shapes replaces --base/--finetuned");
     if (!o->shapes && (!o->base || !o->ft)) return ds_err(DS_EXIT_USAGE, "--base and --finetuned are required");
     if (!o->dry_run && !o->out) return ds_err(DS_EXIT_USAGE, "-o D.bd.h5 is required (or --dry-run)");
+    /* the owner is stored and printed by aggregate: printable text only */
+    for (const unsigned char *c = (const unsigned char *)o->owner; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            return ds_err(DS_EXIT_USAGE, "--owner: control character 0x%02x at position %d (printable text only)", *c,
+                          (int)(c - (const unsigned char *)o->owner));
     o->bd.mode = (ds_scale_kind)o->scale;
     o->bd.bits_for = o->bits.v;
     o->bd.n_bits_for = o->bits.n;
@@ -305,6 +311,12 @@ int ds_job_compress(ds_ctx *ctx, int argc, char **argv)
     opts o = {.owner = ""};
     int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
     if (rc) return ds_opts_exit(rc);
+    /* The output is neither input (io/outfile.h), even with --overwrite. */
+    const char *outs[] = {o.dry_run ? NULL : o.out}, *ins[] = {o.base, o.ft};
+    if ((rc = ds_ctx_agree(ctx, ds_out_check_paths(outs, 1, ins, 2)))) {
+        ds_opts_free(&cmd, &o);
+        return rc;
+    }
     /* Before any output exists: a device that cannot be used leaves none. */
     ds_dev *dev;
     if (!(rc = ds_dev_open(ctx, o.device, &dev))) rc = o.shapes ? compress_shapes(ctx, &o) : compress_run(ctx, &o, dev);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "io/model_io.h"
+#include "io/outfile.h"
 #include "io/tokens.h"
 #include "src/jobs.h"
 #include "src/opts.h"
@@ -101,7 +102,10 @@ int ds_job_finetune(ds_ctx *ctx, int argc, char **argv)
     opts o = {0};
     int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
     if (rc) return ds_opts_exit(rc);
-    /* Refuse an existing output before spending the training time. */
+    /* Refuse an output that is an input (even with --overwrite) or that
+     * exists, before spending the training time. */
+    const char *outs[] = {o.out}, *ins[] = {o.base, o.data};
+    if ((rc = ds_ctx_agree(ctx, ds_out_check_paths(outs, 1, ins, 2)))) return rc;
     if ((rc = ds_out_begin(ctx, o.out, o.overwrite))) return rc;
     ds_tokens data;
     if ((rc = ds_ctx_agree(ctx, ds_tokens_read(o.data, &data)))) {

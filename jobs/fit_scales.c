@@ -18,6 +18,7 @@
 #include "io/delta_fit.h"
 #include "io/h5_model.h"
 #include "io/model_io.h"
+#include "io/outfile.h"
 #include "io/tokens.h"
 #include "src/checkpoint.h"
 #include "src/comm.h"
@@ -42,8 +43,6 @@ static int check(void *p)
     opts *o = p;
     if (!o->base || !o->ft || !o->delta || !o->calib || !o->out)
         return ds_err(DS_EXIT_USAGE, "--base, --finetuned, --delta, --calib and -o are required");
-    if (o->report && strcmp(o->report, o->out) == 0)
-        return ds_err(DS_EXIT_USAGE, "--report and -o name the same file %s", o->out);
     return ds_dev_cpu_only(o->device);
 }
 
@@ -469,7 +468,10 @@ static int fit_finish(const ds_ctx *ctx, const opts *o, inputs *in, const calib 
 
 static int run_fit(ds_ctx *ctx, const opts *o)
 {
-    int rc;
+    /* no output is an input or the other output (io/outfile.h) */
+    const char *outs[] = {o->out, o->report}, *ins[] = {o->base, o->ft, o->delta, o->calib};
+    int rc = ds_ctx_agree(ctx, ds_out_check_paths(outs, 2, ins, 4));
+    if (rc) return rc;
     if ((rc = ds_out_begin(ctx, o->out, o->overwrite))) return rc;
     if (o->report && (rc = ds_out_begin(ctx, o->report, o->overwrite))) return rc;
     inputs in;

@@ -21,6 +21,7 @@
 #include "io/h5_delta.h"
 #include "io/delta_values.h"
 #include "io/h5_delta_rows.h"
+#include "io/outfile.h"
 #include "src/bitdelta.h"
 #include "src/checkpoint.h"
 #include "src/jobs.h"
@@ -258,8 +259,10 @@ static int outputs_open(const ds_ctx *ctx, const opts *o, const ds_delta_meta *l
         size_t len = strlen(o->dir) + strlen(ds_attack_names[o->a]) + 32;
         w->paths[k] = ds_malloc(len);
         snprintf(w->paths[k], len, "%s/%s-%d.bd.h5", o->dir, ds_attack_names[o->a], k);
-        rc = ds_out_begin(ctx, w->paths[k], o->overwrite);
     }
+    /* no output is an input (io/outfile.h), even with --overwrite */
+    if (!rc) rc = ds_ctx_agree(ctx, ds_out_check_paths((const char *const *)w->paths, w->K, o->in, o->n_in));
+    for (int k = 0; k < w->K && !rc; k++) rc = ds_out_begin(ctx, w->paths[k], o->overwrite);
     for (; w->created < w->K && !rc; w->created++) {
         ds_delta_meta m = *layout;
         m.content_sha256[0] = 0;

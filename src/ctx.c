@@ -71,6 +71,21 @@ void ds_progress_step(ds_progress *p, int64_t done, const char *fmt, ...)
 
 void ds_out_tmpname(const char *path, char *buf, size_t n) { snprintf(buf, n, "%s.tmp", path); }
 
+/* The folder that will hold path must exist and take new files (the staged
+ * NAME.tmp and the rename): else DS_EXIT_OUTPUT in *rc naming the folder and
+ * the reason (strerror), before any library (MPI-IO) reports it less clearly. */
+static int out_dir_writable(const char *path, int *rc)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (access(dir, W_OK | X_OK) == 0) return 0;
+    *rc = ds_err(DS_EXIT_OUTPUT, "%s: cannot write in folder %s: %s", path, dir, strerror(errno));
+    return -1;
+}
+
 int ds_out_begin(const ds_ctx *ctx, const char *path, int overwrite)
 {
     int rc = 0;
@@ -79,6 +94,9 @@ int ds_out_begin(const ds_ctx *ctx, const char *path, int overwrite)
         ds_out_tmpname(path, tmp, sizeof tmp);
         if (!overwrite && ds_file_exists(path))
             rc = ds_err(DS_EXIT_OUTPUT, "%s: output exists (use --overwrite to replace it)", path);
+        else if (out_dir_writable(path, &rc) != 0) {
+            /* rc set: the folder is missing or not writable, with the reason */
+        }
         else if (unlink(tmp) != 0 && errno != ENOENT)
             rc = ds_err(DS_EXIT_OUTPUT, "%s: cannot remove stale %s: %s", path, tmp, strerror(errno));
     }
@@ -108,10 +126,12 @@ int ds_out_write_json(const ds_ctx *ctx, const char *path, json_t *doc, size_t f
         char tmp[4096];
         ds_out_tmpname(path, tmp, sizeof tmp);
         char *text = doc ? json_dumps(doc, flags) : NULL;
+        errno = 0;
         FILE *f = text ? fopen(tmp, "w") : NULL;
         int bad = !f || fprintf(f, "%s\n", text) < 0;
         if (f && fclose(f) != 0) bad = 1;
-        if (bad) rc = ds_err(DS_EXIT_OUTPUT, "%s: cannot write %s", path, tmp);
+        if (bad)
+            rc = ds_err(DS_EXIT_OUTPUT, "%s: cannot write %s%s%s", path, tmp, errno ? ": " : "", errno ? strerror(errno) : "");
         free(text);
     }
     return ds_out_finish(ctx, path, rc);

@@ -1,5 +1,6 @@
 /* The option layer (src/opts.h): parsing, validation and --help from one table. */
 #include "src/opts.h"
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -56,10 +57,25 @@ static int64_t i64_of(double x)
     return x >= 9223372036854775807.0 ? INT64_MAX : x <= -9223372036854775808.0 ? INT64_MIN : (int64_t)x;
 }
 
+/* A number is written without blanks around it: strtol and strtod skip
+ * leading white space, so " 5" would pass for 5. */
+static int padded(const char *v)
+{
+    size_t n = strlen(v);
+    return n > 0 && (isspace((unsigned char)v[0]) || isspace((unsigned char)v[n - 1]));
+}
+
 /* Store one value of option p (shown to the user as opt, e.g. "--steps"). */
 static int set_value(const ds_opt *p, const char *opt, const char *v, void *o)
 {
     char buf[256];
+    if ((p->type == DS_OPT_T_INT || p->type == DS_OPT_T_I64 || p->type == DS_OPT_T_DOUBLE) && padded(v)) {
+        if (p->type == DS_OPT_T_INT || p->type == DS_OPT_T_I64)
+            return ds_err(DS_EXIT_USAGE, "%s: expected an integer in [%" PRId64 ", %" PRId64 "], got '%s'", opt,
+                          i64_of(p->lo), i64_of(p->hi), v);
+        if (p->type == DS_OPT_T_DOUBLE)
+            return ds_err(DS_EXIT_USAGE, "%s: expected a number in [%g, %g], got '%s'", opt, p->lo, p->hi, v);
+    }
     switch (p->type) {
     case DS_OPT_T_FLAG: *FIELD(o, p->off, int) = 1; return 0;
     case DS_OPT_T_QUIET: return 0;
