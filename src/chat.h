@@ -27,7 +27,8 @@ const char *ds_chat_names(void);
 /* 1 when NAME is a built-in template's name (none included). */
 int ds_chat_known(const char *name);
 /* The built-in whose known Jinja text equals JINJA_TEXT (ignoring leading
- * and trailing whitespace), or NULL. */
+ * and trailing whitespace; the escape \n and a newline count as equal, as
+ * they are inside a Jinja string literal), or NULL. */
 const char *ds_chat_recognize(const char *jinja_text);
 /* The Jinja text NAME reproduces (the first known one); NULL for none or an
  * unknown name. */
