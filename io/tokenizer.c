@@ -474,3 +474,50 @@ char *ds_tokenizer_decode_ids(ds_tokenizer *tok, const int *ids, int n, size_t *
     if (len) *len = used;
     return s;
 }
+
+/* ---- chat templates */
+
+int ds_tokenizer_chat_template(const ds_tokenizer *tok, const char *opt, const char *option, const char **name)
+{
+    *name = NULL;
+    if (!opt || strcmp(opt, "auto") == 0) {
+        *name = tok->hf && tok->chat_template[0] ? tok->chat_template : "none";
+        return 0;
+    }
+    static const char *const names[] = {"llama3", "llama2", "mistral", "chatml", "none"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(opt, names[i]) == 0) *name = names[i];
+    if (!*name)
+        return ds_err(DS_EXIT_USAGE, "%s: expected auto or one of %s, got '%s'", option, ds_chat_names(), opt);
+    if (!tok->hf && strcmp(*name, "none") != 0)
+        return ds_err(DS_EXIT_INPUT, "%s %s: the model's tokenizer is a llama2.c one (no special-token texts): only none",
+                      option, *name);
+    return 0;
+}
+
+static const char *special_text(const ds_tokenizer *tok, int id)
+{
+    const char *p = id >= 0 ? ds_tok_hf_piece(tok->hf, id) : NULL;
+    return p ? p : "";
+}
+
+int ds_tokenizer_encode_chat(ds_tokenizer *tok, const char *tmpl, const ds_chat_msg *msgs, int n, int add_special,
+                             int **ids, int *n_ids)
+{
+    *ids = NULL;
+    *n_ids = 0;
+    char *text;
+    const char *bos = tok->hf ? special_text(tok, tok->bos_id) : "", *eos = tok->hf ? special_text(tok, tok->eos_id) : "";
+    int rc = ds_chat_render(tmpl, msgs, n, 1, bos, eos, &text);
+    if (rc) return rc;
+    int *v = ds_malloc((strlen(text) + 3) * sizeof *v);
+    int k = ds_tokenizer_encode(tok, text, ds_chat_encode_plain(tmpl) ? 0 : add_special, 0, v);
+    free(text);
+    if (k < 0) {
+        free(v);
+        return DS_EXIT_INPUT;
+    }
+    *ids = v;
+    *n_ids = k;
+    return 0;
+}

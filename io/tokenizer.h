@@ -13,6 +13,7 @@
 #define DS_IO_TOKENIZER_H
 #include <stddef.h>
 #include <stdint.h>
+#include "src/chat.h"
 
 struct ds_tok_hf;
 
@@ -55,6 +56,21 @@ void ds_tokenizer_free(ds_tokenizer *tok);
  * CONFIG (LEN bytes) holds ("chat_template": a string, or the entry named
  * "default" of a list), or NULL (none, not JSON, or not a built-in's text). */
 const char *ds_tokenizer_config_template(const char *config, size_t len);
+
+/* The chat template to use for OPT: "auto" -> the recorded one, else
+ * "none"; a built-in's name (src/chat.h) -> itself. A template other than
+ * none needs a Hugging Face tokenizer (a llama2.c one has no special-token
+ * texts): DS_EXIT_INPUT. An unknown name: DS_EXIT_USAGE naming OPTION. 0
+ * and *NAME (static), or the code with ds_err set. */
+int ds_tokenizer_chat_template(const ds_tokenizer *tok, const char *opt, const char *option, const char **name);
+/* Render N messages (src/chat.h) with the built-in TEMPLATE and the tokenizer's BOS/EOS
+ * texts (add_generation_prompt) and encode the text as Hugging Face's
+ * apply_chat_template does: without the post-processor's specials (the
+ * template writes them); for "none" the plain prompt, with them when
+ * ADD_SPECIAL. *IDS (malloc'd) and *N_IDS; 0, or DS_EXIT_INPUT (a message
+ * list the template rejects, invalid UTF-8). */
+int ds_tokenizer_encode_chat(ds_tokenizer *tok, const char *tmpl, const ds_chat_msg *msgs, int n, int add_special,
+                             int **ids, int *n_ids);
 
 /* Id of a piece given as bytes, or -1. */
 int ds_tokenizer_lookup(const ds_tokenizer *tok, const char *piece, int len);
