@@ -642,6 +642,110 @@ static int cfg_num(const char *path, json_t *root, const char *key, double dflt,
     return 0;
 }
 
+/* bos_token_id / eos_token_id: absent or null (n = 0), an int, or a list of ints. */
+static int cfg_ids(const char *path, json_t *root, const char *key, int *ids, int *n, int *is_list)
+{
+    json_t *v = json_object_get(root, key);
+    *n = 0;
+    *is_list = json_is_array(v);
+    if (!v || json_is_null(v)) return 0;
+    size_t count = json_is_array(v) ? json_array_size(v) : 1;
+    if (count > DS_MAX_SPECIAL_IDS)
+        return ds_err(DS_EXIT_INPUT, "%s: %s lists %zu ids (at most %d)", path, key, count, DS_MAX_SPECIAL_IDS);
+    for (size_t i = 0; i < count; i++) {
+        json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
+        if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > (1 << 30))
+            return ds_err(DS_EXIT_INPUT, "%s: %s is not a token id or a list of token ids", path, key);
+        ids[(*n)++] = (int)json_integer_value(e);
+    }
+    return 0;
+}
+
+static int rope_num(const char *path, json_t *rs, const char *key, double lo, float *out)
+{
+    json_t *v = json_object_get(rs, key);
+    if (!json_is_number(v) || !(json_number_value(v) >= lo) || !isfinite(json_number_value(v)))
+        return ds_err(DS_EXIT_INPUT, "%s: rope_scaling.%s: %s (a number >= %g expected)", path, key,
+                      v ? "invalid" : "missing", lo);
+    *out = (float)json_number_value(v);
+    return 0;
+}
+
+/* rope_scaling: null, {"rope_type" (or "type"): "default" | "linear" | "llama3", ...}. */
+static int cfg_rope_scaling(const char *path, json_t *root, ds_config *c)
+{
+    json_t *rs = json_object_get(root, "rope_scaling");
+    if (!rs || json_is_null(rs)) return 0;
+    if (!json_is_object(rs)) return ds_err(DS_EXIT_INPUT, "%s: rope_scaling is not an object or null", path);
+    json_t *t = json_object_get(rs, "rope_type");
+    if (!t) t = json_object_get(rs, "type");
+    const char *type = json_string_value(t);
+    if (!type) return ds_err(DS_EXIT_INPUT, "%s: rope_scaling has no rope_type", path);
+    if (strcmp(type, "default") == 0) return 0;
+    int rc;
+    if (strcmp(type, "linear") == 0) {
+        c->rope_scaling = DS_ROPE_LINEAR;
+        return rope_num(path, rs, "factor", 1, &c->rope_factor);
+    }
+    if (strcmp(type, "llama3") != 0)
+        return ds_err(DS_EXIT_INPUT, "%s: rope_scaling type '%.40s' is not supported (linear or llama3)", path, type);
+    c->rope_scaling = DS_ROPE_LLAMA3;
+    float orig = 0;
+    if ((rc = rope_num(path, rs, "factor", 1, &c->rope_factor)) ||
+        (rc = rope_num(path, rs, "low_freq_factor", 0, &c->rope_low_freq_factor)) ||
+        (rc = rope_num(path, rs, "high_freq_factor", 0, &c->rope_high_freq_factor)) ||
+        (rc = rope_num(path, rs, "original_max_position_embeddings", 1, &orig)))
+        return rc;
+    if (orig != floorf(orig) || orig > (float)(1 << 24))
+        return ds_err(DS_EXIT_INPUT, "%s: rope_scaling.original_max_position_embeddings is not an integer", path);
+    c->rope_original_max_pos = (int)orig;
+    if (!(c->rope_high_freq_factor > c->rope_low_freq_factor) || !(c->rope_low_freq_factor > 0))
+        return ds_err(DS_EXIT_INPUT, "%s: rope_scaling: low_freq_factor %g must be > 0 and below high_freq_factor %g",
+                      path, c->rope_low_freq_factor, c->rope_high_freq_factor);
+    return 0;
+}
+
+/* Keys of the Llama family that the engine does not implement: refused,
+ * never ignored. model_type first (a config of another model). */
+static int cfg_unsupported(const char *path, json_t *root)
+{
+    json_t *mt = json_object_get(root, "model_type"), *v;
+    if (mt && (!json_is_string(mt) || strcmp(json_string_value(mt), "llama") != 0))
+        return ds_err(DS_EXIT_INPUT, "%s: model_type '%.32s' is not supported (llama only)", path,
+                      json_is_string(mt) ? json_string_value(mt) : "?");
+    v = json_object_get(root, "hidden_act");
+    if (v && !json_is_null(v) && (!json_is_string(v) || strcmp(json_string_value(v), "silu") != 0))
+        return ds_err(DS_EXIT_INPUT, "%s: hidden_act '%.32s' is not supported (silu only)", path,
+                      json_is_string(v) ? json_string_value(v) : "?");
+    static const char *const biases[] = {"attention_bias", "mlp_bias"};
+    for (int i = 0; i < 2; i++) {
+        v = json_object_get(root, biases[i]);
+        if (v && !json_is_false(v) && !json_is_null(v))
+            return ds_err(DS_EXIT_INPUT, "%s: %s %s is not supported (the engine has no biases)", path, biases[i],
+                          json_is_true(v) ? "true" : "(not false)");
+    }
+    v = json_object_get(root, "sliding_window");
+    if (v && !json_is_null(v) && !json_is_false(v))
+        return ds_err(DS_EXIT_INPUT, "%s: sliding_window is set: not supported (full causal attention only)", path);
+    v = json_object_get(root, "use_sliding_window");
+    if (json_is_true(v))
+        return ds_err(DS_EXIT_INPUT, "%s: use_sliding_window true is not supported (full causal attention only)",
+                      path);
+    return 0;
+}
+
+/* head_dim, when given, must be hidden_size / num_attention_heads. */
+static int cfg_head_dim(const char *path, json_t *root, const ds_config *c)
+{
+    json_t *v = json_object_get(root, "head_dim");
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_integer(v) || json_integer_value(v) != c->dim / c->n_heads || c->dim % c->n_heads)
+        return ds_err(DS_EXIT_INPUT, "%s: head_dim %s is not supported (hidden_size / num_attention_heads = %d only)",
+                      path, json_is_integer(v) ? "!= hidden_size / num_attention_heads" : "not an integer",
+                      c->dim / c->n_heads);
+    return 0;
+}
+
 int ds_hf_config_load(const char *path, ds_config *cfg)
 {
     json_error_t je;
@@ -652,11 +756,8 @@ int ds_hf_config_load(const char *path, ds_config *cfg)
     }
     memset(cfg, 0, sizeof *cfg);
     int rc = 0;
-    json_t *mt = json_object_get(root, "model_type");
     if (!json_is_object(root)) rc = ds_err(DS_EXIT_INPUT, "%s: not a JSON object", path);
-    else if (mt && (!json_is_string(mt) || strcmp(json_string_value(mt), "llama") != 0))
-        rc = ds_err(DS_EXIT_INPUT, "%s: model_type '%.32s' is not supported (llama only)", path,
-                    json_is_string(mt) ? json_string_value(mt) : "?");
+    else rc = cfg_unsupported(path, root);
     if (!rc) rc = cfg_int(path, root, "hidden_size", 0, 0, &cfg->dim);
     if (!rc) rc = cfg_int(path, root, "intermediate_size", 0, 0, &cfg->hidden_dim);
     if (!rc) rc = cfg_int(path, root, "num_hidden_layers", 0, 0, &cfg->n_layers);
@@ -672,6 +773,10 @@ int ds_hf_config_load(const char *path, ds_config *cfg)
             rc = ds_err(DS_EXIT_INPUT, "%s: tie_word_embeddings is not a boolean", path);
         cfg->tied_embeddings = json_is_true(t);
     }
+    if (!rc) rc = cfg_head_dim(path, root, cfg);
+    if (!rc) rc = cfg_rope_scaling(path, root, cfg);
+    if (!rc) rc = cfg_ids(path, root, "bos_token_id", cfg->bos_ids, &cfg->n_bos, &cfg->bos_is_list);
+    if (!rc) rc = cfg_ids(path, root, "eos_token_id", cfg->eos_ids, &cfg->n_eos, &cfg->eos_is_list);
     json_decref(root);
     return rc ? rc : ds_config_check(cfg, path);
 }
@@ -690,9 +795,41 @@ static void fmt_float(float x, char *buf, size_t n)
     }
 }
 
+/* ",\n  \"rope_scaling\": {...}" and the bos/eos ids, when the config has them
+ * (so a config without them is written exactly as before). */
+static void extra_json(const ds_config *c, char *buf, size_t n)
+{
+    size_t k = 0;
+    char f[4][32];
+    buf[0] = 0;
+    fmt_float(c->rope_factor, f[0], sizeof f[0]);
+    fmt_float(c->rope_low_freq_factor, f[1], sizeof f[1]);
+    fmt_float(c->rope_high_freq_factor, f[2], sizeof f[2]);
+    if (c->rope_scaling == DS_ROPE_LINEAR)
+        k += (size_t)snprintf(buf + k, n - k, "  \"rope_scaling\": {\n    \"factor\": %s,\n    \"rope_type\": \"linear\"\n  },\n",
+                              f[0]);
+    else if (c->rope_scaling == DS_ROPE_LLAMA3)
+        k += (size_t)snprintf(buf + k, n - k,
+                              "  \"rope_scaling\": {\n    \"factor\": %s,\n    \"high_freq_factor\": %s,\n"
+                              "    \"low_freq_factor\": %s,\n    \"original_max_position_embeddings\": %d,\n"
+                              "    \"rope_type\": \"llama3\"\n  },\n",
+                              f[0], f[2], f[1], c->rope_original_max_pos);
+    const char *key[2] = {"bos_token_id", "eos_token_id"};
+    const int cnt[2] = {c->n_bos, c->n_eos}, list[2] = {c->bos_is_list, c->eos_is_list};
+    const int *ids[2] = {c->bos_ids, c->eos_ids};
+    for (int j = 0; j < 2 && k < n; j++) {
+        if (!cnt[j]) continue;
+        k += (size_t)snprintf(buf + k, n - k, "  \"%s\": %s", key[j], list[j] ? "[" : "");
+        for (int i = 0; i < cnt[j] && k < n; i++)
+            k += (size_t)snprintf(buf + k, n - k, "%s%d", i ? ", " : "", ids[j][i]);
+        if (k < n) k += (size_t)snprintf(buf + k, n - k, "%s,\n", list[j] ? "]" : "");
+    }
+}
+
 char *ds_hf_config_json(const ds_config *c, ds_dtype dt)
 {
-    char eps[32], theta[32];
+    char eps[32], theta[32], extra[1024];
+    extra_json(c, extra, sizeof extra);
     fmt_float(c->norm_eps, eps, sizeof eps);
     fmt_float(c->rope_theta, theta, sizeof theta);
     const char *td = dt == DS_DTYPE_BF16 ? "bfloat16" : dt == DS_DTYPE_F16 ? "float16" : "float32";
@@ -711,11 +848,12 @@ char *ds_hf_config_json(const ds_config *c, ds_dtype dt)
                  "  \"max_position_embeddings\": %d,\n"
                  "  \"rms_norm_eps\": %s,\n"
                  "  \"rope_theta\": %s,\n"
+                 "%s"
                  "  \"tie_word_embeddings\": %s,\n"
                  "  \"torch_dtype\": \"%s\"\n"
                  "}\n",
                  c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->max_seq_len, eps,
-                 theta, c->tied_embeddings ? "true" : "false", td) < 0)
+                 theta, extra, c->tied_embeddings ? "true" : "false", td) < 0)
         ds_die("out of memory formatting config.json");
     return s;
 }

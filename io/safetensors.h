@@ -96,10 +96,19 @@ int ds_st_writer_close(ds_st_writer *w);
 /* Reads hidden_size, intermediate_size, num_hidden_layers,
  * num_attention_heads, num_key_value_heads (default: num_attention_heads),
  * vocab_size, max_position_embeddings (default 2048), rms_norm_eps (default
- * 1e-6), rope_theta (default 10000), tie_word_embeddings (default false), as
- * Hugging Face's LlamaConfig does; checks the result (ds_config_check). */
+ * 1e-6), rope_theta (default 10000), tie_word_embeddings (default false),
+ * rope_scaling (null, or rope_type/type "default", "linear" with factor,
+ * "llama3" with factor, low_freq_factor, high_freq_factor,
+ * original_max_position_embeddings), bos_token_id / eos_token_id (an int or
+ * a list), as Hugging Face's LlamaConfig does; checks the result
+ * (ds_config_check). What the engine does not implement is refused
+ * (DS_EXIT_INPUT, "PATH: FIELD ..."): model_type other than llama,
+ * hidden_act other than silu, attention_bias or mlp_bias true,
+ * sliding_window set, use_sliding_window true, head_dim other than
+ * hidden_size / num_attention_heads, other rope_scaling types. */
 int ds_hf_config_load(const char *path, ds_config *cfg);
 /* JSON text of a LlamaConfig (plus architectures, model_type, torch_dtype
- * from dt); malloc'ed, ends with a newline. */
+ * from dt; rope_scaling and bos/eos ids when the config has them);
+ * malloc'ed, ends with a newline. */
 char *ds_hf_config_json(const ds_config *cfg, ds_dtype dt);
 #endif

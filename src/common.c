@@ -95,6 +95,36 @@ int64_t ds_find_nonfinite(ds_dtype t, const void *p, size_t n)
     }
 }
 
+const char *ds_rope_kind_name(ds_rope_kind k)
+{
+    return k == DS_ROPE_LINEAR ? "linear" : k == DS_ROPE_LLAMA3 ? "llama3" : "none";
+}
+
+/* The fields beyond the shape: rope scaling and bos/eos ids. */
+static int ds_config_check_extra(const ds_config *c, const char *what)
+{
+    if (c->rope_scaling != DS_ROPE_NONE && c->rope_scaling != DS_ROPE_LINEAR && c->rope_scaling != DS_ROPE_LLAMA3)
+        return ds_err(DS_EXIT_INPUT, "%s: unknown rope scaling kind %d", what, (int)c->rope_scaling);
+    if (c->rope_scaling != DS_ROPE_NONE && !(c->rope_factor >= 1 && c->rope_factor < 1e6f))
+        return ds_err(DS_EXIT_INPUT, "%s: rope_scaling factor %g out of range [1, 1e6)", what, c->rope_factor);
+    if (c->rope_scaling == DS_ROPE_LLAMA3 &&
+        (!(c->rope_low_freq_factor > 0) || !(c->rope_high_freq_factor > c->rope_low_freq_factor) ||
+         !isfinite(c->rope_high_freq_factor) || c->rope_original_max_pos <= 0))
+        return ds_err(DS_EXIT_INPUT, "%s: rope_scaling llama3: invalid low_freq_factor=%g, high_freq_factor=%g or "
+                      "original_max_position_embeddings=%d (0 < low < high, original > 0)", what,
+                      c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_original_max_pos);
+    if (c->n_bos < 0 || c->n_bos > DS_MAX_SPECIAL_IDS || c->n_eos < 0 || c->n_eos > DS_MAX_SPECIAL_IDS)
+        return ds_err(DS_EXIT_INPUT, "%s: %d bos / %d eos ids (at most %d each)", what, c->n_bos, c->n_eos,
+                      DS_MAX_SPECIAL_IDS);
+    for (int i = 0; i < c->n_bos + c->n_eos; i++) {
+        int id = i < c->n_bos ? c->bos_ids[i] : c->eos_ids[i - c->n_bos];
+        if (id < 0 || id >= c->vocab_size)
+            return ds_err(DS_EXIT_INPUT, "%s: %s_token_id %d outside the vocabulary (0..%d)", what,
+                          i < c->n_bos ? "bos" : "eos", id, c->vocab_size - 1);
+    }
+    return 0;
+}
+
 int ds_config_check(const ds_config *c, const char *what)
 {
     const int64_t big = 1 << 24;
@@ -109,7 +139,7 @@ int ds_config_check(const ds_config *c, const char *what)
                       "into heads of even size, n_heads into kv groups)", what, c->dim, c->n_heads, c->n_kv_heads);
     if (!(c->norm_eps > 0 && c->norm_eps < 1) || !(c->rope_theta > 0) || !isfinite(c->rope_theta))
         return ds_err(DS_EXIT_INPUT, "%s: invalid norm_eps=%g or rope_theta=%g", what, c->norm_eps, c->rope_theta);
-    return 0;
+    return ds_config_check_extra(c, what);
 }
 
 /* ---- errors */

@@ -59,12 +59,33 @@ void ds_from_f32(ds_dtype dt, const float *src, void *dst, size_t n);
 /* Index of the first non-finite value in a float tensor of type t, or -1. */
 int64_t ds_find_nonfinite(ds_dtype t, const void *p, size_t n);
 
-/* Llama configuration (the checkpoint's root attributes). */
+/* RoPE frequency scaling of a config (Hugging Face rope_scaling). */
+typedef enum {
+    DS_ROPE_NONE = 0, /* inv_freq_i = theta^(-2i/head_dim) */
+    DS_ROPE_LINEAR,   /* inv_freq / factor (positions / factor) */
+    DS_ROPE_LLAMA3    /* Llama 3.1's rule: low frequencies / factor, high kept, a smooth band between */
+} ds_rope_kind;
+
+#define DS_MAX_SPECIAL_IDS 8 /* bos/eos ids a config may list */
+
+/* Llama configuration (the checkpoint's root attributes). The fields after
+ * tied_embeddings are zero when a source does not give them: no rope
+ * scaling, no bos/eos ids known (files written before them read so). */
 typedef struct {
     int dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, max_seq_len;
     float norm_eps, rope_theta;
     int tied_embeddings;
+    ds_rope_kind rope_scaling;
+    float rope_factor;                     /* linear, llama3 */
+    float rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
+    int rope_original_max_pos;             /* llama3: original_max_position_embeddings */
+    int n_bos, n_eos;                      /* config.json's bos_token_id / eos_token_id (0: not given) */
+    int bos_ids[DS_MAX_SPECIAL_IDS], eos_ids[DS_MAX_SPECIAL_IDS];
+    int bos_is_list, eos_is_list;          /* given as a JSON list (written back the same way) */
 } ds_config;
+
+/* "none", "linear", "llama3". */
+const char *ds_rope_kind_name(ds_rope_kind k);
 
 /* Check a config for sane, consistent values; 0 ok, else ds_err set. */
 int ds_config_check(const ds_config *c, const char *what);

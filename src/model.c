@@ -64,13 +64,35 @@ int ds_llama_init(ds_llama *m, const ds_config *cfg)
     const int hs = D / cfg->n_heads, half = hs / 2;
     m->rope_cos = ds_malloc((size_t)cfg->max_seq_len * half * sizeof(float));
     m->rope_sin = ds_malloc((size_t)cfg->max_seq_len * half * sizeof(float));
+    double *inv = ds_malloc((size_t)half * sizeof(double));
+    for (int i = 0; i < half; i++) inv[i] = ds_llama_rope_inv_freq(cfg, i);
     for (int p = 0; p < cfg->max_seq_len; p++)
         for (int i = 0; i < half; i++) {
-            double ang = p * pow((double)cfg->rope_theta, -2.0 * i / hs);
+            double ang = p * inv[i];
             m->rope_cos[(size_t)p * half + i] = (float)cos(ang);
             m->rope_sin[(size_t)p * half + i] = (float)sin(ang);
         }
+    free(inv);
     return 0;
+}
+
+double ds_llama_rope_inv_freq(const ds_config *cfg, int i)
+{
+    const int hs = cfg->dim / cfg->n_heads;
+    const double base = pow((double)cfg->rope_theta, -2.0 * i / hs);
+    const double factor = cfg->rope_factor;
+    if (cfg->rope_scaling == DS_ROPE_LINEAR) return base / factor;
+    if (cfg->rope_scaling != DS_ROPE_LLAMA3) return base;
+    /* Llama 3.1: wavelengths longer than original/low_freq_factor are
+     * stretched by factor, shorter than original/high_freq_factor kept, and
+     * interpolated linearly in original/wavelength between the two. */
+    const double orig = cfg->rope_original_max_pos, low = cfg->rope_low_freq_factor,
+                 high = cfg->rope_high_freq_factor;
+    const double wavelen = 2 * 3.14159265358979323846 / base;
+    if (wavelen < orig / high) return base;
+    if (wavelen > orig / low) return base / factor;
+    const double smooth = (orig / wavelen - low) / (high - low);
+    return (1 - smooth) * base / factor + smooth * base;
 }
 
 void ds_llama_free(ds_llama *m)

@@ -47,6 +47,10 @@ typedef struct {
 /* Allocate a zeroed model for cfg (checked with ds_config_check). */
 int ds_llama_init(ds_llama *m, const ds_config *cfg);
 void ds_llama_free(ds_llama *m);
+/* RoPE inverse frequency of pair i (0 <= i < head_dim/2) under cfg's
+ * rope_scaling: theta^(-2i/head_dim), divided by factor (linear), or
+ * Llama 3.1's rule (transformers' _compute_llama3_parameters). */
+double ds_llama_rope_inv_freq(const ds_config *cfg, int i);
 /* Index of a tensor by its checkpoint name, or -1. */
 int ds_llama_find(const ds_llama *m, const char *name);
 /* Index of layer l's tensor of a role. */
