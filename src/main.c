@@ -68,6 +68,20 @@ static void blas_pick_kernels(char **argv)
     unsetenv("OPENBLAS_CORETYPE"); /* no re-exec: go on with the kernels we have */
 }
 
+/* Open MPI's shared-file-pointer component sharedfp/sm keeps a named POSIX
+ * semaphore /dev/shm/sem.OMPIO_<file's basename> per file that ompio's
+ * MPI_File_open (parallel HDF5) opens. A job killed while holding it leaves
+ * it at 0, and every later job of 2+ ranks on that node that opens a file of
+ * the same basename waits for it forever. HDF5 uses no shared file pointer,
+ * so the component is excluded before MPI starts, unless the user (or the
+ * site) chose the sharedfp components (docs/robustness.md "Stale MPI-IO
+ * semaphores"). Set in the environment so that mpiexec's other ranks, which
+ * run this same code, agree. */
+static void mpi_avoid_sharedfp_sm(void)
+{
+    if (!getenv("OMPI_MCA_sharedfp")) setenv("OMPI_MCA_sharedfp", "^sm", 1);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -90,6 +104,7 @@ int main(int argc, char **argv)
         return DS_EXIT_USAGE;
     }
     blas_pick_kernels(argv);
+    mpi_avoid_sharedfp_sm();
     int provided;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     ds_ctx ctx = {.comm = MPI_COMM_WORLD, .job = jobs[j].name};
