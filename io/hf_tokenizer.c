@@ -42,7 +42,18 @@ struct ds_tok_hf {
     int n_dec;
     int cleanup;
     int32_t bos, eos;        /* tokenizer_config.json's bos_token, eos_token; -1: none */
+    int jit;                 /* split is JIT-compiled */
+    int spm_split;           /* the SentencePiece kind merges chunk by chunk (spm_chunks) */
+    uint32_t *glue;          /* sorted: characters a merge joins to a following "▁" */
+    size_t n_glue;
+    unsigned char added_first[256];   /* some added token starts with this byte */
+    int added_start[257], *added_order; /* added tokens by first byte, longest first */
+    struct enc_state *enc;   /* encoding scratch and word cache (encode is not reentrant) */
+    int plain;               /* ds_tok_hf_set_plain */
 };
+
+static void enc_init(ds_tok_hf *t);
+static void enc_free(struct enc_state *e);
 
 /* ---- UTF-8 ---- */
 
@@ -105,12 +116,12 @@ static void buf_replace(buf *o, const char *s, size_t n, const char *a, const ch
     size_t la = strlen(a), lb = strlen(b);
     buf_add(o, "", 0);
     for (size_t j = 0; j < n;) {
-        if (j + la <= n && !memcmp(s + j, a, la)) {
-            buf_add(o, b, lb);
-            j += la;
-        } else {
-            buf_add(o, s + j++, 1);
-        }
+        const char *q = memmem(s + j, n - j, a, la);
+        size_t k = q ? (size_t)(q - s) : n;
+        buf_add(o, s + j, k - j);
+        if (!q) break;
+        buf_add(o, b, lb);
+        j = k + la;
     }
 }
 
@@ -142,9 +153,22 @@ static void utf8_lossy(buf *o, const unsigned char *s, size_t n)
 
 static uint64_t hash_bytes(const char *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (n * 0xff51afd7ed558ccdULL), v;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&v, s + i, 8);
+        h = (h ^ v) * 0xbf58476d1ce4e5b9ULL;
+        h ^= h >> 31;
+    }
+    if (i < n) {
+        v = 0;
+        for (size_t j = 0; i + j < n; j++) v |= (uint64_t)(unsigned char)s[i + j] << (8 * j);
+        h = (h ^ v) * 0x94d049bb133111ebULL;
+    }
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ULL;
+    h ^= h >> 32;
+    return h ? h : 1; /* never 0: the word cache's empty slot */
 }
 
 static int32_t lookup(const ds_tok_hf *t, const char *s, size_t n)
@@ -336,7 +360,7 @@ static int load_pretok(ds_tok_hf *t, const char *path, json_t *p)
             !json_is_true(json_object_get(one, "invert"))) {
             /* the reference's rewrite of the case-insensitive contractions */
             static const char ci[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)";
-            static const char ex[] = "(?:'([sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD]))";
+            static const char ex[] = "(?:'(?:[sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD]))";
             buf pat = {0};
             for (const char *q = re; *q;) {
                 if (!strncmp(q, ci, sizeof ci - 1)) {
@@ -356,7 +380,7 @@ static int load_pretok(ds_tok_hf *t, const char *path, json_t *p)
                 pcre2_get_error_message(err, msg, sizeof msg);
                 return ds_err(DS_EXIT_INPUT, "%s: split regex: %s at offset %zu", path, (char *)msg, (size_t)off);
             }
-            pcre2_jit_compile(t->split, PCRE2_JIT_COMPLETE); /* optional: falls back to the interpreter */
+            t->jit = pcre2_jit_compile(t->split, PCRE2_JIT_COMPLETE) == 0; /* else the interpreter */
         } else if (type && !strcmp(type, "ByteLevel") && !json_is_true(json_object_get(one, "use_regex")) &&
                    !json_is_true(json_object_get(one, "add_prefix_space"))) {
             t->kind = DS_TOK_HF_BYTELEVEL;
@@ -530,6 +554,7 @@ int ds_tok_hf_load_text(const char *path, const char *json, size_t len, const ch
         return rc;
     }
     load_config(t, config, config_len);
+    enc_init(t);
     *out = t;
     return 0;
 }
@@ -601,6 +626,9 @@ void ds_tok_hf_free(ds_tok_hf *t)
     free(t->suffix);
     for (int i = 0; i < t->n_dec; i++) free(t->dec[i].a), free(t->dec[i].b);
     free(t->dec);
+    free(t->glue);
+    free(t->added_order);
+    enc_free(t->enc);
     free(t);
 }
 
@@ -616,6 +644,18 @@ typedef struct {
     size_t n, cap;
 } ids_vec;
 
+typedef struct cache_slot cache_slot;
+typedef struct enc_state {
+    ids_vec sym, out;  /* the word's symbols; the ids so far */
+    buf norm, tmp;     /* normalized section; scratch */
+    ds_bpe_work work;
+    pcre2_match_data *md;
+    cache_slot *slot;  /* the word cache */
+    size_t n_cached;
+    buf keys;
+    ids_vec cids;
+} enc_state;
+
 static void ids_add(ids_vec *v, int32_t id)
 {
     if (v->n == v->cap) {
@@ -625,15 +665,87 @@ static void ids_add(ids_vec *v, int32_t id)
     v->p[v->n++] = id;
 }
 
-typedef struct {
-    ids_vec sym;      /* the word's symbols */
-    buf norm, tmp;    /* normalized section; scratch */
-    ds_bpe_work work;
-    pcre2_match_data *md;
-} enc_state;
+static void ids_add_n(ids_vec *v, const int32_t *p, size_t n)
+{
+    if (!n) return;
+    if (v->n + n > v->cap) {
+        v->cap = 2 * (v->n + n) + 256;
+        v->p = ds_realloc(v->p, v->cap * sizeof *v->p);
+    }
+    memcpy(v->p + v->n, p, n * sizeof *p);
+    v->n += n;
+}
 
-/* One pre-token S (N bytes) through the model: append its ids to OUT. */
-static void model_word(const ds_tok_hf *t, enc_state *e, const char *s, size_t n, ids_vec *out)
+/* The word cache (as Hugging Face tokenizers keeps one): a pre-token's bytes
+ * -> its ids, for pre-tokens of at most CACHE_WORD bytes; emptied when it
+ * holds CACHE_SLOTS / 2 words. A key of up to 16 bytes is kept in its slot
+ * (zero-padded), a longer one in e->keys; one id in the slot, more in e->cids. */
+enum { CACHE_SLOTS = 1 << 16, CACHE_WORD = 64 };
+struct cache_slot {
+    uint64_t k[2]; /* the key's bytes, or k[0]: its offset in e->keys */
+    uint64_t h;    /* 0: empty */
+    int32_t ids;   /* the id (nids 1) or the offset in e->cids */
+    uint16_t klen, nids;
+};
+typedef struct { uint64_t k[2], h; } cache_key;
+
+static cache_key cache_key_of(const char *s, size_t n)
+{
+    cache_key c = {{0, 0}, 0};
+    if (n <= 16) {
+        memcpy(c.k, s, n);
+        uint64_t h = (c.k[0] ^ n) * 0xbf58476d1ce4e5b9ULL;
+        h ^= h >> 31;
+        h = (h ^ c.k[1]) * 0x94d049bb133111ebULL;
+        h ^= h >> 29;
+        c.h = h ? h : 1;
+    } else {
+        c.h = hash_bytes(s, n);
+    }
+    return c;
+}
+
+static void cache_clear(enc_state *e)
+{
+    memset(e->slot, 0, CACHE_SLOTS * sizeof *e->slot);
+    e->n_cached = 0;
+    e->keys.n = 0;
+    e->cids.n = 0;
+}
+
+static const cache_slot *cache_get(const enc_state *e, const cache_key *key, const char *s, size_t n)
+{
+    for (size_t i = key->h & (CACHE_SLOTS - 1);; i = (i + 1) & (CACHE_SLOTS - 1)) {
+        const cache_slot *c = &e->slot[i];
+        if (!c->h) return NULL;
+        if (c->h != key->h || c->klen != n) continue;
+        if (n <= 16 ? c->k[0] == key->k[0] && c->k[1] == key->k[1] : !memcmp(e->keys.p + c->k[0], s, n)) return c;
+    }
+}
+
+static void cache_put(enc_state *e, const cache_key *key, const char *s, size_t n, const int32_t *ids, size_t m)
+{
+    if (m > 0xffff || m < 1) return;
+    if (e->n_cached >= CACHE_SLOTS / 2) cache_clear(e);
+    size_t i = key->h & (CACHE_SLOTS - 1);
+    while (e->slot[i].h) i = (i + 1) & (CACHE_SLOTS - 1);
+    cache_slot *c = &e->slot[i];
+    *c = (cache_slot){{key->k[0], key->k[1]}, key->h, ids[0], (uint16_t)n, (uint16_t)m};
+    if (n > 16) {
+        c->k[0] = e->keys.n;
+        buf_add(&e->keys, s, n);
+    }
+    if (m > 1) {
+        c->ids = (int32_t)e->cids.n;
+        ids_add_n(&e->cids, ids, m);
+    }
+    e->n_cached++;
+}
+
+/* One pre-token S (N bytes) through the model, merged from scratch: append
+ * its ids to OUT; an unknown character fuses with an unknown one before it
+ * (fuse_unk) only within the ids from BASE on. */
+static void model_merge(const ds_tok_hf *t, enc_state *e, const char *s, size_t n, ids_vec *out, size_t base)
 {
     const unsigned char *u = (const unsigned char *)s;
     e->sym.n = 0;
@@ -675,9 +787,37 @@ static void model_word(const ds_tok_hf *t, enc_state *e, const char *s, size_t n
         for (size_t b = 0; b < k && ok; b++) ok = t->byte_fb[u[at + b]] >= 0;
         if (ok) {
             for (size_t b = 0; b < k; b++) ids_add(out, t->byte_fb[u[at + b]]);
-        } else if (!(t->fuse_unk && out->n && out->p[out->n - 1] == t->unk_id && t->unk_id >= 0)) {
+        } else if (!(t->fuse_unk && out->n > base && out->p[out->n - 1] == t->unk_id && t->unk_id >= 0)) {
             ids_add(out, t->unk_id);
         }
+    }
+}
+
+/* One pre-token through the model, by the word cache: append its ids to OUT.
+ * FUSE_PREV: the ids before are of the same word of the reference (the
+ * SentencePiece kind's chunks), so a leading unknown fuses with them. */
+static void model_word(const ds_tok_hf *t, enc_state *e, const char *s, size_t n, ids_vec *out, int fuse_prev)
+{
+    size_t from = out->n;
+    if (n <= CACHE_WORD && !t->plain) {
+        cache_key key = cache_key_of(s, n);
+        const cache_slot *c = cache_get(e, &key, s, n);
+        if (c && c->nids == 1) {
+            ids_add(out, c->ids);
+        } else if (c) {
+            ids_add_n(out, e->cids.p + c->ids, c->nids);
+        } else {
+            model_merge(t, e, s, n, out, from);
+            cache_put(e, &key, s, n, out->p + from, out->n - from);
+        }
+    } else {
+        model_merge(t, e, s, n, out, from);
+    }
+    /* fuse_unk across the chunks of one word */
+    if (fuse_prev && t->fuse_unk && t->unk_id >= 0 && from > 0 && out->n > from && out->p[from] == t->unk_id &&
+        out->p[from - 1] == t->unk_id) {
+        memmove(out->p + from, out->p + from + 1, (out->n - from - 1) * sizeof *out->p);
+        out->n--;
     }
 }
 
@@ -700,28 +840,63 @@ static void normalize(const ds_tok_hf *t, enc_state *e, const char *s, size_t n)
     }
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The SentencePiece kind has no pre-tokenizer: the reference merges a whole
+ * section as one word. A merge joins a left symbol ending in some character C
+ * and a right symbol starting with "▁" only when the merges list has such a
+ * pair; t->glue lists every such C (load_spm_split). Before any other "▁" no
+ * merge can ever cross, the merges on either side never interact, and the
+ * section is merged chunk by chunk (each through the word cache): the same
+ * ids as one merge of the whole. */
+static void spm_chunks(const ds_tok_hf *t, enc_state *e, const char *p, size_t len, ids_vec *out)
+{
+    static const char sp[] = "\xe2\x96\x81";
+    size_t start = 0;
+    int first = 1;
+    for (size_t i = 1; i + 3 <= len;) {
+        const char *q = memmem(p + i, len - i, sp, 3);
+        if (!q) break;
+        i = (size_t)(q - p);
+        size_t j = i - 1;
+        while (j > start && ((unsigned char)p[j] & 0xC0) == 0x80) j--;
+        uint32_t c = utf8_cp((const unsigned char *)p + j, i - j);
+        if (i > start && !bsearch(&c, t->glue, t->n_glue, sizeof c, cmp_u32)) {
+            model_word(t, e, p + start, i - start, out, !first);
+            first = 0;
+            start = i;
+        }
+        i += 3;
+    }
+    model_word(t, e, p + start, len - start, out, !first);
+}
+
 /* One stretch of text between added tokens. */
 static void encode_section(const ds_tok_hf *t, enc_state *e, const char *s, size_t n, ids_vec *out)
 {
     if (!n) return;
     normalize(t, e, s, n);
     if (!e->norm.n) return;
-    char *p = ds_malloc(e->norm.n + 1);
+    const char *p = e->norm.p; /* model_word leaves e->norm alone */
     size_t len = e->norm.n;
-    memcpy(p, e->norm.p, len);
     if (!t->split) {
-        model_word(t, e, p, len, out);
-        free(p);
+        if (t->spm_split && !t->plain) spm_chunks(t, e, p, len, out);
+        else model_word(t, e, p, len, out, 0);
         return;
     }
     size_t at = 0, start = 0; /* at: end of the last piece; start: where to search */
     while (start <= len) {
-        int r = pcre2_match(t->split, (PCRE2_SPTR)p, len, start, PCRE2_NO_UTF_CHECK, e->md, NULL);
+        int r = t->jit ? pcre2_jit_match(t->split, (PCRE2_SPTR)p, len, start, 0, e->md, NULL)
+                       : pcre2_match(t->split, (PCRE2_SPTR)p, len, start, PCRE2_NO_UTF_CHECK, e->md, NULL);
         if (r < 0) break;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
         size_t ms = ov[0], me = ov[1];
-        if (ms > at) model_word(t, e, p + at, ms - at, out);
-        if (me > ms) model_word(t, e, p + ms, me - ms, out);
+        if (ms > at) model_word(t, e, p + at, ms - at, out, 0);
+        if (me > ms) model_word(t, e, p + ms, me - ms, out, 0);
         at = me;
         if (me == ms) { /* empty match: step one character on, as the reference does */
             if (me >= len) break;
@@ -730,36 +905,126 @@ static void encode_section(const ds_tok_hf *t, enc_state *e, const char *s, size
             start = me;
         }
     }
-    if (at < len) model_word(t, e, p + at, len - at, out);
-    free(p);
+    if (at < len) model_word(t, e, p + at, len - at, out, 0);
 }
 
+/* Added tokens by first byte, longest first (the first of equal ones first). */
+static void index_added(ds_tok_hf *t)
+{
+    t->added_order = ds_malloc(((size_t)t->n_added + 1) * sizeof *t->added_order);
+    int k = 0;
+    for (int c = 0; c < 256; c++) {
+        int from = t->added_start[c] = k;
+        for (int a = 0; a < t->n_added; a++) {
+            if ((unsigned char)t->added[a].s[0] != c) continue;
+            int j = k++;
+            for (; j > from && t->added[t->added_order[j - 1]].len < t->added[a].len; j--)
+                t->added_order[j] = t->added_order[j - 1];
+            t->added_order[j] = a;
+        }
+        t->added_first[c] = k > from;
+    }
+    t->added_start[256] = k;
+}
+
+/* t->glue for spm_chunks: the last character of the left piece of every
+ * merge whose right piece starts with "▁", sorted, each once. */
+static void find_glue(ds_tok_hf *t)
+{
+    size_t cap = 16;
+    t->glue = ds_malloc(cap * sizeof *t->glue);
+    for (size_t i = 0; i < t->merges.cap; i++) {
+        if (!t->merges.keys[i]) continue;
+        uint64_t k = t->merges.keys[i] - 1;
+        int32_t l = (int32_t)(k >> 32), r = (int32_t)(uint32_t)k;
+        if (t->piece_len[r] < 3 || memcmp(t->piece[r], "\xe2\x96\x81", 3) != 0) continue;
+        const unsigned char *p = (const unsigned char *)t->piece[l];
+        size_t j = t->piece_len[l] - 1;
+        while (j > 0 && (p[j] & 0xC0) == 0x80) j--;
+        if (t->n_glue == cap) t->glue = ds_realloc(t->glue, (cap *= 2) * sizeof *t->glue);
+        t->glue[t->n_glue++] = utf8_cp(p + j, t->piece_len[l] - j);
+    }
+    qsort(t->glue, t->n_glue, sizeof *t->glue, cmp_u32);
+    size_t m = 0;
+    for (size_t i = 0; i < t->n_glue; i++)
+        if (!m || t->glue[m - 1] != t->glue[i]) t->glue[m++] = t->glue[i];
+    t->n_glue = m;
+}
+
+static void enc_init(ds_tok_hf *t)
+{
+    index_added(t);
+    if (t->kind == DS_TOK_HF_SPM && !t->split && !t->ignore_merges) {
+        find_glue(t);
+        t->spm_split = 1;
+    }
+    enc_state *e = ds_calloc(1, sizeof *e);
+    e->slot = ds_calloc(CACHE_SLOTS, sizeof *e->slot);
+    if (t->split) e->md = pcre2_match_data_create_from_pattern(t->split, NULL);
+    t->enc = e;
+}
+
+static void enc_free(enc_state *e)
+{
+    if (!e) return;
+    free(e->sym.p);
+    free(e->out.p);
+    free(e->norm.p);
+    free(e->tmp.p);
+    ds_bpe_work_free(&e->work);
+    if (e->md) pcre2_match_data_free(e->md);
+    free(e->slot);
+    free(e->keys.p);
+    free(e->cids.p);
+    free(e);
+}
+
+void ds_tok_hf_set_plain(ds_tok_hf *t, int plain) { t->plain = plain; }
+
 static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+/* The offset of the first invalid UTF-8 sequence, or LEN. */
+static size_t utf8_check(const char *text, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)text;
+    for (size_t i = 0; i < len;) {
+        uint64_t w;
+        if (i + 8 <= len && (memcpy(&w, u + i, 8), !(w & 0x8080808080808080ULL))) {
+            i += 8;
+            continue;
+        }
+        size_t k = utf8_len(u + i, len - i);
+        if (!k) return i;
+        i += k;
+    }
+    return len;
+}
+
+/* The longest added token at TEXT[i] (the first of equal ones), or NULL. */
+static const added_tok *added_at(const ds_tok_hf *t, const char *text, size_t len, size_t i)
+{
+    unsigned char c = (unsigned char)text[i];
+    for (int k = t->added_start[c]; k < t->added_start[c + 1]; k++) {
+        const added_tok *x = &t->added[t->added_order[k]];
+        if (x->len <= len - i && !memcmp(text + i, x->s, x->len)) return x;
+    }
+    return NULL;
+}
 
 int ds_tok_hf_encode(const ds_tok_hf *t, const char *text, size_t len, int add_special, int32_t **ids, size_t *n)
 {
     *ids = NULL;
     *n = 0;
-    for (size_t i = 0; i < len;) {
-        size_t k = utf8_len((const unsigned char *)text + i, len - i);
-        if (!k) return ds_err(DS_EXIT_INPUT, "text: invalid UTF-8 at byte %zu", i);
-        i += k;
-    }
-    ids_vec out = {0};
-    enc_state e = {0};
-    if (t->split) e.md = pcre2_match_data_create_from_pattern(t->split, NULL);
-    if (add_special)
-        for (int i = 0; i < t->n_prefix; i++) ids_add(&out, t->prefix[i]);
+    size_t bad = utf8_check(text, len);
+    if (bad < len) return ds_err(DS_EXIT_INPUT, "text: invalid UTF-8 at byte %zu", bad);
+    enc_state *e = t->enc;
+    ids_vec *out = &e->out;
+    out->n = 0;
+    if (add_special) ids_add_n(out, t->prefix, (size_t)t->n_prefix);
     size_t sec = 0; /* start of the current section */
     int strip_next = 0;
     for (size_t i = 0; i < len;) {
-        const added_tok *best = NULL;
-        for (int a = 0; a < t->n_added; a++) {
-            const added_tok *x = &t->added[a];
-            if (x->s[0] == text[i] && x->len <= len - i && (!best || x->len > best->len) &&
-                !memcmp(text + i, x->s, x->len))
-                best = x;
-        }
+        const added_tok *best = t->added_first[(unsigned char)text[i]] ? added_at(t, text, len, i) : NULL;
         if (!best) {
             i++;
             continue;
@@ -769,24 +1034,19 @@ int ds_tok_hf_encode(const ds_tok_hf *t, const char *text, size_t len, int add_s
             while (sec < end && is_ws((unsigned char)text[sec])) sec++;
         if (best->lstrip)
             while (end > sec && is_ws((unsigned char)text[end - 1])) end--;
-        encode_section(t, &e, text + sec, end - sec, &out);
-        ids_add(&out, best->id);
+        encode_section(t, e, text + sec, end - sec, out);
+        ids_add(out, best->id);
         i += best->len;
         sec = i;
         strip_next = best->rstrip;
     }
     if (strip_next)
         while (sec < len && is_ws((unsigned char)text[sec])) sec++;
-    encode_section(t, &e, text + sec, len - sec, &out);
-    if (add_special)
-        for (int i = 0; i < t->n_suffix; i++) ids_add(&out, t->suffix[i]);
-    free(e.sym.p);
-    free(e.norm.p);
-    free(e.tmp.p);
-    ds_bpe_work_free(&e.work);
-    if (e.md) pcre2_match_data_free(e.md);
-    *ids = out.p ? out.p : ds_malloc(sizeof **ids);
-    *n = out.n;
+    encode_section(t, e, text + sec, len - sec, out);
+    if (add_special) ids_add_n(out, t->suffix, (size_t)t->n_suffix);
+    *ids = ds_malloc((out->n ? out->n : 1) * sizeof **ids);
+    if (out->n) memcpy(*ids, out->p, out->n * sizeof **ids);
+    *n = out->n;
     return 0;
 }
 

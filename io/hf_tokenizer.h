@@ -55,6 +55,12 @@ const char *ds_tok_hf_piece(const ds_tok_hf *t, int id);
  * special tokens. *IDS (malloc'd, free it) and *N; 0, or DS_EXIT_INPUT. */
 int ds_tok_hf_encode(const ds_tok_hf *t, const char *text, size_t len, int add_special, int32_t **ids,
                      size_t *n);
+/* PLAIN 1: encode as the reference does, each pre-token merged from
+ * scratch and a SentencePiece-kind section merged as one word; 0 (the
+ * default): through the word cache and in chunks (same ids, faster). For
+ * tests and the fuzz target. An encoder keeps scratch and a word cache in T:
+ * one tokenizer is not to be used by two threads at once. */
+void ds_tok_hf_set_plain(ds_tok_hf *t, int plain);
 /* Decode N ids; SKIP_SPECIAL drops special added tokens. *TEXT (malloc'd,
  * NUL-terminated) and *LEN; 0, or DS_EXIT_INPUT for an id out of range. */
 int ds_tok_hf_decode(const ds_tok_hf *t, const int32_t *ids, size_t n, int skip_special, char **text,

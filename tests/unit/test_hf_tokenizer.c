@@ -193,11 +193,72 @@ START_TEST(test_bpe_pure)
 }
 END_TEST
 
+/* Both encoders: plain (as the reference runs) and the default (word cache,
+ * SentencePiece sections in chunks), the latter twice (the cache warm). */
 START_TEST(test_spm_vectors)
 {
-    int count, bad = run_vectors(l2, "llama2-style-32k.jsonl", &count);
-    ck_assert_int_ge(count, 40);
-    ck_assert_msg(bad == 0, "%d of %d vectors differ", bad, count);
+    for (int pass = 0; pass < 3; pass++) {
+        ds_tok_hf_set_plain(l2, pass == 0);
+        int count, bad = run_vectors(l2, "llama2-style-32k.jsonl", &count);
+        ck_assert_int_ge(count, 40);
+        ck_assert_msg(bad == 0, "pass %d: %d of %d vectors differ", pass, bad, count);
+    }
+}
+END_TEST
+
+/* A tiny SentencePiece-kind tokenizer from JSON text (normalizer Prepend "▁",
+ * Replace " " -> "▁"); MODEL is the model object. */
+static ds_tok_hf *tiny_spm(const char *model)
+{
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":\"\u2581\"},"
+             "{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\u2581\"}]},"
+             "\"pre_tokenizer\":null,\"post_processor\":null,\"decoder\":null,\"added_tokens\":[],\"model\":%s}",
+             model);
+    ds_tok_hf *t;
+    ck_assert_msg(ds_tok_hf_load_text("tiny.json", json, strlen(json), NULL, 0, &t) == 0, "%s", ds_errmsg());
+    return t;
+}
+
+static void tiny_is(ds_tok_hf *t, const char *text, const int32_t *want, size_t n)
+{
+    for (int plain = 1; plain >= 0; plain--)
+        for (int again = 0; again < 2; again++) { /* the cache cold, then warm */
+            ds_tok_hf_set_plain(t, plain);
+            int32_t *ids;
+            size_t got;
+            ck_assert_int_eq(ds_tok_hf_encode(t, text, strlen(text), 0, &ids, &got), 0);
+            ck_assert_msg(got == n, "'%s' plain %d: %zu ids, want %zu", text, plain, got, n);
+            for (size_t i = 0; i < n; i++) ck_assert_int_eq(ids[i], want[i]);
+            free(ids);
+        }
+}
+
+/* The chunked SentencePiece encoder splits before "▁" only where no merge
+ * joins the character before it to a "▁...": a merge "x ▁" keeps "x▁"
+ * together; unknown characters fuse across chunks as across one word. */
+START_TEST(test_spm_chunks)
+{
+    ds_tok_hf *t = tiny_spm("{\"type\":\"BPE\",\"vocab\":{\"<unk>\":0,\"\u2581\":1,\"x\":2,\"y\":3,\"x\u2581\":4,"
+                            "\"\u2581y\":5},\"merges\":[\"x \u2581\",\"\u2581 y\"],\"unk_token\":\"<unk>\"}");
+    int32_t a[] = {1, 4, 3}; /* ▁ x▁ y: "x ▁" (rank 0) wins over "▁ y" */
+    tiny_is(t, "x y", a, 3);
+    int32_t b[] = {5, 5}; /* ▁y ▁y: split before the second ▁ */
+    tiny_is(t, "y y", b, 2);
+    int32_t c[] = {1, 4, 4, 2}; /* ▁ x▁ x▁ x */
+    tiny_is(t, "x x x", c, 4);
+    int32_t d[] = {5, 0, 0, 1, 2}; /* ▁y <unk> <unk> ▁ x: é is unknown (no fuse_unk here) */
+    tiny_is(t, "y\xc3\xa9\xc3\xa9 x", d, 5);
+    ds_tok_hf_free(t);
+    /* no "▁" piece: every character unknown, fused into one <unk> across chunks */
+    t = tiny_spm("{\"type\":\"BPE\",\"vocab\":{\"<unk>\":0,\"x\":1},\"merges\":[],\"unk_token\":\"<unk>\","
+                 "\"fuse_unk\":true}");
+    int32_t e[] = {0};
+    tiny_is(t, "\xc3\xa9 \xc3\xa9 \xc3\xa9", e, 1);
+    int32_t f[] = {0, 1, 0}; /* <unk> x <unk> */
+    tiny_is(t, " x  ", f, 3);
+    ds_tok_hf_free(t);
 }
 END_TEST
 
@@ -211,9 +272,12 @@ START_TEST(test_bytelevel_vectors)
     ck_assert_msg(ds_tok_hf_load(l3_path, &t) == 0, "%s", ds_errmsg());
     ck_assert_int_eq(ds_tok_hf_kind_of(t), DS_TOK_HF_BYTELEVEL);
     ck_assert_int_eq(ds_tok_hf_n_ids(t), 128256);
-    int count, bad = run_vectors(t, "llama3-128k.jsonl", &count);
-    ck_assert_int_ge(count, 40);
-    ck_assert_msg(bad == 0, "%d of %d vectors differ", bad, count);
+    for (int pass = 0; pass < 3; pass++) {
+        ds_tok_hf_set_plain(t, pass == 0);
+        int count, bad = run_vectors(t, "llama3-128k.jsonl", &count);
+        ck_assert_int_ge(count, 40);
+        ck_assert_msg(bad == 0, "pass %d: %d of %d vectors differ", pass, bad, count);
+    }
     ds_tok_hf_free(t);
 }
 END_TEST
@@ -350,6 +414,7 @@ int main(void)
     TCase *spm = ds_check_case(s, "spm-encode", 120);
     tcase_add_test(spm, test_bpe_pure);
     tcase_add_test(spm, test_spm_vectors);
+    tcase_add_test(spm, test_spm_chunks);
     TCase *bl = ds_check_case(s, "bytelevel-encode", 120);
     tcase_add_test(bl, test_bytelevel_vectors);
     TCase *dec = ds_check_case(s, "decode", 60);
