@@ -165,6 +165,77 @@ static int get_int_attr(ds_model_file *f, const char *name, int lo, int hi, int 
     return 0;
 }
 
+/* bos_token_id / eos_token_id: a scalar int or a 1-D int array (a list in
+ * config.json); absent: none. */
+static int ids_attr_set(hid_t obj, const char *name, const int *ids, int n, int is_list)
+{
+    if (n == 0) return 0;
+    if (!is_list) return ds_h5_attr_set_int(obj, name, ids[0]);
+    int64_t v[DS_MAX_SPECIAL_IDS];
+    for (int i = 0; i < n; i++) v[i] = ids[i];
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t space = H5Screate_simple(1, dims, NULL);
+    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t st = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, v);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(space);
+    return st < 0 ? ds_err(DS_EXIT_OUTPUT, "cannot write attribute %s", name) : 0;
+}
+
+static int ids_attr_get(ds_model_file *f, const char *name, int *ids, int *n, int *is_list)
+{
+    *n = *is_list = 0;
+    if (!ds_h5_attr_exists(f->file, name)) return 0;
+    hid_t a = H5Aopen(f->file, name, H5P_DEFAULT);
+    hid_t space = a < 0 ? H5I_INVALID_HID : H5Aget_space(a);
+    hid_t type = a < 0 ? H5I_INVALID_HID : H5Aget_type(a);
+    int nd = space < 0 ? -1 : H5Sget_simple_extent_ndims(space);
+    hssize_t cnt = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
+    int64_t v[DS_MAX_SPECIAL_IDS];
+    int rc = 0;
+    if (a < 0 || type < 0 || H5Tget_class(type) != H5T_INTEGER || nd < 0 || nd > 1 || cnt < 1 ||
+        cnt > DS_MAX_SPECIAL_IDS || H5Aread(a, H5T_NATIVE_INT64, v) < 0)
+        rc = ds_err(DS_EXIT_INPUT, "%s: attribute %s: not an integer or a list of 1..%d integers", f->path, name,
+                    DS_MAX_SPECIAL_IDS);
+    for (int i = 0; !rc && i < cnt; i++) {
+        if (v[i] < 0 || v[i] > INT32_MAX) rc = ds_err(DS_EXIT_INPUT, "%s: attribute %s: id %lld out of range", f->path,
+                                                      name, (long long)v[i]);
+        else ids[i] = (int)v[i];
+    }
+    if (!rc) *n = (int)cnt, *is_list = nd == 1;
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    if (a >= 0) H5Aclose(a);
+    return rc;
+}
+
+/* The attributes beyond the shape (absent in older files: no scaling, no ids). */
+static int read_config_extra(ds_model_file *f, ds_config *c)
+{
+    char kind[32];
+    double v[3];
+    int rc = 0;
+    if (ds_h5_attr_exists(f->file, "rope_scaling")) {
+        if ((rc = ds_h5_attr_get_str(f->file, "rope_scaling", kind, sizeof kind))) return rc;
+        if (strcmp(kind, "linear") == 0) c->rope_scaling = DS_ROPE_LINEAR;
+        else if (strcmp(kind, "llama3") == 0) c->rope_scaling = DS_ROPE_LLAMA3;
+        else return ds_err(DS_EXIT_INPUT, "%s: rope_scaling \"%s\" is not supported (linear or llama3)", f->path, kind);
+        if ((rc = ds_h5_attr_get_double(f->file, "rope_scaling_factor", &v[0]))) return rc;
+        c->rope_factor = (float)v[0];
+    }
+    if (c->rope_scaling == DS_ROPE_LLAMA3) {
+        if ((rc = ds_h5_attr_get_double(f->file, "rope_scaling_low_freq_factor", &v[1])) ||
+            (rc = ds_h5_attr_get_double(f->file, "rope_scaling_high_freq_factor", &v[2])) ||
+            (rc = get_int_attr(f, "rope_scaling_original_max_position_embeddings", 1, 1 << 30,
+                               &c->rope_original_max_pos)))
+            return rc;
+        c->rope_low_freq_factor = (float)v[1];
+        c->rope_high_freq_factor = (float)v[2];
+    }
+    if ((rc = ids_attr_get(f, "bos_token_id", c->bos_ids, &c->n_bos, &c->bos_is_list))) return rc;
+    return ids_attr_get(f, "eos_token_id", c->eos_ids, &c->n_eos, &c->eos_is_list);
+}
+
 static int read_config(ds_model_file *f)
 {
     ds_config *c = &f->meta.cfg;
@@ -183,6 +254,7 @@ static int read_config(ds_model_file *f)
         return rc;
     c->norm_eps = (float)eps;
     c->rope_theta = (float)theta;
+    if ((rc = read_config_extra(f, c))) return rc;
     return ds_config_check(c, f->path);
 }
 
@@ -244,6 +316,14 @@ static int read_meta(ds_model_file *f)
     if ((rc = read_tensor_list(f))) return rc;
     f->meta.has_tokenizer = ds_h5_exists(f->file, "tokenizer");
     if (f->meta.has_tokenizer) rc = ds_h5_group_open(f->file, "tokenizer", &f->tokgrp);
+    if (!rc && f->meta.has_tokenizer && ds_h5_attr_exists(f->tokgrp, "format")) {
+        char tf[16];
+        if ((rc = ds_h5_attr_get_str(f->tokgrp, "format", tf, sizeof tf))) return rc;
+        if (strcmp(tf, "hf") != 0)
+            return ds_err(DS_EXIT_INPUT, "%s: tokenizer format \"%s\" is not known (\"hf\", or none: llama2.c)", f->path,
+                          tf);
+        f->meta.tokenizer_hf = 1;
+    }
     return rc;
 }
 
@@ -314,10 +394,55 @@ static int tok_dataset(ds_model_file *f, const char *name, int64_t n, hid_t *d, 
     return 0;
 }
 
+/* One stored file of a Hugging Face tokenizer: a 1-D uint8 dataset. */
+static int tok_bytes(ds_model_file *f, const char *name, char **data, size_t *len)
+{
+    hid_t d = H5I_INVALID_HID;
+    int64_t n = 0;
+    int rc = tok_dataset(f, name, -1, &d, &n);
+    if (!rc) {
+        *data = ds_malloc((size_t)n + 1);
+        (*data)[n] = 0;
+        *len = (size_t)n;
+        rc = n ? ds_h5_read_rows(d, H5T_NATIVE_UINT8, 0, n, *data) : 0;
+    }
+    if (d > 0) H5Dclose(d);
+    return rc;
+}
+
+int ds_model_read_tokenizer_files(ds_model_file *f, ds_tok_files *tf)
+{
+    memset(tf, 0, sizeof *tf);
+    if (!f->meta.tokenizer_hf)
+        return ds_err(DS_EXIT_INPUT, "%s: no Hugging Face tokenizer in this checkpoint", f->path);
+    int rc = tok_bytes(f, "tokenizer_json", &tf->json, &tf->json_len);
+    if (!rc && ds_h5_exists(f->tokgrp, "tokenizer_config_json"))
+        rc = tok_bytes(f, "tokenizer_config_json", &tf->config, &tf->config_len);
+    if (rc) ds_tok_files_free(tf);
+    return rc;
+}
+
+static int read_tokenizer_hf(ds_model_file *f, ds_tokenizer *tok)
+{
+    ds_tok_files tf;
+    char what[4200], name[64] = "";
+    snprintf(what, sizeof what, "%s: tokenizer/tokenizer_json", f->path);
+    int rc = ds_model_read_tokenizer_files(f, &tf);
+    if (!rc && ds_h5_attr_exists(f->tokgrp, "chat_template_name"))
+        rc = ds_h5_attr_get_str(f->tokgrp, "chat_template_name", name, sizeof name);
+    if (!rc && strlen(name) >= sizeof tok->chat_template)
+        rc = ds_err(DS_EXIT_INPUT, "%s: tokenizer: chat_template_name \"%s\" is not a built-in", f->path, name);
+    if (!rc) rc = ds_tok_files_load(what, &tf, f->meta.cfg.vocab_size, tok);
+    if (!rc) snprintf(tok->chat_template, sizeof tok->chat_template, "%s", name);
+    ds_tok_files_free(&tf);
+    return rc;
+}
+
 int ds_model_read_tokenizer(ds_model_file *f, ds_tokenizer *tok)
 {
     memset(tok, 0, sizeof *tok);
     if (!f->meta.has_tokenizer) return ds_err(DS_EXIT_INPUT, "%s: no tokenizer in this checkpoint", f->path);
+    if (f->meta.tokenizer_hf) return read_tokenizer_hf(f, tok);
     hid_t ds[3] = {H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID};
     int64_t v, no, total, maxlen;
     float *scores = NULL;
@@ -411,6 +536,46 @@ static int write_tokenizer(ds_model_file *f, const ds_tokenizer *tok)
     return rc;
 }
 
+/* A uint8 dataset of the tokenizer group; rank 0 writes the bytes. */
+static int write_tok_bytes(ds_model_file *f, const char *name, const char *data, size_t len)
+{
+    hid_t d = H5I_INVALID_HID;
+    int64_t n = (int64_t)len;
+    int rc = ds_h5_dataset_create(f->tokgrp, name, H5T_STD_U8LE, 1, &n, &d);
+    if (!rc && f->ctx.rank == 0 && n) rc = ds_h5_write_rows(d, H5T_NATIVE_UINT8, 0, n, data);
+    if (d > 0) H5Dclose(d);
+    return rc;
+}
+
+/* The Hugging Face form: the files whole, and the fields that matter as
+ * attributes (docs/formats.md). The chat template's text is an attribute
+ * when it is no built-in's and small enough for one (it is in
+ * tokenizer_config_json either way). */
+static int write_tokenizer_hf(ds_model_file *f, const ds_tokenizer *tok, const ds_tok_files *tf)
+{
+    ds_tok_config c;
+    hid_t g;
+    int rc = ds_tok_config_parse(f->path, tf, &c);
+    if (rc) return rc;
+    if (!(rc = ds_h5_group_create(f->file, "tokenizer", &f->tokgrp))) {
+        g = f->tokgrp;
+        if (!rc) rc = ds_h5_attr_set_str(g, "format", "hf");
+        if (!rc) rc = write_tok_bytes(f, "tokenizer_json", tf->json, tf->json_len);
+        if (!rc && tf->config) rc = write_tok_bytes(f, "tokenizer_config_json", tf->config, tf->config_len);
+        if (!rc) rc = ds_h5_attr_set_str(g, "bos_token", c.bos_token);
+        if (!rc) rc = ds_h5_attr_set_str(g, "eos_token", c.eos_token);
+        if (!rc) rc = ds_h5_attr_set_int(g, "bos_token_id", tok->bos_id);
+        if (!rc) rc = ds_h5_attr_set_int(g, "eos_token_id", tok->eos_id);
+        if (!rc) rc = ds_h5_attr_set_int(g, "add_bos_token", c.add_bos_token);
+        if (!rc) rc = ds_h5_attr_set_int(g, "n_ids", tok->vocab_size);
+        if (!rc) rc = ds_h5_attr_set_str(g, "chat_template_name", tok->chat_template);
+        if (!rc && c.chat_template && !tok->chat_template[0] && strlen(c.chat_template) <= 32768)
+            rc = ds_h5_attr_set_str(g, "chat_template", c.chat_template);
+    }
+    ds_tok_config_free(&c);
+    return rc;
+}
+
 static int write_header(ds_model_file *f, const ds_config *c)
 {
     hid_t r = f->file;
@@ -427,7 +592,18 @@ static int write_header(ds_model_file *f, const ds_config *c)
         (rc = ds_h5_attr_set_float(r, "rope_theta", c->rope_theta)) ||
         (rc = ds_h5_attr_set_int(r, "tied_embeddings", c->tied_embeddings ? 1 : 0)))
         return rc;
-    return 0;
+    /* Written only when the config has them: other files stay as before. */
+    if (c->rope_scaling != DS_ROPE_NONE &&
+        ((rc = ds_h5_attr_set_str(r, "rope_scaling", ds_rope_kind_name(c->rope_scaling))) ||
+         (rc = ds_h5_attr_set_float(r, "rope_scaling_factor", c->rope_factor))))
+        return rc;
+    if (c->rope_scaling == DS_ROPE_LLAMA3 &&
+        ((rc = ds_h5_attr_set_float(r, "rope_scaling_low_freq_factor", c->rope_low_freq_factor)) ||
+         (rc = ds_h5_attr_set_float(r, "rope_scaling_high_freq_factor", c->rope_high_freq_factor)) ||
+         (rc = ds_h5_attr_set_int(r, "rope_scaling_original_max_position_embeddings", c->rope_original_max_pos))))
+        return rc;
+    if ((rc = ids_attr_set(r, "bos_token_id", c->bos_ids, c->n_bos, c->bos_is_list))) return rc;
+    return ids_attr_set(r, "eos_token_id", c->eos_ids, c->n_eos, c->eos_is_list);
 }
 
 /* Close every HDF5 object and the file; remove the temporary file. */
@@ -459,11 +635,16 @@ int ds_model_create(const char *path, MPI_Comm comm, const ds_config *cfg, int n
     memcpy(f->meta.tensors, tensors, sizeof(ds_tinfo) * (size_t)n);
     qsort(f->meta.tensors, (size_t)n, sizeof(ds_tinfo), cmp_tinfo);
     f->meta.has_tokenizer = tok != NULL;
+    f->meta.tokenizer_hf = tok && tok->hf;
     int rc = ds_config_check(cfg, path);
     if (!rc) rc = check_tensors(path, cfg, n, f->meta.tensors);
     if (!rc && tok && (tok->vocab_size < 1 || tok->vocab_size > cfg->vocab_size))
         rc = ds_err(DS_EXIT_INPUT, "%s: tokenizer has %d pieces for a vocabulary of %d", path, tok->vocab_size,
                     cfg->vocab_size);
+    const ds_tok_files *tf = tok && tok->hf ? ds_tok_files_of(tok) : NULL;
+    if (!rc && tok && tok->hf && !tf)
+        rc = ds_err(DS_EXIT_FAIL, "%s: the Hugging Face tokenizer's files are not known (not loaded with "
+                    "ds_tok_files_load): cannot store it", path);
     if ((rc = ds_ctx_agree(&f->ctx, rc))) {
         model_free(f);
         return rc;
@@ -489,7 +670,7 @@ int ds_model_create(const char *path, MPI_Comm comm, const ds_config *cfg, int n
         const ds_tinfo *t = &f->meta.tensors[i];
         rc = ds_h5_dataset_create(f->tensors, t->name, ds_h5_type(t->dtype), t->ndim, t->shape, &f->dsets[i]);
     }
-    if (!rc && tok) rc = write_tokenizer(f, tok);
+    if (!rc && tok) rc = tf ? write_tokenizer_hf(f, tok, tf) : write_tokenizer(f, tok);
     if ((rc = ds_ctx_agree(&f->ctx, rc))) {
         discard_tmp(f);
         return rc;

@@ -27,6 +27,7 @@
 #define DS_IO_H5_MODEL_H
 #include <mpi.h>
 #include "src/ds.h"
+#include "io/tok_files.h"
 #include "io/tokenizer.h"
 
 #define DS_MODEL_FORMAT "deltasoup.model"
@@ -39,6 +40,7 @@ typedef struct {
     int n_tensors;
     ds_tinfo *tensors; /* sorted by name */
     int has_tokenizer;
+    int tokenizer_hf;        /* /tokenizer holds a Hugging Face tokenizer.json (format "hf") */
     char content_sha256[65]; /* as recorded in the file ("" if absent) */
     int format_version;      /* as recorded (<= DS_MODEL_FORMAT_VERSION) */
 } ds_model_meta;
@@ -61,13 +63,21 @@ int ds_model_read_tensor(ds_model_file *f, const char *name, ds_dtype want, void
 /* Read rows [row0, row0+nrows) of a 2-D (or 1-D: elements) tensor. */
 int ds_model_read_rows(ds_model_file *f, const char *name, ds_dtype want, int64_t row0,
                        int64_t nrows, void *buf);
-/* Independent: fill tok (free with ds_tokenizer_free). */
+/* Independent: fill tok (free with ds_tokenizer_free): the llama2.c arrays,
+ * or a Hugging Face tokenizer (tok->hf, tok->chat_template as recorded at
+ * import) built from the stored tokenizer.json / tokenizer_config.json. */
 int ds_model_read_tokenizer(ds_model_file *f, ds_tokenizer *tok);
+
+/* Independent: the stored files of a Hugging Face tokenizer (export);
+ * DS_EXIT_INPUT when /tokenizer is absent or holds llama2.c arrays. */
+int ds_model_read_tokenizer_files(ds_model_file *f, ds_tok_files *tf);
 void ds_model_close(ds_model_file *f);
 
 /* Write side. tensors: exactly ds_model_llama_tensors(cfg) (any order), each
  * with its stored dtype (F32, F16, BF16). tok may be NULL. overwrite: replace
- * an existing NAME (else DS_EXIT_OUTPUT). The data goes to NAME.tmp. */
+ * an existing NAME (else DS_EXIT_OUTPUT). The data goes to NAME.tmp. A
+ * Hugging Face tok (tok->hf) is stored as its files' bytes: it must come from
+ * ds_model_tokenizer_from_files or ds_model_read_tokenizer. */
 int ds_model_create(const char *path, MPI_Comm comm, const ds_config *cfg, int n,
                     const ds_tinfo *tensors, const ds_tokenizer *tok, int overwrite,
                     ds_model_file **out);

@@ -3,7 +3,43 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "io/hf_config.h"
+#include "io/tok_files.h"
+
+static char *in_folder(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = ds_malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+/* A Hugging Face model folder: config.json, the weights (the index and its
+ * shards, or one model.safetensors) and tokenizer.json. */
+static int hf_folder_open(ds_source *s, const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return ds_err(DS_EXIT_INPUT, "%s: not a folder (--from hf takes a Hugging Face model folder)", dir);
+    s->cfgpath = s->cfg_owned = in_folder(dir, "config.json");
+    s->tokpath = in_folder(dir, "tokenizer.json");
+    char *w = in_folder(dir, "model.safetensors.index.json");
+    if (!ds_file_exists(w)) {
+        free(w);
+        w = in_folder(dir, "model.safetensors");
+    }
+    int rc = 0;
+    if (!ds_file_exists(w))
+        rc = ds_err(DS_EXIT_INPUT, "%s: no model.safetensors.index.json or model.safetensors in the folder", dir);
+    else if (!ds_file_exists(s->tokpath))
+        rc = ds_err(DS_EXIT_INPUT, "%s: cannot open (a Hugging Face model folder holds its tokenizer.json)",
+                    s->tokpath);
+    if (!rc) rc = ds_hf_config_load(s->cfgpath, &s->cfg);
+    if (!rc) rc = ds_st_set_open(1, &w, &s->st);
+    free(w);
+    return rc;
+}
 
 int ds_source_open(ds_source *s, ds_source_kind kind, int n_in, const char *const *in, const char *cfgpath)
 {
@@ -15,10 +51,34 @@ int ds_source_open(ds_source *s, ds_source_kind kind, int n_in, const char *cons
         if (!rc) s->cfg = *ds_llama2c_config(s->l2c);
         return rc;
     }
+    if (kind == DS_SOURCE_HF) return hf_folder_open(s, in[0]);
     if (!cfgpath) cfgpath = s->cfg_owned = ds_hf_config_beside(in[0]);
     s->cfgpath = cfgpath;
     int rc = ds_hf_config_load(cfgpath, &s->cfg);
     if (!rc) rc = ds_st_set_open(n_in, (char *const *)in, &s->st);
+    return rc;
+}
+
+int ds_source_tokenizer(const ds_source *s, const char *tokpath, ds_tokenizer *tok, int *have)
+{
+    *have = 0;
+    memset(tok, 0, sizeof *tok);
+    if (s->kind == DS_SOURCE_HF) tokpath = s->tokpath;
+    if (!tokpath) return 0;
+    FILE *f = fopen(tokpath, "rb");
+    int c = ' ';
+    while (f && (c = fgetc(f)) != EOF && (c == ' ' || c == '\n' || c == '\r' || c == '\t')) {}
+    if (f) fclose(f);
+    int rc;
+    if (f && c == '{') {
+        ds_tok_files tf;
+        rc = ds_tok_files_read(tokpath, &tf);
+        if (!rc) rc = ds_tok_files_load(tokpath, &tf, s->cfg.vocab_size, tok);
+        ds_tok_files_free(&tf);
+    } else {
+        rc = ds_tokenizer_load_llama2c(tokpath, s->cfg.vocab_size, tok);
+    }
+    *have = rc == 0;
     return rc;
 }
 
@@ -108,5 +168,6 @@ void ds_source_close(ds_source *s)
     ds_llama2c_close(s->l2c);
     ds_st_set_close(s->st);
     free(s->cfg_owned);
+    free(s->tokpath);
     memset(s, 0, sizeof *s);
 }

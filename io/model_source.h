@@ -9,12 +9,13 @@
 #include "io/safetensors.h"
 #include "src/ctx.h"
 
-typedef enum { DS_SOURCE_LLAMA2C, DS_SOURCE_SAFETENSORS } ds_source_kind;
+typedef enum { DS_SOURCE_LLAMA2C, DS_SOURCE_SAFETENSORS, DS_SOURCE_HF } ds_source_kind;
 
 typedef struct {
     ds_source_kind kind;
     const char *what;    /* the first input, for messages */
-    const char *cfgpath; /* safetensors: the config.json read */
+    const char *cfgpath; /* safetensors, hf: the config.json read */
+    char *tokpath;       /* hf: the folder's tokenizer.json */
     ds_config cfg;
     ds_llama2c *l2c;
     ds_st_set *st;
@@ -25,7 +26,9 @@ typedef struct {
 
 /* Open the inputs and read the config: llama2c takes one MODEL.bin;
  * safetensors one file, the shards or model.safetensors.index.json, with
- * cfgpath (NULL: config.json beside the first input). 0 or a ds_err code;
+ * cfgpath (NULL: config.json beside the first input); hf one folder holding
+ * config.json, model.safetensors.index.json (+ its shards) or
+ * model.safetensors, and tokenizer.json (cfgpath NULL). 0 or a ds_err code;
  * close s either way. */
 int ds_source_open(ds_source *s, ds_source_kind kind, int n_in, const char *const *in, const char *cfgpath);
 /* The output's tensor list, s->tensors[0..s->n), in dtype want (-1: llama2c
@@ -37,5 +40,11 @@ int ds_source_tensors(ds_source *s, const ds_ctx *ctx, int want);
  * in float32 (llama2c; NULL for safetensors). NaN/Inf are refused unless
  * allow_nonfinite. */
 int ds_source_copy(ds_source *s, int k, ds_model_file *mf, float *buf, int allow_nonfinite);
+/* The tokenizer to store: hf: the folder's tokenizer.json (and
+ * tokenizer_config.json); otherwise tokpath (NULL: none, *have = 0), a
+ * Hugging Face tokenizer.json (with the tokenizer_config.json beside it) or
+ * a llama2.c tokenizer file, told apart by content. Its ids must fit the
+ * model's vocabulary (which may be larger: padded embeddings). */
+int ds_source_tokenizer(const ds_source *s, const char *tokpath, ds_tokenizer *tok, int *have);
 void ds_source_close(ds_source *s);
 #endif

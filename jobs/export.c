@@ -1,5 +1,6 @@
 /* deltasoup export: an HDF5 model checkpoint to Hugging Face safetensors (+
- * config.json beside it). The file layout follows from the tensor list alone,
+ * config.json beside it, and the tokenizer.json / tokenizer_config.json that
+ * were imported, byte for byte). The file layout follows from the tensor list alone,
  * so rank 0 writes the header and sizes OUT.tmp, then every rank pwrites the
  * tensors it owns (shared out by bytes) at their offsets, one tensor in
  * memory at a time. */
@@ -34,7 +35,7 @@ static int check(void *p)
 static const ds_opt options[] = {
     DS_OPT_CHOICE(opts, to, "to", "safetensors", formats, NULL, "the output format"),
     DS_OPT_OUTPUT(opts, out, "FILE", "the .safetensors file to write"),
-    DS_OPT_OVERWRITE_AS(opts, overwrite, "replace an existing output and its config.json"),
+    DS_OPT_OVERWRITE_AS(opts, overwrite, "replace an existing output and its config.json (and tokenizer files)"),
     DS_OPT_JSON(opts, json, "print a JSON summary"),
     DS_OPT_QUIET,
     {0}};
@@ -42,8 +43,11 @@ static const ds_opt options[] = {
 static const ds_cmd cmd = {
     .usage = "deltasoup export --to safetensors IN.h5 -o OUT.safetensors [--overwrite] [--json] [--quiet]",
     .about = "Write a checkpoint as one safetensors file (tensors in sorted name order, stored dtypes kept,\n"
-             "__metadata__ {\"format\": \"pt\"}) and a Hugging Face config.json in the same folder.\n"
-             "Both are written atomically (NAME.tmp, then renamed); --overwrite replaces both.",
+             "__metadata__ {\"format\": \"pt\"}) and a Hugging Face config.json in the same folder; a\n"
+             "checkpoint imported with a Hugging Face tokenizer also gets its tokenizer.json and\n"
+             "tokenizer_config.json back, byte-identical (with -o DIR/model.safetensors, DIR is a folder\n"
+             "Hugging Face loads). Every file is written atomically (NAME.tmp, then renamed); --overwrite\n"
+             "replaces them.",
     .opts = options,
     .epilog = "exit: 0 ok, 2 usage, 3 bad input, 4 output exists or unwritable",
     .pos_off = offsetof(opts, in),
@@ -104,14 +108,47 @@ static void report(const ds_ctx *ctx, const opts *o, const char *cfgpath, const 
     }
 }
 
-/* Both outputs staged and committed: the tensors, then config.json. */
-static int export_run(const ds_ctx *ctx, const opts *o, ds_model_file *mf, const char *cfgpath)
+/* The tokenizer files beside OUT (names[i] for tf's json and config):
+ * rank 0 writes each staged file, every rank commits it. */
+static const char *const tok_names[2] = {"tokenizer.json", "tokenizer_config.json"};
+
+static int tokenizer_files_begin(const ds_ctx *ctx, const opts *o, const ds_tok_files *tf)
+{
+    int rc = 0;
+    for (int i = 0; i < 2 && !rc; i++) {
+        if (i == 1 && !tf->config) continue;
+        char *path = ds_hf_file_beside(o->out, tok_names[i]);
+        rc = ds_out_begin(ctx, path, o->overwrite);
+        free(path);
+    }
+    return rc;
+}
+
+static int tokenizer_files_write(const ds_ctx *ctx, const opts *o, const ds_tok_files *tf)
+{
+    int rc = 0;
+    for (int i = 0; i < 2 && !rc; i++) {
+        const char *data = i ? tf->config : tf->json;
+        if (!data) continue;
+        char *path = ds_hf_file_beside(o->out, tok_names[i]), tmp[4096];
+        ds_out_tmpname(path, tmp, sizeof tmp);
+        rc = ds_out_finish(ctx, path,
+                           ctx->rank == 0 ? ds_hf_bytes_write(path, tmp, data, i ? tf->config_len : tf->json_len) : 0);
+        free(path);
+    }
+    return rc;
+}
+
+/* Every output staged and committed: the tensors, config.json, then the
+ * tokenizer files (tf->json NULL: none). */
+static int export_run(const ds_ctx *ctx, const opts *o, ds_model_file *mf, const char *cfgpath, const ds_tok_files *tf)
 {
     const ds_model_meta *meta = ds_model_get_meta(mf);
     char tmp[4096];
     ds_out_tmpname(o->out, tmp, sizeof tmp);
     int rc = ds_out_begin(ctx, o->out, o->overwrite);
     if (!rc) rc = ds_out_begin(ctx, cfgpath, o->overwrite);
+    if (!rc && tf->json) rc = tokenizer_files_begin(ctx, o, tf);
     ds_st_writer *w = NULL;
     if (!rc) rc = writer_open(ctx, tmp, meta, &w);
     if (rc) return rc;
@@ -127,6 +164,7 @@ static int export_run(const ds_ctx *ctx, const opts *o, ds_model_file *mf, const
         const ds_dtype dt = meta->tensors[ds_model_find(mf, "model.embed_tokens.weight")].dtype;
         rc = ds_out_finish(ctx, cfgpath, ctx->rank == 0 ? ds_hf_config_write(cfgpath, ctmp, &meta->cfg, dt) : 0);
     }
+    if (!rc && tf->json) rc = tokenizer_files_write(ctx, o, tf);
     if (!rc) report(ctx, o, cfgpath, meta, sh.total);
     ds_tensor_shard_free(&sh);
     return rc;
@@ -140,7 +178,10 @@ int ds_job_export(ds_ctx *ctx, int argc, char **argv)
     ds_model_file *mf;
     if (!(rc = ds_model_open(o.in.v[0], ctx->comm, &mf))) {
         char *cfgpath = ds_hf_config_beside(o.out);
-        rc = export_run(ctx, &o, mf, cfgpath);
+        ds_tok_files tf = {0};
+        if (ds_model_get_meta(mf)->tokenizer_hf) rc = ds_ctx_agree(ctx, ds_model_read_tokenizer_files(mf, &tf));
+        if (!rc) rc = export_run(ctx, &o, mf, cfgpath, &tf);
+        ds_tok_files_free(&tf);
         free(cfgpath);
         ds_model_close(mf);
     }

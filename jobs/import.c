@@ -1,5 +1,5 @@
-/* deltasoup import: a llama2.c checkpoint or Hugging Face safetensors into an
- * HDF5 model checkpoint. Tensors are shared out by size (elements); each
+/* deltasoup import: a llama2.c checkpoint, Hugging Face safetensors or a
+ * Hugging Face model folder into an HDF5 model checkpoint. Tensors are shared out by size (elements); each
  * rank reads (pread / mmap) and writes only its own, one tensor at a time
  * (the readers: io/model_source.h). */
 #include "config.h"
@@ -12,7 +12,7 @@
 #include "src/opts.h"
 #include "src/tensor_shard.h"
 
-static const char *const from_names[] = {"llama2c", "safetensors", NULL}; /* ds_source_kind order */
+static const char *const from_names[] = {"llama2c", "safetensors", "hf", NULL}; /* ds_source_kind order */
 static const char *const dtype_names[] = {"f32", "f16", "bf16", NULL};
 static const ds_dtype dtype_of[] = {DS_DTYPE_F32, DS_DTYPE_F16, DS_DTYPE_BF16};
 
@@ -25,21 +25,27 @@ typedef struct {
 static int check(void *p)
 {
     opts *o = p;
-    if (o->from < 0) return ds_err(DS_EXIT_USAGE, "--from llama2c or --from safetensors is required");
+    if (o->from < 0) return ds_err(DS_EXIT_USAGE, "--from llama2c, safetensors or hf is required");
     if (!o->out) return ds_err(DS_EXIT_USAGE, "-o OUT.h5 is required");
     if (o->in.n < 1) return ds_err(DS_EXIT_USAGE, "no input file given");
     if (o->from == DS_SOURCE_LLAMA2C && o->in.n != 1) return ds_err(DS_EXIT_USAGE, "--from llama2c takes one MODEL.bin");
     if (o->from == DS_SOURCE_LLAMA2C && o->cfgpath) return ds_err(DS_EXIT_USAGE, "--config is for --from safetensors");
+    if (o->from == DS_SOURCE_HF && o->in.n != 1) return ds_err(DS_EXIT_USAGE, "--from hf takes one model folder");
+    if (o->from == DS_SOURCE_HF && (o->cfgpath || o->tokpath))
+        return ds_err(DS_EXIT_USAGE, "--from hf reads the folder's config.json and tokenizer.json (no --config, --tokenizer)");
     return 0;
 }
 
 static const ds_opt options[] = {
     DS_OPT_CHOICE(opts, from, "from", "KIND", from_names, NULL,
                   "llama2c (legacy llama2.c .bin: q/k rows go from interleaved RoPE\n"
-                  "pairs to rotate-half order) or safetensors (one file, the shards,\n"
-                  "or model.safetensors.index.json)"),
+                  "pairs to rotate-half order), safetensors (one file, the shards,\n"
+                  "or model.safetensors.index.json) or hf (a Hugging Face model folder:\n"
+                  "config.json, the safetensors, tokenizer.json, tokenizer_config.json)"),
     DS_OPT_OUTPUT(opts, out, "OUT.h5", "the checkpoint to write (atomically: OUT.h5.tmp, then renamed)"),
-    DS_OPT_STRING(opts, tokpath, "tokenizer", "TOK.bin", "llama2.c tokenizer to store under /tokenizer"),
+    DS_OPT_STRING(opts, tokpath, "tokenizer", "FILE",
+                  "tokenizer to store under /tokenizer: a llama2.c TOK.bin or a Hugging Face\n"
+                  "tokenizer.json (with the tokenizer_config.json beside it)"),
     DS_OPT_STRING(opts, cfgpath, "config", "FILE", "Hugging Face config.json (default: config.json beside the first file)"),
     DS_OPT_CHOICE(opts, dtype, "dtype", "T", dtype_names, NULL,
                   "f32, f16 or bf16 (default: llama2c f32; safetensors: as stored)"),
@@ -51,7 +57,8 @@ static const ds_opt options[] = {
 
 static const ds_cmd cmd = {
     .usage = "deltasoup import --from llama2c MODEL.bin [--tokenizer TOK.bin] -o OUT.h5 [options]\n"
-             "deltasoup import --from safetensors FILE... [--config config.json] -o OUT.h5 [options]",
+             "deltasoup import --from safetensors FILE... [--config config.json] [--tokenizer tokenizer.json] -o OUT.h5 [options]\n"
+             "deltasoup import --from hf DIR -o OUT.h5 [options]",
     .about = "Convert a model into a deltasoup HDF5 checkpoint (Hugging Face Llama names and layout).",
     .opts = options,
     .epilog = "exit: 0 ok, 2 usage, 3 bad input, 4 output exists or unwritable",
@@ -123,7 +130,7 @@ int ds_job_import(ds_ctx *ctx, int argc, char **argv)
     rc = ds_source_open(&src, (ds_source_kind)o.from, o.in.n, o.in.v, o.cfgpath);
     ds_tokenizer tok = {0};
     int have_tok = 0;
-    if (!rc && o.tokpath) have_tok = !(rc = ds_tokenizer_load_llama2c(o.tokpath, src.cfg.vocab_size, &tok));
+    if (!rc) rc = ds_source_tokenizer(&src, o.tokpath, &tok, &have_tok);
     if (!rc) rc = ds_source_tensors(&src, ctx, want);
     if (!(rc = ds_ctx_agree(ctx, rc))) rc = import_write(ctx, &o, &src, have_tok ? &tok : NULL);
     if (have_tok) ds_tokenizer_free(&tok);

@@ -13,11 +13,17 @@
  *                                       tensor (float32, engine order) for
  *                                       the mean loss over counted positions
  *   model_probe generate W N TOK...      greedy N tokens after the prompt
- *                                       (KV cache), one id per line */
+ *                                       (KV cache), one id per line
+ *   model_probe forward-h5 M.h5 BATCH OUT
+ *                                       logits of a checkpoint loaded by
+ *                                       deltasoup's own reader (io/model_io.h),
+ *                                       config attributes (rope scaling) included */
 #include "config.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <mpi.h>
+#include "io/model_io.h"
 #include "src/model.h"
 
 static void rd(FILE *f, void *p, size_t sz, size_t n, const char *path)
@@ -36,7 +42,9 @@ static void load_raw(const char *path, ds_llama *m)
     double e[2];
     rd(f, h, 4, 8, path);
     rd(f, e, 8, 2, path);
-    ds_config c = {h[0], h[1], h[2], h[3], h[4], h[5], h[6], (float)e[0], (float)e[1], h[7]};
+    ds_config c = {.dim = h[0], .hidden_dim = h[1], .n_layers = h[2], .n_heads = h[3], .n_kv_heads = h[4],
+                   .vocab_size = h[5], .max_seq_len = h[6], .norm_eps = (float)e[0], .rope_theta = (float)e[1],
+                   .tied_embeddings = h[7]};
     if (ds_llama_init(m, &c)) { fprintf(stderr, "model_probe: %s\n", ds_errmsg()); exit(3); }
     rd(f, m->w[0], 4, (size_t)m->numel, path);
     fclose(f);
@@ -49,7 +57,17 @@ int main(int argc, char **argv)
         return 2;
     }
     ds_llama m;
-    load_raw(argv[2], &m);
+    const int h5 = strcmp(argv[1], "forward-h5") == 0;
+    if (h5) {
+        MPI_Init(&argc, &argv);
+        ds_ctx ctx = {.comm = MPI_COMM_WORLD, .rank = 0, .size = 1, .quiet = 1, .job = "model_probe"};
+        if (ds_llama_load_path(&ctx, argv[2], &m, NULL, NULL)) {
+            fprintf(stderr, "model_probe: %s\n", ds_errmsg());
+            return 3;
+        }
+    } else {
+        load_raw(argv[2], &m);
+    }
     const int V = m.cfg.vocab_size;
     if (strcmp(argv[1], "generate") == 0) {
         int n_new = atoi(argv[3]), n_prompt = argc - 4;
@@ -82,7 +100,7 @@ int main(int argc, char **argv)
     ds_llama_act *a = ds_llama_act_new(&m, B, T);
     const float *logits = ds_llama_forward(&m, a, tok, B, T);
     FILE *o;
-    if (strcmp(argv[1], "forward") == 0) {
+    if (strcmp(argv[1], "forward") == 0 || h5) {
         o = fopen(argv[4], "wb");
         fwrite(logits, sizeof(float), (size_t)N * V, o);
     } else {
@@ -116,5 +134,6 @@ int main(int argc, char **argv)
     free(tgt);
     ds_llama_act_free(a);
     ds_llama_free(&m);
+    if (h5) MPI_Finalize();
     return 0;
 }

@@ -16,6 +16,12 @@ embedding, RMSNorm, rotate-half RoPE, grouped-query causal attention
                                          eval --ppl's mean NLL against this
                                          reference (own document split, the
                                          tokenizer's Python reference bpe_ref.py)
+  llama_ref.py check-hf PROBE DIR M.h5 T
+                                         `deltasoup import --from hf DIR -o M.h5`:
+                                         the engine's logits on M.h5 (PROBE
+                                         forward-h5) against this reference on
+                                         the folder read here (config.json with
+                                         rope_scaling linear/llama3, safetensors)
 Exits 77 when torch is missing (test skipped), 1 on a mismatch.
 """
 import json
@@ -148,10 +154,35 @@ def rmsnorm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def rope(x, theta):
+def inv_freq(hs, theta, scaling=None):
+    """RoPE inverse frequencies, as transformers' ROPE_INIT_FUNCTIONS:
+    default, "linear" (_compute_linear_scaling_rope_parameters: inv_freq /
+    factor) and "llama3" (_compute_llama3_parameters)."""
+    inv = 1.0 / (theta ** (torch.arange(0, hs, 2, dtype=F64) / hs))
+    if not scaling:
+        return inv
+    kind = scaling.get("rope_type", scaling.get("type"))
+    factor = scaling["factor"]
+    if kind == "linear":
+        return inv / factor
+    assert kind == "llama3", kind
+    low_freq_factor = scaling["low_freq_factor"]
+    high_freq_factor = scaling["high_freq_factor"]
+    old_context_len = scaling["original_max_position_embeddings"]
+    low_freq_wavelen = old_context_len / low_freq_factor
+    high_freq_wavelen = old_context_len / high_freq_factor
+    wavelen = 2 * np.pi / inv
+    inv_freq_llama = torch.where(wavelen > low_freq_wavelen, inv / factor, inv)
+    smooth_factor = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    smoothed_inv_freq = (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama
+    is_medium_freq = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+    return torch.where(is_medium_freq, smoothed_inv_freq, inv_freq_llama)
+
+
+def rope(x, theta, scaling=None):
     """x [B, heads, T, hs]; HF rotate_half convention."""
     T, hs = x.shape[2], x.shape[3]
-    inv = theta ** (-torch.arange(0, hs, 2, dtype=F64) / hs)
+    inv = inv_freq(hs, theta, scaling)
     ang = torch.arange(T, dtype=F64)[:, None] * inv[None, :]
     emb = torch.cat([ang, ang], -1)
     rot = torch.cat([-x[..., hs // 2:], x[..., :hs // 2]], -1)
@@ -171,7 +202,8 @@ def forward(cfg, W, tokens):
         q = (h @ W[p + "self_attn.q_proj.weight"].T).view(B, T, H, hs).transpose(1, 2)
         k = (h @ W[p + "self_attn.k_proj.weight"].T).view(B, T, KVH, hs).transpose(1, 2)
         v = (h @ W[p + "self_attn.v_proj.weight"].T).view(B, T, KVH, hs).transpose(1, 2)
-        q, k = rope(q, cfg["rope_theta"]), rope(k, cfg["rope_theta"])
+        sc = cfg.get("rope_scaling")
+        q, k = rope(q, cfg["rope_theta"], sc), rope(k, cfg["rope_theta"], sc)
         k = k.repeat_interleave(H // KVH, dim=1)
         v = v.repeat_interleave(H // KVH, dim=1)
         s = (q @ k.transpose(-1, -2)) / np.sqrt(hs)
@@ -362,6 +394,71 @@ def check_eval(h5, tok_bin, text_path, seq_len, nll):
     return 1 if FAILED else 0
 
 
+def load_hf(folder):
+    """A Hugging Face folder read here (numpy only): config.json's fields and
+    the safetensors (one file or the index's shards) as float32."""
+    c = json.load(open(os.path.join(folder, "config.json")))
+    cfg = {"dim": c["hidden_size"], "hidden_dim": c["intermediate_size"], "n_layers": c["num_hidden_layers"],
+           "n_heads": c["num_attention_heads"], "n_kv_heads": c.get("num_key_value_heads", c["num_attention_heads"]),
+           "vocab_size": c["vocab_size"], "max_seq_len": c.get("max_position_embeddings", 2048),
+           "tied_embeddings": int(bool(c.get("tie_word_embeddings", False))),
+           "norm_eps": c.get("rms_norm_eps", 1e-6), "rope_theta": c.get("rope_theta", 10000.0),
+           "rope_scaling": c.get("rope_scaling")}
+    index = os.path.join(folder, "model.safetensors.index.json")
+    files = sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) \
+        else ["model.safetensors"]
+    w = {}
+    for fn in files:
+        raw = open(os.path.join(folder, fn), "rb").read()
+        n = struct.unpack("<Q", raw[:8])[0]
+        head = json.loads(raw[8:8 + n])
+        for name, t in head.items():
+            if name == "__metadata__":
+                continue
+            b = raw[8 + n + t["data_offsets"][0]:8 + n + t["data_offsets"][1]]
+            if t["dtype"] == "BF16":
+                x = (np.frombuffer(b, "<u2").astype("<u4") << 16).view("<f4")
+            else:
+                assert t["dtype"] == "F32", t["dtype"]
+                x = np.frombuffer(b, "<f4")
+            w[name] = x.reshape(t["shape"]).astype(np.float32)
+    return cfg, w
+
+
+def check_hf(probe_path, folder, h5, seq):
+    """deltasoup's import of an HF folder (M.h5, read by the engine's own
+    loader in model_probe forward-h5) against this reference on the folder."""
+    global PROBE
+    PROBE = probe_path
+    cfg, w = load_hf(folder)
+    sc = cfg["rope_scaling"]
+    hs = cfg["dim"] // cfg["n_heads"]
+    if sc and sc.get("rope_type", sc.get("type")) == "llama3":
+        inv = inv_freq(hs, cfg["rope_theta"])
+        wl = 2 * np.pi / inv.numpy()
+        orig = sc["original_max_position_embeddings"]
+        lo, hi = orig / sc["low_freq_factor"], orig / sc["high_freq_factor"]
+        n = (int((wl < hi).sum()), int(((wl >= hi) & (wl <= lo)).sum()), int((wl > lo).sum()))
+        report(min(n) > 0, "llama3 rule: %d frequencies kept, %d smoothed, %d divided by the factor" % n)
+    rng = np.random.default_rng(5)
+    tokens = rng.integers(0, cfg["vocab_size"], size=(2, seq))
+    with tempfile.TemporaryDirectory() as tmp:
+        bat, out = os.path.join(tmp, "b.bin"), os.path.join(tmp, "o.bin")
+        write_batch(bat, tokens, tokens)
+        probe("forward-h5", h5, bat, out)
+        got = np.fromfile(out, dtype="<f4").reshape(2, seq, cfg["vocab_size"])
+    with torch.no_grad():
+        want = forward(cfg, to_torch(w), torch.tensor(tokens, dtype=torch.long)).numpy()
+        plain = forward(dict(cfg, rope_scaling=None), to_torch(w), torch.tensor(tokens, dtype=torch.long)).numpy()
+    err = float(np.abs(got - want).max())
+    report(err <= 1e-4, "%s: imported model's logits vs PyTorch float64, max abs err %.2e (|logit| up to %.1f, "
+           "vocab %d, T %d)" % (os.path.basename(folder.rstrip("/")), err, np.abs(want).max(), cfg["vocab_size"], seq))
+    if sc:
+        d = float(np.abs(plain - want).max())
+        report(d > 1e-2, "without rope_scaling the reference differs by %.2e (the rule is exercised)" % d)
+    return 1 if FAILED else 0
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     if len(sys.argv) >= 4 and sys.argv[1] == "check":
@@ -371,5 +468,7 @@ if __name__ == "__main__":
         sys.exit(check_generate_h5(sys.argv[2], sys.argv[3]))
     if len(sys.argv) == 7 and sys.argv[1] == "check-eval":
         sys.exit(check_eval(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6])))
+    if len(sys.argv) == 6 and sys.argv[1] == "check-hf":
+        sys.exit(check_hf(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))
     print(__doc__, file=sys.stderr)
     sys.exit(2)
