@@ -15,7 +15,8 @@
 #    tokenizer_config.json byte-identical beside model.safetensors, the
 #    config's fields kept, the same content hash, the same stored tokenizer
 #    bytes; 2 ranks import the same hash; `--from safetensors --tokenizer
-#    tokenizer.json` stores the same tokenizer as --from hf.
+#    tokenizer.json` stores the same tokenizer as --from hf; apply carries
+#    the tokenizer and the attributes to its output.
 # The Llama 3 tokenizer's round trip: hf_llama3.sh.
 set -eu
 . "$(dirname "$0")/../defaults.sh"
@@ -91,6 +92,23 @@ for p in sys.argv[1:5]:
         assert int(a["rope_scaling_original_max_position_embeddings"]) == 64, p
         assert int(a["vocab_size"]) == 128256 and int(a["bos_token_id"]) == 1 and int(a["eos_token_id"]) == 2, p
 print("ok   tokenizer bytes and attributes in all four checkpoints")
+EOF2
+# The tokenizer and the new attributes go on through apply (2 ranks): base l3,
+# fine-tune = the same folder with other weights.
+$MK "$T/l3s" --tokenizer "$TOK" --vocab 128256 --rope-scaling llama3:8:1:4:64 --bos 1 --eos 2 --seed 9
+$DS import --from hf "$T/l3s" -o "$T/l3s.h5" --quiet
+$DS compress --base "$T/l3.h5" --finetuned "$T/l3s.h5" -o "$T/d.bd.h5" --quiet
+$MPIEXEC -n 2 $DS apply --base "$T/l3.h5" --delta "$T/d.bd.h5" -o "$T/ap.h5" --quiet
+$PY - "$T/l3.h5" "$T/ap.h5" <<'EOF2'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as a, h5py.File(sys.argv[2], "r") as b:
+    for k in ("tokenizer_json", "tokenizer_config_json"):
+        assert a["tokenizer"][k][()].tobytes() == b["tokenizer"][k][()].tobytes(), k
+    assert dict(a["tokenizer"].attrs) == dict(b["tokenizer"].attrs)
+    for k in a.attrs:
+        if k != "content_sha256":
+            assert str(a.attrs[k]) == str(b.attrs[k]), k
+print("ok   apply keeps the tokenizer and the config attributes")
 EOF2
 # A checkpoint without the new attributes still reads as before: stories260K.
 $DS import --from llama2c "$top_srcdir/data/models/stories260K/stories260K.bin" -o "$T/s.h5" --quiet
