@@ -787,8 +787,8 @@ static void model_merge(const ds_tok_hf *t, enc_state *e, const char *s, size_t 
         for (size_t b = 0; b < k && ok; b++) ok = t->byte_fb[u[at + b]] >= 0;
         if (ok) {
             for (size_t b = 0; b < k; b++) ids_add(out, t->byte_fb[u[at + b]]);
-        } else if (!(t->fuse_unk && out->n > base && out->p[out->n - 1] == t->unk_id && t->unk_id >= 0)) {
-            ids_add(out, t->unk_id);
+        } else if (t->unk_id >= 0 && !(t->fuse_unk && out->n > base && out->p[out->n - 1] == t->unk_id)) {
+            ids_add(out, t->unk_id); /* without an unk_token the character is dropped */
         }
     }
 }

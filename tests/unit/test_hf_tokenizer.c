@@ -20,6 +20,8 @@
 #include "src/ds.h"
 #include "src/hash.h"
 #include "tests/unit/check_main.h"
+#include "tests/fuzz/fuzz_hf_tokenizer.c" /* LLVMFuzzerTestOneInput: replayed on the fuzz corpus */
+#include <dirent.h>
 
 static char top[4096], l2_path[4200], l3_path[4200];
 static ds_tok_hf *l2;
@@ -400,6 +402,31 @@ START_TEST(test_bad_input)
 }
 END_TEST
 
+/* Every file of the fuzz target's corpus (the seeds, and any input that once
+ * crashed it) through the target's checks: a failure aborts. */
+START_TEST(test_fuzz_corpus)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/tests/fuzz/hf_tokenizer_corpus", top);
+    DIR *d = opendir(dir);
+    ck_assert_msg(d != NULL, "cannot open %s", dir);
+    struct dirent *de;
+    int count = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        char path[8500];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        size_t n;
+        char *p = read_all(path, &n);
+        ck_assert_int_eq(LLVMFuzzerTestOneInput((const uint8_t *)p, n), 0);
+        free(p);
+        count++;
+    }
+    closedir(d);
+    ck_assert_int_ge(count, 4);
+}
+END_TEST
+
 int main(void)
 {
     const char *src = getenv("top_srcdir");
@@ -423,6 +450,7 @@ int main(void)
     tcase_add_test(sp, test_special);
     TCase *bad = ds_check_case(s, "bad-input", 60);
     tcase_add_test(bad, test_bad_input);
+    tcase_add_test(bad, test_fuzz_corpus);
     TCase *all[] = {load, spm, bl, dec, sp, bad};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tcase_add_checked_fixture(all[i], setup, teardown);
     return ds_check_run(s);
