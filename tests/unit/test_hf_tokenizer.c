@@ -388,6 +388,67 @@ START_TEST(test_bad_input)
                                "\"normalizer\":{\"type\":\"NFKC\"}}",
                                "normalizer NFKC is not supported (Prepend, Replace of a string)"), DS_EXIT_INPUT);
     ck_assert_int_eq(load_text("[1]", "not a JSON object"), DS_EXIT_INPUT);
+    /* the file itself: not JSON, cut short, invalid UTF-8 */
+    ck_assert_int_eq(load_text("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}",
+                               "'}' expected near end of file (line 1)"), DS_EXIT_INPUT);
+    ck_assert_int_eq(load_text("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\xff\":0},\"merges\":[]}}",
+                               "unable to decode byte 0xff near '\"a' (line 1)"), DS_EXIT_INPUT);
+    /* other model types, no model */
+    ck_assert_int_eq(load_text(MODEL("{\"vocab\":{\"a\":0},\"merges\":[]}"),
+                               "model type (none) is not supported (BPE only)"), DS_EXIT_INPUT);
+    ck_assert_int_eq(load_text(MODEL("{\"type\":\"WordLevel\",\"vocab\":{\"a\":0},\"unk_token\":\"a\"}"),
+                               "model type WordLevel is not supported (BPE only)"), DS_EXIT_INPUT);
+    ck_assert_int_eq(load_text("{\"normalizer\":null}", "no model"), DS_EXIT_INPUT);
+    /* a broken vocabulary */
+    ck_assert_int_eq(load_text(MODEL("{\"type\":\"BPE\",\"vocab\":[[\"a\",0]],\"merges\":[]}"),
+                               "model.vocab is not an object"), DS_EXIT_INPUT);
+    ck_assert_int_eq(load_text(MODEL("{\"type\":\"BPE\",\"vocab\":{\"a\":-1},\"merges\":[]}"),
+                               "vocab piece 'a' has a bad id"), DS_EXIT_INPUT);
+    ck_assert_int_eq(load_text(MODEL("{\"type\":\"BPE\",\"vocab\":{\"a\":\"0\"},\"merges\":[]}"),
+                               "vocab piece 'a' has a bad id"), DS_EXIT_INPUT);
+    /* a broken merges list */
+    ck_assert_int_eq(load_text(MODEL("{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":{\"a a\":0}}"),
+                               "model.merges is not a list"), DS_EXIT_INPUT);
+    ck_assert_int_eq(load_text(MODEL("{\"type\":\"BPE\",\"vocab\":{\"a\":0}}"), "model.merges is not a list"),
+                     DS_EXIT_INPUT);
+    ck_assert_int_eq(load_text(MODEL("{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"aa\":1},\"merges\":[\"a a a\"]}"),
+                               "merge 0 is not \"LEFT RIGHT\""), DS_EXIT_INPUT);
+    ck_assert_int_eq(load_text(MODEL("{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"aa\":1},\"merges\":[[\"a\",\"a\",\"a\"]]}"),
+                               "merge 0 is not \"LEFT RIGHT\""), DS_EXIT_INPUT);
+    ck_assert_int_eq(load_text(MODEL("{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"aa\":1},\"merges\":[[\"a\",\"a\"],7]}"),
+                               "merge 1 is not \"LEFT RIGHT\""), DS_EXIT_INPUT);
+    /* a merge or a token referring to a missing piece */
+    ck_assert_int_eq(load_text(MODEL("{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[[\"c\",\"b\"]]}"),
+                               "merge 0 ('c' 'b'): its left piece is not in the vocabulary"), DS_EXIT_INPUT);
+    ck_assert_int_eq(load_text(MODEL("{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\" b\"]}"),
+                               "merge 0 ('' 'b'): its left piece is not in the vocabulary"), DS_EXIT_INPUT);
+    ck_assert_int_eq(load_text("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+                               "\"added_tokens\":[{\"id\":0,\"content\":\"<s>\",\"special\":true}]}",
+                               "added token '<s>' has id 0, which is the piece 'a'"), DS_EXIT_INPUT);
+    ck_assert_int_eq(load_text("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+                               "\"added_tokens\":[{\"id\":1}]}",
+                               "added token 0 has no content or a bad id"), DS_EXIT_INPUT);
+    ck_assert_int_eq(load_text("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+                               "\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":"
+                               "{\"id\":\"<s>\"}},{\"Sequence\":{\"id\":\"A\"}}],\"special_tokens\":{\"<s>\":"
+                               "{\"id\":\"<s>\",\"ids\":[5]}}}}",
+                               "post-processor: special token id 5 is no piece"), DS_EXIT_INPUT);
+    ck_assert_int_eq(load_text("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+                               "\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":"
+                               "{\"id\":\"<s>\"}}],\"special_tokens\":{}}}",
+                               "post-processor: special token 0 of the template is not defined"), DS_EXIT_INPUT);
+    /* pre-tokenizers and decoders of other kinds, a broken regex */
+    ck_assert_int_eq(load_text("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+                               "\"pre_tokenizer\":{\"type\":\"Whitespace\"}}",
+                               "pre-tokenizer Whitespace is not supported (Split with a regex, Isolated; ByteLevel "
+                               "without its regex or prefix space)"), DS_EXIT_INPUT);
+    ck_assert_int_eq(load_text("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+                               "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\"}}",
+                               "split regex: missing closing parenthesis at offset 1"), DS_EXIT_INPUT);
+    ck_assert_int_eq(load_text("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+                               "\"decoder\":{\"type\":\"WordPiece\"}}",
+                               "decoder WordPiece is not supported (Replace, ByteFallback, Fuse, Strip, ByteLevel)"),
+                     DS_EXIT_INPUT);
     char path[128];
     snprintf(path, sizeof path, "%s/tokenizer.json", tmpdir);
     unlink(path);
@@ -399,6 +460,12 @@ START_TEST(test_bad_input)
     ck_assert_str_eq(ds_errmsg(), "text: invalid UTF-8 at byte 2");
     ck_assert_int_eq(ds_tok_hf_encode(l2, "\xed\xa0\x80", 3, 1, &ids, &n), DS_EXIT_INPUT); /* a surrogate */
     ck_assert_int_eq(ds_tok_hf_encode(l2, "\xc0\xaf", 2, 1, &ids, &n), DS_EXIT_INPUT);     /* overlong */
+    ck_assert_int_eq(ds_tok_hf_encode(l2, "0123456789abcdef\xff", 17, 1, &ids, &n), DS_EXIT_INPUT); /* after ASCII */
+    ck_assert_str_eq(ds_errmsg(), "text: invalid UTF-8 at byte 16");
+    ck_assert_int_eq(ds_tok_hf_encode(l2, "\xe2\x96", 2, 0, &ids, &n), DS_EXIT_INPUT); /* cut short */
+    ck_assert_str_eq(ds_errmsg(), "text: invalid UTF-8 at byte 0");
+    ck_assert_int_eq(ds_tok_hf_encode(l2, "a\xf4\x90\x80\x80", 5, 0, &ids, &n), DS_EXIT_INPUT); /* > U+10FFFF */
+    ck_assert_str_eq(ds_errmsg(), "text: invalid UTF-8 at byte 1");
 }
 END_TEST
 
