@@ -14,7 +14,7 @@
 #  - round trip import -> export -> import: tokenizer.json and
 #    tokenizer_config.json byte-identical beside model.safetensors, the
 #    config's fields kept, the same content hash, the same stored tokenizer
-#    bytes; 2 ranks import the same hash; `--from safetensors --tokenizer
+#    bytes; 2 ranks import the same hash and export the same files; `--from safetensors --tokenizer
 #    tokenizer.json` stores the same tokenizer as --from hf; apply carries
 #    the tokenizer and the attributes to its output.
 # The Llama 3 tokenizer's round trip: hf_llama3.sh.
@@ -65,6 +65,9 @@ for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attentio
           "tie_word_embeddings", "bos_token_id", "eos_token_id", "model_type", "hidden_act", "torch_dtype"):
     assert a[k] == b[k], (k, a[k], b[k])
 EOF2
+mkdir "$T/out2"
+$MPIEXEC -n 2 $DS export --to safetensors "$T/l3.h5" -o "$T/out2/model.safetensors" --quiet
+for f in model.safetensors config.json tokenizer.json tokenizer_config.json; do cmp "$T/out/$f" "$T/out2/$f"; done
 h2=$($DS import --from hf "$T/out" -o "$T/l3b.h5" --json --quiet | hash_of)
 [ "$h" = "$h2" ] || { echo "round trip: content hash $h -> $h2"; exit 1; }
 h3=$($MPIEXEC -n 2 $DS import --from hf "$T/l3" -o "$T/l3r2.h5" --json --quiet | hash_of)
