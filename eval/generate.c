@@ -2,6 +2,8 @@
 #include "config.h"
 #include "eval/generate.h"
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 #include "io/tokenizer.h"
 
 int ds_generate_pick(float *z, int V, float temp, ds_rng *rng)
@@ -18,8 +20,15 @@ int ds_generate_pick(float *z, int V, float temp, ds_rng *rng)
     return best; /* u landed on the rounding slack at the end */
 }
 
-int ds_generate(const ds_llama *m, const int *ids, int np, int total, float temp, uint64_t seed,
-                ds_generate_fn on_token, void *arg, int *out)
+static int is_stop(int id, const int *stop, int n_stop)
+{
+    for (int i = 0; i < n_stop; i++)
+        if (id == stop[i]) return 1;
+    return 0;
+}
+
+int ds_generate(const ds_llama *m, const int *ids, int np, int total, float temp, uint64_t seed, const int *stop,
+                int n_stop, ds_generate_fn on_token, void *arg, int *out)
 {
     ds_llama_kv kv;
     ds_llama_kv_init(&kv, m, total);
@@ -29,7 +38,7 @@ int ds_generate(const ds_llama *m, const int *ids, int np, int total, float temp
     for (int pos = 0; pos < np; pos++) z = ds_llama_step(m, &kv, ids[pos], pos);
     for (int pos = np; pos < total; pos++) {
         int next = ds_generate_pick(z, m->cfg.vocab_size, temp, &rng);
-        if (next == DS_TOK_EOS || next == DS_TOK_BOS) break;
+        if (is_stop(next, stop, n_stop)) break;
         out[n++] = next;
         if (on_token) on_token(arg, prev, next);
         prev = next;
@@ -37,4 +46,56 @@ int ds_generate(const ds_llama *m, const int *ids, int np, int total, float temp
     }
     ds_llama_kv_free(&kv);
     return n;
+}
+
+/* ---- streaming text */
+
+/* Bytes of text[0..len) that can be written now: without trailing spaces
+ * and without a trailing U+FFFD (EF BF BD). */
+static size_t settled(const char *text, size_t len)
+{
+    for (;;) {
+        if (len >= 3 && memcmp(text + len - 3, "\xef\xbf\xbd", 3) == 0) len -= 3;
+        else if (len > 0 && text[len - 1] == ' ') len--;
+        else return len;
+    }
+}
+
+static void stream_write(ds_text_stream *s, FILE *f, int all)
+{
+    size_t len;
+    char *text = ds_tokenizer_decode_ids(s->tok, s->ids, s->n, &len);
+    if (!text) return; /* ids come from the model or the tokenizer: in range */
+    size_t upto = all ? len : settled(text, len);
+    if (upto > s->written) {
+        fwrite(text + s->written, 1, upto - s->written, f);
+        fflush(f);
+        s->written = upto;
+    }
+    free(text);
+}
+
+void ds_text_stream_init(ds_text_stream *s, ds_tokenizer *tok, const int *ids, int n, FILE *f)
+{
+    s->tok = tok;
+    s->cap = n + 64;
+    s->ids = ds_malloc((size_t)s->cap * sizeof *s->ids);
+    memcpy(s->ids, ids, (size_t)n * sizeof *ids);
+    s->n = n;
+    s->written = 0;
+    stream_write(s, f, 0);
+}
+
+void ds_text_stream_push(ds_text_stream *s, int id, FILE *f)
+{
+    if (s->n == s->cap) s->ids = ds_realloc(s->ids, (size_t)(s->cap *= 2) * sizeof *s->ids);
+    s->ids[s->n++] = id;
+    stream_write(s, f, 0);
+}
+
+void ds_text_stream_end(ds_text_stream *s, FILE *f)
+{
+    stream_write(s, f, 1);
+    free(s->ids);
+    s->ids = NULL;
 }

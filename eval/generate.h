@@ -4,6 +4,8 @@
 #ifndef DS_EVAL_GENERATE_H
 #define DS_EVAL_GENERATE_H
 #include <stdint.h>
+#include <stdio.h>
+#include "io/tokenizer.h"
 #include "src/model.h"
 
 /* Index of the next token from the logits z[0..V): the first argmax at
@@ -14,9 +16,28 @@ int ds_generate_pick(float *z, int V, float temp, ds_rng *rng);
 typedef void (*ds_generate_fn)(void *arg, int prev, int next);
 
 /* Continue the prompt ids[0..np) (BOS first, 1 <= np < total, total <=
- * max_seq_len) until total positions, stopping before an EOS or BOS. out
+ * max_seq_len) until total positions, stopping before any of the n_stop ids
+ * stop[] (ds_tokenizer_stop_ids: EOS, BOS, an end-of-turn token). out
  * receives the new ids (room for total - np); on_token may be NULL. Returns
  * how many were made. */
-int ds_generate(const ds_llama *m, const int *ids, int np, int total, float temp, uint64_t seed,
-                ds_generate_fn on_token, void *arg, int *out);
+int ds_generate(const ds_llama *m, const int *ids, int np, int total, float temp, uint64_t seed, const int *stop,
+                int n_stop, ds_generate_fn on_token, void *arg, int *out);
+
+/* The text of a growing id sequence as it grows, for a tokenizer whose
+ * pieces are not text on their own (Hugging Face byte-level pieces, a
+ * clean-up that joins " ." to "."): the whole sequence is decoded again
+ * after each id and the new suffix written, holding back an incomplete
+ * UTF-8 sequence (a trailing U+FFFD) and trailing spaces until the next id
+ * shows what they become. What was written is never taken back: should a
+ * later id change text already written (a rare clean-up), the stream goes
+ * on from the same length. ds_text_stream_end writes the rest. */
+typedef struct {
+    ds_tokenizer *tok;
+    int *ids;
+    int n, cap;
+    size_t written;
+} ds_text_stream;
+void ds_text_stream_init(ds_text_stream *s, ds_tokenizer *tok, const int *ids, int n, FILE *f);
+void ds_text_stream_push(ds_text_stream *s, int id, FILE *f);
+void ds_text_stream_end(ds_text_stream *s, FILE *f);
 #endif

@@ -137,10 +137,14 @@ json_t *ds_eval_results_doc(const char *model, const ds_eval_plan *p, const ds_e
                                                ds_task_kind_name(p->tasks[i].kind), "data", p->tasks[i].data, "n",
                                                p->tasks[i].n));
     for (int i = 0; i < p->n_models; i++) json_array_append_new(models, json_string(p->models[i].label));
-    return json_pack("{s:s, s:i, s:s, s:o, s:o, s:{s:i, s:i, s:i}, s:O, s:i, s:f}", "format", "deltasoup.eval",
-                     "format_version", 1, "model", model, "deltas", models, "tasks", tasks, "options", "limit",
-                     o->limit, "max_tokens", o->max_tokens, "seq_len", o->seq_len, "results", rows, "ranks", ranks,
-                     "seconds", seconds);
+    json_t *doc = json_pack("{s:s, s:i, s:s, s:o, s:o, s:{s:i, s:i, s:i}, s:O, s:i, s:f}", "format", "deltasoup.eval",
+                            "format_version", 1, "model", model, "deltas", models, "tasks", tasks, "options", "limit",
+                            o->limit, "max_tokens", o->max_tokens, "seq_len", o->seq_len, "results", rows, "ranks",
+                            ranks, "seconds", seconds);
+    /* a model's chat template (none, the plain dialogue, is left out: the documents of before templates) */
+    if (o->chat_template && strcmp(o->chat_template, "none") != 0)
+        json_object_set_new(json_object_get(doc, "options"), "chat_template", json_string(o->chat_template));
+    return doc;
 }
 
 /* ---- the rows for people and as CSV */

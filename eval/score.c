@@ -34,13 +34,15 @@ int ds_eval_loglik(ds_eval_env *e, const char *prompt, int n, const char *const 
     int *pids = ds_malloc((strlen(prompt) + 3) * sizeof *pids);
     const int np = ds_tokenizer_encode(e->tok, prompt, 1, 0, pids);
     int **aids = ds_malloc((size_t)n * sizeof *aids), *na = ds_malloc((size_t)n * sizeof *na);
-    int T = 0, rc = 0;
+    int T = 0, rc = np < 0 ? DS_EXIT_INPUT : 0; /* not UTF-8: ds_err is set */
+    if (np == 0) rc = ds_err(DS_EXIT_INPUT, "the prompt has no tokens");
     for (int i = 0; i < n; i++) {
         aids[i] = ds_malloc((strlen(answers[i]) + 3) * sizeof **aids);
-        na[i] = ds_tokenizer_encode(e->tok, answers[i], 0, 0, aids[i]);
+        na[i] = rc ? 0 : ds_tokenizer_encode(e->tok, answers[i], 0, 0, aids[i]);
+        if (na[i] < 0) na[i] = 0, rc = DS_EXIT_INPUT;
         if (np + na[i] > T) T = np + na[i];
     }
-    if (T > max_t)
+    if (!rc && T > max_t)
         rc = ds_err(DS_EXIT_INPUT, "prompt and answer take %d tokens, more than the model's max_seq_len %d", T, max_t);
     if (!rc) {
         /* Right padding: with causal attention the pad (EOS) after an answer
@@ -51,7 +53,7 @@ int ds_eval_loglik(ds_eval_env *e, const char *prompt, int n, const char *const 
             int *row = tokens + (size_t)i * T;
             memcpy(row, pids, (size_t)np * sizeof *row);
             memcpy(row + np, aids[i], (size_t)na[i] * sizeof *row);
-            for (int j = np + na[i]; j < T; j++) row[j] = DS_TOK_EOS;
+            for (int j = np + na[i]; j < T; j++) row[j] = e->tok->eos_id >= 0 ? e->tok->eos_id : 0;
         }
         for (size_t j = 0; j < (size_t)n * T; j++) targets[j] = -1;
         ds_llama_act *a = ds_eval_env_act(e, n, T);
@@ -105,15 +107,17 @@ int ds_eval_greedy(ds_eval_env *e, const int *ids, int n_ids, int max_new, int *
     int keep = max_t - max_new, skip = 0;
     if (keep < 1) keep = 1;
     if (n_ids > keep) skip = n_ids - keep;
+    int stop[DS_TOK_MAX_STOP], n_stop = ds_tokenizer_stop_ids(e->tok, stop);
     float *z = NULL;
     int pos = 0;
     z = ds_llama_step(m, &e->kv, ids[0], pos++);
     for (int i = 1 + skip; i < n_ids; i++) z = ds_llama_step(m, &e->kv, ids[i], pos++);
     int n = 0;
     while (n < max_new && pos < max_t) {
-        int best = 0;
+        int best = 0, end = 0;
         for (int j = 1; j < V; j++) best = z[j] > z[best] ? j : best;
-        if (best == DS_TOK_EOS || best == DS_TOK_BOS) break;
+        for (int k = 0; k < n_stop; k++) end |= best == stop[k];
+        if (end) break;
         out[n++] = best;
         if (n < max_new && pos + 1 < max_t) z = ds_llama_step(m, &e->kv, best, pos);
         pos++;
@@ -121,23 +125,27 @@ int ds_eval_greedy(ds_eval_env *e, const int *ids, int n_ids, int max_new, int *
     return n;
 }
 
-char *ds_eval_answer(ds_eval_env *e, const char *prefix, const char *prompt)
+int ds_eval_answer(ds_eval_env *e, const ds_chat_msg *msgs, int n, char **ans)
 {
-    const size_t len = (prefix ? strlen(prefix) : 0) + strlen(DS_EVAL_USER) + strlen(prompt) + strlen(DS_EVAL_ASSISTANT);
-    char *text = ds_malloc(len + 1);
-    snprintf(text, len + 1, "%s%s%s%s", prefix ? prefix : "", DS_EVAL_USER, prompt, DS_EVAL_ASSISTANT);
-    int *ids = ds_malloc((len + 3) * sizeof *ids);
-    const int n_ids = ds_tokenizer_encode(e->tok, text, 1, 0, ids);
+    *ans = NULL;
+    int *ids, n_ids;
+    const char *tmpl = e->o->chat_template ? e->o->chat_template : "none";
+    int rc = ds_tokenizer_encode_chat(e->tok, tmpl, msgs, n, 1, &ids, &n_ids);
+    if (rc) return rc;
+    if (n_ids == 0) {
+        free(ids);
+        return ds_err(DS_EXIT_INPUT, "the prompt has no tokens");
+    }
     const int max_new = e->o->max_tokens;
     int *out = ds_malloc((size_t)max_new * sizeof *out);
-    const int n = ds_eval_greedy(e, ids, n_ids, max_new, out);
+    const int k = ds_eval_greedy(e, ids, n_ids, max_new, out);
     /* ids come from the model, always in range: decoding cannot fail */
-    char *ans = ds_tokenizer_decode_ids(e->tok, out, n, NULL);
+    char *a = ds_tokenizer_decode_ids(e->tok, out, k, NULL);
     size_t lead = 0;
-    while (ans[lead] && isspace((unsigned char)ans[lead])) lead++;
-    memmove(ans, ans + lead, strlen(ans + lead) + 1);
+    while (a[lead] && isspace((unsigned char)a[lead])) lead++;
+    memmove(a, a + lead, strlen(a + lead) + 1);
     free(out);
     free(ids);
-    free(text);
-    return ans;
+    *ans = a;
+    return 0;
 }

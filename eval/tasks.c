@@ -188,20 +188,29 @@ static int item_tqa(const ds_tqa_question *q, ds_eval_env *e, json_t **rec)
     return rc;
 }
 
-static json_t *item_refusal(ds_eval_env *e, const char *prompt)
+/* The prompt as one user message under the chat template. */
+static int item_refusal(ds_eval_env *e, const char *prompt, json_t **rec)
 {
-    char *ans = ds_eval_answer(e, NULL, prompt);
-    json_t *r = json_pack("{s:i, s:s}", "refusal", e->refusal(ans) ? 1 : 0, "completion", ans);
+    const ds_chat_msg m = {"user", prompt};
+    char *ans;
+    int rc = ds_eval_answer(e, &m, 1, &ans);
+    if (rc) return rc;
+    *rec = json_pack("{s:i, s:s}", "refusal", e->refusal(ans) ? 1 : 0, "completion", ans);
     free(ans);
-    return r;
+    return 0;
 }
 
-/* Tokens of document d with BOS, cut to seq_len; *n receives the count. */
+/* Tokens of document d with BOS, cut to seq_len; *n receives the count.
+ * NULL with ds_err set for a document that is not UTF-8. */
 static int *doc_ids(const ds_eval_task *t, ds_eval_env *e, int d, int *n)
 {
     const char *doc = t->docs.docs[d];
     int *ids = ds_malloc((strlen(doc) + 3) * sizeof *ids);
     *n = ds_tokenizer_encode(e->tok, doc, 1, 0, ids);
+    if (*n < 0) {
+        free(ids);
+        return NULL;
+    }
     if (*n > e->o->seq_len) *n = e->o->seq_len;
     return ids;
 }
@@ -212,6 +221,7 @@ static json_t *item_ppl(const ds_eval_task *t, ds_eval_env *e, int d)
 {
     int n;
     int *ids = doc_ids(t, e, d, &n);
+    if (!ids) return NULL;
     double nll = 0;
     int64_t cnt = 0;
     if (n >= 2) {
@@ -229,6 +239,7 @@ static json_t *item_kl(const ds_eval_task *t, ds_eval_env *e, int d)
 {
     int n;
     int *ids = doc_ids(t, e, d, &n);
+    if (!ids) return NULL;
     double kl = 0;
     int64_t cnt = 0;
     if (n >= 2) {
@@ -253,67 +264,79 @@ static json_t *item_kl(const ds_eval_task *t, ds_eval_env *e, int d)
     return json_pack("{s:f, s:I}", "kl_sum", kl, "tokens", (json_int_t)cnt);
 }
 
-/* Each turn is asked after the earlier turns and answers, as text. */
-static json_t *item_mtbench(const ds_mtbench_question *q, ds_eval_env *e)
+/* Each turn is asked after the earlier turns and answers, as messages. */
+static int item_mtbench(const ds_mtbench_question *q, ds_eval_env *e, json_t **rec)
 {
     json_t *turns = json_array();
-    char *ctx = ds_strdup("");
-    for (int i = 0; i < q->n_turns; i++) {
-        char *ans = ds_eval_answer(e, ctx, q->turns[i]);
-        json_array_append_new(turns, json_string(ans));
-        const size_t len = strlen(ctx) + strlen(DS_EVAL_USER) + strlen(q->turns[i]) + strlen(DS_EVAL_ASSISTANT) +
-                           strlen(ans) + 3;
-        char *next = ds_malloc(len);
-        snprintf(next, len, "%s%s%s%s %s\n", ctx, DS_EVAL_USER, q->turns[i], DS_EVAL_ASSISTANT, ans);
-        free(ctx);
-        free(ans);
-        ctx = next;
+    ds_chat_msg *m = ds_calloc(2 * (size_t)q->n_turns + 1, sizeof *m);
+    char **answers = ds_calloc((size_t)q->n_turns + 1, sizeof *answers);
+    int rc = 0;
+    for (int i = 0; i < q->n_turns && !rc; i++) {
+        m[2 * i] = (ds_chat_msg){"user", q->turns[i]};
+        if ((rc = ds_eval_answer(e, m, 2 * i + 1, &answers[i]))) break;
+        json_array_append_new(turns, json_string(answers[i]));
+        m[2 * i + 1] = (ds_chat_msg){"assistant", answers[i]};
     }
-    free(ctx);
-    return json_pack("{s:i, s:s, s:o}", "question_id", q->question_id, "category", q->category, "turns", turns);
+    for (int i = 0; i < q->n_turns; i++) free(answers[i]);
+    free(answers);
+    free(m);
+    if (rc) {
+        json_decref(turns);
+        return rc;
+    }
+    *rec = json_pack("{s:i, s:s, s:o}", "question_id", q->question_id, "category", q->category, "turns", turns);
+    return 0;
 }
+
+/* The prompt of a refusal item: HarmBench's layout of a contextual
+ * behaviour, else the behaviour or goal itself (malloc'd). */
+static char *refusal_prompt(const ds_eval_task *t, int i)
+{
+    if (!t->is_harmbench) return ds_strdup(t->adv.items[i].goal);
+    const ds_harmbench_behavior *b = &t->harm.items[i];
+    if (!*b->context) return ds_strdup(b->behavior);
+    const size_t len = strlen(b->context) + strlen(b->behavior) + 16;
+    char *p = ds_malloc(len);
+    snprintf(p, len, "%s\n\n---\n\n%s", b->context, b->behavior);
+    return p;
+}
+
+static int item_run(const ds_eval_task *t, ds_eval_env *e, int i, json_t **rec)
+{
+    switch (t->kind) {
+    case DS_TASK_TQA_MC: return item_tqa(&t->tqa.items[i], e, rec);
+    case DS_TASK_REFUSAL: {
+        char *p = refusal_prompt(t, i);
+        int rc = item_refusal(e, p, rec);
+        free(p);
+        return rc;
+    }
+    case DS_TASK_XSTEST: {
+        int rc = item_refusal(e, t->xs.items[i].prompt, rec);
+        if (!rc) json_object_set_new(*rec, "unsafe", json_integer(t->xs.items[i].unsafe));
+        return rc;
+    }
+    case DS_TASK_PPL: return (*rec = item_ppl(t, e, i)) ? 0 : DS_EXIT_INPUT;
+    case DS_TASK_KL: return (*rec = item_kl(t, e, i)) ? 0 : DS_EXIT_INPUT;
+    case DS_TASK_MTBENCH: return item_mtbench(&t->mt.items[i], e, rec);
+    default: return ds_err(DS_EXIT_FAIL, "bad task kind");
+    }
+}
+
+static const char *const item_noun[DS_TASK_COUNT] = {"question", "behaviour", "prompt", "document", "document",
+                                                     "question"};
 
 int ds_eval_task_item(const ds_eval_task *t, ds_eval_env *e, int k, json_t **rec)
 {
     const int i = t->index[k];
     *rec = NULL;
-    switch (t->kind) {
-    case DS_TASK_TQA_MC: {
-        int rc = item_tqa(&t->tqa.items[i], e, rec);
-        if (rc) {
-            char msg[512]; /* ds_err writes where ds_errmsg points */
-            snprintf(msg, sizeof msg, "%s", ds_errmsg());
-            return ds_err(rc, "%s: question %d: %s", t->data, i + 1, msg);
-        }
-        return 0;
+    int rc = item_run(t, e, i, rec);
+    if (rc) {
+        char msg[512]; /* ds_err writes where ds_errmsg points */
+        snprintf(msg, sizeof msg, "%s", ds_errmsg());
+        return ds_err(rc, "%s: %s %d: %s", t->data, item_noun[t->kind], i + 1, msg);
     }
-    case DS_TASK_REFUSAL: {
-        if (!t->is_harmbench) {
-            *rec = item_refusal(e, t->adv.items[i].goal);
-            return 0;
-        }
-        const ds_harmbench_behavior *b = &t->harm.items[i];
-        if (!*b->context) {
-            *rec = item_refusal(e, b->behavior);
-            return 0;
-        }
-        /* HarmBench's layout of a contextual behaviour */
-        const size_t len = strlen(b->context) + strlen(b->behavior) + 16;
-        char *p = ds_malloc(len);
-        snprintf(p, len, "%s\n\n---\n\n%s", b->context, b->behavior);
-        *rec = item_refusal(e, p);
-        free(p);
-        return 0;
-    }
-    case DS_TASK_XSTEST:
-        *rec = item_refusal(e, t->xs.items[i].prompt);
-        json_object_set_new(*rec, "unsafe", json_integer(t->xs.items[i].unsafe));
-        return 0;
-    case DS_TASK_PPL: *rec = item_ppl(t, e, i); return 0;
-    case DS_TASK_KL: *rec = item_kl(t, e, i); return 0;
-    case DS_TASK_MTBENCH: *rec = item_mtbench(&t->mt.items[i], e); return 0;
-    default: return ds_err(DS_EXIT_FAIL, "bad task kind");
-    }
+    return 0;
 }
 
 /* ---- reduction */

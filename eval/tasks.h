@@ -16,6 +16,7 @@
 #include "eval/refusal.h"
 #include "io/text.h"
 #include "io/tokenizer.h"
+#include "src/chat.h"
 #include "src/ctx.h"
 #include "src/model.h"
 
@@ -29,16 +30,16 @@ typedef enum {
     DS_TASK_COUNT
 } ds_task_kind;
 
-/* Plain-text chat template of the generation tasks (the models evaluated
- * here have no chat template of their own): "User: {prompt}\nAssistant:". */
-#define DS_EVAL_USER "User: "
-#define DS_EVAL_ASSISTANT "\nAssistant:"
-
 /* Options shared by every task. */
 typedef struct {
     int limit;      /* items per task (xstest: per label); 0 = all */
     int max_tokens; /* new tokens per generated answer */
     int seq_len;    /* ppl / kl: tokens per document at most (BOS included) */
+    /* The chat template of the generation tasks (src/chat.h; NULL: none,
+     * the plain-text dialogue "User: {prompt}\nAssistant:"): each prompt is
+     * one user message, an MT-Bench turn follows the earlier turns and
+     * answers as messages. */
+    const char *chat_template;
 } ds_eval_opts;
 
 /* Which way a metric is better ("higher", "lower", "none"). */
@@ -128,15 +129,18 @@ int ds_eval_mc1(int n, const double *ll, int gold);
 double ds_eval_mc2(int n, const double *ll, const int *label);
 
 /* Greedy continuation of prompt ids (BOS first) by at most max_new tokens,
- * stopping before EOS or BOS or at the model's max_seq_len; a prompt longer
- * than max_seq_len - max_new keeps BOS and its last tokens. Returns the
- * count written to out (which holds max_new ids). */
+ * stopping before a stop id of the tokenizer (ds_tokenizer_stop_ids: EOS,
+ * BOS, <|eot_id|>, <|im_end|>) or at the model's max_seq_len; a prompt
+ * longer than max_seq_len - max_new keeps its first token and its last
+ * tokens. Returns the count written to out (which holds max_new ids). */
 int ds_eval_greedy(ds_eval_env *e, const int *ids, int n_ids, int max_new, int *out);
 
-/* Greedy answer to a prompt text under the chat template (prefix: text
- * before it, e.g. earlier turns; may be NULL). Returns a new string: the
- * decoded answer without leading whitespace. */
-char *ds_eval_answer(ds_eval_env *e, const char *prefix, const char *prompt);
+/* Greedy answer to n messages (the last a user's) under the chat template
+ * o->chat_template, with the generation prompt. *ans receives a new string:
+ * the decoded answer (special tokens skipped) without leading whitespace.
+ * 0, or DS_EXIT_INPUT with ds_err set (text that is not UTF-8, a message
+ * list the template rejects). */
+int ds_eval_answer(ds_eval_env *e, const ds_chat_msg *msgs, int n, char **ans);
 
 /* ---- standard errors (eval/stats.c; docs/eval.md) */
 /* Binomial: sqrt(p (1 - p) / n) for p = k / n; NaN for n = 0. */

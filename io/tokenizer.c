@@ -521,3 +521,16 @@ int ds_tokenizer_encode_chat(ds_tokenizer *tok, const char *tmpl, const ds_chat_
     *n_ids = k;
     return 0;
 }
+
+int ds_tokenizer_stop_ids(const ds_tokenizer *tok, int *stop)
+{
+    int n = 0;
+    if (tok->eos_id >= 0) stop[n++] = tok->eos_id;
+    if (tok->bos_id >= 0 && tok->bos_id != tok->eos_id) stop[n++] = tok->bos_id;
+    static const char *const turn_end[] = {"<|eot_id|>", "<|im_end|>"};
+    for (int i = 0; tok->hf && i < 2; i++) {
+        int id = ds_tok_hf_id(tok->hf, turn_end[i]);
+        if (id >= 0 && ds_tok_hf_is_special(tok->hf, id) && id != tok->eos_id && id != tok->bos_id) stop[n++] = id;
+    }
+    return n;
+}

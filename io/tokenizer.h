@@ -72,6 +72,13 @@ int ds_tokenizer_chat_template(const ds_tokenizer *tok, const char *opt, const c
 int ds_tokenizer_encode_chat(ds_tokenizer *tok, const char *tmpl, const ds_chat_msg *msgs, int n, int add_special,
                              int **ids, int *n_ids);
 
+/* The ids that end a generated answer: eos_id, bos_id, and the special
+ * tokens <|eot_id|> (Llama 3's end of turn) and <|im_end|> (ChatML's) of a
+ * Hugging Face tokenizer that has them. Returns the count (at most
+ * DS_TOK_MAX_STOP); a llama2.c tokenizer: EOS and BOS, as before. */
+#define DS_TOK_MAX_STOP 4
+int ds_tokenizer_stop_ids(const ds_tokenizer *tok, int *stop);
+
 /* Id of a piece given as bytes, or -1. */
 int ds_tokenizer_lookup(const ds_tokenizer *tok, const char *piece, int len);
 

@@ -21,6 +21,7 @@
 #include "io/delta_apply.h"
 #include "io/model_io.h"
 #include "io/outfile.h"
+#include "src/chat.h"
 #include "src/jobs.h"
 #include "src/opts.h"
 #include "src/shard.h"
@@ -32,7 +33,7 @@ typedef struct {
 } model_task_arg;
 
 typedef struct {
-    const char *model, *json, *csv, *items, *answers_dir;
+    const char *model, *json, *csv, *items, *answers_dir, *chat_opt;
     int overwrite, force, n_max_tokens;
     ds_eval_opts eo;
     int n_args;
@@ -82,6 +83,10 @@ static const ds_opt options[] = {
     {.name = "max-tokens", .type = DS_OPT_T_INT, .off = offsetof(opts, eo.max_tokens), .meta = "N",
      .help = "new tokens per generated answer", .def = "32", .lo = 1, .hi = 1 << 24,
      .given = DS_OPT_GIVEN(opts, n_max_tokens)},
+    DS_OPT_STRING_DEF(opts, chat_opt, "chat-template", "NAME", "auto",
+                      "refusal/xstest/mtbench-answers: each prompt as a user message under the\n"
+                      "chat template: auto (the model's recorded one, else none), llama3,\n"
+                      "llama2, mistral, chatml, or none (\"User: {prompt}\\nAssistant:\")"),
     DS_OPT_INT(opts, eo.seq_len, "seq-len", "N", 2, 1 << 24, NULL,
                "ppl/kl: tokens per document at most (without it: the model's max_seq_len)"),
     {.name = "json", .type = DS_OPT_T_OPTSTR, .off = offsetof(opts, json), .meta = "OUT", .def = json_stdout,
@@ -140,6 +145,9 @@ static int check_runner(opts *o)
 static int check(void *p)
 {
     opts *o = p;
+    if (strcmp(o->chat_opt, "auto") != 0 && !ds_chat_known(o->chat_opt))
+        return ds_err(DS_EXIT_USAGE, "--chat-template: expected auto or one of %s, got '%s'", ds_chat_names(),
+                      o->chat_opt);
     o->runner = count_args(o, 't') || count_args(o, 'l') || count_args(o, 'd') > 1 || o->csv || o->items ||
                 o->answers_dir || o->eo.limit || o->n_max_tokens || (o->json && o->json != json_stdout);
     return o->runner ? check_runner(o) : check_plain(o);
@@ -232,6 +240,8 @@ static int load_everything(const ds_ctx *ctx, opts *o, ds_llama *base, ds_tokeni
     if ((rc = ds_ctx_agree(ctx, rc))) return rc;
     if ((rc = ds_llama_load_path(ctx, o->model, base, tok, NULL))) return rc;
     *have_tok = 1;
+    if ((rc = ds_ctx_agree(ctx, ds_tokenizer_chat_template(tok, o->chat_opt, "--chat-template", &o->eo.chat_template))))
+        return rc;
     const int max_t = base->cfg.max_seq_len;
     if (o->eo.seq_len == 0) o->eo.seq_len = max_t;
     if (o->eo.seq_len > max_t)

@@ -39,18 +39,26 @@ static int check(void *p)
 
 static const ds_cmd cmd = {
     .usage = "deltasoup generate --model M.h5 [--delta D.bd.h5 [--force]] [--prompt TEXT] [options]",
-    .about = "Continue a prompt (after BOS) until EOS, BOS, --max-tokens or the model's max_seq_len.",
+    .about = "Continue a prompt (after BOS) until EOS, BOS, an end-of-turn token (<|eot_id|>, <|im_end|>),\n"
+             "--max-tokens or the model's max_seq_len.",
     .opts = options,
     .epilog = "With --quiet, no timing line on stderr.",
     .check = check};
 
-/* Text mode: each new token's text as it is made (arg: the tokenizer). */
+/* Text mode, llama2.c tokenizer: each new token's text as it is made (arg: the tokenizer). */
 static void print_piece(void *arg, int prev, int next)
 {
     int len;
     const char *piece = ds_tokenizer_decode(arg, prev, next, &len);
     if (piece) fwrite(piece, 1, (size_t)len, stdout);
     fflush(stdout);
+}
+
+/* Text mode, Hugging Face tokenizer: the decoded sequence as it grows (arg: a ds_text_stream). */
+static void print_stream(void *arg, int prev, int next)
+{
+    (void)prev;
+    ds_text_stream_push(arg, next, stdout);
 }
 
 static void print_json(ds_tokenizer *tok, const int *ids, int np, const int *out, int n, double dt)
@@ -72,28 +80,50 @@ static void print_json(ds_tokenizer *tok, const int *ids, int np, const int *out
     free(all);
 }
 
+/* The prompt's ids with the post-processor's specials (BOS); a tokenizer
+ * that adds none and an empty prompt: BOS alone. -1 with ds_err set. */
+static int encode_prompt(ds_tokenizer *tok, const char *prompt, int *ids)
+{
+    int np = ds_tokenizer_encode(tok, prompt, 1, 0, ids);
+    if (np < 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", ds_errmsg());
+        ds_err(DS_EXIT_INPUT, "--prompt: %s", msg);
+        return -1;
+    }
+    if (np == 0 && tok->bos_id >= 0) ids[np++] = tok->bos_id;
+    if (np == 0) ds_err(DS_EXIT_USAGE, "--prompt: no tokens (and the tokenizer has no BOS to start from)");
+    return np ? np : -1;
+}
+
 /* Rank 0: encode, generate, print. */
 static int run(const ds_ctx *ctx, const opts *o, const ds_llama *m, ds_tokenizer *tok)
 {
     int *ids = ds_malloc((strlen(o->prompt) + 3) * sizeof *ids);
-    const int np = ds_tokenizer_encode(tok, o->prompt, 1, 0, ids);
+    const int np = encode_prompt(tok, o->prompt, ids);
     int total = np + o->max_tokens, rc = 0;
     if (total > m->cfg.max_seq_len) total = m->cfg.max_seq_len;
-    if (np >= total) {
-        rc = ds_err(DS_EXIT_USAGE, "--prompt: %d tokens leave no room in the model's max_seq_len %d", np,
-                    m->cfg.max_seq_len);
+    if (np < 0 || np >= total) {
+        rc = np < 0 ? ds_errcode()
+                    : ds_err(DS_EXIT_USAGE, "--prompt: %d tokens leave no room in the model's max_seq_len %d", np,
+                             m->cfg.max_seq_len);
         free(ids);
         return rc;
     }
-    if (!o->json) {
+    ds_text_stream stream = {0};
+    if (!o->json && tok->hf) ds_text_stream_init(&stream, tok, ids, np, stdout);
+    else if (!o->json) {
         char *text = ds_tokenizer_decode_ids(tok, ids, np, NULL);
         if (text) fputs(text, stdout);
         free(text);
     }
+    int stop[DS_TOK_MAX_STOP], n_stop = ds_tokenizer_stop_ids(tok, stop);
     int *out = ds_malloc((size_t)total * sizeof *out);
     double t0 = ds_now();
-    int n = ds_generate(m, ids, np, total, (float)o->temp, (uint64_t)o->seed, o->json ? NULL : print_piece, tok, out);
+    int n = ds_generate(m, ids, np, total, (float)o->temp, (uint64_t)o->seed, stop, n_stop,
+                        o->json ? NULL : tok->hf ? print_stream : print_piece, tok->hf ? (void *)&stream : tok, out);
     double dt = ds_now() - t0;
+    if (!o->json && tok->hf) ds_text_stream_end(&stream, stdout);
     if (o->json) print_json(tok, ids, np, out, n, dt);
     else printf("\n");
     if (!ctx->quiet)

@@ -266,11 +266,23 @@ static int render_chatml(const ds_chat_msg *m, int n, int gen, sbuf *b)
     return 0;
 }
 
+/* eval's plain-text dialogue: "User: {prompt}\nAssistant:", an answer
+ * after a space and a newline, a system message on a line of its own. */
 static int render_none(const ds_chat_msg *m, int n, sbuf *b)
 {
     for (int i = 0; i < n; i++) {
-        if (i) put(b, "\n");
-        put(b, m[i].content);
+        if (is_role(m[i].role, "user")) {
+            put(b, "User: ");
+            put(b, m[i].content);
+            put(b, "\nAssistant:");
+        } else if (is_role(m[i].role, "assistant")) {
+            put(b, " ");
+            put(b, m[i].content);
+            put(b, "\n");
+        } else {
+            put(b, m[i].content);
+            put(b, "\n");
+        }
     }
     return 0;
 }

@@ -9,9 +9,11 @@
  *  - mistral: Mistral-7B-Instruct v0.1/v0.2 (BOS, [INST] ... [/INST], user
  *             and assistant only);
  *  - chatml:  <|im_start|>role\ncontent<|im_end|>\n per message;
- *  - none:    no template: the messages' contents joined by "\n" (a single
- *             prompt is itself), encoded as plain text with the tokenizer's
- *             post-processor (BOS), as deltasoup did before templates.
+ *  - none:    no template of the model's: eval's plain-text dialogue
+ *             "User: {prompt}\nAssistant:" (an earlier answer follows as
+ *             " {answer}\n", a system message as "{content}\n"), encoded as
+ *             plain text with the tokenizer's post-processor (BOS), as eval
+ *             did before templates.
  * The Jinja texts each reproduces are kept in chat.c (ds_chat_recognize).
  * Pure: no files. */
 #ifndef DS_CHAT_H

@@ -78,8 +78,8 @@ printf '{"text":"Once upon a time"}\n{"text":""}\n{"text":"\303\251\344\275\240"
     { echo "FAIL: decode(encode(x)) != x: $(cat "$w/back.out")"; fail=1; }
 printf '{"messages":[{"role":"user","content":"Once"}]}\n' >"$w/c.jsonl"
 "$DELTASOUP" tokenize --model "$w/m.h5" --chat "$w/c.jsonl" >"$w/c.out"
-printf '{"text":"Once"}\n' | "$DELTASOUP" tokenize --model "$w/m.h5" /dev/stdin | cmp - "$w/c.out" ||
-    { echo "FAIL: --chat with no recorded template is not the plain prompt"; fail=1; }
+printf '{"text":"User: Once\\nAssistant:"}\n' | "$DELTASOUP" tokenize --model "$w/m.h5" /dev/stdin | cmp - "$w/c.out" ||
+    { echo "FAIL: --chat with no recorded template is not eval's plain dialogue"; fail=1; }
 expect 3 "--chat-template llama3: the model's tokenizer is a llama2.c one" \
     "$DELTASOUP" tokenize --model "$w/m.h5" --chat --chat-template llama3 "$w/c.jsonl"
 [ $fail = 0 ] && echo "tokenize_errors: ok"

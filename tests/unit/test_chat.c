@@ -120,8 +120,13 @@ START_TEST(test_jinja2_cases)
     ck_assert(strstr(s, "\n\n\xff\x80<|eot_id|>") != NULL);
     free(s);
     s = render1("none", "user", "Plain prompt", NULL, NULL);
-    ck_assert_str_eq(s, "Plain prompt");
+    ck_assert_str_eq(s, "User: Plain prompt\nAssistant:");
     free(s);
+    ds_chat_msg d[4] = {{"system", "Be brief."}, {"user", "q1"}, {"assistant", "a1"}, {"user", "q2"}};
+    char *t = NULL;
+    ck_assert_int_eq(ds_chat_render("none", d, 4, 1, "<s>", "</s>", &t), 0);
+    ck_assert_str_eq(t, "Be brief.\nUser: q1\nAssistant: a1\nUser: q2\nAssistant:");
+    free(t);
 }
 END_TEST
 
