@@ -144,6 +144,7 @@ json_t *ds_eval_results_doc(const char *model, const ds_eval_plan *p, const ds_e
     /* a model's chat template (none, the plain dialogue, is left out: the documents of before templates) */
     if (o->chat_template && strcmp(o->chat_template, "none") != 0)
         json_object_set_new(json_object_get(doc, "options"), "chat_template", json_string(o->chat_template));
+    if (o->tqa_harness) json_object_set_new(json_object_get(doc, "options"), "truthfulqa_prompt", json_string("harness"));
     return doc;
 }
 

@@ -164,9 +164,10 @@ static int item_tqa(const ds_tqa_question *q, ds_eval_env *e, json_t **rec)
         if (u == nu) uniq[nu++] = s;
         slot[i] = u;
     }
-    const size_t plen = strlen(q->question) + 8;
+    const char *primer = e->o->tqa_harness ? DS_TQA_HARNESS_PRIMER "\n\n" : "";
+    const size_t plen = strlen(primer) + strlen(q->question) + 8;
     char *prompt = ds_malloc(plen);
-    snprintf(prompt, plen, "Q: %s\nA:", q->question);
+    snprintf(prompt, plen, "%sQ: %s\nA:", primer, q->question);
     double *ull = ds_malloc((size_t)nu * sizeof *ull), *ll = ds_malloc((size_t)nall * sizeof *ll);
     int *label = ds_malloc((size_t)q->n_mc2 * sizeof *label);
     int rc = ds_eval_loglik(e, prompt, nu, uniq, ull);

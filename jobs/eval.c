@@ -72,6 +72,8 @@ static const char *last_arg(const opts *o, char kind)
     return NULL;
 }
 
+static const char *const tqa_prompts[] = {"plain", "harness", NULL};
+
 static const ds_opt options[] = {
     DS_OPT_STRING(opts, model, "model", "B.h5", "base checkpoint with a tokenizer"),
     DS_OPT_CALL("delta", "D.bd.h5", on_delta,
@@ -87,6 +89,9 @@ static const ds_opt options[] = {
                       "refusal/xstest/mtbench-answers: each prompt as a user message under the\n"
                       "chat template: auto (the model's recorded one, else none), llama3,\n"
                       "llama2, mistral, chatml, or none (\"User: {prompt}\\nAssistant:\")"),
+    DS_OPT_CHOICE(opts, eo.tqa_harness, "truthfulqa-prompt", "P", tqa_prompts, "plain",
+                  "truthfulqa-mc: plain (\"Q: {question}\\nA:\") or harness (lm-evaluation-harness's\n"
+                  "6-shot QA primer before it; about 380 tokens with a 512-piece vocabulary)"),
     DS_OPT_INT(opts, eo.seq_len, "seq-len", "N", 2, 1 << 24, NULL,
                "ppl/kl: tokens per document at most (without it: the model's max_seq_len)"),
     {.name = "json", .type = DS_OPT_T_OPTSTR, .off = offsetof(opts, json), .meta = "OUT", .def = json_stdout,
