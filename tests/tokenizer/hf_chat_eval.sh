@@ -45,6 +45,10 @@ key=$(ids --tokenizer "$L2/tokenizer.json" --chat --chat-template mistral "$T/c.
 $CHAIN "$T/m" "$hi,${ans%%,*}" "$key,$ans,2" --chat-template "$V/llama2-style-32k-chat.jsonl" mistral
 "$DS" import --from hf "$T/m" -o "$T/m.h5" --quiet >/dev/null
 
+# tokenize --model: the checkpoint's tokenizer and recorded template give what the folder's files give
+"$DS" tokenize --model "$T/m.h5" --chat "$T/c.jsonl" >"$T/cm.out"
+"$DS" tokenize --tokenizer "$T/m/tokenizer.json" --chat --chat-template mistral "$T/c.jsonl" | cmp - "$T/cm.out" ||
+    no "tokenize --model --chat differs from the folder's tokenizer with mistral"
 "$DS" generate --model "$T/m.h5" --prompt Hi --temperature 0 --quiet >"$T/g.txt"
 "$DS" generate --model "$T/m.h5" --prompt Hi --temperature 0 --json --quiet >"$T/g.json"
 [ "$(field "$T/g.json" "','.join(map(str, d['tokens']))")" = "$ans" ] || no "generate tokens: $(cat "$T/g.json")"
