@@ -50,6 +50,7 @@ struct ds_tok_hf {
     int added_start[257], *added_order; /* added tokens by first byte, longest first */
     struct enc_state *enc;   /* encoding scratch and word cache (encode is not reentrant) */
     int plain;               /* ds_tok_hf_set_plain */
+    int llama3_split;        /* split is Llama 3's pattern: llama3_ascii_match applies */
 };
 
 static void enc_init(ds_tok_hf *t);
@@ -344,6 +345,12 @@ static int load_normalizer(ds_tok_hf *t, const char *path, json_t *n)
     return 0;
 }
 
+/* The split pattern of Llama 3 (and tiktoken's cl100k_base), as its
+ * tokenizer.json gives it. */
+static const char llama3_pattern[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
 static int load_pretok(ds_tok_hf *t, const char *path, json_t *p)
 {
     if (json_is_null(p) || !p) return 0;
@@ -370,6 +377,7 @@ static int load_pretok(ds_tok_hf *t, const char *path, json_t *p)
                     buf_add(&pat, q++, 1);
                 }
             }
+            t->llama3_split = !strcmp(re, llama3_pattern);
             int err;
             PCRE2_SIZE off;
             t->split = pcre2_compile((PCRE2_SPTR)pat.p, pat.n, PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err,
@@ -651,7 +659,7 @@ typedef struct enc_state {
     ds_bpe_work work;
     pcre2_match_data *md;
     cache_slot *slot;  /* the word cache */
-    size_t n_cached;
+    size_t slot_cap, n_cached;
     buf keys;
     ids_vec cids;
 } enc_state;
@@ -678,9 +686,10 @@ static void ids_add_n(ids_vec *v, const int32_t *p, size_t n)
 
 /* The word cache (as Hugging Face tokenizers keeps one): a pre-token's bytes
  * -> its ids, for pre-tokens of at most CACHE_WORD bytes; emptied when it
- * holds CACHE_SLOTS / 2 words. A key of up to 16 bytes is kept in its slot
+ * holds CACHE_SLOTS / 2 words. The table starts small and doubles at half
+ * full (the words of a text stay in few cache lines). A key of up to 16 bytes is kept in its slot
  * (zero-padded), a longer one in e->keys; one id in the slot, more in e->cids. */
-enum { CACHE_SLOTS = 1 << 16, CACHE_WORD = 64 };
+enum { CACHE_SLOTS = 1 << 16, CACHE_FIRST = 1 << 10, CACHE_WORD = 64 };
 struct cache_slot {
     uint64_t k[2]; /* the key's bytes, or k[0]: its offset in e->keys */
     uint64_t h;    /* 0: empty */
@@ -689,11 +698,28 @@ struct cache_slot {
 };
 typedef struct { uint64_t k[2], h; } cache_key;
 
+/* Bytes S[0..N) (N <= 8) as a little-endian number, zero-padded: two
+ * overlapping loads, the same bytes where they overlap; no byte read twice
+ * past S + N. */
+static uint64_t load_le(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    if (n >= 4) {
+        const unsigned char *v = u + n - 4;
+        uint64_t a = (uint64_t)u[0] | (uint64_t)u[1] << 8 | (uint64_t)u[2] << 16 | (uint64_t)u[3] << 24;
+        uint64_t b = (uint64_t)v[0] | (uint64_t)v[1] << 8 | (uint64_t)v[2] << 16 | (uint64_t)v[3] << 24;
+        return a | b << (8 * (n - 4));
+    }
+    if (!n) return 0;
+    return (uint64_t)u[0] | (uint64_t)u[n / 2] << (8 * (n / 2)) | (uint64_t)u[n - 1] << (8 * (n - 1));
+}
+
 static cache_key cache_key_of(const char *s, size_t n)
 {
     cache_key c = {{0, 0}, 0};
     if (n <= 16) {
-        memcpy(c.k, s, n);
+        c.k[0] = load_le(s, n < 8 ? n : 8);
+        c.k[1] = n > 8 ? load_le(s + 8, n - 8) : 0;
         uint64_t h = (c.k[0] ^ n) * 0xbf58476d1ce4e5b9ULL;
         h ^= h >> 31;
         h = (h ^ c.k[1]) * 0x94d049bb133111ebULL;
@@ -707,7 +733,7 @@ static cache_key cache_key_of(const char *s, size_t n)
 
 static void cache_clear(enc_state *e)
 {
-    memset(e->slot, 0, CACHE_SLOTS * sizeof *e->slot);
+    memset(e->slot, 0, e->slot_cap * sizeof *e->slot);
     e->n_cached = 0;
     e->keys.n = 0;
     e->cids.n = 0;
@@ -715,7 +741,8 @@ static void cache_clear(enc_state *e)
 
 static const cache_slot *cache_get(const enc_state *e, const cache_key *key, const char *s, size_t n)
 {
-    for (size_t i = key->h & (CACHE_SLOTS - 1);; i = (i + 1) & (CACHE_SLOTS - 1)) {
+    size_t mask = e->slot_cap - 1;
+    for (size_t i = key->h & mask;; i = (i + 1) & mask) {
         const cache_slot *c = &e->slot[i];
         if (!c->h) return NULL;
         if (c->h != key->h || c->klen != n) continue;
@@ -726,9 +753,25 @@ static const cache_slot *cache_get(const enc_state *e, const cache_key *key, con
 static void cache_put(enc_state *e, const cache_key *key, const char *s, size_t n, const int32_t *ids, size_t m)
 {
     if (m > 0xffff || m < 1) return;
-    if (e->n_cached >= CACHE_SLOTS / 2) cache_clear(e);
-    size_t i = key->h & (CACHE_SLOTS - 1);
-    while (e->slot[i].h) i = (i + 1) & (CACHE_SLOTS - 1);
+    if (e->n_cached >= e->slot_cap / 2) {
+        if (e->slot_cap < CACHE_SLOTS) {
+            cache_slot *old = e->slot;
+            size_t cap = e->slot_cap;
+            e->slot_cap *= 2;
+            e->slot = ds_calloc(e->slot_cap, sizeof *e->slot);
+            for (size_t j = 0; j < cap; j++) {
+                if (!old[j].h) continue;
+                size_t i = old[j].h & (e->slot_cap - 1);
+                while (e->slot[i].h) i = (i + 1) & (e->slot_cap - 1);
+                e->slot[i] = old[j];
+            }
+            free(old);
+        } else {
+            cache_clear(e);
+        }
+    }
+    size_t mask = e->slot_cap - 1, i = key->h & mask;
+    while (e->slot[i].h) i = (i + 1) & mask;
     cache_slot *c = &e->slot[i];
     *c = (cache_slot){{key->k[0], key->k[1]}, key->h, ids[0], (uint16_t)n, (uint16_t)m};
     if (n > 16) {
@@ -875,6 +918,33 @@ static void spm_chunks(const ds_tok_hf *t, enc_state *e, const char *p, size_t l
     model_word(t, e, p + start, len - start, out, !first);
 }
 
+static int ascii_letter(unsigned c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
+static int ascii_digit(unsigned c) { return c >= '0' && c <= '9'; }
+
+/* Where Llama 3's split pattern, searching from P[AT], ends its match when
+ * the answer shows in ASCII alone, else 0 (ask PCRE2). The two alternatives
+ * that cover most text: [^\r\n\p{L}\p{N}]?\p{L}+ (an optional ASCII
+ * character that is none of CR, LF, letter, digit or the apostrophe of the
+ * first alternative, then ASCII letters up to an ASCII non-letter) and
+ * \p{N}{1,3} (ASCII digits; three, or up to an ASCII non-digit). Every
+ * earlier alternative fails there, so PCRE2 gives the same match (checked
+ * by the vectors in both modes and the fuzz target's comparison). */
+static size_t llama3_ascii_match(const unsigned char *p, size_t len, size_t at)
+{
+    unsigned c = p[at];
+    size_t i = at + 1;
+    if (ascii_digit(c)) {
+        while (i < len && i < at + 3 && ascii_digit(p[i])) i++;
+        return i < len && i < at + 3 && p[i] >= 0x80 ? 0 : i;
+    }
+    if (!ascii_letter(c)) {
+        if (c >= 0x80 || c == '\r' || c == '\n' || c == '\'' || i >= len || !ascii_letter(p[i])) return 0;
+        i++;
+    }
+    while (i < len && ascii_letter(p[i])) i++;
+    return i < len && p[i] >= 0x80 ? 0 : i;
+}
+
 /* One stretch of text between added tokens. */
 static void encode_section(const ds_tok_hf *t, enc_state *e, const char *s, size_t n, ids_vec *out)
 {
@@ -889,12 +959,16 @@ static void encode_section(const ds_tok_hf *t, enc_state *e, const char *s, size
         return;
     }
     size_t at = 0, start = 0; /* at: end of the last piece; start: where to search */
+    int fast = t->llama3_split && !t->plain;
     while (start <= len) {
-        int r = t->jit ? pcre2_jit_match(t->split, (PCRE2_SPTR)p, len, start, 0, e->md, NULL)
-                       : pcre2_match(t->split, (PCRE2_SPTR)p, len, start, PCRE2_NO_UTF_CHECK, e->md, NULL);
-        if (r < 0) break;
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
-        size_t ms = ov[0], me = ov[1];
+        size_t ms = start, me = fast && start < len ? llama3_ascii_match((const unsigned char *)p, len, start) : 0;
+        if (!me) {
+            int r = t->jit ? pcre2_jit_match(t->split, (PCRE2_SPTR)p, len, start, 0, e->md, NULL)
+                           : pcre2_match(t->split, (PCRE2_SPTR)p, len, start, PCRE2_NO_UTF_CHECK, e->md, NULL);
+            if (r < 0) break;
+            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
+            ms = ov[0], me = ov[1];
+        }
         if (ms > at) model_word(t, e, p + at, ms - at, out, 0);
         if (me > ms) model_word(t, e, p + ms, me - ms, out, 0);
         at = me;
@@ -959,7 +1033,8 @@ static void enc_init(ds_tok_hf *t)
         t->spm_split = 1;
     }
     enc_state *e = ds_calloc(1, sizeof *e);
-    e->slot = ds_calloc(CACHE_SLOTS, sizeof *e->slot);
+    e->slot_cap = CACHE_FIRST;
+    e->slot = ds_calloc(e->slot_cap, sizeof *e->slot);
     if (t->split) e->md = pcre2_match_data_create_from_pattern(t->split, NULL);
     t->enc = e;
 }

@@ -15,6 +15,11 @@
  * that file sits next to tokenizer.json and asks for it (absent key: true, as
  * the reference). Invalid UTF-8 from byte pieces decodes to U+FFFD per
  * maximal invalid subsequence (WHATWG, as the reference).
+ * Encoding is fast and gives the same ids as the reference's way
+ * (ds_tok_hf_set_plain): a word cache (pre-token -> ids); Llama 3's split
+ * pattern matched on ASCII letters and digits without PCRE2; a SentencePiece
+ * section merged in chunks cut before each "▁" that no merge can join to the
+ * character before it (read off the merges at load). bench/tokenizer.sh.
  * Errors: DS_EXIT_INPUT with one line "FILE: what is wrong" (other model
  * types, unknown normalizers/pre-tokenizers/decoders, broken merges, pieces
  * missing from the vocabulary) or "text: invalid UTF-8 at byte N". */

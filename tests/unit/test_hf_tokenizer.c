@@ -284,6 +284,58 @@ START_TEST(test_bytelevel_vectors)
 }
 END_TEST
 
+/* Random texts of pieces where Llama 3's split pattern has its edges (ASCII
+ * letters and digits next to non-ASCII letters and digits, apostrophes,
+ * CR/LF, runs of spaces): the same ids plain (PCRE2 on every pre-token) and
+ * by default (the ASCII matcher, the word cache). */
+static void modes_agree(ds_tok_hf *t, int n_texts)
+{
+    static const char *const pieces[] = {"a", "Zq", "b", "'s", "'", "'LL", "'x", "1", "12", "9", " ", "  ", "\t", "\r\n",
+                                         "\n", "\r", "\xc3\xa9", "\xd0\xb6", "\xd9\xa3", "\xc2\xb2", "\xe4\xb8\xad",
+                                         "\xf0\x9f\x98\x80", ".", ",", "!", "-", "$", "\xc2\xa0", "\x0b", "<|eot|>"};
+    uint64_t r = 12345;
+    char text[512];
+    for (int k = 0; k < n_texts; k++) {
+        size_t len = 0;
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        int m = 1 + (int)(r >> 60);
+        for (int j = 0; j < m; j++) {
+            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+            const char *p = pieces[(r >> 33) % (sizeof pieces / sizeof *pieces)];
+            memcpy(text + len, p, strlen(p));
+            len += strlen(p);
+        }
+        int32_t *a, *b;
+        size_t na, nb;
+        ds_tok_hf_set_plain(t, 1);
+        ck_assert_int_eq(ds_tok_hf_encode(t, text, len, 0, &a, &na), 0);
+        ds_tok_hf_set_plain(t, 0);
+        ck_assert_int_eq(ds_tok_hf_encode(t, text, len, 0, &b, &nb), 0);
+        ck_assert_msg(na == nb && !memcmp(a, b, na * sizeof *a), "text %d '%.*s': plain and default differ", k,
+                      (int)len, text);
+        free(a), free(b);
+    }
+}
+
+START_TEST(test_split_modes)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tests/fuzz/hf_tokenizer_corpus/bytelevel-basic", top);
+    size_t n;
+    char *p = read_all(path, &n);
+    ds_tok_hf *t;
+    ck_assert_msg(ds_tok_hf_load_text(path, p, strlen(p), NULL, 0, &t) == 0, "%s", ds_errmsg());
+    free(p);
+    modes_agree(t, 20000);
+    ds_tok_hf_free(t);
+    if (access(l3_path, R_OK) == 0) {
+        ck_assert_msg(ds_tok_hf_load(l3_path, &t) == 0, "%s", ds_errmsg());
+        modes_agree(t, 20000);
+        ds_tok_hf_free(t);
+    }
+}
+END_TEST
+
 static void dec_is(const int32_t *ids, size_t n, int skip, const char *want)
 {
     char *s;
@@ -511,6 +563,7 @@ int main(void)
     tcase_add_test(spm, test_spm_chunks);
     TCase *bl = ds_check_case(s, "bytelevel-encode", 120);
     tcase_add_test(bl, test_bytelevel_vectors);
+    tcase_add_test(bl, test_split_modes);
     TCase *dec = ds_check_case(s, "decode", 60);
     tcase_add_test(dec, test_decode);
     TCase *sp = ds_check_case(s, "special", 60);
