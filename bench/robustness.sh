@@ -43,7 +43,7 @@ aggregate_all() {
     dir=$1 f=$2 trim=$3 att=$4
     shift 4
     for m in $methods; do
-        ds aggregate --method "$m" $(opts "$m" "$f" "$trim") -o "$dir/agg/$att-$m.bd.h5" --quiet \
+        ds aggregate --method "$m" $(opts "$m" "$f" "$trim") --keep-duplicates -o "$dir/agg/$att-$m.bd.h5" --quiet \
             "$@" --list "$dir/honest.list" > "$dir/agg/$att-$m.log" 2>&1 ||
             { cat "$dir/agg/$att-$m.log" >&2; exit 1; }
     done

@@ -61,7 +61,7 @@ typedef struct {
     int comm; /* ds_comm_backend */
     double trim, max_eps, chunk_mb;
     int f, select;
-    int trim_set, f_set, select_set, has_max_eps, requantize, overwrite, force;
+    int trim_set, f_set, select_set, has_max_eps, requantize, overwrite, force, dedup, keep_dups;
     ds_strlist pos; /* the positional deltas */
     int n_in;       /* inputs: the positional deltas, then --list's */
     char **in;
@@ -78,6 +78,7 @@ static int check(void *p)
     if (o->f_set && o->m != M_KRUM && o->m != M_MULTIKRUM)
         return ds_err(DS_EXIT_USAGE, "--byzantine applies to krum and multi-krum, not %s", method_names[o->m]);
     if (o->select_set && o->m != M_MULTIKRUM) return ds_err(DS_EXIT_USAGE, "--select applies to multi-krum only");
+    if (o->dedup && o->keep_dups) return ds_err(DS_EXIT_USAGE, "--dedup and --keep-duplicates exclude each other");
     if (o->comm == DS_COMM_NCCL && (!o->device || strcmp(o->device, "cuda") != 0))
         return ds_err(DS_EXIT_USAGE, "--comm nccl needs --device cuda (one GPU per rank)");
     if (o->requantize && (o->m == M_KRUM || o->m == M_MAJORITY))
@@ -113,6 +114,13 @@ static const ds_opt options[] = {
      .given = DS_OPT_GIVEN(opts, has_max_eps)},
     DS_OPT_STRING(opts, keys, "trusted-keys", "FILE", "drop deltas not signed by a key in FILE (`deltasoup sign`)"),
     DS_OPT_FORCE(opts, force, "aggregate deltas made for different bases (warns)"),
+    DS_OPT_FLAG(opts, dedup, "dedup",
+                "count duplicate inputs once (the same content_sha256; with\n"
+                "--trusted-keys also the same owner signed by the same key);\n"
+                "without it a duplicate is refused"),
+    DS_OPT_FLAG(opts, keep_dups, "keep-duplicates",
+                "count every copy of a duplicate input (robustness experiments:\n"
+                "K colluding copies of one poisoned delta); warns"),
     DS_OPT_DEVICE(opts, device, "cpu (default) or cuda: cuda binds one GPU per rank, for --comm\n"
                                 "nccl; the statistics run on the CPU either way (docs/gpu.md)"),
     DS_OPT_CHOICE(opts, comm, "comm", "C", comm_names, "mpi",
@@ -180,6 +188,7 @@ static void free_inputs(opts *o)
 typedef struct {
     const char *path;
     char owner[DS_NAME_MAX], content[65], base[65];
+    char signer[65]; /* the verified signer's public key (--trusted-keys), else "" */
     int has_dp;
     double eps, dlt;
     int dropped;
@@ -251,6 +260,7 @@ static void dp_filter(const opts *o, input *in)
 typedef struct {
     int32_t dropped;
     char reason[196];
+    char signer[65]; /* the signer's public key of a trusted file */
 } verdict;
 
 /* This rank's share [lo, hi) of the inputs through the signature check. */
@@ -265,6 +275,11 @@ static int check_signatures(const input *in, int64_t lo, int64_t hi, const ds_de
         rc = ds_delta_rows_trust(x->path, &c, layout->n, layout->entries, keys, nkeys, v[k - lo].reason,
                                  sizeof v[k - lo].reason);
         v[k - lo].dropped = v[k - lo].reason[0] != 0;
+        if (!rc && !v[k - lo].dropped) {
+            char sig[129];
+            int present;
+            rc = ds_delta_sig_read(x->path, sig, v[k - lo].signer, &present);
+        }
     }
     return rc;
 }
@@ -296,6 +311,7 @@ static int trust_filter(ds_ctx *ctx, ds_comm *comm, const opts *o, input *in, co
             ds_shard_range(o->n_in, r, ctx->size, &a, &b);
             for (int64_t k = a; k < b; k++) {
                 const verdict *v = &all[(size_t)r * (size_t)maxloc + (size_t)(k - a)];
+                snprintf(in[k].signer, sizeof in[k].signer, "%s", v->signer);
                 if (!v->dropped) continue;
                 in[k].dropped = 1;
                 snprintf(in[k].reason, sizeof in[k].reason, "%s", v->reason);
@@ -305,6 +321,45 @@ static int trust_filter(ds_ctx *ctx, ds_comm *comm, const opts *o, input *in, co
     free(send);
     free(all);
     return rc;
+}
+
+/* The same delta given twice (docs/aggregate.md "Duplicate inputs"): the
+ * same content hash, or with --trusted-keys the same owner signed by the
+ * same key. Refused (DS_EXIT_INPUT naming both files), or with --dedup the
+ * later one dropped. Every rank holds the same identities: same verdict. */
+static int dedup_filter(const opts *o, input *in, int rank0)
+{
+    int kept = 0;
+    for (int j = 1; j < o->n_in; j++) {
+        input *y = &in[j];
+        if (y->dropped) continue;
+        for (int k = 0; k < j; k++) {
+            const input *x = &in[k];
+            if (x->dropped) continue;
+            const int same_content = strcmp(x->content, y->content) == 0;
+            const int same_signer = o->keys && x->signer[0] && strcmp(x->signer, y->signer) == 0 &&
+                                    strcmp(x->owner, y->owner) == 0;
+            if (!same_content && !same_signer) continue;
+            if (o->keep_dups) {
+                kept++;
+                break;
+            }
+            char what[160];
+            if (same_content) snprintf(what, sizeof what, "the same delta (content_sha256 %.16s...)", y->content);
+            else snprintf(what, sizeof what, "the same owner '%.40s' signed by the same key %.16s...", y->owner, y->signer);
+            if (!o->dedup)
+                return ds_err(DS_EXIT_INPUT, "%s and %s: %s given twice (use --dedup to count it once)", x->path,
+                              y->path, what);
+            y->dropped = 1;
+            snprintf(y->reason, sizeof y->reason, "duplicate of input %d (%s, --dedup)", k,
+                     same_content ? "same content" : "same owner and key");
+            break;
+        }
+    }
+    if (kept && rank0)
+        fprintf(stderr, "deltasoup aggregate: warning: %d duplicate input(s) counted as separate deltas (--keep-duplicates)\n",
+                kept);
+    return 0;
 }
 
 /* ---- checkpoints (docs/aggregate.md "Checkpoint and resume") */
@@ -680,6 +735,7 @@ static int run_prepare(run *r)
     if (!rc) rc = read_inputs(ctx, o, r->in, &r->layout);
     if (!rc) rc = ds_comm_init(&r->comm, ctx, (ds_comm_backend)o->comm);
     if (!rc) rc = trust_filter(ctx, r->comm, o, r->in, &r->layout);
+    if (!rc) rc = ds_ctx_agree(ctx, dedup_filter(o, r->in, ctx->rank == 0));
     for (int k = 0; k < o->n_in; k++) {
         if (r->in[k].dropped) r->n_dropped++;
         else r->idx[r->n++] = k;

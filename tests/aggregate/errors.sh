@@ -80,6 +80,7 @@ if "$PYTHON3" -c 'import h5py' 2>/dev/null; then
 import h5py, numpy as np
 with h5py.File('$d/nan.bd.h5', 'r+') as f:
     s = f['bits/b.weight/scale']; v = s[()]; v[0] = np.nan; s[...] = v
+    f.attrs['content_sha256'] = b'1' * 64  # another delta than s2 (else: a duplicate of s2)
 " || fail "h5py"
     expect 3 "$d/nan.bd.h5: tensor b.weight: scale value 0 is not finite" --method median $S "$d/nan.bd.h5"
     cp "$d/s2.bd.h5" "$d/inf.bd.h5"
@@ -87,6 +88,7 @@ with h5py.File('$d/nan.bd.h5', 'r+') as f:
 import h5py, numpy as np
 with h5py.File('$d/inf.bd.h5', 'r+') as f:
     s = f['dense/c.dense']; v = s[()]; v[3, 4] = np.inf; s[...] = v
+    f.attrs['content_sha256'] = b'2' * 64  # another delta than s2 (else: a duplicate of s2)
 " || fail "h5py"
     expect 3 "$d/inf.bd.h5: tensor c.dense: delta value 25 is not finite" --method krum "$d/inf.bd.h5" $S
 fi

@@ -46,7 +46,7 @@ timeout 60 "$DELTASOUP" poison -o "$d/j" --quiet --json --attack scale --count 5
 cmp -s "$d/j.hash" "$d/c2-1.hash" || fail "--json hashes differ from the table's"
 
 # aggregate accepts honest and poisoned deltas together
-timeout 120 "$DELTASOUP" aggregate --method mean --quiet -o "$d/soup.bd.h5" $H "$d"/c1-1/*.bd.h5 "$d"/c3-1/*.bd.h5 \
+timeout 120 "$DELTASOUP" aggregate --method mean --keep-duplicates --quiet -o "$d/soup.bd.h5" $H "$d"/c1-1/*.bd.h5 "$d"/c3-1/*.bd.h5 \
     "$d"/c4-1/*.bd.h5 > "$d/agg.out" 2>&1 || fail "aggregate of honest + poisoned: $(cat "$d/agg.out")"
 grep -q "mean of 11 deltas (11 used, 0 dropped)" "$d/agg.out" || fail "aggregate: $(cat "$d/agg.out")"
 rm -rf "$d"

@@ -38,7 +38,7 @@ done
 for m in median krum; do
     opt=""
     [ $m = krum ] && opt="--byzantine 6"
-    $MPIEXEC -n 2 "$DELTASOUP" aggregate --method $m $opt -o "$d/np2/agg/$m.bd.h5" --quiet \
+    $MPIEXEC -n 2 "$DELTASOUP" aggregate --method $m $opt --keep-duplicates -o "$d/np2/agg/$m.bd.h5" --quiet \
         "$d/np2/poison"/alie-*.bd.h5 --list "$syn/honest.list" > "$d/np2/$m.log" 2>&1 ||
         fail "aggregate $m at 2 ranks: $(cat "$d/np2/$m.log")"
     [ "$(chash "$d/np2/agg/$m.bd.h5")" = "$(chash "$syn/agg/alie-$m.bd.h5")" ] || fail "alie-$m differs at 2 ranks"
