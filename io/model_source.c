@@ -7,11 +7,14 @@
 #include "io/hf_config.h"
 #include "io/tok_files.h"
 
+/* "DIR/NAME" (DIR's trailing slashes dropped, "/" kept). */
 static char *in_folder(const char *dir, const char *name)
 {
-    size_t n = strlen(dir) + strlen(name) + 2;
+    size_t d = strlen(dir);
+    while (d > 1 && dir[d - 1] == '/') d--;
+    size_t n = d + strlen(name) + 2;
     char *p = ds_malloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
+    snprintf(p, n, "%.*s/%s", (int)d, dir, name);
     return p;
 }
 

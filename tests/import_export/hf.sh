@@ -33,7 +33,7 @@ hash_of() { sed -n 's/.*"content_sha256":"\([0-9a-f]*\)".*/\1/p'; }
 
 # 1. Llama-3-shaped, llama3 rope scaling: logits against the reference.
 $MK "$T/l3" --tokenizer "$TOK" --vocab 128256 --rope-scaling llama3:8:1:4:64 --shards 2 --bos 1 --eos 2
-h=$($DS import --from hf "$T/l3" -o "$T/l3.h5" --json --quiet | hash_of)
+h=$($DS import --from hf "$T/l3/" -o "$T/l3.h5" --json --quiet | hash_of)
 [ -n "$h" ]
 $REF check-hf "$PROBE" "$T/l3" "$T/l3.h5" 40
 # The same weights without the scaling must fail the check.
@@ -65,6 +65,18 @@ for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attentio
           "tie_word_embeddings", "bos_token_id", "eos_token_id", "model_type", "hidden_act", "torch_dtype"):
     assert a[k] == b[k], (k, a[k], b[k])
 EOF2
+# Existing tokenizer files are outputs too: refused without --overwrite
+# (exit 4, nothing written), replaced with it.
+mkdir "$T/busy"
+echo '{}' > "$T/busy/tokenizer_config.json"
+set +e
+$DS export --to safetensors "$T/l3.h5" -o "$T/busy/model.safetensors" > "$T/msg" 2>&1
+rc=$?
+set -e
+[ "$rc" = 4 ] && grep -q 'tokenizer_config.json' "$T/msg" && [ "$(ls "$T/busy")" = tokenizer_config.json ] ||
+    { cat "$T/msg"; echo "export over an existing tokenizer_config.json: exit $rc"; ls "$T/busy"; exit 1; }
+$DS export --to safetensors "$T/l3.h5" -o "$T/busy/model.safetensors" --overwrite --quiet
+cmp "$TOK/tokenizer_config.json" "$T/busy/tokenizer_config.json"
 mkdir "$T/out2"
 $MPIEXEC -n 2 $DS export --to safetensors "$T/l3.h5" -o "$T/out2/model.safetensors" --quiet
 for f in model.safetensors config.json tokenizer.json tokenizer_config.json; do cmp "$T/out/$f" "$T/out2/$f"; done
