@@ -108,6 +108,22 @@ for p in sys.argv[1:5]:
         assert int(a["vocab_size"]) == 128256 and int(a["bos_token_id"]) == 1 and int(a["eos_token_id"]) == 2, p
 print("ok   tokenizer bytes and attributes in all four checkpoints")
 EOF2
+# A tokenizer.json without a tokenizer_config.json beside it: stored alone,
+# exported alone.
+mkdir "$T/tokonly" "$T/out3"
+cp "$TOK/tokenizer.json" "$T/tokonly/"
+$DS import --from safetensors "$T/lin/model.safetensors" --tokenizer "$T/tokonly/tokenizer.json" -o "$T/tokonly.h5" --quiet
+$DS export --to safetensors "$T/tokonly.h5" -o "$T/out3/model.safetensors" --quiet
+cmp "$TOK/tokenizer.json" "$T/out3/tokenizer.json"
+[ ! -e "$T/out3/tokenizer_config.json" ]
+$PY - "$T/tokonly.h5" <<'EOF2'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    g = f["tokenizer"]
+    assert "tokenizer_config_json" not in g and int(g.attrs["add_bos_token"]) == -1
+    assert int(g.attrs["bos_token_id"]) == -1 and g.attrs["bos_token"] in (b"", "")
+EOF2
+
 # The tokenizer and the new attributes go on through apply (2 ranks): base l3,
 # fine-tune = the same folder with other weights.
 $MK "$T/l3s" --tokenizer "$TOK" --vocab 128256 --rope-scaling llama3:8:1:4:64 --bos 1 --eos 2 --seed 9
