@@ -112,12 +112,27 @@ static void buf_add(buf *b, const void *p, size_t n)
 /* Append s[0..n) to o with every occurrence of a (not empty) replaced by b,
  * left to right without overlaps: the normalizer's and the decoder's Replace
  * and the reference's clean-up all do this. */
+/* The first A (LA >= 1 bytes) in S[0..N), or NULL: memchr for its first
+ * byte (glibc's memmem costs more per call for the short needles here). */
+static const char *find(const char *s, size_t n, const char *a, size_t la)
+{
+    for (const char *end = s + n; (size_t)(end - s) >= la;) {
+        const char *q = memchr(s, a[0], (size_t)(end - s) - la + 1);
+        if (!q) return NULL;
+        size_t k = 1;
+        while (k < la && q[k] == a[k]) k++;
+        if (k == la) return q;
+        s = q + 1;
+    }
+    return NULL;
+}
+
 static void buf_replace(buf *o, const char *s, size_t n, const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
     buf_add(o, "", 0);
     for (size_t j = 0; j < n;) {
-        const char *q = memmem(s + j, n - j, a, la);
+        const char *q = find(s + j, n - j, a, la);
         size_t k = q ? (size_t)(q - s) : n;
         buf_add(o, s + j, k - j);
         if (!q) break;
@@ -752,7 +767,7 @@ static const cache_slot *cache_get(const enc_state *e, const cache_key *key, con
 
 static void cache_put(enc_state *e, const cache_key *key, const char *s, size_t n, const int32_t *ids, size_t m)
 {
-    if (m > 0xffff || m < 1) return;
+    if (m > 0xffff) return;
     if (e->n_cached >= e->slot_cap / 2) {
         if (e->slot_cap < CACHE_SLOTS) {
             cache_slot *old = e->slot;
@@ -851,7 +866,7 @@ static void model_word(const ds_tok_hf *t, enc_state *e, const char *s, size_t n
             ids_add_n(out, e->cids.p + c->ids, c->nids);
         } else {
             model_merge(t, e, s, n, out, from);
-            cache_put(e, &key, s, n, out->p + from, out->n - from);
+            if (out->n > from) cache_put(e, &key, s, n, out->p + from, out->n - from);
         }
     } else {
         model_merge(t, e, s, n, out, from);
@@ -902,7 +917,7 @@ static void spm_chunks(const ds_tok_hf *t, enc_state *e, const char *p, size_t l
     size_t start = 0;
     int first = 1;
     for (size_t i = 1; i + 3 <= len;) {
-        const char *q = memmem(p + i, len - i, sp, 3);
+        const char *q = find(p + i, len - i, sp, 3);
         if (!q) break;
         i = (size_t)(q - p);
         size_t j = i - 1;
