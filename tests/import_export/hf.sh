@@ -108,6 +108,15 @@ for p in sys.argv[1:5]:
         assert int(a["vocab_size"]) == 128256 and int(a["bos_token_id"]) == 1 and int(a["eos_token_id"]) == 2, p
 print("ok   tokenizer bytes and attributes in all four checkpoints")
 EOF2
+# The stored tokenizer encodes and decodes as the tokenizer.json itself.
+printf '%s\n' '{"text": "Hello world, 12345 été\t\r\n  日本語 🇫🇷 <s> x"}' '{"text": ""}' > "$T/in.jsonl"
+$DS tokenize --model "$T/l3b.h5" "$T/in.jsonl" > "$T/a.jsonl"
+$DS tokenize --tokenizer "$TOK/tokenizer.json" "$T/in.jsonl" > "$T/b.jsonl"
+cmp "$T/a.jsonl" "$T/b.jsonl"
+$DS tokenize --decode --model "$T/l3b.h5" "$T/a.jsonl" > "$T/c.jsonl"
+$DS tokenize --decode --tokenizer "$TOK/tokenizer.json" "$T/b.jsonl" > "$T/d.jsonl"
+cmp "$T/c.jsonl" "$T/d.jsonl"
+
 # A tokenizer.json without a tokenizer_config.json beside it: stored alone,
 # exported alone.
 mkdir "$T/tokonly" "$T/out3"
