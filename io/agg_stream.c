@@ -1,6 +1,7 @@
 /* Chunks of rows of many delta files, all-gathered (io/agg_stream.h). */
 #include "config.h"
 #include "io/agg_stream.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "src/aggregate.h"
@@ -147,6 +148,25 @@ int ds_agg_stream_copy(ds_agg_stream *s, const ds_delta_meta *layout, int p, ds_
         }
     }
     return rc;
+}
+
+int ds_agg_staged_digests(const ds_ctx *ctx, const char *path, const ds_delta_entry *e, int n, unsigned char *dig)
+{
+    memset(dig, 0, (size_t)n * 32);
+    int rc = 0;
+    if (ctx->rank < n) {
+        ds_delta_rows *r = NULL;
+        rc = ds_delta_rows_open(path, &r);
+        for (int i = ctx->rank; i < n && !rc; i += ctx->size) {
+            char hex[65];
+            rc = ds_delta_rows_content_hash(r, 1, &e[i], hex);
+            for (int b = 0; b < 32 && !rc; b++) sscanf(hex + 2 * b, "%2hhx", &dig[(size_t)i * 32 + (size_t)b]);
+        }
+        ds_delta_rows_close(r);
+    }
+    /* each digest is non-zero on one rank only */
+    MPI_Allreduce(MPI_IN_PLACE, dig, n * 32, MPI_UNSIGNED_CHAR, MPI_BOR, ctx->comm);
+    return ds_ctx_agree(ctx, rc);
 }
 
 /* ---- the passes */

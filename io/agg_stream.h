@@ -61,6 +61,15 @@ int ds_agg_stream_chunk(ds_agg_stream *s, const ds_delta_entry *e, int64_t r0, i
  * return 0 at once. This rank's status, not printed. */
 int ds_agg_stream_copy(ds_agg_stream *s, const ds_delta_meta *layout, int p, ds_delta_file *out);
 
+/* Collective: the SHA-256 of each of the first n tensors (entries e) of the
+ * delta file at path as stored (the content hash of that one tensor, from
+ * ds_delta_rows_content_hash), 32 bytes each into dig (n x 32), on every
+ * rank; tensor i is read by rank i % size. For a resume to verify the
+ * staged partial output of a checkpoint (docs/aggregate.md "Checkpoint and
+ * resume"); the file must not be open for writing. Returns the agreed
+ * status (printed once). */
+int ds_agg_staged_digests(const ds_ctx *ctx, const char *path, const ds_delta_entry *e, int n, unsigned char *dig);
+
 
 /* ---- the two passes over the tensors (src/aggregate.h does the math).
  * Both start at tensor start (a resumed run) and may end early at a tensor

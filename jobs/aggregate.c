@@ -830,6 +830,38 @@ static void output_plan(run *r, ds_delta_meta *om)
     }
 }
 
+/* Collective: the digests of the staged tensors [0, n) of NAME.tmp (suspended)
+ * into the checkpoint's record on rank 0 ("staged_sha256", n x 32 bytes as
+ * U64), so that a resume can tell the partial output was not changed. */
+static int staged_save(run *r, int n)
+{
+    char part[4200];
+    ds_out_tmpname(r->o->out, part, sizeof part);
+    unsigned char *dig = ds_calloc((size_t)n * 32 + 8, 1);
+    int rc = ds_agg_staged_digests(r->ctx, part, r->oes, n, dig);
+    if (!rc && r->ctx->rank == 0) ds_ckpt_put_array(r->ck.rec, "staged_sha256", DS_DTYPE_U64, (int64_t)n * 4, dig);
+    free(dig);
+    return rc;
+}
+
+/* Collective: the staged tensors [0, start) of the partial output still have
+ * the digests the checkpoint kept (exit 3 naming the first that differs). */
+static int staged_verify(const run *r, int start, const char *part)
+{
+    const ds_ctx *ctx = r->ctx;
+    unsigned char *want = ds_calloc((size_t)start * 32 + 8, 1), *have = ds_calloc((size_t)start * 32 + 8, 1);
+    int rc = ds_ctx_agree(ctx, ds_ckpt_get_array(r->ck.saved, "staged_sha256", DS_DTYPE_U64, (int64_t)start * 4, want));
+    if (!rc) rc = ds_agg_staged_digests(ctx, part, r->oes, start, have);
+    for (int i = 0; i < start && !rc; i++)
+        if (memcmp(want + (size_t)i * 32, have + (size_t)i * 32, 32) != 0)
+            rc = ds_err(DS_EXIT_INPUT,
+                        "%s: tensor %s of the partial output %s changed since the checkpoint (SHA-256 differs; "
+                        "remove %s to start over)", r->ck.path, r->oes[i].t.name, part, r->o->ckpt);
+    free(want);
+    free(have);
+    return ds_ctx_agree(ctx, rc);
+}
+
 /* Collective: create the output (staged as NAME.tmp), or reopen the partial
  * NAME.tmp of a checkpoint of the output pass, whose tensors before start
  * are written (r->kept gets their counts, on rank 0). */
@@ -847,6 +879,7 @@ static int output_open(run *r, const ds_delta_meta *om, int start, ds_delta_file
                                    ? ds_err(DS_EXIT_INPUT, "%s: the partial output %s of this checkpoint is missing or "
                                                            "not HDF5 (remove %s to start over)", ck->path, part, o->ckpt)
                                    : 0);
+    if (!rc) rc = staged_verify(r, start, part);
     if (!rc && (rc = ds_delta_resume(o->out, ctx->comm, om, start, r->writer, out)) && ctx->rank == 0)
         fprintf(stderr, "deltasoup aggregate: %s: cannot resume (remove %s to start over)\n", ck->path, o->ckpt);
     return rc;
@@ -875,6 +908,7 @@ static int run_output(run *r)
     /* every rank's wrc is 0 here: the ranks agree to stop only when all are fine */
     r->ck.phase = 1;
     rc = ds_delta_suspend(out);
+    if (!rc) rc = staged_save(r, r->ck.next);
     if (!rc) rc = ckpt_save(r->ctx, &r->ck, r->n, NULL, is_krum(r->o) ? r->score : NULL, r->sel, r->np, r->kept);
     return rc;
 }
