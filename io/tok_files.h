@@ -41,7 +41,9 @@ void ds_tok_config_free(ds_tok_config *c);
  * are remembered with tok's tokenizer (ds_tok_files_of). */
 int ds_tok_files_load(const char *what, const ds_tok_files *tf, int vocab_size, ds_tokenizer *tok);
 /* The files a Hugging Face tok (tok->hf) was built from by ds_tok_files_load,
- * checked against the tokenizer itself (same ids, pieces, bos and eos), or
- * NULL. Valid until the next ds_tok_files_load. */
+ * checked against the tokenizer itself (same ids, pieces, bos and eos: a
+ * freed tokenizer's address may come back), or NULL. The last 8 loads are
+ * remembered (copies of their bytes); the pointer is valid until 8 more.
+ * (ds_tokenizer has no room for its source; this keeps io/tokenizer.h as is.) */
 const ds_tok_files *ds_tok_files_of(const ds_tokenizer *tok);
 #endif
