@@ -57,14 +57,14 @@ int ds_tok_hf_is_special(const ds_tok_hf *t, int id);
 const char *ds_tok_hf_piece(const ds_tok_hf *t, int id);
 
 /* Encode LEN bytes of TEXT (UTF-8); ADD_SPECIAL: with the post-processor's
- * special tokens. *IDS (malloc'd, free it) and *N; 0, or DS_EXIT_INPUT. */
+ * special tokens. *IDS (malloc'd, free it) and *N; 0, or DS_EXIT_INPUT.
+ * T keeps the encoder's scratch and word cache: one thread at a time. */
 int ds_tok_hf_encode(const ds_tok_hf *t, const char *text, size_t len, int add_special, int32_t **ids,
                      size_t *n);
-/* PLAIN 1: encode as the reference does, each pre-token merged from
- * scratch and a SentencePiece-kind section merged as one word; 0 (the
- * default): through the word cache and in chunks (same ids, faster). For
- * tests and the fuzz target. An encoder keeps scratch and a word cache in T:
- * one tokenizer is not to be used by two threads at once. */
+/* PLAIN 1: encode as the reference does: every pre-token found by the split
+ * regex (PCRE2) and merged from scratch, a SentencePiece-kind section merged
+ * as one word; 0 (the default): the fast ways above (same ids). For tests
+ * and the fuzz target. */
 void ds_tok_hf_set_plain(ds_tok_hf *t, int plain);
 /* Decode N ids; SKIP_SPECIAL drops special added tokens. *TEXT (malloc'd,
  * NUL-terminated) and *LEN; 0, or DS_EXIT_INPUT for an id out of range. */
