@@ -12,6 +12,7 @@
 #include "io/outfile.h"
 #include "io/tokens.h"
 #include "src/jobs.h"
+#include "src/membudget.h"
 #include "src/opts.h"
 #include "src/shard.h"
 
@@ -125,6 +126,15 @@ int ds_job_finetune(ds_ctx *ctx, int argc, char **argv)
     else if (data.n < o.T + 1)
         rc = ds_err(DS_EXIT_INPUT, "%s: %lld tokens, fewer than --seq-len + 1 = %d", o.data, (long long)data.n, o.T + 1);
     if (!(rc = ds_ctx_agree(ctx, rc))) {
+        /* before the activations are allocated: this rank's share of a batch */
+        int64_t lo, hi;
+        ds_shard_range(o.batch, ctx->rank, ctx->size, &lo, &hi);
+        char what[64];
+        snprintf(what, sizeof what, "--batch %d --seq-len %d", o.batch, o.T);
+        rc = ds_mem_check(ctx, ds_llama_act_bytes(&m.cfg, hi > lo ? hi - lo : 1, o.T), what,
+                          " (lower --batch or --seq-len, or use more nodes)");
+    }
+    if (!rc) {
         double secs;
         double loss = train(ctx, &o, &m, &data, &secs);
         rc = ds_llama_save(&m, ctx, o.out, dtypes, &tok, o.overwrite);

@@ -25,6 +25,7 @@
 #include "src/device_ops.h"
 #include "src/fitscales.h"
 #include "src/jobs.h"
+#include "src/membudget.h"
 #include "src/opts.h"
 #include "src/shard.h"
 
@@ -466,6 +467,18 @@ static int fit_finish(const ds_ctx *ctx, const opts *o, inputs *in, const calib 
     return rc;
 }
 
+/* Collective, before the large allocations: each rank holds the student's
+ * and the teacher's activations for --batch windows (a training share or a
+ * held-out piece) and every calibration window. */
+static int fit_memory_check(const ds_ctx *ctx, const opts *o, const inputs *in)
+{
+    const double need = 2 * ds_llama_act_bytes(&in->student.cfg, o->batch, o->seq_len) +
+                        (double)o->samples * (double)o->seq_len * sizeof(int);
+    char what[96];
+    snprintf(what, sizeof what, "--batch %d --seq-len %d --samples %d", o->batch, o->seq_len, o->samples);
+    return ds_mem_check(ctx, need, what, " (lower --batch or --seq-len)");
+}
+
 static int run_fit(ds_ctx *ctx, const opts *o)
 {
     /* no output is an input or the other output (io/outfile.h) */
@@ -480,6 +493,7 @@ static int run_fit(ds_ctx *ctx, const opts *o)
     memset(&c, 0, sizeof c);
     memset(&ft, 0, sizeof ft);
     if ((rc = load_inputs(ctx, o, &in))) goto out;
+    if ((rc = fit_memory_check(ctx, o, &in))) goto out;
     if ((rc = ds_ctx_agree(ctx, calib_load(o, &in, &c)))) goto out;
     if ((rc = fit_init(ctx, o, &in, &c, &ft))) goto out;
     if (!ctx->quiet)

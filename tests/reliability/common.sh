@@ -3,7 +3,9 @@
 #   [np=2] expect CODE OUTPUT PATTERN... -- ARGS
 # which runs deltasoup ARGS (at $np ranks, then np=1 again) and checks the
 # exit code, exactly one "deltasoup ..." line on stderr holding every
-# PATTERN, and that OUTPUT (unless "-") and OUTPUT.tmp do not exist.
+# PATTERN, and that OUTPUT (unless "-") and OUTPUT.tmp do not exist; each
+# run is killed after $limit seconds (300 unless set).
+limit=${limit:-300}
 w=${TMPDIR:-/tmp}/ds-reliability-$(basename "$0" .sh).$$
 rm -rf "$w" && mkdir -p "$w" || exit 1
 trap 'rm -rf "$w"' EXIT
@@ -20,7 +22,8 @@ $1"
         shift
     done
     shift
-    if [ "$np" = 1 ]; then "$DELTASOUP" "$@"; else $MPIEXEC -n "$np" "$DELTASOUP" "$@"; fi > "$w/stdout" 2> "$w/stderr"
+    if [ "$np" = 1 ]; then timeout -k 5 "$limit" "$DELTASOUP" "$@"; else timeout -k 5 "$limit" $MPIEXEC -n "$np" "$DELTASOUP" "$@"; fi \
+        > "$w/stdout" 2> "$w/stderr"
     rc=$?
     np=1
     lines=$(grep -c '^deltasoup' "$w/stderr")
