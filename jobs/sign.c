@@ -7,6 +7,7 @@
 #include <string.h>
 #include "io/delta_sign.h"
 #include "io/h5_delta.h"
+#include "io/h5_delta_rows.h"
 #include "src/jobs.h"
 #include "src/opts.h"
 #include "src/sign.h"
@@ -40,6 +41,35 @@ static const ds_cmd cmd = {
     .pos_name = "delta files",
     .check = check};
 
+/* Collective: every file checked before any is signed (a bad third file
+ * used to come after the first two were signed): its structure (every rank
+ * opens it), then its data against its recorded content_sha256, file i
+ * recomputed by rank i % size. */
+static int check_all(const ds_ctx *ctx, const opts *o)
+{
+    int rc = 0;
+    for (int i = 0; i < o->files.n && !rc; i++) {
+        const char *path = o->files.v[i];
+        ds_delta_file *d;
+        if ((rc = ds_delta_open(path, ctx->comm, &d))) break;
+        const ds_delta_meta *m = ds_delta_get_meta(d);
+        int lrc = 0;
+        if (i % ctx->size == ctx->rank) {
+            ds_delta_rows *r;
+            char hex[65];
+            lrc = ds_delta_rows_open(path, &r);
+            if (!lrc) lrc = ds_delta_rows_content_hash(r, m->n, m->entries, hex);
+            ds_delta_rows_close(r);
+            if (!lrc && strcmp(hex, m->content_sha256) != 0)
+                lrc = ds_err(DS_EXIT_INPUT, "%s: recorded content_sha256 %s does not match the data (%s): not signing "
+                                            "any file", path, m->content_sha256[0] ? m->content_sha256 : "(none)", hex);
+        }
+        ds_delta_close(d);
+        rc = ds_ctx_agree(ctx, lrc);
+    }
+    return rc;
+}
+
 /* Collective: open path (structure checked), keep its layout, close; rank 0
  * signs it. */
 static int sign_path(const ds_ctx *ctx, const char *path, const unsigned char sk[DS_SIGN_SK])
@@ -69,6 +99,7 @@ int ds_job_sign(ds_ctx *ctx, int argc, char **argv)
         if (!rc) rc = ds_sign_read_secret(o.key, sk);
     }
     rc = ds_ctx_agree(ctx, rc);
+    if (!rc) rc = check_all(ctx, &o);
     for (int i = 0; i < o.files.n && !rc; i++) rc = sign_path(ctx, o.files.v[i], sk);
     memset(sk, 0, sizeof sk);
     ds_opts_free(&cmd, &o);

@@ -120,6 +120,11 @@ static const char *token(const char *s, char *tok, size_t n)
 
 int ds_sign_read_secret(const char *path, unsigned char sk[DS_SIGN_SK])
 {
+    /* as ssh does: a secret key others can read (or write) is refused */
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077))
+        return ds_err(DS_EXIT_INPUT, "%s: secret key is accessible by others (mode %04o): not used (chmod 600 %s)", path,
+                      (unsigned)(st.st_mode & 07777), path);
     char *text;
     size_t len;
     int rc = ds_read_file(path, &text, &len);
