@@ -79,6 +79,8 @@ void ds_tokenizer_from_hf(struct ds_tok_hf *hf, ds_tokenizer *tok)
     tok->eos_id = ds_tok_hf_eos(hf);
 }
 
+static int config_has_template(const char *config, size_t len);
+
 int ds_tokenizer_load(const char *path, int vocab_size, ds_tokenizer *tok)
 {
     FILE *f = fopen(path, "rb");
@@ -102,11 +104,22 @@ int ds_tokenizer_load(const char *path, int vocab_size, ds_tokenizer *tok)
     if (ds_read_file(cpath, &config, &clen) == 0) {
         const char *name = ds_tokenizer_config_template(config, clen);
         if (name) snprintf(tok->chat_template, sizeof tok->chat_template, "%s", name);
+        else tok->chat_template_other = config_has_template(config, clen);
         free(config);
     }
     ds_err_clear(); /* no tokenizer_config.json: no template */
     free(cpath);
     return 0;
+}
+
+/* Whether tokenizer_config.json's text has a chat_template at all. */
+static int config_has_template(const char *config, size_t len)
+{
+    json_t *c = json_loadb(config, len, JSON_DECODE_INT_AS_REAL, NULL);
+    json_t *t = c ? json_object_get(c, "chat_template") : NULL;
+    int has = json_is_string(t) || (json_is_array(t) && json_array_size(t) > 0);
+    json_decref(c);
+    return has;
 }
 
 const char *ds_tokenizer_config_template(const char *config, size_t len)

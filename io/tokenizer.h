@@ -30,6 +30,7 @@ typedef struct {
     struct ds_tok_hf *hf;
     int bos_id, eos_id; /* BOS and EOS (llama2.c: 1 and 2; Hugging Face: tokenizer_config.json's, -1: none) */
     char chat_template[16]; /* the built-in chat template (src/chat.h) the model's own equals; "" none */
+    int chat_template_other; /* 1: the model has a chat template, but no built-in's (chat_template "") */
 } ds_tokenizer;
 
 #define DS_TOK_UNK 0

@@ -247,6 +247,9 @@ static int load_everything(const ds_ctx *ctx, opts *o, ds_llama *base, ds_tokeni
     *have_tok = 1;
     if ((rc = ds_ctx_agree(ctx, ds_tokenizer_chat_template(tok, o->chat_opt, "--chat-template", &o->eo.chat_template))))
         return rc;
+    if (tok->chat_template_other && strcmp(o->chat_opt, "auto") == 0 && !ctx->quiet && ctx->rank == 0)
+        fprintf(stderr, "deltasoup eval: warning: %s has a chat template that is none of the built-ins (%s): "
+                        "prompts use none; --chat-template NAME chooses one\n", o->model, ds_chat_names());
     const int max_t = base->cfg.max_seq_len;
     if (o->eo.seq_len == 0) o->eo.seq_len = max_t;
     if (o->eo.seq_len > max_t)

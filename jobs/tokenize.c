@@ -224,6 +224,9 @@ static int run(const opts *o, ds_tokenizer *tok)
     job j = {o, tok, NULL, o->in.v[0], 0};
     int rc = o->chat ? ds_tokenizer_chat_template(tok, o->tmpl_opt, "--chat-template", &j.tmpl) : 0;
     if (rc) return rc;
+    if (o->chat && !o->tmpl_opt && tok->chat_template_other)
+        fprintf(stderr, "deltasoup tokenize: warning: the tokenizer's chat template is none of the built-ins (%s): "
+                        "none is used; --chat-template NAME chooses one\n", ds_chat_names());
     FILE *f = fopen(j.path, "rb");
     if (!f) return ds_err(DS_EXIT_INPUT, "%s: cannot open: %s", j.path, strerror(errno));
     outbuf b = {0};

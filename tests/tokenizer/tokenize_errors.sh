@@ -82,5 +82,16 @@ printf '{"text":"User: Once\\nAssistant:"}\n' | "$DELTASOUP" tokenize --model "$
     { echo "FAIL: --chat with no recorded template is not eval's plain dialogue"; fail=1; }
 expect 3 "--chat-template llama3: the model's tokenizer is a llama2.c one" \
     "$DELTASOUP" tokenize --model "$w/m.h5" --chat --chat-template llama3 "$w/c.jsonl"
+# a chat template that is no built-in's: none, with a warning
+mkdir "$w/other"
+cp "$L2" "$w/other/tokenizer.json"
+printf '{"bos_token": "<s>", "eos_token": "</s>", "chat_template": "{{ messages }}"}\n' >"$w/other/tokenizer_config.json"
+"$DELTASOUP" tokenize --tokenizer "$w/other/tokenizer.json" --chat "$w/c.jsonl" >"$w/o.out" 2>"$w/o.err"
+grep -q "warning: the tokenizer's chat template is none of the built-ins" "$w/o.err" || no_warn=1
+"$DELTASOUP" tokenize --tokenizer "$L2" --chat --chat-template none "$w/c.jsonl" | cmp - "$w/o.out" ||
+    { echo "FAIL: an unknown template is not none"; fail=1; }
+[ -z "${no_warn:-}" ] || { echo "FAIL: no warning: $(cat "$w/o.err")"; fail=1; }
+"$DELTASOUP" tokenize --tokenizer "$w/other/tokenizer.json" --chat --chat-template none "$w/c.jsonl" 2>"$w/o.err" >/dev/null
+[ ! -s "$w/o.err" ] || { echo "FAIL: a warning with --chat-template: $(cat "$w/o.err")"; fail=1; }
 [ $fail = 0 ] && echo "tokenize_errors: ok"
 exit $fail

@@ -200,6 +200,7 @@ START_TEST(test_tokenizer_load)
     snprintf(path, sizeof path, "%s/data/tokenizers/llama2-style-32k/tokenizer.json", top);
     ck_assert_msg(ds_tokenizer_load(path, 0, &tok) == 0, "%s", ds_errmsg());
     ck_assert_str_eq(tok.chat_template, "");
+    ck_assert_int_eq(tok.chat_template_other, 0);
     ds_tokenizer_free(&tok);
     const char *l3 = getenv("DS_LLAMA3_TOKENIZER"), *home = getenv("HOME");
     if (l3) snprintf(path, sizeof path, "%s", l3);
@@ -209,6 +210,7 @@ START_TEST(test_tokenizer_load)
     fclose(f);
     ck_assert_msg(ds_tokenizer_load(path, 0, &tok) == 0, "%s", ds_errmsg());
     ck_assert_str_eq(tok.chat_template, "llama3");
+    ck_assert_int_eq(tok.chat_template_other, 0);
     ds_tokenizer_free(&tok);
 }
 END_TEST
