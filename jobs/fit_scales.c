@@ -472,6 +472,7 @@ static int fit_finish(const ds_ctx *ctx, const opts *o, inputs *in, const calib 
  * held-out piece) and every calibration window. */
 static int fit_memory_check(const ds_ctx *ctx, const opts *o, const inputs *in)
 {
+    if (o->seq_len > in->student.cfg.max_seq_len) return 0; /* calib_load's usage error comes first */
     const double need = 2 * ds_llama_act_bytes(&in->student.cfg, o->batch, o->seq_len) +
                         (double)o->samples * (double)o->seq_len * sizeof(int);
     char what[96];
