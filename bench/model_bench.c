@@ -15,7 +15,9 @@ int main(int argc, char **argv)
     }
     int v[13];
     for (int i = 0; i < 13; i++) v[i] = atoi(argv[i + 1]);
-    ds_config c = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], 1e-5f, 10000.0f, v[7]};
+    ds_config c = {.dim = v[0], .hidden_dim = v[1], .n_layers = v[2], .n_heads = v[3], .n_kv_heads = v[4],
+                   .vocab_size = v[5], .max_seq_len = v[6], .norm_eps = 1e-5f, .rope_theta = 10000.0f,
+                   .tied_embeddings = v[7]};
     const int B = v[8], T = v[9], iters = v[10], gen = v[11];
     ds_llama_set_threads(v[12]);
     ds_llama m;

@@ -78,7 +78,8 @@ int main(int argc, char **argv)
     }
     ds_delta_meta m;
     memset(&m, 0, sizeof m);
-    m.cfg = (ds_config){64, 172, 5, 8, 4, 512, 512, 1e-5f, 10000.0f, 1};
+    m.cfg = (ds_config){.dim = 64, .hidden_dim = 172, .n_layers = 5, .n_heads = 8, .n_kv_heads = 4, .vocab_size = 512,
+                        .max_seq_len = 512, .norm_eps = 1e-5f, .rope_theta = 10000.0f, .tied_embeddings = 1};
     snprintf(m.base_sha256, sizeof m.base_sha256, "%s", base);
     snprintf(m.owner, sizeof m.owner, "%s", owner);
     snprintf(m.scale_fit, sizeof m.scale_fit, "mean_abs");

@@ -41,7 +41,9 @@ int main(int argc, char **argv)
     double e[2];
     rd(f, h, 4, 8);
     rd(f, e, 8, 2);
-    ds_config c = {h[0], h[1], h[2], h[3], h[4], h[5], h[6], (float)e[0], (float)e[1], h[7]};
+    ds_config c = {.dim = h[0], .hidden_dim = h[1], .n_layers = h[2], .n_heads = h[3], .n_kv_heads = h[4],
+                   .vocab_size = h[5], .max_seq_len = h[6], .norm_eps = (float)e[0], .rope_theta = (float)e[1],
+                   .tied_embeddings = h[7]};
     ds_llama m;
     if (ds_llama_init(&m, &c)) {
         fprintf(stderr, "test_fitscales_probe: %s\n", ds_errmsg());
