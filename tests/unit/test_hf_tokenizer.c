@@ -317,6 +317,42 @@ static void modes_agree(ds_tok_hf *t, int n_texts)
     }
 }
 
+/* 70000 different words (the word cache grows to its largest table, then
+ * is emptied and refilled), 1000 a call: the same ids plain and by default. */
+static void many_words_agree(ds_tok_hf *t)
+{
+    char *text = malloc(1000 * 8);
+    for (int call = 0; call < 70; call++) {
+        size_t len = 0;
+        for (int w = 0; w < 1000; w++) {
+            int v = call * 1000 + w;
+            text[len++] = ' ';
+            for (int d = 0; d < 4; d++, v /= 26) text[len++] = (char)('a' + v % 26);
+        }
+        int32_t *a, *b;
+        size_t na, nb;
+        ds_tok_hf_set_plain(t, 1);
+        ck_assert_int_eq(ds_tok_hf_encode(t, text, len, 0, &a, &na), 0);
+        ds_tok_hf_set_plain(t, 0);
+        ck_assert_int_eq(ds_tok_hf_encode(t, text, len, 0, &b, &nb), 0);
+        ck_assert_msg(na == nb && !memcmp(a, b, na * sizeof *a), "call %d: plain and default differ", call);
+        free(a), free(b);
+    }
+    free(text);
+}
+
+START_TEST(test_many_words)
+{
+    many_words_agree(l2);
+    if (access(l3_path, R_OK) == 0) {
+        ds_tok_hf *t;
+        ck_assert_msg(ds_tok_hf_load(l3_path, &t) == 0, "%s", ds_errmsg());
+        many_words_agree(t);
+        ds_tok_hf_free(t);
+    }
+}
+END_TEST
+
 START_TEST(test_split_modes)
 {
     char path[4200];
@@ -564,6 +600,7 @@ int main(void)
     TCase *bl = ds_check_case(s, "bytelevel-encode", 120);
     tcase_add_test(bl, test_bytelevel_vectors);
     tcase_add_test(bl, test_split_modes);
+    tcase_add_test(bl, test_many_words);
     TCase *dec = ds_check_case(s, "decode", 60);
     tcase_add_test(dec, test_decode);
     TCase *sp = ds_check_case(s, "special", 60);
