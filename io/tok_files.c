@@ -111,40 +111,12 @@ void ds_tok_config_free(ds_tok_config *c)
     memset(c, 0, sizeof *c);
 }
 
-/* ---- the files of the tokenizers loaded, checked by a fingerprint of the
- * tokenizer (a freed tokenizer's address may be reused by another). */
-#define KEPT 8
-typedef struct {
-    const struct ds_tok_hf *hf;
-    uint64_t print;
-    ds_tok_files files;
-} kept_files;
-static kept_files kept[KEPT];
-static int kept_next;
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ULL;
-    return h;
-}
-
-static uint64_t fingerprint(const ds_tokenizer *tok)
-{
-    const ds_tok_hf *hf = tok->hf;
-    int head[4] = {ds_tok_hf_n_ids(hf), (int)ds_tok_hf_kind_of(hf), ds_tok_hf_bos(hf), ds_tok_hf_eos(hf)};
-    uint64_t h = fnv(1469598103934665603ULL, head, sizeof head);
-    for (int id = 0; id < head[0]; id++) {
-        const char *p = ds_tok_hf_piece(hf, id);
-        h = p ? fnv(h, p, strlen(p) + 1) : fnv(h, "\xff", 1);
-    }
-    return h;
-}
-
 /* The built-in chat template (src/chat.h) the model's own equals, or "". */
 static void chat_name(const ds_tok_config *c, ds_tokenizer *tok)
 {
     const char *name = c->chat_template ? ds_chat_recognize(c->chat_template) : NULL;
     snprintf(tok->chat_template, sizeof tok->chat_template, "%s", name ? name : "");
+    tok->chat_template_other = c->chat_template && !name;
 }
 
 int ds_tok_files_load(const char *what, const ds_tok_files *tf, int vocab_size, ds_tokenizer *tok)
@@ -166,19 +138,11 @@ int ds_tok_files_load(const char *what, const ds_tok_files *tf, int vocab_size, 
     ds_tokenizer_from_hf(hf, tok);
     chat_name(&c, tok);
     ds_tok_config_free(&c);
-    kept_files *k = &kept[kept_next];
-    kept_next = (kept_next + 1) % KEPT;
-    ds_tok_files_free(&k->files);
-    ds_tok_files_copy(&k->files, tf);
-    k->hf = tok->hf;
-    k->print = fingerprint(tok);
+    ds_tok_files_copy(&tok->files, tf);
     return 0;
 }
 
 const ds_tok_files *ds_tok_files_of(const ds_tokenizer *tok)
 {
-    if (!tok->hf) return NULL;
-    for (int i = 0; i < KEPT; i++)
-        if (kept[i].hf == tok->hf && kept[i].print == fingerprint(tok)) return &kept[i].files;
-    return NULL;
+    return tok->hf && tok->files.json ? &tok->files : NULL;
 }

@@ -7,13 +7,6 @@
 #include <stddef.h>
 #include "io/tokenizer.h"
 
-typedef struct {
-    char *json;
-    size_t json_len; /* tokenizer.json */
-    char *config;
-    size_t config_len; /* tokenizer_config.json; config NULL: none */
-} ds_tok_files;
-
 /* The fields of tokenizer_config.json that a checkpoint records. */
 typedef struct {
     char *bos_token, *eos_token; /* "" when not given */
@@ -36,14 +29,11 @@ void ds_tok_config_free(ds_tok_config *c);
 
 /* Build tok from the files (WHAT names them in messages): the tokenizer,
  * with at most vocab_size ids (vocab_size <= 0: any), bos/eos from
- * tokenizer_config.json, and tok->chat_template set to the name of the
- * built-in template its chat_template equals ("" when none does). The bytes
- * are remembered with tok's tokenizer (ds_tok_files_of). */
+ * tokenizer_config.json, tok->chat_template set to the name of the built-in
+ * template its chat_template equals ("" when none does; chat_template_other
+ * when it has one that is no built-in's), and a copy of the bytes in
+ * tok->files. */
 int ds_tok_files_load(const char *what, const ds_tok_files *tf, int vocab_size, ds_tokenizer *tok);
-/* The files a Hugging Face tok (tok->hf) was built from by ds_tok_files_load,
- * checked against the tokenizer itself (same ids, pieces, bos and eos: a
- * freed tokenizer's address may come back), or NULL. The last 8 loads are
- * remembered (copies of their bytes); the pointer is valid until 8 more.
- * (ds_tokenizer has no room for its source; this keeps io/tokenizer.h as is.) */
+/* The files a Hugging Face tok was built from (tok->files), or NULL. */
 const ds_tok_files *ds_tok_files_of(const ds_tokenizer *tok);
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <jansson.h>
 #include "io/hf_tokenizer.h"
+#include "io/tok_files.h"
 #include "src/chat.h"
 #include "src/ds.h"
 
@@ -79,8 +80,6 @@ void ds_tokenizer_from_hf(struct ds_tok_hf *hf, ds_tokenizer *tok)
     tok->eos_id = ds_tok_hf_eos(hf);
 }
 
-static int config_has_template(const char *config, size_t len);
-
 int ds_tokenizer_load(const char *path, int vocab_size, ds_tokenizer *tok)
 {
     FILE *f = fopen(path, "rb");
@@ -89,37 +88,11 @@ int ds_tokenizer_load(const char *path, int vocab_size, ds_tokenizer *tok)
     while ((c = fgetc(f)) == ' ' || c == '\n' || c == '\r' || c == '\t') {}
     fclose(f);
     if (c != '{') return ds_tokenizer_load_llama2c(path, vocab_size, tok);
-    ds_tok_hf *hf;
-    int rc = ds_tok_hf_load(path, &hf);
-    if (rc) return rc;
-    if (vocab_size > 0 && ds_tok_hf_n_ids(hf) > vocab_size) {
-        rc = ds_err(DS_EXIT_INPUT, "%s: the tokenizer has %d ids for a vocabulary of %d", path, ds_tok_hf_n_ids(hf),
-                    vocab_size);
-        ds_tok_hf_free(hf);
-        return rc;
-    }
-    ds_tokenizer_from_hf(hf, tok);
-    char *cpath = ds_tok_hf_config_beside(path), *config;
-    size_t clen;
-    if (ds_read_file(cpath, &config, &clen) == 0) {
-        const char *name = ds_tokenizer_config_template(config, clen);
-        if (name) snprintf(tok->chat_template, sizeof tok->chat_template, "%s", name);
-        else tok->chat_template_other = config_has_template(config, clen);
-        free(config);
-    }
-    ds_err_clear(); /* no tokenizer_config.json: no template */
-    free(cpath);
-    return 0;
-}
-
-/* Whether tokenizer_config.json's text has a chat_template at all. */
-static int config_has_template(const char *config, size_t len)
-{
-    json_t *c = json_loadb(config, len, JSON_DECODE_INT_AS_REAL, NULL);
-    json_t *t = c ? json_object_get(c, "chat_template") : NULL;
-    int has = json_is_string(t) || (json_is_array(t) && json_array_size(t) > 0);
-    json_decref(c);
-    return has;
+    ds_tok_files tf;
+    int rc = ds_tok_files_read(path, &tf);
+    if (!rc) rc = ds_tok_files_load(path, &tf, vocab_size, tok);
+    ds_tok_files_free(&tf);
+    return rc;
 }
 
 const char *ds_tokenizer_config_template(const char *config, size_t len)
@@ -144,6 +117,7 @@ void ds_tokenizer_free(ds_tokenizer *tok)
 {
     if (!tok) return;
     ds_tok_hf_free(tok->hf);
+    ds_tok_files_free(&tok->files);
     if (tok->pieces)
         for (int i = 0; i < tok->vocab_size; i++) free(tok->pieces[i]);
     free(tok->pieces);

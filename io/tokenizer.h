@@ -17,6 +17,15 @@
 
 struct ds_tok_hf;
 
+/* A Hugging Face tokenizer's files as bytes: tokenizer.json and
+ * tokenizer_config.json (config NULL: none). io/tok_files.h reads them. */
+typedef struct {
+    char *json;
+    size_t json_len;
+    char *config;
+    size_t config_len;
+} ds_tok_files;
+
 typedef struct {
     int vocab_size;
     int max_token_length;
@@ -31,6 +40,8 @@ typedef struct {
     int bos_id, eos_id; /* BOS and EOS (llama2.c: 1 and 2; Hugging Face: tokenizer_config.json's, -1: none) */
     char chat_template[16]; /* the built-in chat template (src/chat.h) the model's own equals; "" none */
     int chat_template_other; /* 1: the model has a chat template, but no built-in's (chat_template "") */
+    ds_tok_files files; /* Hugging Face kind: the bytes it was built from (a checkpoint stores them, export
+                           writes them back); freed with the tokenizer */
 } ds_tokenizer;
 
 #define DS_TOK_UNK 0
