@@ -2,6 +2,7 @@
  * data-parallel perplexity (io/model_io.h). */
 #include "config.h"
 #include "io/model_io.h"
+#include <stdio.h>
 #include <cblas.h>
 #include <math.h>
 #include <sched.h>
@@ -137,9 +138,15 @@ int ds_llama_ppl(const ds_ctx *ctx, const ds_llama *m, ds_tokenizer *tok, const 
     double *acc = ds_calloc((size_t)nd * 2, sizeof *acc);
     int *ids = ds_malloc((longest + 3) * sizeof *ids);
     ds_llama_act *a = ds_llama_act_new(m, 1, seq_len);
+    int bad = 0;
     for (int d = 0; d < nd; d++) {
         if (owner[d] != ctx->rank) continue;
         int n = ds_tokenizer_encode(tok, docs->docs[d], 1, 0, ids);
+        if (n < 0 && !bad) { /* a Hugging Face tokenizer refuses text that is not UTF-8 */
+            char why[256];
+            snprintf(why, sizeof why, "%s", ds_errmsg());
+            bad = ds_err(DS_EXIT_INPUT, "document %d: %s", d + 1, why);
+        }
         if (n > seq_len) n = seq_len;
         if (n < 2) continue;
         ds_llama_forward(m, a, ids, 1, n);
@@ -162,6 +169,7 @@ int ds_llama_ppl(const ds_ctx *ctx, const ds_llama *m, ds_tokenizer *tok, const 
     free(acc);
     free(sizes);
     free(owner);
+    if (bad) return bad; /* this rank's error (the caller agrees across ranks) */
     return out->tokens ? 0 : ds_err(DS_EXIT_INPUT, "no predicted tokens: every document has fewer than 2 tokens");
 }
 

@@ -165,6 +165,20 @@ int ds_source_copy(ds_source *s, int k, ds_model_file *mf, float *buf, int allow
     return rc;
 }
 
+int ds_source_files(const ds_source *s, int n_in, const char *const *in, const char *extra, const char ***files)
+{
+    const int n_st = s->st ? s->st->n_files : 0;
+    const char **v = ds_calloc((size_t)(n_in + n_st + 4), sizeof *v);
+    int n = 0;
+    for (int i = 0; i < n_in; i++) v[n++] = in[i];
+    for (int i = 0; i < n_st; i++) v[n++] = s->st->files[i]->path;
+    v[n++] = s->cfgpath;
+    v[n++] = s->tokpath;
+    v[n++] = extra;
+    *files = v;
+    return n;
+}
+
 void ds_source_close(ds_source *s)
 {
     free(s->tensors);

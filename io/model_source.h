@@ -36,6 +36,12 @@ int ds_source_open(ds_source *s, ds_source_kind kind, int n_in, const char *cons
  * shape and a float dtype; nothing else but tensors that carry no
  * information (rotary inv_freq buffers, a tied lm_head, noted on rank 0). */
 int ds_source_tensors(ds_source *s, const ds_ctx *ctx, int want);
+/* Every file the source reads, for the output-path check (io/outfile.h):
+ * the N_IN inputs IN, the safetensors files opened, the config.json, the
+ * folder's tokenizer.json and EXTRA (may be NULL; NULL entries are to be
+ * skipped). *FILES is malloc'd (free it; the strings are borrowed); returns
+ * its length. */
+int ds_source_files(const ds_source *s, int n_in, const char *const *in, const char *extra, const char ***files);
 /* Read tensor k of the list and write it to mf. buf holds the largest tensor
  * in float32 (llama2c; NULL for safetensors). NaN/Inf are refused unless
  * allow_nonfinite. */

@@ -3,6 +3,7 @@
 #include "io/tokens.h"
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include "src/ds.h"
 #include "src/model.h"
@@ -14,21 +15,31 @@ int ds_tokens_read(const char *path, ds_tokens *t)
     return ds_text_load_sha(path, &t->docs, t->sha256);
 }
 
-void ds_tokens_encode(ds_tokens *t, ds_tokenizer *tok)
+int ds_tokens_encode(ds_tokens *t, ds_tokenizer *tok)
 {
     size_t cap = 0;
     for (int k = 0; k < t->docs.n; k++) cap += strlen(t->docs.docs[k]) + 3;
     free(t->tok);
     t->tok = ds_malloc((cap ? cap : 1) * sizeof *t->tok);
     t->n = 0;
-    for (int k = 0; k < t->docs.n; k++) t->n += ds_tokenizer_encode(tok, t->docs.docs[k], 1, 0, t->tok + t->n);
+    int rc = 0;
+    for (int k = 0; k < t->docs.n && !rc; k++) {
+        int n = ds_tokenizer_encode(tok, t->docs.docs[k], 1, 0, t->tok + t->n);
+        if (n < 0) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", ds_errmsg());
+            rc = ds_err(DS_EXIT_INPUT, "%s: document %d: %s", t->path ? t->path : "text", k + 1, why);
+        } else
+            t->n += n;
+    }
     ds_text_docs_free(&t->docs);
+    return rc;
 }
 
 int ds_tokens_load(const char *path, ds_tokenizer *tok, ds_tokens *t)
 {
     int rc = ds_tokens_read(path, t);
-    if (!rc) ds_tokens_encode(t, tok);
+    if (!rc) rc = ds_tokens_encode(t, tok);
     return rc;
 }
 

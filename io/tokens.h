@@ -29,8 +29,10 @@ typedef struct {
 /* Read and split path (ds_text_load: DS_EXIT_INPUT when unreadable, not
  * text, or without any document) and hash its bytes. */
 int ds_tokens_read(const char *path, ds_tokens *t);
-/* Tokenize the documents read into the stream (and drop them). */
-void ds_tokens_encode(ds_tokens *t, ds_tokenizer *tok);
+/* Tokenize the documents read into the stream (and drop them); DS_EXIT_INPUT
+ * naming the file and document when the tokenizer refuses one (text that is
+ * not UTF-8 for a Hugging Face tokenizer). */
+int ds_tokens_encode(ds_tokens *t, ds_tokenizer *tok);
 /* Both. */
 int ds_tokens_load(const char *path, ds_tokenizer *tok, ds_tokens *t);
 void ds_tokens_free(ds_tokens *t);

@@ -276,28 +276,55 @@ static int load_everything(const ds_ctx *ctx, opts *o, ds_llama *base, ds_tokeni
     return rc;
 }
 
-static int open_outputs(const ds_ctx *ctx, const opts *o, outputs *out)
+/* The answers file of model m (mtbench-answers): DIR/<id>.jsonl, DIR
+ * --answers-dir or the folder of the JSON (else CSV) output (malloc'd). */
+static char *answers_path(const opts *o, int m)
 {
     const char *json_file = o->json != json_stdout ? o->json : NULL;
-    int rc = 0;
-    if (json_file) rc = ds_outfile_open(ctx, &out->json, json_file, o->overwrite);
+    char *tmp = ds_strdup(o->answers_dir ? o->answers_dir : json_file ? json_file : o->csv);
+    const char *dir = o->answers_dir ? tmp : dirname(tmp);
+    char *path = ds_malloc(strlen(dir) + strlen(o->plan.models[m].id) + 8);
+    sprintf(path, "%s/%s.jsonl", dir, o->plan.models[m].id);
+    free(tmp);
+    return path;
+}
+
+/* No output may be an input or another output (io/outfile.h), --overwrite or not. */
+static int check_paths(const ds_ctx *ctx, const opts *o, char **answers, int n_answers)
+{
+    const int cap = 4 + n_answers + 1 + o->n_args + o->plan.n_models + 2 * o->plan.n_tasks;
+    const char **outs = ds_calloc((size_t)cap, sizeof *outs), **ins = outs + 4 + n_answers;
+    int no = 0, ni = 0;
+    outs[no++] = o->json != json_stdout ? o->json : NULL;
+    outs[no++] = o->csv;
+    outs[no++] = o->items;
+    for (int m = 0; m < n_answers; m++) outs[no++] = answers[m];
+    ins[ni++] = o->model;
+    for (int i = 0; i < o->n_args; i++)
+        if (o->args[i].kind == 'l' || o->args[i].kind == 'p') ins[ni++] = o->args[i].value;
+    for (int m = 0; m < o->plan.n_models; m++) ins[ni++] = o->plan.models[m].path;
+    for (int t = 0; t < o->plan.n_tasks; t++) {
+        ins[ni++] = o->plan.tasks[t].data;
+        ins[ni++] = o->plan.tasks[t].ref;
+    }
+    int rc = ds_ctx_agree(ctx, ds_out_check_paths(outs, no, ins, ni));
+    free(outs);
+    return rc;
+}
+
+static int open_outputs(const ds_ctx *ctx, const opts *o, outputs *out)
+{
+    const int n_answers = ds_eval_plan_count(&o->plan, DS_TASK_MTBENCH) ? o->plan.n_models : 0;
+    char **answers = ds_calloc((size_t)n_answers + 1, sizeof *answers);
+    for (int m = 0; m < n_answers; m++) answers[m] = answers_path(o, m);
+    const char *json_file = o->json != json_stdout ? o->json : NULL;
+    int rc = check_paths(ctx, o, answers, n_answers);
+    if (!rc && json_file) rc = ds_outfile_open(ctx, &out->json, json_file, o->overwrite);
     if (!rc && o->csv) rc = ds_outfile_open(ctx, &out->csv, o->csv, o->overwrite);
     if (!rc && o->items) rc = ds_outfile_open(ctx, &out->items, o->items, o->overwrite);
-    if (rc || !ds_eval_plan_count(&o->plan, DS_TASK_MTBENCH)) return rc;
-    char *dir;
-    if (o->answers_dir) {
-        dir = ds_strdup(o->answers_dir);
-    } else {
-        char *tmp = ds_strdup(json_file ? json_file : o->csv);
-        dir = ds_strdup(dirname(tmp));
-        free(tmp);
-    }
-    for (int m = 0; m < o->plan.n_models && !rc; m++) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s.jsonl", dir, o->plan.models[m].id);
-        rc = ds_outfile_open(ctx, &out->answers[m], path, o->overwrite);
-    }
-    free(dir);
+    for (int m = 0; m < n_answers && !rc; m++) rc = ds_outfile_open(ctx, &out->answers[m], answers[m], o->overwrite);
+    for (int m = 0; m < n_answers; m++) free(answers[m]);
+    free(answers);
     return rc;
 }
 

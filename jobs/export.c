@@ -10,6 +10,7 @@
 #include <string.h>
 #include "io/h5_model.h"
 #include "io/hf_config.h"
+#include "io/outfile.h"
 #include "io/safetensors.h"
 #include "src/jobs.h"
 #include "src/opts.h"
@@ -146,7 +147,12 @@ static int export_run(const ds_ctx *ctx, const opts *o, ds_model_file *mf, const
     const ds_model_meta *meta = ds_model_get_meta(mf);
     char tmp[4096];
     ds_out_tmpname(o->out, tmp, sizeof tmp);
-    int rc = ds_out_begin(ctx, o->out, o->overwrite);
+    char *tj = ds_hf_file_beside(o->out, tok_names[0]), *tc = ds_hf_file_beside(o->out, tok_names[1]);
+    const char *outs[] = {o->out, cfgpath, tf->json ? tj : NULL, tf->config ? tc : NULL};
+    int rc = ds_ctx_agree(ctx, ds_out_check_paths(outs, 4, (const char *const *)o->in.v, o->in.n));
+    free(tj);
+    free(tc);
+    if (!rc) rc = ds_out_begin(ctx, o->out, o->overwrite);
     if (!rc) rc = ds_out_begin(ctx, cfgpath, o->overwrite);
     if (!rc && tf->json) rc = tokenizer_files_begin(ctx, o, tf);
     ds_st_writer *w = NULL;

@@ -120,10 +120,10 @@ int ds_job_finetune(ds_ctx *ctx, int argc, char **argv)
         ds_tokens_free(&data);
         return rc;
     }
-    ds_tokens_encode(&data, &tok);
-    if (o.T > m.cfg.max_seq_len)
+    rc = ds_tokens_encode(&data, &tok);
+    if (!rc && o.T > m.cfg.max_seq_len)
         rc = ds_err(DS_EXIT_USAGE, "--seq-len %d exceeds the model's max_seq_len %d", o.T, m.cfg.max_seq_len);
-    else if (data.n < o.T + 1)
+    else if (!rc && data.n < o.T + 1)
         rc = ds_err(DS_EXIT_INPUT, "%s: %lld tokens, fewer than --seq-len + 1 = %d", o.data, (long long)data.n, o.T + 1);
     if (!(rc = ds_ctx_agree(ctx, rc))) {
         /* before the activations are allocated: this rank's share of a batch */

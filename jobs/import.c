@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include "io/h5_model.h"
 #include "io/model_source.h"
+#include "io/outfile.h"
 #include "io/tokenizer.h"
 #include "src/jobs.h"
 #include "src/opts.h"
@@ -132,6 +133,12 @@ int ds_job_import(ds_ctx *ctx, int argc, char **argv)
     int have_tok = 0;
     if (!rc) rc = ds_source_tokenizer(&src, o.tokpath, &tok, &have_tok);
     if (!rc) rc = ds_source_tensors(&src, ctx, want);
+    if (!rc) { /* the output may be none of the files read, --overwrite or not */
+        const char **files;
+        const int n = ds_source_files(&src, o.in.n, (const char *const *)o.in.v, o.tokpath, &files);
+        rc = ds_out_check_paths((const char *const[]){o.out}, 1, files, n);
+        free(files);
+    }
     if (!(rc = ds_ctx_agree(ctx, rc))) rc = import_write(ctx, &o, &src, have_tok ? &tok : NULL);
     if (have_tok) ds_tokenizer_free(&tok);
     ds_source_close(&src);

@@ -57,6 +57,30 @@ expect 4 "$w/fit.bd.h5" "two outputs name the same file ($w/fit.bd.h5 and $w/fit
     --finetuned "$w/f.h5" --delta "$w/d.bd.h5" --calib "$w/text.txt" -o "$w/fit.bd.h5" --report "$w/fit.bd.h5" --steps 1
 same "$w/text.txt" "$T"
 
+echo "== eval"
+np=1
+# item 7: --json MODEL --overwrite turned the model into JSON
+expect 4 - "b.h5: output is the input $w/b.h5" -- eval --model "$w/b.h5" --task "ppl:$w/text.txt" --json "$w/b.h5" --overwrite
+same "$w/b.h5" "$B"
+expect 4 - "output is the input $w/text.txt" -- eval --model "$w/b.h5" --task "ppl:$w/text.txt" --csv "$w/text.txt" --overwrite
+same "$w/text.txt" "$T"
+# item 8: --csv X --json X exited 4 with "cannot rename X.tmp" and X holding the CSV
+expect 4 "$w/X" "two outputs name the same file ($w/X and $w/X)" -- eval --model "$w/b.h5" --task "ppl:$w/text.txt" --csv "$w/X" --json "$w/X"
+np=2
+expect 4 - "output is the input $w/d.bd.h5" -- eval --model "$w/b.h5" --delta "$w/d.bd.h5" --task "ppl:$w/text.txt" --items "$w/d.bd.h5" --overwrite
+same "$w/d.bd.h5" "$D"
+
+echo "== import, export"
+np=1
+mkdir -p "$w/st"
+"$DELTASOUP" export --to safetensors "$w/b.h5" -o "$w/st/model.safetensors" --quiet > /dev/null || fail "export b.h5"
+S=$(cksum < "$w/st/model.safetensors")
+expect 4 - "output is the input $w/st/model.safetensors" -- import --from safetensors "$w/st/model.safetensors" -o "$w/st/model.safetensors" --overwrite
+expect 4 - "output is the input $w/st/config.json" -- import --from safetensors "$w/st/model.safetensors" -o "$w/st/config.json" --overwrite
+same "$w/st/model.safetensors" "$S"
+expect 4 - "output is the input $w/b.h5" -- export --to safetensors "$w/b.h5" -o "$w/b.h5" --overwrite
+same "$w/b.h5" "$B"
+
 echo "== a folder that takes no new files names the reason"
 if [ "$(id -u)" = 0 ]; then
     if command -v setpriv > /dev/null; then

@@ -58,6 +58,13 @@ $PY -c "import json,sys; sys.exit(open(sys.argv[1],encoding='utf-8').read() != j
 rc=0
 "$DS" generate --model "$T/m.h5" --prompt "$(printf 'a\377')" --quiet >/dev/null 2>"$T/err" || rc=$?
 [ $rc = 3 ] && grep -q "prompt: .*UTF-8" "$T/err" || no "invalid UTF-8 --prompt: exit $rc, $(cat "$T/err")"
+# text that is not UTF-8: the plain --ppl report and the ppl task name the document, exit 3, at 1 and 2 ranks
+printf 'Hi there.\n\nbad \377 bytes\n' >"$T/bad.txt"
+for n in 1 2; do
+    rc=0
+    $MPIEXEC -n $n "$DS" eval --model "$T/m.h5" --ppl "$T/bad.txt" --quiet >/dev/null 2>"$T/err" || rc=$?
+    [ $rc = 3 ] && grep -q "document 2: .*UTF-8" "$T/err" || no "--ppl of invalid UTF-8 at $n ranks: exit $rc, $(cat "$T/err")"
+done
 
 refusal() { # TEMPLATE RATE: eval refusal under TEMPLATE gives RATE
     "$DS" eval --model "$T/m.h5" --task "refusal:$T/r.csv" --chat-template "$1" --json "$T/e-$1.json" \
