@@ -3,26 +3,6 @@
 #include "src/membudget.h"
 #include <unistd.h>
 
-double ds_llama_act_bytes(const ds_config *c, int64_t max_b, int64_t max_t)
-{
-    const double D = c->dim, F = c->hidden_dim, L = c->n_layers, V = c->vocab_size, H = c->n_heads;
-    const double KVD = D / H * c->n_kv_heads, B = (double)max_b, T = (double)max_t, N = B * T;
-    /* as allocated by ds_llama_act_new, in floats (tokens: ints) */
-    double f = (L + 1) * N * D        /* x */
-               + 5 * L * N * D         /* xn1, q, att, xmid, xn2 */
-               + 2 * L * N             /* rs1, rs2 */
-               + 2 * L * N * KVD       /* k, v */
-               + L * B * H * T * T     /* P */
-               + 3 * L * N * F         /* h1, h3, act */
-               + N * D + N             /* xf, rsf */
-               + 2 * N * V             /* logits, dlogits */
-               + 4 * N * D             /* dx, dxn, dq, datt */
-               + 2 * N * KVD           /* dk, dv */
-               + 2 * N * F             /* dh1, dh3 */
-               + T * T;                /* dP */
-    return 4.0 * f + 4.0 * N;
-}
-
 double ds_mem_node_bytes(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);

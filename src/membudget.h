@@ -7,11 +7,9 @@
 #include <stdint.h>
 #include "src/ctx.h"
 
-/* Bytes of ds_llama_act_new(m, max_b, max_t) for a model of config c (the
- * forward activations and the backward buffers of src/model.c; kept in step
- * with it; measured: finetune at batch 64 and 256, estimate 368 and 1471 MiB,
- * peak RSS 411 and 1539 MiB including the model and the program). */
-double ds_llama_act_bytes(const ds_config *c, int64_t max_b, int64_t max_t);
+/* (The bytes of the model's workspace: ds_llama_act_bytes, src/model.h.
+ * Measured: finetune at batch 64 and 256, estimate 368 and 1471 MiB, peak
+ * RSS 411 and 1539 MiB including the model and the program.) */
 
 /* The memory of this node: physical pages x page size (sysconf). */
 double ds_mem_node_bytes(void);

@@ -278,6 +278,26 @@ struct ds_llama_act {
     float *dx, *dxn, *dq, *dk, *dv, *datt, *dh1, *dh3, *dP; /* backward scratch */
 };
 
+/* The buffers of a workspace, in floats: one list for ds_llama_act_new and
+ * ds_llama_act_bytes (L, N, D, KVD, F, V, H, max_b, max_t in scope). */
+#define ACT_BUFFERS(X) \
+    X(x, (L + 1) * N * D) X(xn1, L * N * D) X(rs1, L * N) X(q, L * N * D) X(k, L * N * KVD) \
+    X(v, L * N * KVD) X(P, L * max_b * H * max_t * max_t) X(att, L * N * D) X(xmid, L * N * D) \
+    X(xn2, L * N * D) X(rs2, L * N) X(h1, L * N * F) X(h3, L * N * F) X(act, L * N * F) X(xf, N * D) \
+    X(rsf, N) X(logits, N * V) X(dlogits, N * V) X(dx, N * D) X(dxn, N * D) X(dq, N * D) X(dk, N * KVD) \
+    X(dv, N * KVD) X(datt, N * D) X(dh1, N * F) X(dh3, N * F) X(dP, (int64_t)max_t * max_t)
+
+double ds_llama_act_bytes(const ds_config *c, int64_t max_b, int64_t max_t)
+{
+    const int64_t D = c->dim, F = c->hidden_dim, L = c->n_layers, V = c->vocab_size, H = c->n_heads;
+    const int64_t KVD = D / H * c->n_kv_heads, N = max_b * max_t;
+    double floats = 0;
+#define COUNT(p, n) floats += (double)(n);
+    ACT_BUFFERS(COUNT)
+#undef COUNT
+    return 4.0 * floats + (double)sizeof(int) * (double)N; /* + the tokens */
+}
+
 ds_llama_act *ds_llama_act_new(const ds_llama *m, int max_b, int max_t)
 {
     const ds_config *c = &m->cfg;
@@ -289,34 +309,8 @@ ds_llama_act *ds_llama_act_new(const ds_llama *m, int max_b, int max_t)
     a->V = (int)V;
     const int64_t N = a->cap = (int64_t)max_b * max_t;
     a->tokens = ds_malloc((size_t)N * sizeof(int));
-#define ALLOC(p, n) (a->p = ds_malloc((size_t)(n) * sizeof(float)))
-    ALLOC(x, (L + 1) * N * D);
-    ALLOC(xn1, L * N * D);
-    ALLOC(rs1, L * N);
-    ALLOC(q, L * N * D);
-    ALLOC(k, L * N * KVD);
-    ALLOC(v, L * N * KVD);
-    ALLOC(P, L * max_b * H * max_t * max_t);
-    ALLOC(att, L * N * D);
-    ALLOC(xmid, L * N * D);
-    ALLOC(xn2, L * N * D);
-    ALLOC(rs2, L * N);
-    ALLOC(h1, L * N * F);
-    ALLOC(h3, L * N * F);
-    ALLOC(act, L * N * F);
-    ALLOC(xf, N * D);
-    ALLOC(rsf, N);
-    ALLOC(logits, N * V);
-    ALLOC(dlogits, N * V);
-    ALLOC(dx, N * D);
-    ALLOC(dxn, N * D);
-    ALLOC(dq, N * D);
-    ALLOC(dk, N * KVD);
-    ALLOC(dv, N * KVD);
-    ALLOC(datt, N * D);
-    ALLOC(dh1, N * F);
-    ALLOC(dh3, N * F);
-    ALLOC(dP, (int64_t)max_t * max_t);
+#define ALLOC(p, n) a->p = ds_malloc((size_t)(n) * sizeof(float));
+    ACT_BUFFERS(ALLOC)
 #undef ALLOC
     return a;
 }

@@ -64,6 +64,9 @@ typedef struct ds_llama_act ds_llama_act;
 /* For batches of up to max_b sequences of up to max_t tokens. */
 ds_llama_act *ds_llama_act_new(const ds_llama *m, int max_b, int max_t);
 void ds_llama_act_free(ds_llama_act *a);
+/* The bytes ds_llama_act_new(m, max_b, max_t) allocates for a model of
+ * config c (the same list of buffers), for checks before allocating. */
+double ds_llama_act_bytes(const ds_config *c, int64_t max_b, int64_t max_t);
 
 /* Forward of tokens [B, T] (row-major, positions 0..T-1 in each sequence).
  * Returns the logits [B*T, vocab], valid until the next forward. */
