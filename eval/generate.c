@@ -37,6 +37,10 @@ int ds_generate(const ds_llama *m, const int *ids, int np, int total, float temp
     float *z = NULL;
     for (int pos = 0; pos < np; pos++) z = ds_llama_step(m, &kv, ids[pos], pos);
     for (int pos = np; pos < total; pos++) {
+        if (ds_find_nonfinite(DS_DTYPE_F32, z, (size_t)m->cfg.vocab_size) >= 0) {
+            n = -1 - n; /* a NaN would pick token 0 */
+            break;
+        }
         int next = ds_generate_pick(z, m->cfg.vocab_size, temp, &rng);
         if (is_stop(next, stop, n_stop)) break;
         out[n++] = next;

@@ -19,7 +19,8 @@ typedef void (*ds_generate_fn)(void *arg, int prev, int next);
  * max_seq_len) until total positions, stopping before any of the n_stop ids
  * stop[] (ds_tokenizer_stop_ids: EOS, BOS, an end-of-turn token). out
  * receives the new ids (room for total - np); on_token may be NULL. Returns
- * how many were made. */
+ * how many were made, or -1 - k when the logits are not finite before new
+ * token k (0-based; nothing more is made). */
 int ds_generate(const ds_llama *m, const int *ids, int np, int total, float temp, uint64_t seed, const int *stop,
                 int n_stop, ds_generate_fn on_token, void *arg, int *out);
 

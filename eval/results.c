@@ -16,7 +16,8 @@ void ds_eval_gather(const ds_ctx *ctx, json_t **mine, int64_t lo, int64_t hi, in
     size_t len = 0;
     char **s = ds_malloc(((size_t)(hi - lo) + 1) * sizeof *s);
     for (int64_t k = lo; k < hi; k++) {
-        s[k - lo] = json_dumps(mine[k - lo], DS_EVAL_JSON_FLAGS);
+        s[k - lo] = mine[k - lo] ? json_dumps(mine[k - lo], DS_EVAL_JSON_FLAGS) : NULL;
+        if (!s[k - lo]) ds_die("eval: record %lld cannot be written as JSON", (long long)k);
         len += strlen(s[k - lo]) + 1;
     }
     if (len > (size_t)1 << 30) ds_die("eval: records of one rank exceed 1 GiB");

@@ -63,6 +63,9 @@ int ds_eval_loglik(ds_eval_env *e, const char *prompt, int n, const char *const 
             int *tg = targets + (size_t)i * T + np - 1;
             for (int j = 0; j < na[i]; j++) tg[j] = aids[i][j];
             ll[i] = na[i] ? -ds_llama_loss_ce(a, targets, 0.0f, NULL) : 0.0;
+            /* a finite loss sum implies the logits it used were finite */
+            if (!isfinite(ll[i]) && !rc)
+                rc = ds_err(DS_EXIT_INPUT, "answer %d: the log-likelihood is not finite (non-finite logits)", i + 1);
             for (int j = 0; j < na[i]; j++) tg[j] = -1;
         }
         free(tokens);
@@ -114,6 +117,8 @@ int ds_eval_greedy(ds_eval_env *e, const int *ids, int n_ids, int max_new, int *
     for (int i = 1 + skip; i < n_ids; i++) z = ds_llama_step(m, &e->kv, ids[i], pos++);
     int n = 0;
     while (n < max_new && pos < max_t) {
+        /* V floats a step beside a forward pass: a NaN would pick token 0 */
+        if (ds_find_nonfinite(DS_DTYPE_F32, z, (size_t)V) >= 0) return -1 - n;
         int best = 0, end = 0;
         for (int j = 1; j < V; j++) best = z[j] > z[best] ? j : best;
         for (int k = 0; k < n_stop; k++) end |= best == stop[k];
@@ -139,6 +144,11 @@ int ds_eval_answer(ds_eval_env *e, const ds_chat_msg *msgs, int n, char **ans)
     const int max_new = e->o->max_tokens;
     int *out = ds_malloc((size_t)max_new * sizeof *out);
     const int k = ds_eval_greedy(e, ids, n_ids, max_new, out);
+    if (k < 0) {
+        free(out);
+        free(ids);
+        return ds_err(DS_EXIT_INPUT, "the model's logits are not finite at generated token %d", -k);
+    }
     /* ids come from the model, always in range: decoding cannot fail */
     char *a = ds_tokenizer_decode_ids(e->tok, out, k, NULL);
     size_t lead = 0;

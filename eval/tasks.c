@@ -232,6 +232,11 @@ static json_t *item_ppl(const ds_eval_task *t, ds_eval_env *e, int d)
         nll = ds_llama_loss_ce(a, ids + 1, 0.0f, &cnt);
     }
     free(ids);
+    /* a finite loss sum implies the logits it used were finite */
+    if (!isfinite(nll)) {
+        ds_err(DS_EXIT_INPUT, "the NLL is not finite (non-finite logits)");
+        return NULL;
+    }
     return json_pack("{s:f, s:I}", "nll_sum", nll, "tokens", (json_int_t)cnt);
 }
 
@@ -262,6 +267,10 @@ static json_t *item_kl(const ds_eval_task *t, ds_eval_env *e, int d)
         free(ref);
     }
     free(ids);
+    if (!isfinite(kl)) {
+        ds_err(DS_EXIT_INPUT, "the KL is not finite (non-finite logits of the model or the reference)");
+        return NULL;
+    }
     return json_pack("{s:f, s:I}", "kl_sum", kl, "tokens", (json_int_t)cnt);
 }
 

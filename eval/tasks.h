@@ -146,7 +146,8 @@ double ds_eval_mc2(int n, const double *ll, const int *label);
  * stopping before a stop id of the tokenizer (ds_tokenizer_stop_ids: EOS,
  * BOS, <|eot_id|>, <|im_end|>) or at the model's max_seq_len; a prompt
  * longer than max_seq_len - max_new keeps its first token and its last
- * tokens. Returns the count written to out (which holds max_new ids). */
+ * tokens. Returns the count written to out (which holds max_new ids), or
+ * -1 - k when the logits are not finite before new token k (0-based). */
 int ds_eval_greedy(ds_eval_env *e, const int *ids, int n_ids, int max_new, int *out);
 
 /* Greedy answer to n messages (the last a user's) under the chat template

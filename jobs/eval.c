@@ -13,6 +13,7 @@
 #include "config.h"
 #include <jansson.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "eval/plan.h"
@@ -219,6 +220,11 @@ static int run_ppl(ds_ctx *ctx, const opts *o)
         ds_ppl_result r;
         double t0 = ds_now();
         rc = ds_ctx_agree(ctx, ds_llama_ppl(ctx, &m, &tok, &docs, seq_len, &r));
+        /* the sums are all-reduced: every rank sees the same values */
+        if (!rc && !isfinite(r.nll))
+            rc = ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "%s: the NLL is not finite (non-finite logits)", text));
+        else if (!rc && !isfinite(r.ppl))
+            rc = ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "%s: the perplexity overflows (NLL %g nats/token)", text, r.nll));
         if (!rc) print_ppl(ctx, o, text, seq_len, &r, ds_now() - t0);
     }
     ds_tokenizer_free(&tok);

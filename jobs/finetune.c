@@ -6,6 +6,7 @@
  * costs no model load) -> model (ds_llama_load_path) -> token stream ->
  * AdamW steps on random windows (ds_tokens_batch) -> ds_llama_save. */
 #include "config.h"
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "io/model_io.h"
@@ -54,8 +55,10 @@ static const ds_cmd cmd = {
     .epilog = "Deterministic for a seed and a number of ranks.",
     .check = check};
 
-/* Collective: --steps AdamW steps on m; returns the last step's loss. */
-static double train(const ds_ctx *ctx, const opts *o, ds_llama *m, const ds_tokens *data, double *secs)
+/* Collective: --steps AdamW steps on m; *loss receives the last step's
+ * loss. A step whose loss is not finite (the loss sum being finite implies
+ * the logits were) stops the training: exit 3 naming the step. */
+static int train(const ds_ctx *ctx, const opts *o, ds_llama *m, const ds_tokens *data, double *secs, double *loss)
 {
     ds_llama_threads_auto(ctx);
     int64_t lo, hi;
@@ -71,8 +74,10 @@ static double train(const ds_ctx *ctx, const opts *o, ds_llama *m, const ds_toke
     const float scale = 1.0f / (float)((long)o->batch * T);
     ds_progress prog;
     ds_progress_init(&prog, ctx, "step", o->steps);
-    double t0 = ds_now(), loss = 0;
-    for (int step = 1; step <= o->steps; step++) {
+    double t0 = ds_now();
+    int rc = 0;
+    *loss = 0;
+    for (int step = 1; step <= o->steps && !rc; step++) {
         ds_tokens_batch(data, T, o->batch, (uint64_t)o->seed, step, lo, hi, tokens, targets);
         ds_llama_grads_zero(&g);
         double lsum = 0;
@@ -85,9 +90,15 @@ static double train(const ds_ctx *ctx, const opts *o, ds_llama *m, const ds_toke
             MPI_Allreduce(MPI_IN_PLACE, g.data, (int)g.numel, MPI_FLOAT, MPI_SUM, ctx->comm);
             MPI_Allreduce(MPI_IN_PLACE, &lsum, 1, MPI_DOUBLE, MPI_SUM, ctx->comm);
         }
+        /* lsum is all-reduced: every rank stops at the same step */
+        if (!isfinite(lsum)) {
+            rc = ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "%s: the loss is not finite at step %d (non-finite logits)",
+                                          o->base, step));
+            break;
+        }
         ds_adamw_step(&opt, m, &g);
-        loss = lsum / (double)((long)o->batch * T);
-        ds_progress_step(&prog, step, "loss %.4f", loss);
+        *loss = lsum / (double)((long)o->batch * T);
+        ds_progress_step(&prog, step, "loss %.4f", *loss);
     }
     *secs = ds_now() - t0;
     free(tokens);
@@ -95,7 +106,20 @@ static double train(const ds_ctx *ctx, const opts *o, ds_llama *m, const ds_toke
     ds_adamw_free(&opt);
     ds_llama_grads_free(&g);
     ds_llama_act_free(a);
-    return loss;
+    return rc;
+}
+
+/* The trained weights (the same on every rank): exit 3 naming the first
+ * non-finite tensor, before anything is written. */
+static int check_finite(const ds_llama *m, const char *out)
+{
+    for (int i = 0; i < m->n_tensors; i++) {
+        int64_t bad = ds_find_nonfinite(DS_DTYPE_F32, m->w[i], (size_t)ds_tinfo_numel(&m->tinfo[i]));
+        if (bad >= 0)
+            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: non-finite value at element %lld after training, not written",
+                          out, m->tinfo[i].name, (long long)bad);
+    }
+    return 0;
 }
 
 int ds_job_finetune(ds_ctx *ctx, int argc, char **argv)
@@ -135,9 +159,10 @@ int ds_job_finetune(ds_ctx *ctx, int argc, char **argv)
                           " (lower --batch or --seq-len, or use more nodes)");
     }
     if (!rc) {
-        double secs;
-        double loss = train(ctx, &o, &m, &data, &secs);
-        rc = ds_llama_save(&m, ctx, o.out, dtypes, &tok, o.overwrite);
+        double secs, loss;
+        rc = train(ctx, &o, &m, &data, &secs, &loss);
+        if (!rc) rc = ds_ctx_agree(ctx, check_finite(&m, o.out));
+        if (!rc) rc = ds_llama_save(&m, ctx, o.out, dtypes, &tok, o.overwrite);
         if (!rc && !ctx->quiet)
             ds_printf0(ctx, "[finetune] wrote %s: %d steps, last loss %.4f, %.0f tokens/s, peak RSS %.1f MiB\n", o.out,
                        o.steps, loss, secs > 0 ? (double)o.steps * o.batch * o.T / secs : 0.0,

@@ -123,9 +123,12 @@ static int run(const ds_ctx *ctx, const opts *o, const ds_llama *m, ds_tokenizer
     int n = ds_generate(m, ids, np, total, (float)o->temp, (uint64_t)o->seed, stop, n_stop,
                         o->json ? NULL : tok->hf ? print_stream : print_piece, tok->hf ? (void *)&stream : tok, out);
     double dt = ds_now() - t0;
+    if (n < 0) /* what came before was streamed already; no JSON */
+        rc = ds_err(DS_EXIT_INPUT, "%s: the model's logits are not finite at new token %d", o->model, -n);
     if (!o->json && tok->hf) ds_text_stream_end(&stream, stdout);
-    if (o->json) print_json(tok, ids, np, out, n, dt);
-    else printf("\n");
+    if (o->json && !rc) print_json(tok, ids, np, out, n, dt);
+    else if (!o->json) printf("\n");
+    if (n < 0) n = -1 - n;
     if (!ctx->quiet)
         fprintf(stderr, "[generate] %d prompt + %d new tokens in %.3f s (%.1f tokens/s)\n", np, n, dt,
                 dt > 0 ? (np + n) / dt : 0.0);

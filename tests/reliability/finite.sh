@@ -1,0 +1,58 @@
+#!/bin/sh
+# Non-finite results are refused (issue 15 items 1 and 2): a valid delta
+# whose scales are 1e15 (poison --attack scale) makes the applied model's
+# logits non-finite. eval crashed (SIGSEGV: the JSON of a NaN record was
+# NULL) on truthfulqa-mc, ppl and kl tasks, eval --ppl printed "nll -nan",
+# generate printed <unk> runs, finetune wrote a checkpoint of NaN weights:
+# each now fails with exit 3 naming the item, step or tensor, writing
+# nothing, at 1 and 2 ranks.
+set -u
+. "$(dirname "$0")/../defaults.sh"
+limit=120
+. "$(dirname "$0")/common.sh"
+$PYTHON3 -c 'import numpy, h5py' 2> /dev/null || { echo "skip: $PYTHON3 lacks numpy/h5py"; exit 77; }
+# a stories260K base, a fine-tuned model (2 steps), their delta, a text
+model=$top_srcdir/data/models/stories260K
+head -c 20000 "$top_srcdir/data/lm_corpus/tinystories_sample.txt" > "$w/text.txt"
+"$DELTASOUP" import --from llama2c "$model/stories260K.bin" --tokenizer "$model/tok512.bin" -o "$w/b.h5" --quiet > /dev/null &&
+    "$DELTASOUP" finetune --base "$w/b.h5" --data "$w/text.txt" -o "$w/f.h5" --batch 2 --seq-len 32 --steps 2 \
+        --lr 1e-2 --quiet > /dev/null &&
+    "$DELTASOUP" compress --base "$w/b.h5" --finetuned "$w/f.h5" -o "$w/d.bd.h5" --quiet > /dev/null ||
+    { echo "FAIL: setup"; exit 1; }
+B=$top_srcdir/data/benchmarks
+"$DELTASOUP" poison --attack scale --count 1 --strength 1e15 -o "$w/big" "$w/d.bd.h5" --quiet > /dev/null ||
+    { echo "FAIL: poison"; exit 1; }
+big=$w/big/scale-0.bd.h5
+"$DELTASOUP" apply --base "$w/b.h5" --delta "$big" -o "$w/nan.h5" --quiet > /dev/null || fail "apply of the big delta"
+tqa="truthfulqa-mc:$B/truthfulqa/data/mc_task.json"
+for n in 1 2; do
+    np=$n
+    expect 3 "$w/e.json" "eval: error:" "mc_task.json: question 1" "not finite" -- \
+        eval --model "$w/b.h5" --delta "$big" --task "$tqa" --limit 2 --json "$w/e.json"
+    np=$n
+    expect 3 "$w/e.json" "eval: error:" "text.txt: document 1" "NLL is not finite" -- \
+        eval --model "$w/b.h5" --delta "$big" --task "ppl:$w/text.txt" --limit 2 --json "$w/e.json"
+    np=$n
+    expect 3 "$w/e.json" "eval: error:" "text.txt: document 1" "KL is not finite" -- \
+        eval --model "$w/b.h5" --delta "$big" --task "kl:$w/b.h5:$w/text.txt" --limit 2 --json "$w/e.json"
+    np=$n
+    expect 3 "$w/e.json" "eval: error:" "prompt 1" "logits are not finite at generated token 1" -- \
+        eval --model "$w/b.h5" --delta "$big" --task "xstest:$B/xstest/xstest_prompts.csv" --limit 1 \
+        --max-tokens 4 --json "$w/e.json"
+    np=$n
+    expect 3 - "eval: error:" "text.txt: the NLL is not finite" -- \
+        eval --model "$w/b.h5" --delta "$big" --ppl "$w/text.txt"
+    np=$n
+    expect 3 "$w/ft.h5" "finetune: error:" "nan.h5: the loss is not finite at step 1" -- \
+        finetune --base "$w/nan.h5" --data "$w/text.txt" -o "$w/ft.h5" --batch 2 --seq-len 32 --steps 2
+done
+expect 3 - "generate: error:" "logits are not finite at new token 1" -- \
+    generate --model "$w/b.h5" --delta "$big" --prompt "Once" --max-tokens 8
+expect 3 - "generate: error:" "logits are not finite at new token 1" -- \
+    generate --model "$w/nan.h5" --prompt "Once" --max-tokens 8 --json
+[ -s "$w/stdout" ] && fail "generate --json printed a document"
+# the same jobs on the valid delta still succeed
+"$DELTASOUP" eval --model "$w/b.h5" --delta "$w/d.bd.h5" --task "$tqa" --limit 2 > /dev/null 2>&1 || fail "eval of a valid delta"
+"$DELTASOUP" eval --model "$w/b.h5" --ppl "$w/text.txt" > /dev/null 2>&1 || fail "eval --ppl of the base"
+[ $fails = 0 ] || { echo "finite.sh: $fails failure(s)"; exit 1; }
+echo "finite: ok"
