@@ -6,6 +6,7 @@
  * memory at a time. */
 #include "config.h"
 #include <jansson.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include "io/h5_model.h"
@@ -47,8 +48,9 @@ static const ds_cmd cmd = {
              "__metadata__ {\"format\": \"pt\"}) and a Hugging Face config.json in the same folder; a\n"
              "checkpoint imported with a Hugging Face tokenizer also gets its tokenizer.json and\n"
              "tokenizer_config.json back, byte-identical (with -o DIR/model.safetensors, DIR is a folder\n"
-             "Hugging Face loads). Every file is written atomically (NAME.tmp, then renamed); --overwrite\n"
-             "replaces them.",
+             "Hugging Face loads). The files are written into DIR/.NAME.export.tmp/ and renamed into\n"
+             "place together, config.json last; a rerun finishes or discards what a killed export left\n"
+             "(docs/robustness.md \"export: the set of files\"). --overwrite replaces an existing set.",
     .opts = options,
     .epilog = "exit: 0 ok, 2 usage, 3 bad input, 4 output exists or unwritable",
     .pos_off = offsetof(opts, in),
@@ -109,68 +111,93 @@ static void report(const ds_ctx *ctx, const opts *o, const char *cfgpath, const 
     }
 }
 
-/* The tokenizer files beside OUT (names[i] for tf's json and config):
- * rank 0 writes each staged file, every rank commits it. */
+/* The tokenizer files beside OUT (names[i] for tf's json and config). */
 static const char *const tok_names[2] = {"tokenizer.json", "tokenizer_config.json"};
 
-static int tokenizer_files_begin(const ds_ctx *ctx, const opts *o, const ds_tok_files *tf)
+/* Rank 0: config.json and the tokenizer files into the staging folder. */
+static int small_files_stage(const opts *o, const char *cfgpath, const ds_model_meta *meta, ds_dtype dt,
+                             const ds_tok_files *tf)
 {
-    int rc = 0;
-    for (int i = 0; i < 2 && !rc; i++) {
-        if (i == 1 && !tf->config) continue;
-        char *path = ds_hf_file_beside(o->out, tok_names[i]);
-        rc = ds_out_begin(ctx, path, o->overwrite);
-        free(path);
-    }
-    return rc;
-}
-
-static int tokenizer_files_write(const ds_ctx *ctx, const opts *o, const ds_tok_files *tf)
-{
-    int rc = 0;
-    for (int i = 0; i < 2 && !rc; i++) {
+    char *p = ds_hf_stage_file(o->out, "config.json");
+    int rc = ds_hf_config_write(cfgpath, p, &meta->cfg, dt);
+    free(p);
+    for (int i = 0; i < 2 && !rc && tf->json; i++) {
         const char *data = i ? tf->config : tf->json;
         if (!data) continue;
-        char *path = ds_hf_file_beside(o->out, tok_names[i]), tmp[4096];
-        ds_out_tmpname(path, tmp, sizeof tmp);
-        rc = ds_out_finish(ctx, path,
-                           ctx->rank == 0 ? ds_hf_bytes_write(path, tmp, data, i ? tf->config_len : tf->json_len) : 0);
+        char *path = ds_hf_file_beside(o->out, tok_names[i]);
+        p = ds_hf_stage_file(o->out, tok_names[i]);
+        rc = ds_hf_bytes_write(path, p, data, i ? tf->config_len : tf->json_len);
+        free(p);
         free(path);
     }
     return rc;
 }
 
-/* Every output staged and committed: the tensors, config.json, then the
- * tokenizer files (tf->json NULL: none). */
-static int export_run(const ds_ctx *ctx, const opts *o, ds_model_file *mf, const char *cfgpath, const ds_tok_files *tf)
+/* Rank 0: the set's base names in rename order (tokenizer files, the
+ * tensors, config.json last), then the commit (io/hf_config.h). */
+static int stage_commit(const opts *o, const ds_model_meta *meta, const ds_tok_files *tf)
 {
-    const ds_model_meta *meta = ds_model_get_meta(mf);
-    char tmp[4096];
-    ds_out_tmpname(o->out, tmp, sizeof tmp);
+    char *b = ds_strdup(o->out);
+    const char *names[4];
+    int n = 0;
+    if (tf->json) names[n++] = tok_names[0];
+    if (tf->json && tf->config) names[n++] = tok_names[1];
+    names[n++] = basename(b);
+    names[n++] = "config.json";
+    int rc = ds_hf_stage_commit(o->out, names, n, meta->content_sha256);
+    free(b);
+    return rc;
+}
+
+/* The checks before anything is written: one output-path check, then what
+ * an interrupted export left (finished or discarded: a rerun of the same
+ * input may replace the set it finished), then each output's own rule. */
+static int export_begin(const ds_ctx *ctx, const opts *o, const ds_model_meta *meta, const char *cfgpath,
+                        const ds_tok_files *tf)
+{
     char *tj = ds_hf_file_beside(o->out, tok_names[0]), *tc = ds_hf_file_beside(o->out, tok_names[1]);
     const char *outs[] = {o->out, cfgpath, tf->json ? tj : NULL, tf->config ? tc : NULL};
     int rc = ds_ctx_agree(ctx, ds_out_check_paths(outs, 4, (const char *const *)o->in.v, o->in.n));
+    int same = 0;
+    if (!rc) rc = ds_ctx_agree(ctx, ctx->rank == 0 ? ds_hf_stage_recover(o->out, meta->content_sha256, &same) : 0);
+    MPI_Bcast(&same, 1, MPI_INT, 0, ctx->comm);
+    const int ow = o->overwrite || same;
+    for (int i = 0; i < 4 && !rc; i++)
+        if (outs[i]) rc = ds_out_begin(ctx, outs[i], ow);
+    if (!rc) rc = ds_ctx_agree(ctx, ctx->rank == 0 ? ds_hf_stage_create(o->out) : 0);
     free(tj);
     free(tc);
-    if (!rc) rc = ds_out_begin(ctx, o->out, o->overwrite);
-    if (!rc) rc = ds_out_begin(ctx, cfgpath, o->overwrite);
-    if (!rc && tf->json) rc = tokenizer_files_begin(ctx, o, tf);
+    return rc;
+}
+
+/* Every file staged in DIR/.NAME.export.tmp/ (the tensors by every rank,
+ * config.json and the tokenizer files by rank 0), then rank 0 commits the
+ * set (tf->json NULL: no tokenizer files). */
+static int export_run(const ds_ctx *ctx, const opts *o, ds_model_file *mf, const char *cfgpath, const ds_tok_files *tf)
+{
+    const ds_model_meta *meta = ds_model_get_meta(mf);
+    int rc = export_begin(ctx, o, meta, cfgpath, tf);
+    if (rc) return rc; /* nothing staged (a marker that could not be finished stays) */
+    char *b = ds_strdup(o->out), *staged = ds_hf_stage_file(o->out, basename(b));
     ds_st_writer *w = NULL;
-    if (!rc) rc = writer_open(ctx, tmp, meta, &w);
-    if (rc) return rc;
+    rc = writer_open(ctx, staged, meta, &w);
+    free(staged);
+    free(b);
+    if (rc) {
+        if (ctx->rank == 0) ds_hf_stage_discard(o->out);
+        return rc;
+    }
     ds_tensor_shard sh;
     ds_tensor_shard_plan(&sh, ctx, meta->n_tensors, meta->tensors, sizeof *meta->tensors, DS_WEIGH_BYTES);
     rc = export_local(ctx, mf, &sh, w);
     int rc2 = ds_st_writer_close(w);
-    rc = ds_out_finish(ctx, o->out, rc ? rc : rc2);
-    /* config.json: the dtype of the embedding stands for the model's; rank 0 writes it. */
-    if (!rc) {
-        char ctmp[4096];
-        ds_out_tmpname(cfgpath, ctmp, sizeof ctmp);
-        const ds_dtype dt = meta->tensors[ds_model_find(mf, "model.embed_tokens.weight")].dtype;
-        rc = ds_out_finish(ctx, cfgpath, ctx->rank == 0 ? ds_hf_config_write(cfgpath, ctmp, &meta->cfg, dt) : 0);
-    }
-    if (!rc && tf->json) rc = tokenizer_files_write(ctx, o, tf);
+    rc = ds_ctx_agree(ctx, rc ? rc : rc2);
+    if (ctx->rank == 0) ds_hf_test_fail_at("export:tensors");
+    /* config.json: the dtype of the embedding stands for the model's. */
+    const ds_dtype dt = meta->tensors[ds_model_find(mf, "model.embed_tokens.weight")].dtype;
+    if (!rc) rc = ds_ctx_agree(ctx, ctx->rank == 0 ? small_files_stage(o, cfgpath, meta, dt, tf) : 0);
+    if (rc && ctx->rank == 0) ds_hf_stage_discard(o->out);
+    if (!rc) rc = ds_ctx_agree(ctx, ctx->rank == 0 ? stage_commit(o, meta, tf) : 0);
     if (!rc) report(ctx, o, cfgpath, meta, sh.total);
     ds_tensor_shard_free(&sh);
     return rc;
