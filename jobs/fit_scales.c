@@ -319,6 +319,12 @@ static int fit_train(const ds_ctx *ctx, const opts *o, inputs *in, calib *c, fit
         red[f->n_scales] = loss;
         red[f->n_scales + 1] = ds_ckpt_stop_requested() != 0;
         ds_comm_allreduce_sum_f64(ft->comm, red, red, (size_t)f->n_scales + 2);
+        /* all-reduced: every rank stops at the same step */
+        if (!isfinite(red[f->n_scales])) {
+            rc = ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "%s: the objective is not finite at step %lld (non-finite "
+                                          "logits of the student or the teacher)", o->delta, (long long)step));
+            break;
+        }
         memcpy(f->grad, red, (size_t)f->n_scales * sizeof(double));
         ds_fitscales_adam_step(f);
         ft->last = red[f->n_scales] / ((double)o->batch * T);
@@ -449,6 +455,21 @@ static double held_objective(const opts *o, const ds_llama_compare_result *h)
     return o->objective == DS_FIT_MSE ? h->mse : h->kl;
 }
 
+/* The fitted scales and the held-out objective (the same on every rank):
+ * exit 3 naming the first non-finite tensor, before anything is written. */
+static int check_finite(const opts *o, const inputs *in, const ds_fitscales *f, double objective)
+{
+    for (int i = 0; i < f->n; i++) {
+        int64_t bad = ds_find_nonfinite(DS_DTYPE_F32, f->scales + f->t[i].off, (size_t)f->t[i].n_scales);
+        if (bad >= 0)
+            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: fitted scale %lld is not finite, not written", o->out,
+                          in->student.tinfo[f->t[i].index].name, (long long)bad);
+    }
+    if (!isfinite(objective))
+        return ds_err(DS_EXIT_INPUT, "%s: the held-out objective after the fit is not finite, not written", o->out);
+    return 0;
+}
+
 /* Collective, after the last step: held-out comparison, output, report. */
 static int fit_finish(const ds_ctx *ctx, const opts *o, inputs *in, const calib *c, fit *ft,
                       const ds_llama_compare_result *before)
@@ -456,7 +477,8 @@ static int fit_finish(const ds_ctx *ctx, const opts *o, inputs *in, const calib 
     ds_llama_compare_result after;
     heldout(ctx, in, c, ft, &after);
     fit_summary s = {held_objective(o, before), held_objective(o, &after), before, &after};
-    int rc = write_output(ctx, o, c, in, &ft->f, &s);
+    int rc = ds_ctx_agree(ctx, check_finite(o, in, &ft->f, c->w.n_hold ? s.objective_after : 0));
+    if (!rc) rc = write_output(ctx, o, c, in, &ft->f, &s);
     if (!rc && o->report) rc = write_report(ctx, o, c, &s, ft);
     if (!rc) print_summary(ctx, o, c, &s, ft);
     /* Done: a later run with the same folder starts over. */

@@ -126,6 +126,24 @@ json_t *ds_inspect_hash_json(const char *recorded, const ds_digest *computed)
                      "match", have ? json_boolean(strcmp(recorded, hex) == 0) : json_null());
 }
 
+/* --allow-nonfinite (set by the job before the type's inspect runs) */
+static int allow_nonfinite;
+
+/* The first tensor of the report with non-finite values: exit 3 naming it
+ * and the count, unless --allow-nonfinite. */
+static int check_nonfinite(const char *path, const json_t *report)
+{
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(report, "tensors"), i, t) {
+        const json_int_t nf = json_integer_value(json_object_get(t, "nonfinite"));
+        if (nf > 0 && !allow_nonfinite)
+            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: %lld non-finite value(s) (--allow-nonfinite accepts them)",
+                          path, json_string_value(json_object_get(t, "name")), (long long)nf);
+    }
+    return 0;
+}
+
 int ds_inspect_report(const ds_ctx *ctx, const char *path, json_t *report, int json)
 {
     if (ctx->rank == 0) {
@@ -145,6 +163,8 @@ int ds_inspect_report(const ds_ctx *ctx, const char *path, json_t *report, int j
                     path, json_string_value(json_object_get(h, "recorded")),
                     json_string_value(json_object_get(h, "computed")));
         if (ctx->rank == 0) ds_error_print(ctx, ds_errmsg());
+    } else if ((rc = check_nonfinite(path, report)) && ctx->rank == 0) {
+        ds_error_print(ctx, ds_errmsg());
     }
     json_decref(report);
     return rc;
@@ -217,7 +237,7 @@ static const char *kinds(void)
 }
 
 typedef struct {
-    int json;
+    int json, allow_nonfinite;
     ds_strlist file;
 } opts;
 
@@ -225,12 +245,14 @@ typedef struct {
 static const ds_opt options[] = {
     {.name = "json", .short_name = 'j', .type = DS_OPT_T_FLAG, .off = offsetof(opts, json),
      .help = "one JSON object on stdout instead of the table"},
+    {.name = "allow-nonfinite", .type = DS_OPT_T_FLAG, .off = offsetof(opts, allow_nonfinite),
+     .help = "exit 0 for a file with NaN or infinite values (reported in each tensor's nonfinite count)"},
     {.name = "quiet", .short_name = 'q', .type = DS_OPT_T_QUIET,
      .help = "accepted for uniformity (inspect prints no progress)"},
     {0}};
 
 static const ds_cmd cmd = {
-    .usage = "deltasoup inspect FILE [--json]",
+    .usage = "deltasoup inspect FILE [--json] [--allow-nonfinite]",
     .about = "Show what a deltasoup file holds: format, version, config, every tensor's name,\n"
              "shape, dtype, bytes and min/max/mean/std, and the content hash recomputed from\n"
              "the data next to the recorded one. Runs at any number of ranks (tensors are\n"
@@ -245,7 +267,8 @@ int ds_job_inspect(ds_ctx *ctx, int argc, char **argv)
 {
     char epilog[512];
     snprintf(epilog, sizeof epilog,
-             "file types: %s\nexit: 0 ok, 2 usage, 3 unreadable or damaged file (incl. a content hash mismatch)",
+             "file types: %s\nexit: 0 ok, 2 usage, 3 unreadable or damaged file (incl. a content hash mismatch,\n"
+             "and non-finite values unless --allow-nonfinite)",
              kinds());
     ds_cmd c = cmd;
     c.epilog = epilog;
@@ -253,6 +276,7 @@ int ds_job_inspect(ds_ctx *ctx, int argc, char **argv)
     int rc = ds_opts_parse(ctx, &c, argc, argv, &o);
     if (rc) return ds_opts_exit(rc);
     const char *path = o.file.v[0];
+    allow_nonfinite = o.allow_nonfinite;
     ds_opts_free(&c, &o);
     int k = -1;
     if (ctx->rank == 0) {

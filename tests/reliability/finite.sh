@@ -3,8 +3,9 @@
 # whose scales are 1e15 (poison --attack scale) makes the applied model's
 # logits non-finite. eval crashed (SIGSEGV: the JSON of a NaN record was
 # NULL) on truthfulqa-mc, ppl and kl tasks, eval --ppl printed "nll -nan",
-# generate printed <unk> runs, finetune wrote a checkpoint of NaN weights:
-# each now fails with exit 3 naming the item, step or tensor, writing
+# generate printed <unk> runs, finetune wrote a checkpoint of NaN weights,
+# fit-scales wrote NaN scales, inspect accepted a file of NaN values with
+# exit 0 (now exit 3 unless --allow-nonfinite): each now fails with exit 3 naming the item, step or tensor, writing
 # nothing, at 1 and 2 ranks.
 set -u
 . "$(dirname "$0")/../defaults.sh"
@@ -24,6 +25,21 @@ B=$top_srcdir/data/benchmarks
     { echo "FAIL: poison"; exit 1; }
 big=$w/big/scale-0.bd.h5
 "$DELTASOUP" apply --base "$w/b.h5" --delta "$big" -o "$w/nan.h5" --quiet > /dev/null || fail "apply of the big delta"
+# a model file (without recorded digests, as from before them) holding a NaN and an inf
+$PYTHON3 - "$w/b.h5" "$w/nanw.h5" << 'PY' || fail "writing nanw.h5"
+import shutil, sys
+import h5py, numpy as np
+shutil.copyfile(sys.argv[1], sys.argv[2])
+with h5py.File(sys.argv[2], "r+") as f:
+    del f.attrs["content_sha256"]
+    for k in f["tensors"]:
+        if "sha256" in f["tensors"][k].attrs:
+            del f["tensors"][k].attrs["sha256"]
+    d = f["tensors"]["model.norm.weight"]
+    a = d[...]
+    a[3], a[5] = np.nan, np.inf
+    d[...] = a
+PY
 tqa="truthfulqa-mc:$B/truthfulqa/data/mc_task.json"
 for n in 1 2; do
     np=$n
@@ -45,12 +61,25 @@ for n in 1 2; do
     np=$n
     expect 3 "$w/ft.h5" "finetune: error:" "nan.h5: the loss is not finite at step 1" -- \
         finetune --base "$w/nan.h5" --data "$w/text.txt" -o "$w/ft.h5" --batch 2 --seq-len 32 --steps 2
+    np=$n
+    expect 3 "$w/fit.bd.h5" "fit-scales: error:" "scale-0.bd.h5: the objective is not finite at step 1" -- \
+        fit-scales --base "$w/b.h5" --finetuned "$w/f.h5" --delta "$big" --calib "$w/text.txt" -o "$w/fit.bd.h5" \
+        --steps 2 --batch 2 --seq-len 32 --force
+    np=$n
+    expect 3 "$w/fit.bd.h5" "fit-scales: error:" "fit.bd.h5: the held-out objective after the fit is not finite" -- \
+        fit-scales --base "$w/b.h5" --finetuned "$w/f.h5" --delta "$big" --calib "$w/text.txt" -o "$w/fit.bd.h5" \
+        --steps 0 --batch 2 --seq-len 32
+    np=$n
+    expect 3 - "inspect: error:" "nanw.h5: tensor model.norm.weight: 2 non-finite value(s)" -- inspect "$w/nanw.h5"
 done
 expect 3 - "generate: error:" "logits are not finite at new token 1" -- \
     generate --model "$w/b.h5" --delta "$big" --prompt "Once" --max-tokens 8
 expect 3 - "generate: error:" "logits are not finite at new token 1" -- \
     generate --model "$w/nan.h5" --prompt "Once" --max-tokens 8 --json
 [ -s "$w/stdout" ] && fail "generate --json printed a document"
+"$DELTASOUP" inspect "$w/nanw.h5" --allow-nonfinite > "$w/out" 2>&1 || fail "inspect --allow-nonfinite"
+grep -Eq "model.norm.weight .* 2$" "$w/out" || { cat "$w/out"; fail "inspect does not report the 2 non-finite values"; }
+"$DELTASOUP" inspect "$w/b.h5" > /dev/null || fail "inspect of the base"
 # the same jobs on the valid delta still succeed
 "$DELTASOUP" eval --model "$w/b.h5" --delta "$w/d.bd.h5" --task "$tqa" --limit 2 > /dev/null 2>&1 || fail "eval of a valid delta"
 "$DELTASOUP" eval --model "$w/b.h5" --ppl "$w/text.txt" > /dev/null 2>&1 || fail "eval --ppl of the base"
