@@ -69,9 +69,10 @@ int ds_text_load_sha(const char *path, ds_text_docs *out, char sha256[65])
         ds_sha256_buf(text, len, &d);
         ds_digest_hex(&d, sha256);
     }
-    if (strlen(text) != len) {
+    const size_t nul = strlen(text);
+    if (nul != len) {
         free(text);
-        return ds_err(DS_EXIT_INPUT, "%s: not a text file (NUL byte at offset %zu)", path, strlen(text));
+        return ds_err(DS_EXIT_INPUT, "%s: not a text file (NUL byte at offset %zu)", path, nul);
     }
     ds_text_split(text, out);
     free(text);

@@ -185,9 +185,10 @@ int ds_tokenizer_load_llama2c(const char *path, int vocab_size, ds_tokenizer *to
                           path, n - o, vocab_size);
         }
     }
-    if (count == 0) {
+    if (count < 3) { /* ids 0, 1, 2 are <unk>, BOS and EOS: encode emits them */
         free(data);
-        return ds_err(DS_EXIT_INPUT, "%s: no tokens", path);
+        return ds_err(DS_EXIT_INPUT, "%s: %d token(s): a llama2.c tokenizer needs at least <unk>, <s> and </s>", path,
+                      count);
     }
     tok_alloc(tok, count, maxlen);
     for (int i = 0; i < count; i++) {
