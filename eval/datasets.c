@@ -4,6 +4,7 @@
 #include "config.h"
 #include "eval/datasets.h"
 #include <jansson.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include "io/csv.h"
@@ -79,7 +80,7 @@ int ds_truthfulqa_load(const char *path, ds_truthfulqa *out)
     out->n = n;
     for (int i = 0; i < n; i++) {
         char where[4200];
-        snprintf(where, sizeof where, "%s: question %d", path, i);
+        snprintf(where, sizeof where, "%s: question %d (1-based)", path, i + 1); /* as eval's item errors */
         json_t *q = json_array_get(root, (size_t)i);
         ds_tqa_question *it = &out->items[i];
         int rc = 0;
@@ -138,7 +139,7 @@ int ds_mtbench_load(const char *path, ds_mtbench *out)
     if (rc) return rc;
     json_t *all = json_array(); /* keeps every line's object alive */
     out->store_ = all;
-    int cap = 0, ln = 0;
+    int cap = 0, ln = 0, *lines = NULL; /* lines[i]: the line of question i */
     for (char *p = data, *end; p < data + len; p = end + 1) {
         ln++;
         end = memchr(p, '\n', (size_t)(data + len - p));
@@ -155,7 +156,12 @@ int ds_mtbench_load(const char *path, ds_mtbench *out)
             break;
         }
         json_array_append_new(all, q);
-        if (out->n == cap) out->items = ds_realloc(out->items, (size_t)(cap = cap ? 2 * cap : 128) * sizeof *out->items);
+        if (out->n == cap) {
+            cap = cap ? 2 * cap : 128;
+            out->items = ds_realloc(out->items, (size_t)cap * sizeof *out->items);
+            lines = ds_realloc(lines, (size_t)cap * sizeof *lines);
+        }
+        lines[out->n] = ln;
         ds_mtbench_question *it = &out->items[out->n++];
         memset(it, 0, sizeof *it);
         json_t *id = json_object_get(q, "question_id");
@@ -163,11 +169,18 @@ int ds_mtbench_load(const char *path, ds_mtbench *out)
             rc = ds_err(DS_EXIT_INPUT, "%s: not a JSON object", where);
             break;
         }
-        if (!json_is_integer(id)) {
-            rc = ds_err(DS_EXIT_INPUT, "%s: \"question_id\" %s", where, id ? "is not an integer" : "missing");
+        if (!json_is_integer(id) || json_integer_value(id) < INT_MIN || json_integer_value(id) > INT_MAX) {
+            rc = ds_err(DS_EXIT_INPUT, "%s: \"question_id\" %s", where,
+                        !id ? "missing" : json_is_integer(id) ? "is out of range" : "is not an integer");
             break;
         }
         it->question_id = (int)json_integer_value(id);
+        /* answers are keyed by question_id: two questions cannot share one */
+        for (int j = 0; j < out->n - 1 && !rc; j++)
+            if (out->items[j].question_id == it->question_id)
+                rc = ds_err(DS_EXIT_INPUT, "%s: lines %d and %d have the same question_id %d", path, lines[j], ln,
+                            it->question_id);
+        if (rc) break;
         if (!(it->category = json_str(q, "category", where))) {
             rc = DS_EXIT_INPUT;
             break;
@@ -176,6 +189,7 @@ int ds_mtbench_load(const char *path, ds_mtbench *out)
         if ((rc = str_array(q, "reference", where, 1, &it->reference, &it->n_reference))) break;
     }
     free(data);
+    free(lines);
     if (!rc && out->n == 0) rc = ds_err(DS_EXIT_INPUT, "%s: no questions", path);
     if (rc) ds_mtbench_free(out);
     return rc;

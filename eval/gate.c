@@ -18,7 +18,10 @@ ds_better ds_gate_direction(const char *metric)
 int ds_gate_pass(ds_better b, double base, double cand, double se_b, double se_c, const ds_gate_rule *r,
                  double *bound)
 {
-    const double sb = isfinite(se_b) ? se_b : 0, sc = isfinite(se_c) ? se_c : 0;
+    /* The candidate's own se counts at most as the baseline's: a candidate
+     * cannot widen its margin by reporting a large (or infinite) se. */
+    const double sb = isfinite(se_b) && se_b > 0 ? se_b : 0;
+    const double sc = isfinite(se_c) && se_c > 0 ? (se_c < sb ? se_c : sb) : 0;
     double slack = r->se_slack * sqrt(sb * sb + sc * sc);
     if (slack < r->abs_slack) slack = r->abs_slack;
     *bound = b == DS_BETTER_LOWER ? base / r->min_ratio + slack : r->min_ratio * base - slack;

@@ -18,8 +18,10 @@ ds_better ds_gate_direction(const char *metric);
 
 /* 1 when cand passes against base: higher: cand >= r * base - slack;
  * lower: cand <= base / r + slack; slack = max(abs_slack, se_slack *
- * sqrt(se_b^2 + se_c^2)) (a NaN se counts as 0). *bound receives the
- * threshold. A non-finite value never passes. */
+ * sqrt(se_b^2 + min(se_c, se_b)^2)): the candidate's se is capped at the
+ * baseline's, so the margin is at most se_slack * sqrt(2) * se_b however
+ * large the se the candidate reports (a NaN, infinite or negative se counts
+ * as 0). *bound receives the threshold. A non-finite value never passes. */
 int ds_gate_pass(ds_better b, double base, double cand, double se_b, double se_c, const ds_gate_rule *r,
                  double *bound);
 #endif

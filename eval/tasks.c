@@ -344,7 +344,7 @@ int ds_eval_task_item(const ds_eval_task *t, ds_eval_env *e, int k, json_t **rec
     if (rc) {
         char msg[512]; /* ds_err writes where ds_errmsg points */
         snprintf(msg, sizeof msg, "%s", ds_errmsg());
-        return ds_err(rc, "%s: %s %d: %s", t->data, item_noun[t->kind], i + 1, msg);
+        return ds_err(rc, "%s: %s %d (1-based): %s", t->data, item_noun[t->kind], i + 1, msg);
     }
     return 0;
 }

@@ -252,6 +252,11 @@ int ds_read_file(const char *path, char **data, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return ds_err(DS_EXIT_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) { /* fopen opens a directory for reading */
+        fclose(f);
+        return ds_err(DS_EXIT_INPUT, "%s: is a directory, not a file", path);
+    }
     size_t cap = 1 << 16, n = 0;
     char *buf = ds_malloc(cap);
     for (;;) {
@@ -260,11 +265,11 @@ int ds_read_file(const char *path, char **data, size_t *len)
         n += r;
         if (r == 0) break;
     }
-    int bad = ferror(f);
+    int bad = ferror(f), err = errno;
     fclose(f);
     if (bad) {
         free(buf);
-        return ds_err(DS_EXIT_INPUT, "%s: read error", path);
+        return ds_err(DS_EXIT_INPUT, "%s: read error: %s", path, strerror(err));
     }
     buf[n] = 0;
     *data = buf;

@@ -43,16 +43,16 @@ PY
 tqa="truthfulqa-mc:$B/truthfulqa/data/mc_task.json"
 for n in 1 2; do
     np=$n
-    expect 3 "$w/e.json" "eval: error:" "mc_task.json: question 1" "not finite" -- \
+    expect 3 "$w/e.json" "eval: error:" "mc_task.json: question 1 (1-based): answer 1: the log-likelihood is not finite" -- \
         eval --model "$w/b.h5" --delta "$big" --task "$tqa" --limit 2 --json "$w/e.json"
     np=$n
-    expect 3 "$w/e.json" "eval: error:" "text.txt: document 1" "NLL is not finite" -- \
+    expect 3 "$w/e.json" "eval: error:" "text.txt: document 1 (1-based): the NLL is not finite" -- \
         eval --model "$w/b.h5" --delta "$big" --task "ppl:$w/text.txt" --limit 2 --json "$w/e.json"
     np=$n
-    expect 3 "$w/e.json" "eval: error:" "text.txt: document 1" "KL is not finite" -- \
+    expect 3 "$w/e.json" "eval: error:" "text.txt: document 1 (1-based): the KL is not finite" -- \
         eval --model "$w/b.h5" --delta "$big" --task "kl:$w/b.h5:$w/text.txt" --limit 2 --json "$w/e.json"
     np=$n
-    expect 3 "$w/e.json" "eval: error:" "prompt 1" "logits are not finite at generated token 1" -- \
+    expect 3 "$w/e.json" "eval: error:" "xstest_prompts.csv: prompt 1 (1-based): the model's logits are not finite at generated token 1" -- \
         eval --model "$w/b.h5" --delta "$big" --task "xstest:$B/xstest/xstest_prompts.csv" --limit 1 \
         --max-tokens 4 --json "$w/e.json"
     np=$n

@@ -256,7 +256,7 @@ START_TEST(test_truthfulqa_malformed)
     ds_truthfulqa d;
     ck_assert_err(ds_truthfulqa_load(malformed("mc_task_syntax.json"), &d), "mc_task_syntax.json:5:");
     ck_assert_err(ds_truthfulqa_load(malformed("mc_task_label.json"), &d),
-                  "mc_task_label.json: question 1: mc1_targets: label of \"B\" is not 0 or 1");
+                  "mc_task_label.json: question 2 (1-based): mc1_targets: label of \"B\" is not 0 or 1");
     ck_assert_err(ds_truthfulqa_load(malformed("mc_task_duplicate.json"), &d), "mc_task_duplicate.json:2:");
     ck_assert_err(ds_truthfulqa_load(bench("advbench/harmful_behaviors.csv"), &d), "invalid JSON");
 }
