@@ -22,6 +22,10 @@ struct ds_delta_file {
     unsigned char *written;
     ds_named_digest *digests;
     int n_digests;
+    /* read side: digests recorded at commit (attribute "sha256" of each
+     * dataset), 3 per entry (signs, scale, dense); has_rec 0 where absent */
+    ds_digest *rec;
+    unsigned char *has_rec;
 };
 
 /* Messages of collective calls are printed once by ds_ctx_agree under this
@@ -96,6 +100,8 @@ static int file_free(ds_delta_file *f)
     free(f->dense);
     free(f->written);
     free(f->digests);
+    free(f->rec);
+    free(f->has_rec);
     free(f->meta.entries);
     free(f);
     return rc;
@@ -276,7 +282,39 @@ int ds_delta_write_dense(ds_delta_file *f, int i, const void *data)
     return write_part(f, i, PART_DENSE, f->dense[i], ds_h5_type(t->dtype), t->ndim ? t->shape[0] : 1, data);
 }
 
-/* Collective: every part written (by some rank), then the content hash. */
+static hid_t part_dset(ds_delta_file *f, int i, int k)
+{
+    return k == 0 ? f->signs[i] : k == 1 ? f->scale[i] : f->dense[i];
+}
+
+static const char *const part_names[3] = {"signs", "scale", "dense"};
+
+/* Collective: attribute "sha256" on every dataset (all: every rank's
+ * digests, sorted by name). */
+static int write_recs(ds_delta_file *f, const ds_named_digest *all, int n_all)
+{
+    int rc = 0;
+    for (int i = 0; i < f->meta.n && !rc; i++)
+        for (int k = 0; k < 3 && !rc; k++) {
+            hid_t d = part_dset(f, i, k);
+            if (d < 0) continue;
+            char key[DS_NAME_MAX + 8], hex[65];
+            snprintf(key, sizeof key, "%s/%s", f->meta.entries[i].t.name, part_names[k]);
+            int lo = 0, hi = n_all - 1, at = -1;
+            while (lo <= hi) {
+                int mid = (lo + hi) / 2, c = strcmp(all[mid].name, key);
+                if (!c) { at = mid; break; }
+                if (c < 0) lo = mid + 1; else hi = mid - 1;
+            }
+            if (at < 0) return ds_err(DS_EXIT_FAIL, "%s: %s has no digest", f->path, key);
+            ds_digest_hex(&all[at].digest, hex);
+            rc = ds_h5_attr_set_str(d, "sha256", hex);
+        }
+    return rc;
+}
+
+/* Collective: every part written (by some rank), then the content hash and
+ * the per-dataset digests. */
 static int delta_hash(ds_delta_file *f, char hex[65])
 {
     int n = f->meta.n, rc = 0;
@@ -288,8 +326,12 @@ static int delta_hash(ds_delta_file *f, char hex[65])
     }
     free(all);
     ds_digest d;
-    int rc2 = ds_content_hash(&f->ctx, f->n_digests, f->digests, &d);
+    ds_named_digest *alld = NULL;
+    int n_all = 0;
+    int rc2 = ds_content_hash_all(&f->ctx, f->n_digests, f->digests, &d, &alld, &n_all);
     ds_digest_hex(&d, hex);
+    if (!rc && !rc2) rc2 = write_recs(f, alld, n_all);
+    free(alld);
     return rc ? rc : rc2;
 }
 
@@ -585,12 +627,98 @@ int ds_delta_resume(const char *path, MPI_Comm comm, const ds_delta_meta *meta, 
     return 0;
 }
 
+/* The recorded digests of every dataset (attribute "sha256"). */
+static int read_recs(ds_delta_file *f)
+{
+    int n = f->meta.n;
+    f->rec = ds_calloc((size_t)(3 * n + 1), sizeof(ds_digest));
+    f->has_rec = ds_calloc((size_t)(3 * n + 1), 1);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) {
+            hid_t d = part_dset(f, i, k);
+            if (d < 0 || !ds_h5_attr_exists(d, "sha256")) continue;
+            char hex[80];
+            int rc = ds_h5_attr_get_str(d, "sha256", hex, sizeof hex);
+            if (rc) return rc;
+            if (ds_digest_parse(hex, &f->rec[3 * i + k]) != 0)
+                return ds_err(DS_EXIT_INPUT, "%s: tensor %s: %s: attribute sha256 is not 64 lowercase hex digits",
+                              f->path, f->meta.entries[i].t.name, part_names[k]);
+            f->has_rec[3 * i + k] = 1;
+        }
+    return 0;
+}
+
+/* Read part k of entry i as stored (bytes: ds_tinfo_bytes of its info) and
+ * digest it. */
+static int read_part(ds_delta_file *f, int i, int k, void *buf, ds_digest *dg)
+{
+    ds_tinfo t;
+    const ds_delta_entry *e = &f->meta.entries[i];
+    ds_delta_entry_info(e, part_names[k], &t);
+    hid_t type = k == 0 ? H5T_NATIVE_UINT64 : k == 1 ? H5T_NATIVE_FLOAT : ds_h5_type(t.dtype);
+    int64_t rows = k == 0 ? e->rows : k == 1 ? e->n_scales : t.ndim ? t.shape[0] : 1;
+    int rc = ds_h5_read_rows(part_dset(f, i, k), type, 0, rows, buf);
+    if (!rc && dg) ds_entry_digest(&t, buf, dg);
+    return rc;
+}
+
+static int part_mismatch(const ds_delta_file *f, int i, int k)
+{
+    return ds_err(DS_EXIT_INPUT, "%s: tensor %s: %s data does not match its recorded sha256 (damaged or altered "
+                  "file; --no-verify skips this check)", f->path, f->meta.entries[i].t.name, part_names[k]);
+}
+
+/* Read part k of entry i into buf, checked against its recorded digest. */
+static int read_checked(ds_delta_file *f, int i, int k, void *buf)
+{
+    if (!ds_verify_enabled() || !f->has_rec[3 * i + k]) return read_part(f, i, k, buf, NULL);
+    ds_digest d;
+    int rc = read_part(f, i, k, buf, &d);
+    if (!rc && memcmp(d.b, f->rec[3 * i + k].b, 32) != 0) rc = part_mismatch(f, i, k);
+    return rc;
+}
+
+/* Collective, at open: a file without per-dataset digests is checked whole
+ * against its content_sha256, each rank digesting every size-th entry. */
+static int verify_legacy(ds_delta_file *f)
+{
+    int n = f->meta.n, all = 1;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) all &= part_dset(f, i, k) < 0 || f->has_rec[3 * i + k];
+    if (all || !ds_verify_enabled() || !f->meta.content_sha256[0]) return 0;
+    ds_named_digest *dg = ds_malloc(sizeof *dg * (size_t)(2 * n + 1));
+    int nd = 0, rc = 0;
+    for (int i = f->ctx.rank; i < n && !rc; i += f->ctx.size)
+        for (int k = 0; k < 3 && !rc; k++) {
+            if (part_dset(f, i, k) < 0) continue;
+            ds_tinfo t;
+            ds_delta_entry_info(&f->meta.entries[i], part_names[k], &t);
+            void *buf = ds_malloc(ds_tinfo_bytes(&t) + 1);
+            snprintf(dg[nd].name, sizeof dg[nd].name, "%s", t.name);
+            rc = read_part(f, i, k, buf, &dg[nd++].digest);
+            free(buf);
+        }
+    if (ds_ctx_any_failed(&f->ctx, rc)) {
+        free(dg);
+        return rc ? rc : DS_EXIT_INPUT;
+    }
+    ds_digest d, want;
+    ds_content_hash(&f->ctx, nd, dg, &d);
+    free(dg);
+    if (ds_digest_parse(f->meta.content_sha256, &want) != 0 || memcmp(d.b, want.b, 32) != 0)
+        return ds_err(DS_EXIT_INPUT, "%s: the tensors do not match the recorded content_sha256 (damaged or altered "
+                      "file; --no-verify skips this check)", f->path);
+    return 0;
+}
+
 int ds_delta_open(const char *path, MPI_Comm comm, ds_delta_file **out)
 {
     *out = NULL;
     ds_delta_file *f = file_new(path, comm, 0);
     int rc = ds_ctx_agree(&f->ctx, ds_h5_open(path, comm, &f->file));
     if (!rc) rc = ds_ctx_agree(&f->ctx, read_structure(f));
+    if (!rc) rc = ds_ctx_agree(&f->ctx, read_recs(f));
+    if (!rc) rc = ds_ctx_agree(&f->ctx, verify_legacy(f));
     if (rc) {
         file_free(f);
         return rc;
@@ -609,13 +737,13 @@ static int check_entry(ds_delta_file *f, int i, int coded, const char *what)
 int ds_delta_read_signs(ds_delta_file *f, int i, uint64_t *bits)
 {
     int rc = check_entry(f, i, 1, "signs");
-    return rc ? rc : ds_h5_read_rows(f->signs[i], H5T_NATIVE_UINT64, 0, f->meta.entries[i].rows, bits);
+    return rc ? rc : read_checked(f, i, 0, bits);
 }
 
 int ds_delta_read_scales(ds_delta_file *f, int i, float *scales)
 {
     int rc = check_entry(f, i, 1, "scale");
-    return rc ? rc : ds_h5_read_rows(f->scale[i], H5T_NATIVE_FLOAT, 0, f->meta.entries[i].n_scales, scales);
+    return rc ? rc : read_checked(f, i, 1, scales);
 }
 
 int ds_delta_read_dense(ds_delta_file *f, int i, ds_dtype want, void *buf)
@@ -623,7 +751,24 @@ int ds_delta_read_dense(ds_delta_file *f, int i, ds_dtype want, void *buf)
     int rc = check_entry(f, i, 0, "dense delta");
     if (rc) return rc;
     const ds_tinfo *t = &f->meta.entries[i].t;
-    return ds_h5_read_rows_conv(f->dense[i], t->dtype, want, 0, t->ndim ? t->shape[0] : 1, buf);
+    if (want == t->dtype) return read_checked(f, i, 2, buf);
+    if (!ds_verify_enabled() || !f->has_rec[3 * i + 2])
+        return ds_h5_read_rows_conv(f->dense[i], t->dtype, want, 0, t->ndim ? t->shape[0] : 1, buf);
+    size_t n = (size_t)ds_tinfo_numel(t);
+    void *st = ds_malloc(ds_tinfo_bytes(t) + 1);
+    rc = read_checked(f, i, 2, st);
+    if (!rc && want == DS_DTYPE_F32) {
+        ds_to_f32(t->dtype, st, buf, n);
+    } else if (!rc && t->dtype == DS_DTYPE_F32) {
+        ds_from_f32(want, st, buf, n);
+    } else if (!rc) {
+        float *tmp = ds_malloc(sizeof(float) * n + 1);
+        ds_to_f32(t->dtype, st, tmp, n);
+        ds_from_f32(want, tmp, buf, n);
+        free(tmp);
+    }
+    free(st);
+    return rc;
 }
 
 void ds_delta_close(ds_delta_file *f)

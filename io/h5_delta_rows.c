@@ -8,10 +8,83 @@
 #include "io/h5_delta.h"
 #include "src/hash.h"
 
+/* Verification on read: each dataset ("part") is digested as its rows
+ * stream in from row 0 in order; when the last row has come, the digest is
+ * compared with the dataset's recorded "sha256" attribute, or, in a file
+ * written before those (legacy), kept until every part has been digested
+ * and then combined into the content hash and compared with content_sha256.
+ * A read that does not continue where the last one stopped abandons the
+ * part's digest (it restarts at the next read from row 0). */
+typedef struct {
+    char key[DS_NAME_MAX + 8]; /* "<tensor>/signs", "<tensor>/scale", "<tensor>/dense" */
+    int has_rec, done;
+    ds_digest rec, got;
+    int64_t next;
+    ds_sha256 *h;
+} part_state;
+
 struct ds_delta_rows {
     char path[4096];
     hid_t file;
+    int n_parts, n_done, legacy;
+    int hashing; /* in ds_delta_rows_content_hash: its caller compares */
+    part_state *ps; /* sorted by key; NULL: not verifying */
+    char content[65];
 };
+
+static int cmp_part(const void *a, const void *b) { return strcmp(((const part_state *)a)->key, ((const part_state *)b)->key); }
+
+/* The parts of the file and their recorded digests (nothing when the
+ * groups cannot be listed: the structure checks of ds_delta_open report). */
+static int parts_init(ds_delta_rows *r)
+{
+    hid_t g[2] = {H5I_INVALID_HID, H5I_INVALID_HID};
+    int nn[2] = {0, 0}, rc = 0;
+    char **names[2] = {NULL, NULL};
+    const char *grp[2] = {"bits", "dense"};
+    for (int k = 0; k < 2; k++)
+        if (!ds_h5_exists(r->file, grp[k]) || ds_h5_group_open(r->file, grp[k], &g[k]) ||
+            ds_h5_group_list(g[k], &nn[k], &names[k])) {
+            ds_err_clear();
+            goto out;
+        }
+    r->ps = ds_calloc((size_t)(2 * nn[0] + nn[1] + 1), sizeof(part_state));
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < nn[k]; i++)
+            for (int p = 0; p < (k ? 1 : 2); p++)
+                snprintf(r->ps[r->n_parts++].key, sizeof r->ps[0].key, "%s/%s", names[k][i],
+                         k ? "dense" : p ? "scale" : "signs");
+    qsort(r->ps, (size_t)r->n_parts, sizeof *r->ps, cmp_part);
+    for (int i = 0; i < r->n_parts && !rc; i++) {
+        part_state *s = &r->ps[i];
+        char dn[DS_NAME_MAX + 32], hex[80];
+        size_t l = strlen(s->key);
+        int dense = l > 6 && strcmp(s->key + l - 6, "/dense") == 0;
+        if (dense) snprintf(dn, sizeof dn, "dense/%.*s", (int)(l - 6), s->key);
+        else snprintf(dn, sizeof dn, "bits/%s", s->key);
+        hid_t d;
+        if (ds_h5_dataset_open(r->file, dn, &d)) {
+            ds_err_clear();
+            continue;
+        }
+        if (ds_h5_attr_exists(d, "sha256")) {
+            rc = ds_h5_attr_get_str(d, "sha256", hex, sizeof hex);
+            if (!rc && ds_digest_parse(hex, &s->rec) != 0)
+                rc = ds_err(DS_EXIT_INPUT, "%s: %s: attribute sha256 is not 64 lowercase hex digits", r->path, dn);
+            s->has_rec = !rc;
+        }
+        H5Dclose(d);
+        if (!s->has_rec) r->legacy = 1;
+    }
+    if (!rc && r->legacy && ds_h5_attr_exists(r->file, "content_sha256"))
+        rc = ds_h5_attr_get_str(r->file, "content_sha256", r->content, sizeof r->content);
+out:
+    for (int k = 0; k < 2; k++) {
+        ds_h5_names_free(nn[k], names[k]);
+        if (g[k] >= 0) H5Gclose(g[k]);
+    }
+    return rc;
+}
 
 int ds_delta_rows_open(const char *path, ds_delta_rows **out)
 {
@@ -22,6 +95,10 @@ int ds_delta_rows_open(const char *path, ds_delta_rows **out)
     ds_delta_rows *r = ds_calloc(1, sizeof *r);
     snprintf(r->path, sizeof r->path, "%s", path);
     r->file = f;
+    if (ds_verify_enabled() && (rc = parts_init(r))) {
+        ds_delta_rows_close(r);
+        return rc;
+    }
     *out = r;
     return 0;
 }
@@ -30,7 +107,62 @@ void ds_delta_rows_close(ds_delta_rows *r)
 {
     if (!r) return;
     H5Fclose(r->file);
+    for (int i = 0; i < r->n_parts; i++)
+        if (r->ps[i].h) {
+            ds_digest d;
+            ds_sha256_final(r->ps[i].h, &d);
+        }
+    free(r->ps);
     free(r);
+}
+
+/* Every part digested in a legacy file: their content hash against content_sha256. */
+static int legacy_check(ds_delta_rows *r)
+{
+    ds_sha256 *h = ds_sha256_new();
+    for (int i = 0; i < r->n_parts; i++) ds_sha256_update(h, r->ps[i].got.b, 32);
+    ds_digest d, want;
+    ds_sha256_final(h, &d);
+    if (ds_digest_parse(r->content, &want) != 0 || memcmp(d.b, want.b, 32) != 0)
+        return ds_err(DS_EXIT_INPUT, "%s: the tensors do not match the recorded content_sha256 (damaged or altered "
+                      "file; --no-verify skips this check)", r->path);
+    return 0;
+}
+
+/* Rows [row0, row0 + nrows) of part of e, as stored (bytes of them at data),
+ * have been read: digest them (see part_state). */
+static int feed(ds_delta_rows *r, const ds_delta_entry *e, const char *part, int64_t row0, int64_t nrows,
+                const void *data, size_t bytes)
+{
+    if (!r->ps || r->hashing || !ds_verify_enabled()) return 0;
+    part_state key, *s;
+    snprintf(key.key, sizeof key.key, "%s/%s", e->t.name, part);
+    if (!(s = bsearch(&key, r->ps, (size_t)r->n_parts, sizeof *r->ps, cmp_part))) return 0;
+    ds_tinfo t;
+    ds_delta_entry_info(e, part, &t);
+    int64_t total = strcmp(part, "signs") == 0 ? e->rows : strcmp(part, "scale") == 0 ? e->n_scales : ds_delta_nrows(e);
+    ds_digest d;
+    if (row0 == 0 && s->h) ds_sha256_final(s->h, &d), s->h = NULL;
+    if (row0 == 0) s->h = ds_entry_digest_begin(&t), s->next = 0;
+    if (!s->h) return 0;
+    if (row0 != s->next) {
+        ds_sha256_final(s->h, &d);
+        s->h = NULL;
+        return 0;
+    }
+    ds_sha256_update(s->h, data, bytes);
+    s->next += nrows;
+    if (s->next < total) return 0;
+    ds_sha256_final(s->h, &s->got);
+    s->h = NULL;
+    if (s->has_rec && memcmp(s->got.b, s->rec.b, 32) != 0)
+        return ds_err(DS_EXIT_INPUT, "%s: tensor %s: %s data does not match its recorded sha256 (damaged or altered "
+                      "file; --no-verify skips this check)", r->path, e->t.name, part);
+    if (!s->done) {
+        s->done = 1;
+        if (++r->n_done == r->n_parts && r->legacy && r->content[0]) return legacy_check(r);
+    }
+    return 0;
 }
 
 int64_t ds_delta_row_elems(const ds_tinfo *t)
@@ -68,6 +200,7 @@ int ds_delta_rows_signs(ds_delta_rows *r, const ds_delta_entry *e, int64_t row0,
         rc = ds_h5_read_rows(d, H5T_NATIVE_UINT64, row0, nrows, bits);
         H5Dclose(d);
     }
+    if (!rc) rc = feed(r, e, "signs", row0, nrows, bits, (size_t)nrows * (size_t)e->words_per_row * 8);
     return tag(r, e, rc);
 }
 
@@ -79,6 +212,7 @@ int ds_delta_rows_scales(ds_delta_rows *r, const ds_delta_entry *e, int64_t i0, 
         rc = ds_h5_read_rows(d, H5T_NATIVE_FLOAT, i0, n, s);
         H5Dclose(d);
     }
+    if (!rc) rc = feed(r, e, "scale", i0, n, s, (size_t)n * sizeof(float));
     return tag(r, e, rc);
 }
 
@@ -87,10 +221,31 @@ int ds_delta_rows_dense(ds_delta_rows *r, const ds_delta_entry *e, int64_t row0,
 {
     hid_t d;
     int rc = part_open(r, e, "", &d);
-    if (!rc) {
+    if (rc) return tag(r, e, rc);
+    size_t n = (size_t)nrows * (size_t)ds_delta_row_elems(&e->t), es = ds_dtype_size(e->t.dtype);
+    if (!r->ps || !ds_verify_enabled()) {
         rc = ds_h5_read_rows_conv(d, e->t.dtype, want, row0, nrows, buf);
-        H5Dclose(d);
+    } else if (want == e->t.dtype) {
+        rc = ds_h5_read_rows(d, ds_h5_type(e->t.dtype), row0, nrows, buf);
+        if (!rc) rc = feed(r, e, "dense", row0, nrows, buf, n * es);
+    } else {
+        /* digest the stored values, then convert as io/h5.c does */
+        void *st = ds_malloc(n * es + 1);
+        rc = ds_h5_read_rows(d, ds_h5_type(e->t.dtype), row0, nrows, st);
+        if (!rc) rc = feed(r, e, "dense", row0, nrows, st, n * es);
+        if (!rc && want == DS_DTYPE_F32) {
+            ds_to_f32(e->t.dtype, st, buf, n);
+        } else if (!rc && e->t.dtype == DS_DTYPE_F32) {
+            ds_from_f32(want, st, buf, n);
+        } else if (!rc) {
+            float *tmp = ds_malloc(sizeof(float) * n + 1);
+            ds_to_f32(e->t.dtype, st, tmp, n);
+            ds_from_f32(want, tmp, buf, n);
+            free(tmp);
+        }
+        free(st);
     }
+    H5Dclose(d);
     return tag(r, e, rc);
 }
 
@@ -98,6 +253,7 @@ int ds_delta_rows_content_hash(ds_delta_rows *r, int n, const ds_delta_entry *e,
 {
     ds_named_digest *dg = ds_malloc(sizeof(ds_named_digest) * (size_t)(2 * n + 1));
     int nd = 0, rc = 0;
+    r->hashing = 1; /* the caller compares the hash: no check on read here */
     for (int i = 0; i < n && !rc; i++) {
         const char *parts[2] = {e[i].coded ? "signs" : "dense", e[i].coded ? "scale" : NULL};
         for (int p = 0; p < 2 && parts[p] && !rc; p++) {
@@ -122,6 +278,7 @@ int ds_delta_rows_content_hash(ds_delta_rows *r, int n, const ds_delta_entry *e,
         rc = ds_content_hash(&self, nd, dg, &d);
         ds_digest_hex(&d, hex);
     }
+    r->hashing = 0;
     free(dg);
     return rc;
 }

@@ -20,6 +20,10 @@ struct ds_model_file {
     unsigned char *written;
     ds_named_digest *digests;
     int n_digests;
+    /* read side: the per-tensor digests recorded at commit (attribute
+     * "sha256" of each dataset; has_rec[i] = 0 in files written before) */
+    ds_digest *rec;
+    unsigned char *has_rec;
 };
 
 /* Messages of collective calls are printed once by ds_ctx_agree under this
@@ -139,6 +143,8 @@ static void model_free(ds_model_file *f)
     free(f->meta.tensors);
     free(f->written);
     free(f->digests);
+    free(f->rec);
+    free(f->has_rec);
     free(f);
 }
 
@@ -258,6 +264,20 @@ static int read_config(ds_model_file *f)
     return ds_config_check(c, f->path);
 }
 
+/* The digest recorded in attribute "sha256" of dataset d, if any. */
+static int read_rec(const char *path, hid_t d, const char *name, ds_digest *dg, unsigned char *has)
+{
+    char hex[80];
+    *has = 0;
+    if (!ds_h5_attr_exists(d, "sha256")) return 0;
+    int rc = ds_h5_attr_get_str(d, "sha256", hex, sizeof hex);
+    if (rc) return rc;
+    if (ds_digest_parse(hex, dg) != 0)
+        return ds_err(DS_EXIT_INPUT, "%s: tensor %s: attribute sha256 is not 64 lowercase hex digits", path, name);
+    *has = 1;
+    return 0;
+}
+
 static int read_tensor_list(ds_model_file *f)
 {
     int n, rc;
@@ -268,6 +288,8 @@ static int read_tensor_list(ds_model_file *f)
     f->meta.tensors = ds_calloc((size_t)(n ? n : 1), sizeof(ds_tinfo));
     f->dsets = ds_calloc((size_t)(n ? n : 1), sizeof(hid_t));
     for (int i = 0; i < n; i++) f->dsets[i] = H5I_INVALID_HID;
+    f->rec = ds_calloc((size_t)(n ? n : 1), sizeof(ds_digest));
+    f->has_rec = ds_calloc((size_t)(n ? n : 1), 1);
     for (int i = 0; i < n && !rc; i++) {
         ds_tinfo *t = &f->meta.tensors[i];
         if (strlen(names[i]) >= DS_NAME_MAX) {
@@ -279,6 +301,7 @@ static int read_tensor_list(ds_model_file *f)
         if ((rc = ds_h5_dataset_shape(f->dsets[i], &t->ndim, t->shape))) break;
         if (ds_h5_dtype_of(f->dsets[i], &t->dtype) != 0 || !is_model_dtype(t->dtype))
             rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: stored type is not F32, F16 or BF16", f->path, t->name);
+        if (!rc) rc = read_rec(f->path, f->dsets[i], t->name, &f->rec[i], &f->has_rec[i]);
     }
     ds_h5_names_free(n, names);
     return rc ? rc : check_tensors(f->path, &f->meta.cfg, n, f->meta.tensors);
@@ -342,6 +365,82 @@ int ds_model_is_model(const char *path)
     return rc;
 }
 
+/* Digest tensor i as stored, reading it in pieces (bounded memory); when
+ * want_buf is given, also fill it with the tensor converted to want. */
+static int digest_tensor(ds_model_file *f, int i, ds_dtype want, void *want_buf, ds_digest *out)
+{
+    const ds_tinfo *t = &f->meta.tensors[i];
+    int64_t rows = t->ndim ? t->shape[0] : 1, re = 1;
+    for (int k = 1; k < t->ndim; k++) re *= t->shape[k];
+    size_t es = ds_dtype_size(t->dtype), ws = ds_dtype_size(want);
+    int64_t per = (int64_t)(((size_t)16 << 20) / (size_t)(re ? re : 1) / es);
+    if (per < 1) per = 1;
+    if (per > rows) per = rows;
+    int direct = want_buf && want == t->dtype;
+    void *sbuf = direct ? NULL : ds_malloc((size_t)(per * re) * es + 1);
+    float *tmp = want_buf && !direct && want != DS_DTYPE_F32 && t->dtype != DS_DTYPE_F32
+                     ? ds_malloc(sizeof(float) * (size_t)(per * re) + 1)
+                     : NULL;
+    ds_sha256 *h = ds_entry_digest_begin(t);
+    int rc = 0;
+    for (int64_t r0 = 0; r0 < rows && !rc; r0 += per) {
+        int64_t k = rows - r0 < per ? rows - r0 : per;
+        size_t n = (size_t)(k * re);
+        char *dst = direct ? (char *)want_buf + (size_t)(r0 * re) * es : sbuf;
+        rc = ds_h5_read_rows(f->dsets[i], ds_h5_type(t->dtype), r0, t->ndim ? k : 1, dst);
+        if (rc) break;
+        ds_sha256_update(h, dst, n * es);
+        if (!want_buf || direct) continue;
+        char *w = (char *)want_buf + (size_t)(r0 * re) * ws;
+        if (want == DS_DTYPE_F32) {
+            ds_to_f32(t->dtype, dst, (float *)w, n);
+        } else if (t->dtype == DS_DTYPE_F32) {
+            ds_from_f32(want, (const float *)dst, w, n);
+        } else {
+            ds_to_f32(t->dtype, dst, tmp, n);
+            ds_from_f32(want, tmp, w, n);
+        }
+    }
+    ds_sha256_final(h, out);
+    free(sbuf);
+    free(tmp);
+    return rc;
+}
+
+static int mismatch(const char *path, const char *name)
+{
+    return ds_err(DS_EXIT_INPUT, "%s: tensor %s: data does not match its recorded sha256 (damaged or altered file; "
+                  "--no-verify skips this check)", path, name);
+}
+
+/* Collective, at open: a file written before per-tensor digests (some
+ * tensor has none) is checked whole against its content_sha256, each rank
+ * digesting every size-th tensor. */
+static int verify_legacy(ds_model_file *f)
+{
+    int n = f->meta.n_tensors, all = 1;
+    for (int i = 0; i < n; i++) all &= f->has_rec[i];
+    if (all || !ds_verify_enabled() || !f->meta.content_sha256[0]) return 0;
+    ds_named_digest *dg = ds_malloc(sizeof *dg * (size_t)(n ? n : 1));
+    int nd = 0, rc = 0;
+    for (int i = f->ctx.rank; i < n && !rc; i += f->ctx.size) {
+        snprintf(dg[nd].name, sizeof dg[nd].name, "%s", f->meta.tensors[i].name);
+        rc = digest_tensor(f, i, DS_DTYPE_F32, NULL, &dg[nd++].digest);
+    }
+    if (ds_ctx_any_failed(&f->ctx, rc)) {
+        free(dg);
+        return rc ? rc : DS_EXIT_INPUT;
+    }
+    ds_digest d, want;
+    ds_content_hash(&f->ctx, nd, dg, &d);
+    free(dg);
+    ds_digest_parse(f->meta.content_sha256, &want);
+    if (memcmp(d.b, want.b, 32) != 0)
+        return ds_err(DS_EXIT_INPUT, "%s: the tensors do not match the recorded content_sha256 (damaged or altered "
+                      "file; --no-verify skips this check)", f->path);
+    return 0;
+}
+
 int ds_model_open(const char *path, MPI_Comm comm, ds_model_file **out)
 {
     ds_model_file *f = model_new(path, comm);
@@ -349,6 +448,7 @@ int ds_model_open(const char *path, MPI_Comm comm, ds_model_file **out)
     int rc = ds_h5_open(path, comm, &f->file);
     if (!rc) rc = read_meta(f);
     rc = ds_ctx_agree(&f->ctx, rc);
+    if (!rc) rc = ds_ctx_agree(&f->ctx, verify_legacy(f));
     if (rc) {
         close_objects(f);
         if (f->file >= 0) H5Fclose(f->file);
@@ -372,7 +472,14 @@ int ds_model_read_rows(ds_model_file *f, const char *name, ds_dtype want, int64_
     if (i < 0) return -i;
     if (!is_model_dtype(want))
         return ds_err(DS_EXIT_FAIL, "%s: tensor %s: cannot read as %s", f->path, name, ds_dtype_name(want));
-    return ds_h5_read_rows_conv(f->dsets[i], f->meta.tensors[i].dtype, want, row0, nrows, buf);
+    const ds_tinfo *t = &f->meta.tensors[i];
+    int whole = row0 == 0 && nrows == (t->ndim ? t->shape[0] : 1);
+    if (!whole || f->writing || !f->has_rec[i] || !ds_verify_enabled())
+        return ds_h5_read_rows_conv(f->dsets[i], t->dtype, want, row0, nrows, buf);
+    ds_digest d;
+    int rc = digest_tensor(f, i, want, buf, &d);
+    if (!rc && memcmp(d.b, f->rec[i].b, 32) != 0) rc = mismatch(f->path, t->name);
+    return rc;
 }
 
 int ds_model_read_tensor(ds_model_file *f, const char *name, ds_dtype want, void *buf)
@@ -722,8 +829,9 @@ int ds_model_write_tensor(ds_model_file *f, const char *name, ds_dtype src, cons
     return rc;
 }
 
-/* Collective: every tensor written by exactly one rank, then the hash. */
-static int model_hash(ds_model_file *f, ds_digest *out)
+/* Collective: every tensor written by exactly one rank, then the hash;
+ * *all (may be NULL) receives every rank's entry digests, sorted. */
+static int model_hash_all(ds_model_file *f, ds_digest *out, ds_named_digest **all_dg, int *n_all)
 {
     int n = f->meta.n_tensors;
     unsigned char *all = ds_malloc((size_t)(n ? n : 1));
@@ -732,8 +840,25 @@ static int model_hash(ds_model_file *f, ds_digest *out)
     for (int i = 0; i < n && !rc; i++)
         if (all[i] == 0) rc = ds_err(DS_EXIT_FAIL, "%s: tensor %s was never written", f->path, f->meta.tensors[i].name);
     free(all);
-    int rc2 = ds_content_hash(&f->ctx, f->n_digests, f->digests, out);
+    int rc2 = ds_content_hash_all(&f->ctx, f->n_digests, f->digests, out, all_dg, n_all);
     return rc ? rc : rc2;
+}
+
+static int model_hash(ds_model_file *f, ds_digest *out) { return model_hash_all(f, out, NULL, NULL); }
+
+/* Collective: attribute "sha256" (the entry digest, hex) on every dataset. */
+static int write_recs(ds_model_file *f, const ds_named_digest *all, int n_all)
+{
+    int rc = 0;
+    for (int i = 0, j = 0; i < f->meta.n_tensors && !rc; i++) {
+        while (j < n_all && strcmp(all[j].name, f->meta.tensors[i].name) < 0) j++;
+        if (j >= n_all || strcmp(all[j].name, f->meta.tensors[i].name) != 0)
+            return ds_err(DS_EXIT_FAIL, "%s: tensor %s has no digest", f->path, f->meta.tensors[i].name);
+        char hex[65];
+        ds_digest_hex(&all[j].digest, hex);
+        rc = ds_h5_attr_set_str(f->dsets[i], "sha256", hex);
+    }
+    return rc;
 }
 
 int ds_model_content_hash(ds_model_file *f, char hex[65])
@@ -750,8 +875,12 @@ int ds_model_commit(ds_model_file *f, int rc, const char *content_sha256)
     rc = ds_ctx_agree(&f->ctx, rc);
     if (!rc) {
         ds_digest d;
-        rc = model_hash(f, &d);
+        ds_named_digest *all = NULL;
+        int n_all = 0;
+        rc = model_hash_all(f, &d, &all, &n_all);
         ds_digest_hex(&d, hex);
+        if (!rc) rc = write_recs(f, all, n_all);
+        free(all);
         if (!rc && content_sha256 && strcmp(content_sha256, hex) != 0)
             rc = ds_err(DS_EXIT_FAIL, "%s: content hash %s given at commit differs from the data written (%s)", f->path,
                         content_sha256, hex);

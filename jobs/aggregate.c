@@ -65,6 +65,7 @@ typedef struct {
     ds_strlist pos; /* the positional deltas */
     int n_in;       /* inputs: the positional deltas, then --list's */
     char **in;
+    int no_verify;
 } opts;
 
 static int check(void *p)
@@ -127,6 +128,7 @@ static const ds_opt options[] = {
                   "mpi or nccl: the all-gathers of the chunks (nccl needs\n"
                   "--device cuda and one GPU per rank)"),
     DS_OPT_OVERWRITE(opts, overwrite),
+    DS_OPT_NO_VERIFY(opts, no_verify),
     DS_OPT_QUIET,
     {0}};
 
@@ -988,6 +990,7 @@ int ds_job_aggregate(ds_ctx *ctx, int argc, char **argv)
     opts o = {.m = -1};
     int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
     if (rc) return ds_opts_exit(rc);
+    ds_verify_init(ctx, o.no_verify);
     rc = gather_inputs(ctx, &o);
     /* Before the output is touched. Default cpu: no statistic runs on a GPU,
      * so none is bound unless asked for. */

@@ -13,12 +13,14 @@
 #include "src/bitdelta.h"
 #include "src/device_ops.h"
 #include "src/jobs.h"
+#include "src/hash.h"
 #include "src/opts.h"
 #include "src/tensor_shard.h"
 
 typedef struct {
     const char *base, *delta, *out, *device;
     int force, overwrite;
+    int no_verify;
 } opts;
 
 static int check(void *p)
@@ -37,6 +39,7 @@ static const ds_opt options[] = {
                                 "this build has CUDA and a GPU is found, else cpu; dense deltas are\n"
                                 "always added on the CPU); same output either way"),
     DS_OPT_OVERWRITE(opts, overwrite),
+    DS_OPT_NO_VERIFY(opts, no_verify),
     DS_OPT_QUIET,
     {0}};
 
@@ -133,6 +136,7 @@ int ds_job_apply(ds_ctx *ctx, int argc, char **argv)
     opts o = {0};
     int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
     if (rc) return ds_opts_exit(rc);
+    ds_verify_init(ctx, o.no_verify);
     /* The output is neither input (io/outfile.h), even with --overwrite. */
     const char *outs[] = {o.out}, *ins[] = {o.base, o.delta};
     if ((rc = ds_ctx_agree(ctx, ds_out_check_paths(outs, 1, ins, 2)))) return rc;

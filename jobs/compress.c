@@ -22,6 +22,7 @@ typedef struct {
     ds_strlist bits, dense;
     int scale, dry_run, overwrite, json;
     ds_delta_options bd;
+    int no_verify;
 } opts;
 
 static int check(void *p)
@@ -60,6 +61,7 @@ static const ds_opt options[] = {
     DS_OPT_STRING(opts, shapes, "shapes", "NAME", "with --dry-run: shapes of a model family (llama-7b), no files"),
     DS_OPT_OVERWRITE(opts, overwrite),
     DS_OPT_JSON(opts, json, "print the plan / summary as JSON"),
+    DS_OPT_NO_VERIFY(opts, no_verify),
     DS_OPT_QUIET,
     {0}};
 
@@ -311,6 +313,7 @@ int ds_job_compress(ds_ctx *ctx, int argc, char **argv)
     opts o = {.owner = ""};
     int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
     if (rc) return ds_opts_exit(rc);
+    ds_verify_init(ctx, o.no_verify);
     /* The output is neither input (io/outfile.h), even with --overwrite. */
     const char *outs[] = {o.dry_run ? NULL : o.out}, *ins[] = {o.base, o.ft};
     if ((rc = ds_ctx_agree(ctx, ds_out_check_paths(outs, 1, ins, 2)))) {

@@ -24,6 +24,7 @@
 #include "io/outfile.h"
 #include "src/chat.h"
 #include "src/jobs.h"
+#include "src/hash.h"
 #include "src/opts.h"
 #include "src/shard.h"
 
@@ -41,6 +42,7 @@ typedef struct {
     model_task_arg *args;
     int runner; /* the task runner, not the plain --ppl report */
     ds_eval_plan plan;
+    int no_verify;
 } opts;
 
 /* --json alone: the results go to stdout (compared by address: a file named "-" is a file) */
@@ -103,6 +105,7 @@ static const ds_opt options[] = {
                   "mtbench-answers: DIR/<model_id>.jsonl (without it: the directory\nof --json OUT or --csv OUT)"),
     DS_OPT_OVERWRITE(opts, overwrite),
     DS_OPT_FORCE(opts, force, "apply deltas made for another base"),
+    DS_OPT_NO_VERIFY(opts, no_verify),
     DS_OPT_QUIET,
     {0}};
 
@@ -435,6 +438,7 @@ int ds_job_eval(ds_ctx *ctx, int argc, char **argv)
 {
     opts o = {0};
     int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
+    if (!rc) ds_verify_init(ctx, o.no_verify);
     if (!rc) rc = o.runner ? run_tasks(ctx, &o) : run_ppl(ctx, &o);
     ds_eval_plan_free(&o.plan);
     free(o.args);

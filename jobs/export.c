@@ -14,6 +14,7 @@
 #include "io/outfile.h"
 #include "io/safetensors.h"
 #include "src/jobs.h"
+#include "src/hash.h"
 #include "src/opts.h"
 #include "src/tensor_shard.h"
 
@@ -21,6 +22,7 @@ typedef struct {
     const char *out;
     int to, overwrite, json;
     ds_strlist in;
+    int no_verify;
 } opts;
 
 static const char *const formats[] = {"safetensors", NULL};
@@ -39,6 +41,7 @@ static const ds_opt options[] = {
     DS_OPT_OUTPUT(opts, out, "FILE", "the .safetensors file to write"),
     DS_OPT_OVERWRITE_AS(opts, overwrite, "replace an existing output and its config.json (and tokenizer files)"),
     DS_OPT_JSON(opts, json, "print a JSON summary"),
+    DS_OPT_NO_VERIFY(opts, no_verify),
     DS_OPT_QUIET,
     {0}};
 
@@ -208,6 +211,7 @@ int ds_job_export(ds_ctx *ctx, int argc, char **argv)
     opts o = {.to = -1};
     int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
     if (rc) return ds_opts_exit(rc);
+    ds_verify_init(ctx, o.no_verify);
     ds_model_file *mf;
     if (!(rc = ds_model_open(o.in.v[0], ctx->comm, &mf))) {
         char *cfgpath = ds_hf_config_beside(o.out);

@@ -14,6 +14,7 @@
 #include "io/tokens.h"
 #include "src/jobs.h"
 #include "src/membudget.h"
+#include "src/hash.h"
 #include "src/opts.h"
 #include "src/shard.h"
 
@@ -23,6 +24,7 @@ typedef struct {
     int64_t seed;
     double lr, wd;
     int overwrite;
+    int no_verify;
 } opts;
 
 static int check(void *p)
@@ -43,6 +45,7 @@ static const ds_opt options[] = {
     DS_OPT_I64(opts, seed, "seed", "S", 0, INT64_MAX, "1234", "batch sampling seed"),
     DS_OPT_DOUBLE(opts, wd, "weight-decay", "W", 0, 10, "0", "decoupled weight decay"),
     DS_OPT_OVERWRITE(opts, overwrite),
+    DS_OPT_NO_VERIFY(opts, no_verify),
     DS_OPT_QUIET,
     {0}};
 
@@ -127,6 +130,7 @@ int ds_job_finetune(ds_ctx *ctx, int argc, char **argv)
     opts o = {0};
     int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
     if (rc) return ds_opts_exit(rc);
+    ds_verify_init(ctx, o.no_verify);
     /* Refuse an output that is an input (even with --overwrite) or that
      * exists, before spending the training time. */
     const char *outs[] = {o.out}, *ins[] = {o.base, o.data};

@@ -26,6 +26,7 @@
 #include "src/fitscales.h"
 #include "src/jobs.h"
 #include "src/membudget.h"
+#include "src/hash.h"
 #include "src/opts.h"
 #include "src/shard.h"
 
@@ -37,6 +38,7 @@ typedef struct {
     int64_t seed;
     double lr, holdout;
     int force, overwrite;
+    int no_verify;
 } opts;
 
 static int check(void *p)
@@ -69,6 +71,7 @@ static const ds_opt options[] = {
     DS_OPT_DEVICE(opts, device, "where it runs: cpu only (the model engine runs on the CPU; --device\n"
                                 "cuda is not supported by this job yet)"),
     DS_OPT_OVERWRITE(opts, overwrite),
+    DS_OPT_NO_VERIFY(opts, no_verify),
     DS_OPT_QUIET,
     {0}};
 
@@ -548,6 +551,7 @@ int ds_job_fit_scales(ds_ctx *ctx, int argc, char **argv)
     opts o = {0};
     int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
     if (rc) return ds_opts_exit(rc);
+    ds_verify_init(ctx, o.no_verify);
     /* Every rank catches the signals from the start (Slurm signals all
      * tasks, mpiexec forwards SIGUSR1); the flag is read after each step. */
     ds_ckpt_signals saved;

@@ -9,6 +9,7 @@
 #include "eval/plan.h"
 #include "io/model_io.h"
 #include "src/jobs.h"
+#include "src/hash.h"
 #include "src/opts.h"
 
 typedef struct {
@@ -16,6 +17,7 @@ typedef struct {
     int max_tokens, json, force;
     double temp;
     int64_t seed;
+    int no_verify;
 } opts;
 
 static const ds_opt options[] = {
@@ -28,6 +30,7 @@ static const ds_opt options[] = {
                   "0 = greedy (argmax), else sample softmax(logits / T)"),
     DS_OPT_I64(opts, seed, "seed", "S", 0, INT64_MAX, "42", "sampling seed"),
     DS_OPT_JSON(opts, json, "print {prompt_tokens, tokens, text, tokens_per_s} instead of the text"),
+    DS_OPT_NO_VERIFY(opts, no_verify),
     DS_OPT_QUIET,
     {0}};
 
@@ -142,6 +145,7 @@ int ds_job_generate(ds_ctx *ctx, int argc, char **argv)
     opts o = {.prompt = ""};
     int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
     if (rc) return ds_opts_exit(rc);
+    ds_verify_init(ctx, o.no_verify);
     ds_llama m;
     ds_tokenizer tok;
     if ((rc = ds_eval_load_model(ctx, o.model, o.delta, o.force, &m, &tok))) return rc;

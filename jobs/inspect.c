@@ -10,6 +10,7 @@
 #include "io/h5_model.h"
 #include "src/jobs.h"
 #include "src/json_text.h"
+#include "src/hash.h"
 #include "src/opts.h"
 #include "src/tensor_shard.h"
 
@@ -239,6 +240,7 @@ static const char *kinds(void)
 typedef struct {
     int json, allow_nonfinite;
     ds_strlist file;
+    int no_verify;
 } opts;
 
 /* -j and -q as well: inspect has always taken them */
@@ -247,6 +249,7 @@ static const ds_opt options[] = {
      .help = "one JSON object on stdout instead of the table"},
     {.name = "allow-nonfinite", .type = DS_OPT_T_FLAG, .off = offsetof(opts, allow_nonfinite),
      .help = "exit 0 for a file with NaN or infinite values (reported in each tensor's nonfinite count)"},
+    DS_OPT_NO_VERIFY(opts, no_verify),
     {.name = "quiet", .short_name = 'q', .type = DS_OPT_T_QUIET,
      .help = "accepted for uniformity (inspect prints no progress)"},
     {0}};
@@ -275,6 +278,7 @@ int ds_job_inspect(ds_ctx *ctx, int argc, char **argv)
     opts o = {0};
     int rc = ds_opts_parse(ctx, &c, argc, argv, &o);
     if (rc) return ds_opts_exit(rc);
+    ds_verify_init(ctx, o.no_verify);
     const char *path = o.file.v[0];
     allow_nonfinite = o.allow_nonfinite;
     ds_opts_free(&c, &o);

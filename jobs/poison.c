@@ -25,6 +25,7 @@
 #include "src/bitdelta.h"
 #include "src/checkpoint.h"
 #include "src/jobs.h"
+#include "src/hash.h"
 #include "src/opts.h"
 #include "src/poison.h"
 #include "src/tensor_shard.h"
@@ -38,6 +39,7 @@ typedef struct {
     int overwrite, json, n_in;
     const char **in;
     ds_strlist honest;
+    int no_verify;
 } opts;
 
 static int check(void *p)
@@ -68,6 +70,7 @@ static const ds_opt options[] = {
     DS_OPT_OUTPUT(opts, dir, "DIR", "folder for the outputs (created when missing)"),
     DS_OPT_OVERWRITE(opts, overwrite),
     DS_OPT_JSON(opts, json, "print the summary as JSON"),
+    DS_OPT_NO_VERIFY(opts, no_verify),
     DS_OPT_QUIET,
     {0}};
 
@@ -294,6 +297,7 @@ int ds_job_poison(ds_ctx *ctx, int argc, char **argv)
     opts o = {.a = -1, .count = -1};
     int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
     if (rc) return ds_opts_exit(rc);
+    ds_verify_init(ctx, o.no_verify);
     const double t0 = ds_now();
     ds_delta_meta layout = {.n = 0, .entries = NULL};
     double z = o.strength;

@@ -3,6 +3,7 @@
 #include "src/hash.h"
 #include <openssl/evp.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 struct ds_sha256 { EVP_MD_CTX *md; };
@@ -65,7 +66,7 @@ static void put_le(ds_sha256 *h, uint64_t v, int nbytes)
     ds_sha256_update(h, b, (size_t)nbytes);
 }
 
-void ds_entry_digest(const ds_tinfo *t, const void *data, ds_digest *out)
+ds_sha256 *ds_entry_digest_begin(const ds_tinfo *t)
 {
     _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "little-endian host assumed");
     ds_sha256 *h = ds_sha256_new();
@@ -74,9 +75,26 @@ void ds_entry_digest(const ds_tinfo *t, const void *data, ds_digest *out)
     ds_sha256_update(h, dn, strlen(dn) + 1);
     put_le(h, (uint64_t)t->ndim, 4);
     for (int i = 0; i < t->ndim; i++) put_le(h, (uint64_t)t->shape[i], 8);
+    return h;
+}
+
+void ds_entry_digest(const ds_tinfo *t, const void *data, ds_digest *out)
+{
+    ds_sha256 *h = ds_entry_digest_begin(t);
     ds_sha256_update(h, data, ds_tinfo_bytes(t));
     ds_sha256_final(h, out);
 }
+
+static int verify_on = 1;
+
+void ds_verify_init(const ds_ctx *ctx, int no_verify)
+{
+    verify_on = !no_verify;
+    if (no_verify && ctx->rank == 0)
+        fprintf(stderr, "%s: --no-verify: tensors are read without checking their recorded digests\n", ctx->job);
+}
+
+int ds_verify_enabled(void) { return verify_on; }
 
 static int cmp_named(const void *a, const void *b)
 {
@@ -84,6 +102,12 @@ static int cmp_named(const void *a, const void *b)
 }
 
 int ds_content_hash(const ds_ctx *ctx, int n_local, const ds_named_digest *local, ds_digest *out)
+{
+    return ds_content_hash_all(ctx, n_local, local, out, NULL, NULL);
+}
+
+int ds_content_hash_all(const ds_ctx *ctx, int n_local, const ds_named_digest *local, ds_digest *out,
+                        ds_named_digest **all_out, int *n_all)
 {
     int *counts = ds_malloc(sizeof(int) * (size_t)ctx->size), *displs = ds_malloc(sizeof(int) * (size_t)ctx->size);
     int nb = n_local * (int)sizeof(ds_named_digest);
@@ -106,7 +130,12 @@ int ds_content_hash(const ds_ctx *ctx, int n_local, const ds_named_digest *local
     ds_sha256 *h = ds_sha256_new();
     for (int i = 0; i < n; i++) ds_sha256_update(h, all[i].digest.b, 32);
     ds_sha256_final(h, out);
-    free(all);
+    if (all_out) {
+        *all_out = all;
+        *n_all = n;
+    } else {
+        free(all);
+    }
     free(counts);
     free(displs);
     return rc;

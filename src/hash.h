@@ -31,6 +31,23 @@ typedef struct {
     ds_digest digest;
 } ds_named_digest;
 
+/* Streaming form of ds_entry_digest: the header (name, dtype, ndim, dims)
+ * is hashed here; add the data with ds_sha256_update, in order, and finish
+ * with ds_sha256_final. */
+ds_sha256 *ds_entry_digest_begin(const ds_tinfo *t);
+
+/* Verification on read (docs/robustness.md "Verification on read"): on by
+ * default; a job's --no-verify turns it off for the whole process.
+ * ds_verify_init sets it and, when off, prints one line on stderr from
+ * rank 0 saying so. */
+void ds_verify_init(const ds_ctx *ctx, int no_verify);
+int ds_verify_enabled(void);
+
+/* Same as ds_content_hash, and *all (sorted by name, *n_all entries; free)
+ * receives every rank's digests. */
+int ds_content_hash_all(const ds_ctx *ctx, int n_local, const ds_named_digest *local, ds_digest *out,
+                        ds_named_digest **all, int *n_all);
+
 /* Collective: each rank passes the entries it hashed (a name may appear on
  * one rank only); returns the content hash, identical on every rank. */
 int ds_content_hash(const ds_ctx *ctx, int n_local, const ds_named_digest *local, ds_digest *out);

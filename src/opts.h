@@ -124,6 +124,12 @@ int ds_opts_count(const ds_cmd *cmd, const void *o, const char *name);
 /* The same options where a job's meaning is narrower or wider (help text of its own). */
 #define DS_OPT_QUIET_AS(help) {"quiet", 0, DS_OPT_T_QUIET, 0, NULL, help, NULL, 0, 0, NULL, 0, NULL}
 #define DS_OPT_FORCE(T, f, help) {"force", 0, DS_OPT_T_FLAG, offsetof(T, f), NULL, help, NULL, 0, 0, NULL, 0, NULL}
+/* --no-verify: read tensors without checking their recorded digests (the
+ * job passes it to ds_verify_init, src/hash.h). */
+#define DS_OPT_NO_VERIFY(T, f)                                                                                  \
+    {"no-verify", 0, DS_OPT_T_FLAG, offsetof(T, f), NULL,                                                     \
+     "read tensors without checking them against the digests recorded in\n"                                 \
+     "the files (docs/robustness.md \"Verification on read\"); says so on stderr", NULL, 0, 0, NULL, 0, NULL}
 extern const char *const ds_opt_devices[]; /* cpu, cuda */
 #define DS_OPT_DEVICE(T, f, help) \
     {"device", 0, DS_OPT_T_STR, offsetof(T, f), "DEV", help, NULL, 0, 0, ds_opt_devices, 0, NULL}

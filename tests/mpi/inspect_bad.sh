@@ -66,7 +66,11 @@ for np in 1 2; do
     expect version2 "format_version 2 is newer" $np
     expect shape "tensor model.norm.weight: shape \[17\] does not match the config (expected \[16\])" $np
     expect missing "tensor lm_head.weight missing" $np
-    expect flipped "content hash mismatch" $np
+    # verification on read names the tensor (docs/robustness.md "Verification on read") ...
+    expect flipped "tensor model.layers.1.mlp.up_proj.weight: data does not match its recorded sha256" $np
+    # ... and without it inspect's own recomputed hash still reports the mismatch
+    timeout 60 ${MPIEXEC:-mpiexec} -n $np "$DELTASOUP" inspect --no-verify "$d/flipped.h5" > "$d/out" 2> "$d/err"
+    [ $? -eq 3 ] && grep -q "content hash mismatch" "$d/err" || fail "flipped --no-verify: $(cat "$d/err")"
     grep -q '"match": false' "$d/out" || grep -q "match: no" "$d/out" || fail "flipped: the report does not say the hash does not match"
     expect nosuchfile "No such file" $np
 done

@@ -129,6 +129,8 @@ def perturb(base, out, seed, zero_frac):
     with h5py.File(out, "r+") as f:
         del f.attrs["content_sha256"]  # the data changes below
         for k in f["tensors"]:
+            f["tensors"][k].attrs.pop("sha256", None)  # and its per-tensor digests (docs/formats.md)
+        for k in f["tensors"]:
             ds = f["tensors"][k]
             w = as_f32(ds)
             noise = rng.standard_normal(w.shape).astype(np.float32) * np.float32(0.01 * (1 + np.std(w)))
