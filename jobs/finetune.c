@@ -55,7 +55,9 @@ static const ds_cmd cmd = {
              "cross-entropy. TEXT splits into documents (blank lines or <|endoftext|>), each tokenized with\n"
              "BOS and concatenated; a batch is B windows of T+1 tokens at seeded random offsets.",
     .opts = options,
-    .epilog = "Deterministic for a seed and a number of ranks.",
+    .epilog = "Deterministic for a seed and a number of ranks. Another number of ranks gives weights that\n"
+              "agree to float rounding, not bit for bit: each rank sums the gradient over its own rows and\n"
+              "the all-reduce adds those partial sums, so the grouping follows the rank count.",
     .check = check};
 
 /* Collective: --steps AdamW steps on m; *loss receives the last step's

@@ -87,7 +87,9 @@ static const ds_cmd cmd = {
     .opts = options,
     .epilog = "With --checkpoint, SIGUSR1 or SIGTERM makes every rank finish the current step, write a\n"
               "checkpoint and exit with code 75; running the same command again continues and ends with the\n"
-              "same scales as an uninterrupted run at the same number of ranks.",
+              "same scales as an uninterrupted run at the same number of ranks.\n"
+              "Deterministic for a given number of ranks; another number gives scales that agree to float\n"
+              "rounding, not bit for bit (each rank's gradient is a sum over its own rows; docs/fit-scales.md).",
     .check = check};
 
 /* ---- inputs: student (base + dense deltas, coded tensors rebuilt by

@@ -64,9 +64,15 @@ mk "$w/c.json" $(base_rows soup | sed 's/safe_refusal_rate 0.00/safe_refusal_rat
 mk "$w/c.json" $(base_rows soup | sed 's/safe_refusal_rate 0.00/safe_refusal_rate 0.04/')
 [ "$(run "$w/c.json")" = 1 ] || fail "over-refusal 0 -> 0.04 should fail"
 grep -q "safe_refusal_rate" "$w/err" || fail "safe_refusal_rate not named"
-# ... unless 2 standard errors allow it: 2 * sqrt(0 + 0.03^2) = 0.06
+# ... and its own se does not widen its margin: the candidate's se counts at
+# most as the baseline's (0 here; issue 15 item 13), so 0.04 (se 0.03) fails
 mk "$w/c.json" $(base_rows soup | sed 's/safe_refusal_rate 0.00 0.00/safe_refusal_rate 0.04 0.03/')
-[ "$(run "$w/c.json" --se-slack 2)" = 0 ] || fail "--se-slack 2 should pass 0.04 (se 0.03)"
+[ "$(run "$w/c.json" --se-slack 2)" = 1 ] || fail "--se-slack 2 passed 0.04 on the candidate's own se 0.03"
+# ... unless 2 standard errors of a baseline measured with se 0.03 allow it:
+# 2 * sqrt(0.03^2 + min(0.03, 0.03)^2) = 0.085
+mk "$w/b2.json" $(base_rows base | sed 's/safe_refusal_rate 0.00 0.00/safe_refusal_rate 0.00 0.03/')
+"$DELTASOUP" gate --baseline "$w/b2.json" --candidate "$w/c.json" --se-slack 2 >"$w/out" 2>"$w/err" ||
+    fail "--se-slack 2 should pass 0.04 against a baseline se 0.03"
 
 # 5. --min-ratio: mc1 0.27 fails at 0.95 (bound 0.275), passes at 0.9 (0.26)
 mk "$w/c.json" $(base_rows soup | sed 's/mc1 0.30/mc1 0.27/')
