@@ -85,6 +85,13 @@ START_TEST(test_gate_rule)
     ck_assert_int_eq(ds_gate_pass(DS_BETTER_LOWER, 0, 0.02, 0.01, 0.01, &r, &bound), 1);
     ck_assert_double_eq_tol(bound, 2 * sqrt(2e-4), 1e-15);
     ck_assert_int_eq(ds_gate_pass(DS_BETTER_HIGHER, 0.5, NAN, 0.01, 0.01, &r, &bound), 0);
+    /* the candidate's se is capped at the baseline's: 1e6 or inf widens nothing */
+    ck_assert_int_eq(ds_gate_pass(DS_BETTER_HIGHER, 0.3, 0.1, 0.02, 1e6, &r, &bound), 0);
+    ck_assert_double_eq_tol(bound, 0.285 - 2 * sqrt(8e-4), 1e-15);
+    ck_assert_int_eq(ds_gate_pass(DS_BETTER_LOWER, 0, 0.04, 0, INFINITY, &r, &bound), 0);
+    ck_assert_double_eq_tol(bound, 0.01, 1e-15);
+    ck_assert_int_eq(ds_gate_pass(DS_BETTER_HIGHER, 0.3, 0.25, 0.02, -5, &r, &bound), 1); /* -5 counts as 0 */
+    ck_assert_double_eq_tol(bound, 0.285 - 0.04, 1e-15);
 }
 END_TEST
 
