@@ -1,7 +1,8 @@
 #!/bin/bash
 # Load (issue 15, docs/reliability.md "Load"): many real stories260K deltas.
 #  (a) one aggregate job over N deltas (trimmed-mean, then multi-krum) at 2
-#      ranks: wall time and peak RSS per rank (/usr/bin/time around each rank);
+#      ranks: wall time and peak RSS per rank (/usr/bin/time around each rank),
+#      with the default --chunk-mb and with --chunk-mb 16;
 #  (b) a nightly-soup run (slurm/nightly-soup.sbatch, srun replaced by a shim
 #      that runs mpiexec -n 2) over an inbox of NIGHTLY deltas, BAD of them
 #      corrupt (one data byte flipped; truncated) or unsigned: it must publish a
@@ -47,6 +48,8 @@ agg() { # agg NAME ARGS...
         "used $(grep -c '"status": "used"' "$_name.json") of $N"
 }
 agg trimmed --method trimmed-mean
+# memory follows --chunk-mb (default 256, about all of N = 1,000 stories260K deltas), not N
+agg trimmed-chunk16 --method trimmed-mean --chunk-mb 16
 agg krum --method multi-krum --byzantine $(((N - 3) / 4))
 
 # (b) the nightly run: NIGHTLY - BAD good deltas signed by a trusted key, BAD
