@@ -160,6 +160,7 @@ dict=
 [ -s "$work/fuzz.dict" ] && dict=-dict=$work/fuzz.dict
 
 rc=0
+rm -f "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-* # kept by an earlier run
 "$work/fuzz" -max_total_time="$secs" -max_len=$max_len -timeout=20 $dict $extra \
     -artifact_prefix="$work/" -print_final_stats=1 "$work/corpus" "$work/seed" "$bad" || rc=$?
 for f in "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-*; do
