@@ -551,9 +551,11 @@ static json_t *report_json(const opts *o, const input *in, const char *version, 
                            "content_sha256", x->content, "status", status_of(x), "reason", x->reason, "weight", x->weight,
                            "kept_fraction", x->kept_frac, "krum_score", isnan(x->score) ? json_null() : json_real(x->score)));
     }
-    return json_pack("{s:s, s:o, s:s, s:s, s:s, s:s, s:i, s:i, s:o}", "method", method_names[o->m], "params", params_json(o),
+    json_t *rep = json_pack("{s:s, s:o, s:s, s:s, s:s, s:s, s:i, s:i, s:o}", "method", method_names[o->m], "params", params_json(o),
                      "version_sha256", version, "output", o->out, "content_sha256", content, "base_sha256", base, "n_inputs",
                      o->n_in, "n_used", n_used, "contributors", arr);
+    if (!ds_verify_enabled()) json_object_set_new(rep, "verify", json_false()); /* --no-verify */
+    return rep;
 }
 
 /* Rank 0: the provenance (io/h5_delta.h) into the staged output at path. */

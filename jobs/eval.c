@@ -192,6 +192,7 @@ static void print_ppl(const ds_ctx *ctx, const opts *o, const char *text, int se
         json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:f, s:i}", "task", "ppl", "model", o->model,
                               "text", text, "seq_len", seq_len, "documents", r->documents, "tokens",
                               (json_int_t)r->tokens, "nll", r->nll, "ppl", r->ppl, "seconds", dt, "ranks", ctx->size);
+        if (!ds_verify_enabled()) json_object_set_new(j, "verify", json_false()); /* --no-verify */
         char *s = json_dumps(j, DS_EVAL_JSON_FLAGS);
         ds_printf0(ctx, "%s\n", s);
         free(s);
@@ -387,6 +388,7 @@ static int evaluate_all(const ds_ctx *ctx, const opts *o, const ds_llama *base, 
 static void report(const ds_ctx *ctx, const opts *o, outputs *out, double seconds)
 {
     json_t *doc = ds_eval_results_doc(o->model, &o->plan, &o->eo, out->rows, ctx->size, seconds);
+    if (!ds_verify_enabled()) json_object_set_new(doc, "verify", json_false()); /* --no-verify */
     char *s = json_dumps(doc, DS_EVAL_JSON_FLAGS | JSON_INDENT(1));
     if (o->json == json_stdout) printf("%s\n", s);
     else ds_eval_print_table(ctx, out->rows);

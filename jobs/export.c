@@ -104,6 +104,7 @@ static void report(const ds_ctx *ctx, const opts *o, const char *cfgpath, const 
         json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:I, s:s?}", "input", in, "output", o->out, "config", cfgpath,
                               "n_tensors", meta->n_tensors, "bytes", (json_int_t)bytes, "content_sha256",
                               meta->content_sha256[0] ? meta->content_sha256 : NULL);
+        if (!ds_verify_enabled()) json_object_set_new(j, "verify", json_false()); /* --no-verify */
         char *text = json_dumps(j, JSON_COMPACT);
         ds_printf0(ctx, "%s\n", text);
         free(text);

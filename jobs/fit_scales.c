@@ -407,6 +407,7 @@ static int write_report(const ds_ctx *ctx, const opts *o, const calib *c, const 
                       (json_int_t)c->w.n_train, "heldout_windows", (json_int_t)c->w.n_hold, "calib_sha256", c->sha,
                       "ranks", ctx->size, "objective_before", "objective_after", "heldout", "windows",
                       (json_int_t)c->w.n_hold, "train", "seconds", ft->secs);
+        if (!ds_verify_enabled()) json_object_set_new(r, "verify", json_false()); /* --no-verify */
         if (c->w.n_hold) {
             json_object_set_new(r, "objective_before", json_real(s->objective_before));
             json_object_set_new(r, "objective_after", json_real(s->objective_after));

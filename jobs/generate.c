@@ -75,6 +75,7 @@ static void print_json(ds_tokenizer *tok, const int *ids, int np, const int *out
     char *text = ds_tokenizer_decode_ids(tok, all, np + n, NULL);
     json_t *o = json_pack("{s:o, s:o, s:s, s:f}", "prompt_tokens", jp, "tokens", jt, "text", text ? text : "",
                           "tokens_per_s", dt > 0 ? (np + n) / dt : 0.0);
+    if (!ds_verify_enabled()) json_object_set_new(o, "verify", json_false()); /* --no-verify */
     char *s = json_dumps(o, JSON_COMPACT);
     printf("%s\n", s);
     free(s);

@@ -222,6 +222,7 @@ static void print_summary(const ds_ctx *ctx, const opts *o, int n, double z, cha
         json_t *r = json_pack("{s:s, s:f, s:I, s:I, s:i, s:o, s:i, s:f}", "attack", ds_attack_names[o->a], "strength", strength,
                               "count", (json_int_t)o->count, "seed", (json_int_t)o->seed, "honest", n, "outputs", arr, "ranks",
                               ctx->size, "seconds", secs);
+        if (!ds_verify_enabled()) json_object_set_new(r, "verify", json_false()); /* --no-verify */
         if (o->a == DS_ATTACK_ALIE) json_object_set_new(r, "z_default", json_boolean(!o->strength_set));
         char *txt = json_dumps(r, JSON_INDENT(2));
         printf("%s\n", txt);
