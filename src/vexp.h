@@ -48,6 +48,7 @@ typedef int32_t ds_v8i __attribute__((vector_size(32)));
 
 DS_VINLINE float ds_expf1(float x)
 {
+    if (x != x) return x; /* NaN: (int32_t) of it and the shift below would be undefined */
     x = x < DS_VEXP_LO ? DS_VEXP_LO : x > DS_VEXP_HI ? DS_VEXP_HI : x;
     const float fx = x * 1.44269504088896341f + 0.5f;
     float n = (float)(int32_t)fx; /* floor: truncation, then one down for negatives */
