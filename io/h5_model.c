@@ -365,8 +365,9 @@ int ds_model_is_model(const char *path)
     return rc;
 }
 
-/* Digest tensor i as stored, reading it in pieces (bounded memory); when
- * want_buf is given, also fill it with the tensor converted to want. */
+/* Digest tensor i as stored, reading it in pieces (bounded memory), the
+ * digest of a piece overlapping the read of the next (ds_sha256_async);
+ * when want_buf is given, also fill it with the tensor converted to want. */
 static int digest_tensor(ds_model_file *f, int i, ds_dtype want, void *want_buf, ds_digest *out)
 {
     const ds_tinfo *t = &f->meta.tensors[i];
@@ -377,19 +378,21 @@ static int digest_tensor(ds_model_file *f, int i, ds_dtype want, void *want_buf,
     if (per < 1) per = 1;
     if (per > rows) per = rows;
     int direct = want_buf && want == t->dtype;
-    void *sbuf = direct ? NULL : ds_malloc((size_t)(per * re) * es + 1);
+    size_t cap = (size_t)(per * re) * es + 1;
+    char *sbuf[2] = {NULL, NULL};
+    if (!direct) sbuf[0] = ds_malloc(cap), sbuf[1] = ds_malloc(cap);
     float *tmp = want_buf && !direct && want != DS_DTYPE_F32 && t->dtype != DS_DTYPE_F32
                      ? ds_malloc(sizeof(float) * (size_t)(per * re) + 1)
                      : NULL;
-    ds_sha256 *h = ds_entry_digest_begin(t);
-    int rc = 0;
-    for (int64_t r0 = 0; r0 < rows && !rc; r0 += per) {
+    ds_sha256_async *h = ds_sha256_async_new(ds_entry_digest_begin(t));
+    int rc = 0, piece = 0;
+    for (int64_t r0 = 0; r0 < rows && !rc; r0 += per, piece++) {
         int64_t k = rows - r0 < per ? rows - r0 : per;
         size_t n = (size_t)(k * re);
-        char *dst = direct ? (char *)want_buf + (size_t)(r0 * re) * es : sbuf;
+        char *dst = direct ? (char *)want_buf + (size_t)(r0 * re) * es : sbuf[piece & 1];
         rc = ds_h5_read_rows(f->dsets[i], ds_h5_type(t->dtype), r0, t->ndim ? k : 1, dst);
         if (rc) break;
-        ds_sha256_update(h, dst, n * es);
+        ds_sha256_async_update(h, dst, n * es);
         if (!want_buf || direct) continue;
         char *w = (char *)want_buf + (size_t)(r0 * re) * ws;
         if (want == DS_DTYPE_F32) {
@@ -401,8 +404,9 @@ static int digest_tensor(ds_model_file *f, int i, ds_dtype want, void *want_buf,
             ds_from_f32(want, tmp, w, n);
         }
     }
-    ds_sha256_final(h, out);
-    free(sbuf);
+    ds_sha256_final(ds_sha256_async_end(h), out);
+    free(sbuf[0]);
+    free(sbuf[1]);
     free(tmp);
     return rc;
 }

@@ -2,6 +2,7 @@
 #include "config.h"
 #include "src/hash.h"
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -83,6 +84,51 @@ void ds_entry_digest(const ds_tinfo *t, const void *data, ds_digest *out)
     ds_sha256 *h = ds_entry_digest_begin(t);
     ds_sha256_update(h, data, ds_tinfo_bytes(t));
     ds_sha256_final(h, out);
+}
+
+struct ds_sha256_async {
+    ds_sha256 *h;
+    const void *p;
+    size_t n;
+    pthread_t th;
+    int running;
+};
+
+static void *async_run(void *arg)
+{
+    ds_sha256_async *a = arg;
+    ds_sha256_update(a->h, a->p, a->n);
+    return NULL;
+}
+
+ds_sha256_async *ds_sha256_async_new(ds_sha256 *h)
+{
+    ds_sha256_async *a = ds_calloc(1, sizeof *a);
+    a->h = h;
+    return a;
+}
+
+static void async_wait(ds_sha256_async *a)
+{
+    if (a->running) pthread_join(a->th, NULL);
+    a->running = 0;
+}
+
+void ds_sha256_async_update(ds_sha256_async *a, const void *p, size_t n)
+{
+    async_wait(a);
+    a->p = p;
+    a->n = n;
+    if (pthread_create(&a->th, NULL, async_run, a) == 0) a->running = 1;
+    else ds_sha256_update(a->h, p, n); /* no thread: hash here */
+}
+
+ds_sha256 *ds_sha256_async_end(ds_sha256_async *a)
+{
+    async_wait(a);
+    ds_sha256 *h = a->h;
+    free(a);
+    return h;
 }
 
 static int verify_on = 1;

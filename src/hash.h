@@ -36,6 +36,15 @@ typedef struct {
  * with ds_sha256_final. */
 ds_sha256 *ds_entry_digest_begin(const ds_tinfo *t);
 
+/* Hashing overlapped with the caller's I/O: each update waits for the
+ * previous one, then hashes [p, p+n) on a background thread and returns at
+ * once; p must stay unchanged until the next update or the end. _end waits
+ * and gives h back (to ds_sha256_final). */
+typedef struct ds_sha256_async ds_sha256_async;
+ds_sha256_async *ds_sha256_async_new(ds_sha256 *h);
+void ds_sha256_async_update(ds_sha256_async *a, const void *p, size_t n);
+ds_sha256 *ds_sha256_async_end(ds_sha256_async *a);
+
 /* Verification on read (docs/robustness.md "Verification on read"): on by
  * default; a job's --no-verify turns it off for the whole process.
  * ds_verify_init sets it and, when off, prints one line on stderr from

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Synthetic 7B-shaped checkpoints for bench/verify.sh: LAYERS decoder blocks
+of the Llama 2 7B shapes (dim 4096, hidden 11008, 32 heads), bf16, and the
+512-piece vocabulary and tokenizer of TEMPLATE (stories260K imported with
+--tokenizer, so that eval --ppl can run); a base and a "fine-tune" (base +
+small noise). Root attributes, the bf16 type and the tokenizer group are
+copied from TEMPLATE; no content_sha256 (deltasoup reads such files without
+a check): bench/verify.sh rewrites the base through deltasoup first.
+usage: verify_gen.py TEMPLATE.h5 BASE.h5 FT.h5 [LAYERS]"""
+import sys
+
+import h5py
+import numpy as np
+
+
+def bf16(x):
+    u = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def tensors(layers, dim=4096, hidden=11008, vocab=512):
+    yield "model.embed_tokens.weight", (vocab, dim)
+    yield "model.norm.weight", (dim,)
+    for l in range(layers):
+        p = "model.layers.%d." % l
+        for k in "qkvo":
+            yield p + "self_attn.%s_proj.weight" % k, (dim, dim)
+        yield p + "mlp.gate_proj.weight", (hidden, dim)
+        yield p + "mlp.up_proj.weight", (hidden, dim)
+        yield p + "mlp.down_proj.weight", (dim, hidden)
+        yield p + "input_layernorm.weight", (dim,)
+        yield p + "post_attention_layernorm.weight", (dim,)
+
+
+def main(template, base, ft, layers=2):
+    rng = np.random.default_rng(11)
+    t = h5py.File(template, "r")
+    tt = t["tensors/model.norm.weight"].id.get_type()
+    files = [h5py.File(p, "w") for p in (base, ft)]
+    for f in files:
+        for k, v in t.attrs.items():
+            if k != "content_sha256":
+                f.attrs[k] = v
+        f.attrs["dim"], f.attrs["hidden_dim"], f.attrs["n_layers"] = 4096, 11008, layers
+        f.attrs["n_heads"], f.attrs["n_kv_heads"], f.attrs["vocab_size"] = 32, 32, 512
+        f.attrs["max_seq_len"], f.attrs["tied_embeddings"] = 512, 1
+        f.create_group("tensors")
+        t.copy("tokenizer", f)
+    for name, shape in tensors(layers):
+        w = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
+        if len(shape) == 1:
+            w += 1
+        d = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.002)
+        for f, x in zip(files, (w, w + d)):
+            ds = h5py.h5d.create(f["tensors"].id, name.encode(), tt, h5py.h5s.create_simple(shape))
+            ds.write(h5py.h5s.ALL, h5py.h5s.ALL, bf16(x), mtype=tt)
+            ds.close()
+    for f in files:
+        f.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3], *(int(a) for a in sys.argv[4:5]))
