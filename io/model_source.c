@@ -1,6 +1,8 @@
 /* A model to import: llama2.c or safetensors as Llama tensors (io/model_source.h). */
 #include "io/model_source.h"
+#include <dirent.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,11 +22,36 @@ static char *in_folder(const char *dir, const char *name)
 
 /* A Hugging Face model folder: config.json, the weights (the index and its
  * shards, or one model.safetensors) and tokenizer.json. */
+/* An export into DIR killed while renaming its set leaves a marker in its
+ * staging folder DIR/.NAME.export.tmp/ (io/hf_config.h): the folder holds a
+ * mix of two sets until that export is rerun. */
+static int hf_folder_interrupted(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (e->d_name[0] != '.' || n < 12 || strcmp(e->d_name + n - 11, ".export.tmp") != 0) continue;
+        char *m = ds_malloc(strlen(dir) + n + 32);
+        sprintf(m, "%s/%s/.deltasoup-commit", dir, e->d_name);
+        if (ds_file_exists(m))
+            rc = ds_err(DS_EXIT_INPUT, "%s: an export into this folder was stopped while renaming its files (%s): "
+                        "rerun that export to finish it", dir, m);
+        free(m);
+    }
+    closedir(d);
+    return rc;
+}
+
 static int hf_folder_open(ds_source *s, const char *dir)
 {
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return ds_err(DS_EXIT_INPUT, "%s: not a folder (--from hf takes a Hugging Face model folder)", dir);
+    int bad = hf_folder_interrupted(dir);
+    if (bad) return bad;
     s->cfgpath = s->cfg_owned = in_folder(dir, "config.json");
     s->tokpath = in_folder(dir, "tokenizer.json");
     char *w = in_folder(dir, "model.safetensors.index.json");

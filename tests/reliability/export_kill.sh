@@ -81,6 +81,13 @@ for np in 1 2; do
     done
 done
 
+echo "== import --from hf refuses a folder whose export stopped while renaming (a mix of two sets)"
+rm -rf "$w/o" && mkdir "$w/o" || exit 1
+run 1 export:renamed:1
+cp "$top_srcdir/data/tokenizers/llama2-style-32k/tokenizer.json" "$w/o/" 2> /dev/null
+expect 3 "$w/i.h5" "$w/o: an export into this folder was stopped while renaming its files ($w/o/$S/.deltasoup-commit): rerun that export to finish it" -- \
+    import --from hf "$w/o" -o "$w/i.h5"
+
 echo "== an interrupted export of another input is finished, then the rerun's own rule applies"
 np=1
 rm -rf "$w/o" && mkdir "$w/o" || exit 1
