@@ -190,17 +190,21 @@ int ds_inspect_model(const ds_ctx *ctx, const char *path, int json)
     int rc = ds_model_open(path, ctx->comm, &f);
     if (rc) return rc;
     const ds_model_meta *m = ds_model_get_meta(f);
-    int tokinfo[2] = {0, 0};
+    int tokinfo[3] = {0, 0, 0}; /* vocab_size, max_token_length, Hugging Face kind */
+    char chat[sizeof ((ds_tokenizer *)0)->chat_template] = "";
     if (m->has_tokenizer && ctx->rank == 0) {
         ds_tokenizer tok;
         rc = ds_model_read_tokenizer(f, &tok);
         if (!rc) {
             tokinfo[0] = tok.vocab_size;
             tokinfo[1] = tok.max_token_length;
+            tokinfo[2] = tok.hf != NULL;
+            memcpy(chat, tok.chat_template, sizeof chat);
             ds_tokenizer_free(&tok);
         }
     }
-    MPI_Bcast(tokinfo, 2, MPI_INT, 0, ctx->comm);
+    MPI_Bcast(tokinfo, 3, MPI_INT, 0, ctx->comm);
+    MPI_Bcast(chat, (int)sizeof chat, MPI_CHAR, 0, ctx->comm);
     ds_tensor_stats *stats = ds_calloc((size_t)(m->n_tensors ? m->n_tensors : 1), sizeof *stats);
     ds_digest content;
     model_reader rd = {f, m->tensors};
@@ -214,8 +218,10 @@ int ds_inspect_model(const ds_ctx *ctx, const char *path, int json)
         json_object_set_new(report, "architecture", json_string("llama"));
         json_object_set_new(report, "config", ds_inspect_config_json(&m->cfg));
         json_object_set_new(report, "tokenizer",
-                            m->has_tokenizer ? json_pack("{s:i, s:i}", "vocab_size", tokinfo[0], "max_token_length",
-                                                         tokinfo[1])
+                            m->has_tokenizer ? json_pack("{s:i, s:i, s:s, s:o}", "vocab_size", tokinfo[0],
+                                                         "max_token_length", tokinfo[1], "format",
+                                                         tokinfo[2] ? "huggingface" : "llama2c", "chat_template",
+                                                         chat[0] ? json_string(chat) : json_null())
                                              : json_null());
         ds_inspect_add_tensors(report, m->n_tensors, stats);
         json_object_set_new(report, "content_sha256", ds_inspect_hash_json(m->content_sha256, &content));

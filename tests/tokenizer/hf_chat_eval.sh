@@ -44,6 +44,10 @@ ans=$(ids --tokenizer "$L2/tokenizer.json" --no-special "$T/a.jsonl")
 key=$(ids --tokenizer "$L2/tokenizer.json" --chat --chat-template mistral "$T/c.jsonl" | sed 's/.*,//')
 $CHAIN "$T/m" "$hi,${ans%%,*}" "$key,$ans,2" --chat-template "$V/llama2-style-32k-chat.jsonl" mistral
 "$DS" import --from hf "$T/m" -o "$T/m.h5" --quiet >/dev/null
+# inspect names the tokenizer's format and the recorded template
+"$DS" inspect --json "$T/m.h5" >"$T/inspect.json"
+[ "$(field "$T/inspect.json" "d['tokenizer']['format'] + ' ' + d['tokenizer']['chat_template']")" = "huggingface mistral" ] ||
+    no "inspect: $(field "$T/inspect.json" "d['tokenizer']")"
 
 # tokenize --model: the checkpoint's tokenizer and recorded template give what the folder's files give
 "$DS" tokenize --model "$T/m.h5" --chat "$T/c.jsonl" >"$T/cm.out"
