@@ -7,29 +7,14 @@ small noise). Root attributes, the bf16 type and the tokenizer group are
 copied from TEMPLATE; no content_sha256 (deltasoup reads such files without
 a check): bench/verify.sh rewrites the base through deltasoup first.
 usage: verify_gen.py TEMPLATE.h5 BASE.h5 FT.h5 [LAYERS]"""
+import os
 import sys
 
 import h5py
 import numpy as np
 
-
-def bf16(x):
-    u = x.astype(np.float32).view(np.uint32).astype(np.uint64)
-    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-
-
-def tensors(layers, dim=4096, hidden=11008, vocab=512):
-    yield "model.embed_tokens.weight", (vocab, dim)
-    yield "model.norm.weight", (dim,)
-    for l in range(layers):
-        p = "model.layers.%d." % l
-        for k in "qkvo":
-            yield p + "self_attn.%s_proj.weight" % k, (dim, dim)
-        yield p + "mlp.gate_proj.weight", (hidden, dim)
-        yield p + "mlp.up_proj.weight", (hidden, dim)
-        yield p + "mlp.down_proj.weight", (dim, hidden)
-        yield p + "input_layernorm.weight", (dim,)
-        yield p + "post_attention_layernorm.weight", (dim,)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compress_gen import bf16, tensors  # noqa: E402  the same 7B shapes and bf16 rounding
 
 
 def main(template, base, ft, layers=2):
@@ -46,7 +31,7 @@ def main(template, base, ft, layers=2):
         f.attrs["max_seq_len"], f.attrs["tied_embeddings"] = 512, 1
         f.create_group("tensors")
         t.copy("tokenizer", f)
-    for name, shape in tensors(layers):
+    for name, shape in tensors(layers, vocab=512):
         w = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
         if len(shape) == 1:
             w += 1

@@ -698,17 +698,9 @@ static int verify_legacy(ds_delta_file *f)
             rc = read_part(f, i, k, buf, &dg[nd++].digest);
             free(buf);
         }
-    if (ds_ctx_any_failed(&f->ctx, rc)) {
-        free(dg);
-        return rc ? rc : DS_EXIT_INPUT;
-    }
-    ds_digest d, want;
-    ds_content_hash(&f->ctx, nd, dg, &d);
+    rc = ds_content_hash_verify(&f->ctx, f->path, rc, nd, dg, f->meta.content_sha256);
     free(dg);
-    if (ds_digest_parse(f->meta.content_sha256, &want) != 0 || memcmp(d.b, want.b, 32) != 0)
-        return ds_err(DS_EXIT_INPUT, "%s: the tensors do not match the recorded content_sha256 (damaged or altered "
-                      "file; --no-verify skips this check)", f->path);
-    return 0;
+    return rc;
 }
 
 int ds_delta_open(const char *path, MPI_Comm comm, ds_delta_file **out)

@@ -431,18 +431,9 @@ static int verify_legacy(ds_model_file *f)
         snprintf(dg[nd].name, sizeof dg[nd].name, "%s", f->meta.tensors[i].name);
         rc = digest_tensor(f, i, DS_DTYPE_F32, NULL, &dg[nd++].digest);
     }
-    if (ds_ctx_any_failed(&f->ctx, rc)) {
-        free(dg);
-        return rc ? rc : DS_EXIT_INPUT;
-    }
-    ds_digest d, want;
-    ds_content_hash(&f->ctx, nd, dg, &d);
+    rc = ds_content_hash_verify(&f->ctx, f->path, rc, nd, dg, f->meta.content_sha256);
     free(dg);
-    ds_digest_parse(f->meta.content_sha256, &want);
-    if (memcmp(d.b, want.b, 32) != 0)
-        return ds_err(DS_EXIT_INPUT, "%s: the tensors do not match the recorded content_sha256 (damaged or altered "
-                      "file; --no-verify skips this check)", f->path);
-    return 0;
+    return rc;
 }
 
 int ds_model_open(const char *path, MPI_Comm comm, ds_model_file **out)

@@ -186,3 +186,15 @@ int ds_content_hash_all(const ds_ctx *ctx, int n_local, const ds_named_digest *l
     free(displs);
     return rc;
 }
+
+int ds_content_hash_verify(const ds_ctx *ctx, const char *path, int rc, int n_local, const ds_named_digest *local,
+                           const char *recorded)
+{
+    if (ds_ctx_any_failed(ctx, rc)) return rc ? rc : DS_EXIT_INPUT;
+    ds_digest d, want;
+    ds_content_hash(ctx, n_local, local, &d);
+    if (ds_digest_parse(recorded, &want) != 0 || memcmp(d.b, want.b, 32) != 0)
+        return ds_err(DS_EXIT_INPUT, "%s: the tensors do not match the recorded content_sha256 (damaged or altered "
+                      "file; --no-verify skips this check)", path);
+    return 0;
+}

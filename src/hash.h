@@ -60,4 +60,12 @@ int ds_content_hash_all(const ds_ctx *ctx, int n_local, const ds_named_digest *l
 /* Collective: each rank passes the entries it hashed (a name may appear on
  * one rank only); returns the content hash, identical on every rank. */
 int ds_content_hash(const ds_ctx *ctx, int n_local, const ds_named_digest *local, ds_digest *out);
+/* Collective: a file read without per-tensor digests checked against its
+ * recorded content_sha256 (RECORDED, hex): RC is this rank's error while
+ * computing its N_LOCAL digests LOCAL; the content hash of all ranks' digests
+ * must equal RECORDED. 0, RC (or DS_EXIT_INPUT where another rank failed),
+ * or DS_EXIT_INPUT "PATH: the tensors do not match the recorded
+ * content_sha256 ...". */
+int ds_content_hash_verify(const ds_ctx *ctx, const char *path, int rc, int n_local, const ds_named_digest *local,
+                           const char *recorded);
 #endif
