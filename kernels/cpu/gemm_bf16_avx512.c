@@ -1,0 +1,164 @@
+/* AVX-512 weight-precision kernels (gemm_bf16.h): the exact conversion of
+ * f16/bf16 to f32 and the direct product, which converts 16 weights per
+ * register (bf16: zero-extend and shift; f16: vcvtph2ps) and multiplies
+ * them by f32 activations with FMAs, 4 rows of W x up to 4 rows of x per
+ * tile so that W is read from memory once. Also the vdpbf16ps product of
+ * option (c) for the benchmark. */
+#include "kernels/cpu/bitpack_impl.h"
+#include "kernels/cpu/gemm_bf16.h"
+#include "kernels/cpu/gemm_bf16_impl.h"
+#ifdef DS_KERNELS_X86
+#include <immintrin.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* 16 weights from W[i..] as f32; lanes outside m read as 0. */
+DS_TARGET_AVX512 INLINE __m512 ldw(ds_kdtype dt, const void *W, size_t i, __mmask16 m, int full)
+{
+    const uint16_t *h = (const uint16_t *)W + i;
+    switch (dt) {
+    case DS_KDT_F16:
+        return _mm512_cvtph_ps(full ? _mm256_loadu_si256((const __m256i *)h) : _mm256_maskz_loadu_epi16(m, h));
+    case DS_KDT_BF16:
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(full ? _mm256_loadu_si256((const __m256i *)h) : _mm256_maskz_loadu_epi16(m, h)),
+            16));
+    default: return full ? _mm512_loadu_ps((const float *)W + i) : _mm512_maskz_loadu_ps(m, (const float *)W + i);
+    }
+}
+
+DS_TARGET_AVX512 INLINE void conv(ds_kdtype dt, const void *src, float *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, ldw(dt, src, i, 0xffff, 1));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(dst + i, m, ldw(dt, src, i, m, 0));
+    }
+}
+
+DS_TARGET_AVX512 void ds_wconv_f32_avx512(ds_kdtype dt, const void *src, float *dst, size_t n)
+{
+    switch (dt) {
+    case DS_KDT_BF16: conv(DS_KDT_BF16, src, dst, n); break;
+    case DS_KDT_F16: conv(DS_KDT_F16, src, dst, n); break;
+    default: conv(DS_KDT_F32, src, dst, n); break;
+    }
+}
+
+/* y[n..n+NR, o..o+WR] from rows o.. of W and rows n.. of x. */
+DS_TARGET_AVX512 INLINE void tile(ds_kdtype dt, const int WR, const int NR, size_t in, size_t out, const float *x,
+                                  const void *W, size_t o, size_t n, float beta, float *y)
+{
+    __m512 acc[4][4];
+    for (int r = 0; r < WR; r++)
+        for (int j = 0; j < NR; j++) acc[r][j] = _mm512_setzero_ps();
+    size_t k = 0;
+    for (; k + 16 <= in; k += 16) {
+        __m512 w[4];
+        for (int r = 0; r < WR; r++) w[r] = ldw(dt, W, (o + r) * in + k, 0xffff, 1);
+        for (int j = 0; j < NR; j++) {
+            const __m512 xv = _mm512_loadu_ps(x + (n + j) * in + k);
+            for (int r = 0; r < WR; r++) acc[r][j] = _mm512_fmadd_ps(w[r], xv, acc[r][j]);
+        }
+    }
+    if (k < in) {
+        const __mmask16 m = (__mmask16)((1u << (in - k)) - 1);
+        __m512 w[4];
+        for (int r = 0; r < WR; r++) w[r] = ldw(dt, W, (o + r) * in + k, m, 0);
+        for (int j = 0; j < NR; j++) {
+            const __m512 xv = _mm512_maskz_loadu_ps(m, x + (n + j) * in + k);
+            for (int r = 0; r < WR; r++) acc[r][j] = _mm512_fmadd_ps(w[r], xv, acc[r][j]);
+        }
+    }
+    for (int j = 0; j < NR; j++)
+        for (int r = 0; r < WR; r++) {
+            const float s = _mm512_reduce_add_ps(acc[r][j]);
+            float *yo = y + (n + j) * out + o + r;
+            *yo = beta != 0 ? beta * *yo + s : s;
+        }
+}
+
+#define TILE_ROWS(dt, WR)                                                                                            \
+    do {                                                                                                             \
+        size_t n = 0;                                                                                                \
+        for (; n + 4 <= N; n += 4) tile(dt, WR, 4, in, out, x, W, o, n, beta, y);                                    \
+        switch (N - n) {                                                                                             \
+        case 3: tile(dt, WR, 3, in, out, x, W, o, n, beta, y); break;                                               \
+        case 2: tile(dt, WR, 2, in, out, x, W, o, n, beta, y); break;                                               \
+        case 1: tile(dt, WR, 1, in, out, x, W, o, n, beta, y); break;                                               \
+        default: break;                                                                                              \
+        }                                                                                                            \
+    } while (0)
+
+DS_TARGET_AVX512 INLINE void direct(ds_kdtype dt, size_t N, size_t in, size_t out, const float *x, const void *W,
+                                    float beta, float *y)
+{
+    size_t o = 0;
+    for (; o + 4 <= out; o += 4) TILE_ROWS(dt, 4);
+    for (; o < out; o++) TILE_ROWS(dt, 1);
+}
+
+DS_TARGET_AVX512 void ds_gemm_xwt_direct_avx512(ds_kdtype dt, size_t N, size_t in, size_t out, const float *x,
+                                                const void *W, float beta, float *y)
+{
+    switch (dt) {
+    case DS_KDT_BF16: direct(DS_KDT_BF16, N, in, out, x, W, beta, y); break;
+    case DS_KDT_F16: direct(DS_KDT_F16, N, in, out, x, W, beta, y); break;
+    default: direct(DS_KDT_F32, N, in, out, x, W, beta, y); break;
+    }
+}
+
+/* ---- option (c): vdpbf16ps, bf16 x bf16 products in pairs, f32 sums. */
+#define DS_TARGET_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")))
+
+DS_TARGET_AVX512BF16 INLINE void dp_tile(const int WR, const int NR, size_t in, size_t out, const uint16_t *xb,
+                                         const uint16_t *W, size_t o, size_t n, float *y)
+{
+    __m512 acc[4][4];
+    for (int r = 0; r < WR; r++)
+        for (int j = 0; j < NR; j++) acc[r][j] = _mm512_setzero_ps();
+    for (size_t k = 0; k < in; k += 32) {
+        const __mmask32 m = in - k >= 32 ? 0xffffffffu : (__mmask32)((1u << (in - k)) - 1);
+        __m512i w[4];
+        for (int r = 0; r < WR; r++) w[r] = _mm512_maskz_loadu_epi16(m, W + (o + r) * in + k);
+        for (int j = 0; j < NR; j++) {
+            const __m512i xv = _mm512_maskz_loadu_epi16(m, xb + (n + j) * in + k);
+            for (int r = 0; r < WR; r++)
+                acc[r][j] = _mm512_dpbf16_ps(acc[r][j], (__m512bh)w[r], (__m512bh)xv);
+        }
+    }
+    for (int j = 0; j < NR; j++)
+        for (int r = 0; r < WR; r++) y[(n + j) * out + o + r] = _mm512_reduce_add_ps(acc[r][j]);
+}
+
+DS_TARGET_AVX512BF16 static void dp_all(size_t N, size_t in, size_t out, const uint16_t *xb, const uint16_t *W,
+                                        float *y)
+{
+    size_t o = 0;
+    for (; o + 4 <= out; o += 4) {
+        size_t n = 0;
+        for (; n + 4 <= N; n += 4) dp_tile(4, 4, in, out, xb, W, o, n, y);
+        for (; n < N; n++) dp_tile(4, 1, in, out, xb, W, o, n, y);
+    }
+    for (; o < out; o++)
+        for (size_t n = 0; n < N; n++) dp_tile(1, 1, in, out, xb, W, o, n, y);
+}
+
+int ds_gemm_xwt_dpbf16(size_t N, size_t in, size_t out, const uint16_t *xb, const uint16_t *W, float *y)
+{
+    if (!__builtin_cpu_supports("avx512bf16") || !ds_simd_supported(DS_SIMD_AVX512)) return -1;
+    /* blocks of 64 rows of x so that they stay in L2 while W streams */
+    for (size_t n0 = 0; n0 < N; n0 += 64) {
+        const size_t nb = N - n0 < 64 ? N - n0 : 64;
+        dp_all(nb, in, out, xb + n0 * in, W, y + n0 * out);
+    }
+    return 0;
+}
+#else
+int ds_gemm_xwt_dpbf16(size_t N, size_t in, size_t out, const uint16_t *xb, const uint16_t *W, float *y)
+{
+    (void)N, (void)in, (void)out, (void)xb, (void)W, (void)y;
+    return -1;
+}
+#endif
