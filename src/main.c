@@ -82,6 +82,16 @@ static void mpi_avoid_sharedfp_sm(void)
     if (!getenv("OMPI_MCA_sharedfp")) setenv("OMPI_MCA_sharedfp", "^sm", 1);
 }
 
+/* A job started without mpiexec (one rank: `deltasoup inspect F`) is an Open
+ * MPI singleton, which forks an orted daemon in MPI_Init only so that it
+ * could later MPI_Comm_spawn; no job spawns, so it runs isolated (about half
+ * a second less per start: docs/robustness.md), unless the user
+ * set the parameter. Under mpiexec or srun the parameter has no effect. */
+static void mpi_singleton_isolated(void)
+{
+    if (!getenv("OMPI_MCA_ess_singleton_isolated")) setenv("OMPI_MCA_ess_singleton_isolated", "1", 1);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -105,6 +115,7 @@ int main(int argc, char **argv)
     }
     blas_pick_kernels(argv);
     mpi_avoid_sharedfp_sm();
+    mpi_singleton_isolated();
     int provided;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     ds_ctx ctx = {.comm = MPI_COMM_WORLD, .job = jobs[j].name};

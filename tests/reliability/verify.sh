@@ -57,30 +57,33 @@ mb="tensor $W: data does not match its recorded sha256"
 md="tensor $T: signs data does not match its recorded sha256"
 old="do not match the recorded content_sha256"
 o=$w/out
+# At 2 ranks the readers share the tensors out differently; the check on read
+# is the same code, so the second pass covers one case per kind of reader.
+one() { [ "$n" = 1 ]; }
 for n in 1 2; do
     echo "== $n rank(s)"
     np=$n expect 3 "$o.h5" "$w/dx.bd.h5" "$md" -- apply --base "$w/b.h5" --delta "$w/dx.bd.h5" -o "$o.h5"
-    np=$n expect 3 "$o.h5" "$w/dc.bd.h5" "$md" -- apply --base "$w/b.h5" --delta "$w/dc.bd.h5" -o "$o.h5"
-    np=$n expect 3 "$o.h5" "$w/ds.bd.h5" "tensor $T: scale data does not match" -- apply --base "$w/b.h5" --delta "$w/ds.bd.h5" -o "$o.h5"
+    one && np=$n expect 3 "$o.h5" "$w/dc.bd.h5" "$md" -- apply --base "$w/b.h5" --delta "$w/dc.bd.h5" -o "$o.h5"
+    one && np=$n expect 3 "$o.h5" "$w/ds.bd.h5" "tensor $T: scale data does not match" -- apply --base "$w/b.h5" --delta "$w/ds.bd.h5" -o "$o.h5"
     np=$n expect 3 "$o.h5" "$w/bx.h5" "$mb" -- apply --base "$w/bx.h5" --delta "$w/d.bd.h5" -o "$o.h5" --force
-    np=$n expect 3 "$o.h5" "$w/bc.h5" "$mb" -- apply --base "$w/bc.h5" --delta "$w/d.bd.h5" -o "$o.h5" --force
+    one && np=$n expect 3 "$o.h5" "$w/bc.h5" "$mb" -- apply --base "$w/bc.h5" --delta "$w/d.bd.h5" -o "$o.h5" --force
     np=$n expect 3 "$o.json" "$w/dx.bd.h5" "$md" -- eval --model "$w/b.h5" --delta "$w/dx.bd.h5" --ppl "$w/text.txt" --seq-len 32 --json "$o.json"
-    np=$n expect 3 "$o.json" "$w/bx.h5" "$mb" -- eval --model "$w/bx.h5" --ppl "$w/text.txt" --seq-len 32 --json "$o.json"
-    np=$n expect 3 - "$w/dx.bd.h5" "$md" -- generate --model "$w/b.h5" --delta "$w/dx.bd.h5" --prompt Once --max-tokens 4
-    np=$n expect 3 "$o.d" "$w/dx.bd.h5" "$md" -- poison --attack scale --count 1 --strength 2 -o "$o.d" "$w/dx.bd.h5" "$w/d2.bd.h5"
-    np=$n expect 3 "$o.bd.h5" "$w/dx.bd.h5" "$md" -- fit-scales --base "$w/b.h5" --finetuned "$w/f.h5" --delta "$w/dx.bd.h5" \
+    one && np=$n expect 3 "$o.json" "$w/bx.h5" "$mb" -- eval --model "$w/bx.h5" --ppl "$w/text.txt" --seq-len 32 --json "$o.json"
+    one && np=$n expect 3 - "$w/dx.bd.h5" "$md" -- generate --model "$w/b.h5" --delta "$w/dx.bd.h5" --prompt Once --max-tokens 4
+    one && np=$n expect 3 "$o.d" "$w/dx.bd.h5" "$md" -- poison --attack scale --count 1 --strength 2 -o "$o.d" "$w/dx.bd.h5" "$w/d2.bd.h5"
+    one && np=$n expect 3 "$o.bd.h5" "$w/dx.bd.h5" "$md" -- fit-scales --base "$w/b.h5" --finetuned "$w/f.h5" --delta "$w/dx.bd.h5" \
         --calib "$w/text.txt" -o "$o.bd.h5" --steps 1 --batch 1 --seq-len 16 --samples 4
     np=$n expect 3 "$w/x$n/m.safetensors" "$w/bx.h5" "$mb" -- export --to safetensors "$w/bx.h5" -o "$w/x$n/m.safetensors"
     [ -e "$w/x$n/config.json" ] && fail "export wrote config.json"
-    np=$n expect 3 "$o.h5" "$w/bx.h5" "$mb" -- finetune --base "$w/bx.h5" --data "$w/text.txt" -o "$o.h5" --steps 1 --batch 1 --seq-len 16
+    one && np=$n expect 3 "$o.h5" "$w/bx.h5" "$mb" -- finetune --base "$w/bx.h5" --data "$w/text.txt" -o "$o.h5" --steps 1 --batch 1 --seq-len 16
     np=$n expect 3 "$o.bd.h5" "$w/dx.bd.h5" "$md" -- aggregate --method mean -o "$o.bd.h5" "$w/d3.bd.h5" "$w/dx.bd.h5" "$w/d2.bd.h5"
-    np=$n expect 3 "$o.bd.h5" "$w/dc.bd.h5" "$md" -- aggregate --method median -o "$o.bd.h5" "$w/d3.bd.h5" "$w/dc.bd.h5" "$w/d2.bd.h5"
-    np=$n expect 3 - "$w/bx.h5" "$mb" -- inspect "$w/bx.h5"
+    one && np=$n expect 3 "$o.bd.h5" "$w/dc.bd.h5" "$md" -- aggregate --method median -o "$o.bd.h5" "$w/d3.bd.h5" "$w/dc.bd.h5" "$w/d2.bd.h5"
+    one && np=$n expect 3 - "$w/bx.h5" "$mb" -- inspect "$w/bx.h5"
     np=$n expect 3 - "$w/dx.bd.h5" "$md" -- inspect "$w/dx.bd.h5"
-    np=$n expect 3 "$o.bd.h5" "$w/bx.h5" "$mb" -- compress --base "$w/bx.h5" --finetuned "$w/f.h5" -o "$o.bd.h5"
+    one && np=$n expect 3 "$o.bd.h5" "$w/bx.h5" "$mb" -- compress --base "$w/bx.h5" --finetuned "$w/f.h5" -o "$o.bd.h5"
     # files written before per-tensor digests: a flipped one is caught by content_sha256
     np=$n expect 3 "$o.h5" "$w/dxo.bd.h5" "$old" -- apply --base "$w/b.h5" --delta "$w/dxo.bd.h5" -o "$o.h5"
-    np=$n expect 3 "$o.h5" "$w/bxo.h5" "$old" -- apply --base "$w/bxo.h5" --delta "$w/d.bd.h5" -o "$o.h5" --force
+    one && np=$n expect 3 "$o.h5" "$w/bxo.h5" "$old" -- apply --base "$w/bxo.h5" --delta "$w/d.bd.h5" -o "$o.h5" --force
     np=$n expect 3 "$o.bd.h5" "$w/dxo.bd.h5" "$old" -- aggregate --method mean -o "$o.bd.h5" "$w/d3.bd.h5" "$w/dxo.bd.h5" "$w/d2.bd.h5"
     # ... and an intact one reads, with the same result as the file with digests
     run() { if [ $n = 1 ]; then "$DELTASOUP" "$@"; else $MPIEXEC -n $n "$DELTASOUP" "$@"; fi; }
