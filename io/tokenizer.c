@@ -95,24 +95,6 @@ int ds_tokenizer_load(const char *path, int vocab_size, ds_tokenizer *tok)
     return rc;
 }
 
-const char *ds_tokenizer_config_template(const char *config, size_t len)
-{
-    json_t *c = json_loadb(config, len, JSON_DECODE_INT_AS_REAL, NULL);
-    json_t *t = c ? json_object_get(c, "chat_template") : NULL;
-    if (json_is_array(t)) { /* [{"name", "template"}...]: the one named "default" */
-        json_t *e, *d = NULL;
-        size_t i;
-        json_array_foreach (t, i, e)
-            if (json_is_string(json_object_get(e, "name")) &&
-                strcmp(json_string_value(json_object_get(e, "name")), "default") == 0)
-                d = json_object_get(e, "template");
-        t = d;
-    }
-    const char *name = json_is_string(t) ? ds_chat_recognize(json_string_value(t)) : NULL;
-    json_decref(c);
-    return name;
-}
-
 void ds_tokenizer_free(ds_tokenizer *tok)
 {
     if (!tok) return;

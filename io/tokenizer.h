@@ -64,10 +64,6 @@ void ds_tokenizer_from_hf(struct ds_tok_hf *hf, ds_tokenizer *tok);
  * chat_template when it is a built-in's) or a llama2.c tokenizer file. */
 int ds_tokenizer_load(const char *path, int vocab_size, ds_tokenizer *tok);
 void ds_tokenizer_free(ds_tokenizer *tok);
-/* The built-in chat template (src/chat.h) that tokenizer_config.json's text
- * CONFIG (LEN bytes) holds ("chat_template": a string, or the entry named
- * "default" of a list), or NULL (none, not JSON, or not a built-in's text). */
-const char *ds_tokenizer_config_template(const char *config, size_t len);
 
 /* The chat template to use for OPT: "auto" -> the recorded one, else
  * "none"; a built-in's name (src/chat.h) -> itself. A template other than

@@ -6,7 +6,8 @@
  * recognised as their names, and cases the vectors cannot hold: where
  * @huggingface/jinja and transformers' jinja2 differ (llama2's empty system
  * message; Python's str.strip() set), unknown roles and template names.
- * Also io/tokenizer's ds_tokenizer_config_template. Reads under
+ * Also io/tok_files' ds_tok_config_parse (the one reader of
+ * tokenizer_config.json's chat_template). Reads under
  * $top_srcdir (default "."). */
 #include "config.h"
 #include <check.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "io/tok_files.h"
 #include "io/tokenizer.h"
 #include "src/chat.h"
 #include "src/ds.h"
@@ -151,6 +153,26 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* What tokenizer_config.json C (taken over) holds as chat_template through
+ * ds_tok_config_parse: a built-in's name, "(other)", "(none)" or "(error)". */
+static const char *config_template(json_t *c)
+{
+    char *t = json_dumps(c, 0);
+    json_decref(c);
+    ds_tok_files tf = {.config = t, .config_len = strlen(t)};
+    ds_tok_config cfg;
+    static char out[32];
+    if (ds_tok_config_parse("tokenizer_config.json", &tf, &cfg)) {
+        snprintf(out, sizeof out, "(error)");
+    } else {
+        const char *name = cfg.chat_template ? ds_chat_recognize(cfg.chat_template) : NULL;
+        snprintf(out, sizeof out, "%s", name ? name : cfg.chat_template ? "(other)" : "(none)");
+        ds_tok_config_free(&cfg);
+    }
+    free(t);
+    return out;
+}
+
 START_TEST(test_recognize)
 {
     ck_assert_ptr_null(ds_chat_recognize(NULL));
@@ -174,20 +196,26 @@ START_TEST(test_recognize)
     ck_assert(!ds_chat_encode_plain("none"));
     ck_assert(!ds_chat_known("auto"));
     ck_assert(!ds_chat_known(NULL));
-    /* tokenizer_config.json: a string, or the "default" entry of a list */
+    /* tokenizer_config.json: a string, or the "default" entry of a list
+     * (else the first), through the one parser import and inspect use */
     json_t *c = json_pack("{s:s, s:s}", "bos_token", "<s>", "chat_template", ds_chat_jinja("mistral"));
-    char *t = json_dumps(c, 0);
-    ck_assert_str_eq(ds_tokenizer_config_template(t, strlen(t)), "mistral");
-    free(t);
-    json_decref(c);
+    ck_assert_str_eq(config_template(c), "mistral");
     c = json_pack("{s:[{s:s, s:s}, {s:s, s:s}]}", "chat_template", "name", "tool_use", "template", "x", "name",
                   "default", "template", ds_chat_jinja("chatml"));
-    t = json_dumps(c, 0);
-    ck_assert_str_eq(ds_tokenizer_config_template(t, strlen(t)), "chatml");
-    free(t);
-    json_decref(c);
-    ck_assert_ptr_null(ds_tokenizer_config_template("{\"chat_template\": \"{{ x }}\"}", 28));
-    ck_assert_ptr_null(ds_tokenizer_config_template("not json", 8));
+    ck_assert_str_eq(config_template(c), "chatml");
+    c = json_pack("{s:[{s:s, s:s}, {s:s, s:s}]}", "chat_template", "name", "a", "template", ds_chat_jinja("llama2"),
+                  "name", "b", "template", "x");
+    ck_assert_str_eq(config_template(c), "llama2");
+    ck_assert_str_eq(config_template(json_pack("{s:s}", "chat_template", "{{ x }}")), "(other)");
+    ck_assert_str_eq(config_template(json_pack("{s:s}", "bos_token", "<s>")), "(none)");
+    /* refused: not JSON, a duplicate key, a template that is not text */
+    ds_tok_files tf = {.config = "not json", .config_len = 8};
+    ds_tok_config cfg;
+    ck_assert_int_eq(ds_tok_config_parse("t", &tf, &cfg), DS_EXIT_INPUT);
+    const char *dup = "{\"chat_template\": \"a\", \"chat_template\": \"b\"}";
+    tf.config = (char *)dup, tf.config_len = strlen(dup);
+    ck_assert_int_eq(ds_tok_config_parse("t", &tf, &cfg), DS_EXIT_INPUT);
+    ck_assert_str_eq(config_template(json_pack("{s:i}", "chat_template", 3)), "(error)");
 }
 END_TEST
 
