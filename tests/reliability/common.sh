@@ -41,6 +41,16 @@ $1"
 }
 # same FILE SUM: FILE still has the cksum SUM
 same() { [ "$(cksum < "$1")" = "$2" ] || fail "$1 was modified"; }
+# need_numpy: skip (exit 77) unless $PYTHON3 has numpy and h5py
+need_numpy() { $PYTHON3 -c 'import numpy, h5py' 2> /dev/null || { echo "skip: $PYTHON3 lacks numpy/h5py"; exit 77; }; }
+# $MK NAME --owner O --seed S [--shape-rows R]: a synthetic delta
+MK="$top_builddir/tests/unit/test_aggregate_mkdelta"
+# users N [ARGS...]: $w/u1.bd.h5 .. $w/uN.bd.h5, owner and seed i
+users() {
+    _n=$1
+    shift
+    for s in $(seq "$_n"); do "$MK" "$w/u$s.bd.h5" --owner "u$s" --seed "$s" "$@" > /dev/null || exit 1; done
+}
 # models: a stories260K base b.h5, a perturbed f.h5, the delta d.bd.h5, a text
 models() {
     model=$top_srcdir/data/models/stories260K

@@ -10,8 +10,7 @@
 set -u
 . "$(dirname "$0")/../defaults.sh"
 . "$(dirname "$0")/common.sh"
-MK="$top_builddir/tests/unit/test_aggregate_mkdelta"
-for s in 1 2 3; do "$MK" "$w/u$s.bd.h5" --owner "u$s" --seed $s > /dev/null || exit 1; done
+users 3
 "$MK" "$w/u1b.bd.h5" --owner u1 --seed 9 > /dev/null || exit 1 # u1's second, different delta
 cp "$w/u1.bd.h5" "$w/copy.bd.h5"
 

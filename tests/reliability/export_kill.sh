@@ -13,7 +13,7 @@
 set -u
 . "$(dirname "$0")/../defaults.sh"
 . "$(dirname "$0")/common.sh"
-$PYTHON3 -c 'import numpy, h5py' 2> /dev/null || { echo "skip: $PYTHON3 lacks numpy/h5py"; exit 77; }
+need_numpy
 model=$top_srcdir/data/models/stories260K
 # the old set: b.h5 (f32) exported; the new set: f.h5 (f16: other tensors, another config.json)
 for t in b:f32 f:f16; do

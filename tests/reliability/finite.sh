@@ -11,7 +11,7 @@ set -u
 . "$(dirname "$0")/../defaults.sh"
 limit=120
 . "$(dirname "$0")/common.sh"
-$PYTHON3 -c 'import numpy, h5py' 2> /dev/null || { echo "skip: $PYTHON3 lacks numpy/h5py"; exit 77; }
+need_numpy
 # a stories260K base, a fine-tuned model (2 steps), their delta, a text
 model=$top_srcdir/data/models/stories260K
 head -c 20000 "$top_srcdir/data/lm_corpus/tinystories_sample.txt" > "$w/text.txt"

@@ -10,7 +10,7 @@ set -u
 . "$(dirname "$0")/../defaults.sh"
 limit=60
 . "$(dirname "$0")/common.sh"
-$PYTHON3 -c 'import numpy, h5py' 2> /dev/null || { echo "skip: $PYTHON3 lacks numpy/h5py"; exit 77; }
+need_numpy
 models
 expect 3 "$w/fit.bd.h5" "fit-scales: error: --batch 65536 --seq-len 128 --samples 8: needs" "GiB per rank" \
     "more than this node's" "(lower --batch or --seq-len)" -- fit-scales --base "$w/b.h5" --finetuned "$w/f.h5" \

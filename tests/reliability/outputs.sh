@@ -9,10 +9,9 @@
 set -u
 . "$(dirname "$0")/../defaults.sh"
 . "$(dirname "$0")/common.sh"
-$PYTHON3 -c 'import numpy, h5py' 2> /dev/null || { echo "skip: $PYTHON3 lacks numpy/h5py"; exit 77; }
+need_numpy
 models
-MK="$top_builddir/tests/unit/test_aggregate_mkdelta"
-for s in 1 2; do "$MK" "$w/u$s.bd.h5" --owner "u$s" --seed $s > /dev/null || exit 1; done
+users 2
 B=$(cksum < "$w/b.h5") D=$(cksum < "$w/d.bd.h5") U1=$(cksum < "$w/u1.bd.h5") T=$(cksum < "$w/text.txt")
 
 echo "== apply"

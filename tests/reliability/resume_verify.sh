@@ -9,14 +9,10 @@
 set -u
 . "$(dirname "$0")/../defaults.sh"
 . "$(dirname "$0")/common.sh"
-$PYTHON3 -c 'import numpy, h5py' 2> /dev/null || { echo "skip: $PYTHON3 lacks numpy/h5py"; exit 77; }
+need_numpy
 ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"; export ASAN_OPTIONS
-MK="$top_builddir/tests/unit/test_aggregate_mkdelta"
-IN=""
-for s in 1 2 3 4 5; do
-    "$MK" "$w/u$s.bd.h5" --owner "u$s" --seed $s --shape-rows 11000 > /dev/null || exit 1
-    IN="$IN $w/u$s.bd.h5"
-done
+users 5 --shape-rows 11000
+IN="$w/u1.bd.h5 $w/u2.bd.h5 $w/u3.bd.h5 $w/u4.bd.h5 $w/u5.bd.h5"
 ARGS="--method trimmed-mean --trim 0.25 --chunk-mb 0.001"
 "$DELTASOUP" aggregate $ARGS -o "$w/ref.bd.h5" --quiet $IN > "$w/ref.log" 2>&1 || { cat "$w/ref.log"; exit 1; }
 ref=$(grep '^content_sha256' "$w/ref.log")

@@ -18,7 +18,7 @@ command -v timeout > /dev/null || { echo "skip: no timeout(1)"; exit 77; }
 name=stale-$$.bd.h5
 sem=/dev/shm/sem.OMPIO_$name
 trap 'rm -rf "$w" "$sem"' EXIT
-"$top_builddir/tests/unit/test_aggregate_mkdelta" "$w/$name" --owner u1 --seed 1 > /dev/null || exit 1
+"$MK" "$w/$name" --owner u1 --seed 1 > /dev/null || exit 1
 # the stale semaphore: created at 0 and left so, as a killed holder leaves it
 $PYTHON3 - "/OMPIO_$name" << 'PY' || exit 1
 import ctypes, os, sys
