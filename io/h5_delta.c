@@ -244,22 +244,43 @@ static int check_write(ds_delta_file *f, int i, int p)
     return 0;
 }
 
-/* Digest part p of entry i (its data as stored) and mark it written. */
-static void digest_part(ds_delta_file *f, int i, int p, const void *data)
+static void part_info(const ds_delta_file *f, int i, int p, ds_tinfo *t)
+{
+    ds_delta_entry_info(&f->meta.entries[i], p == PART_SIGNS ? "signs" : p == PART_SCALE ? "scale" : "dense", t);
+}
+
+/* Record dg as the digest of part p of entry i and mark it written. */
+static void record_part(ds_delta_file *f, int i, int p, const ds_tinfo *t, const ds_digest *dg)
 {
     ds_named_digest *d = &f->digests[f->n_digests++];
-    ds_tinfo t;
-    ds_delta_entry_info(&f->meta.entries[i], p == PART_SIGNS ? "signs" : p == PART_SCALE ? "scale" : "dense", &t);
-    snprintf(d->name, sizeof d->name, "%s", t.name);
-    ds_entry_digest(&t, data, &d->digest);
+    snprintf(d->name, sizeof d->name, "%s", t->name);
+    d->digest = *dg;
     f->written[i] |= (unsigned char)p;
 }
 
+/* Digest part p of entry i (its data as stored) and mark it written. */
+static void digest_part(ds_delta_file *f, int i, int p, const void *data)
+{
+    ds_tinfo t;
+    ds_digest dg;
+    part_info(f, i, p, &t);
+    ds_entry_digest(&t, data, &dg);
+    record_part(f, i, p, &t, &dg);
+}
+
+/* Write a part, its digest computed (on a second thread) while it is written. */
 static int write_part(ds_delta_file *f, int i, int p, hid_t dset, hid_t memtype, int64_t nrows, const void *data)
 {
     int rc = check_write(f, i, p);
-    if (!rc) rc = ds_h5_write_rows(dset, memtype, 0, nrows, data);
-    if (!rc) digest_part(f, i, p, data);
+    if (rc) return rc;
+    ds_tinfo t;
+    ds_digest dg;
+    part_info(f, i, p, &t);
+    ds_sha256_async *h = ds_sha256_async_new(ds_entry_digest_begin(&t));
+    ds_sha256_async_update(h, data, ds_tinfo_bytes(&t));
+    rc = ds_h5_write_rows(dset, memtype, 0, nrows, data);
+    ds_sha256_final(ds_sha256_async_end(h), &dg);
+    if (!rc) record_part(f, i, p, &t, &dg);
     return rc;
 }
 

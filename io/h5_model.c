@@ -24,7 +24,23 @@ struct ds_model_file {
      * "sha256" of each dataset; has_rec[i] = 0 in files written before) */
     ds_digest *rec;
     unsigned char *has_rec;
+    /* scratch buffers of the reads and writes, grown to the largest need
+     * and kept until close: no allocation (and no first-touch page faults)
+     * per tensor */
+    void *scratch[3];
+    size_t scratch_cap[3];
 };
+
+/* Scratch buffer k (0..2) of at least n bytes; its content is not kept. */
+static void *scratch(ds_model_file *f, int k, size_t n)
+{
+    if (n > f->scratch_cap[k]) {
+        free(f->scratch[k]);
+        f->scratch[k] = ds_malloc(n);
+        f->scratch_cap[k] = n;
+    }
+    return f->scratch[k];
+}
 
 /* Messages of collective calls are printed once by ds_ctx_agree under this
  * label (the library does not know the job's name). */
@@ -145,6 +161,7 @@ static void model_free(ds_model_file *f)
     free(f->digests);
     free(f->rec);
     free(f->has_rec);
+    for (int k = 0; k < 3; k++) free(f->scratch[k]);
     free(f);
 }
 
@@ -380,9 +397,9 @@ static int digest_tensor(ds_model_file *f, int i, ds_dtype want, void *want_buf,
     int direct = want_buf && want == t->dtype;
     size_t cap = (size_t)(per * re) * es + 1;
     char *sbuf[2] = {NULL, NULL};
-    if (!direct) sbuf[0] = ds_malloc(cap), sbuf[1] = ds_malloc(cap);
+    if (!direct) sbuf[0] = scratch(f, 0, cap), sbuf[1] = scratch(f, 1, cap);
     float *tmp = want_buf && !direct && want != DS_DTYPE_F32 && t->dtype != DS_DTYPE_F32
-                     ? ds_malloc(sizeof(float) * (size_t)(per * re) + 1)
+                     ? scratch(f, 2, sizeof(float) * (size_t)(per * re) + 1)
                      : NULL;
     ds_sha256_async *h = ds_sha256_async_new(ds_entry_digest_begin(t));
     int rc = 0, piece = 0;
@@ -405,9 +422,6 @@ static int digest_tensor(ds_model_file *f, int i, ds_dtype want, void *want_buf,
         }
     }
     ds_sha256_final(ds_sha256_async_end(h), out);
-    free(sbuf[0]);
-    free(sbuf[1]);
-    free(tmp);
     return rc;
 }
 
@@ -474,6 +488,18 @@ int ds_model_read_rows(ds_model_file *f, const char *name, ds_dtype want, int64_
     ds_digest d;
     int rc = digest_tensor(f, i, want, buf, &d);
     if (!rc && memcmp(d.b, f->rec[i].b, 32) != 0) rc = mismatch(f->path, t->name);
+    return rc;
+}
+
+int ds_model_read_tensor_digest(ds_model_file *f, const char *name, ds_dtype want, void *buf, ds_digest *digest)
+{
+    int i = tensor_index(f, name);
+    if (i < 0) return -i;
+    if (!is_model_dtype(want))
+        return ds_err(DS_EXIT_FAIL, "%s: tensor %s: cannot read as %s", f->path, name, ds_dtype_name(want));
+    int rc = digest_tensor(f, i, want, buf, digest);
+    if (!rc && !f->writing && f->has_rec[i] && ds_verify_enabled() && memcmp(digest->b, f->rec[i].b, 32) != 0)
+        rc = mismatch(f->path, name);
     return rc;
 }
 
@@ -796,31 +822,34 @@ int ds_model_write_tensor(ds_model_file *f, const char *name, ds_dtype src, cons
     if (src != t->dtype) {
         /* Convert with deltasoup's rounding (not HDF5's) and keep the result:
          * the content hash is over the stored values. */
-        conv = ds_malloc(ds_tinfo_bytes(t));
+        conv = scratch(f, 0, ds_tinfo_bytes(t));
         if (src == DS_DTYPE_F32) {
             ds_from_f32(t->dtype, data, conv, n);
         } else if (t->dtype == DS_DTYPE_F32) {
             ds_to_f32(src, data, conv, n);
         } else {
             const size_t piece = (size_t)1 << 20;
-            float *tmp = ds_malloc(sizeof(float) * (n < piece ? n : piece));
+            float *tmp = scratch(f, 1, sizeof(float) * (n < piece ? n : piece));
             for (size_t o = 0; o < n; o += piece) {
                 size_t k = n - o < piece ? n - o : piece;
                 ds_to_f32(src, (const char *)data + o * ds_dtype_size(src), tmp, k);
                 ds_from_f32(t->dtype, tmp, (char *)conv + o * ds_dtype_size(t->dtype), k);
             }
-            free(tmp);
         }
         stored = conv;
     }
+    /* the digest of the stored values is computed while they are written */
+    ds_sha256_async *h = ds_sha256_async_new(ds_entry_digest_begin(t));
+    ds_sha256_async_update(h, stored, ds_tinfo_bytes(t));
     int rc = ds_h5_write_rows(f->dsets[i], ds_h5_type(t->dtype), 0, t->shape[0], stored);
+    ds_digest dg;
+    ds_sha256_final(ds_sha256_async_end(h), &dg);
     if (!rc) {
         ds_named_digest *d = &f->digests[f->n_digests++];
         strcpy(d->name, t->name);
-        ds_entry_digest(t, stored, &d->digest);
+        d->digest = dg;
         f->written[i] = 1;
     }
-    free(conv);
     return rc;
 }
 

@@ -27,6 +27,7 @@
 #define DS_IO_H5_MODEL_H
 #include <mpi.h>
 #include "src/ds.h"
+#include "src/hash.h"
 #include "io/tok_files.h"
 #include "io/tokenizer.h"
 
@@ -60,6 +61,11 @@ const char *ds_model_path(const ds_model_file *f);
  * (conversions round to nearest even, kernels/half.h). Reading in the stored
  * dtype (meta->tensors[i].dtype) gives the exact stored bits. */
 int ds_model_read_tensor(ds_model_file *f, const char *name, ds_dtype want, void *buf);
+/* ds_model_read_tensor that also gives the tensor's entry digest
+ * (ds_entry_digest of the stored bytes, src/hash.h), computed while reading
+ * (verified against the recorded one unless --no-verify): a job that needs
+ * the digest of what it read (compress, for base_sha256) hashes it once. */
+int ds_model_read_tensor_digest(ds_model_file *f, const char *name, ds_dtype want, void *buf, ds_digest *digest);
 /* Read rows [row0, row0+nrows) of a 2-D (or 1-D: elements) tensor. */
 int ds_model_read_rows(ds_model_file *f, const char *name, ds_dtype want, int64_t row0,
                        int64_t nrows, void *buf);

@@ -148,11 +148,11 @@ static int compress_one(const opts *o, ds_dev *dev, ds_model_file *bf, ds_model_
     size_t bytes = ds_tinfo_bytes(t);
     b->wb = grow(b->wb, &b->capb, bytes);
     b->wf = grow(b->wf, &b->capf, bytes);
-    int rc = ds_model_read_tensor(bf, t->name, t->dtype, b->wb);
+    /* the base's digest (for base_sha256) is the one computed while reading */
+    int rc = ds_model_read_tensor_digest(bf, t->name, t->dtype, b->wb, &dig->digest);
     if (!rc) rc = ds_model_read_tensor(ff, t->name, t->dtype, b->wf);
     if (rc) return rc;
     snprintf(dig->name, DS_NAME_MAX, "%s", t->name);
-    ds_entry_digest(t, b->wb, &dig->digest);
     int64_t bad;
     if (e->coded) {
         b->bits = grow(b->bits, &b->capbits, sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row));
