@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "kernels/cpu/bitstat.h"
 #include "kernels/cpu/popcount.h"
 #include "src/ds.h"
 
@@ -71,163 +72,116 @@ void ds_agg_trimmed_bits_ref(const ds_agg_bits *c, size_t k, float *out, uint64_
     free(ords);
 }
 
-/* ---- fast path (per-tensor and per-row scales) */
-
-/* In-place transpose of a 64 x 64 bit matrix: afterwards bit j of a[i] is
- * bit i of a[j] before (recursive block swap, Hacker's Delight 7-3). */
-static void transpose64(uint64_t a[64])
-{
-    uint64_t m = 0x00000000FFFFFFFFull;
-    for (unsigned j = 32; j; j >>= 1, m ^= m << j)
-        for (unsigned k = 0; k < 64; k = ((k | j) + 1) & ~j) {
-            const uint64_t t = ((a[k] >> j) ^ a[k | j]) & m;
-            a[k] ^= t << j;
-            a[k | j] ^= t;
-        }
-}
-
-/* Position of the set bit of rank r (0-based) of x; r < popcount(x). */
-static inline unsigned select64(uint64_t x, unsigned r)
-{
-    unsigned pos = 0;
-    for (unsigned w = 32; w; w >>= 1) {
-        const unsigned c = (unsigned)pc64(x & ((1ull << w) - 1));
-        if (r >= c) {
-            r -= c;
-            x >>= w;
-            pos += w;
-        }
-    }
-    return pos;
-}
-
-/* The set bits of x whose rank among them lies in [a, b). */
-static inline uint64_t rank_range(uint64_t x, long a, long b)
-{
-    const long p = pc64(x);
-    if (a < 0) a = 0;
-    if (b > p) b = p;
-    if (a >= b) return 0;
-    uint64_t keep = x;
-    if (a > 0) keep &= ~((1ull << select64(x, (unsigned)a)) - 1);
-    if (b < p) keep &= (1ull << select64(x, (unsigned)b)) - 1;
-    return keep;
-}
-
-#define PLANES 40 /* bit-sliced counters: up to 2^40 coordinates between flushes */
-
+/* ---- fast path (per-tensor and per-row scales): kernels/cpu/bitstat.h.
+ * Users at positions q = 0..n-1 in ascending (m, index). Per word of 64
+ * coordinates: the users' b' words (B, by position) are transposed into one
+ * mask of users per coordinate (T); keep selects the kept positions by rank
+ * (K). A few kept values per coordinate (the median) are summed walking the
+ * kept bits; many (trimmed mean) through K transposed back to one mask of
+ * coordinates per user and masked adds, 64 coordinates at a time. Either way
+ * each coordinate's sum is the _ref twin's: +m or -m of the kept users in
+ * ascending position, in double, from 0.0. */
 typedef struct {
-    size_t n, nw, ng; /* users, 64-user words, 8-user byte groups */
+    size_t n, nw;
     mag_idx *o;
-    uint64_t *flip, *valid;
-    double *tab;    /* ng x 256: sum of m over the users of a byte pattern */
-    uint64_t *cnt;  /* nw x PLANES: kept counts per user position */
-    uint64_t *T;    /* nw x 64: transposed bits of one word of coordinates */
+    double *m;            /* |g| by position */
+    double *sm;           /* -|g|, +|g| by position (2 q + b') */
+    uint64_t *flip;       /* all ones for a negative scale, by position */
+    const uint64_t **row; /* the current row of the user at each position */
+    uint64_t *B, *T, *K, *pos, *neg; /* 64 * nw each */
+    double acc[64];
 } fast_state;
 
 static void fast_init(fast_state *s, size_t n)
 {
     s->n = n;
     s->nw = (n + 63) / 64;
-    s->ng = (n + 7) / 8;
+    const size_t nb = 64 * s->nw;
     s->o = ds_malloc(sizeof(mag_idx) * n);
-    s->flip = ds_malloc(sizeof(uint64_t) * s->nw);
-    s->valid = ds_malloc(sizeof(uint64_t) * s->nw);
-    s->tab = ds_malloc(sizeof(double) * 256 * s->ng);
-    s->cnt = ds_calloc(s->nw * PLANES, sizeof(uint64_t));
-    s->T = ds_malloc(sizeof(uint64_t) * 64 * s->nw);
-    for (size_t j = 0; j < s->nw; j++) s->valid[j] = n - 64 * j >= 64 ? ~0ull : (1ull << (n - 64 * j)) - 1;
-    for (size_t q = 0; q < n; q++) s->o[q] = (mag_idx){0.0f, (uint32_t)q};
+    s->m = ds_calloc(nb, sizeof(double));
+    s->sm = ds_calloc(2 * nb, sizeof(double));
+    s->flip = ds_calloc(nb, sizeof(uint64_t));
+    s->row = ds_malloc(sizeof(uint64_t *) * n);
+    s->B = ds_calloc(nb, sizeof(uint64_t));
+    s->T = ds_calloc(nb, sizeof(uint64_t));
+    s->K = ds_calloc(nb, sizeof(uint64_t));
+    s->pos = ds_calloc(nb, sizeof(uint64_t));
+    s->neg = ds_calloc(nb, sizeof(uint64_t));
 }
 
 static void fast_free(fast_state *s)
 {
-    free(s->o);
-    free(s->flip);
-    free(s->valid);
-    free(s->tab);
-    free(s->cnt);
-    free(s->T);
+    free(s->o), free(s->m), free(s->sm), free(s->flip), free(s->row);
+    free(s->B), free(s->T), free(s->K), free(s->pos), free(s->neg);
 }
 
-/* Add the counters into kept[] (by user) and clear them. */
-static void fast_flush(fast_state *s, uint64_t *kept)
+static void fast_order(fast_state *s, const float *const *scale, size_t idx)
 {
-    if (!kept) return;
-    for (size_t j = 0; j < s->nw; j++) {
-        uint64_t *pl = s->cnt + j * PLANES;
-        for (size_t q = 0; q < 64 && 64 * j + q < s->n; q++) {
-            uint64_t v = 0;
-            for (int p = 0; p < PLANES; p++) v |= ((pl[p] >> q) & 1u) << p;
-            kept[s->o[64 * j + q].u] += v;
-        }
-        memset(pl, 0, sizeof(uint64_t) * PLANES);
-    }
-}
-
-static void fast_order(fast_state *s, const float *const *scale, size_t idx, uint64_t *kept)
-{
-    fast_flush(s, kept);
     order_users(s->n, scale, idx, s->o);
-    memset(s->flip, 0, sizeof(uint64_t) * s->nw);
-    for (size_t q = 0; q < s->n; q++)
-        if (scale[s->o[q].u][idx] < 0.0f) s->flip[q / 64] |= 1ull << (q % 64);
-    for (size_t g = 0; g < s->ng; g++) {
-        double *t = s->tab + 256 * g;
-        t[0] = 0.0;
-        for (unsigned b = 1; b < 256; b++) {
-            const size_t q = 8 * g + (size_t)__builtin_ctz(b);
-            t[b] = t[b & (b - 1)] + (q < s->n ? (double)s->o[q].m : 0.0);
-        }
+    for (size_t q = 0; q < s->n; q++) {
+        s->m[q] = (double)s->o[q].m;
+        s->sm[2 * q] = -s->m[q];
+        s->sm[2 * q + 1] = s->m[q];
+        s->flip[q] = scale[s->o[q].u][idx] < 0.0f ? ~0ull : 0;
     }
 }
 
-static inline void counter_add(uint64_t *pl, uint64_t m)
+/* Few kept values per coordinate: walk the kept bits in position order. */
+/* x / div, as a multiply when div is a power of two (exact either way). */
+static inline float mean_of(double x, double div, double inv, int pow2) { return (float)(pow2 ? x * inv : x / div); }
+
+static void sum_walk(fast_state *s, size_t ncoord, double div, float *out, uint64_t *kept)
 {
-    for (int p = 0; m; p++) {
-        const uint64_t t = pl[p] & m;
-        pl[p] ^= m;
-        m = t;
+    const int pow2 = div == 1.0 || div == 2.0;
+    const double inv = 1.0 / div;
+    for (size_t cc = 0; cc < ncoord; cc++) {
+        double sum = 0.0;
+        for (size_t j = 0; j < s->nw; j++)
+            for (uint64_t x = s->K[64 * j + cc]; x; x &= x - 1) {
+                const unsigned b = (unsigned)__builtin_ctzll(x);
+                const size_t q = 64 * j + b;
+                sum += s->sm[2 * q + ((s->T[64 * j + cc] >> b) & 1u)]; /* branchless: data dependent */
+                if (kept) kept[s->o[q].u]++;
+            }
+        out[cc] = mean_of(sum, div, inv, pow2);
     }
+}
+
+/* Many kept values: K transposed to coordinates per user, masked adds. */
+__attribute__((target_clones("popcnt", "default"))) static void sum_masked(fast_state *s, size_t ncoord, double div, float *out, uint64_t *kept)
+{
+    const uint64_t cmask = ncoord == 64 ? ~0ull : (1ull << ncoord) - 1;
+    for (size_t j = 0; j < s->nw; j++) ds_bit_transpose64(s->K + 64 * j);
+    for (size_t q = 0; q < s->n; q++) {
+        const uint64_t k = s->K[q] & cmask;
+        s->pos[q] = k & s->B[q];
+        s->neg[q] = k & ~s->B[q];
+        if (kept) kept[s->o[q].u] += (uint64_t)__builtin_popcountll(k);
+    }
+    memset(s->acc, 0, sizeof s->acc);
+    ds_bitstat_accum(s->n, s->m, s->pos, s->neg, s->acc);
+    for (size_t cc = 0; cc < ncoord; cc++) out[cc] = (float)(s->acc[cc] / div);
 }
 
 /* One row of coordinates with the current order. */
-/* popcnt matters here: the portable __builtin_popcountll is a libgcc call */
-__attribute__((target_clones("popcnt", "default"))) static void fast_row(fast_state *s, const ds_agg_bits *c, size_t r, size_t k, float *out, int count)
+static void fast_row(fast_state *s, const ds_agg_bits *c, size_t r, size_t k, float *out, uint64_t *kept)
 {
-    const size_t n = s->n, W = ds_bitpack_words(c->cols);
-    const long lo = (long)k, hi = (long)(n - 1 - k);
+    const size_t n = s->n, W = ds_bitpack_words(c->cols), lo = k, hi = n - 1 - k;
     const double div = (double)(hi - lo + 1);
+    const int walk = hi - lo + 1 <= 4 + n / 16;
+    for (size_t q = 0; q < n; q++) s->row[q] = c->bits[s->o[q].u] + r * W;
     for (size_t w = 0; w < W; w++) {
-        for (size_t j = 0; j < s->nw; j++) {
-            uint64_t *A = s->T + 64 * j;
-            for (size_t q = 0; q < 64; q++) {
-                const size_t qq = 64 * j + q;
-                A[q] = qq < n ? c->bits[s->o[qq].u][r * W + w] ^ (0 - ((s->flip[j] >> q) & 1u)) : 0;
-            }
-            transpose64(A);
-        }
         const size_t ncoord = c->cols - 64 * w < 64 ? c->cols - 64 * w : 64;
-        for (size_t cc = 0; cc < ncoord; cc++) {
-            long c1 = 0;
-            for (size_t j = 0; j < s->nw; j++) c1 += pc64(s->T[64 * j + cc]);
-            const long c0 = (long)n - c1;
-            const long a1 = lo - c0, b1 = hi - c0 + 1, a0 = c0 - 1 - hi, b0 = c0 - lo;
-            long seen1 = 0, seen0 = 0;
-            double sum = 0.0;
-            for (size_t j = 0; j < s->nw; j++) {
-                const uint64_t x1 = s->T[64 * j + cc], x0 = ~x1 & s->valid[j];
-                const uint64_t k1 = rank_range(x1, a1 - seen1, b1 - seen1);
-                const uint64_t k0 = rank_range(x0, a0 - seen0, b0 - seen0);
-                seen1 += pc64(x1);
-                seen0 += pc64(x0);
-                const double *t = s->tab + 256 * 8 * j;
-                for (size_t g = 0; g < 8 && 8 * j + g < s->ng; g++, t += 256)
-                    sum += t[(k1 >> (8 * g)) & 0xff] - t[(k0 >> (8 * g)) & 0xff];
-                if (count) counter_add(s->cnt + j * PLANES, k1 | k0);
-            }
-            out[r * c->cols + 64 * w + cc] = (float)(sum / div);
-        }
+        if (w % 8 == 0) /* 64 streams, one word each per block: fetch the next lines */
+            for (size_t q = 0; q < n; q++) __builtin_prefetch(s->row[q] + w + 16);
+        for (size_t q = 0; q < n; q++) s->B[q] = s->row[q][w] ^ s->flip[q];
+        memcpy(s->T, s->B, sizeof(uint64_t) * 64 * s->nw);
+        for (size_t j = 0; j < s->nw; j++) ds_bit_transpose64(s->T + 64 * j);
+        if (ncoord < 64)
+            for (size_t j = 0; j < s->nw; j++) memset(s->K + 64 * j + ncoord, 0, sizeof(uint64_t) * (64 - ncoord));
+        ds_bitstat_keep(n, s->T, ncoord, lo, hi, s->K);
+        if (walk) sum_walk(s, ncoord, div, out + r * c->cols + 64 * w, kept);
+        else sum_masked(s, ncoord, div, out + r * c->cols + 64 * w, kept);
     }
 }
 
@@ -239,14 +193,13 @@ void ds_agg_trimmed_bits(const ds_agg_bits *c, size_t k, float *out, uint64_t *k
     }
     fast_state s;
     fast_init(&s, c->n);
-    /* With k = 0 every value is kept: no counters needed. */
-    const int count = kept && k > 0;
+    /* With k = 0 every value is kept: no counting needed. */
+    uint64_t *cnt = k > 0 ? kept : NULL;
     for (size_t r = 0; r < c->rows; r++) {
-        if (r == 0 || c->kind == DS_SCALE_ROW) fast_order(&s, c->scale, r, count ? kept : NULL);
-        fast_row(&s, c, r, k, out, count);
+        if (r == 0 || c->kind == DS_SCALE_ROW) fast_order(&s, c->scale, r);
+        fast_row(&s, c, r, k, out, cnt);
     }
-    fast_flush(&s, count ? kept : NULL);
-    if (kept && !count)
+    if (kept && !cnt)
         for (size_t u = 0; u < c->n; u++) kept[u] += c->rows * c->cols;
     fast_free(&s);
 }

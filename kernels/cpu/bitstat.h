@@ -1,0 +1,36 @@
+/* Bit-level order statistics of 1-bit values (src/aggregate.c's trimmed
+ * mean and median): the building blocks on blocks of 64 coordinates x up to
+ * 64 users per word. Portable _ref twins and AVX-512 (GFNI, VBMI, BMI2)
+ * variants chosen at run time through kernels/cpu/dispatch.h (DS_SIMD); all
+ * variants give bit-identical results. */
+#ifndef DS_KERNELS_CPU_BITSTAT_H
+#define DS_KERNELS_CPU_BITSTAT_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* In-place transpose of a 64 x 64 bit matrix: afterwards bit j of a[i] is
+ * bit i of a[j] before. */
+void ds_bit_transpose64(uint64_t a[64]);
+void ds_bit_transpose64_ref(uint64_t a[64]);
+
+/* Kept masks of a trimmed block. n users in ascending order (positions
+ * q = 0..n-1), nw = ceil(n / 64) words of 64 positions. T[64 j + c] has bit
+ * q set when the user at position 64 j + q has value +m (b' = 1) at
+ * coordinate c (c < ncoord <= 64); bits of positions >= n are ignored. In
+ * the value order (clear bits by descending position, then set bits by
+ * ascending position) the values of rank lo..hi are kept: K[64 j + c] gets
+ * the kept positions (set and clear) of coordinate c. */
+void ds_bitstat_keep(size_t n, const uint64_t *T, size_t ncoord, size_t lo, size_t hi, uint64_t *K);
+void ds_bitstat_keep_ref(size_t n, const uint64_t *T, size_t ncoord, size_t lo, size_t hi, uint64_t *K);
+
+/* Signed masked sums, in position order: for q = 0..nq-1, acc[c] += m[q]
+ * for every bit c of pos[q], then acc[c] -= m[q] for every bit c of neg[q]
+ * (pos[q] & neg[q] == 0). Each lane is a chain of double additions in q
+ * order, the same in every variant. */
+void ds_bitstat_accum(size_t nq, const double *m, const uint64_t *pos, const uint64_t *neg, double acc[64]);
+void ds_bitstat_accum_ref(size_t nq, const double *m, const uint64_t *pos, const uint64_t *neg, double acc[64]);
+
+/* The variant in use: "ref" or "avx512" (avx2 uses the _ref twins but
+ * pdep for keep). */
+const char *ds_bitstat_variant(void);
+#endif
