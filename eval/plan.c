@@ -96,9 +96,11 @@ void ds_eval_plan_free(ds_eval_plan *p)
 int ds_eval_load_model(const ds_ctx *ctx, const char *model, const char *delta, int force, ds_llama *m,
                        ds_tokenizer *tok)
 {
-    int rc = ds_llama_load_path(ctx, model, m, tok, NULL);
+    /* weights as stored (bf16: 2 bytes a parameter); the delta is added in
+     * that precision, as apply would */
+    int rc = ds_llama_load_path_as(ctx, model, m, tok, NULL, DS_LLAMA_LOAD_STORED);
     if (rc) return rc;
-    if (delta && (rc = ds_delta_apply_to_model(ctx, delta, model, force, &m->cfg, m->n_tensors, m->tinfo, m->w))) {
+    if (delta && (rc = ds_delta_apply_to_model(ctx, delta, model, force, &m->cfg, m->n_tensors, m->tinfo, m->p))) {
         ds_llama_free(m);
         ds_tokenizer_free(tok);
     }

@@ -33,7 +33,7 @@ int ds_delta_add_entry(ds_delta_file *d, int k, ds_dtype dt, void *w, ds_delta_a
     return rc;
 }
 
-int ds_delta_apply_f32(ds_delta_file *d, int n, const ds_tinfo *tinfo, float *const *w)
+int ds_delta_apply_weights(ds_delta_file *d, int n, const ds_tinfo *tinfo, void *const *w)
 {
     const ds_delta_meta *m = ds_delta_get_meta(d);
     const char *path = ds_delta_path(d);
@@ -46,14 +46,18 @@ int ds_delta_apply_f32(ds_delta_file *d, int n, const ds_tinfo *tinfo, float *co
         if (!ds_tinfo_same_shape(&tinfo[i], &e->t))
             return ds_err(DS_EXIT_INPUT, "%s: tensor %s: delta shape %s, model shape %s", path, e->t.name,
                           ds_shape_str(&e->t, s1, sizeof s1), ds_shape_str(&tinfo[i], s2, sizeof s2));
-        int rc = ds_delta_add_entry(d, k, DS_DTYPE_F32, w[i], NULL, NULL);
+        int rc = ds_delta_add_entry(d, k, tinfo[i].dtype, w[i], NULL, NULL);
         if (rc) return rc;
+        int64_t bad = ds_find_nonfinite(tinfo[i].dtype, w[i], (size_t)ds_tinfo_numel(&tinfo[i]));
+        if (bad >= 0)
+            return ds_err(DS_EXIT_INPUT, "%s: tensor %s: base + delta is not finite at element %lld (in %s)", path,
+                          e->t.name, (long long)bad, ds_dtype_name(tinfo[i].dtype));
     }
     return 0;
 }
 
 int ds_delta_apply_to_model(const ds_ctx *ctx, const char *delta_path, const char *base_path, int force,
-                               const ds_config *cfg, int n, const ds_tinfo *tinfo, float *const *w)
+                               const ds_config *cfg, int n, const ds_tinfo *tinfo, void *const *w)
 {
     /* The base's recorded content hash: its metadata only, no tensor is read. */
     ds_model_file *bf;
@@ -67,7 +71,7 @@ int ds_delta_apply_to_model(const ds_ctx *ctx, const char *delta_path, const cha
     const ds_delta_meta *m = ds_delta_get_meta(d);
     rc = ds_delta_check_base(delta_path, m->base_sha256, base_path, base_sha, force, ctx->rank);
     if (!rc) rc = ds_delta_check_config(delta_path, &m->cfg, base_path, cfg);
-    if (!rc) rc = ds_delta_apply_f32(d, n, tinfo, w);
+    if (!rc) rc = ds_delta_apply_weights(d, n, tinfo, w);
     ds_delta_close(d);
     return ds_ctx_agree(ctx, rc);
 }

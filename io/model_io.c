@@ -11,11 +11,27 @@
 #include <unistd.h>
 #include "src/shard.h"
 
-int ds_llama_load(ds_llama *m, ds_model_file *f)
+int ds_llama_load(ds_llama *m, ds_model_file *f) { return ds_llama_load_as(m, f, DS_LLAMA_LOAD_F32); }
+
+int ds_llama_load_as(ds_llama *m, ds_model_file *f, ds_llama_load_prec prec)
 {
     const ds_model_meta *meta = ds_model_get_meta(f);
     const char *path = ds_model_path(f);
-    int rc = ds_llama_init(m, &meta->cfg);
+    ds_dtype *dt = NULL;
+    if (prec == DS_LLAMA_LOAD_STORED) {
+        /* the stored dtype of each tensor the engine will ask for */
+        ds_tinfo *ti;
+        int n = ds_llama_tensors(&meta->cfg, &ti);
+        if (n < 0) return ds_err(-n, "%s: %s", path, ds_errmsg());
+        dt = ds_malloc((size_t)n * sizeof *dt);
+        for (int i = 0; i < n; i++) {
+            int j = ds_model_find(f, ti[i].name);
+            dt[i] = j < 0 ? DS_DTYPE_F32 : meta->tensors[j].dtype;
+        }
+        free(ti);
+    }
+    int rc = ds_llama_init_dtypes(m, &meta->cfg, dt);
+    free(dt);
     if (rc) return ds_err(rc, "%s: %s", path, ds_errmsg());
     for (int i = 0; i < m->n_tensors && !rc; i++) {
         const ds_tinfo *t = &m->tinfo[i];
@@ -27,8 +43,8 @@ int ds_llama_load(ds_llama *m, ds_model_file *f)
                    meta->tensors[j].shape[0] != t->shape[0]) {
             rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s has shape %s, the config needs %s", path, t->name,
                         ds_shape_str(&meta->tensors[j], got, sizeof got), ds_shape_str(t, want, sizeof want));
-        } else if (!(rc = ds_model_read_tensor(f, t->name, DS_DTYPE_F32, m->w[i]))) {
-            int64_t bad = ds_find_nonfinite(DS_DTYPE_F32, m->w[i], (size_t)ds_tinfo_numel(t));
+        } else if (!(rc = ds_model_read_tensor(f, t->name, t->dtype, m->p[i]))) {
+            int64_t bad = ds_find_nonfinite(t->dtype, m->p[i], (size_t)ds_tinfo_numel(t));
             if (bad >= 0)
                 rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: non-finite value at element %lld", path, t->name,
                             (long long)bad);
@@ -40,13 +56,19 @@ int ds_llama_load(ds_llama *m, ds_model_file *f)
 
 int ds_llama_load_path(const ds_ctx *ctx, const char *path, ds_llama *m, ds_tokenizer *tok, ds_dtype **dtypes)
 {
+    return ds_llama_load_path_as(ctx, path, m, tok, dtypes, DS_LLAMA_LOAD_F32);
+}
+
+int ds_llama_load_path_as(const ds_ctx *ctx, const char *path, ds_llama *m, ds_tokenizer *tok, ds_dtype **dtypes,
+                          ds_llama_load_prec prec)
+{
     ds_model_file *f;
     memset(m, 0, sizeof *m);
     if (dtypes) *dtypes = NULL;
     int rc = ds_model_open(path, ctx->comm, &f);
     if (rc) return rc;
     int have_tok = 0;
-    rc = ds_llama_load(m, f);
+    rc = ds_llama_load_as(m, f, prec);
     if (!rc && tok) {
         if (!ds_model_get_meta(f)->has_tokenizer)
             rc = ds_err(DS_EXIT_INPUT, "%s: no tokenizer in the checkpoint (import it with --tokenizer)", path);
@@ -61,7 +83,7 @@ int ds_llama_load_path(const ds_ctx *ctx, const char *path, ds_llama *m, ds_toke
     rc = ds_ctx_agree(ctx, rc);
     ds_model_close(f);
     if (rc) {
-        if (m->w) ds_llama_free(m);
+        if (m->data) ds_llama_free(m);
         if (have_tok) ds_tokenizer_free(tok);
         if (dtypes) {
             free(*dtypes);
@@ -88,7 +110,7 @@ int ds_llama_save(const ds_llama *m, const ds_ctx *ctx, const char *path, const 
     int rc = ds_model_create(path, ctx->comm, &m->cfg, n, ti, tok, overwrite, &f);
     if (!rc) {
         for (int i = 0; i < n && !rc; i++)
-            if (owner[i] == ctx->rank) rc = ds_model_write_tensor(f, ti[i].name, DS_DTYPE_F32, m->w[i]);
+            if (owner[i] == ctx->rank) rc = ds_model_write_tensor(f, ti[i].name, m->tinfo[i].dtype, m->p[i]);
         rc = ds_model_commit(f, rc, NULL);
     }
     free(ti);

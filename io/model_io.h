@@ -1,5 +1,7 @@
-/* The model engine meets checkpoints and ranks: load the f32 weights from a
- * ds_model_file (so that a delta can be added afterwards), write a model back
+/* The model engine meets checkpoints and ranks: load the weights from a
+ * ds_model_file in f32 (jobs that train or take gradients) or in their
+ * stored precision (eval, generate; a delta is added afterwards in that
+ * precision, as apply would), write a model back
  * in chosen dtypes, OpenBLAS threads per rank, the perplexity of a set of
  * documents and a student-teacher comparison on token windows, both
  * data-parallel across ranks. */
@@ -12,18 +14,29 @@
 #include "src/ctx.h"
 #include "src/model.h"
 
+/* The precision of the weights in memory: all f32 (bf16/f16 converted), or
+ * every matrix as stored (F32, F16 or BF16; norms f32). */
+typedef enum { DS_LLAMA_LOAD_F32 = 0, DS_LLAMA_LOAD_STORED = 1 } ds_llama_load_prec;
+
 /* Independent: allocate m for the file's config and read every tensor as
  * f32 (bf16/f16 converted). 0 or a ds_exit code (message not yet printed). */
 int ds_llama_load(ds_llama *m, ds_model_file *f);
+/* The same in the precision prec: with DS_LLAMA_LOAD_STORED a bf16
+ * checkpoint takes ~2 bytes per parameter. */
+int ds_llama_load_as(ds_llama *m, ds_model_file *f, ds_llama_load_prec prec);
 
 /* Collective: open path, load the weights, and when tok is not NULL its
  * tokenizer (a checkpoint without one is an input error). When dtypes is not
  * NULL, *dtypes receives the stored dtype of each tensor in engine order.
  * Errors are printed once; returns the agreed code. */
 int ds_llama_load_path(const ds_ctx *ctx, const char *path, ds_llama *m, ds_tokenizer *tok, ds_dtype **dtypes);
+/* The same in the precision prec (ds_llama_load_path: DS_LLAMA_LOAD_F32). */
+int ds_llama_load_path_as(const ds_ctx *ctx, const char *path, ds_llama *m, ds_tokenizer *tok, ds_dtype **dtypes,
+                          ds_llama_load_prec prec);
 
 /* Collective: write m as a checkpoint at path (atomically, see
- * ds_model_commit), tensor i stored as dtypes[i] (NULL: all F32), with tok
+ * ds_model_commit), tensor i stored as dtypes[i] (NULL: all F32; converted
+ * from its dtype in memory), with tok
  * (may be NULL). Tensors are shared out across ranks by size; every rank
  * holds the same m. Returns the agreed code (already printed). */
 int ds_llama_save(const ds_llama *m, const ds_ctx *ctx, const char *path, const ds_dtype *dtypes,

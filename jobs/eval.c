@@ -253,7 +253,7 @@ static int load_everything(const ds_ctx *ctx, opts *o, ds_llama *base, ds_tokeni
     int rc = 0;
     for (int i = 0; i < p->n_tasks && !rc; i++) rc = ds_eval_task_load(&p->tasks[i], &o->eo);
     if ((rc = ds_ctx_agree(ctx, rc))) return rc;
-    if ((rc = ds_llama_load_path(ctx, o->model, base, tok, NULL))) return rc;
+    if ((rc = ds_llama_load_path_as(ctx, o->model, base, tok, NULL, DS_LLAMA_LOAD_STORED))) return rc;
     *have_tok = 1;
     if ((rc = ds_ctx_agree(ctx, ds_tokenizer_chat_template(tok, o->chat_opt, "--chat-template", &o->eo.chat_template))))
         return rc;
@@ -272,7 +272,7 @@ static int load_everything(const ds_ctx *ctx, opts *o, ds_llama *base, ds_tokeni
         ds_eval_task *t = &p->tasks[i];
         if (t->kind != DS_TASK_KL) continue;
         t->ref_model = ds_calloc(1, sizeof *t->ref_model);
-        if ((rc = ds_llama_load_path(ctx, t->ref, t->ref_model, NULL, NULL))) {
+        if ((rc = ds_llama_load_path_as(ctx, t->ref, t->ref_model, NULL, NULL, DS_LLAMA_LOAD_STORED))) {
             free(t->ref_model);
             t->ref_model = NULL;
             return rc;
@@ -371,10 +371,10 @@ static int evaluate_all(const ds_ctx *ctx, const opts *o, const ds_llama *base, 
     for (int mi = 0; mi < p->n_models && !rc; mi++) {
         const ds_eval_model *mr = &p->models[mi];
         /* a fresh copy of the base: no delta sees another's weights */
-        memcpy(work->w[0], base->w[0], (size_t)base->numel * sizeof(float));
+        ds_llama_copy(work, base);
         if (mr->path)
             rc = ds_delta_apply_to_model(ctx, mr->path, o->model, o->force, &base->cfg, work->n_tensors, work->tinfo,
-                                         work->w);
+                                         work->p);
         for (int ti = 0; ti < p->n_tasks && !rc; ti++) {
             rc = run_task(ctx, out, mr, &p->tasks[ti], env, &out->answers[mi]);
             done += p->tasks[ti].n;
@@ -423,7 +423,7 @@ static int run_tasks(const ds_ctx *ctx, opts *o)
          * with more threads, and a result must not depend on how many ranks
          * share a node. Parallelism comes from the ranks (one per core). */
         ds_llama_set_threads(1);
-        rc = ds_ctx_agree(ctx, ds_llama_init(&work, &base.cfg));
+        rc = ds_ctx_agree(ctx, ds_llama_init_like(&work, &base));
     }
     ds_eval_env env = {.m = &work, .tok = &tok, .refusal = ds_refusal_is_refusal, .o = &o->eo};
     if (!rc) rc = evaluate_all(ctx, o, &base, &work, &env, &out);

@@ -1,7 +1,9 @@
 /* Llama engine on CPU: weights, forward, losses, backward, KV-cached step,
- * AdamW (src/model.h). Matmuls go through cblas_sgemm/sgemv; activations
- * live in one workspace allocated per batch shape, so a training step does
- * no allocation. */
+ * AdamW (src/model.h). Matmuls with the weights go through
+ * kernels/cpu/gemm_bf16.h (cblas_sgemm/sgemv for f32 weights, exactly as
+ * before; f16/bf16 read directly), the attention's through cblas_sgemm;
+ * activations live in one workspace allocated per batch shape, so a
+ * training step does no allocation. */
 #include "config.h"
 #include "src/model.h"
 #include <cblas.h>
@@ -9,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cpu/gemm_bf16.h"
+#include "kernels/half.h"
 #include "src/vexp.h"
 
 static const char *const role_names[DS_LLAMA_ROLES] = {
@@ -19,49 +23,92 @@ static const char *const role_names[DS_LLAMA_ROLES] = {
 static void tinfo_set(ds_tinfo *t, const char *name, int64_t rows, int64_t cols)
 {
     snprintf(t->name, sizeof t->name, "%s", name);
-    t->dtype = DS_DTYPE_F32;
+    t->dtype = DS_DTYPE_F32; /* ds_llama_init_dtypes sets the matrices' */
     t->ndim = cols ? 2 : 1;
     t->shape[0] = rows;
     t->shape[1] = cols;
 }
 
-int ds_llama_init(ds_llama *m, const ds_config *cfg)
+int ds_llama_init(ds_llama *m, const ds_config *cfg) { return ds_llama_init_dtypes(m, cfg, NULL); }
+
+int ds_llama_init_like(ds_llama *m, const ds_llama *like)
 {
-    memset(m, 0, sizeof *m);
+    ds_dtype *dt = ds_malloc((size_t)like->n_tensors * sizeof *dt);
+    for (int i = 0; i < like->n_tensors; i++) dt[i] = like->tinfo[i].dtype;
+    int rc = ds_llama_init_dtypes(m, &like->cfg, dt);
+    free(dt);
+    return rc;
+}
+
+/* Tensor i's dtype as the kernels name it. */
+static inline ds_kdtype wdt(const ds_llama *m, int i) { return (ds_kdtype)m->tinfo[i].dtype; }
+
+int ds_llama_tensors(const ds_config *cfg, ds_tinfo **tinfo)
+{
+    *tinfo = NULL;
     int rc = ds_config_check(cfg, "model");
-    if (rc) return rc;
-    m->cfg = *cfg;
+    if (rc) return -rc;
     const int D = cfg->dim, F = cfg->hidden_dim, L = cfg->n_layers, V = cfg->vocab_size;
     const int KVD = D / cfg->n_heads * cfg->n_kv_heads;
-    m->n_tensors = 2 + DS_LLAMA_ROLES * L + (cfg->tied_embeddings ? 0 : 1);
-    m->tinfo = ds_calloc((size_t)m->n_tensors, sizeof *m->tinfo);
-    m->w = ds_calloc((size_t)m->n_tensors, sizeof *m->w);
-    m->offset = ds_calloc((size_t)m->n_tensors, sizeof *m->offset);
+    const int n = 2 + DS_LLAMA_ROLES * L + (cfg->tied_embeddings ? 0 : 1);
+    ds_tinfo *t = *tinfo = ds_calloc((size_t)n, sizeof *t);
     char name[DS_NAME_MAX];
-    tinfo_set(&m->tinfo[0], "model.embed_tokens.weight", V, D);
+    tinfo_set(&t[0], "model.embed_tokens.weight", V, D);
     for (int l = 0; l < L; l++) {
         static const int rows_of[DS_LLAMA_ROLES] = {0, 1, 2, 2, 1, 0, 3, 3, 1};
         for (int r = 0; r < DS_LLAMA_ROLES; r++) {
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, role_names[r]);
             int64_t rows = rows_of[r] == 2 ? KVD : rows_of[r] == 3 ? F : D;
             int64_t cols = rows_of[r] == 0 ? 0 : r == DS_LLAMA_DOWN ? F : D;
-            tinfo_set(&m->tinfo[ds_llama_index(l, r)], name, rows, cols);
+            tinfo_set(&t[ds_llama_index(l, r)], name, rows, cols);
         }
     }
-    tinfo_set(&m->tinfo[1 + DS_LLAMA_ROLES * L], "model.norm.weight", D, 0);
-    if (!cfg->tied_embeddings) tinfo_set(&m->tinfo[2 + DS_LLAMA_ROLES * L], "lm_head.weight", V, D);
+    tinfo_set(&t[1 + DS_LLAMA_ROLES * L], "model.norm.weight", D, 0);
+    if (!cfg->tied_embeddings) tinfo_set(&t[2 + DS_LLAMA_ROLES * L], "lm_head.weight", V, D);
+    return n;
+}
+
+int ds_llama_init_dtypes(ds_llama *m, const ds_config *cfg, const ds_dtype *dtypes)
+{
+    memset(m, 0, sizeof *m);
+    int n = ds_llama_tensors(cfg, &m->tinfo);
+    if (n < 0) return -n;
+    m->cfg = *cfg;
+    m->n_tensors = n;
+    m->w = ds_calloc((size_t)m->n_tensors, sizeof *m->w);
+    m->p = ds_calloc((size_t)m->n_tensors, sizeof *m->p);
+    m->offset = ds_calloc((size_t)m->n_tensors, sizeof *m->offset);
     int64_t total = 0;
+    size_t bytes = 0;
+    m->all_f32 = 1;
     for (int i = 0; i < m->n_tensors; i++) {
+        ds_tinfo *t = &m->tinfo[i];
+        const ds_dtype want = dtypes ? dtypes[i] : DS_DTYPE_F32;
+        if (t->ndim == 2 && (want == DS_DTYPE_F16 || want == DS_DTYPE_BF16)) t->dtype = want;
+        m->all_f32 &= t->dtype == DS_DTYPE_F32;
         m->offset[i] = total;
-        total += ds_tinfo_numel(&m->tinfo[i]);
+        total += ds_tinfo_numel(t);
     }
     m->numel = total;
-    float *buf = ds_calloc((size_t)total, sizeof(float));
-    for (int i = 0; i < m->n_tensors; i++) m->w[i] = buf + m->offset[i];
+    /* All F32: the tensors back to back (w[0] .. w[0] + numel). Otherwise
+     * each starts on a 64-byte boundary. */
+    size_t *at = ds_malloc((size_t)m->n_tensors * sizeof *at);
+    for (int i = 0; i < m->n_tensors; i++) {
+        if (!m->all_f32) bytes = (bytes + 63) & ~(size_t)63;
+        at[i] = bytes;
+        bytes += ds_tinfo_bytes(&m->tinfo[i]);
+    }
+    m->bytes = bytes;
+    m->data = ds_calloc(bytes ? bytes : 1, 1);
+    for (int i = 0; i < m->n_tensors; i++) {
+        m->p[i] = (char *)m->data + at[i];
+        if (m->tinfo[i].dtype == DS_DTYPE_F32) m->w[i] = m->p[i];
+    }
+    free(at);
 
     /* RoPE tables in double, rounded once: positions up to 512 and beyond
      * would lose ~1e-5 rad to a float angle. */
-    const int hs = D / cfg->n_heads, half = hs / 2;
+    const int hs = cfg->dim / cfg->n_heads, half = hs / 2;
     m->rope_cos = ds_malloc((size_t)cfg->max_seq_len * half * sizeof(float));
     m->rope_sin = ds_malloc((size_t)cfg->max_seq_len * half * sizeof(float));
     double *inv = ds_malloc((size_t)half * sizeof(double));
@@ -97,8 +144,9 @@ double ds_llama_rope_inv_freq(const ds_config *cfg, int i)
 
 void ds_llama_free(ds_llama *m)
 {
-    if (m->w) free(m->w[0]);
+    free(m->data);
     free(m->w);
+    free(m->p);
     free(m->tinfo);
     free(m->offset);
     free(m->rope_cos);
@@ -119,6 +167,16 @@ static double rng_normal(ds_rng *r)
     return sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2);
 }
 
+/* Element j of tensor i set to v, rounded to the tensor's dtype. */
+static void wset(ds_llama *m, int i, int64_t j, float v)
+{
+    switch (m->tinfo[i].dtype) {
+    case DS_DTYPE_BF16: ((uint16_t *)m->p[i])[j] = ds_f32_to_bf16(v); break;
+    case DS_DTYPE_F16: ((uint16_t *)m->p[i])[j] = ds_f32_to_f16(v); break;
+    default: m->w[i][j] = v; break;
+    }
+}
+
 void ds_llama_randomize(ds_llama *m, uint64_t seed, float std)
 {
     ds_rng r = {seed};
@@ -126,7 +184,26 @@ void ds_llama_randomize(ds_llama *m, uint64_t seed, float std)
         int64_t n = ds_tinfo_numel(&m->tinfo[i]);
         int is_norm = m->tinfo[i].ndim == 1;
         for (int64_t j = 0; j < n; j++)
-            m->w[i][j] = is_norm ? (float)(1.0 + 0.1 * rng_normal(&r)) : (float)(std * rng_normal(&r));
+            wset(m, i, j, is_norm ? (float)(1.0 + 0.1 * rng_normal(&r)) : (float)(std * rng_normal(&r)));
+    }
+}
+
+void ds_llama_copy(ds_llama *dst, const ds_llama *src)
+{
+    for (int i = 0; i < src->n_tensors; i++) {
+        const int64_t n = ds_tinfo_numel(&src->tinfo[i]);
+        const ds_dtype sd = src->tinfo[i].dtype, dd = dst->tinfo[i].dtype;
+        if (sd == dd) {
+            memcpy(dst->p[i], src->p[i], ds_tinfo_bytes(&src->tinfo[i]));
+        } else if (dd == DS_DTYPE_F32) {
+            ds_wconv_f32(wdt(src, i), src->p[i], dst->w[i], (size_t)n);
+        } else {
+            for (int64_t j = 0; j < n; j++) {
+                float v;
+                ds_wconv_f32(wdt(src, i), (const char *)src->p[i] + j * (int64_t)ds_dtype_size(sd), &v, 1);
+                wset(dst, i, j, v);
+            }
+        }
     }
 }
 
@@ -134,10 +211,19 @@ void ds_llama_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
 
 /* ---- building blocks */
 
+/* The matrices of the products below: tensor i of m in its dtype, and the
+ * workspace's panel scratch (NULL for an all-F32 model). */
+typedef struct {
+    ds_kdtype dt;
+    const void *p;
+    float *scratch;
+} wmat;
+
 /* y[N, out] (=|+=) x[N, in] @ W[out, in]^T */
-static void lin_fwd(float *y, const float *x, const float *W, int N, int in, int out, float beta)
+static void lin_fwd(float *y, const float *x, wmat W, int N, int in, int out, float beta)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, in, 1.0f, x, in, W, in, beta, y, out);
+    ds_gemm_xwt(W.dt, (size_t)N, (size_t)in, (size_t)out, x, W.p, beta, y, W.scratch,
+                W.scratch ? DS_GEMM_SCRATCH_FLOATS : 0);
 }
 
 /* dW[out, in] += dy[N, out]^T @ x[N, in] */
@@ -147,9 +233,17 @@ static void lin_bwd_w(float *dW, const float *dy, const float *x, int N, int in,
 }
 
 /* dx[N, in] (=|+=) dy[N, out] @ W[out, in] */
-static void lin_bwd_x(float *dx, const float *dy, const float *W, int N, int in, int out, float beta)
+static void lin_bwd_x(float *dx, const float *dy, wmat W, int N, int in, int out, float beta)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, out, 1.0f, dy, out, W, in, beta, dx, in);
+    ds_gemm_xw(W.dt, (size_t)N, (size_t)in, (size_t)out, dy, W.p, beta, dx, W.scratch,
+               W.scratch ? DS_GEMM_SCRATCH_FLOATS : 0);
+}
+
+/* Row `row` of the embedding (tensor 0) as f32 into dst [D]. */
+static void embed_row(const ds_llama *m, int row, float *dst)
+{
+    const size_t D = (size_t)m->cfg.dim;
+    ds_wconv_f32(wdt(m, 0), (const char *)m->p[0] + (size_t)row * D * ds_dtype_size(m->tinfo[0].dtype), dst, D);
 }
 
 /* y = x * rsqrt(mean(x^2) + eps) * w per row; rs[n] keeps the factor. */
@@ -276,7 +370,15 @@ struct ds_llama_act {
     float *xn1, *rs1, *q, *k, *v, *P, *att, *xmid, *xn2, *rs2, *h1, *h3, *act; /* per layer */
     float *xf, *rsf, *logits, *dlogits;
     float *dx, *dxn, *dq, *dk, *dv, *datt, *dh1, *dh3, *dP; /* backward scratch */
+    float *wscratch; /* DS_GEMM_SCRATCH_FLOATS: panels of f16/bf16 weights (NULL when all F32) */
 };
+
+/* Tensor i of m with the workspace's scratch. */
+static inline wmat wm(const ds_llama *m, float *scratch, int i)
+{
+    wmat w = {wdt(m, i), m->p[i], scratch};
+    return w;
+}
 
 /* The buffers of a workspace, in floats: one list for ds_llama_act_new and
  * ds_llama_act_bytes (L, N, D, KVD, F, V, H, max_b, max_t in scope). */
@@ -312,6 +414,7 @@ ds_llama_act *ds_llama_act_new(const ds_llama *m, int max_b, int max_t)
 #define ALLOC(p, n) a->p = ds_malloc((size_t)(n) * sizeof(float));
     ACT_BUFFERS(ALLOC)
 #undef ALLOC
+    if (!m->all_f32) a->wscratch = ds_malloc(DS_GEMM_SCRATCH_FLOATS * sizeof(float));
     return a;
 }
 
@@ -323,6 +426,7 @@ void ds_llama_act_free(ds_llama_act *a)
                      a->dlogits, a->dx, a->dxn, a->dq, a->dk,      a->dv, a->datt, a->dh1, a->dh3, a->dP};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(a->tokens);
+    free(a->wscratch);
     free(a);
 }
 
@@ -363,35 +467,38 @@ float *ds_llama_forward(const ds_llama *m, ds_llama_act *a, const int *tokens, i
     for (int n = 0; n < N; n++) {
         if (tokens[n] < 0 || tokens[n] >= V) ds_die("ds_llama_forward: token %d out of range [0, %d)", tokens[n], V);
         a->tokens[n] = tokens[n];
-        memcpy(a->x + (size_t)n * D, m->w[0] + (size_t)tokens[n] * D, (size_t)D * sizeof(float));
+        embed_row(m, tokens[n], a->x + (size_t)n * D);
     }
     for (int l = 0; l < L; l++) {
-        const float *const *W = (const float *const *)m->w + ds_llama_index(l, 0);
+        const int i0 = ds_llama_index(l, 0);
+#define W(role) wm(m, a->wscratch, i0 + (role))
+        const float *const *Wn = (const float *const *)m->w + i0; /* the norms (F32) */
         float *x = a->x + l * cap * D, *xnext = a->x + (l + 1) * cap * D;
         float *xn1 = a->xn1 + l * cap * D, *q = a->q + l * cap * D, *k = a->k + l * cap * KVD,
               *v = a->v + l * cap * KVD, *att = a->att + l * cap * D, *xmid = a->xmid + l * cap * D,
               *xn2 = a->xn2 + l * cap * D, *h1 = a->h1 + l * cap * F, *h3 = a->h3 + l * cap * F,
               *act = a->act + l * cap * F;
         float *P = a->P + (int64_t)l * a->max_b * H * a->max_t * a->max_t;
-        rmsnorm_fwd(xn1, a->rs1 + l * cap, x, W[DS_LLAMA_ATTN_NORM], N, D, c->norm_eps);
-        lin_fwd(q, xn1, W[DS_LLAMA_Q], N, D, D, 0);
-        lin_fwd(k, xn1, W[DS_LLAMA_K], N, D, KVD, 0);
-        lin_fwd(v, xn1, W[DS_LLAMA_V], N, D, KVD, 0);
+        rmsnorm_fwd(xn1, a->rs1 + l * cap, x, Wn[DS_LLAMA_ATTN_NORM], N, D, c->norm_eps);
+        lin_fwd(q, xn1, W(DS_LLAMA_Q), N, D, D, 0);
+        lin_fwd(k, xn1, W(DS_LLAMA_K), N, D, KVD, 0);
+        lin_fwd(v, xn1, W(DS_LLAMA_V), N, D, KVD, 0);
         rope_apply(m, q, N, T, H, D, 0, 0);
         rope_apply(m, k, N, T, c->n_kv_heads, KVD, 0, 0);
         attention_fwd(m, a, q, k, v, P, att);
         memcpy(xmid, x, (size_t)N * D * sizeof(float));
-        lin_fwd(xmid, att, W[DS_LLAMA_O], N, D, D, 1.0f);
-        rmsnorm_fwd(xn2, a->rs2 + l * cap, xmid, W[DS_LLAMA_FFN_NORM], N, D, c->norm_eps);
-        lin_fwd(h1, xn2, W[DS_LLAMA_GATE], N, D, F, 0);
-        lin_fwd(h3, xn2, W[DS_LLAMA_UP], N, D, F, 0);
+        lin_fwd(xmid, att, W(DS_LLAMA_O), N, D, D, 1.0f);
+        rmsnorm_fwd(xn2, a->rs2 + l * cap, xmid, Wn[DS_LLAMA_FFN_NORM], N, D, c->norm_eps);
+        lin_fwd(h1, xn2, W(DS_LLAMA_GATE), N, D, F, 0);
+        lin_fwd(h3, xn2, W(DS_LLAMA_UP), N, D, F, 0);
         silu_mul(act, h1, h3, (int64_t)N * F);
         memcpy(xnext, xmid, (size_t)N * D * sizeof(float));
-        lin_fwd(xnext, act, W[DS_LLAMA_DOWN], N, F, D, 1.0f);
+        lin_fwd(xnext, act, W(DS_LLAMA_DOWN), N, F, D, 1.0f);
+#undef W
     }
-    const float *head = c->tied_embeddings ? m->w[0] : m->w[2 + DS_LLAMA_ROLES * L];
+    const int i_head = c->tied_embeddings ? 0 : 2 + DS_LLAMA_ROLES * L;
     rmsnorm_fwd(a->xf, a->rsf, a->x + L * cap * D, m->w[1 + DS_LLAMA_ROLES * L], N, D, c->norm_eps);
-    lin_fwd(a->logits, a->xf, head, N, D, V, 0);
+    lin_fwd(a->logits, a->xf, wm(m, a->wscratch, i_head), N, D, V, 0);
     return a->logits;
 }
 
@@ -543,13 +650,15 @@ void ds_llama_backward(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g)
     float *dx = a->dx, *dxn = a->dxn;
 
     if (g->g[i_head]) lin_bwd_w(g->g[i_head], a->dlogits, a->xf, N, D, V);
-    lin_bwd_x(dxn, a->dlogits, m->w[i_head], N, D, V, 0);
+    lin_bwd_x(dxn, a->dlogits, wm(m, a->wscratch, i_head), N, D, V, 0);
     memset(dx, 0, (size_t)N * D * sizeof(float));
     rmsnorm_bwd(dx, g->g[i_norm], dxn, a->x + L * cap * D, m->w[i_norm], a->rsf, N, D);
 
     for (int l = L - 1; l >= 0; l--) {
-        const float *const *W = (const float *const *)m->w + ds_llama_index(l, 0);
-        float *const *G = g->g + ds_llama_index(l, 0);
+        const int i0 = ds_llama_index(l, 0);
+#define W(role) wm(m, a->wscratch, i0 + (role))
+        const float *const *Wn = (const float *const *)m->w + i0; /* the norms (F32) */
+        float *const *G = g->g + i0;
         const float *x = a->x + l * cap * D, *xn1 = a->xn1 + l * cap * D, *q = a->q + l * cap * D,
                     *k = a->k + l * cap * KVD, *v = a->v + l * cap * KVD, *att = a->att + l * cap * D,
                     *xmid = a->xmid + l * cap * D, *xn2 = a->xn2 + l * cap * D, *h1 = a->h1 + l * cap * F,
@@ -558,7 +667,7 @@ void ds_llama_backward(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g)
 
         /* FFN: x' = xmid + down(silu(gate xn2) * up xn2) */
         if (G[DS_LLAMA_DOWN]) lin_bwd_w(G[DS_LLAMA_DOWN], dx, act, N, F, D);
-        lin_bwd_x(a->dh1, dx, W[DS_LLAMA_DOWN], N, F, D, 0);
+        lin_bwd_x(a->dh1, dx, W(DS_LLAMA_DOWN), N, F, D, 0);
         for (int64_t i = 0; i < (int64_t)N * F; i++) {
             const float da = a->dh1[i], s = 1.0f / (1.0f + ds_expf1(-h1[i]));
             a->dh3[i] = da * h1[i] * s;
@@ -566,23 +675,24 @@ void ds_llama_backward(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g)
         }
         if (G[DS_LLAMA_GATE]) lin_bwd_w(G[DS_LLAMA_GATE], a->dh1, xn2, N, D, F);
         if (G[DS_LLAMA_UP]) lin_bwd_w(G[DS_LLAMA_UP], a->dh3, xn2, N, D, F);
-        lin_bwd_x(dxn, a->dh1, W[DS_LLAMA_GATE], N, D, F, 0);
-        lin_bwd_x(dxn, a->dh3, W[DS_LLAMA_UP], N, D, F, 1.0f);
-        rmsnorm_bwd(dx, G[DS_LLAMA_FFN_NORM], dxn, xmid, W[DS_LLAMA_FFN_NORM], a->rs2 + l * cap, N, D);
+        lin_bwd_x(dxn, a->dh1, W(DS_LLAMA_GATE), N, D, F, 0);
+        lin_bwd_x(dxn, a->dh3, W(DS_LLAMA_UP), N, D, F, 1.0f);
+        rmsnorm_bwd(dx, G[DS_LLAMA_FFN_NORM], dxn, xmid, Wn[DS_LLAMA_FFN_NORM], a->rs2 + l * cap, N, D);
 
         /* attention: xmid = x + o(attn(rope(q xn1), rope(k xn1), v xn1)) */
         if (G[DS_LLAMA_O]) lin_bwd_w(G[DS_LLAMA_O], dx, att, N, D, D);
-        lin_bwd_x(a->datt, dx, W[DS_LLAMA_O], N, D, D, 0);
+        lin_bwd_x(a->datt, dx, W(DS_LLAMA_O), N, D, D, 0);
         attention_bwd(m, a, q, k, v, P, a->datt, a->dq, a->dk, a->dv);
         rope_apply(m, a->dq, N, T, H, D, 0, 1);
         rope_apply(m, a->dk, N, T, c->n_kv_heads, KVD, 0, 1);
         if (G[DS_LLAMA_Q]) lin_bwd_w(G[DS_LLAMA_Q], a->dq, xn1, N, D, D);
         if (G[DS_LLAMA_K]) lin_bwd_w(G[DS_LLAMA_K], a->dk, xn1, N, D, KVD);
         if (G[DS_LLAMA_V]) lin_bwd_w(G[DS_LLAMA_V], a->dv, xn1, N, D, KVD);
-        lin_bwd_x(dxn, a->dq, W[DS_LLAMA_Q], N, D, D, 0);
-        lin_bwd_x(dxn, a->dk, W[DS_LLAMA_K], N, D, KVD, 1.0f);
-        lin_bwd_x(dxn, a->dv, W[DS_LLAMA_V], N, D, KVD, 1.0f);
-        rmsnorm_bwd(dx, G[DS_LLAMA_ATTN_NORM], dxn, x, W[DS_LLAMA_ATTN_NORM], a->rs1 + l * cap, N, D);
+        lin_bwd_x(dxn, a->dq, W(DS_LLAMA_Q), N, D, D, 0);
+        lin_bwd_x(dxn, a->dk, W(DS_LLAMA_K), N, D, KVD, 1.0f);
+        lin_bwd_x(dxn, a->dv, W(DS_LLAMA_V), N, D, KVD, 1.0f);
+        rmsnorm_bwd(dx, G[DS_LLAMA_ATTN_NORM], dxn, x, Wn[DS_LLAMA_ATTN_NORM], a->rs1 + l * cap, N, D);
+#undef W
     }
     if (g->g[0])
         for (int n = 0; n < N; n++) {
@@ -621,10 +731,10 @@ void ds_llama_kv_free(ds_llama_kv *kv)
     memset(kv, 0, sizeof *kv);
 }
 
-/* y[out] (+)= W[out, in] x[in] */
-static void matvec(float *y, const float *W, const float *x, int in, int out, float beta)
+/* y[out] (+)= W[out, in] x[in], W tensor i of m */
+static void matvec(float *y, const ds_llama *m, int i, const float *x, int in, int out, float beta)
 {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, W, in, x, 1, beta, y, 1);
+    ds_gemv_w(wdt(m, i), (size_t)in, (size_t)out, m->p[i], x, beta, y);
 }
 
 float *ds_llama_step(const ds_llama *m, ds_llama_kv *kv, int token, int pos)
@@ -635,14 +745,15 @@ float *ds_llama_step(const ds_llama *m, ds_llama_kv *kv, int token, int pos)
     if (pos < 0 || pos >= kv->max_t || token < 0 || token >= V)
         ds_die("ds_llama_step: token %d at position %d outside vocab %d / cache %d", token, pos, V, kv->max_t);
     const float scale = 1.0f / sqrtf((float)hs);
-    memcpy(kv->x, m->w[0] + (size_t)token * D, (size_t)D * sizeof(float));
+    embed_row(m, token, kv->x);
     for (int l = 0; l < L; l++) {
-        const float *const *W = (const float *const *)m->w + ds_llama_index(l, 0);
+        const int i0 = ds_llama_index(l, 0);
+        const float *const *W = (const float *const *)m->w + i0; /* the norms (F32) */
         float *kc = kv->k + (size_t)l * kv->max_t * KVD, *vc = kv->v + (size_t)l * kv->max_t * KVD;
         rmsnorm_fwd(kv->xn, NULL, kv->x, W[DS_LLAMA_ATTN_NORM], 1, D, c->norm_eps);
-        matvec(kv->q, W[DS_LLAMA_Q], kv->xn, D, D, 0);
-        matvec(kc + (size_t)pos * KVD, W[DS_LLAMA_K], kv->xn, D, KVD, 0);
-        matvec(vc + (size_t)pos * KVD, W[DS_LLAMA_V], kv->xn, D, KVD, 0);
+        matvec(kv->q, m, i0 + DS_LLAMA_Q, kv->xn, D, D, 0);
+        matvec(kc + (size_t)pos * KVD, m, i0 + DS_LLAMA_K, kv->xn, D, KVD, 0);
+        matvec(vc + (size_t)pos * KVD, m, i0 + DS_LLAMA_V, kv->xn, D, KVD, 0);
         rope_apply(m, kv->q, 1, 0, H, D, pos, 0);
         rope_apply(m, kc + (size_t)pos * KVD, 1, 0, c->n_kv_heads, KVD, pos, 0);
         for (int h = 0; h < H; h++) {
@@ -654,15 +765,15 @@ float *ds_llama_step(const ds_llama *m, ds_llama_kv *kv, int token, int pos)
             cblas_sgemv(CblasRowMajor, CblasTrans, pos + 1, hs, 1.0f / sum, vc + ko, KVD, s, 1, 0.0f,
                         kv->att + h * hs, 1);
         }
-        matvec(kv->x, W[DS_LLAMA_O], kv->att, D, D, 1.0f);
+        matvec(kv->x, m, i0 + DS_LLAMA_O, kv->att, D, D, 1.0f);
         rmsnorm_fwd(kv->xn, NULL, kv->x, W[DS_LLAMA_FFN_NORM], 1, D, c->norm_eps);
-        matvec(kv->h1, W[DS_LLAMA_GATE], kv->xn, D, F, 0);
-        matvec(kv->h3, W[DS_LLAMA_UP], kv->xn, D, F, 0);
+        matvec(kv->h1, m, i0 + DS_LLAMA_GATE, kv->xn, D, F, 0);
+        matvec(kv->h3, m, i0 + DS_LLAMA_UP, kv->xn, D, F, 0);
         silu_mul(kv->h1, kv->h1, kv->h3, F);
-        matvec(kv->x, W[DS_LLAMA_DOWN], kv->h1, F, D, 1.0f);
+        matvec(kv->x, m, i0 + DS_LLAMA_DOWN, kv->h1, F, D, 1.0f);
     }
     rmsnorm_fwd(kv->xn, NULL, kv->x, m->w[1 + DS_LLAMA_ROLES * L], 1, D, c->norm_eps);
-    matvec(kv->logits, c->tied_embeddings ? m->w[0] : m->w[2 + DS_LLAMA_ROLES * L], kv->xn, D, V, 0);
+    matvec(kv->logits, m, c->tied_embeddings ? 0 : 2 + DS_LLAMA_ROLES * L, kv->xn, D, V, 0);
     return kv->logits;
 }
 
@@ -682,6 +793,7 @@ void ds_adamw_init(ds_adamw *o, const ds_llama *m, float lr, float weight_decay)
 
 void ds_adamw_step(ds_adamw *o, ds_llama *m, const ds_llama_grads *g)
 {
+    if (!m->all_f32) ds_die("ds_adamw_step: the model has f16/bf16 weights (AdamW updates f32 weights)");
     o->t++;
     const float b1 = o->beta1, b2 = o->beta2;
     const float c1 = 1.0f / (1.0f - powf(b1, (float)o->t)), c2 = 1.0f / (1.0f - powf(b2, (float)o->t));

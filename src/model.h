@@ -1,21 +1,29 @@
-/* Llama engine on CPU (f32): batched forward and backward with OpenBLAS
- * GEMMs, a KV-cached one-token path for generation, losses (CE, KL to
- * reference logits, logit MSE) and AdamW.
+/* Llama engine on CPU: batched forward and backward with OpenBLAS GEMMs, a
+ * KV-cached one-token path for generation, losses (CE, KL to reference
+ * logits, logit MSE) and AdamW.
  *
- * Weights are one float tensor per checkpoint tensor, under the Hugging Face
+ * Weights are one tensor per checkpoint tensor, under the Hugging Face
  * names and [out, in] layout of io/h5_model.h, in the engine's order:
  *   0                  model.embed_tokens.weight
  *   1 + 9*l + role     layer l, role = DS_LLAMA_ATTN_NORM .. DS_LLAMA_DOWN
  *   1 + 9*L            model.norm.weight
  *   2 + 9*L            lm_head.weight (untied models only)
- * All tensors live in one contiguous buffer (w[0] .. w[0] + numel), so a
- * delta can be added to the weights after loading and gradients can be
- * all-reduced in one call. ds_llama_find maps a checkpoint name to an index.
+ * Each matrix is held in its own precision, tinfo[i].dtype: F32, F16 or
+ * BF16 (a checkpoint's stored dtype for eval and generate; F32 for the jobs
+ * that train or take gradients); the 1-D norm weights are always F32.
+ * Matmuls read f16/bf16 weights directly (kernels/cpu/gemm_bf16.h: exact
+ * products with the f32 activations, f32 sums); activations, norms,
+ * softmax and accumulations are f32 (docs/model.md "Numerics and kernels").
+ * All tensors live in one buffer (data, bytes). For an all-F32 model that
+ * buffer is w[0] .. w[0] + numel, so a delta can be added to the weights
+ * after loading, AdamW runs over it, and gradients can be all-reduced in one
+ * call. ds_llama_find maps a checkpoint name to an index.
  *
  * A step: ds_llama_forward (keeps activations in a ds_llama_act), one loss
  * function (writes dL/dlogits scaled by grad_scale), ds_llama_backward
  * (adds dL/dW into the tensors a ds_llama_grads asked for; the others are
- * skipped, but gradients still flow through every layer). */
+ * skipped, but gradients still flow through every layer). Gradients are
+ * f32 whatever the weights' dtype; AdamW needs an all-F32 model. */
 #ifndef DS_MODEL_H
 #define DS_MODEL_H
 #include <stdint.h>
@@ -37,15 +45,32 @@ enum {
 typedef struct {
     ds_config cfg;
     int n_tensors;
-    ds_tinfo *tinfo;  /* names and shapes (dtype F32), engine order */
-    float **w;        /* w[i]: tensor i, pointers into one buffer */
-    int64_t *offset;  /* element offset of tensor i in that buffer */
+    ds_tinfo *tinfo;  /* names, shapes and in-memory dtype (F32, F16, BF16), engine order */
+    float **w;        /* w[i]: tensor i when it is F32, else NULL */
+    void **p;         /* p[i]: tensor i in its dtype (== w[i] when F32), pointers into data */
+    int64_t *offset;  /* element offset of tensor i in an all-f32 layout (grads, AdamW) */
     int64_t numel;    /* total parameters */
+    void *data;       /* the buffer of every tensor */
+    size_t bytes;     /* its size: 4 * numel when all F32, ~2 * numel for bf16 matrices */
+    int all_f32;      /* 1 when every tensor is F32 (w[0] .. w[0] + numel) */
     float *rope_cos, *rope_sin; /* [max_seq_len, head_dim/2] */
 } ds_llama;
 
-/* Allocate a zeroed model for cfg (checked with ds_config_check). */
+/* Allocate a zeroed all-F32 model for cfg (checked with ds_config_check). */
 int ds_llama_init(ds_llama *m, const ds_config *cfg);
+/* The same with tensor i held as dtypes[i] (F32, F16 or BF16; 1-D tensors
+ * are F32 whatever is asked; dtypes NULL: all F32). */
+int ds_llama_init_dtypes(ds_llama *m, const ds_config *cfg, const ds_dtype *dtypes);
+/* The tensor list of cfg (names, shapes, dtype F32) in engine order, no
+ * weights: *tinfo malloc'd; returns the count, or minus a ds_exit code
+ * (cfg fails ds_config_check; message set). */
+int ds_llama_tensors(const ds_config *cfg, ds_tinfo **tinfo);
+/* A zeroed model of like's config and dtypes. */
+int ds_llama_init_like(ds_llama *m, const ds_llama *like);
+/* dst's weights = src's (same config), converted to dst's dtypes (f16/bf16
+ * rounded to nearest even, like kernels/half.h); a plain copy where the
+ * dtypes agree. */
+void ds_llama_copy(ds_llama *dst, const ds_llama *src);
 void ds_llama_free(ds_llama *m);
 /* RoPE inverse frequency of pair i (0 <= i < head_dim/2) under cfg's
  * rope_scaling: theta^(-2i/head_dim), divided by factor (linear), or
@@ -56,12 +81,15 @@ int ds_llama_find(const ds_llama *m, const char *name);
 /* Index of layer l's tensor of a role. */
 static inline int ds_llama_index(int layer, int role) { return 1 + DS_LLAMA_ROLES * layer + role; }
 /* Random weights for tests and benchmarks: N(0, std^2) matrices, norms
- * 1 + N(0, 0.1^2) (not 1, so that their gradients are exercised). */
+ * 1 + N(0, 0.1^2) (not 1, so that their gradients are exercised); the same
+ * draws for every dtype, rounded to f16/bf16 matrices. */
 void ds_llama_randomize(ds_llama *m, uint64_t seed, float std);
 
 /* ---- workspace of a batch [B, T]: activations kept for the backward pass. */
 typedef struct ds_llama_act ds_llama_act;
-/* For batches of up to max_b sequences of up to max_t tokens. */
+/* For batches of up to max_b sequences of up to max_t tokens (plus a
+ * 4 MiB panel scratch, DS_GEMM_SCRATCH_FLOATS, when m has f16/bf16
+ * matrices). */
 ds_llama_act *ds_llama_act_new(const ds_llama *m, int max_b, int max_t);
 void ds_llama_act_free(ds_llama_act *a);
 /* The bytes ds_llama_act_new(m, max_b, max_t) allocates for a model of
@@ -113,7 +141,7 @@ void ds_llama_kv_free(ds_llama_kv *kv);
  * been fed). Returns the logits [vocab] for the next token. */
 float *ds_llama_step(const ds_llama *m, ds_llama_kv *kv, int token, int pos);
 
-/* ---- AdamW (decoupled weight decay) over all parameters. */
+/* ---- AdamW (decoupled weight decay) over all parameters (an all-F32 model). */
 typedef struct {
     float lr, beta1, beta2, eps, weight_decay;
     int64_t t;

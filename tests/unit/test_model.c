@@ -3,6 +3,7 @@
 #include "config.h"
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "io/text.h"
@@ -281,6 +282,112 @@ START_TEST(test_engine_twins)
 }
 END_TEST
 
+/* The engine on f16/bf16 matrices against the f32 engine on the same
+ * rounded weights (ds_llama_copy rounds, and converts back exactly):
+ * logits of a batch (the panel + sgemm path: the same products, so within
+ * a few f32 ulps of the logits' scale) and of the one-token path (the
+ * direct kernel sums in another order), and the gradients through the
+ * half-precision weights. The bound, documented in docs/model.md
+ * "Numerics and kernels": |dz| <= 1e-5 * (1 + max |z|) for the logits,
+ * 1e-4 relative to the largest gradient of a tensor. */
+static const ds_config mid = {.dim = 64, .hidden_dim = 160, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
+                              .vocab_size = 97, .max_seq_len = 16, .norm_eps = 1e-5f, .rope_theta = 10000.0f,
+                              .tied_embeddings = 0};
+
+START_TEST(test_half_engine)
+{
+    const ds_dtype dts[2] = {DS_DTYPE_BF16, DS_DTYPE_F16};
+    for (int d = 0; d < 2; d++)
+        for (int tied = 0; tied <= 1; tied++) {
+            ds_config c = mid;
+            c.tied_embeddings = tied;
+            ds_llama src, h, ref;
+            ck_assert_int_eq(ds_llama_init(&src, &c), 0);
+            ds_llama_randomize(&src, 11, 0.1f);
+            ds_dtype *want = malloc(sizeof *want * (size_t)src.n_tensors);
+            for (int i = 0; i < src.n_tensors; i++) want[i] = dts[d];
+            ck_assert_int_eq(ds_llama_init_dtypes(&h, &c, want), 0);
+            ck_assert_int_eq(ds_llama_init(&ref, &c), 0);
+            ck_assert_int_eq(h.all_f32, 0);
+            ds_llama_copy(&h, &src); /* rounded */
+            ds_llama_copy(&ref, &h); /* exact */
+            /* matrices take 2 bytes a parameter, norms 4 (plus alignment) */
+            int64_t norms = 0;
+            for (int i = 0; i < h.n_tensors; i++) {
+                ck_assert_int_eq(h.tinfo[i].dtype, h.tinfo[i].ndim == 1 ? DS_DTYPE_F32 : dts[d]);
+                ck_assert_int_eq(h.w[i] != NULL, h.tinfo[i].ndim == 1);
+                if (h.tinfo[i].ndim == 1) norms += ds_tinfo_numel(&h.tinfo[i]);
+            }
+            ck_assert(h.bytes >= (size_t)(2 * h.numel + 2 * norms) && h.bytes <= (size_t)(2 * h.numel + 2 * norms) + 64 * (size_t)h.n_tensors);
+            /* the same draws rounded: randomize on the half model gives h's weights */
+            ds_llama h2;
+            ck_assert_int_eq(ds_llama_init_like(&h2, &h), 0);
+            ds_llama_randomize(&h2, 11, 0.1f);
+            ck_assert_mem_eq(h2.data, h.data, h.bytes);
+            ds_llama_free(&h2);
+
+            const int B = 2, T = 16, N = B * T, V = c.vocab_size;
+            int toks[32], tgt[32];
+            for (int i = 0; i < N; i++) toks[i] = (i * 13 + 5) % V, tgt[i] = (i * 7 + 1) % V;
+            ds_llama_act *ah = ds_llama_act_new(&h, B, T), *ar = ds_llama_act_new(&ref, B, T);
+            const float *zh = ds_llama_forward(&h, ah, toks, B, T), *zr = ds_llama_forward(&ref, ar, toks, B, T);
+            float zmax = 0, err = 0;
+            for (int i = 0; i < N * V; i++) zmax = fmaxf(zmax, fabsf(zr[i])), err = fmaxf(err, fabsf(zh[i] - zr[i]));
+            ck_assert_msg(err <= 1e-5f * (1 + zmax), "dtype %d tied %d: batch logits differ by %g (max %g)", d, tied,
+                          (double)err, (double)zmax);
+            /* the one-token path (direct kernel) against the f32 batch */
+            ds_llama_kv kv;
+            ck_assert_int_eq(ds_llama_kv_init(&kv, &h, T), 0);
+            float err1 = 0;
+            for (int p = 0; p < T; p++) {
+                const float *sz = ds_llama_step(&h, &kv, toks[p], p);
+                for (int j = 0; j < V; j++) err1 = fmaxf(err1, fabsf(sz[j] - zr[p * V + j]));
+            }
+            ck_assert_msg(err1 <= 1e-5f * (1 + zmax), "dtype %d tied %d: one-token logits differ by %g", d, tied,
+                          (double)err1);
+            /* a short batch (fewer than DS_GEMM_DIRECT_N rows: the direct
+             * kernel) against the first positions of the f32 batch */
+            float *zr5 = malloc(sizeof(float) * 5 * (size_t)V);
+            memcpy(zr5, zr, sizeof(float) * 5 * (size_t)V);
+            const float *z5 = ds_llama_forward(&h, ah, toks, 1, 5);
+            float err5 = 0;
+            for (int i = 0; i < 5 * V; i++) err5 = fmaxf(err5, fabsf(z5[i] - zr5[i]));
+            free(zr5);
+            ck_assert_msg(err5 <= 1e-5f * (1 + zmax), "short batch differs by %g", (double)err5);
+            if (getenv("DS_TEST_VERBOSE"))
+                fprintf(stderr, "half engine dtype %s tied %d: |z| <= %g, batch %g, one-token %g, short %g\n",
+                        ds_dtype_name(dts[d]), tied, (double)zmax, (double)err, (double)err1, (double)err5);
+            /* gradients through the half weights (and of them, in f32) */
+            ds_llama_forward(&h, ah, toks, B, T);
+            ds_llama_forward(&ref, ar, toks, B, T);
+            ds_llama_grads gh, gr;
+            ds_llama_grads_init(&gh, &h, NULL);
+            ds_llama_grads_init(&gr, &ref, NULL);
+            ds_llama_loss_ce(ah, tgt, 1.0f / N, NULL);
+            ds_llama_loss_ce(ar, tgt, 1.0f / N, NULL);
+            ds_llama_backward(&h, ah, &gh);
+            ds_llama_backward(&ref, ar, &gr);
+            for (int i = 0; i < h.n_tensors; i++) {
+                const int64_t n = ds_tinfo_numel(&h.tinfo[i]);
+                float gmax = 0, gerr = 0;
+                for (int64_t j = 0; j < n; j++)
+                    gmax = fmaxf(gmax, fabsf(gr.g[i][j])), gerr = fmaxf(gerr, fabsf(gh.g[i][j] - gr.g[i][j]));
+                ck_assert_msg(gerr <= 1e-4f * gmax + 1e-12f, "tensor %s: gradient differs by %g (max %g)",
+                              h.tinfo[i].name, (double)gerr, (double)gmax);
+            }
+            ds_llama_grads_free(&gh);
+            ds_llama_grads_free(&gr);
+            ds_llama_kv_free(&kv);
+            ds_llama_act_free(ah);
+            ds_llama_act_free(ar);
+            free(want);
+            ds_llama_free(&src);
+            ds_llama_free(&h);
+            ds_llama_free(&ref);
+        }
+}
+END_TEST
+
 START_TEST(test_adamw_first_step)
 {
     /* The first AdamW step moves each weight by lr * sign(g) (bias-corrected
@@ -318,6 +425,7 @@ int main(void)
     tcase_add_test(ds_check_case(s, "vexp", 60), test_vexp);
     tcase_add_test(ds_check_case(s, "twins", 60), test_engine_twins);
     tcase_add_test(ds_check_case(s, "adamw", 60), test_adamw_first_step);
+    tcase_add_test(ds_check_case(s, "half", 60), test_half_engine);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_ENV);
     int failed = srunner_ntests_failed(r);
