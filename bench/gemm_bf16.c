@@ -1,0 +1,158 @@
+/* GFLOP/s of the bf16-weight products (kernels/cpu/gemm_bf16.h) against
+ * cblas_sgemm on f32 weights (the machine's sgemm figure, measured in the
+ * same run) and OpenBLAS's cblas_sbgemm (bf16 x bf16; x converted to bf16
+ * first, that conversion timed apart), and the one-token matvec in GB/s of
+ * weights read.
+ *   gemm_bf16 [THREADS [N IN OUT]]   (default 1 thread; shapes of a 7B layer)
+ * One line per (case, shape): name, N, in, out, GFLOP/s (or GB/s), ratio to
+ * sgemm. Best of 5 runs after a warm-up; with 1 thread the thread's CPU
+ * time is measured (see now()). */
+#include "config.h"
+#include <cblas.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "kernels/cpu/gemm_bf16.h"
+#include "kernels/half.h"
+#include "src/ds.h"
+
+/* Debian 12's OpenBLAS 0.3.21 is built without BUILD_BFLOAT16: its cblas.h
+ * declares cblas_sbgemm and friends but the library does not export them.
+ * Looked up at run time, so that the benchmark runs either way and
+ * measures them where a library has them. */
+typedef void (*sbgemm_fn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANSPOSE, blasint, blasint, blasint,
+                          float, const bfloat16 *, blasint, const bfloat16 *, blasint, float, float *, blasint);
+typedef void (*sbgemv_fn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, blasint, blasint, float, const bfloat16 *, blasint,
+                          const bfloat16 *, blasint, float, float *, blasint);
+static sbgemm_fn p_sbgemm;
+static sbgemv_fn p_sbgemv;
+
+typedef struct {
+    size_t N, in, out;
+    float *x, *wf, *y, *scratch;
+    uint16_t *wb, *xb;
+} shape;
+
+enum { C_SGEMM, C_PANEL, C_DIRECT, C_SBGEMM, C_X2BF16, C_DPBF16, C_GEMV_F32, C_GEMV_BF16, C_SBGEMV };
+static const char *const names[] = {"sgemm_f32",      "bf16_panel_sgemm", "bf16_direct", "sbgemm_bf16xbf16",
+                                    "x_to_bf16",      "dpbf16_own",       "sgemv_f32",   "gemv_bf16_direct",
+                                    "sbgemv_bf16xbf16"};
+
+static void run(shape *s, int c)
+{
+    const int N = (int)s->N, in = (int)s->in, out = (int)s->out;
+    switch (c) {
+    case C_SGEMM:
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, in, 1.0f, s->x, in, s->wf, in, 0.0f, s->y, out);
+        break;
+    case C_PANEL: ds_gemm_xwt(DS_KDT_BF16, s->N, s->in, s->out, s->x, s->wb, 0, s->y, s->scratch, DS_GEMM_SCRATCH_FLOATS); break;
+    case C_DIRECT: ds_gemm_xwt_direct(DS_KDT_BF16, s->N, s->in, s->out, s->x, s->wb, 0, s->y); break;
+    case C_SBGEMM:
+        p_sbgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, in, 1.0f, (bfloat16 *)s->xb, in,
+                     (bfloat16 *)s->wb, in, 0.0f, s->y, out);
+        break;
+    case C_X2BF16:
+        for (size_t i = 0; i < s->N * s->in; i++) s->xb[i] = ds_f32_to_bf16(s->x[i]);
+        break;
+    case C_DPBF16: ds_gemm_xwt_dpbf16(s->N, s->in, s->out, s->xb, s->wb, s->y); break;
+    case C_GEMV_F32: cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, s->wf, in, s->x, 1, 0.0f, s->y, 1); break;
+    case C_GEMV_BF16: ds_gemv_w(DS_KDT_BF16, s->in, s->out, s->wb, s->x, 0, s->y); break;
+    case C_SBGEMV:
+        p_sbgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, (bfloat16 *)s->wb, in, (bfloat16 *)s->xb, 1, 0.0f,
+                     s->y, 1);
+        break;
+    }
+}
+
+/* With one thread the calling thread's CPU time (clock_gettime
+ * CLOCK_THREAD_CPUTIME_ID): on a machine shared with other jobs it leaves
+ * out the time slices given to them; with more threads wall time. */
+static int use_cpu_time;
+static double now(void)
+{
+    if (!use_cpu_time) return ds_now();
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double best_time(shape *s, int c)
+{
+    run(s, c);
+    double best = 1e30;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now();
+        run(s, c);
+        double t = now() - t0;
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+static void bench_shape(size_t N, size_t in, size_t out)
+{
+    shape s = {.N = N, .in = in, .out = out};
+    s.x = malloc(N * in * 4);
+    s.wf = malloc(out * in * 4);
+    s.y = malloc(N * out * 4);
+    s.scratch = malloc(DS_GEMM_SCRATCH_FLOATS * 4);
+    s.wb = malloc(out * in * 2);
+    s.xb = malloc(N * in * 2);
+    uint64_t r = 1;
+    for (size_t i = 0; i < out * in; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        s.wb[i] = ds_f32_to_bf16((float)((double)(r >> 11) * 0x1p-53 - 0.5) * 0.04f);
+        s.wf[i] = ds_bf16_to_f32(s.wb[i]);
+    }
+    for (size_t i = 0; i < N * in; i++) s.x[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+    run(&s, C_X2BF16);
+    const double flops = 2.0 * N * in * out;
+    if (N == 1) {
+        const double t32 = best_time(&s, C_GEMV_F32);
+        const int cs[] = {C_GEMV_F32, C_GEMV_BF16, C_SBGEMV};
+        for (int k = 0; k < 3; k++) {
+            if (cs[k] == C_SBGEMV && !p_sbgemv) {
+                printf("%-18s unavailable (this OpenBLAS exports no cblas_sbgemv)\n", names[cs[k]]);
+                continue;
+            }
+            const double t = k ? best_time(&s, cs[k]) : t32;
+            const double bytes = (double)out * in * (cs[k] == C_GEMV_F32 ? 4 : 2);
+            printf("%-18s N=%-5zu in=%-6zu out=%-6zu %8.2f GB/s of weights %8.3f ms  speedup_vs_sgemv=%.2f\n",
+                   names[cs[k]], N, in, out, bytes / t / 1e9, t * 1e3, t32 / t);
+        }
+    } else {
+        const double t32 = best_time(&s, C_SGEMM);
+        const int cs[] = {C_SGEMM, C_PANEL, C_DIRECT, C_SBGEMM, C_X2BF16, C_DPBF16};
+        for (int k = 0; k < 6; k++) {
+            if (cs[k] == C_DIRECT && N > 64) continue; /* the direct kernel is for few rows */
+            if (cs[k] == C_SBGEMM && !p_sbgemm) {
+                printf("%-18s unavailable (this OpenBLAS exports no cblas_sbgemm)\n", names[cs[k]]);
+                continue;
+            }
+            const double t = k ? best_time(&s, cs[k]) : t32;
+            printf("%-18s N=%-5zu in=%-6zu out=%-6zu %8.2f GFLOP/s %8.3f ms  vs_sgemm=%.2f\n", names[cs[k]], N, in,
+                   out, cs[k] == C_X2BF16 ? 0.0 : flops / t / 1e9, t * 1e3, t32 / t);
+        }
+    }
+    fflush(stdout);
+    free(s.x), free(s.wf), free(s.y), free(s.scratch), free(s.wb), free(s.xb);
+}
+
+int main(int argc, char **argv)
+{
+    const int threads = argc > 1 ? atoi(argv[1]) : 1;
+    openblas_set_num_threads(threads < 1 ? 1 : threads);
+    p_sbgemm = (sbgemm_fn)dlsym(RTLD_DEFAULT, "cblas_sbgemm");
+    p_sbgemv = (sbgemv_fn)dlsym(RTLD_DEFAULT, "cblas_sbgemv");
+    printf("# threads=%d openblas_core=%s\n", threads, openblas_get_corename());
+    if (argc == 5) {
+        bench_shape((size_t)atol(argv[2]), (size_t)atol(argv[3]), (size_t)atol(argv[4]));
+        return 0;
+    }
+    const size_t shapes[][3] = {{512, 4096, 4096}, {512, 4096, 11008}, {64, 4096, 4096}, {16, 4096, 4096},
+                                {4, 4096, 4096},   {1, 4096, 4096},    {1, 4096, 11008}, {1, 11008, 4096}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) bench_shape(shapes[i][0], shapes[i][1], shapes[i][2]);
+    return 0;
+}
