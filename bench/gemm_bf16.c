@@ -5,7 +5,7 @@
  * weights read.
  *   gemm_bf16 [THREADS [N IN OUT]]   (default 1 thread; shapes of a 7B layer)
  * One line per (case, shape): name, N, in, out, GFLOP/s (or GB/s), ratio to
- * sgemm. Best of 5 runs after a warm-up; with 1 thread the thread's CPU
+ * sgemm. Best of 9 runs after a warm-up; with 1 thread the thread's CPU
  * time is measured (see now()). */
 #include "config.h"
 #include <cblas.h>
@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __x86_64__
+#include <immintrin.h>
+#endif
 #include "kernels/cpu/gemm_bf16.h"
 #include "kernels/half.h"
 #include "src/ds.h"
@@ -33,12 +36,45 @@ typedef struct {
     size_t N, in, out;
     float *x, *wf, *y, *scratch;
     uint16_t *wb, *xb;
+    uint64_t *bits; /* a 1-bit delta [out, in/64 words] for the decomposition */
 } shape;
 
-enum { C_SGEMM, C_PANEL, C_DIRECT, C_SBGEMM, C_X2BF16, C_DPBF16, C_GEMV_F32, C_GEMV_BF16, C_SBGEMV };
-static const char *const names[] = {"sgemm_f32",      "bf16_panel_sgemm", "bf16_direct", "sbgemm_bf16xbf16",
-                                    "x_to_bf16",      "dpbf16_own",       "sgemv_f32",   "gemv_bf16_direct",
-                                    "sbgemv_bf16xbf16"};
+/* BitDelta's decomposition on one token, the alternative to adding the delta
+ * into the weights (docs/model.md): y += g * (x . (2B - 1)) for a row-major
+ * bit matrix B, as g * (2 * sum_{k: b=1} x_k - sum_k x_k), one masked add of
+ * 16 activations per 16 bits (in a multiple of 16). */
+#ifdef __x86_64__
+__attribute__((target("avx512f,avx512bw,avx512dq"))) static void bit_gemv(size_t in, size_t out,
+                                                                          const uint64_t *bits, const float *x,
+                                                                          float g, float *y)
+{
+    const size_t wpr = (in + 63) / 64;
+    float sx = 0;
+    for (size_t k = 0; k < in; k++) sx += x[k];
+    for (size_t o = 0; o < out; o++) {
+        __m512 acc = _mm512_setzero_ps();
+        const uint64_t *b = bits + o * wpr;
+        for (size_t k = 0; k < in; k += 16)
+            acc = _mm512_mask_add_ps(acc, (__mmask16)(b[k / 64] >> (k % 64)), acc, _mm512_loadu_ps(x + k));
+        y[o] += g * (2 * _mm512_reduce_add_ps(acc) - sx);
+    }
+}
+#else
+static void bit_gemv(size_t in, size_t out, const uint64_t *bits, const float *x, float g, float *y)
+{
+    const size_t wpr = (in + 63) / 64;
+    for (size_t o = 0; o < out; o++) {
+        float s = 0;
+        for (size_t k = 0; k < in; k++) s += (bits[o * wpr + k / 64] >> (k % 64) & 1) ? x[k] : -x[k];
+        y[o] += g * s;
+    }
+}
+#endif
+
+enum { C_SGEMM, C_PANEL, C_DIRECT, C_SBGEMM, C_X2BF16, C_DPBF16, C_GEMV_F32, C_GEMV_BF16, C_SBGEMV, C_BITDELTA };
+static const char *const names[] = {"sgemm_f32",      "bf16_panel_sgemm", "bf16_direct",     "sbgemm_bf16xbf16",
+                                    "x_to_bf16",      "dpbf16_own",       "sgemv_f32",       "gemv_bf16_direct",
+                                    "sbgemv_bf16xbf16", "gemv_bf16+1bit"};
 
 static void run(shape *s, int c)
 {
@@ -63,6 +99,10 @@ static void run(shape *s, int c)
         p_sbgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, (bfloat16 *)s->wb, in, (bfloat16 *)s->xb, 1, 0.0f,
                      s->y, 1);
         break;
+    case C_BITDELTA: /* base matvec + the 1-bit delta kept apart */
+        ds_gemv_w(DS_KDT_BF16, s->in, s->out, s->wb, s->x, 0, s->y);
+        bit_gemv(s->in, s->out, s->bits, s->x, 1e-3f, s->y);
+        break;
     }
 }
 
@@ -82,7 +122,7 @@ static double best_time(shape *s, int c)
 {
     run(s, c);
     double best = 1e30;
-    for (int r = 0; r < 5; r++) {
+    for (int r = 0; r < 9; r++) {
         double t0 = now();
         run(s, c);
         double t = now() - t0;
@@ -100,7 +140,9 @@ static void bench_shape(size_t N, size_t in, size_t out)
     s.scratch = malloc(DS_GEMM_SCRATCH_FLOATS * 4);
     s.wb = malloc(out * in * 2);
     s.xb = malloc(N * in * 2);
+    s.bits = malloc(out * ((in + 63) / 64) * 8);
     uint64_t r = 1;
+    for (size_t i = 0; i < out * ((in + 63) / 64); i++) s.bits[i] = (r = r * 6364136223846793005ull + 1);
     for (size_t i = 0; i < out * in; i++) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;
         s.wb[i] = ds_f32_to_bf16((float)((double)(r >> 11) * 0x1p-53 - 0.5) * 0.04f);
@@ -111,14 +153,15 @@ static void bench_shape(size_t N, size_t in, size_t out)
     const double flops = 2.0 * N * in * out;
     if (N == 1) {
         const double t32 = best_time(&s, C_GEMV_F32);
-        const int cs[] = {C_GEMV_F32, C_GEMV_BF16, C_SBGEMV};
-        for (int k = 0; k < 3; k++) {
+        const int cs[] = {C_GEMV_F32, C_GEMV_BF16, C_SBGEMV, C_BITDELTA};
+        for (int k = 0; k < 4; k++) {
             if (cs[k] == C_SBGEMV && !p_sbgemv) {
                 printf("%-18s unavailable (this OpenBLAS exports no cblas_sbgemv)\n", names[cs[k]]);
                 continue;
             }
             const double t = k ? best_time(&s, cs[k]) : t32;
-            const double bytes = (double)out * in * (cs[k] == C_GEMV_F32 ? 4 : 2);
+            const double bytes = (double)out * in * (cs[k] == C_GEMV_F32 ? 4 : 2) +
+                                 (cs[k] == C_BITDELTA ? (double)out * ((in + 63) / 64) * 8 : 0);
             printf("%-18s N=%-5zu in=%-6zu out=%-6zu %8.2f GB/s of weights %8.3f ms  speedup_vs_sgemv=%.2f\n",
                    names[cs[k]], N, in, out, bytes / t / 1e9, t * 1e3, t32 / t);
         }
@@ -137,7 +180,7 @@ static void bench_shape(size_t N, size_t in, size_t out)
         }
     }
     fflush(stdout);
-    free(s.x), free(s.wf), free(s.y), free(s.scratch), free(s.wb), free(s.xb);
+    free(s.x), free(s.wf), free(s.y), free(s.scratch), free(s.wb), free(s.xb), free(s.bits);
 }
 
 int main(int argc, char **argv)
