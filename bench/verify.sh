@@ -4,7 +4,9 @@
 # bf16 checkpoints (LAYERS decoder blocks of Llama 2 7B, default 2: ~0.85 GB
 # a model), each timed with and without --no-verify (best of REPS, default
 # 3, warm page cache), at RANKS ranks (default "1 2"); prints the seconds
-# and the ratio verified / --no-verify. Run once by hand:
+# and the ratio verified / --no-verify, of wall and of CPU time (user +
+# system of every rank: on a machine busy with other work, the CPU ratio is
+# the steadier figure). Run once by hand:
 #   DELTASOUP=build/deltasoup sh bench/verify.sh
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,21 +29,20 @@ q=--quiet
 "$DELTASOUP" poison --attack gaussian --count 2 --strength 0.5 -o "$dir/p" "$dir/d1.bd.h5" $q >/dev/null
 head -c 6000 "$top/data/lm_corpus/tinystories_sample.txt" >"$dir/text.txt"
 echo "model $(du -h "$dir/b.h5" | cut -f1), delta $(du -h "$dir/d1.bd.h5" | cut -f1); best of $REPS"
-# best N CMD...: the best wall time of N runs, in seconds
+# best N CMD...: the best wall time of N runs and the CPU seconds (user +
+# system, every process) of that run, in seconds: "WALL CPU"
 best() {
     n=$1; shift
-    b=
+    b= c=
     for i in $(seq "$n"); do
-        t0=$($PY -c 'import time; print(time.time())')
-        "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }
-        t=$($PY -c "import time; print(time.time() - $t0)")
-        b=$($PY -c "print(min($t, ${b:-1e9}))")
+        /usr/bin/time -o "$dir/time" -f '%e %U %S' "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }
+        read -r t u s <"$dir/time"
+        if [ -z "$b" ] || [ "$($PY -c "print(int($t < $b))")" = 1 ]; then b=$t c=$($PY -c "print($u + $s)"); fi
     done
-    echo "$b"
+    echo "$b $c"
 }
-echo "job ranks verified_s no_verify_s ratio"
+echo "job ranks verified_s no_verify_s ratio cpu_verified_s cpu_no_verify_s cpu_ratio"
 for n in $RANKS; do
-    run() { $MPIEXEC -n "$n" "$DELTASOUP" "$@"; }
     for job in apply aggregate eval-ppl; do
         case $job in
         apply) set -- apply --base "$dir/b.h5" --delta "$dir/d1.bd.h5" --force -o "$dir/o.h5" --overwrite $q ;;
@@ -49,8 +50,9 @@ for n in $RANKS; do
         eval-ppl) set -- eval --model "$dir/b.h5" --ppl "$dir/text.txt" --seq-len 64 $q ;;
         esac
         cat "$dir"/*.h5 "$dir"/p/*.h5 >/dev/null
-        v=$(best "$REPS" run "$@")
-        nv=$(best "$REPS" run "$@" --no-verify)
-        $PY -c "print('%s %s %.2f %.2f %.3f' % ('$job', $n, $v, $nv, $v / $nv))"
+        v=$(best "$REPS" $MPIEXEC -n "$n" "$DELTASOUP" "$@")
+        nv=$(best "$REPS" $MPIEXEC -n "$n" "$DELTASOUP" "$@" --no-verify)
+        set -- $v $nv
+        $PY -c "print('%s %s %.2f %.2f %.3f %.2f %.2f %.3f' % ('$job', $n, $1, $3, $1 / $3, $2, $4, $2 / $4))"
     done
 done
