@@ -2,8 +2,8 @@
  * kernel, panel + sgemm path, backward product, matvec, conversion) against
  * the _ref twins and against a double-precision product of the same
  * rounded weights, for f32, f16 and bf16 weights, odd sizes included (tails
- * of 1..15 columns, rows not a multiple of 4, panels that do not divide
- * out). The bound: |y - exact| <= 2 * in * 2^-24 * sum_k |x_k w_k| + tiny
+ * of 1..15 columns, rows not a multiple of 4 or of the one-token path's 8,
+ * panels that do not divide out). The bound: |y - exact| <= 2 * in * 2^-24 * sum_k |x_k w_k| + tiny
  * (gemm_bf16.h); the conversion is exact (bit for bit). */
 #include "config.h"
 #include <check.h>
@@ -65,8 +65,9 @@ static void check_xwt(const float *y, const float *y0, float beta, const float *
         }
 }
 
-static const size_t sizes[][3] = {{1, 1, 1},   {1, 17, 5},   {3, 16, 4},   {5, 33, 7},   {8, 64, 9},
-                                  {9, 100, 13}, {13, 255, 6}, {20, 31, 70}, {33, 129, 17}};
+static const size_t sizes[][3] = {{1, 1, 1},    {1, 17, 5},   {1, 40, 19},  {1, 100, 8},  {3, 16, 4},
+                                  {5, 33, 7},    {8, 64, 9},   {9, 100, 13}, {13, 255, 6}, {20, 31, 70},
+                                  {33, 129, 17}};
 #define NSIZES (sizeof sizes / sizeof sizes[0])
 
 START_TEST(test_conv_exact)
