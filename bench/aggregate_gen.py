@@ -4,14 +4,18 @@ bench/aggregate_7b.sh: N users, each a shared random sign pattern with 1/8
 of the bits flipped (the AND of three random words) and per-tensor scale
 0.5..1.5. Root attributes, the group and dataset layout (and the BF16 type
 of a dense delta) are copied from TEMPLATE (a delta deltasoup wrote), so the
-files are exactly what deltasoup reads.
+files are exactly what deltasoup reads; each file records its real
+content_sha256 and per-dataset sha256 digests (docs/formats.md "Content
+hash"), so builds that verify on read accept them and older builds too.
   TENSORS ROWS COLS: TENSORS coded tensors of ROWS x COLS, no dense part
     (default 8 4096 4096).
   llama7b BLOCKS: BLOCKS Llama-7B decoder blocks as a BF16 model's delta:
     q,k,v,o 4096x4096, gate,up 11008x4096, down 4096x11008 coded; the two
     RMSNorm weights [4096] dense (BF16, small random values).
 usage: aggregate_gen.py TEMPLATE.bd.h5 OUTDIR N [TENSORS ROWS COLS | llama7b BLOCKS]"""
+import hashlib
 import os
+import struct
 import sys
 
 import h5py
@@ -44,6 +48,14 @@ def bf16_bits(x):
     return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype("<u2")
 
 
+def entry_digest(name, dtype, shape, raw):
+    """docs/formats.md: SHA-256(name NUL dtype NUL ndim:u32le dims:u64le... data)."""
+    h = hashlib.sha256(name.encode() + b"\0" + dtype.encode() + b"\0")
+    h.update(struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d) for d in shape))
+    h.update(raw)
+    return h.digest()
+
+
 def main():
     tmpl, outdir, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     coded, dense, dtype, config = layout(sys.argv[4:])
@@ -63,8 +75,13 @@ def main():
             for k, v in root.items():
                 f.attrs[k] = v
             f.attrs["owner"] = np.bytes_("user%03d" % u)
-            f.attrs["content_sha256"] = np.bytes_("%064x" % (u + 1))  # not verified without --trusted-keys
             bits, dgroup = f.create_group("bits"), f.create_group("dense")
+            digests = {}
+
+            def record(ds, entry, dtype, raw):
+                d = entry_digest(entry, dtype, ds.shape, raw)
+                ds.attrs.create("sha256", np.bytes_(d.hex()))
+                digests[entry] = d
             for (name, rows, cols), tr in zip(coded, truth):
                 g = bits.create_group(name)
                 for k, v in gattrs.items():
@@ -75,11 +92,17 @@ def main():
                 flip = (rng.integers(0, 2**64, size=shape, dtype=np.uint64)
                         & rng.integers(0, 2**64, size=shape, dtype=np.uint64)
                         & rng.integers(0, 2**64, size=shape, dtype=np.uint64))
-                g.create_dataset("signs", data=tr ^ flip, dtype="<u8")
-                g.create_dataset("scale", data=np.array([0.5 + rng.random()], dtype="<f4"))
+                signs = (tr ^ flip).astype("<u8")
+                scale = np.array([0.5 + rng.random()], dtype="<f4")
+                record(g.create_dataset("signs", data=signs), name + "/signs", "U64", signs.tobytes())
+                record(g.create_dataset("scale", data=scale), name + "/scale", "F32", scale.tobytes())
             for name, length in dense:
                 d = h5py.h5d.create(dgroup.id, name.encode(), bf16, h5py.h5s.create_simple((length,)))
-                d.write(h5py.h5s.ALL, h5py.h5s.ALL, bf16_bits(rng.normal(0, 1e-3, length)), mtype=bf16)
+                v = bf16_bits(rng.normal(0, 1e-3, length))
+                d.write(h5py.h5s.ALL, h5py.h5s.ALL, v, mtype=bf16)
+                record(dgroup[name], name + "/dense", "BF16", v.tobytes())
+            content = hashlib.sha256(b"".join(digests[e] for e in sorted(digests, key=lambda e: e.encode())))
+            f.attrs["content_sha256"] = np.bytes_(content.hexdigest())
 
 
 if __name__ == "__main__":

@@ -32,10 +32,23 @@ static size_t row_bytes(const ds_delta_entry *e)
     return (size_t)ds_delta_row_elems(&e->t) * 4;
 }
 
-int64_t ds_agg_stream_rows(const ds_agg_stream *s, const ds_delta_entry *e)
+static int64_t rows_for(const ds_agg_stream *s, const ds_delta_entry *e, size_t budget)
 {
-    int64_t n = ds_delta_nrows(e), r = (int64_t)(s->budget / ((size_t)s->np * row_bytes(e)));
+    int64_t n = ds_delta_nrows(e), r = (int64_t)(budget / ((size_t)s->np * row_bytes(e)));
     return r < 1 ? 1 : r > n ? n : r;
+}
+
+int64_t ds_agg_stream_rows(const ds_agg_stream *s, const ds_delta_entry *e) { return rows_for(s, e, s->budget); }
+
+/* The output pass's chunks: per-coordinate results (and integer kept
+ * counts) do not depend on chunk boundaries, so its chunks are at most
+ * DS_AGG_OUT_MB MiB: a chunk just read is still in cache when the math reads
+ * it. Krum's distance pass keeps --chunk-mb (its sums follow the chunks). */
+#define DS_AGG_OUT_MB 16
+static int64_t out_rows(const ds_agg_stream *s, const ds_delta_entry *e)
+{
+    const size_t cap = (size_t)DS_AGG_OUT_MB << 20;
+    return rows_for(s, e, s->budget < cap ? s->budget : cap);
 }
 
 size_t ds_agg_chunk_scales(const ds_delta_entry *e, int64_t rows)
@@ -287,7 +300,7 @@ static void bufs_init(pass_bufs *b, const ds_agg_stream *s, const ds_delta_meta 
     size_t res = 1, sub = 1, sc = 1;
     for (int i = start; i < layout->n; i++) {
         const ds_delta_entry *e = &layout->entries[i];
-        const size_t orow = out_row_bytes(e, h), maxsub = (size_t)((ds_agg_stream_rows(s, e) + size - 1) / size);
+        const size_t orow = out_row_bytes(e, h), maxsub = (size_t)((out_rows(s, e) + size - 1) / size);
         if (writer[i] == s->ctx->rank && orow * (size_t)ds_delta_nrows(e) > res) res = orow * (size_t)ds_delta_nrows(e);
         if (orow * maxsub > sub) sub = orow * maxsub;
         if (e->coded && (size_t)e->n_scales > sc) sc = (size_t)e->n_scales;
@@ -313,7 +326,7 @@ static void pass_init(tensor_pass *t, const ds_agg_stream *s, const ds_delta_ent
     t->bits_out = h->majority && e->coded;
     t->direct = size == 1;
     t->orow = out_row_bytes(e, h);
-    t->maxsub = (size_t)((ds_agg_stream_rows(s, e) + size - 1) / size);
+    t->maxsub = (size_t)((out_rows(s, e) + size - 1) / size);
     t->res = mine ? b->res : NULL;
     t->scales = mine && t->bits_out ? b->scales : NULL;
     t->part = b->part;
@@ -377,7 +390,7 @@ int ds_agg_stream_reduce(ds_agg_stream *s, const ds_delta_meta *layout, const ds
     for (int i = start; i < layout->n && !end; i++) {
         const ds_delta_entry *e = &layout->entries[i];
         const int mine = writer[i] == ctx->rank;
-        const int64_t nrows = ds_delta_nrows(e), R = ds_agg_stream_rows(s, e);
+        const int64_t nrows = ds_delta_nrows(e), R = out_rows(s, e);
         tensor_pass t;
         pass_init(&t, s, e, mine, how, &bufs);
         for (int64_t r0 = 0; r0 < nrows && !end; r0 += R) {

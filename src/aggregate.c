@@ -134,6 +134,21 @@ static void sum_walk(fast_state *s, size_t ncoord, double div, float *out, uint6
 {
     const int pow2 = div == 1.0 || div == 2.0;
     const double inv = 1.0 / div;
+    if (s->nw == 1 && div <= 2.0) { /* the median of up to 64 users: one or two kept bits */
+        for (size_t cc = 0; cc < ncoord; cc++) {
+            const uint64_t k = s->K[cc], t = s->T[cc];
+            const size_t q1 = (size_t)__builtin_ctzll(k);
+            double sum = 0.0 + s->sm[2 * q1 + ((t >> q1) & 1u)];
+            if (kept) kept[s->o[q1].u]++;
+            if (div == 2.0) {
+                const size_t q2 = (size_t)__builtin_ctzll(k & (k - 1));
+                sum += s->sm[2 * q2 + ((t >> q2) & 1u)];
+                if (kept) kept[s->o[q2].u]++;
+            }
+            out[cc] = mean_of(sum, div, inv, pow2);
+        }
+        return;
+    }
     for (size_t cc = 0; cc < ncoord; cc++) {
         double sum = 0.0;
         for (size_t j = 0; j < s->nw; j++)

@@ -1,6 +1,6 @@
 /* Dispatch of kernels/cpu/bitstat.h: the AVX-512 twins when the active
- * variant (kernels/cpu/dispatch.h, DS_SIMD) is avx512 and the CPU has GFNI
- * and VBMI; pdep (BMI2) for keep from avx2 on; else the _ref twins. */
+ * variant (kernels/cpu/dispatch.h, DS_SIMD) is avx512 and the CPU has GFNI,
+ * VBMI and VPOPCNTDQ; pdep (BMI2) for keep from avx2 on; else the _ref twins. */
 #include "kernels/cpu/bitstat.h"
 #include "kernels/cpu/bitpack_impl.h"
 #include "kernels/cpu/dispatch.h"
@@ -8,6 +8,7 @@
 #ifdef DS_KERNELS_X86
 void ds_bit_transpose64_avx512(uint64_t a[64]);
 void ds_bitstat_keep_bmi2(size_t n, const uint64_t *T, size_t ncoord, size_t lo, size_t hi, uint64_t *K);
+void ds_bitstat_keep_avx512(size_t n, const uint64_t *T, size_t ncoord, size_t lo, size_t hi, uint64_t *K);
 void ds_bitstat_accum_avx512(size_t nq, const double *m, const uint64_t *pos, const uint64_t *neg, double acc[64]);
 #endif
 
@@ -16,7 +17,9 @@ static int level(void)
 {
 #ifdef DS_KERNELS_X86
     const ds_simd v = ds_simd_active();
-    if (v == DS_SIMD_AVX512 && __builtin_cpu_supports("gfni") && __builtin_cpu_supports("avx512vbmi")) return 2;
+    if (v == DS_SIMD_AVX512 && __builtin_cpu_supports("gfni") && __builtin_cpu_supports("avx512vbmi") &&
+        __builtin_cpu_supports("avx512vpopcntdq"))
+        return 2;
     return v >= DS_SIMD_AVX2;
 #else
     return 0;
@@ -37,7 +40,12 @@ void ds_bit_transpose64(uint64_t a[64])
 void ds_bitstat_keep(size_t n, const uint64_t *T, size_t ncoord, size_t lo, size_t hi, uint64_t *K)
 {
 #ifdef DS_KERNELS_X86
-    if (level() >= 1) {
+    const int l = level();
+    if (l == 2) {
+        ds_bitstat_keep_avx512(n, T, ncoord, lo, hi, K);
+        return;
+    }
+    if (l == 1) {
         ds_bitstat_keep_bmi2(n, T, ncoord, lo, hi, K);
         return;
     }

@@ -67,6 +67,44 @@ DS_TARGET_BMI2 void ds_bitstat_keep_bmi2(size_t n, const uint64_t *T, size_t nco
     ds_bitstat_keep_with(n, T, ncoord, lo, hi, K, rank_bits_pdep);
 }
 
+#define DS_TARGET_BITSTAT_POPCNT                                                                    \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq,popcnt,bmi,bmi2")))
+
+/* Up to 64 users: the rank ranges of 8 coordinates at a time in vectors
+ * (VPOPCNTQ; [a, b) as (1 << b) - 1 minus (1 << a) - 1, VPSLLVQ giving 0 for
+ * shifts of 64), then two pdep per coordinate. More users: keep_bmi2. */
+DS_TARGET_BITSTAT_POPCNT void ds_bitstat_keep_avx512(size_t n, const uint64_t *T, size_t ncoord, size_t lo, size_t hi,
+                                                     uint64_t *K)
+{
+    if (n > 64) {
+        ds_bitstat_keep_bmi2(n, T, ncoord, lo, hi, K);
+        return;
+    }
+    const uint64_t v = ds_bitstat_valid(n, 0);
+    const __m512i vv = _mm512_set1_epi64((long long)v), one = _mm512_set1_epi64(1), zero = _mm512_setzero_si512();
+    const __m512i vn = _mm512_set1_epi64((long long)n), vlo = _mm512_set1_epi64((long long)lo);
+    const __m512i vhi1 = _mm512_set1_epi64((long long)hi + 1);
+    uint64_t r1[8], r0[8];
+    for (size_t c = 0; c < ncoord; c += 8) {
+        const size_t nc = ncoord - c < 8 ? ncoord - c : 8;
+        const __mmask8 lm = (__mmask8)((1u << nc) - 1);
+        const __m512i x1 = _mm512_and_si512(_mm512_maskz_loadu_epi64(lm, T + c), vv);
+        const __m512i c0 = _mm512_sub_epi64(vn, _mm512_popcnt_epi64(x1));
+        const __m512i a1 = _mm512_max_epi64(_mm512_sub_epi64(vlo, c0), zero);
+        const __m512i b1 = _mm512_max_epi64(_mm512_sub_epi64(vhi1, c0), zero);
+        const __m512i a0 = _mm512_max_epi64(_mm512_sub_epi64(c0, vhi1), zero); /* c0 - 1 - hi */
+        const __m512i b0 = _mm512_max_epi64(_mm512_sub_epi64(c0, vlo), zero);
+#define LOWBITS(t) _mm512_sub_epi64(_mm512_sllv_epi64(one, t), one)
+        _mm512_storeu_si512(r1, _mm512_andnot_si512(LOWBITS(a1), LOWBITS(b1)));
+        _mm512_storeu_si512(r0, _mm512_andnot_si512(LOWBITS(a0), LOWBITS(b0)));
+#undef LOWBITS
+        for (size_t i = 0; i < nc; i++) {
+            const uint64_t x = T[c + i] & v;
+            K[c + i] = _pdep_u64(r1[i], x) | _pdep_u64(r0[i], ~x & v);
+        }
+    }
+}
+
 DS_TARGET_BITSTAT void ds_bitstat_accum_avx512(size_t nq, const double *m, const uint64_t *pos, const uint64_t *neg,
                                                double acc[64])
 {
