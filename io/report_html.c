@@ -66,7 +66,7 @@ static int trusted(const ds_report_night *n)
 /* The signature column: what aggregate's trust filter said, or that it did not check. */
 static const char *sig_status(const ds_report_night *n, const char *status, const char *reason)
 {
-    if (!trusted(n)) return "not checked (no --trusted-keys)";
+    if (!trusted(n)) return "not checked";
     if (!strcmp(status, "dropped") && (strstr(reason, "sign") || strstr(reason, "key"))) return "REFUSED";
     return "verified (trusted key)";
 }
@@ -96,7 +96,11 @@ static void contributor_row(FILE *f, const ds_report_night *n, json_t *c)
     char shorth[17] = "";
     snprintf(shorth, sizeof shorth, "%s", hash ? hash : "");
     fprintf(f, "<tr data-index=\"%lld\">", (long long)json_integer_value(json_object_get(c, "index")));
-    td_str(f, "owner", json_string_value(json_object_get(c, "owner")));
+    fputs("<td data-col=\"owner\" title=\"", f);
+    esc(f, path);
+    fputs("\">", f);
+    esc(f, json_string_value(json_object_get(c, "owner")));
+    fputs("</td>", f);
     fputs("<td data-col=\"content\"><code title=\"", f);
     esc(f, hash);
     fputs("\">", f);
@@ -111,7 +115,6 @@ static void contributor_row(FILE *f, const ds_report_night *n, json_t *c)
     fprintf(f, "<td data-col=\"status\" class=\"%s\">%s</td>", strcmp(status, "used") ? "refused" : "published",
             !strcmp(status, "used") ? "kept" : !strcmp(status, "rejected") ? "rejected (weight 0)" : "dropped");
     td_str(f, "reason", reason);
-    td_str(f, "path", path);
     fputs("</tr>\n", f);
 }
 
@@ -126,17 +129,20 @@ static void contributors(FILE *f, const ds_report_night *n)
     }
     fputs("<table id=\"contributors\"><tr><th>owner</th><th>content</th><th>signature</th><th>dp epsilon</th>"
           "<th>Krum score</th><th>norm</th><th>weight</th><th>kept fraction</th><th>status</th><th>reason</th>"
-          "<th>file</th></tr>\n", f);
+          "</tr>\n", f);
     size_t i;
     json_array_foreach(arr, i, c) contributor_row(f, n, c);
     json_array_foreach(fr, i, c) {
-        fputs("<tr data-filter=\"1\"><td data-col=\"owner\">-</td><td data-col=\"content\">-</td>"
-              "<td data-col=\"signature\">-</td><td data-col=\"dp_epsilon\">-</td>", f);
+        const char *p = json_string_value(json_object_get(c, "path")), *base = p ? strrchr(p, '/') : NULL;
+        fputs("<tr data-filter=\"1\"><td data-col=\"owner\" title=\"", f);
+        esc(f, p);
+        fputs("\">(file ", f);
+        esc(f, base ? base + 1 : p);
+        fputs(")</td><td data-col=\"content\">-</td><td data-col=\"signature\">-</td><td data-col=\"dp_epsilon\">-</td>", f);
         fputs("<td class=\"num\" data-col=\"krum_score\">-</td><td class=\"num\" data-col=\"norm\">-</td>"
               "<td class=\"num\" data-col=\"weight\">-</td><td class=\"num\" data-col=\"kept_fraction\">-</td>"
               "<td data-col=\"status\" class=\"refused\">rejected before aggregating</td>", f);
         td_str(f, "reason", json_string_value(json_object_get(c, "reason")));
-        td_str(f, "path", json_string_value(json_object_get(c, "path")));
         fputs("</tr>\n", f);
     }
     fputs("</table>\n<p>Norm: the L2 norm of the delta's values, sqrt(&#8721; numel &#183; (mean&#178; + std&#178;)) over "
@@ -234,8 +240,9 @@ typedef struct {
 } mkey;
 
 /* One line chart per metric over every night of the history. */
-static void trends(FILE *f, const ds_report_history *h)
+static void trends(FILE *f, const ds_report_history *all, int upto)
 {
+    const ds_report_history hv = {all->dir, upto, all->nights}, *h = &hv;
     fputs("<h2>Across nights</h2>\n", f);
     mkey *keys = NULL;
     int nk = 0;
@@ -275,9 +282,9 @@ static void trends(FILE *f, const ds_report_history *h)
         snprintf(title, sizeof title, "%s on %s (%s)", keys[q].metric, keys[q].data, keys[q].task);
         ds_svg_series s[2] = {{.name = "soup", .color = C_KEPT, .line = 1, .n = h->n, .y = c, .err = ce, .marker = mk,
                                .point_color = pc},
-                              {.name = "previous reference", .color = C_BASE, .line = 1, .n = h->n, .y = b, .err = be,
+                              {.name = "reference", .color = C_BASE, .line = 1, .n = h->n, .y = b, .err = be,
                                .marker = mb}};
-        const ds_svg_key keys2[] = {{DS_SVG_CIRCLE, C_KEPT, "published night"}, {DS_SVG_CROSS, C_BAD, "refused or failed night"}};
+        const ds_svg_key keys2[] = {{DS_SVG_CIRCLE, C_KEPT, "published"}, {DS_SVG_CROSS, C_BAD, "refused/failed"}};
         ds_svg_chart ch = {.id = id, .title = title, .xlabel = "night", .ylabel = keys[q].metric, .width = 560,
                            .height = 300, .xcat = dates, .ncat = h->n, .keys = keys2, .nkeys = 2};
         ds_svg_write(f, &ch, 2, s);
@@ -285,8 +292,9 @@ static void trends(FILE *f, const ds_report_history *h)
     free(keys), free(dates), free(pc), free(mk), free(mb), free(c), free(ce), free(b), free(be);
 }
 
-static void nights_table(FILE *f, const ds_report_history *h)
+static void nights_table(FILE *f, const ds_report_history *all, int upto)
 {
+    const ds_report_history hv = {all->dir, upto, all->nights}, *h = &hv;
     fputs("<table id=\"nights\"><tr><th>night</th><th>status</th><th>step</th><th>reference</th><th>method</th>"
           "<th>collected</th><th>accepted</th><th>rejected</th><th>message</th></tr>\n", f);
     for (int j = 0; j < h->n; j++) {
@@ -364,8 +372,8 @@ void ds_report_write_html(FILE *f, const ds_report_history *h, int tonight, cons
     contributors(f, n);
     contributor_charts(f, n);
     metrics(f, n);
-    trends(f, h);
-    nights_table(f, h);
+    trends(f, h, tonight + 1); /* the nights up to tonight */
+    nights_table(f, h, tonight + 1);
     timings(f, n);
     fputs("<p class=\"na\">Written by deltasoup ", f);
     esc(f, version);

@@ -1,6 +1,7 @@
 /* Reading a history folder for the nightly report (io/report.h). */
 #include "io/report.h"
 #include <dirent.h>
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -18,7 +19,13 @@ static char *join(const char *a, const char *b)
 static json_t *load_json(const char *path, int *rc)
 {
     json_error_t e;
-    json_t *j = json_load_file(path, 0, &e);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        *rc = ds_err(DS_EXIT_INPUT, "%s: cannot read: %s", path, strerror(errno));
+        return NULL;
+    }
+    json_t *j = json_loadf(f, 0, &e);
+    fclose(f);
     if (!j) *rc = ds_err(DS_EXIT_INPUT, "%s:%d: not a JSON file: %s", path, e.line, e.text);
     return j;
 }

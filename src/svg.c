@@ -175,7 +175,9 @@ static void series(FILE *f, const frame *fr, const ds_svg_chart *c, int k, const
         double x = s->x ? s->x[i] : i, y = s->y[i];
         if (!isfinite(x) || !isfinite(y)) continue;
         const char *col = s->point_color && s->point_color[i] ? s->point_color[i] : s->color;
-        fputs("<g class=\"point\">", f);
+        static const char *const mname[] = {"circle", "cross", "square"};
+        const int m = s->marker ? s->marker[i] : DS_SVG_CIRCLE;
+        fprintf(f, "<g class=\"point\" data-i=\"%d\" data-marker=\"%s\">", i, c->bars && k == 0 ? "bar" : mname[m]);
         tip(f, s, i);
         if (c->bars && k == 0) {
             double y0 = Y(fr, fmax(fr->y0, 0)), y1 = Y(fr, y);
@@ -186,7 +188,7 @@ static void series(FILE *f, const frame *fr, const ds_svg_chart *c, int k, const
                 fprintf(f, "<path d=\"M%.1f %.1fV%.1fM%.1f %.1fh8M%.1f %.1fh8\" stroke=\"%s\" fill=\"none\"/>", X(fr, x),
                         Y(fr, y - s->err[i]), Y(fr, y + s->err[i]), X(fr, x) - 4, Y(fr, y - s->err[i]), X(fr, x) - 4,
                         Y(fr, y + s->err[i]), col);
-            marker(f, s->marker ? s->marker[i] : DS_SVG_CIRCLE, X(fr, x), Y(fr, y), col);
+            marker(f, m, X(fr, x), Y(fr, y), col);
         }
         fputs("</g>\n", f);
     }
