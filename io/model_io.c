@@ -15,6 +15,11 @@ int ds_llama_load(ds_llama *m, ds_model_file *f) { return ds_llama_load_as(m, f,
 
 int ds_llama_load_as(ds_llama *m, ds_model_file *f, ds_llama_load_prec prec)
 {
+    return ds_llama_load_stage(m, f, prec, 0, ds_model_get_meta(f)->cfg.n_layers);
+}
+
+int ds_llama_load_stage(ds_llama *m, ds_model_file *f, ds_llama_load_prec prec, int l0, int l1)
+{
     const ds_model_meta *meta = ds_model_get_meta(f);
     const char *path = ds_model_path(f);
     ds_dtype *dt = NULL;
@@ -30,7 +35,7 @@ int ds_llama_load_as(ds_llama *m, ds_model_file *f, ds_llama_load_prec prec)
         }
         free(ti);
     }
-    int rc = ds_llama_init_dtypes(m, &meta->cfg, dt);
+    int rc = ds_llama_init_stage(m, &meta->cfg, dt, l0, l1);
     free(dt);
     if (rc) return ds_err(rc, "%s: %s", path, ds_errmsg());
     for (int i = 0; i < m->n_tensors && !rc; i++) {
@@ -43,6 +48,8 @@ int ds_llama_load_as(ds_llama *m, ds_model_file *f, ds_llama_load_prec prec)
                    meta->tensors[j].shape[0] != t->shape[0]) {
             rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s has shape %s, the config needs %s", path, t->name,
                         ds_shape_str(&meta->tensors[j], got, sizeof got), ds_shape_str(t, want, sizeof want));
+        } else if (!m->p[i]) {
+            continue; /* another stage's */
         } else if (!(rc = ds_model_read_tensor(f, t->name, t->dtype, m->p[i]))) {
             int64_t bad = ds_find_nonfinite(t->dtype, m->p[i], (size_t)ds_tinfo_numel(t));
             if (bad >= 0)

@@ -24,6 +24,10 @@ int ds_llama_load(ds_llama *m, ds_model_file *f);
 /* The same in the precision prec: with DS_LLAMA_LOAD_STORED a bf16
  * checkpoint takes ~2 bytes per parameter. */
 int ds_llama_load_as(ds_llama *m, ds_model_file *f, ds_llama_load_prec prec);
+/* The same for a pipeline stage (ds_llama_init_stage): only the tensors of
+ * layers [l0, l1) (and the embeddings, final norm and head where the stage
+ * holds them) are read; every tensor's presence and shape is checked. */
+int ds_llama_load_stage(ds_llama *m, ds_model_file *f, ds_llama_load_prec prec, int l0, int l1);
 
 /* Collective: open path, load the weights, and when tok is not NULL its
  * tokenizer (a checkpoint without one is an input error). When dtypes is not

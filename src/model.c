@@ -35,7 +35,7 @@ int ds_llama_init_like(ds_llama *m, const ds_llama *like)
 {
     ds_dtype *dt = ds_malloc((size_t)like->n_tensors * sizeof *dt);
     for (int i = 0; i < like->n_tensors; i++) dt[i] = like->tinfo[i].dtype;
-    int rc = ds_llama_init_dtypes(m, &like->cfg, dt);
+    int rc = ds_llama_init_stage(m, &like->cfg, dt, like->l0, like->l1);
     free(dt);
     return rc;
 }
@@ -70,11 +70,29 @@ int ds_llama_tensors(const ds_config *cfg, ds_tinfo **tinfo)
 
 int ds_llama_init_dtypes(ds_llama *m, const ds_config *cfg, const ds_dtype *dtypes)
 {
+    return ds_llama_init_stage(m, cfg, dtypes, 0, cfg->n_layers);
+}
+
+int ds_llama_holds(const ds_llama *m, int i)
+{
+    const int L = m->cfg.n_layers, i_norm = 1 + DS_LLAMA_ROLES * L;
+    if (i == 0) return m->l0 == 0 || (m->l1 == L && m->cfg.tied_embeddings);
+    if (i >= i_norm) return m->l1 == L;
+    const int l = (i - 1) / DS_LLAMA_ROLES;
+    return l >= m->l0 && l < m->l1;
+}
+
+int ds_llama_init_stage(ds_llama *m, const ds_config *cfg, const ds_dtype *dtypes, int l0, int l1)
+{
     memset(m, 0, sizeof *m);
+    if (l0 < 0 || l1 <= l0 || l1 > cfg->n_layers)
+        return ds_err(DS_EXIT_USAGE, "model stage of layers [%d, %d): the model has %d", l0, l1, cfg->n_layers);
     int n = ds_llama_tensors(cfg, &m->tinfo);
     if (n < 0) return -n;
     m->cfg = *cfg;
     m->n_tensors = n;
+    m->l0 = l0;
+    m->l1 = l1;
     m->w = ds_calloc((size_t)m->n_tensors, sizeof *m->w);
     m->p = ds_calloc((size_t)m->n_tensors, sizeof *m->p);
     m->offset = ds_calloc((size_t)m->n_tensors, sizeof *m->offset);
@@ -85,8 +103,9 @@ int ds_llama_init_dtypes(ds_llama *m, const ds_config *cfg, const ds_dtype *dtyp
         ds_tinfo *t = &m->tinfo[i];
         const ds_dtype want = dtypes ? dtypes[i] : DS_DTYPE_F32;
         if (t->ndim == 2 && (want == DS_DTYPE_F16 || want == DS_DTYPE_BF16)) t->dtype = want;
-        m->all_f32 &= t->dtype == DS_DTYPE_F32;
         m->offset[i] = total;
+        if (!ds_llama_holds(m, i)) continue;
+        m->all_f32 &= t->dtype == DS_DTYPE_F32;
         total += ds_tinfo_numel(t);
     }
     m->numel = total;
@@ -96,11 +115,12 @@ int ds_llama_init_dtypes(ds_llama *m, const ds_config *cfg, const ds_dtype *dtyp
     for (int i = 0; i < m->n_tensors; i++) {
         if (!m->all_f32) bytes = (bytes + 63) & ~(size_t)63;
         at[i] = bytes;
-        bytes += ds_tinfo_bytes(&m->tinfo[i]);
+        if (ds_llama_holds(m, i)) bytes += ds_tinfo_bytes(&m->tinfo[i]);
     }
     m->bytes = bytes;
     m->data = ds_calloc(bytes ? bytes : 1, 1);
     for (int i = 0; i < m->n_tensors; i++) {
+        if (!ds_llama_holds(m, i)) continue;
         m->p[i] = (char *)m->data + at[i];
         if (m->tinfo[i].dtype == DS_DTYPE_F32) m->w[i] = m->p[i];
     }
@@ -182,15 +202,18 @@ void ds_llama_randomize(ds_llama *m, uint64_t seed, float std)
     ds_rng r = {seed};
     for (int i = 0; i < m->n_tensors; i++) {
         int64_t n = ds_tinfo_numel(&m->tinfo[i]);
-        int is_norm = m->tinfo[i].ndim == 1;
-        for (int64_t j = 0; j < n; j++)
-            wset(m, i, j, is_norm ? (float)(1.0 + 0.1 * rng_normal(&r)) : (float)(std * rng_normal(&r)));
+        int is_norm = m->tinfo[i].ndim == 1, held = ds_llama_holds(m, i);
+        for (int64_t j = 0; j < n; j++) { /* the same draws for a stage as for the whole model */
+            float v = is_norm ? (float)(1.0 + 0.1 * rng_normal(&r)) : (float)(std * rng_normal(&r));
+            if (held) wset(m, i, j, v);
+        }
     }
 }
 
 void ds_llama_copy(ds_llama *dst, const ds_llama *src)
 {
     for (int i = 0; i < src->n_tensors; i++) {
+        if (!src->p[i] || !dst->p[i]) continue; /* not held by this stage */
         const int64_t n = ds_tinfo_numel(&src->tinfo[i]);
         const ds_dtype sd = src->tinfo[i].dtype, dd = dst->tinfo[i].dtype;
         if (sd == dd) {
@@ -391,7 +414,13 @@ static inline wmat wm(const ds_llama *m, float *scratch, int i)
 
 double ds_llama_act_bytes(const ds_config *c, int64_t max_b, int64_t max_t)
 {
-    const int64_t D = c->dim, F = c->hidden_dim, L = c->n_layers, V = c->vocab_size, H = c->n_heads;
+    return ds_llama_act_bytes_stage(c, max_b, max_t, 0, c->n_layers);
+}
+
+double ds_llama_act_bytes_stage(const ds_config *c, int64_t max_b, int64_t max_t, int l0, int l1)
+{
+    const int64_t D = c->dim, F = c->hidden_dim, L = l1 - l0, H = c->n_heads;
+    const int64_t V = l1 == c->n_layers ? c->vocab_size : 0;
     const int64_t KVD = D / H * c->n_kv_heads, N = max_b * max_t;
     double floats = 0;
 #define COUNT(p, n) floats += (double)(n);
@@ -403,12 +432,14 @@ double ds_llama_act_bytes(const ds_config *c, int64_t max_b, int64_t max_t)
 ds_llama_act *ds_llama_act_new(const ds_llama *m, int max_b, int max_t)
 {
     const ds_config *c = &m->cfg;
-    const int64_t D = c->dim, F = c->hidden_dim, L = c->n_layers, V = c->vocab_size, H = c->n_heads;
+    /* a stage keeps its own layers' activations, and logits on the last only */
+    const int64_t D = c->dim, F = c->hidden_dim, L = m->l1 - m->l0, H = c->n_heads;
+    const int64_t V = m->l1 == c->n_layers ? c->vocab_size : 0;
     const int64_t KVD = D / H * c->n_kv_heads;
     ds_llama_act *a = ds_calloc(1, sizeof *a);
     a->max_b = max_b;
     a->max_t = max_t;
-    a->V = (int)V;
+    a->V = c->vocab_size;
     const int64_t N = a->cap = (int64_t)max_b * max_t;
     a->tokens = ds_malloc((size_t)N * sizeof(int));
 #define ALLOC(p, n) a->p = ds_malloc((size_t)(n) * sizeof(float));
@@ -455,31 +486,38 @@ static void attention_fwd(const ds_llama *m, ds_llama_act *a, const float *q, co
 
 float *ds_llama_forward(const ds_llama *m, ds_llama_act *a, const int *tokens, int B, int T)
 {
+    if (m->l0 != 0 || m->l1 != m->cfg.n_layers) ds_die("ds_llama_forward: a stage model (ds_llama_forward_stage)");
+    return ds_llama_forward_stage(m, a, tokens, NULL, B, T);
+}
+
+float *ds_llama_forward_stage(const ds_llama *m, ds_llama_act *a, const int *tokens, const float *x_in, int B, int T)
+{
     const ds_config *c = &m->cfg;
     if (B < 1 || T < 1 || B > a->max_b || T > a->max_t || T > c->max_seq_len)
         ds_die("ds_llama_forward: batch %dx%d exceeds the workspace %dx%d or max_seq_len %d", B, T, a->max_b,
                a->max_t, c->max_seq_len);
-    const int D = c->dim, F = c->hidden_dim, L = c->n_layers, V = c->vocab_size, H = c->n_heads;
-    const int KVD = D / H * c->n_kv_heads, N = B * T;
+    const int D = c->dim, F = c->hidden_dim, V = c->vocab_size, H = c->n_heads;
+    const int KVD = D / H * c->n_kv_heads, N = B * T, l0 = m->l0, Ls = m->l1 - m->l0;
     const int64_t cap = a->cap;
     a->B = B;
     a->T = T;
     for (int n = 0; n < N; n++) {
         if (tokens[n] < 0 || tokens[n] >= V) ds_die("ds_llama_forward: token %d out of range [0, %d)", tokens[n], V);
         a->tokens[n] = tokens[n];
-        embed_row(m, tokens[n], a->x + (size_t)n * D);
+        if (l0 == 0) embed_row(m, tokens[n], a->x + (size_t)n * D);
     }
-    for (int l = 0; l < L; l++) {
-        const int i0 = ds_llama_index(l, 0);
+    if (l0 > 0) memcpy(a->x, x_in, (size_t)N * D * sizeof(float));
+    for (int s = 0; s < Ls; s++) { /* layer l0 + s; its activations at index s */
+        const int i0 = ds_llama_index(l0 + s, 0);
 #define W(role) wm(m, a->wscratch, i0 + (role))
         const float *const *Wn = (const float *const *)m->w + i0; /* the norms (F32) */
-        float *x = a->x + l * cap * D, *xnext = a->x + (l + 1) * cap * D;
-        float *xn1 = a->xn1 + l * cap * D, *q = a->q + l * cap * D, *k = a->k + l * cap * KVD,
-              *v = a->v + l * cap * KVD, *att = a->att + l * cap * D, *xmid = a->xmid + l * cap * D,
-              *xn2 = a->xn2 + l * cap * D, *h1 = a->h1 + l * cap * F, *h3 = a->h3 + l * cap * F,
-              *act = a->act + l * cap * F;
-        float *P = a->P + (int64_t)l * a->max_b * H * a->max_t * a->max_t;
-        rmsnorm_fwd(xn1, a->rs1 + l * cap, x, Wn[DS_LLAMA_ATTN_NORM], N, D, c->norm_eps);
+        float *x = a->x + s * cap * D, *xnext = a->x + (s + 1) * cap * D;
+        float *xn1 = a->xn1 + s * cap * D, *q = a->q + s * cap * D, *k = a->k + s * cap * KVD,
+              *v = a->v + s * cap * KVD, *att = a->att + s * cap * D, *xmid = a->xmid + s * cap * D,
+              *xn2 = a->xn2 + s * cap * D, *h1 = a->h1 + s * cap * F, *h3 = a->h3 + s * cap * F,
+              *act = a->act + s * cap * F;
+        float *P = a->P + (int64_t)s * a->max_b * H * a->max_t * a->max_t;
+        rmsnorm_fwd(xn1, a->rs1 + s * cap, x, Wn[DS_LLAMA_ATTN_NORM], N, D, c->norm_eps);
         lin_fwd(q, xn1, W(DS_LLAMA_Q), N, D, D, 0);
         lin_fwd(k, xn1, W(DS_LLAMA_K), N, D, KVD, 0);
         lin_fwd(v, xn1, W(DS_LLAMA_V), N, D, KVD, 0);
@@ -488,7 +526,7 @@ float *ds_llama_forward(const ds_llama *m, ds_llama_act *a, const int *tokens, i
         attention_fwd(m, a, q, k, v, P, att);
         memcpy(xmid, x, (size_t)N * D * sizeof(float));
         lin_fwd(xmid, att, W(DS_LLAMA_O), N, D, D, 1.0f);
-        rmsnorm_fwd(xn2, a->rs2 + l * cap, xmid, Wn[DS_LLAMA_FFN_NORM], N, D, c->norm_eps);
+        rmsnorm_fwd(xn2, a->rs2 + s * cap, xmid, Wn[DS_LLAMA_FFN_NORM], N, D, c->norm_eps);
         lin_fwd(h1, xn2, W(DS_LLAMA_GATE), N, D, F, 0);
         lin_fwd(h3, xn2, W(DS_LLAMA_UP), N, D, F, 0);
         silu_mul(act, h1, h3, (int64_t)N * F);
@@ -496,8 +534,10 @@ float *ds_llama_forward(const ds_llama *m, ds_llama_act *a, const int *tokens, i
         lin_fwd(xnext, act, W(DS_LLAMA_DOWN), N, F, D, 1.0f);
 #undef W
     }
+    const int L = c->n_layers;
+    if (m->l1 < L) return a->x + Ls * cap * D; /* the hidden states for the next stage */
     const int i_head = c->tied_embeddings ? 0 : 2 + DS_LLAMA_ROLES * L;
-    rmsnorm_fwd(a->xf, a->rsf, a->x + L * cap * D, m->w[1 + DS_LLAMA_ROLES * L], N, D, c->norm_eps);
+    rmsnorm_fwd(a->xf, a->rsf, a->x + Ls * cap * D, m->w[1 + DS_LLAMA_ROLES * L], N, D, c->norm_eps);
     lin_fwd(a->logits, a->xf, wm(m, a->wscratch, i_head), N, D, V, 0);
     return a->logits;
 }
@@ -593,7 +633,7 @@ void ds_llama_grads_init(ds_llama_grads *g, const ds_llama *m, const unsigned ch
     g->data = ds_calloc((size_t)m->numel, sizeof(float));
     g->g = ds_calloc((size_t)m->n_tensors, sizeof *g->g);
     for (int i = 0; i < m->n_tensors; i++)
-        if (!want || want[i]) g->g[i] = g->data + m->offset[i];
+        if ((!want || want[i]) && m->p[i]) g->g[i] = g->data + m->offset[i];
 }
 
 void ds_llama_grads_zero(ds_llama_grads *g) { memset(g->data, 0, (size_t)g->numel * sizeof(float)); }
@@ -642,20 +682,30 @@ static void attention_bwd(const ds_llama *m, ds_llama_act *a, const float *q, co
 
 void ds_llama_backward(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g)
 {
+    if (m->l0 != 0 || m->l1 != m->cfg.n_layers) ds_die("ds_llama_backward: a stage model (ds_llama_backward_stage)");
+    ds_llama_backward_stage(m, a, g, NULL);
+}
+
+float *ds_llama_backward_stage(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g, const float *dx_out)
+{
     const ds_config *c = &m->cfg;
     const int D = c->dim, F = c->hidden_dim, L = c->n_layers, V = c->vocab_size, H = c->n_heads;
-    const int KVD = D / H * c->n_kv_heads, N = a->B * a->T, T = a->T;
+    const int KVD = D / H * c->n_kv_heads, N = a->B * a->T, T = a->T, l0 = m->l0, Ls = m->l1 - m->l0;
     const int64_t cap = a->cap;
     const int i_norm = 1 + DS_LLAMA_ROLES * L, i_head = c->tied_embeddings ? 0 : i_norm + 1;
     float *dx = a->dx, *dxn = a->dxn;
 
-    if (g->g[i_head]) lin_bwd_w(g->g[i_head], a->dlogits, a->xf, N, D, V);
-    lin_bwd_x(dxn, a->dlogits, wm(m, a->wscratch, i_head), N, D, V, 0);
-    memset(dx, 0, (size_t)N * D * sizeof(float));
-    rmsnorm_bwd(dx, g->g[i_norm], dxn, a->x + L * cap * D, m->w[i_norm], a->rsf, N, D);
+    if (m->l1 == L) {
+        if (g->g[i_head]) lin_bwd_w(g->g[i_head], a->dlogits, a->xf, N, D, V);
+        lin_bwd_x(dxn, a->dlogits, wm(m, a->wscratch, i_head), N, D, V, 0);
+        memset(dx, 0, (size_t)N * D * sizeof(float));
+        rmsnorm_bwd(dx, g->g[i_norm], dxn, a->x + Ls * cap * D, m->w[i_norm], a->rsf, N, D);
+    } else {
+        memcpy(dx, dx_out, (size_t)N * D * sizeof(float));
+    }
 
-    for (int l = L - 1; l >= 0; l--) {
-        const int i0 = ds_llama_index(l, 0);
+    for (int s = Ls - 1; s >= 0; s--) {
+        const int l = s, i0 = ds_llama_index(l0 + s, 0); /* activations at index s */
 #define W(role) wm(m, a->wscratch, i0 + (role))
         const float *const *Wn = (const float *const *)m->w + i0; /* the norms (F32) */
         float *const *G = g->g + i0;
@@ -694,12 +744,14 @@ void ds_llama_backward(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g)
         rmsnorm_bwd(dx, G[DS_LLAMA_ATTN_NORM], dxn, x, Wn[DS_LLAMA_ATTN_NORM], a->rs1 + l * cap, N, D);
 #undef W
     }
+    if (l0 > 0) return dx; /* dL/d(input hidden states) for the previous stage */
     if (g->g[0])
         for (int n = 0; n < N; n++) {
             float *row = g->g[0] + (size_t)a->tokens[n] * D;
             const float *d = dx + (size_t)n * D;
             for (int j = 0; j < D; j++) row[j] += d[j];
         }
+    return NULL;
 }
 
 /* ---- KV-cached generation */
@@ -744,6 +796,7 @@ float *ds_llama_step(const ds_llama *m, ds_llama_kv *kv, int token, int pos)
     const int hs = D / H, KVD = hs * c->n_kv_heads, rep = H / c->n_kv_heads;
     if (pos < 0 || pos >= kv->max_t || token < 0 || token >= V)
         ds_die("ds_llama_step: token %d at position %d outside vocab %d / cache %d", token, pos, V, kv->max_t);
+    if (m->l0 != 0 || m->l1 != L) ds_die("ds_llama_step: a stage model");
     const float scale = 1.0f / sqrtf((float)hs);
     embed_row(m, token, kv->x);
     for (int l = 0; l < L; l++) {
@@ -798,7 +851,7 @@ void ds_adamw_step(ds_adamw *o, ds_llama *m, const ds_llama_grads *g)
     const float b1 = o->beta1, b2 = o->beta2;
     const float c1 = 1.0f / (1.0f - powf(b1, (float)o->t)), c2 = 1.0f / (1.0f - powf(b2, (float)o->t));
     const float lr = o->lr, wd = o->weight_decay, eps = o->eps;
-    float *w = m->w[0], *mm = o->m, *vv = o->v;
+    float *w = m->data, *mm = o->m, *vv = o->v;
     const float *gr = g->data;
     for (int64_t i = 0; i < m->numel; i++) {
         mm[i] = b1 * mm[i] + (1.0f - b1) * gr[i];

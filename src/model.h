@@ -52,7 +52,8 @@ typedef struct {
     int64_t numel;    /* total parameters */
     void *data;       /* the buffer of every tensor */
     size_t bytes;     /* its size: 4 * numel when all F32, ~2 * numel for bf16 matrices */
-    int all_f32;      /* 1 when every tensor is F32 (w[0] .. w[0] + numel) */
+    int all_f32;      /* 1 when every tensor it holds is F32 (data .. data + numel floats) */
+    int l0, l1;       /* the decoder layers it holds, [l0, l1): all of them, or a pipeline stage's */
     float *rope_cos, *rope_sin; /* [max_seq_len, head_dim/2] */
 } ds_llama;
 
@@ -65,7 +66,17 @@ int ds_llama_init_dtypes(ds_llama *m, const ds_config *cfg, const ds_dtype *dtyp
  * weights: *tinfo malloc'd; returns the count, or minus a ds_exit code
  * (cfg fails ds_config_check; message set). */
 int ds_llama_tensors(const ds_config *cfg, ds_tinfo **tinfo);
-/* A zeroed model of like's config and dtypes. */
+/* A pipeline stage (src/pipeline.h): the tensors of decoder layers
+ * [l0, l1) only, plus the embeddings when l0 == 0 and the final norm and
+ * head when l1 == n_layers (a tied model's last stage holds the embeddings
+ * too, as its head). The other tensors keep their tinfo but no memory:
+ * p[i] = w[i] = NULL, ds_llama_holds 0; numel, bytes, offset and gradient
+ * buffers cover the held tensors only. ds_llama_init_dtypes is the stage
+ * [0, n_layers). */
+int ds_llama_init_stage(ds_llama *m, const ds_config *cfg, const ds_dtype *dtypes, int l0, int l1);
+/* Whether m holds tensor i. */
+int ds_llama_holds(const ds_llama *m, int i);
+/* A zeroed model of like's config, dtypes and stage. */
 int ds_llama_init_like(ds_llama *m, const ds_llama *like);
 /* dst's weights = src's (same config), converted to dst's dtypes (f16/bf16
  * rounded to nearest even, like kernels/half.h); a plain copy where the
@@ -95,6 +106,19 @@ void ds_llama_act_free(ds_llama_act *a);
 /* The bytes ds_llama_act_new(m, max_b, max_t) allocates for a model of
  * config c (the same list of buffers), for checks before allocating. */
 double ds_llama_act_bytes(const ds_config *c, int64_t max_b, int64_t max_t);
+
+/* The bytes of a stage's workspace (its layers' activations; logits on the
+ * last stage only). */
+double ds_llama_act_bytes_stage(const ds_config *c, int64_t max_b, int64_t max_t, int l0, int l1);
+
+/* Forward of a stage: tokens [B, T] (always: they are embedded on the first
+ * stage and kept for the embedding gradient), x_in [B*T, dim] the previous
+ * stage's output (ignored on the first stage). Returns the logits
+ * [B*T, vocab] on the last stage, else this stage's output [B*T, dim]; both
+ * valid until the next forward. The same operations in the same order as the
+ * whole model's forward, so a chain of stages gives its logits bit for bit. */
+float *ds_llama_forward_stage(const ds_llama *m, ds_llama_act *a, const int *tokens, const float *x_in, int B,
+                              int T);
 
 /* Forward of tokens [B, T] (row-major, positions 0..T-1 in each sequence).
  * Returns the logits [B*T, vocab], valid until the next forward. */
@@ -128,6 +152,13 @@ void ds_llama_grads_zero(ds_llama_grads *g);
 void ds_llama_grads_free(ds_llama_grads *g);
 /* Backward of the last forward and loss: ADDS dL/dW into g (zero it first). */
 void ds_llama_backward(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g);
+/* Backward of a stage after its forward: from the loss's dL/dlogits on the
+ * last stage (dx_out NULL), else from dx_out [B*T, dim], the next stage's
+ * result. ADDS dL/dW into g as ds_llama_backward; returns dL/dx_in
+ * [B*T, dim] for the previous stage (valid until the next backward), NULL on
+ * the first stage. A tied model's embedding gradient comes in two parts
+ * (first stage: the embedding; last stage: the head): the caller sums them. */
+float *ds_llama_backward_stage(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g, const float *dx_out);
 
 /* ---- KV-cached generation: one token at a time. */
 typedef struct {
