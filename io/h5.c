@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -601,7 +602,35 @@ static void conv(ds_dtype a, const void *src, ds_dtype b, void *dst, float *tmp,
     }
 }
 
-/* Piecewise conversion keeps the scratch memory small for big tensors. */
+void *ds_buf_alloc(size_t n)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (n < huge) return ds_malloc(n ? n : 1);
+    size_t m = (n + huge - 1) / huge * huge;
+    void *p = NULL;
+    if (posix_memalign(&p, huge, m) != 0 || !p) ds_die("out of memory (%zu bytes)", m);
+#ifdef MADV_HUGEPAGE
+    madvise(p, m, MADV_HUGEPAGE); /* advisory: without it, 4 KiB pages */
+#endif
+    return p;
+}
+
+/* Scratch of rows_conv, grown to the largest piece and kept for the
+ * process (HDF5 is called from one thread): no allocation per call. */
+static void *conv_scratch(int k, size_t n)
+{
+    static void *p[2];
+    static size_t cap[2];
+    if (n > cap[k]) {
+        free(p[k]);
+        p[k] = ds_buf_alloc(n);
+        cap[k] = n;
+    }
+    return p[k];
+}
+
+/* Piecewise conversion keeps the scratch memory small for big tensors:
+ * pieces of about 4 MB of float32 (cache-sized), whole rows. */
 static int rows_conv(hid_t dset, ds_dtype stored, ds_dtype mine, int64_t row0, int64_t nrows, void *buf, int write)
 {
     if (stored == mine)
@@ -612,11 +641,11 @@ static int rows_conv(hid_t dset, ds_dtype stored, ds_dtype mine, int64_t row0, i
                       ds_dtype_name(stored), ds_dtype_name(mine));
     int64_t re = row_elems(dset);
     if (re < 0) return ds_errcode();
-    int64_t per = (int64_t)(((size_t)16 << 20) / (size_t)(re ? re : 1));
+    int64_t per = (int64_t)(((size_t)1 << 20) / (size_t)(re ? re : 1));
     if (per < 1) per = 1;
     size_t cap = (size_t)(per < nrows ? per : nrows) * (size_t)re;
-    void *sbuf = ds_malloc(cap * ds_dtype_size(stored));
-    float *tmp = ds_malloc(cap * sizeof(float));
+    void *sbuf = conv_scratch(0, cap * ds_dtype_size(stored) + 1);
+    float *tmp = conv_scratch(1, cap * sizeof(float) + 1);
     int rc = 0;
     for (int64_t done = 0; done < nrows && !rc; done += per) {
         int64_t k = nrows - done < per ? nrows - done : per;
@@ -630,8 +659,6 @@ static int rows_conv(hid_t dset, ds_dtype stored, ds_dtype mine, int64_t row0, i
             if (!rc) conv(stored, sbuf, mine, p, tmp, n);
         }
     }
-    free(sbuf);
-    free(tmp);
     return rc;
 }
 

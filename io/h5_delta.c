@@ -26,7 +26,21 @@ struct ds_delta_file {
      * dataset), 3 per entry (signs, scale, dense); has_rec 0 where absent */
     ds_digest *rec;
     unsigned char *has_rec;
+    /* scratch of conversions and whole-file checks, grown to the largest
+     * need and kept until close (no allocation per entry) */
+    void *scratch[2];
+    size_t scratch_cap[2];
 };
+
+static void *scratch(ds_delta_file *f, int k, size_t n)
+{
+    if (n > f->scratch_cap[k]) {
+        free(f->scratch[k]);
+        f->scratch[k] = ds_buf_alloc(n);
+        f->scratch_cap[k] = n;
+    }
+    return f->scratch[k];
+}
 
 /* Messages of collective calls are printed once by ds_ctx_agree under this
  * label (the library does not know the job's name), as io/h5_model.c does. */
@@ -102,6 +116,8 @@ static int file_free(ds_delta_file *f)
     free(f->digests);
     free(f->rec);
     free(f->has_rec);
+    free(f->scratch[0]);
+    free(f->scratch[1]);
     free(f->meta.entries);
     free(f);
     return rc;
@@ -714,7 +730,7 @@ static int verify_legacy(ds_delta_file *f)
             if (part_dset(f, i, k) < 0) continue;
             ds_tinfo t;
             ds_delta_entry_info(&f->meta.entries[i], part_names[k], &t);
-            void *buf = ds_malloc(ds_tinfo_bytes(&t) + 1);
+            void *buf = ds_malloc(ds_tinfo_bytes(&t) + 1); /* files of the old format only */
             snprintf(dg[nd].name, sizeof dg[nd].name, "%s", t.name);
             rc = read_part(f, i, k, buf, &dg[nd++].digest);
             free(buf);
@@ -768,19 +784,17 @@ int ds_delta_read_dense(ds_delta_file *f, int i, ds_dtype want, void *buf)
     if (!ds_verify_enabled() || !f->has_rec[3 * i + 2])
         return ds_h5_read_rows_conv(f->dense[i], t->dtype, want, 0, t->ndim ? t->shape[0] : 1, buf);
     size_t n = (size_t)ds_tinfo_numel(t);
-    void *st = ds_malloc(ds_tinfo_bytes(t) + 1);
+    void *st = scratch(f, 0, ds_tinfo_bytes(t) + 1);
     rc = read_checked(f, i, 2, st);
     if (!rc && want == DS_DTYPE_F32) {
         ds_to_f32(t->dtype, st, buf, n);
     } else if (!rc && t->dtype == DS_DTYPE_F32) {
         ds_from_f32(want, st, buf, n);
     } else if (!rc) {
-        float *tmp = ds_malloc(sizeof(float) * n + 1);
+        float *tmp = scratch(f, 1, sizeof(float) * n + 1);
         ds_to_f32(t->dtype, st, tmp, n);
         ds_from_f32(want, tmp, buf, n);
-        free(tmp);
     }
-    free(st);
     return rc;
 }
 

@@ -36,7 +36,7 @@ static void *scratch(ds_model_file *f, int k, size_t n)
 {
     if (n > f->scratch_cap[k]) {
         free(f->scratch[k]);
-        f->scratch[k] = ds_malloc(n);
+        f->scratch[k] = ds_buf_alloc(n);
         f->scratch_cap[k] = n;
     }
     return f->scratch[k];
@@ -385,16 +385,19 @@ int ds_model_is_model(const char *path)
 /* Digest tensor i as stored, reading it in pieces (bounded memory), the
  * digest of a piece overlapping the read of the next (ds_sha256_async);
  * when want_buf is given, also fill it with the tensor converted to want. */
-static int digest_tensor(ds_model_file *f, int i, ds_dtype want, void *want_buf, ds_digest *out)
+static int digest_tensor(ds_model_file *f, int i, ds_dtype want, void *want_buf, ds_digest *out,
+                         ds_model_piece_fn fn, void *arg)
 {
     const ds_tinfo *t = &f->meta.tensors[i];
     int64_t rows = t->ndim ? t->shape[0] : 1, re = 1;
     for (int k = 1; k < t->ndim; k++) re *= t->shape[k];
     size_t es = ds_dtype_size(t->dtype), ws = ds_dtype_size(want);
-    int64_t per = (int64_t)(((size_t)16 << 20) / (size_t)(re ? re : 1) / es);
+    int direct = want_buf && want == t->dtype;
+    /* pieces of 16 MB read in place, or of 4 MB through the file's scratch
+     * buffers (kept until close: small) */
+    int64_t per = (int64_t)(((size_t)(direct ? 16 : 4) << 20) / (size_t)(re ? re : 1) / es);
     if (per < 1) per = 1;
     if (per > rows) per = rows;
-    int direct = want_buf && want == t->dtype;
     size_t cap = (size_t)(per * re) * es + 1;
     char *sbuf[2] = {NULL, NULL};
     if (!direct) sbuf[0] = scratch(f, 0, cap), sbuf[1] = scratch(f, 1, cap);
@@ -410,9 +413,10 @@ static int digest_tensor(ds_model_file *f, int i, ds_dtype want, void *want_buf,
         rc = ds_h5_read_rows(f->dsets[i], ds_h5_type(t->dtype), r0, t->ndim ? k : 1, dst);
         if (rc) break;
         ds_sha256_async_update(h, dst, n * es);
-        if (!want_buf || direct) continue;
+        if (!want_buf) continue;
         char *w = (char *)want_buf + (size_t)(r0 * re) * ws;
-        if (want == DS_DTYPE_F32) {
+        if (direct) {
+        } else if (want == DS_DTYPE_F32) {
             ds_to_f32(t->dtype, dst, (float *)w, n);
         } else if (t->dtype == DS_DTYPE_F32) {
             ds_from_f32(want, (const float *)dst, w, n);
@@ -420,6 +424,9 @@ static int digest_tensor(ds_model_file *f, int i, ds_dtype want, void *want_buf,
             ds_to_f32(t->dtype, dst, tmp, n);
             ds_from_f32(want, tmp, w, n);
         }
+        /* the piece is in want_buf: the caller's use of it (export writes
+         * it) overlaps its digest */
+        if (fn) rc = fn(arg, (size_t)(r0 * re) * ws, n * ws);
     }
     ds_sha256_final(ds_sha256_async_end(h), out);
     return rc;
@@ -443,7 +450,7 @@ static int verify_legacy(ds_model_file *f)
     int nd = 0, rc = 0;
     for (int i = f->ctx.rank; i < n && !rc; i += f->ctx.size) {
         snprintf(dg[nd].name, sizeof dg[nd].name, "%s", f->meta.tensors[i].name);
-        rc = digest_tensor(f, i, DS_DTYPE_F32, NULL, &dg[nd++].digest);
+        rc = digest_tensor(f, i, DS_DTYPE_F32, NULL, &dg[nd++].digest, NULL, NULL);
     }
     rc = ds_content_hash_verify(&f->ctx, f->path, rc, nd, dg, f->meta.content_sha256);
     free(dg);
@@ -475,6 +482,30 @@ static int tensor_index(ds_model_file *f, const char *name)
     return i;
 }
 
+/* A whole tensor i into buf (as want), fn called on each piece read; its
+ * digest into *digest when digest is given (with --no-verify, the recorded
+ * one where the file has it: trusted, as --no-verify says), checked against
+ * the recorded one when verifying. */
+static int read_whole(ds_model_file *f, int i, ds_dtype want, void *buf, ds_digest *digest, ds_model_piece_fn fn,
+                      void *arg)
+{
+    const ds_tinfo *t = &f->meta.tensors[i];
+    if (!is_model_dtype(want))
+        return ds_err(DS_EXIT_FAIL, "%s: tensor %s: cannot read as %s", f->path, t->name, ds_dtype_name(want));
+    int check = !f->writing && f->has_rec[i] && ds_verify_enabled();
+    if (!check && (!digest || (!f->writing && f->has_rec[i]))) {
+        int rc = ds_h5_read_rows_conv(f->dsets[i], t->dtype, want, 0, t->ndim ? t->shape[0] : 1, buf);
+        if (!rc && digest) *digest = f->rec[i];
+        if (!rc && fn) rc = fn(arg, 0, (size_t)ds_tinfo_numel(t) * ds_dtype_size(want));
+        return rc;
+    }
+    ds_digest d;
+    int rc = digest_tensor(f, i, want, buf, &d, fn, arg);
+    if (!rc && check && memcmp(d.b, f->rec[i].b, 32) != 0) rc = mismatch(f->path, t->name);
+    if (!rc && digest) *digest = d;
+    return rc;
+}
+
 int ds_model_read_rows(ds_model_file *f, const char *name, ds_dtype want, int64_t row0, int64_t nrows, void *buf)
 {
     int i = tensor_index(f, name);
@@ -482,32 +513,27 @@ int ds_model_read_rows(ds_model_file *f, const char *name, ds_dtype want, int64_
     if (!is_model_dtype(want))
         return ds_err(DS_EXIT_FAIL, "%s: tensor %s: cannot read as %s", f->path, name, ds_dtype_name(want));
     const ds_tinfo *t = &f->meta.tensors[i];
-    int whole = row0 == 0 && nrows == (t->ndim ? t->shape[0] : 1);
-    if (!whole || f->writing || !f->has_rec[i] || !ds_verify_enabled())
-        return ds_h5_read_rows_conv(f->dsets[i], t->dtype, want, row0, nrows, buf);
-    ds_digest d;
-    int rc = digest_tensor(f, i, want, buf, &d);
-    if (!rc && memcmp(d.b, f->rec[i].b, 32) != 0) rc = mismatch(f->path, t->name);
-    return rc;
+    if (row0 == 0 && nrows == (t->ndim ? t->shape[0] : 1)) return read_whole(f, i, want, buf, NULL, NULL, NULL);
+    return ds_h5_read_rows_conv(f->dsets[i], t->dtype, want, row0, nrows, buf);
 }
 
 int ds_model_read_tensor_digest(ds_model_file *f, const char *name, ds_dtype want, void *buf, ds_digest *digest)
 {
     int i = tensor_index(f, name);
-    if (i < 0) return -i;
-    if (!is_model_dtype(want))
-        return ds_err(DS_EXIT_FAIL, "%s: tensor %s: cannot read as %s", f->path, name, ds_dtype_name(want));
-    int rc = digest_tensor(f, i, want, buf, digest);
-    if (!rc && !f->writing && f->has_rec[i] && ds_verify_enabled() && memcmp(digest->b, f->rec[i].b, 32) != 0)
-        rc = mismatch(f->path, name);
-    return rc;
+    return i < 0 ? -i : read_whole(f, i, want, buf, digest, NULL, NULL);
+}
+
+int ds_model_read_tensor_pieces(ds_model_file *f, const char *name, ds_dtype want, void *buf, ds_model_piece_fn fn,
+                                void *arg)
+{
+    int i = tensor_index(f, name);
+    return i < 0 ? -i : read_whole(f, i, want, buf, NULL, fn, arg);
 }
 
 int ds_model_read_tensor(ds_model_file *f, const char *name, ds_dtype want, void *buf)
 {
     int i = tensor_index(f, name);
-    if (i < 0) return -i;
-    return ds_model_read_rows(f, name, want, 0, f->meta.tensors[i].shape[0], buf);
+    return i < 0 ? -i : read_whole(f, i, want, buf, NULL, NULL, NULL);
 }
 
 /* One 1-D tokenizer dataset of length n (-1: any); *len receives it. */

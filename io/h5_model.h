@@ -63,9 +63,19 @@ const char *ds_model_path(const ds_model_file *f);
 int ds_model_read_tensor(ds_model_file *f, const char *name, ds_dtype want, void *buf);
 /* ds_model_read_tensor that also gives the tensor's entry digest
  * (ds_entry_digest of the stored bytes, src/hash.h), computed while reading
- * (verified against the recorded one unless --no-verify): a job that needs
- * the digest of what it read (compress, for base_sha256) hashes it once. */
+ * and verified against the recorded one; with --no-verify, the recorded one
+ * (trusted, as --no-verify says) where the file has one, else computed: a
+ * job that needs the digest of what it read (compress, for base_sha256)
+ * hashes it at most once. */
 int ds_model_read_tensor_digest(ds_model_file *f, const char *name, ds_dtype want, void *buf, ds_digest *digest);
+/* ds_model_read_tensor calling fn(arg, off, n) as each piece of buf (bytes
+ * [off, off + n), in dtype want, in order) has been read, while the digest
+ * of that piece is computed on a second thread (export writes each piece as
+ * it comes); a non-zero return of fn stops the read and is returned. A
+ * tensor that fails its check may have been passed to fn in part. */
+typedef int (*ds_model_piece_fn)(void *arg, size_t off, size_t n);
+int ds_model_read_tensor_pieces(ds_model_file *f, const char *name, ds_dtype want, void *buf, ds_model_piece_fn fn,
+                                void *arg);
 /* Read rows [row0, row0+nrows) of a 2-D (or 1-D: elements) tensor. */
 int ds_model_read_rows(ds_model_file *f, const char *name, ds_dtype want, int64_t row0,
                        int64_t nrows, void *buf);

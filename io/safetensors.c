@@ -588,12 +588,21 @@ int ds_st_writer_open(const char *path, int create, int n, const ds_tinfo *tenso
 
 int ds_st_writer_put(ds_st_writer *w, const char *name, const void *data)
 {
+    return ds_st_writer_put_part(w, name, 0, data, (size_t)-1);
+}
+
+int ds_st_writer_put_part(ds_st_writer *w, const char *name, size_t off, const void *data, size_t n)
+{
     ds_tinfo key;
     if (strlen(name) >= sizeof key.name) return ds_err(DS_EXIT_FAIL, "%s: tensor %.64s: not in the layout", w->path, name);
     strcpy(key.name, name);
     const ds_tinfo *t = bsearch(&key, w->t, (size_t)w->n, sizeof key, cmp_tinfo_name);
     if (!t) return ds_err(DS_EXIT_FAIL, "%s: tensor %s: not in the layout", w->path, name);
-    if (pwrite_all(w->fd, data, ds_tinfo_bytes(t), w->off[t - w->t]) != 0) {
+    size_t bytes = ds_tinfo_bytes(t);
+    if (n == (size_t)-1) n = bytes;
+    if (off > bytes || n > bytes - off)
+        return ds_err(DS_EXIT_FAIL, "%s: tensor %s: bytes [%zu, %zu) outside its %zu", w->path, name, off, off + n, bytes);
+    if (pwrite_all(w->fd, data, n, w->off[t - w->t] + off) != 0) {
         int rc = ds_err(DS_EXIT_OUTPUT, "%s: tensor %s: write failed: %s", w->path, name, strerror(errno));
         if (!w->rc) w->rc = rc;
         return rc;

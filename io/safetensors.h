@@ -89,6 +89,8 @@ int ds_st_writer_open(const char *path, int create, int n, const ds_tinfo *tenso
                       const char *const *meta_keys, const char *const *meta_vals, ds_st_writer **out);
 /* Write one tensor's bytes (its dtype and shape as listed) at its offset. */
 int ds_st_writer_put(ds_st_writer *w, const char *name, const void *data);
+/* Bytes [off, off + n) of tensor NAME's data (a tensor written in pieces). */
+int ds_st_writer_put_part(ds_st_writer *w, const char *name, size_t off, const void *data, size_t n);
 /* Flush and close; returns the first error of the writer's life. */
 int ds_st_writer_close(ds_st_writer *w);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include "io/delta_apply.h"
 #include "io/delta_check.h"
+#include "io/h5.h"
 #include "io/h5_delta.h"
 #include "io/h5_model.h"
 #include "io/outfile.h"
@@ -65,16 +66,14 @@ static int apply_local(const ds_ctx *ctx, const opts *o, ds_dev *dev, ds_model_f
     ds_tensor_shard_plan(&sh, ctx, n, bm->tensors, sizeof *bm->tensors, DS_WEIGH_BYTES);
     ds_progress pr;
     ds_progress_init(&pr, ctx, "tensor", sh.mine);
-    void *buf = NULL;
-    size_t cap = 0;
+    /* one buffer for this rank's largest tensor, reused for every tensor */
+    size_t cap = 1;
+    for (int i = 0; i < n; i++)
+        if (sh.owner[i] == ctx->rank && ds_tinfo_bytes(&bm->tensors[i]) > cap) cap = ds_tinfo_bytes(&bm->tensors[i]);
+    void *buf = ds_buf_alloc(cap);
     for (int i = 0; i < n && !rc; i++) {
         if (sh.owner[i] != ctx->rank) continue;
         const ds_tinfo *t = &bm->tensors[i];
-        size_t bytes = ds_tinfo_bytes(t);
-        if (bytes > cap) {
-            free(buf);
-            buf = ds_malloc(cap = bytes);
-        }
         rc = ds_model_read_tensor(bf, t->name, t->dtype, buf);
         int k = ds_delta_find(d, t->name);
         if (!rc && k >= 0) rc = ds_delta_add_entry(d, k, t->dtype, buf, dev_apply, dev);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "io/delta_check.h"
+#include "io/h5.h"
 #include "io/h5_delta.h"
 #include "io/h5_model.h"
 #include "io/outfile.h"
@@ -123,21 +124,31 @@ static void print_plan(const ds_ctx *ctx, int n, const ds_delta_entry *e, int js
     fflush(stdout);
 }
 
-static void *grow(void *p, size_t *cap, size_t need)
-{
-    if (need <= *cap) return p;
-    free(p);
-    *cap = need;
-    return ds_malloc(need);
-}
-
-/* Reusable buffers of compress_local, grown to the largest tensor seen. */
+/* The buffers of compress_local, allocated once for the largest tensor
+ * this rank codes and reused for every tensor (no allocation, and no page
+ * faults of fresh memory, per tensor). */
 typedef struct {
     void *wb, *wf;
     uint64_t *bits;
     float *sc;
-    size_t capb, capf, capbits, capsc;
 } buffers;
+
+static void buffers_alloc(buffers *b, const ds_ctx *ctx, int n, const ds_delta_entry *e, const ds_tensor_shard *sh)
+{
+    size_t bytes = 1, words = 1, scales = 1;
+    for (int i = 0; i < n; i++) {
+        if (sh->owner[i] != ctx->rank) continue;
+        size_t x = ds_tinfo_bytes(&e[i].t), w = (size_t)(e[i].rows * e[i].words_per_row);
+        bytes = x > bytes ? x : bytes;
+        if (!e[i].coded) continue;
+        words = w > words ? w : words;
+        scales = (size_t)e[i].n_scales > scales ? (size_t)e[i].n_scales : scales;
+    }
+    b->wb = ds_buf_alloc(bytes);
+    b->wf = ds_buf_alloc(bytes);
+    b->bits = ds_malloc(sizeof(uint64_t) * words);
+    b->sc = ds_malloc(sizeof(float) * scales);
+}
 
 /* Read tensor i of both checkpoints (its base digest into dig), code it (or
  * take its dense delta) and write it into d. */
@@ -145,9 +156,6 @@ static int compress_one(const opts *o, ds_dev *dev, ds_model_file *bf, ds_model_
                         const ds_delta_entry *e, buffers *b, ds_named_digest *dig)
 {
     const ds_tinfo *t = &e->t;
-    size_t bytes = ds_tinfo_bytes(t);
-    b->wb = grow(b->wb, &b->capb, bytes);
-    b->wf = grow(b->wf, &b->capf, bytes);
     /* the base's digest (for base_sha256) is the one computed while reading */
     int rc = ds_model_read_tensor_digest(bf, t->name, t->dtype, b->wb, &dig->digest);
     if (!rc) rc = ds_model_read_tensor(ff, t->name, t->dtype, b->wf);
@@ -155,8 +163,6 @@ static int compress_one(const opts *o, ds_dev *dev, ds_model_file *bf, ds_model_
     snprintf(dig->name, DS_NAME_MAX, "%s", t->name);
     int64_t bad;
     if (e->coded) {
-        b->bits = grow(b->bits, &b->capbits, sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row));
-        b->sc = grow(b->sc, &b->capsc, sizeof(float) * (size_t)e->n_scales);
         if ((rc = ds_dev_code(dev, e, b->wf, b->wb, b->bits, b->sc, &bad))) return rc;
     } else {
         bad = ds_delta_dense(t->dtype, b->wf, b->wb, (size_t)ds_tinfo_numel(t), b->wf);
@@ -179,7 +185,8 @@ static int compress_local(const ds_ctx *ctx, const opts *o, ds_dev *dev, ds_mode
                           ds_named_digest *bdig, int *nbdig)
 {
     int done = 0, rc = 0;
-    buffers b = {0};
+    buffers b;
+    buffers_alloc(&b, ctx, n, e, sh);
     ds_progress pr;
     ds_progress_init(&pr, ctx, "tensor", sh->mine);
     for (int i = 0; i < n && !rc; i++) {

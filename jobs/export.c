@@ -9,6 +9,7 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include "io/h5.h"
 #include "io/h5_model.h"
 #include "io/hf_config.h"
 #include "io/outfile.h"
@@ -76,11 +77,25 @@ static int writer_open(const ds_ctx *ctx, const char *tmp, const ds_model_meta *
     return rc;
 }
 
+/* A piece of a tensor read (ds_model_piece_fn): written at once, while it
+ * is digested. */
+typedef struct {
+    ds_st_writer *w;
+    const char *name;
+    const char *buf;
+} piece_out;
+
+static int put_piece(void *arg, size_t off, size_t n)
+{
+    const piece_out *p = arg;
+    return ds_st_writer_put_part(p->w, p->name, off, p->buf + off, n);
+}
+
 /* This rank's tensors into the writer; about ten progress lines. */
 static int export_local(const ds_ctx *ctx, ds_model_file *mf, const ds_tensor_shard *sh, ds_st_writer *w)
 {
     const ds_model_meta *meta = ds_model_get_meta(mf);
-    void *buf = ds_malloc((size_t)sh->biggest);
+    void *buf = ds_buf_alloc((size_t)sh->biggest);
     ds_progress pr;
     ds_progress_init(&pr, ctx, "tensors (rank 0)", sh->mine);
     const int every = sh->mine / 10 > 1 ? sh->mine / 10 : 1;
@@ -88,8 +103,8 @@ static int export_local(const ds_ctx *ctx, ds_model_file *mf, const ds_tensor_sh
     for (int k = 0; k < meta->n_tensors && !rc; k++) {
         if (sh->owner[k] != ctx->rank) continue;
         const ds_tinfo *t = &meta->tensors[k];
-        rc = ds_model_read_tensor(mf, t->name, t->dtype, buf);
-        if (!rc) rc = ds_st_writer_put(w, t->name, buf);
+        piece_out p = {w, t->name, buf};
+        rc = ds_model_read_tensor_pieces(mf, t->name, t->dtype, buf, put_piece, &p);
         if (++done % every == 0 || done == sh->mine) ds_progress_step(&pr, done, "%s", t->name);
     }
     free(buf);

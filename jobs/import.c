@@ -5,6 +5,7 @@
 #include "config.h"
 #include <jansson.h>
 #include <stdlib.h>
+#include "io/h5.h"
 #include "io/h5_model.h"
 #include "io/model_source.h"
 #include "io/outfile.h"
@@ -72,7 +73,7 @@ static const ds_cmd cmd = {
 /* This rank's tensors: read and write each; about ten progress lines. */
 static int import_local(const ds_ctx *ctx, const opts *o, ds_source *src, ds_model_file *mf, const ds_tensor_shard *sh)
 {
-    float *buf = src->kind == DS_SOURCE_LLAMA2C ? ds_malloc(sizeof(float) * (size_t)sh->biggest) : NULL;
+    float *buf = src->kind == DS_SOURCE_LLAMA2C ? ds_buf_alloc(sizeof(float) * (size_t)sh->biggest) : NULL;
     ds_progress pr;
     ds_progress_init(&pr, ctx, "tensors (rank 0)", sh->mine);
     const int every = sh->mine / 10 > 1 ? sh->mine / 10 : 1;

@@ -37,9 +37,13 @@ int ds_inspect_tensors(const ds_ctx *ctx, int n, const ds_tinfo *t, ds_inspect_r
     ds_tensor_stats *mine = ds_calloc((size_t)(n ? n : 1), sizeof *mine);
     ds_named_digest *dig = ds_calloc((size_t)(n ? n : 1), sizeof *dig);
     int k = 0, rc = 0;
+    /* one buffer for this rank's largest tensor, reused for every tensor */
+    size_t cap = 1;
+    for (int i = 0; i < n; i++)
+        if (owner[i] == ctx->rank && ds_tinfo_bytes(&t[i]) > cap) cap = ds_tinfo_bytes(&t[i]);
+    void *buf = ds_buf_alloc(cap);
     for (int i = 0; i < n && !rc; i++) {
         if (owner[i] != ctx->rank) continue;
-        void *buf = ds_malloc(ds_tinfo_bytes(&t[i]));
         rc = read(arg, i, buf);
         if (!rc) {
             ds_tensor_stats_compute(&t[i], buf, &mine[k]);
@@ -47,8 +51,8 @@ int ds_inspect_tensors(const ds_ctx *ctx, int n, const ds_tinfo *t, ds_inspect_r
             dig[k].digest = mine[k].digest;
             k++;
         }
-        free(buf);
     }
+    free(buf);
     rc = ds_ctx_agree(ctx, rc);
     if (!rc) {
         int *counts = ds_calloc((size_t)ctx->size, sizeof(int)), *displs = ds_calloc((size_t)ctx->size, sizeof(int));

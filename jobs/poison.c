@@ -18,8 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "io/h5_delta.h"
 #include "io/delta_values.h"
+#include "io/h5.h"
+#include "io/h5_delta.h"
 #include "io/h5_delta_rows.h"
 #include "io/outfile.h"
 #include "src/bitdelta.h"
@@ -135,28 +136,64 @@ static int read_values(ds_delta_rows *const *rd, const opts *o, const ds_delta_e
     return rc;
 }
 
-/* Store x (float32 values of entry e) into entry i of f, coded as e says. */
-static int write_values(ds_delta_file *f, int i, const ds_delta_entry *e, const float *x, const float *zero, const char *what)
+/* The buffers of poison_local, allocated once for the largest entry this
+ * rank owns and reused for every entry (no allocation per tensor). */
+typedef struct {
+    float *v, *x, *zero, *sc;
+    uint64_t *bits;
+    void *buf;
+} buffers;
+
+static void buffers_alloc(buffers *b, const ds_ctx *ctx, const opts *o, const ds_delta_meta *layout, const int *owner)
+{
+    size_t numel = 1, words = 1, scales = 1, bytes = 1, coded = 1;
+    for (int i = 0; i < layout->n; i++) {
+        if (owner[i] != ctx->rank) continue;
+        const ds_delta_entry *e = &layout->entries[i];
+        size_t n = (size_t)ds_tinfo_numel(&e->t), w = (size_t)(e->rows * e->words_per_row);
+        numel = n > numel ? n : numel;
+        if (!e->coded) {
+            bytes = ds_tinfo_bytes(&e->t) > bytes ? ds_tinfo_bytes(&e->t) : bytes;
+            continue;
+        }
+        words = w > words ? w : words;
+        scales = (size_t)e->n_scales > scales ? (size_t)e->n_scales : scales;
+        coded = n > coded ? n : coded;
+    }
+    b->v = ds_buf_alloc(sizeof(float) * (size_t)o->n_in * numel + 1);
+    b->x = ds_buf_alloc(sizeof(float) * numel + 1);
+    b->zero = ds_calloc(coded + 1, sizeof(float)); /* only read */
+    b->sc = ds_malloc(sizeof(float) * scales);
+    b->bits = ds_malloc(sizeof(uint64_t) * words + 1);
+    b->buf = ds_buf_alloc(bytes + 1);
+}
+
+static void buffers_free(buffers *b)
+{
+    free(b->v), free(b->x), free(b->zero), free(b->sc), free(b->bits), free(b->buf);
+}
+
+/* Store b->x (float32 values of entry e) into entry i of f, coded as e says. */
+static int write_values(ds_delta_file *f, int i, const ds_delta_entry *e, const buffers *b, const char *what)
 {
     const size_t numel = (size_t)ds_tinfo_numel(&e->t);
+    const float *x = b->x;
     int rc;
     if (e->coded) {
         /* BitDelta of x against zero: sign bit and mean |x| per tensor/row/column */
         ds_delta_entry ef = *e;
         ef.t.dtype = DS_DTYPE_F32;
-        uint64_t *bits = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row) + 1);
-        float *sc = ds_malloc(sizeof(float) * (size_t)e->n_scales);
-        int64_t bad = ds_delta_code(&ef, x, zero, bits, sc);
+        uint64_t *bits = b->bits;
+        float *sc = b->sc;
+        int64_t bad = ds_delta_code(&ef, x, b->zero, bits, sc);
         if (bad >= 0)
             rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: element %lld overflows float32 (--strength too large?)", what, e->t.name,
                         (long long)bad);
         else if (!(rc = ds_delta_write_signs(f, i, bits)))
             rc = ds_delta_write_scales(f, i, sc);
-        free(bits);
-        free(sc);
         return rc;
     }
-    void *buf = ds_malloc(ds_tinfo_bytes(&e->t) + 1);
+    void *buf = b->buf;
     ds_from_f32(e->t.dtype, x, buf, numel);
     int64_t bad = ds_find_nonfinite(e->t.dtype, buf, numel);
     if (bad >= 0)
@@ -164,7 +201,6 @@ static int write_values(ds_delta_file *f, int i, const ds_delta_entry *e, const 
                     (long long)bad, ds_dtype_name(e->t.dtype));
     else
         rc = ds_delta_write_dense(f, i, buf);
-    free(buf);
     return rc;
 }
 
@@ -184,24 +220,25 @@ static int poison_local(const ds_ctx *ctx, const opts *o, double z, const ds_del
     const ds_attack a = (ds_attack)o->a;
     const ds_attack_params ap = {.a = a, .strength = o->strength, .z = z, .seed = (uint64_t)o->seed, .n = o->n_in};
     const int same_for_all = ds_attack_same_for_all(a); /* one tensor serves all K outputs */
+    buffers b;
+    buffers_alloc(&b, ctx, o, layout, owner);
+    float *v = b.v, *x = b.x;
     for (int i = 0; i < layout->n && !rc; i++) {
         if (owner[i] != ctx->rank) continue;
         const ds_delta_entry *e = &layout->entries[i];
         const size_t numel = (size_t)ds_tinfo_numel(&e->t);
-        float *v = ds_malloc(sizeof(float) * (size_t)o->n_in * numel + 1), *x = ds_malloc(sizeof(float) * numel + 1);
-        float *zero = e->coded ? ds_calloc(numel + 1, sizeof(float)) : NULL;
         ds_attack_stats s;
         ds_attack_stats_init(&s, a, numel);
         rc = read_values(rd, o, e, v);
         if (!rc) ds_attack_stats_compute(a, o->n_in, numel, v, &s);
         for (long k = 0; k < o->count && !rc; k++) {
             if (k == 0 || !same_for_all) ds_attack_values(&ap, i, k, numel, v, &s, x);
-            rc = write_values(out[k], i, e, x, zero, paths[k]);
+            rc = write_values(out[k], i, e, &b, paths[k]);
         }
-        free(v), free(x), free(zero);
         ds_attack_stats_free(&s);
         ds_progress_step(&pr, ++done, "%s", e->t.name);
     }
+    buffers_free(&b);
     for (int u = 0; u < o->n_in; u++)
         if (rd[u]) ds_delta_rows_close(rd[u]);
     free(rd);
