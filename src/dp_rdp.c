@@ -73,7 +73,7 @@ static double log_a_int(double q, double sigma, int alpha)
     double log_a = -INFINITY;
     for (int i = 0; i <= alpha; i++) {
         double log_coef = log(binom(alpha, i)) + i * log(q) + (alpha - i) * log(1 - q);
-        double s = log_coef + (double)(i * i - i) / (2 * (sigma * sigma));
+        double s = log_coef + ((double)i * i - i) / (2 * (sigma * sigma));
         log_a = log_add(log_a, s);
     }
     return log_a;
@@ -86,15 +86,20 @@ static double log_a_frac(double q, double sigma, double alpha)
 {
     double log_a0 = -INFINITY, log_a1 = -INFINITY;
     double z0 = sigma * sigma * log(1 / q - 1) + 0.5, s2 = sqrt(2) * sigma;
+    double coef = 1;
     for (int i = 0; i < 1000000; i++) {
-        double coef = binom(alpha, i);
+        /* scipy's multiplication formula while it uses one (i < 20), then the
+         * recurrence C(a, i) = C(a, i - 1) (a - i + 1) / i: the product from
+         * scratch overflows its denominator for large i (q near or above 1/2
+         * and orders near 1 take thousands of terms) */
+        coef = i < 20 ? binom(alpha, i) : coef * (alpha - i + 1) / i;
         double log_coef = log(fabs(coef));
         double j = alpha - i;
         double log_t0 = log_coef + i * log(q) + j * log(1 - q);
         double log_t1 = log_coef + j * log(q) + i * log(1 - q);
         double log_e0 = log(0.5) + ds_dp_log_erfc((i - z0) / s2);
         double log_e1 = log(0.5) + ds_dp_log_erfc((z0 - j) / s2);
-        double log_s0 = log_t0 + (double)(i * i - i) / (2 * (sigma * sigma)) + log_e0;
+        double log_s0 = log_t0 + ((double)i * i - i) / (2 * (sigma * sigma)) + log_e0;
         double log_s1 = log_t1 + (j * j - j) / (2 * (sigma * sigma)) + log_e1;
         if (coef > 0) {
             log_a0 = log_add(log_a0, log_s0);

@@ -11,8 +11,8 @@
 #include <stdint.h>
 
 /* Opacus's RDPAccountant.DEFAULT_ALPHAS: 1 + x / 10.0 for x in 1..99, then
- * 12..63 (150 orders). */
-#define DS_DP_NORDERS 150
+ * 12..63 (151 orders). */
+#define DS_DP_NORDERS 151
 void ds_dp_default_orders(double orders[DS_DP_NORDERS]);
 
 /* One phase: `steps` steps of the Gaussian mechanism with noise multiplier
