@@ -194,10 +194,10 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("gemm_bf16");
-    tcase_add_test(ds_check_case(s, "conv", 0), test_conv_exact);
-    tcase_add_test(ds_check_case(s, "xwt", 0), test_xwt_variants);
-    tcase_add_test(ds_check_case(s, "beta0", 0), test_beta0_nan);
-    tcase_add_test(ds_check_case(s, "xw", 0), test_xw_variants);
-    tcase_add_test(ds_check_case(s, "dpbf16", 0), test_dpbf16);
+    tcase_add_test(ds_check_case(s, "conv", 60), test_conv_exact);
+    tcase_add_test(ds_check_case(s, "xwt", 60), test_xwt_variants);
+    tcase_add_test(ds_check_case(s, "beta0", 60), test_beta0_nan);
+    tcase_add_test(ds_check_case(s, "xw", 60), test_xw_variants);
+    tcase_add_test(ds_check_case(s, "dpbf16", 60), test_dpbf16);
     return ds_check_run(s);
 }
