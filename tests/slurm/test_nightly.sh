@@ -163,6 +163,11 @@ cat ds-nightly-soup_"$j3".out
 tail -n 1 ds-nightly-soup_"$j3".out | grep -q "^ds-nightly-soup: FAILED job=$j3 date=$day3 step=eval .*latest=reference-$day2.bd.h5" ||
     ds_cluster_fail "night 3 summary line"
 [ "$(readlink soup/latest)" = reference-$day2.bd.h5 ] || ds_cluster_fail "night 3 moved latest to $(readlink soup/latest)"
-[ "$(ls -A soup | sort | tr '\n' ' ')" = "latest reference-$day1.bd.h5 reference-$day1.json reference-$day2.bd.h5 reference-$day2.json " ] ||
+[ "$(ls -A soup | sort | tr '\n' ' ')" = "history latest reference-$day1.bd.h5 reference-$day1.json reference-$day2.bd.h5 reference-$day2.json report-$day1.html report-$day2.html report-$day3.html " ] ||
     ds_cluster_fail "publish dir after the failed night: $(ls -A soup)"
-echo "PASS: three nights (clean, poisoned, failing), singleton, atomic publication"
+# Each night's page (deltasoup report, docs/report.md) against its record in soup/history.
+for d in $day1 $day2 $day3; do
+    "$PY" "$top_srcdir/tests/report/check_report.py" soup/report-$d.html soup/history $d || ds_cluster_fail "report of $d"
+done
+grep -q '<span class="failed">failed</span>' soup/report-$day3.html || ds_cluster_fail "night 3's page does not say failed"
+echo "PASS: three nights (clean, poisoned, failing), singleton, atomic publication, a report per night"
