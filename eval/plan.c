@@ -96,13 +96,21 @@ void ds_eval_plan_free(ds_eval_plan *p)
 int ds_eval_load_model(const ds_ctx *ctx, const char *model, const char *delta, int force, ds_llama *m,
                        ds_tokenizer *tok)
 {
+    return ds_eval_load_stage(ctx, model, delta, force, 0, NULL, m, tok);
+}
+
+int ds_eval_load_stage(const ds_ctx *ctx, const char *model, const char *delta, int force, int P, ds_pipe *pipe,
+                       ds_llama *m, ds_tokenizer *tok)
+{
     /* weights as stored (bf16: 2 bytes a parameter); the delta is added in
-     * that precision, as apply would */
-    int rc = ds_llama_load_path_as(ctx, model, m, tok, NULL, DS_LLAMA_LOAD_STORED);
+     * that precision, as apply would (each stage to the tensors it holds) */
+    int rc = pipe ? ds_llama_load_path_pipe(ctx, model, P, pipe, m, tok)
+                  : ds_llama_load_path_as(ctx, model, m, tok, NULL, DS_LLAMA_LOAD_STORED);
     if (rc) return rc;
     if (delta && (rc = ds_delta_apply_to_model(ctx, delta, model, force, &m->cfg, m->n_tensors, m->tinfo, m->p))) {
         ds_llama_free(m);
         ds_tokenizer_free(tok);
+        if (pipe) ds_pipe_free(pipe);
     }
     return rc;
 }

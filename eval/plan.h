@@ -8,6 +8,7 @@
 #include "io/tokenizer.h"
 #include "src/ctx.h"
 #include "src/model.h"
+#include "src/pipeline.h"
 
 /* A model evaluated: the base or base + a delta file. */
 typedef struct {
@@ -45,4 +46,9 @@ void ds_eval_plan_free(ds_eval_plan *p);
  * nothing is left allocated; the message was printed once. */
 int ds_eval_load_model(const ds_ctx *ctx, const char *model, const char *delta, int force, ds_llama *m,
                        ds_tokenizer *tok);
+/* The same for a pipeline of P stages per group (pipe set up as
+ * ds_llama_load_path_pipe; m is this rank's stage); pipe NULL: the whole
+ * model. */
+int ds_eval_load_stage(const ds_ctx *ctx, const char *model, const char *delta, int force, int P, ds_pipe *pipe,
+                       ds_llama *m, ds_tokenizer *tok);
 #endif

@@ -46,6 +46,7 @@ int ds_delta_apply_weights(ds_delta_file *d, int n, const ds_tinfo *tinfo, void 
         if (!ds_tinfo_same_shape(&tinfo[i], &e->t))
             return ds_err(DS_EXIT_INPUT, "%s: tensor %s: delta shape %s, model shape %s", path, e->t.name,
                           ds_shape_str(&e->t, s1, sizeof s1), ds_shape_str(&tinfo[i], s2, sizeof s2));
+        if (!w[i]) continue; /* held by another pipeline stage (src/model.h ds_llama_init_stage) */
         int rc = ds_delta_add_entry(d, k, tinfo[i].dtype, w[i], NULL, NULL);
         if (rc) return rc;
         int64_t bad = ds_find_nonfinite(tinfo[i].dtype, w[i], (size_t)ds_tinfo_numel(&tinfo[i]));

@@ -66,16 +66,57 @@ int ds_llama_load_path(const ds_ctx *ctx, const char *path, ds_llama *m, ds_toke
     return ds_llama_load_path_as(ctx, path, m, tok, dtypes, DS_LLAMA_LOAD_F32);
 }
 
-int ds_llama_load_path_as(const ds_ctx *ctx, const char *path, ds_llama *m, ds_tokenizer *tok, ds_dtype **dtypes,
-                          ds_llama_load_prec prec)
+/* The stored bytes of each decoder layer, of the embeddings (first stage)
+ * and of the final norm and head (last stage; a tied model's head is the
+ * embeddings), from the checkpoint's tensor list. */
+static int stage_bytes(ds_model_file *f, double **layer, double *first, double *last)
+{
+    const ds_model_meta *meta = ds_model_get_meta(f);
+    const int L = meta->cfg.n_layers;
+    ds_tinfo *ti;
+    int n = ds_llama_tensors(&meta->cfg, &ti);
+    if (n < 0) return ds_err(-n, "%s: %s", ds_model_path(f), ds_errmsg());
+    *layer = ds_calloc((size_t)L, sizeof **layer);
+    *first = *last = 0;
+    for (int i = 0; i < n; i++) {
+        int j = ds_model_find(f, ti[i].name);
+        double b = j < 0 ? 0 : (double)ds_tinfo_bytes(&meta->tensors[j]);
+        if (i == 0) *first += b, *last += meta->cfg.tied_embeddings ? b : 0;
+        else if (i > DS_LLAMA_ROLES * L) *last += b;
+        else (*layer)[(i - 1) / DS_LLAMA_ROLES] += b;
+    }
+    free(ti);
+    return 0;
+}
+
+/* ds_llama_load_path_as, and ds_llama_load_path_pipe when pipe is given. */
+static int load_path(const ds_ctx *ctx, const char *path, ds_llama *m, ds_tokenizer *tok, ds_dtype **dtypes,
+                     ds_llama_load_prec prec, int P, ds_pipe *pipe)
 {
     ds_model_file *f;
     memset(m, 0, sizeof *m);
     if (dtypes) *dtypes = NULL;
     int rc = ds_model_open(path, ctx->comm, &f);
     if (rc) return rc;
-    int have_tok = 0;
-    rc = ds_llama_load_as(m, f, prec);
+    int have_tok = 0, L = ds_model_get_meta(f)->cfg.n_layers;
+    if (pipe) {
+        double *lb = NULL, first = 0, last = 0;
+        if (P < 1 || ctx->size % P)
+            rc = ds_err(DS_EXIT_USAGE, "--pipeline %d: the %d rank(s) do not split into groups of %d", P, ctx->size, P);
+        else if (P > L)
+            rc = ds_err(DS_EXIT_USAGE, "--pipeline %d: %s has %d layers, at most one stage per layer", P, path, L);
+        else
+            rc = stage_bytes(f, &lb, &first, &last);
+        if (!(rc = ds_ctx_agree(ctx, rc))) ds_pipe_init(pipe, ctx->comm, P, L, lb, first, last);
+        free(lb);
+        if (rc) {
+            ds_model_close(f);
+            return rc;
+        }
+        rc = ds_llama_load_stage(m, f, prec, pipe->l0, pipe->l1);
+    } else {
+        rc = ds_llama_load_as(m, f, prec);
+    }
     if (!rc && tok) {
         if (!ds_model_get_meta(f)->has_tokenizer)
             rc = ds_err(DS_EXIT_INPUT, "%s: no tokenizer in the checkpoint (import it with --tokenizer)", path);
@@ -96,8 +137,20 @@ int ds_llama_load_path_as(const ds_ctx *ctx, const char *path, ds_llama *m, ds_t
             free(*dtypes);
             *dtypes = NULL;
         }
+        if (pipe) ds_pipe_free(pipe);
     }
     return rc;
+}
+
+int ds_llama_load_path_as(const ds_ctx *ctx, const char *path, ds_llama *m, ds_tokenizer *tok, ds_dtype **dtypes,
+                          ds_llama_load_prec prec)
+{
+    return load_path(ctx, path, m, tok, dtypes, prec, 1, NULL);
+}
+
+int ds_llama_load_path_pipe(const ds_ctx *ctx, const char *path, int P, ds_pipe *pipe, ds_llama *m, ds_tokenizer *tok)
+{
+    return load_path(ctx, path, m, tok, NULL, DS_LLAMA_LOAD_STORED, P, pipe);
 }
 
 int ds_llama_save(const ds_llama *m, const ds_ctx *ctx, const char *path, const ds_dtype *dtypes,
@@ -146,6 +199,98 @@ void ds_llama_threads_auto(const ds_ctx *ctx)
         strcmp(openblas_get_corename(), "Prescott") == 0 && __builtin_cpu_supports("avx2"))
         fprintf(stderr, "deltasoup %s: warning: OpenBLAS chose its slow Prescott kernels on this AVX2 CPU; "
                         "export OPENBLAS_CORETYPE=Haswell (or SkylakeX with AVX-512)\n", ctx->job);
+}
+
+/* ---- perplexity through a pipeline: the groups share out the documents,
+ * each document is one micro-batch through the group's stages */
+typedef struct {
+    const ds_llama *m;
+    ds_llama_act *a;
+    const ds_text_docs *docs;
+    ds_tokenizer *tok;
+    int seq_len, nd;
+    const int *mb_doc;  /* micro-batch -> document */
+    int *ids;           /* scratch: a document's tokens */
+    float *ring[DS_PIPE_DEPTH]; /* outputs in flight */
+    double *acc;        /* [0, nd) NLL sums, [nd, 2nd) predicted tokens (last stage) */
+} ppl_stage;
+
+/* The tokens of document d, cut at seq_len (the same on every stage). */
+static int doc_ids(ppl_stage *s, int d)
+{
+    int n = ds_tokenizer_encode(s->tok, s->docs->docs[d], 1, 0, s->ids);
+    return n > s->seq_len ? s->seq_len : n;
+}
+
+static float *ppl_forward(void *arg, int mb, const float *in, int64_t n_in, int64_t *n_out)
+{
+    ppl_stage *s = arg;
+    const int d = s->mb_doc[mb], n = doc_ids(s, d), D = s->m->cfg.dim;
+    const float *h = ds_llama_forward_stage(s->m, s->a, s->ids, in, 1, n);
+    if (s->m->l1 < s->m->cfg.n_layers) {
+        float *out = s->ring[mb % DS_PIPE_DEPTH];
+        memcpy(out, h, sizeof(float) * (size_t)n * D);
+        *n_out = (int64_t)n * D;
+        return out;
+    }
+    s->ids[n] = -1; /* the last position predicts nothing */
+    int64_t cnt;
+    s->acc[d] = ds_llama_loss_ce(s->a, s->ids + 1, 0.0f, &cnt);
+    s->acc[s->nd + d] = (double)cnt;
+    *n_out = 0;
+    return NULL;
+}
+
+int ds_llama_ppl_pipe(const ds_ctx *ctx, const ds_pipe *p, const ds_llama *m, ds_tokenizer *tok,
+                      const ds_text_docs *docs, int seq_len, ds_ppl_result *out)
+{
+    const int nd = docs->n;
+    int64_t *sizes = ds_malloc((size_t)nd * sizeof *sizes);
+    int *owner = ds_malloc((size_t)nd * sizeof *owner), *mb_doc = ds_malloc((size_t)(nd ? nd : 1) * sizeof *mb_doc);
+    size_t longest = 0;
+    for (int d = 0; d < nd; d++) {
+        size_t len = strlen(docs->docs[d]);
+        sizes[d] = (int64_t)(len < (size_t)seq_len * 8 ? len : (size_t)seq_len * 8);
+        longest = len > longest ? len : longest;
+    }
+    ds_shard_by_size(nd, sizes, p->groups, owner); /* documents per group */
+    ppl_stage s = {.m = m, .docs = docs, .tok = tok, .seq_len = seq_len, .nd = nd, .mb_doc = mb_doc};
+    s.ids = ds_malloc((longest + 3) * sizeof *s.ids);
+    s.acc = ds_calloc((size_t)nd * 2, sizeof *s.acc);
+    s.a = ds_llama_act_new(m, 1, seq_len);
+    for (int k = 0; k < DS_PIPE_DEPTH; k++) s.ring[k] = ds_malloc(sizeof(float) * (size_t)seq_len * m->cfg.dim);
+    /* this group's documents of 2 tokens or more, in order: its micro-batches */
+    int n_mb = 0, bad = 0;
+    for (int d = 0; d < nd; d++) {
+        if (owner[d] != p->group) continue;
+        int n = doc_ids(&s, d);
+        if (n < 0 && !bad) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", ds_errmsg());
+            bad = ds_err(DS_EXIT_INPUT, "document %d: %s", d + 1, why);
+        }
+        if (n >= 2) mb_doc[n_mb++] = d;
+    }
+    ds_pipe_stage st = {ppl_forward, NULL, &s};
+    if (ds_pipe_forward(p, n_mb, &st) && !bad) bad = ds_err(DS_EXIT_INPUT, "a pipeline stage failed");
+    MPI_Allreduce(MPI_IN_PLACE, s.acc, 2 * nd, MPI_DOUBLE, MPI_SUM, ctx->comm);
+    memset(out, 0, sizeof *out);
+    out->documents = nd;
+    for (int d = 0; d < nd; d++) {
+        out->nll_sum += s.acc[d];
+        out->tokens += (int64_t)s.acc[nd + d];
+    }
+    out->nll = out->tokens ? out->nll_sum / (double)out->tokens : 0;
+    out->ppl = exp(out->nll);
+    ds_llama_act_free(s.a);
+    for (int k = 0; k < DS_PIPE_DEPTH; k++) free(s.ring[k]);
+    free(s.ids);
+    free(s.acc);
+    free(sizes);
+    free(owner);
+    free(mb_doc);
+    if (bad) return bad;
+    return out->tokens ? 0 : ds_err(DS_EXIT_INPUT, "no predicted tokens: every document has fewer than 2 tokens");
 }
 
 int ds_llama_ppl(const ds_ctx *ctx, const ds_llama *m, ds_tokenizer *tok, const ds_text_docs *docs, int seq_len,

@@ -13,6 +13,7 @@
 #include "src/comm.h"
 #include "src/ctx.h"
 #include "src/model.h"
+#include "src/pipeline.h"
 
 /* The precision of the weights in memory: all f32 (bf16/f16 converted), or
  * every matrix as stored (F32, F16 or BF16; norms f32). */
@@ -37,6 +38,13 @@ int ds_llama_load_path(const ds_ctx *ctx, const char *path, ds_llama *m, ds_toke
 /* The same in the precision prec (ds_llama_load_path: DS_LLAMA_LOAD_F32). */
 int ds_llama_load_path_as(const ds_ctx *ctx, const char *path, ds_llama *m, ds_tokenizer *tok, ds_dtype **dtypes,
                           ds_llama_load_prec prec);
+/* Collective: the pipeline plan for P stages per group over ctx's ranks
+ * (ds_pipe_init, stages balanced by the stored bytes of their layers; P
+ * must divide the number of ranks and be at most the number of layers:
+ * else DS_EXIT_USAGE naming --pipeline), and this rank's stage of PATH in
+ * its stored precision (ds_llama_load_stage), with the tokenizer (tok may
+ * be NULL). On failure nothing is left allocated (pipe included). */
+int ds_llama_load_path_pipe(const ds_ctx *ctx, const char *path, int P, ds_pipe *pipe, ds_llama *m, ds_tokenizer *tok);
 
 /* Collective: write m as a checkpoint at path (atomically, see
  * ds_model_commit), tensor i stored as dtypes[i] (NULL: all F32; converted
@@ -62,6 +70,13 @@ typedef struct {
 } ds_ppl_result;
 int ds_llama_ppl(const ds_ctx *ctx, const ds_llama *m, ds_tokenizer *tok, const ds_text_docs *docs, int seq_len,
                  ds_ppl_result *out);
+/* The same through a pipeline (src/pipeline.h): m is this rank's stage;
+ * the groups share out the documents (by size, as ranks do above), each
+ * document is one micro-batch through its group's stages, and the last
+ * stages' sums are all-reduced: every rank gets the result, equal bit for
+ * bit to ds_llama_ppl's on the whole model at any P and number of groups. */
+int ds_llama_ppl_pipe(const ds_ctx *ctx, const ds_pipe *p, const ds_llama *m, ds_tokenizer *tok,
+                      const ds_text_docs *docs, int seq_len, ds_ppl_result *out);
 
 /* A student against a teacher on n windows of T tokens ([n, T], e.g.
  * fit-scales' held-out windows): KL(p_teacher || p_student) and the logit

@@ -41,6 +41,7 @@ typedef struct {
     int n_args;
     model_task_arg *args;
     int runner; /* the task runner, not the plain --ppl report */
+    int pipeline; /* --pipeline P: stages per group (plain --ppl report) */
     ds_eval_plan plan;
     int no_verify;
 } opts;
@@ -95,6 +96,9 @@ static const ds_opt options[] = {
     DS_OPT_CHOICE(opts, eo.tqa_harness, "truthfulqa-prompt", "P", tqa_prompts, "plain",
                   "truthfulqa-mc: plain (\"Q: {question}\\nA:\") or harness (lm-evaluation-harness's\n"
                   "6-shot QA primer before it; about 380 tokens with a 512-piece vocabulary)"),
+    DS_OPT_INT(opts, pipeline, "pipeline", "P", 1, 1 << 20, "1",
+               "--ppl: the model's layers sharded over groups of P ranks, each rank\n"
+               "holding one stage's layers (P divides the ranks; docs/model.md)"),
     DS_OPT_INT(opts, eo.seq_len, "seq-len", "N", 2, 1 << 24, NULL,
                "ppl/kl: tokens per document at most (without it: the model's max_seq_len)"),
     {.name = "json", .type = DS_OPT_T_OPTSTR, .off = offsetof(opts, json), .meta = "OUT", .def = json_stdout,
@@ -205,6 +209,8 @@ static void print_ppl(const ds_ctx *ctx, const opts *o, const char *text, int se
     }
 }
 
+static void print_pipe(const ds_ctx *ctx, const ds_pipe *p, const ds_llama *m);
+
 static int run_ppl(ds_ctx *ctx, const opts *o)
 {
     const char *text = last_arg(o, 'p');
@@ -212,10 +218,12 @@ static int run_ppl(ds_ctx *ctx, const opts *o)
     int rc = ds_ctx_agree(ctx, ds_text_load(text, &docs));
     ds_llama m;
     ds_tokenizer tok;
-    if (rc || (rc = ds_eval_load_model(ctx, o->model, last_arg(o, 'd'), o->force, &m, &tok))) {
+    ds_pipe pipe, *pp = o->pipeline > 1 ? &pipe : NULL;
+    if (rc || (rc = ds_eval_load_stage(ctx, o->model, last_arg(o, 'd'), o->force, o->pipeline, pp, &m, &tok))) {
         ds_text_docs_free(&docs);
         return rc;
     }
+    if (pp && !ctx->quiet && !o->json) print_pipe(ctx, pp, &m); /* stdout is the JSON with --json */
     const int seq_len = o->eo.seq_len ? o->eo.seq_len : m.cfg.max_seq_len;
     if (seq_len > m.cfg.max_seq_len)
         rc = ds_err(DS_EXIT_USAGE, "--seq-len %d exceeds the model's max_seq_len %d", seq_len, m.cfg.max_seq_len);
@@ -223,7 +231,8 @@ static int run_ppl(ds_ctx *ctx, const opts *o)
         ds_llama_threads_auto(ctx);
         ds_ppl_result r;
         double t0 = ds_now();
-        rc = ds_ctx_agree(ctx, ds_llama_ppl(ctx, &m, &tok, &docs, seq_len, &r));
+        rc = ds_ctx_agree(ctx, pp ? ds_llama_ppl_pipe(ctx, pp, &m, &tok, &docs, seq_len, &r)
+                                  : ds_llama_ppl(ctx, &m, &tok, &docs, seq_len, &r));
         /* the sums are all-reduced: every rank sees the same values */
         if (!rc && !isfinite(r.nll))
             rc = ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "%s: the NLL is not finite (non-finite logits)", text));
@@ -233,8 +242,23 @@ static int run_ppl(ds_ctx *ctx, const opts *o)
     }
     ds_tokenizer_free(&tok);
     ds_llama_free(&m);
+    if (pp) ds_pipe_free(pp);
     ds_text_docs_free(&docs);
     return rc;
+}
+
+/* Collective: rank 0 prints the pipeline plan, one line per stage of group
+ * 0 with the bytes of weights each holds. */
+static void print_pipe(const ds_ctx *ctx, const ds_pipe *p, const ds_llama *m)
+{
+    double mine = (double)m->bytes, *all = ctx->rank == 0 ? ds_malloc(sizeof(double) * (size_t)ctx->size) : NULL;
+    MPI_Gather(&mine, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, 0, ctx->comm);
+    ds_printf0(ctx, "[%s] pipeline: %d group(s) of %d stages\n", ctx->job, p->groups, p->P);
+    for (int s = 0; ctx->rank == 0 && s < p->P; s++)
+        ds_printf0(ctx, "[%s] stage %d: layers %d-%d%s%s, %.1f MiB of weights\n", ctx->job, s, p->bounds[s],
+                   p->bounds[s + 1] - 1, s == 0 ? " + embeddings" : "", s == p->P - 1 ? " + norm, head" : "",
+                   all[s] / 1048576.0);
+    free(all);
 }
 
 /* ---- the task runner */

@@ -116,6 +116,10 @@ static int run(const ds_pipe *p, int n_mb, int backward, const ds_pipe_stage *s)
             if (st.MPI_TAG == TAG_FAIL) failed = 1;
             in = rbuf, n_in = count;
         }
+        /* the send DS_PIPE_DEPTH micro-batches ago is complete before the
+         * callback may reuse its buffer */
+        MPI_Request *r = &req[i % DS_PIPE_DEPTH];
+        MPI_Wait(r, MPI_STATUS_IGNORE);
         const float *out = NULL;
         int64_t n_out = 0;
         if (!failed) {
@@ -123,8 +127,6 @@ static int run(const ds_pipe *p, int n_mb, int backward, const ds_pipe_stage *s)
             if (n_out < 0 || (to >= 0 && (!out || n_out > INT_MAX))) failed = 1;
         }
         if (to >= 0) {
-            MPI_Request *r = &req[i % DS_PIPE_DEPTH];
-            MPI_Wait(r, MPI_STATUS_IGNORE);
             if (failed)
                 MPI_Isend(&none, 0, MPI_FLOAT, to, TAG_FAIL, p->group_comm, r);
             else

@@ -52,8 +52,11 @@ void ds_pipe_free(ds_pipe *p);
  * forward: in holds n_in floats from the previous stage (in = NULL, n_in = 0
  *   on the first stage); returns the activations to send to the next stage
  *   and sets *n_out (the last stage returns NULL). The returned buffer must
- *   stay valid and unchanged until this stage's forward of micro-batch
- *   mb + depth (the driver keeps at most depth sends in flight).
+ *   stay valid and unchanged until this stage's callback for micro-batch
+ *   mb + DS_PIPE_DEPTH is called (the driver keeps at most DS_PIPE_DEPTH
+ *   sends in flight and completes the oldest before that call, so a ring
+ *   of DS_PIPE_DEPTH buffers indexed by mb % DS_PIPE_DEPTH is enough). in
+ *   is valid during the call only.
  * backward: dout holds n floats from the next stage (NULL, 0 on the last
  *   stage, which starts from its loss); returns the gradient to send to the
  *   previous stage and sets *n_in (the first stage returns NULL); the same

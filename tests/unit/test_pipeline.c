@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "src/ds.h"
 #include "src/mpi_asan.h"
 #include "src/pipeline.h"
@@ -82,7 +83,7 @@ START_TEST(test_partition)
 END_TEST
 
 /* ---- a chain of L dense layers y = tanh(W_l x + b_l), D wide; micro-batch
- * mb has 1 + mb % 3 rows; loss = sum(c * y_L). */
+ * mb has 1 + 100 (mb % 3) rows; loss = sum(c * y_L). */
 enum { L = 6, D = 8, NMB = 7 };
 static float W[L][D][D], bias[L][D], cvec[D];
 
@@ -97,7 +98,10 @@ static void init_chain(void)
     for (int i = 0; i < D; i++) cvec[i] = (float)(i % 3) - 1.0f + 0.25f * (float)i;
 }
 
-static int rows_of(int mb) { return 1 + mb % 3; }
+/* up to 201 rows: 6.4 KB messages, past Open MPI's shared-memory eager
+ * limit, so a send buffer reused too early shows */
+enum { RMAX = 201 };
+static int rows_of(int mb) { return 1 + (mb % 3) * 100; }
 
 static void input_of(int group, int mb, float *x)
 {
@@ -134,8 +138,9 @@ static void layer_bwd(int l, const float *x, const float *y, const float *dy, fl
 /* a stage: layers [l0, l1) of the chain, activations of every micro-batch kept */
 typedef struct {
     int l0, l1, first, last, group;
-    float act[NMB][L + 1][3 * D]; /* act[mb][l]: input of layer l (l1: output) */
-    float out[NMB][3 * D], dx[NMB][3 * D], dW[L][D][D];
+    float act[NMB][L + 1][RMAX * D]; /* act[mb][l]: input of layer l (l1: output) */
+    float out[DS_PIPE_DEPTH][RMAX * D], dxs[DS_PIPE_DEPTH][RMAX * D]; /* sends in flight: a ring, as the rule allows */
+    float dx[NMB][RMAX * D], dW[L][D][D];
     int fail_fwd, fail_bwd;       /* fail at this micro-batch (-1: never) */
 } chain;
 
@@ -144,15 +149,17 @@ static float *chain_forward(void *arg, int mb, const float *in, int64_t n_in, in
     chain *c = arg;
     const int rows = rows_of(mb);
     if (mb == c->fail_fwd) return *n_out = -1, NULL;
+    if (!c->first && mb < 2) usleep(30000); /* the previous stage runs ahead: its sends stay in flight */
     if (c->first) input_of(c->group, mb, c->act[mb][c->l0]);
     else {
         ck_assert_int_eq(n_in, rows * D);
         memcpy(c->act[mb][c->l0], in, sizeof(float) * (size_t)n_in);
     }
     for (int l = c->l0; l < c->l1; l++) layer_fwd(l, c->act[mb][l], c->act[mb][l + 1], rows);
-    memcpy(c->out[mb], c->act[mb][c->l1], sizeof(float) * (size_t)(rows * D));
+    float *o = c->out[mb % DS_PIPE_DEPTH];
+    memcpy(o, c->act[mb][c->l1], sizeof(float) * (size_t)(rows * D));
     *n_out = c->last ? 0 : rows * D;
-    return c->last ? NULL : c->out[mb];
+    return c->last ? NULL : o;
 }
 
 static float *chain_backward(void *arg, int mb, const float *dout, int64_t n, int64_t *n_in)
@@ -160,7 +167,8 @@ static float *chain_backward(void *arg, int mb, const float *dout, int64_t n, in
     chain *c = arg;
     const int rows = rows_of(mb);
     if (mb == c->fail_bwd) return *n_in = -1, NULL;
-    float g[3 * D], h[3 * D];
+    if (!c->last && mb >= NMB - 2) usleep(30000);
+    float g[RMAX * D], h[RMAX * D];
     if (c->last)
         for (int r = 0; r < rows; r++) memcpy(g + r * D, cvec, sizeof cvec);
     else {
@@ -172,8 +180,10 @@ static float *chain_backward(void *arg, int mb, const float *dout, int64_t n, in
         memcpy(g, h, sizeof h);
     }
     memcpy(c->dx[mb], g, sizeof(float) * (size_t)(rows * D));
+    float *o = c->dxs[mb % DS_PIPE_DEPTH];
+    memcpy(o, g, sizeof(float) * (size_t)(rows * D));
     *n_in = c->first ? 0 : rows * D;
-    return c->first ? NULL : c->dx[mb];
+    return c->first ? NULL : o;
 }
 
 static chain *chain_new(const ds_pipe *p, int l0, int l1)

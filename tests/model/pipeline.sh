@@ -1,0 +1,73 @@
+#!/bin/sh
+# Layers sharded across ranks (issue 14, docs/model.md "Pipeline"): eval
+# --ppl --pipeline P gives the NLL of the whole model at every P and number
+# of groups: 2 ranks as P=2, 3 as P=3, 5 as P=5 (one layer a stage on
+# stories260K), 4 ranks as 2 groups of P=2; on stories260K (f32, tied), on
+# stories260K + a delta (the delta added by each stage to the tensors it
+# holds), and on a random 6-layer untied bf16 model with grouped KV heads.
+# All runs go through mpiexec (1 rank included), so every rank has the same
+# OpenBLAS threads: the NLL must be equal to the last digit (the issue's
+# bound is 1e-6). Bad --pipeline values are usage errors (exit 2) naming
+# the option.
+set -u
+. "$(dirname "$0")/../defaults.sh"
+PY=$PYTHON3
+$PY -c 'import numpy' 2> /dev/null || { echo "skip: $PY lacks numpy"; exit 77; }
+model=$top_srcdir/data/models/stories260K
+w=${TMPDIR:-/tmp}/ds-model-pipeline.$$
+mkdir -p "$w"
+trap 'rm -rf "$w"' EXIT
+q=--quiet
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+head -c 12000 "$top_srcdir/data/lm_corpus/tinystories_sample.txt" > "$w/text.txt"
+
+"$DELTASOUP" import --from llama2c "$model/stories260K.bin" --tokenizer "$model/tok512.bin" -o "$w/b.h5" $q > /dev/null &&
+    $PY "$top_srcdir/tests/python/bitdelta_ref.py" perturb "$w/b.h5" "$w/f.h5" 3 &&
+    "$DELTASOUP" compress --base "$w/b.h5" --finetuned "$w/f.h5" -o "$w/d.bd.h5" $q > /dev/null ||
+    { echo "FAIL: setup"; exit 1; }
+$PY "$top_srcdir/tests/python/make_hf_folder.py" "$w/r6" --tokenizer "$top_srcdir/data/tokenizers/llama2-style-32k" \
+    --vocab 32000 --dim 32 --hidden 64 --layers 6 --heads 4 --kv-heads 2 --max-pos 128 --dtype bf16 --seed 7 > /dev/null &&
+    "$DELTASOUP" import --from hf "$w/r6" -o "$w/r6.h5" $q > /dev/null || { echo "FAIL: the random 6-layer model"; exit 1; }
+
+nll() { # RANKS P MODEL [ARGS...]
+    _n=$1 _p=$2
+    shift 2
+    $MPIEXEC -n "$_n" "$DELTASOUP" eval --model "$@" --ppl "$w/text.txt" --seq-len 64 --pipeline "$_p" --json \
+        2> "$w/err" | $PY -c 'import json,sys; print(repr(json.load(sys.stdin)["nll"]))' 2> /dev/null ||
+        echo "failed: $(cat "$w/err")"
+}
+check() { # "MODEL [ARGS]" "RANKS:P ..."
+    m=$1 list=$2
+    set -- $m
+    ref=$(nll 1 1 "$w/$@")
+    echo "$m: 1 rank $ref"
+    for np in $list; do
+        set -- $m
+        got=$(nll "${np%:*}" "${np#*:}" "$w/$@")
+        echo "$m: ${np%:*} ranks, P=${np#*:}: $got"
+        [ "$got" = "$ref" ] || fail "$m at ${np%:*} ranks with --pipeline ${np#*:}: NLL $got, whole model $ref"
+    done
+}
+check "b.h5" "2:2 4:2 5:5"
+check "b.h5 --delta $w/d.bd.h5" "2:2"
+check "r6.h5" "3:3"
+
+# the plan line on rank 0: stage 0 holds the embeddings, the last the head
+$MPIEXEC -n 2 "$DELTASOUP" eval --model "$w/r6.h5" --ppl "$w/text.txt" --seq-len 64 --pipeline 2 > "$w/out" 2>&1
+grep -q '^\[eval\] pipeline: 1 group(s) of 2 stages$' "$w/out" &&
+    grep -q '^\[eval\] stage 0: layers 0-2 + embeddings, ' "$w/out" &&
+    grep -q '^\[eval\] stage 1: layers 3-5 + norm, head, ' "$w/out" || { cat "$w/out"; fail "the plan lines"; }
+
+# bad values: exit 2 naming --pipeline, at the ranks given
+bad() { # RANKS P PATTERN
+    $MPIEXEC -n "$1" "$DELTASOUP" eval --model "$w/b.h5" --ppl "$w/text.txt" --pipeline "$2" > "$w/out" 2> "$w/err"
+    rc=$?
+    [ $rc = 2 ] && grep -q -- "$3" "$w/err" || { cat "$w/err"; fail "--pipeline $2 at $1 ranks: exit $rc"; }
+}
+bad 2 3 "pipeline 3: the 2 rank(s) do not split into groups of 3"
+bad 3 2 "pipeline 2: the 3 rank(s) do not split into groups of 2"
+bad 6 6 "pipeline 6: .*b.h5 has 5 layers, at most one stage per layer"
+bad 1 0 "pipeline"
+[ $fails = 0 ] || { echo "pipeline.sh: $fails failure(s)"; exit 1; }
+echo "pipeline: ok"
