@@ -156,6 +156,7 @@ static void report(ds_ctx *ctx, const opts *o, double eps, double order, int eva
         json_object_set_new(r, "accountant", json_string("rdp"));
         json_object_set_new(r, "epsilon", num(eps));
         json_object_set_new(r, "best_order", num(order));
+        json_object_set_new(r, "best_order_at_edge", json_boolean(order == 1.1 || order == 63));
         json_object_set_new(r, "noise_multiplier", num(common(o, 1)));
         json_object_set_new(r, "sample_rate", num(common(o, 0)));
         json_object_set_new(r, "steps", json_integer((json_int_t)steps));
@@ -181,6 +182,9 @@ static void report(ds_ctx *ctx, const opts *o, double eps, double order, int eva
         ds_printf0(ctx, "target epsilon    %.10g (tolerance %.10g, %d evaluations)\nnoise multiplier  %.10g\n",
                    o->target, o->tol, evals, o->ph[0].sigma);
     ds_printf0(ctx, "epsilon           %.10g\nbest order        %.10g\n", eps, order);
+    if (order == 1.1 || order == 63) /* Opacus warns too */
+        ds_printf0(ctx, "note              the best order is the %s of the orders: the bound may not be tight\n",
+                   order == 63 ? "largest" : "smallest");
 }
 
 int ds_job_privacy(ds_ctx *ctx, int argc, char **argv)
