@@ -42,12 +42,13 @@ int64_t ds_agg_stream_rows(const ds_agg_stream *s, const ds_delta_entry *e) { re
 
 /* The output pass's chunks: per-coordinate results (and integer kept
  * counts) do not depend on chunk boundaries, so its chunks are at most
- * DS_AGG_OUT_MB MiB: a chunk just read is still in cache when the math reads
- * it. Krum's distance pass keeps --chunk-mb (its sums follow the chunks). */
+ * DS_AGG_OUT_MB MiB per rank: a chunk just read is still in cache when the
+ * math reads it. Krum's distance pass keeps --chunk-mb (its sums follow the
+ * chunks). */
 #define DS_AGG_OUT_MB 16
 static int64_t out_rows(const ds_agg_stream *s, const ds_delta_entry *e)
 {
-    const size_t cap = (size_t)DS_AGG_OUT_MB << 20;
+    const size_t cap = ((size_t)DS_AGG_OUT_MB << 20) * (size_t)s->ctx->size;
     return rows_for(s, e, s->budget < cap ? s->budget : cap);
 }
 
@@ -141,6 +142,7 @@ int ds_agg_stream_chunk(ds_agg_stream *s, const ds_delta_entry *e, int64_t r0, i
     const size_t slot = slot_bytes(e, nr);
     *local = read_local(s, e, r0, nr, slot);
     if (ds_ctx_any_failed(s->ctx, *local)) return 1;
+    s->row0 = 0;
     if (s->send != s->recv) ds_comm_allgather(s->comm, s->send, s->recv, slot * (size_t)s->maxloc);
     for (int r = 0; r < s->ctx->size; r++) {
         int64_t a, b;
@@ -198,6 +200,57 @@ int ds_agg_staged_digests(const ds_ctx *ctx, const char *path, const ds_delta_en
     /* each digest is non-zero on one rank only */
     MPI_Allreduce(MPI_IN_PLACE, dig, n * 32, MPI_UNSIGNED_CHAR, MPI_BOR, ctx->comm);
     return ds_ctx_agree(ctx, rc);
+}
+
+/* Collective, the output pass with MPI at 2+ ranks: like
+ * ds_agg_stream_chunk, but each rank receives only the rows it reduces
+ * (ds_shard_range of the chunk) of every participant: an all-to-all of
+ * about 1/size of the all-gather's bytes. Participants' files stay read
+ * whole by their rank (verification on read sees every row in order).
+ * pack: size x block bytes. */
+static size_t scatter_block(const ds_agg_stream *s, const ds_delta_entry *e, int64_t nr)
+{
+    return slot_bytes(e, (nr + s->ctx->size - 1) / s->ctx->size) * (size_t)s->maxloc;
+}
+
+static int chunk_scatter(ds_agg_stream *s, const ds_delta_entry *e, int64_t r0, int64_t nr, int *local,
+                         unsigned char *pack)
+{
+    const int size = s->ctx->size;
+    const size_t slot = slot_bytes(e, nr), block = scatter_block(s, e, nr);
+    const size_t rowb = e->coded ? (size_t)e->words_per_row * 8 : (size_t)ds_delta_row_elems(&e->t) * 4;
+    *local = read_local(s, e, r0, nr, slot);
+    if (ds_ctx_any_failed(s->ctx, *local)) return 1;
+    for (int d = 0; d < size; d++) {
+        int64_t a, b;
+        ds_shard_range(nr, d, size, &a, &b);
+        const size_t sub = slot_bytes(e, b - a);
+        for (int64_t p = s->lo; p < s->hi; p++) {
+            const unsigned char *src = s->send + (size_t)(p - s->lo) * slot;
+            unsigned char *dst = pack + (size_t)d * block + (size_t)(p - s->lo) * sub;
+            memcpy(dst, src + (size_t)a * rowb, (size_t)(b - a) * rowb);
+            if (!e->coded) continue;
+            const float *sc = (const float *)(src + (size_t)nr * rowb);
+            const size_t ns = ds_agg_chunk_scales(e, b - a);
+            memcpy(dst + (size_t)(b - a) * rowb, sc + (e->mode == DS_SCALE_ROW ? (size_t)a : 0), ns * 4);
+        }
+    }
+    MPI_Alltoall(pack, (int)block, MPI_BYTE, s->recv, (int)block, MPI_BYTE, s->ctx->comm);
+    int64_t a, b;
+    ds_shard_range(nr, s->ctx->rank, size, &a, &b);
+    const size_t sub = slot_bytes(e, b - a);
+    for (int r = 0; r < size; r++) {
+        int64_t pa, pb;
+        ds_shard_range(s->np, r, size, &pa, &pb);
+        for (int64_t p = pa; p < pb; p++) {
+            const unsigned char *src = s->recv + (size_t)r * block + (size_t)(p - pa) * sub;
+            s->bits[p] = (const uint64_t *)src;
+            s->dense[p] = (const float *)src;
+            s->scale[p] = (const float *)(src + (size_t)(b - a) * rowb);
+        }
+    }
+    s->row0 = a;
+    return 0;
 }
 
 /* ---- the passes */
@@ -268,7 +321,7 @@ static int write_tensor(ds_delta_file *out, int i, const ds_delta_entry *oe, con
  * reused (no per-tensor malloc/free of large blocks: fresh pages fault on
  * first touch, and glibc returns large freed blocks to the kernel). */
 typedef struct {
-    unsigned char *res, *part, *all;
+    unsigned char *res, *part, *all, *pack; /* pack: chunk_scatter's send buffer (NULL: all-gather) */
     float *scales;
     const uint64_t **pb;
     const float **ps;
@@ -279,6 +332,8 @@ typedef struct {
     const ds_delta_entry *e;
     int bits_out;        /* majority of a coded tensor: packed bits out, else float32 values */
     int direct;          /* one rank: rows reduced straight into res */
+    int writer;          /* the rank that writes the tensor; gathered to it alone with MPI */
+    int to_writer;
     size_t orow, maxsub; /* bytes per output row; most rows of a chunk on one rank */
     unsigned char *res;  /* the writer's whole tensor (NULL elsewhere) */
     float *scales;       /* the writer's output scales (bits_out) */
@@ -311,11 +366,22 @@ static void bufs_init(pass_bufs *b, const ds_agg_stream *s, const ds_delta_meta 
     b->all = size > 1 ? big_alloc(sub * (size_t)size) : NULL;
     b->pb = ds_malloc(sizeof(void *) * (size_t)s->np);
     b->ps = ds_malloc(sizeof(void *) * (size_t)s->np);
+    /* all-to-all of the rows each rank reduces: MPI, 2+ ranks, not majority
+     * (whose writer computes the chunk's scales from every row's) */
+    b->pack = NULL;
+    if (size > 1 && !h->majority && ds_comm_backend_of(s->comm) == DS_COMM_MPI) {
+        size_t pk = 1;
+        for (int i = start; i < layout->n; i++) {
+            const size_t bl = scatter_block(s, &layout->entries[i], out_rows(s, &layout->entries[i]));
+            if (bl > pk) pk = bl;
+        }
+        b->pack = big_alloc(pk * (size_t)size);
+    }
 }
 
 static void bufs_free(pass_bufs *b)
 {
-    free(b->res), free(b->scales), free(b->part), free(b->all), free(b->pb), free(b->ps);
+    free(b->res), free(b->scales), free(b->part), free(b->all), free(b->pb), free(b->ps), free(b->pack);
 }
 
 static void pass_init(tensor_pass *t, const ds_agg_stream *s, const ds_delta_entry *e, int mine, const ds_agg_reduce *h,
@@ -325,6 +391,7 @@ static void pass_init(tensor_pass *t, const ds_agg_stream *s, const ds_delta_ent
     t->e = e;
     t->bits_out = h->majority && e->coded;
     t->direct = size == 1;
+    t->to_writer = b->pack != NULL;
     t->orow = out_row_bytes(e, h);
     t->maxsub = (size_t)((out_rows(s, e) + size - 1) / size);
     t->res = mine ? b->res : NULL;
@@ -347,15 +414,15 @@ static void reduce_rows(const ds_agg_stream *s, tensor_pass *t, const ds_agg_red
     unsigned char *dst = t->direct ? t->res + (size_t)r0 * t->orow : t->part;
     if (e->coded) {
         for (size_t u = 0; u < np; u++) {
-            t->pb[u] = s->bits[u] + (size_t)a * (size_t)e->words_per_row;
-            t->ps[u] = s->scale[u] + (e->mode == DS_SCALE_ROW ? (size_t)a : 0);
+            t->pb[u] = s->bits[u] + (size_t)(a - s->row0) * (size_t)e->words_per_row;
+            t->ps[u] = s->scale[u] + (e->mode == DS_SCALE_ROW ? (size_t)(a - s->row0) : 0);
         }
         ds_agg_bits c = {np, (size_t)(b - a), (size_t)e->cols, e->mode, t->pb, t->ps};
         if (t->bits_out) ds_agg_majority_bits(&c, (uint64_t *)dst, kept);
         else ds_agg_trimmed_bits(&c, h->k, (float *)dst, kept);
     } else {
         const size_t re = (size_t)ds_delta_row_elems(&e->t);
-        for (size_t u = 0; u < np; u++) t->ps[u] = s->dense[u] + (size_t)a * re;
+        for (size_t u = 0; u < np; u++) t->ps[u] = s->dense[u] + (size_t)(a - s->row0) * re;
         ds_agg_trimmed_dense(np, t->ps, (size_t)(b - a) * re, h->k, (float *)dst, kept);
     }
 }
@@ -365,7 +432,10 @@ static void reduce_rows(const ds_agg_stream *s, tensor_pass *t, const ds_agg_red
 static void gather_rows(const ds_agg_stream *s, tensor_pass *t, const ds_agg_reduce *h, int64_t r0, int64_t nr)
 {
     const ds_delta_entry *e = t->e;
-    if (!t->direct) ds_comm_allgather(s->comm, t->part, t->all, t->orow * t->maxsub);
+    if (t->to_writer) /* MPI: only the writer needs the rows */
+        MPI_Gather(t->part, (int)(t->orow * t->maxsub), MPI_BYTE, t->all, (int)(t->orow * t->maxsub), MPI_BYTE, t->writer,
+                   s->ctx->comm);
+    else if (!t->direct) ds_comm_allgather(s->comm, t->part, t->all, t->orow * t->maxsub);
     if (!t->res) return;
     for (int r = 0; r < s->ctx->size && !t->direct; r++) {
         int64_t ra, rb;
@@ -393,9 +463,11 @@ int ds_agg_stream_reduce(ds_agg_stream *s, const ds_delta_meta *layout, const ds
         const int64_t nrows = ds_delta_nrows(e), R = out_rows(s, e);
         tensor_pass t;
         pass_init(&t, s, e, mine, how, &bufs);
+        t.writer = writer[i];
         for (int64_t r0 = 0; r0 < nrows && !end; r0 += R) {
             const int64_t nr = nrows - r0 < R ? nrows - r0 : R;
-            if ((end = ds_agg_stream_chunk(s, e, r0, nr, &rc))) break;
+            end = bufs.pack ? chunk_scatter(s, e, r0, nr, &rc, bufs.pack) : ds_agg_stream_chunk(s, e, r0, nr, &rc);
+            if (end) break;
             reduce_rows(s, &t, how, r0, nr, kept);
             gather_rows(s, &t, how, r0, nr);
         }

@@ -38,6 +38,7 @@ typedef struct {
     /* the current chunk: pointers into recv, one per participant */
     const uint64_t **bits;
     const float **scale, **dense;
+    int64_t row0; /* first chunk row the pointers hold (non-zero: this rank's rows only) */
 } ds_agg_stream;
 
 /* Collective: open this rank's share of the np files; chunk_mb MiB bound
