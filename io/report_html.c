@@ -43,8 +43,9 @@ static double jnum(json_t *v) { return json_is_number(v) ? json_number_value(v) 
 static const char *CSS =
     "body{font-family:sans-serif;margin:24px;color:#222;max-width:1150px}"
     "h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ccc}"
-    "table{border-collapse:collapse;font-size:13px;margin:8px 0}"
-    "th,td{border:1px solid #ccc;padding:3px 7px;text-align:left}th{background:#f2f2f2}"
+    "table{border-collapse:collapse;font-size:12px;margin:8px 0}"
+    "th,td{border:1px solid #ccc;padding:3px 5px;text-align:left}th{background:#f2f2f2}"
+    "td[data-col=data],td[data-col=reason],td[data-col=message]{word-break:break-all;max-width:220px}"
     "td.num{text-align:right;font-variant-numeric:tabular-nums}"
     ".published{color:#1a7f37;font-weight:bold}.refused,.failed,.FAIL{color:#c62828;font-weight:bold}"
     ".na{color:#666;font-style:italic}svg.chart{border:1px solid #ddd;margin:6px 8px 6px 0}"
@@ -186,7 +187,7 @@ static void contributor_charts(FILE *f, const ds_report_night *n)
     if (has_score && has_norm) {
         ds_svg_series ss[2] = {{.name = "kept", .color = C_KEPT, .n = nk, .x = sx, .y = sy, .marker = mk},
                                {.name = "flagged (rejected or dropped)", .color = C_BAD, .n = nb, .x = sx + k, .y = sy + k,
-                                .marker = mk + k}};
+                                .marker = mk + k, .key_marker = DS_SVG_CROSS}};
         ds_svg_chart sc = {.id = "scatter", .title = "Krum score vs norm", .xlabel = "norm of the delta (L2)",
                            .ylabel = "Krum score (lower: more central)", .width = 560, .height = 320};
         ds_svg_write(f, &sc, 2, ss);
@@ -283,7 +284,7 @@ static void trends(FILE *f, const ds_report_history *all, int upto)
         ds_svg_series s[2] = {{.name = "soup", .color = C_KEPT, .line = 1, .n = h->n, .y = c, .err = ce, .marker = mk,
                                .point_color = pc},
                               {.name = "reference", .color = C_BASE, .line = 1, .n = h->n, .y = b, .err = be,
-                               .marker = mb}};
+                               .marker = mb, .key_marker = DS_SVG_SQUARE}};
         const ds_svg_key keys2[] = {{DS_SVG_CIRCLE, C_KEPT, "published"}, {DS_SVG_CROSS, C_BAD, "refused/failed"}};
         ds_svg_chart ch = {.id = id, .title = title, .xlabel = "night", .ylabel = keys[q].metric, .width = 560,
                            .height = 300, .xcat = dates, .ncat = h->n, .keys = keys2, .nkeys = 2};

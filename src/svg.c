@@ -99,10 +99,13 @@ static void x_axis(FILE *f, frame *fr, const ds_svg_chart *c, double lo, double 
     if (c->xcat) {
         fr->x0 = -0.5, fr->x1 = c->ncat - 0.5;
         const int every = c->ncat > 12 ? (c->ncat + 11) / 12 : 1;
+        /* labels cut to the room of their slot (about 7 px a character); the tooltips have them whole */
+        int room = (int)(fr->pw / (c->ncat > 0 ? c->ncat : 1) * every / 7.0);
+        room = room < 4 ? 4 : room > 24 ? 24 : room;
         for (int i = 0; i < c->ncat; i += every) {
-            char b[20];
+            char b[32];
             snprintf(b, sizeof b, "%s", c->xcat[i] ? c->xcat[i] : "");
-            if (strlen(c->xcat[i] ? c->xcat[i] : "") > 14) strcpy(b + 12, "..");
+            if ((int)strlen(b) > room) strcpy(b + room - 2, "..");
             fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"12\">", X(fr, i), base + 17);
             ds_xml_escape(f, b);
             fputs("</text>\n", f);
@@ -140,7 +143,7 @@ static void legend(FILE *f, const ds_svg_chart *c, int ns, const ds_svg_series *
 {
     fputs("<g class=\"legend\">", f);
     for (int k = 0; k < ns; k++)
-        x = legend_entry(f, x, y, s[k].marker ? s[k].marker[0] : DS_SVG_CIRCLE, s[k].color, c->bars && k == 0,
+        x = legend_entry(f, x, y, s[k].key_marker, s[k].color, c->bars && k == 0,
                          s[k].line, s[k].name);
     for (int k = 0; k < c->nkeys; k++) x = legend_entry(f, x, y, c->keys[k].marker, c->keys[k].color, 0, 0, c->keys[k].label);
     fputs("</g>\n", f);
@@ -181,8 +184,9 @@ static void series(FILE *f, const frame *fr, const ds_svg_chart *c, int k, const
         tip(f, s, i);
         if (c->bars && k == 0) {
             double y0 = Y(fr, fmax(fr->y0, 0)), y1 = Y(fr, y);
+            if (y0 - y1 < 3 && y1 - y0 < 3) y1 = y0 - 3;
             fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>", X(fr, x) - bw / 2, fmin(y0, y1), bw,
-                    fmax(fabs(y0 - y1), 0.5), col);
+                    fmax(fabs(y0 - y1), 3), col); /* a zero still shows its color */
         } else {
             if (s->err && isfinite(s->err[i]) && s->err[i] > 0)
                 fprintf(f, "<path d=\"M%.1f %.1fV%.1fM%.1f %.1fh8M%.1f %.1fh8\" stroke=\"%s\" fill=\"none\"/>", X(fr, x),

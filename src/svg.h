@@ -19,6 +19,7 @@ typedef struct {
     const double *x, *y;    /* x: NULL for category charts (x = 0..n-1) */
     const double *err;      /* optional: error bars of +-err[i] (e.g. a standard error) */
     const int *marker;      /* per point, or NULL: every point DS_SVG_CIRCLE */
+    int key_marker;         /* the marker of the series in the legend (DS_SVG_CIRCLE = 0 by default) */
     const char *const *point_color; /* per point (bars: the bar's fill), or NULL: color */
     const char *const *tip; /* per point tooltip text, or NULL */
 } ds_svg_series;
