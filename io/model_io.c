@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "src/membudget.h"
 #include "src/shard.h"
 
 int ds_llama_load(ds_llama *m, ds_model_file *f) { return ds_llama_load_as(m, f, DS_LLAMA_LOAD_F32); }
@@ -89,6 +90,56 @@ static int stage_bytes(ds_model_file *f, double **layer, double *first, double *
     return 0;
 }
 
+/* What a rank keeps beside its weights: activations and the program (the
+ * issue's bound: weights / P + activations + 1 GB). */
+#define DS_RANK_OVERHEAD (1024.0 * 1024.0 * 1024.0)
+
+/* Collective: the stages per group. *P given (> 0): checked against the
+ * ranks' memory; 0 (auto): the fewest stages, among those that divide the
+ * ranks, whose largest stage fits. The hint names --pipeline. */
+static int pipe_fit(const ds_ctx *ctx, const char *path, int L, const double *lb, double first, double last, int *P)
+{
+    const double budget = ds_mem_rank_budget(ctx), gib = 1024.0 * 1024.0 * 1024.0;
+    int *bounds = ds_malloc(sizeof(int) * (size_t)(L + 2)), rc = 0, max_p = 1;
+    for (int p = 1; p <= L && p <= ctx->size; p++)
+        if (ctx->size % p == 0) max_p = p;
+    if (*P == 0) {
+        for (int p = 1; p <= max_p && !*P; p++)
+            if (ctx->size % p == 0 && ds_pipe_partition(L, lb, first, last, p, bounds) + DS_RANK_OVERHEAD <= budget)
+                *P = p;
+        if (!*P) {
+            double need = ds_pipe_partition(L, lb, first, last, max_p, bounds);
+            rc = ds_err(DS_EXIT_INPUT,
+                        "%s: the largest of %d stages (--pipeline %d, the most these %d rank(s) allow) needs %.1f GiB "
+                        "of weights + %.1f GiB, more than a rank's %.1f GiB: run more ranks",
+                        path, max_p, max_p, ctx->size, need / gib, DS_RANK_OVERHEAD / gib, budget / gib);
+        }
+    }
+    rc = ds_ctx_agree(ctx, rc);
+    if (!rc) { /* (collective: prints its own message) */
+        char hint[160];
+        snprintf(hint, sizeof hint, " (--pipeline %d: more stages hold fewer layers each; run more ranks)", *P);
+        rc = ds_mem_check(ctx, ds_pipe_partition(L, lb, first, last, *P, bounds) + DS_RANK_OVERHEAD, path,
+                          *P < max_p ? hint : " (run more ranks to use more pipeline stages)");
+    }
+    free(bounds);
+    return rc;
+}
+
+/* Collective: the whole model in its stored precision fits a rank. */
+static int whole_fits(const ds_ctx *ctx, ds_model_file *f)
+{
+    double *lb = NULL, first = 0, last = 0, total;
+    const int L = ds_model_get_meta(f)->cfg.n_layers;
+    int rc = stage_bytes(f, &lb, &first, &last);
+    if (rc) return ds_ctx_agree(ctx, rc);
+    total = first + last - (ds_model_get_meta(f)->cfg.tied_embeddings ? first : 0); /* tied: one embedding */
+    for (int l = 0; l < L; l++) total += lb[l];
+    free(lb);
+    return ds_mem_check(ctx, total + DS_RANK_OVERHEAD, ds_model_path(f),
+                        " (eval --ppl --pipeline P holds 1/P of the layers per rank)");
+}
+
 /* ds_llama_load_path_as, and ds_llama_load_path_pipe when pipe is given. */
 static int load_path(const ds_ctx *ctx, const char *path, ds_llama *m, ds_tokenizer *tok, ds_dtype **dtypes,
                      ds_llama_load_prec prec, int P, ds_pipe *pipe)
@@ -101,13 +152,14 @@ static int load_path(const ds_ctx *ctx, const char *path, ds_llama *m, ds_tokeni
     int have_tok = 0, L = ds_model_get_meta(f)->cfg.n_layers;
     if (pipe) {
         double *lb = NULL, first = 0, last = 0;
-        if (P < 1 || ctx->size % P)
+        if (P < 0 || (P > 0 && ctx->size % P))
             rc = ds_err(DS_EXIT_USAGE, "--pipeline %d: the %d rank(s) do not split into groups of %d", P, ctx->size, P);
         else if (P > L)
             rc = ds_err(DS_EXIT_USAGE, "--pipeline %d: %s has %d layers, at most one stage per layer", P, path, L);
         else
             rc = stage_bytes(f, &lb, &first, &last);
-        if (!(rc = ds_ctx_agree(ctx, rc))) ds_pipe_init(pipe, ctx->comm, P, L, lb, first, last);
+        if (!(rc = ds_ctx_agree(ctx, rc))) rc = pipe_fit(ctx, path, L, lb, first, last, &P);
+        if (!rc) ds_pipe_init(pipe, ctx->comm, P, L, lb, first, last);
         free(lb);
         if (rc) {
             ds_model_close(f);
@@ -115,6 +167,10 @@ static int load_path(const ds_ctx *ctx, const char *path, ds_llama *m, ds_tokeni
         }
         rc = ds_llama_load_stage(m, f, prec, pipe->l0, pipe->l1);
     } else {
+        if (prec == DS_LLAMA_LOAD_STORED && (rc = whole_fits(ctx, f))) { /* (said: collective) */
+            ds_model_close(f);
+            return rc;
+        }
         rc = ds_llama_load_as(m, f, prec);
     }
     if (!rc && tok) {

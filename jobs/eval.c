@@ -25,6 +25,7 @@
 #include "src/chat.h"
 #include "src/jobs.h"
 #include "src/hash.h"
+#include "src/membudget.h"
 #include "src/opts.h"
 #include "src/shard.h"
 
@@ -41,7 +42,8 @@ typedef struct {
     int n_args;
     model_task_arg *args;
     int runner; /* the task runner, not the plain --ppl report */
-    int pipeline; /* --pipeline P: stages per group (plain --ppl report) */
+    int pipeline; /* --pipeline P: stages per group (plain --ppl report); 0: auto */
+    double mem_per_rank; /* --mem-per-rank, GiB (0: the node's memory shared) */
     ds_eval_plan plan;
     int no_verify;
 } opts;
@@ -96,9 +98,13 @@ static const ds_opt options[] = {
     DS_OPT_CHOICE(opts, eo.tqa_harness, "truthfulqa-prompt", "P", tqa_prompts, "plain",
                   "truthfulqa-mc: plain (\"Q: {question}\\nA:\") or harness (lm-evaluation-harness's\n"
                   "6-shot QA primer before it; about 380 tokens with a 512-piece vocabulary)"),
-    DS_OPT_INT(opts, pipeline, "pipeline", "P", 1, 1 << 20, "1",
+    DS_OPT_INT(opts, pipeline, "pipeline", "P", 0, 1 << 20, "0",
                "--ppl: the model's layers sharded over groups of P ranks, each rank\n"
-               "holding one stage's layers (P divides the ranks; docs/model.md)"),
+               "holding one stage's layers (P divides the ranks; docs/model.md);\n"
+               "0: 1 when the model fits a rank's memory, else the fewest stages that fit"),
+    DS_OPT_DOUBLE(opts, mem_per_rank, "mem-per-rank", "GIB", 0, 1e9, NULL,
+                  "the memory one rank may use, in GiB (default: the node's memory\n"
+                  "divided by the ranks on it); models that do not fit are refused"),
     DS_OPT_INT(opts, eo.seq_len, "seq-len", "N", 2, 1 << 24, NULL,
                "ppl/kl: tokens per document at most (without it: the model's max_seq_len)"),
     {.name = "json", .type = DS_OPT_T_OPTSTR, .off = offsetof(opts, json), .meta = "OUT", .def = json_stdout,
@@ -127,6 +133,9 @@ static int check_runner(opts *o)
 {
     ds_eval_plan *p = &o->plan;
     int rc = 0;
+    if (o->pipeline > 1)
+        return ds_err(DS_EXIT_USAGE, "--pipeline %d: only the plain --ppl report runs pipelined so far (one --ppl, "
+                      "at most one --delta, no --task or output file)", o->pipeline);
     for (int i = 0; i < o->n_args && !rc; i++) {
         const char *v = o->args[i].value;
         switch (o->args[i].kind) {
@@ -218,12 +227,12 @@ static int run_ppl(ds_ctx *ctx, const opts *o)
     int rc = ds_ctx_agree(ctx, ds_text_load(text, &docs));
     ds_llama m;
     ds_tokenizer tok;
-    ds_pipe pipe, *pp = o->pipeline > 1 ? &pipe : NULL;
+    ds_pipe pipe, *pp = &pipe;
     if (rc || (rc = ds_eval_load_stage(ctx, o->model, last_arg(o, 'd'), o->force, o->pipeline, pp, &m, &tok))) {
         ds_text_docs_free(&docs);
         return rc;
     }
-    if (pp && !ctx->quiet && !o->json) print_pipe(ctx, pp, &m); /* stdout is the JSON with --json */
+    if (pipe.P > 1 && !ctx->quiet && !o->json) print_pipe(ctx, pp, &m); /* stdout is the JSON with --json */
     const int seq_len = o->eo.seq_len ? o->eo.seq_len : m.cfg.max_seq_len;
     if (seq_len > m.cfg.max_seq_len)
         rc = ds_err(DS_EXIT_USAGE, "--seq-len %d exceeds the model's max_seq_len %d", seq_len, m.cfg.max_seq_len);
@@ -465,6 +474,7 @@ int ds_job_eval(ds_ctx *ctx, int argc, char **argv)
     opts o = {0};
     int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
     if (!rc) ds_verify_init(ctx, o.no_verify);
+    if (!rc) ds_mem_set_per_rank(o.mem_per_rank * 1024.0 * 1024.0 * 1024.0);
     if (!rc) rc = o.runner ? run_tasks(ctx, &o) : run_ppl(ctx, &o);
     ds_eval_plan_free(&o.plan);
     free(o.args);

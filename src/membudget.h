@@ -19,4 +19,10 @@ double ds_mem_node_bytes(void);
  * memory. Else DS_EXIT_INPUT: "<what>: needs X GiB per rank (N rank(s) on
  * this node: Y GiB), more than this node's Z GiB of memory<hint>". */
 int ds_mem_check(const ds_ctx *ctx, double bytes, const char *what, const char *hint);
+/* --mem-per-rank: from now on ds_mem_check compares each rank's bytes with
+ * this limit instead of the node's memory (bytes <= 0: back to the node). */
+void ds_mem_set_per_rank(double bytes);
+/* Collective: the memory one rank may use: the --mem-per-rank limit, else
+ * the node's memory divided by the ranks on the node. */
+double ds_mem_rank_budget(const ds_ctx *ctx);
 #endif

@@ -8,7 +8,8 @@
 # All runs go through mpiexec (1 rank included), so every rank has the same
 # OpenBLAS threads: the NLL must be equal to the last digit (the issue's
 # bound is 1e-6). Bad --pipeline values are usage errors (exit 2) naming
-# the option.
+# the option. Memory: --mem-per-rank picks the stages when --pipeline is
+# not given, and a model that does not fit is refused up front (exit 3).
 set -u
 . "$(dirname "$0")/../defaults.sh"
 PY=$PYTHON3
@@ -68,6 +69,29 @@ bad() { # RANKS P PATTERN
 bad 2 3 "pipeline 3: the 2 rank(s) do not split into groups of 3"
 bad 3 2 "pipeline 2: the 3 rank(s) do not split into groups of 2"
 bad 6 6 "pipeline 6: .*b.h5 has 5 layers, at most one stage per layer"
-bad 1 0 "pipeline"
+bad 1 -1 "pipeline"
+# memory: stories260K's f32 weights are 0.99 MiB; a rank keeps 1 GiB beside
+# its weights. With --mem-per-rank 1 GiB + 0.75 MiB the whole model does not
+# fit a rank but half of it does: without --pipeline (auto) 2 ranks run 2
+# stages with the same NLL, 1 rank and the task runner are refused (exit 3)
+# with the memory needed and what to do, before anything is loaded.
+mem=1.000732
+out=$($MPIEXEC -n 2 "$DELTASOUP" eval --model "$w/b.h5" --ppl "$w/text.txt" --seq-len 64 --mem-per-rank $mem 2>&1)
+echo "$out" | grep -q '^\[eval\] pipeline: 1 group(s) of 2 stages$' || { echo "$out"; fail "auto: not 2 stages"; }
+got=$($MPIEXEC -n 2 "$DELTASOUP" eval --model "$w/b.h5" --ppl "$w/text.txt" --seq-len 64 --mem-per-rank $mem --json |
+    $PY -c 'import json,sys; print(repr(json.load(sys.stdin)["nll"]))')
+ref=$(nll 1 1 "$w/b.h5")
+[ "$got" = "$ref" ] || fail "auto pipeline: NLL $got, whole model $ref"
+refused() { # RANKS PATTERN ARGS...
+    _n=$1 _p=$2
+    shift 2
+    $MPIEXEC -n "$_n" "$DELTASOUP" eval --model "$w/b.h5" --mem-per-rank $mem "$@" > "$w/out" 2> "$w/err"
+    rc=$?
+    [ $rc = 3 ] && [ "$(grep -c '^deltasoup eval: error: ' "$w/err")" = 1 ] && grep -q -- "$_p" "$w/err" ||
+        { cat "$w/err"; fail "refused at $_n rank(s) ($*): exit $rc"; }
+}
+refused 1 "b.h5: the largest of 1 stages (--pipeline 1, the most these 1 rank(s) allow) needs 0.0 GiB of weights + 1.0 GiB, more than a rank's 1.0 GiB: run more ranks" --ppl "$w/text.txt"
+refused 2 "b.h5: needs 1.0 GiB per rank, more than --mem-per-rank 1.0 GiB (--pipeline 1: more stages" --ppl "$w/text.txt" --pipeline 1
+refused 1 "b.h5: needs 1.0 GiB per rank, more than --mem-per-rank 1.0 GiB (eval --ppl --pipeline P holds 1/P of the layers per rank)" --task "ppl:$w/text.txt"
 [ $fails = 0 ] || { echo "pipeline.sh: $fails failure(s)"; exit 1; }
 echo "pipeline: ok"
