@@ -11,6 +11,8 @@
 #   and each job's user+sys CPU seconds and peak RSS (max over ranks).
 # Inputs are written by deltasoup itself (per-tensor sha256, content_sha256),
 # so the default verification on read runs; compress --no-verify is shown too.
+# OLD=path/to/an/older/deltasoup times the same jobs with that build too, on
+# the same inputs, in the same run (its figures under "old").
 #   DELTASOUP=build/deltasoup LAYERS=2 sh bench/stream_bench.sh
 # BENCH_DIR: scratch folder (default /tmp), removed afterwards; needs about
 # 5 x 0.4 GB x LAYERS of disk. Run by hand, not part of make check.
@@ -53,38 +55,55 @@ best() {
     done
     eval "w_$name=$b c_$name=$bc_ m_$name=$bm"
 }
-n1="$MPIEXEC -n 1 $DELTASOUP" n2="$MPIEXEC -n 2 $DELTASOUP"
 best cat cat "$dir/b.h5" "$dir/f.h5"
 best cp cp "$dir/b.h5" "$dir/cp"
 best cpst cp "$dir/st/model.safetensors" "$dir/cp"
-best t1 $n1 compress --dry-run --shapes llama-7b $q
-best t2 $n2 compress --dry-run --shapes llama-7b $q
-best c1 $n1 compress --base "$dir/b.h5" --finetuned "$dir/f.h5" -o "$dir/o.bd.h5" $q
-best cnv $n1 compress --base "$dir/b.h5" --finetuned "$dir/f.h5" -o "$dir/o.bd.h5" $q --no-verify
-best c2 $n2 compress --base "$dir/b.h5" --finetuned "$dir/f.h5" -o "$dir/o.bd.h5" $q
-best a1 $n1 apply --base "$dir/b.h5" --delta "$dir/d.bd.h5" -o "$dir/o.h5" $q
-best a2 $n2 apply --base "$dir/b.h5" --delta "$dir/d.bd.h5" -o "$dir/o.h5" $q
-best ex $n1 export --to safetensors "$dir/b.h5" -o "$dir/ox/model.safetensors" $q
-best im $n1 import --from safetensors "$dir/st/model.safetensors" -o "$dir/o.h5" $q
+# jobs PREFIX DELTASOUP: every job with that build, figures under PREFIX
+jobs() {
+    p=$1 n1="$MPIEXEC -n 1 $2" n2="$MPIEXEC -n 2 $2"
+    best ${p}t1 $n1 compress --dry-run --shapes llama-7b $q
+    best ${p}t2 $n2 compress --dry-run --shapes llama-7b $q
+    best ${p}c1 $n1 compress --base "$dir/b.h5" --finetuned "$dir/f.h5" -o "$dir/o.bd.h5" $q
+    best ${p}cnv $n1 compress --base "$dir/b.h5" --finetuned "$dir/f.h5" -o "$dir/o.bd.h5" $q --no-verify
+    best ${p}c2 $n2 compress --base "$dir/b.h5" --finetuned "$dir/f.h5" -o "$dir/o.bd.h5" $q
+    best ${p}a1 $n1 apply --base "$dir/b.h5" --delta "$dir/d.bd.h5" -o "$dir/o.h5" $q
+    best ${p}a2 $n2 apply --base "$dir/b.h5" --delta "$dir/d.bd.h5" -o "$dir/o.h5" $q
+    best ${p}ex $n1 export --to safetensors "$dir/b.h5" -o "$dir/ox/model.safetensors" $q
+    best ${p}im $n1 import --from safetensors "$dir/st/model.safetensors" -o "$dir/o.h5" $q
+}
+builds=new
+[ -z "${OLD:-}" ] || { jobs old_ "$OLD"; builds="old new"; }
+jobs "" "$DELTASOUP"
 
 net() { echo "$1 - $2" | bc -l; } # a job's seconds less MPI start-up
 r() { printf '%.3f' "$(echo "$1" | bc -l)"; }
 gbs() { printf '%.2f' "$(echo "$1 / $2 / 1000000000" | bc -l)"; }
-printf '%-22s %8s %8s %8s %7s\n' step wall_s net_s cpu_s rss_MB
-for s in cat cp cpst t1 t2 c1 cnv c2 a1 a2 ex im; do
+printf '%-4s %-22s %8s %8s %8s %7s\n' build step wall_s net_s cpu_s rss_MB
+for s in cat cp cpst; do
     eval "w=\$w_$s c=\$c_$s m=\$m_$s"
-    case $s in c1 | cnv | a1 | ex | im) nt=$(net "$w" "$w_t1") ;; c2 | a2) nt=$(net "$w" "$w_t2") ;; *) nt=$w ;; esac
-    case $s in
-    cat) l="cat base+ft" ;; cp) l="cp base.h5" ;; cpst) l="cp model.safetensors" ;; t1) l="trivial job, 1 rank" ;;
-    t2) l="trivial job, 2 ranks" ;; c1) l="compress, 1 rank" ;; cnv) l="compress --no-verify" ;;
-    c2) l="compress, 2 ranks" ;; a1) l="apply, 1 rank" ;; a2) l="apply, 2 ranks" ;; ex) l="export, 1 rank" ;;
-    im) l="import, 1 rank" ;;
-    esac
-    printf '%-22s %8.2f %8.2f %8.2f %7d\n' "$l" "$w" "$nt" "$c" "$m"
+    case $s in cat) l="cat base+ft" ;; cp) l="cp base.h5" ;; cpst) l="cp model.safetensors" ;; esac
+    printf '%-4s %-22s %8.2f %8.2f %8.2f %7d\n' - "$l" "$w" "$w" "$c" "$m"
 done
-c1=$(net "$w_c1" "$w_t1") cnv=$(net "$w_cnv" "$w_t1") c2=$(net "$w_c2" "$w_t2")
-a1=$(net "$w_a1" "$w_t1") a2=$(net "$w_a2" "$w_t2") ex=$(net "$w_ex" "$w_t1") im=$(net "$w_im" "$w_t1")
-echo "cat: $(gbs "$in_bytes" "$w_cat") GB/s; compress 1 rank: $(gbs "$in_bytes" "$c1") GB/s, --no-verify $(gbs "$in_bytes" "$cnv") GB/s"
-echo "compress 1 rank / cat throughput: $(r "$w_cat / $c1") (goal >= 0.40); --no-verify: $(r "$w_cat / $cnv")"
-echo "import / cp: $(r "$im / $w_cpst") (goal <= 2); export / cp: $(r "$ex / $w_cp") (goal <= 2)"
-echo "2 ranks vs 1: compress $(r "$c1 / $c2")x, apply $(r "$a1 / $a2")x (goal >= 1.5 with 2 free cores)"
+for b in $builds; do
+    p=; [ "$b" = new ] || p=${b}_
+    for s in t1 t2 c1 cnv c2 a1 a2 ex im; do
+        eval "w=\$w_$p$s c=\$c_$p$s m=\$m_$p$s t1=\$w_${p}t1 t2=\$w_${p}t2"
+        case $s in c1 | cnv | a1 | ex | im) nt=$(net "$w" "$t1") ;; c2 | a2) nt=$(net "$w" "$t2") ;; *) nt=$w ;; esac
+        case $s in
+        t1) l="trivial job, 1 rank" ;; t2) l="trivial job, 2 ranks" ;; c1) l="compress, 1 rank" ;;
+        cnv) l="compress --no-verify" ;; c2) l="compress, 2 ranks" ;; a1) l="apply, 1 rank" ;;
+        a2) l="apply, 2 ranks" ;; ex) l="export, 1 rank" ;; im) l="import, 1 rank" ;;
+        esac
+        printf '%-4s %-22s %8.2f %8.2f %8.2f %7d\n' "$b" "$l" "$w" "$nt" "$c" "$m"
+    done
+done
+for b in $builds; do
+    p=; [ "$b" = new ] || p=${b}_
+    eval "t1=\$w_${p}t1 t2=\$w_${p}t2"
+    eval "c1=\$(net \$w_${p}c1 $t1) cnv=\$(net \$w_${p}cnv $t1) c2=\$(net \$w_${p}c2 $t2)"
+    eval "a1=\$(net \$w_${p}a1 $t1) a2=\$(net \$w_${p}a2 $t2) ex=\$(net \$w_${p}ex $t1) im=\$(net \$w_${p}im $t1)"
+    echo "[$b] cat: $(gbs "$in_bytes" "$w_cat") GB/s; compress 1 rank: $(gbs "$in_bytes" "$c1") GB/s, --no-verify $(gbs "$in_bytes" "$cnv") GB/s"
+    echo "[$b] compress 1 rank / cat throughput: $(r "$w_cat / $c1") (goal >= 0.40); --no-verify: $(r "$w_cat / $cnv")"
+    echo "[$b] import / cp: $(r "$im / $w_cpst") (goal <= 2); export / cp: $(r "$ex / $w_cp") (goal <= 2)"
+    echo "[$b] 2 ranks vs 1: compress $(r "$c1 / $c2")x, apply $(r "$a1 / $a2")x (goal >= 1.5 with 2 free cores)"
+done
