@@ -10,6 +10,7 @@
 # bound is 1e-6). Bad --pipeline values are usage errors (exit 2) naming
 # the option. Memory: --mem-per-rank picks the stages when --pipeline is
 # not given, and a model that does not fit is refused up front (exit 3).
+# A stage killed with SIGKILL ends the job (non-zero) within seconds.
 set -u
 . "$(dirname "$0")/../defaults.sh"
 PY=$PYTHON3
@@ -93,5 +94,33 @@ refused() { # RANKS PATTERN ARGS...
 refused 1 "b.h5: the largest of 1 stages (--pipeline 1, the most these 1 rank(s) allow) needs 0.0 GiB of weights + 1.0 GiB, more than a rank's 1.0 GiB: run more ranks" --ppl "$w/text.txt"
 refused 2 "b.h5: needs 1.0 GiB per rank, more than --mem-per-rank 1.0 GiB (--pipeline 1: more stages" --ppl "$w/text.txt" --pipeline 1
 refused 1 "b.h5: needs 1.0 GiB per rank, more than --mem-per-rank 1.0 GiB (eval --ppl --pipeline P holds 1/P of the layers per rank)" --task "ppl:$w/text.txt"
+# a killed stage (SIGKILL of rank 1, the last stage, once the job runs) ends
+# the job with a non-zero exit within seconds, never a hang
+cat "$top_srcdir/data/lm_corpus/tinystories_train_excerpt.txt" "$top_srcdir/data/lm_corpus/tinystories_train_excerpt.txt" > "$w/long.txt"
+$MPIEXEC -n 2 "$DELTASOUP" eval --model "$w/b.h5" --ppl "$w/long.txt" --pipeline 2 > "$w/kill.out" 2>&1 &
+job=$!
+victim=
+for i in $(seq 100); do
+    for p in $(pgrep -f "eval --model $w/b.h5 --ppl $w/long.txt" 2> /dev/null); do
+        tr '\0' '\n' < "/proc/$p/environ" 2> /dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' && victim=$p
+    done
+    [ -n "$victim" ] && grep -q '^\[eval\] stage 1' "$w/kill.out" && break
+    sleep 0.1
+done
+if [ -z "$victim" ]; then
+    fail "no rank 1 found to kill"
+else
+    t0=$(date +%s)
+    kill -9 "$victim"
+    for i in $(seq 300); do kill -0 $job 2> /dev/null || break; sleep 0.1; done
+    if kill -0 $job 2> /dev/null; then
+        fail "the job still runs 30 s after its stage 1 was killed"
+        kill -9 $job
+    fi
+    wait $job
+    rc=$?
+    echo "killed stage: mpiexec exit $rc after $(($(date +%s) - t0)) s"
+    [ $rc != 0 ] || fail "the job with a killed stage exited 0"
+fi
 [ $fails = 0 ] || { echo "pipeline.sh: $fails failure(s)"; exit 1; }
 echo "pipeline: ok"
