@@ -1,17 +1,29 @@
 /* Engine throughput: forward+backward tokens/s on a batch, and KV-cached
  * generation tokens/s, for a config given on the command line.
- *   model_bench DIM HIDDEN LAYERS HEADS KV_HEADS VOCAB SEQ TIED B T ITERS GEN_TOKENS THREADS
+ *   model_bench DIM HIDDEN LAYERS HEADS KV_HEADS VOCAB SEQ TIED B T ITERS GEN_TOKENS THREADS [DTYPE]
+ * DTYPE f32 (default), bf16 or f16: the matrices held in that precision
+ * (docs/model.md "Numerics and kernels"; the gradients stay f32).
  * Prints one line of key=value. Random weights: speed does not depend on them. */
 #include "config.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "src/model.h"
 
 int main(int argc, char **argv)
 {
-    if (argc != 14) {
-        fprintf(stderr, "usage: model_bench DIM HIDDEN LAYERS HEADS KV_HEADS VOCAB SEQ TIED B T ITERS GEN THREADS\n");
+    if (argc != 14 && argc != 15) {
+        fprintf(stderr, "usage: model_bench DIM HIDDEN LAYERS HEADS KV_HEADS VOCAB SEQ TIED B T ITERS GEN THREADS [DTYPE]\n");
         return 2;
+    }
+    ds_dtype dt = DS_DTYPE_F32;
+    if (argc == 15) {
+        if (strcmp(argv[14], "bf16") == 0) dt = DS_DTYPE_BF16;
+        else if (strcmp(argv[14], "f16") == 0) dt = DS_DTYPE_F16;
+        else if (strcmp(argv[14], "f32") != 0) {
+            fprintf(stderr, "model_bench: DTYPE %s is not f32, bf16 or f16\n", argv[14]);
+            return 2;
+        }
     }
     int v[13];
     for (int i = 0; i < 13; i++) v[i] = atoi(argv[i + 1]);
@@ -21,10 +33,13 @@ int main(int argc, char **argv)
     const int B = v[8], T = v[9], iters = v[10], gen = v[11];
     ds_llama_set_threads(v[12]);
     ds_llama m;
-    if (ds_llama_init(&m, &c)) {
+    ds_dtype *dts = malloc(sizeof *dts * (size_t)(3 + DS_LLAMA_ROLES * c.n_layers));
+    for (int i = 0; i < 3 + DS_LLAMA_ROLES * c.n_layers; i++) dts[i] = dt;
+    if (ds_llama_init_dtypes(&m, &c, dts)) {
         fprintf(stderr, "model_bench: %s\n", ds_errmsg());
         return 2;
     }
+    free(dts);
     ds_llama_randomize(&m, 1, 0.02f);
     ds_llama_act *a = ds_llama_act_new(&m, B, T);
     ds_llama_grads g;
@@ -53,8 +68,8 @@ int main(int argc, char **argv)
         t = best;
     }
     double gs = gen / (ds_now() - t0);
-    printf("params=%lld fwd_bwd_tokens_per_s=%.1f gen_tokens_per_s=%.1f peak_rss_mib=%.1f\n", (long long)m.numel, fb,
-           gs, ds_peak_rss() / 1048576.0);
+    printf("dtype=%s weight_mib=%.1f params=%lld fwd_bwd_tokens_per_s=%.1f gen_tokens_per_s=%.1f peak_rss_mib=%.1f\n",
+           ds_dtype_name(dt), (double)m.bytes / 1048576.0, (long long)m.numel, fb, gs, ds_peak_rss() / 1048576.0);
     ds_llama_kv_free(&kv);
     free(tok);
     free(tgt);
