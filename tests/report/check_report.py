@@ -134,16 +134,27 @@ def main():
         if len(filt) != len(rec.get("filter_rejected", [])):
             fail("filter rejections: %d in the page, %d in night.json" % (len(filt), len(rec["filter_rejected"])))
         # the norms: recomputed from the inspect records
-        norms = {}
+        norms, eps = {}, {}
         for name in files.get("inspect", []):
             ins = json.load(open(os.path.join(hist, night, name)))
             s = sum(math.prod(t["shape"]) * (t["mean"] ** 2 + t["std"] ** 2) for t in ins["tensors"])
             norms[ins["content_sha256"]["computed"]] = math.sqrt(s)
+            eps[ins["content_sha256"]["computed"]] = (ins.get("dp") or {}).get("epsilon")
+        trusted = "trusted_keys" in agg.get("params", {})
         for c in agg["contributors"]:
             cells = rows[str(c["index"])]
             want = norms.get(c["content_sha256"])
             if want is not None and abs(float(cells["norm"]) - want) > 1e-12 * want:
                 fail("%s norm %s, recomputed %r" % (c["owner"], cells["norm"], want))
+            if c["content_sha256"] in eps:  # the recorded dp epsilon, or none
+                e = eps[c["content_sha256"]]
+                if (e is None and not cells["dp_epsilon"].startswith("not recorded")) or \
+                        (e is not None and float(cells["dp_epsilon"].split()[0]) != e):
+                    fail("%s dp epsilon %r, inspect has %r" % (c["owner"], cells["dp_epsilon"], e))
+            sig_refused = c["status"] == "dropped" and ("sign" in c["reason"] or "key" in c["reason"])
+            want_sig = "REFUSED" if trusted and sig_refused else "verified (trusted key)" if trusted else "not checked"
+            if cells["signature"] != want_sig:
+                fail("%s signature %r, want %r" % (c["owner"], cells["signature"], want_sig))
         w = p.svgs["weights"]["series"]
         if len(w) != 1 or w[0][1] != len(agg["contributors"]):
             fail("weights chart: %s" % w)
