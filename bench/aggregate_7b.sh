@@ -12,8 +12,9 @@
 # runs as a user would (verifying digests on read) and, with NOVERIFY=1, also
 # with --no-verify (the old build does not verify). Prints seconds, the
 # job's peak RSS per rank, /usr/bin/time's maximum RSS (the largest process:
-# one rank) and the 1-minute load average after the run (the machine may be
-# shared). `trivial` lines time a job that does nothing (inspect of a small
+# one rank), CPU seconds (user + system of all ranks, MPI's busy waiting
+# included) and the 1-minute load average after the run (the machine may be
+# shared: on a loaded machine the CPU ratio is the steadier one). `trivial` lines time a job that does nothing (inspect of a small
 # file) at the same rank count: process and MPI start-up. Run by hand (about
 # 1.6 GB of scratch per block, removed afterwards):
 #   BUILD=build OLD=/work/scratch/old/build NOVERIFY=1 sh bench/aggregate_7b.sh
@@ -30,7 +31,7 @@ dir=$(mktemp -d "${BENCH_DIR:-/tmp}/ds-aggregate-7b-XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 "$BUILD/tests/unit/test_aggregate_mkdelta" "$dir/template.bd.h5" --owner t --seed 1
 
-# run1 EXE NP METHOD [FLAGS]: one timed run; sets secs, rss, trss, load.
+# run1 EXE NP METHOD [FLAGS]: one timed run; sets secs, rss, trss, cpu, load.
 run1() {
     exe=$1 np=$2 m=$3
     shift 3
@@ -38,15 +39,17 @@ run1() {
     case $m in median | trimmed-mean) opt="--requantize" ;; esac
     t0=$(date +%s.%N)
     if [ "$m" = trivial ]; then
-        /usr/bin/time -f %M -o "$dir/rss" $MPIEXEC -n "$np" "$exe" inspect "$dir/template.bd.h5" > "$dir/log" < /dev/null
+        /usr/bin/time -f "%M %U %S" -o "$dir/rss" $MPIEXEC -n "$np" "$exe" inspect "$dir/template.bd.h5" > "$dir/log" < /dev/null
     else
-        /usr/bin/time -f %M -o "$dir/rss" $MPIEXEC -n "$np" "$exe" aggregate --method "$m" $opt $chunk "$@" \
-            -o "$dir/out.bd.h5" --overwrite --quiet "$dir"/d/*.bd.h5 > "$dir/log" < /dev/null
+        /usr/bin/time -f "%M %U %S" -o "$dir/rss" $MPIEXEC -n "$np" "$exe" aggregate --method "$m" $opt $chunk "$@" \
+            -o "$dir/out.bd.h5" --overwrite --quiet "$dir"/d/*.bd.h5 > "$dir/log" 2> "$dir/err" < /dev/null ||
+            { cat "$dir/err" >&2; exit 1; }
     fi
     t1=$(date +%s.%N)
     secs=$(echo "$t1 - $t0" | bc)
     rss=$(sed -n 's/.*peak RSS per rank \([0-9.]*\) MB.*/\1/p' "$dir/log")
-    trss=$(cat "$dir/rss")
+    trss=$(tail -n 1 "$dir/rss" | cut -d' ' -f1)
+    cpu=$(tail -n 1 "$dir/rss" | awk '{ print $2 + $3 }')
     load=$(cut -d' ' -f1 /proc/loadavg)
     hash=$(sed -n 's/^content_sha256: //p' "$dir/log")
 }
@@ -59,16 +62,18 @@ agg() {
     i=0
     while [ "$i" -lt "$REPEAT" ]; do
         run1 "$exe" "$np" "$m" "$@"
-        if [ -z "$best" ] || [ "$(echo "$secs < $best" | bc)" = 1 ]; then best=$secs brss=$rss btrss=$trss bload=$load; fi
+        if [ -z "$best" ] || [ "$(echo "$secs < $best" | bc)" = 1 ]; then best=$secs brss=$rss btrss=$trss bcpu=$cpu bload=$load; fi
         i=$((i + 1))
     done
-    ratio=-
-    if [ "$name" = old ]; then old_secs=$best old_hash=$hash; elif [ -n "$OLD" ] && [ "$m" != trivial ]; then
+    ratio=- cratio=-
+    if [ "$name" = old ]; then old_secs=$best old_cpu=$bcpu old_hash=$hash; elif [ -n "$OLD" ] && [ "$m" != trivial ]; then
         ratio=$(echo "scale=2; $old_secs / $best" | bc)
+        cratio=$(echo "scale=2; $old_cpu / $bcpu" | bc)
         [ "$hash" = "$old_hash" ] || ratio="$ratio(hash-differs)"
     fi
-    awk -v b="$b" -v np="$np" -v m="$m" -v n="$name" -v s="$best" -v r="${brss:--}" -v t="$btrss" -v l="$bload" -v x="$ratio" \
-        'BEGIN { printf "%6d %5d %-12s %-14s %8.2f %10s %10.0f %5s %s\n", b, np, m, n, s, r, t / 1024, l, x }'
+    awk -v b="$b" -v np="$np" -v m="$m" -v n="$name" -v s="$best" -v r="${brss:--}" -v t="$btrss" -v c="$bcpu" -v l="$bload" \
+        -v x="$ratio" -v y="$cratio" \
+        'BEGIN { printf "%6d %5d %-12s %-14s %8.2f %10s %10.0f %6.2f %5s %7s %7s\n", b, np, m, n, s, r, t / 1024, c, l, x, y }'
 }
 # all BLOCKS NP METHOD: the old build, the new one, the new one unverified.
 all() {
@@ -82,7 +87,7 @@ gen() {
     echo "# $1 block(s): $(du -sh "$dir/d" | cut -f1) of deltas, $N users, $(nproc) cores, $(uptime | sed 's/.*load/load/')"
     cat "$dir"/d/*.bd.h5 > /dev/null # warm page cache for every run
 }
-echo "blocks ranks method       build           seconds job_rss_MB time_rss_MB load1 old/new"
+echo "blocks ranks method       build           seconds job_rss_MB time_rss_MB  cpu_s load1 old/new cpu_old/new"
 gen 1
 for np in $RANKS; do
     all 1 "$np" trivial
