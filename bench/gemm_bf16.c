@@ -18,6 +18,7 @@
 #include <immintrin.h>
 #endif
 #include "kernels/cpu/gemm_bf16.h"
+#include "src/gemm_w.h"
 #include "kernels/half.h"
 #include "src/ds.h"
 

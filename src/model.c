@@ -1,6 +1,6 @@
 /* Llama engine on CPU: weights, forward, losses, backward, KV-cached step,
  * AdamW (src/model.h). Matmuls with the weights go through
- * kernels/cpu/gemm_bf16.h (cblas_sgemm/sgemv for f32 weights, exactly as
+ * src/gemm_w.h (cblas_sgemm/sgemv for f32 weights, exactly as
  * before; f16/bf16 read directly), the attention's through cblas_sgemm;
  * activations live in one workspace allocated per batch shape, so a
  * training step does no allocation. */
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kernels/cpu/dispatch.h"
-#include "kernels/cpu/gemm_bf16.h"
+#include "src/gemm_w.h"
 #include "kernels/half.h"
 #include "src/vexp.h"
 
@@ -762,9 +762,10 @@ int ds_llama_kv_init(ds_llama_kv *kv, const ds_llama *m, int max_t)
     if (max_t < 1 || max_t > c->max_seq_len)
         return ds_err(DS_EXIT_USAGE, "KV cache of %d positions: the model allows 1..%d", max_t, c->max_seq_len);
     const size_t D = c->dim, KVD = D / c->n_heads * c->n_kv_heads, F = c->hidden_dim;
+    const size_t Ls = (size_t)(m->l1 - m->l0); /* a stage caches its own layers */
     kv->max_t = max_t;
-    kv->k = ds_malloc((size_t)c->n_layers * max_t * KVD * sizeof(float));
-    kv->v = ds_malloc((size_t)c->n_layers * max_t * KVD * sizeof(float));
+    kv->k = ds_malloc(Ls * max_t * KVD * sizeof(float));
+    kv->v = ds_malloc(Ls * max_t * KVD * sizeof(float));
     kv->x = ds_malloc(D * sizeof(float));
     kv->xn = ds_malloc(D * sizeof(float));
     kv->q = ds_malloc(D * sizeof(float));
@@ -791,18 +792,25 @@ static void matvec(float *y, const ds_llama *m, int i, const float *x, int in, i
 
 float *ds_llama_step(const ds_llama *m, ds_llama_kv *kv, int token, int pos)
 {
+    if (m->l0 != 0 || m->l1 != m->cfg.n_layers) ds_die("ds_llama_step: a stage model (ds_llama_step_stage)");
+    return ds_llama_step_stage(m, kv, token, NULL, pos);
+}
+
+float *ds_llama_step_stage(const ds_llama *m, ds_llama_kv *kv, int token, const float *x_in, int pos)
+{
     const ds_config *c = &m->cfg;
     const int D = c->dim, F = c->hidden_dim, L = c->n_layers, V = c->vocab_size, H = c->n_heads;
     const int hs = D / H, KVD = hs * c->n_kv_heads, rep = H / c->n_kv_heads;
     if (pos < 0 || pos >= kv->max_t || token < 0 || token >= V)
         ds_die("ds_llama_step: token %d at position %d outside vocab %d / cache %d", token, pos, V, kv->max_t);
-    if (m->l0 != 0 || m->l1 != L) ds_die("ds_llama_step: a stage model");
     const float scale = 1.0f / sqrtf((float)hs);
-    embed_row(m, token, kv->x);
-    for (int l = 0; l < L; l++) {
+    if (m->l0 == 0) embed_row(m, token, kv->x);
+    else memcpy(kv->x, x_in, (size_t)D * sizeof(float));
+    for (int l = m->l0; l < m->l1; l++) {
         const int i0 = ds_llama_index(l, 0);
         const float *const *W = (const float *const *)m->w + i0; /* the norms (F32) */
-        float *kc = kv->k + (size_t)l * kv->max_t * KVD, *vc = kv->v + (size_t)l * kv->max_t * KVD;
+        const size_t ls = (size_t)(l - m->l0); /* this stage's cache index */
+        float *kc = kv->k + ls * kv->max_t * KVD, *vc = kv->v + ls * kv->max_t * KVD;
         rmsnorm_fwd(kv->xn, NULL, kv->x, W[DS_LLAMA_ATTN_NORM], 1, D, c->norm_eps);
         matvec(kv->q, m, i0 + DS_LLAMA_Q, kv->xn, D, D, 0);
         matvec(kc + (size_t)pos * KVD, m, i0 + DS_LLAMA_K, kv->xn, D, KVD, 0);
@@ -825,6 +833,7 @@ float *ds_llama_step(const ds_llama *m, ds_llama_kv *kv, int token, int pos)
         silu_mul(kv->h1, kv->h1, kv->h3, F);
         matvec(kv->x, m, i0 + DS_LLAMA_DOWN, kv->h1, F, D, 1.0f);
     }
+    if (m->l1 < L) return kv->x; /* the hidden state for the next stage */
     rmsnorm_fwd(kv->xn, NULL, kv->x, m->w[1 + DS_LLAMA_ROLES * L], 1, D, c->norm_eps);
     matvec(kv->logits, m, c->tied_embeddings ? 0 : 2 + DS_LLAMA_ROLES * L, kv->xn, D, V, 0);
     return kv->logits;

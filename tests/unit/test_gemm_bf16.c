@@ -12,6 +12,7 @@
 #include <string.h>
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/gemm_bf16.h"
+#include "src/gemm_w.h"
 #include "kernels/half.h"
 #include "tests/unit/check_main.h"
 

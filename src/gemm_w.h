@@ -1,0 +1,32 @@
+/* The engine's products with weights in their stored precision (f32, f16,
+ * bf16 W [out, in]; f32 activations and results), on the kernels of
+ * kernels/cpu/gemm_bf16.h and OpenBLAS:
+ *
+ *   ds_gemm_xwt   y[N, out]  = beta*y  + x[N, in] . W^T    (forward)
+ *   ds_gemm_xw    dx[N, in]  = beta*dx + dy[N, out] . W    (backward, dL/dx)
+ *   ds_gemv_w     y[out]     = beta*y  + W . x[in]         (one token)
+ *
+ * f32 weights: cblas_sgemm / cblas_sgemv, exactly as an all-f32 engine.
+ * f16/bf16 and N >= DS_GEMM_DIRECT_N with a scratch: panels of rows of W
+ * converted to f32 into the scratch (exact) and multiplied by cblas_sgemm;
+ * fewer rows, the one-token product, or no scratch: the direct kernel
+ * (ds_gemm_xwt_direct; ds_gemm_xw falls back to ds_gemm_xw_ref). The
+ * numerics and bound are gemm_bf16.h's (bf16 x f32 products, f32 sums);
+ * measured in bench/gemm_bf16.c, figures in docs/model.md. */
+#ifndef DS_GEMM_W_H
+#define DS_GEMM_W_H
+#include <stddef.h>
+#include "kernels/cpu/gemm_bf16.h"
+
+/* Below this many rows of x the direct kernel beats converting panels. */
+#define DS_GEMM_DIRECT_N 8
+/* A scratch of this many floats (4 MiB) holds a panel of W rows in f32. */
+#define DS_GEMM_SCRATCH_FLOATS ((size_t)1 << 20)
+
+/* scratch: NULL or scratch_n floats (used when scratch_n >= in). */
+void ds_gemm_xwt(ds_kdtype dt, size_t N, size_t in, size_t out, const float *x, const void *W, float beta,
+                 float *y, float *scratch, size_t scratch_n);
+void ds_gemm_xw(ds_kdtype dt, size_t N, size_t in, size_t out, const float *dy, const void *W, float beta,
+                float *dx, float *scratch, size_t scratch_n);
+void ds_gemv_w(ds_kdtype dt, size_t in, size_t out, const void *W, const float *x, float beta, float *y);
+#endif
