@@ -11,7 +11,7 @@
  * Each matrix is held in its own precision, tinfo[i].dtype: F32, F16 or
  * BF16 (a checkpoint's stored dtype for eval and generate; F32 for the jobs
  * that train or take gradients); the 1-D norm weights are always F32.
- * Matmuls read f16/bf16 weights directly (kernels/cpu/gemm_bf16.h: exact
+ * Matmuls read f16/bf16 weights directly (src/gemm_w.h: exact
  * products with the f32 activations, f32 sums); activations, norms,
  * softmax and accumulations are f32 (docs/model.md "Numerics and kernels").
  * All tensors live in one buffer (data, bytes). For an all-F32 model that
@@ -163,7 +163,7 @@ float *ds_llama_backward_stage(const ds_llama *m, ds_llama_act *a, ds_llama_grad
 /* ---- KV-cached generation: one token at a time. */
 typedef struct {
     int max_t;
-    float *k, *v;        /* [n_layers, max_t, kv_dim] */
+    float *k, *v;        /* [layers held (all, or a stage's), max_t, kv_dim] */
     float *x, *xn, *q, *att, *h1, *h3, *scores, *logits;
 } ds_llama_kv;
 int ds_llama_kv_init(ds_llama_kv *kv, const ds_llama *m, int max_t);
@@ -171,6 +171,11 @@ void ds_llama_kv_free(ds_llama_kv *kv);
 /* Feed token at position pos (0-based, < max_t; positions 0..pos-1 must have
  * been fed). Returns the logits [vocab] for the next token. */
 float *ds_llama_step(const ds_llama *m, ds_llama_kv *kv, int token, int pos);
+/* The same for a pipeline stage (ds_llama_init_stage; its KV cache holds its
+ * own layers): token embedded on the first stage, x_in [dim] from the
+ * previous stage on the others; returns the logits on the last stage, else
+ * this stage's output [dim] for the next (valid until the next step). */
+float *ds_llama_step_stage(const ds_llama *m, ds_llama_kv *kv, int token, const float *x_in, int pos);
 
 /* ---- AdamW (decoupled weight decay) over all parameters (an all-F32 model). */
 typedef struct {
