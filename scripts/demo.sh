@@ -5,6 +5,7 @@
 #   -> finetune three users -> compress -> fit-scales (KL) -> inspect delta
 #   -> apply -> sign -> aggregate (trusted keys, multi-krum) -> eval tasks
 #   (perplexity, TruthfulQA MC, refusal, XSTest) for base, users and soup -> gate
+#   -> report (the night as the nightly soup script would record it: report.html)
 # Installs what is missing, builds, then runs. Outputs in demo-out/ (DEMO_OUT=...).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,8 +23,25 @@ if [ ! -f build/Makefile ]; then
 fi
 make -C build -j"$(nproc)" >/dev/null
 t0=$(date +%s)
-section() { printf '\n==== %s (%ss)\n' "$*" "$(( $(date +%s) - t0 ))"; }
-ds() { echo "+ deltasoup $*" >&2; mpiexec -n "$np" "$top/build/deltasoup" "$@"; }
+# Each section is a step of the report's timings (seconds; the peak RSS of
+# its runs by /usr/bin/time when there is one).
+step="" step_t0=$(date +%s.%N)
+timer=()
+[ -x /usr/bin/time ] && timer=(/usr/bin/time -a -f %M -o "$out/.rss.txt")
+end_step() {
+    [ -n "$step" ] || return 0
+    local m
+    m=$(grep -hx '[0-9][0-9]*' "$out/.rss.txt" 2>/dev/null | sort -n | tail -n 1 || true)
+    printf '%s\t%s\t%s\n' "$step" "$(awk -v a="$step_t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')" \
+        "${m:-null}" >>"$out/timings.tsv"
+    rm -f "$out/.rss.txt"
+}
+section() {
+    end_step
+    step=$1 step_t0=$(date +%s.%N)
+    printf '\n==== %s (%ss)\n' "$*" "$(( $(date +%s) - t0 ))"
+}
+ds() { echo "+ deltasoup $*" >&2; "${timer[@]}" mpiexec -n "$np" "$top/build/deltasoup" "$@"; }
 
 rm -rf "$out"; mkdir -p "$out"
 model=data/models/stories260K
@@ -115,8 +133,50 @@ ds eval --model "$out/base.h5" --task ppl:data/lm_corpus/tinystories_valid_fragm
 ds eval --model "$out/base.h5" --delta "$out/soup.bd.h5" --task ppl:data/lm_corpus/tinystories_valid_fragment.txt \
     --task truthfulqa-mc:$bench/truthfulqa/data/mc_task.json --limit 40 --json "$out/gate_soup.json" --quiet
 set +e
-"$top/build/deltasoup" gate --baseline "$out/gate_base.json" --candidate "$out/gate_soup.json"
+"$top/build/deltasoup" gate --baseline "$out/gate_base.json" --candidate "$out/gate_soup.json" >"$out/gate.txt"
 rc=$?
 set -e
+cat "$out/gate.txt"
 echo "gate exit code: $rc (0 pass, 1 the soup is worse than the base on some metric)"
+
+section "the night's report: one HTML page with the contributors, charts, metrics and timings"
+# The history folder as slurm/nightly-soup.sbatch leaves it (docs/report.md):
+# one night, the gate's verdict as its status.
+night="$out/history/$(date +%F)"
+mkdir -p "$night"
+cp "$out/soup.json" "$night/aggregate.json"
+cp "$out/gate_base.json" "$night/baseline.json"
+cp "$out/gate_soup.json" "$night/candidate.json"
+cp "$out/gate.txt" "$night/gate.txt"
+k=0
+for d in $honest "$out/attack/sign-flip-0.bd.h5" "$out/attack/sign-flip-1.bd.h5"; do
+    k=$((k + 1))
+    ds inspect --json "$d" >"$night/inspect-$k.json"
+done
+end_step
+step=""
+/usr/bin/python3 - "$night" "$rc" "$out/timings.tsv" <<'PY'
+import glob, json, os, sys
+night, rc, tsv = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+agg = json.load(open(night + "/aggregate.json"))
+timings = []
+for line in open(tsv):
+    s, sec, m = line.rstrip("\n").split("\t")
+    timings.append({"step": s, "seconds": float(sec), "peak_rss_kb": None if m == "null" else int(m)})
+peaks = [t["peak_rss_kb"] for t in timings if t["peak_rss_kb"] is not None]
+n_rej = sum(1 for c in agg["contributors"] if c["status"] != "used")
+rec = {"format": "deltasoup.night", "format_version": 1, "date": os.path.basename(night), "job": "demo",
+       "status": "published" if rc == 0 else "refused", "step": "publish" if rc == 0 else "gate",
+       "message": "scripts/demo.sh: the soup against the base" + ("" if rc == 0 else ", refused by the gate"),
+       "method": agg["method"], "reference": "soup.bd.h5" if rc == 0 else None, "baseline_ref": "base",
+       "collected": len(agg["contributors"]), "accepted": len(agg["contributors"]), "rejected": n_rej,
+       "gate_rule": {"min_ratio": 0.95, "abs_slack": 0.01, "se_slack": 0}, "gate_exit": rc,
+       "files": {"aggregate": "aggregate.json", "baseline": "baseline.json", "candidate": "candidate.json",
+                 "gate": "gate.txt", "inspect": sorted((os.path.basename(f) for f in glob.glob(night + "/inspect-*.json")),
+                                                       key=lambda f: int(f[8:-5]))},
+       "filter_rejected": [], "timings": timings, "peak_rss_kb": max(peaks) if peaks else None}
+json.dump(rec, open(night + "/night.json", "w"), indent=1)
+PY
+ds report --history "$out/history" -o "$out/report.html" --overwrite
+echo "report: $out/report.html"
 section "demo: done; outputs in $out"
