@@ -46,17 +46,17 @@ RATES = {
         "value": 64 * 2 * 4096 * 4096 / 3.76, "unit": "user-coordinates/s, 1 rank, reading included",
         "source": "docs/aggregate.md Throughput: bench/aggregate_bench.sh TENSORS=2, n=64 mean 3.76 s"},
     "agg_median": {
-        "value": 64 * 202375168 / 23.0, "unit": "user-coordinates/s, 1 rank, reading included",
-        "source": "docs/aggregate.md Measured: bench/aggregate_7b.sh, 64 deltas of one 7B block, median 23.0 s"},
+        "value": 64 * 202375168 / (4.12 - 0.29), "unit": "user-coordinates/s, 1 rank, CPU seconds, reading and verification included",
+        "source": "docs/aggregate.md / bench/README.md 'old build vs new' (commit 16e102d): bench/aggregate_7b.sh with OLD, 64 deltas of one 7B block, median 4.12 s of CPU less 0.29 s for a trivial job"},
     "agg_trimmed": {
-        "value": 64 * 202375168 / 29.7, "unit": "user-coordinates/s, 1 rank, reading included",
-        "source": "docs/aggregate.md Measured: bench/aggregate_7b.sh, trimmed-mean (0.1) 29.7 s"},
+        "value": 64 * 202375168 / (5.53 - 0.29), "unit": "user-coordinates/s, 1 rank, CPU seconds, reading and verification included",
+        "source": "docs/aggregate.md / bench/README.md 'old build vs new' (commit 16e102d): trimmed-mean (0.1) 5.53 s of CPU less 0.29 s"},
     "agg_majority": {
         "value": 64 * 2 * 4096 * 4096 / 1.31, "unit": "user-coordinates/s, 1 rank, reading included",
         "source": "docs/aggregate.md Throughput: bench/aggregate_bench.sh TENSORS=2, n=64 majority 1.31 s"},
     "krum_pair_coords": {
         "value": 64 * 63 / 2 * 202375168 / 4.9, "unit": "pair-coordinates/s (XOR+popcount), 1 rank; whole job",
-        "source": "docs/aggregate.md Measured: bench/aggregate_7b.sh, krum 4.9 s for 2016 pairs x 202 M coordinates"},
+        "source": "docs/aggregate.md Measured: bench/aggregate_7b.sh, krum 4.9 s wall (old build, load 3) for 2016 pairs x 202 M coordinates; the new build is 1.5x faster in one run at load 10-12 (commit 16e102d), not used"},
     "agg_speedup_2": {
         "value": 23.0 / 27.6, "unit": "speedup of 2 ranks over 1 (median, 7B block)",
         "source": "docs/aggregate.md Measured: bench/aggregate_7b.sh (23.0 s -> 27.6 s: both cores busy with other jobs)"},
