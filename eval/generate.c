@@ -2,6 +2,7 @@
 #include "config.h"
 #include "eval/generate.h"
 #include <math.h>
+#include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
 #include "io/tokenizer.h"
@@ -48,6 +49,46 @@ int ds_generate(const ds_llama *m, const int *ids, int np, int total, float temp
         prev = next;
         if (pos + 1 < total) z = ds_llama_step(m, &kv, next, pos);
     }
+    ds_llama_kv_free(&kv);
+    return n;
+}
+
+int ds_generate_pipe(const ds_pipe *p, const ds_llama *m, const int *ids, int np, int total, float temp,
+                     uint64_t seed, const int *stop, int n_stop, ds_generate_fn on_token, void *arg, int *out)
+{
+    const int D = m->cfg.dim, V = m->cfg.vocab_size;
+    ds_llama_kv kv;
+    ds_llama_kv_init(&kv, m, total);
+    ds_rng rng = {seed};
+    float *x = ds_malloc(sizeof(float) * (size_t)D);
+    int n = 0, prev = ids[np - 1], cur = ids[0];
+    /* position pos is fed through the stages; from the prompt's last one
+     * on, the last stage picks the token of position pos + 1 and tells the
+     * group (-1: a stop token, -2: non-finite logits) */
+    for (int pos = 0; pos + 1 < total; pos++) {
+        if (!p->first) MPI_Recv(x, D, MPI_FLOAT, p->stage - 1, 0, p->group_comm, MPI_STATUS_IGNORE);
+        float *h = ds_llama_step_stage(m, &kv, cur, p->first ? NULL : x, pos);
+        if (!p->last) MPI_Send(h, D, MPI_FLOAT, p->stage + 1, 0, p->group_comm);
+        if (pos + 1 < np) {
+            cur = ids[pos + 1];
+            continue;
+        }
+        int next = 0;
+        if (p->last) {
+            if (ds_find_nonfinite(DS_DTYPE_F32, h, (size_t)V) >= 0) next = -2;
+            else if (is_stop(next = ds_generate_pick(h, V, temp, &rng), stop, n_stop)) next = -1;
+        }
+        MPI_Bcast(&next, 1, MPI_INT, p->P - 1, p->group_comm);
+        if (next == -2) {
+            n = -1 - n;
+            break;
+        }
+        if (next == -1) break;
+        out[n++] = next;
+        if (on_token) on_token(arg, prev, next);
+        prev = cur = next;
+    }
+    free(x);
     ds_llama_kv_free(&kv);
     return n;
 }

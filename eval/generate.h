@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include "io/tokenizer.h"
 #include "src/model.h"
+#include "src/pipeline.h"
 
 /* Index of the next token from the logits z[0..V): the first argmax at
  * temp 0, else a sample (z is overwritten with the unnormalised weights). */
@@ -23,6 +24,15 @@ typedef void (*ds_generate_fn)(void *arg, int prev, int next);
  * token k (0-based; nothing more is made). */
 int ds_generate(const ds_llama *m, const int *ids, int np, int total, float temp, uint64_t seed, const int *stop,
                 int n_stop, ds_generate_fn on_token, void *arg, int *out);
+
+/* The same through a pipeline (src/pipeline.h), collective over the
+ * group's ranks (p->group_comm), m being this rank's stage: each position
+ * goes through the stages, the last stage picks each new token (the same
+ * generator and seed: the same tokens as ds_generate) and tells the group.
+ * Every stage returns the same count and out; on_token is called on the
+ * ranks that pass it (the caller's printing rank). */
+int ds_generate_pipe(const ds_pipe *p, const ds_llama *m, const int *ids, int np, int total, float temp,
+                     uint64_t seed, const int *stop, int n_stop, ds_generate_fn on_token, void *arg, int *out);
 
 /* The text of a growing id sequence as it grows, for a tokenizer whose
  * pieces are not text on their own (Hugging Face byte-level pieces, a

@@ -1,5 +1,7 @@
 /* deltasoup generate: text from a model with the KV-cached engine (rank 0
- * generates; other ranks only take part in loading). */
+ * generates; other ranks only take part in loading), or through a pipeline
+ * of stages (--pipeline: the first group's ranks each hold a stage, rank 0
+ * prints). */
 #include "config.h"
 #include <jansson.h>
 #include <stdint.h>
@@ -10,6 +12,7 @@
 #include "io/model_io.h"
 #include "src/jobs.h"
 #include "src/hash.h"
+#include "src/membudget.h"
 #include "src/opts.h"
 
 typedef struct {
@@ -18,6 +21,8 @@ typedef struct {
     double temp;
     int64_t seed;
     int no_verify;
+    int pipeline;        /* --pipeline P (0: auto) */
+    double mem_per_rank; /* --mem-per-rank, GiB */
 } opts;
 
 static const ds_opt options[] = {
@@ -30,6 +35,13 @@ static const ds_opt options[] = {
                   "0 = greedy (argmax), else sample softmax(logits / T)"),
     DS_OPT_I64(opts, seed, "seed", "S", 0, INT64_MAX, "42", "sampling seed"),
     DS_OPT_JSON(opts, json, "print {prompt_tokens, tokens, text, tokens_per_s} instead of the text"),
+    DS_OPT_INT(opts, pipeline, "pipeline", "P", 0, 1 << 20, "0",
+               "the model's layers over P ranks, each holding one stage's layers and its\n"
+               "KV cache (P divides the ranks; docs/model.md); 0: 1 when the model fits\n"
+               "a rank's memory, else the fewest stages that fit"),
+    DS_OPT_DOUBLE(opts, mem_per_rank, "mem-per-rank", "GIB", 0, 1e9, NULL,
+                  "the memory one rank may use, in GiB (default: the node's memory\n"
+                  "divided by the ranks on it)"),
     DS_OPT_NO_VERIFY(opts, no_verify),
     DS_OPT_QUIET,
     {0}};
@@ -100,9 +112,11 @@ static int encode_prompt(ds_tokenizer *tok, const char *prompt, int *ids)
     return np ? np : -1;
 }
 
-/* Rank 0: encode, generate, print. */
-static int run(const ds_ctx *ctx, const opts *o, const ds_llama *m, ds_tokenizer *tok)
+/* Rank 0 (and, through a pipeline, the other stages of its group): encode,
+ * generate; rank 0 prints. */
+static int run(const ds_ctx *ctx, const opts *o, const ds_llama *m, ds_tokenizer *tok, const ds_pipe *p)
 {
+    const int out0 = ctx->rank == 0;
     int *ids = ds_malloc((strlen(o->prompt) + 3) * sizeof *ids);
     const int np = encode_prompt(tok, o->prompt, ids);
     int total = np + o->max_tokens, rc = 0;
@@ -115,8 +129,8 @@ static int run(const ds_ctx *ctx, const opts *o, const ds_llama *m, ds_tokenizer
         return rc;
     }
     ds_text_stream stream = {0};
-    if (!o->json && tok->hf) ds_text_stream_init(&stream, tok, ids, np, stdout);
-    else if (!o->json) {
+    if (out0 && !o->json && tok->hf) ds_text_stream_init(&stream, tok, ids, np, stdout);
+    else if (out0 && !o->json) {
         char *text = ds_tokenizer_decode_ids(tok, ids, np, NULL);
         if (text) fputs(text, stdout);
         free(text);
@@ -124,16 +138,19 @@ static int run(const ds_ctx *ctx, const opts *o, const ds_llama *m, ds_tokenizer
     int stop[DS_TOK_MAX_STOP], n_stop = ds_tokenizer_stop_ids(tok, stop);
     int *out = ds_malloc((size_t)total * sizeof *out);
     double t0 = ds_now();
-    int n = ds_generate(m, ids, np, total, (float)o->temp, (uint64_t)o->seed, stop, n_stop,
-                        o->json ? NULL : tok->hf ? print_stream : print_piece, tok->hf ? (void *)&stream : tok, out);
+    ds_generate_fn fn = !out0 || o->json ? NULL : tok->hf ? print_stream : print_piece;
+    void *arg = tok->hf ? (void *)&stream : tok;
+    int n = p->P > 1 ? ds_generate_pipe(p, m, ids, np, total, (float)o->temp, (uint64_t)o->seed, stop, n_stop, fn,
+                                        arg, out)
+                     : ds_generate(m, ids, np, total, (float)o->temp, (uint64_t)o->seed, stop, n_stop, fn, arg, out);
     double dt = ds_now() - t0;
     if (n < 0) /* what came before was streamed already; no JSON */
         rc = ds_err(DS_EXIT_INPUT, "%s: the model's logits are not finite at new token %d", o->model, -n);
-    if (!o->json && tok->hf) ds_text_stream_end(&stream, stdout);
-    if (o->json && !rc) print_json(tok, ids, np, out, n, dt);
-    else if (!o->json) printf("\n");
+    if (out0 && !o->json && tok->hf) ds_text_stream_end(&stream, stdout);
+    if (out0 && o->json && !rc) print_json(tok, ids, np, out, n, dt);
+    else if (out0 && !o->json) printf("\n");
     if (n < 0) n = -1 - n;
-    if (!ctx->quiet)
+    if (out0 && !ctx->quiet)
         fprintf(stderr, "[generate] %d prompt + %d new tokens in %.3f s (%.1f tokens/s)\n", np, n, dt,
                 dt > 0 ? (np + n) / dt : 0.0);
     free(out);
@@ -147,12 +164,18 @@ int ds_job_generate(ds_ctx *ctx, int argc, char **argv)
     int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
     if (rc) return ds_opts_exit(rc);
     ds_verify_init(ctx, o.no_verify);
+    ds_mem_set_per_rank(o.mem_per_rank * 1024.0 * 1024.0 * 1024.0);
     ds_llama m;
     ds_tokenizer tok;
-    if ((rc = ds_eval_load_model(ctx, o.model, o.delta, o.force, &m, &tok))) return rc;
+    ds_pipe pipe;
+    if ((rc = ds_eval_load_stage(ctx, o.model, o.delta, o.force, o.pipeline, &pipe, &m, &tok))) return rc;
     ds_llama_threads_auto(ctx); /* collective */
-    if (ctx->rank == 0) rc = run(ctx, &o, &m, &tok);
+    if (pipe.P > 1 && pipe.group == 0 && ctx->rank == 0 && !ctx->quiet)
+        fprintf(stderr, "[generate] pipeline of %d stages (ranks 0-%d); layers of stage 0: %d-%d\n", pipe.P,
+                pipe.P - 1, pipe.l0, pipe.l1 - 1);
+    if (pipe.group == 0 && (pipe.P > 1 || ctx->rank == 0)) rc = run(ctx, &o, &m, &tok, &pipe);
     ds_tokenizer_free(&tok);
     ds_llama_free(&m);
+    ds_pipe_free(&pipe);
     return ds_ctx_agree(ctx, rc);
 }

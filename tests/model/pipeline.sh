@@ -10,7 +10,8 @@
 # bound is 1e-6). Bad --pipeline values are usage errors (exit 2) naming
 # the option. Memory: --mem-per-rank picks the stages when --pipeline is
 # not given, and a model that does not fit is refused up front (exit 3).
-# A stage killed with SIGKILL ends the job (non-zero) within seconds.
+# generate --pipeline (a KV cache per stage; sampled and greedy) makes the
+# same tokens as the whole model. A stage killed with SIGKILL ends the job (non-zero) within seconds.
 set -u
 . "$(dirname "$0")/../defaults.sh"
 PY=$PYTHON3
@@ -54,6 +55,30 @@ check() { # "MODEL [ARGS]" "RANKS:P ..."
 check "b.h5" "2:2 4:2 5:5"
 check "b.h5 --delta $w/d.bd.h5" "2:2"
 check "r6.h5" "3:3"
+
+# generate --pipeline P: each stage keeps its layers' KV cache, the last
+# stage picks each token (sampled with the seed, and greedy): the same
+# tokens and text as the whole model
+gen() { # RANKS P MODEL ARGS...
+    _n=$1 _p=$2 _m=$3
+    shift 3
+    $MPIEXEC -n "$_n" "$DELTASOUP" generate --model "$w/$_m" --prompt "Once upon a time" --max-tokens 24 --json \
+        --quiet --pipeline "$_p" "$@" 2> "$w/err" |
+        $PY -c 'import json,sys; d=json.load(sys.stdin); print(d["tokens"], repr(d["text"]))' 2> /dev/null ||
+        echo "failed: $(cat "$w/err")"
+}
+for g in "b.h5 2:2 --seed 7" "r6.h5 3:3 --temperature 0"; do
+    set -- $g
+    m=$1 && shift
+    runs=
+    while [ $# -gt 0 ] && [ "${1#*:}" != "$1" ]; do runs="$runs $1" && shift; done
+    ref=$(gen 1 1 "$m" "$@")
+    for r in $runs; do
+        got=$(gen "${r%:*}" "${r#*:}" "$m" "$@")
+        [ "$got" = "$ref" ] || fail "generate $m $* at ${r%:*} ranks, --pipeline ${r#*:}: $got, whole model $ref"
+    done
+    echo "generate $m $*:$runs: same tokens as 1 rank ($(echo "$ref" | cut -c1-60)...)"
+done
 
 # the plan line on rank 0: stage 0 holds the embeddings, the last the head
 $MPIEXEC -n 2 "$DELTASOUP" eval --model "$w/r6.h5" --ppl "$w/text.txt" --seq-len 64 --pipeline 2 > "$w/out" 2>&1
