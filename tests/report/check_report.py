@@ -48,7 +48,9 @@ class Page(HTMLParser):
         elif tag in ("td",) and self.row is not None:
             self.cell = [a.get("data-col"), ""]
         elif tag == "svg":
-            self.svg = self.svgs.setdefault(a.get("id"), {"series": []})
+            self.svg = self.svgs.setdefault(a.get("id"), {"series": [], "yticks": []})
+        elif tag == "text" and self.svg is not None and a.get("text-anchor") == "end":
+            self.cell = ["__ytick", ""]
         elif tag == "g" and self.svg is not None and a.get("class") == "series":
             self.svg["series"].append((a.get("data-name"), int(a.get("data-points")), {}))
         elif tag == "g" and self.svg is not None and a.get("class") == "point":
@@ -67,7 +69,10 @@ class Page(HTMLParser):
             self.errors.append("</%s> closes <%s>" % (tag, self.stack[-1] if self.stack else "nothing"))
             return
         self.stack.pop()
-        if tag == "td" and self.cell is not None:
+        if tag == "text" and self.cell is not None and self.cell[0] == "__ytick":
+            self.svg["yticks"].append(self.cell[1].strip())
+            self.cell = None
+        elif tag == "td" and self.cell is not None:
             if self.cell[0]:
                 self.row["cells"][self.cell[0]] = self.cell[1].strip()
             self.cell = None
@@ -111,6 +116,18 @@ def main():
     rec = json.load(open(os.path.join(hist, night, "night.json")))
     files = rec.get("files", {})
     print("HTML well formed, self-contained; %d tables, %d charts" % (len(p.tables), len(p.svgs)))
+
+    # every chart's y ticks: evenly spaced at a step of 1, 2 or 5 x 10^k
+    for sid, svg in p.svgs.items():
+        t = [float(x) for x in svg["yticks"]]
+        if len(t) < 3:
+            fail("chart %s: %d y ticks" % (sid, len(t)))
+        step = t[1] - t[0]
+        k = math.floor(math.log10(step) + 1e-9)
+        if not any(abs(step - m * 10 ** k) < 1e-9 * step for m in (1, 2, 5, 10)) or \
+                any(abs((b - a) - step) > 1e-6 * step for a, b in zip(t, t[1:])):
+            fail("chart %s: y ticks %s are not nice numbers" % (sid, svg["yticks"]))
+    print("y ticks of %d charts evenly spaced at 1, 2 or 5 x 10^k" % len(p.svgs))
 
     # contributors: the aggregate report
     if "aggregate" in files:
