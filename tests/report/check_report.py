@@ -11,7 +11,8 @@
   (so escaped), the verdict per metric is the one in gate's own table;
 - the SVGs: weights has 1 series with a bar per contributor, scatter 2
   series (or a note saying why there is none), one trend chart per metric
-  with 2 series of one point slot per night up to NIGHT.
+  with 2 series of one point slot per night up to NIGHT; every chart's y
+  ticks evenly spaced at 1, 2 or 5 x 10^k.
 Prints what it checked; exit 1 with the first difference."""
 import json
 import math
