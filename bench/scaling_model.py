@@ -66,6 +66,9 @@ RATES = {
     "gemm_gflops": {
         "value": 60.0, "unit": "GFLOP/s per core, bf16 weights (panel + sgemm)",
         "source": "docs/model.md Numerics and kernels: bench/gemm_bf16 (sgemm 42-85 GFLOP/s at N=512, Haswell kernels)"},
+    "dgemm_gflops": {
+        "value": 30.0, "unit": "GFLOP/s per core, double precision (Krum's dense Gram matrix, cblas_dsyrk)",
+        "source": "ASSUMED, not measured: half the sgemm figure (half as many double lanes)"},
     "eval_speedup_2": {
         "value": 2.36 / 1.29, "unit": "speedup of 2 ranks over 1 (eval, quiet machine)",
         "source": "docs/eval.md Benchmark: bench/eval_bench.sh, base loop 2.36 s -> 1.29 s"},
@@ -85,6 +88,7 @@ CLUSTER = {
     "eval_runs": 2.0,
     "trim": 0.1,
     "byzantine": 0.0,
+    "embed_1bit": 0.0,           # 1: compress --bits-for embed_tokens and lm_head --scale row
 }
 
 SCENARIOS = [("llama2-7b", 10000), ("llama2-70b", 1000)]
@@ -96,32 +100,35 @@ MODELS = {
 }
 
 
-def tensors(m):
-    """(name, rows, cols, one_bit) of every tensor, as compress codes them by default."""
+def tensors(m, embed_1bit=False):
+    """(name, rows, cols, one_bit) of every tensor, as compress codes them by default
+    (embed_1bit: also the embeddings and the head, as --bits-for them does)."""
     d, h, hd = m["dim"], m["hidden"], m["dim"] // m["heads"]
     kv = m["kv_heads"] * hd
-    out = [("embed_tokens", m["vocab"], d, False)]
+    out = [("embed_tokens", m["vocab"], d, embed_1bit)]
     for _ in range(m["layers"]):
         out += [("q_proj", d, d, True), ("k_proj", kv, d, True), ("v_proj", kv, d, True),
                 ("o_proj", d, d, True), ("gate_proj", h, d, True), ("up_proj", h, d, True),
                 ("down_proj", d, h, True), ("input_layernorm", 1, d, False),
                 ("post_attention_layernorm", 1, d, False)]
-    out += [("norm", 1, d, False), ("lm_head", m["vocab"], d, False)]
+    out += [("norm", 1, d, False), ("lm_head", m["vocab"], d, embed_1bit)]
     return out
 
 
-def shape_facts(m):
-    ts = tensors(m)
+def shape_facts(m, embed_1bit=False):
+    ts = tensors(m, embed_1bit)
     params = sum(r * c for _, r, c, _ in ts)
     c1 = sum(r * c for _, r, c, b in ts if b)
     cd = params - c1
     signs = sum(r * ((c + 63) // 64) * 8 for _, r, c, b in ts if b)
-    scales = 4 * sum(1 for t in ts if t[3])
+    # per-tensor scales by default; per-row (--scale row) with the embeddings in 1 bit
+    scales = 4 * sum(r if embed_1bit else 1 for _, r, c, b in ts if b)
     dense = 2 * cd                                    # bf16 dense part
     return dict(params=params, coords_1bit=c1, coords_dense=cd, n_tensors=len(ts),
                 base_bytes=2 * params, delta_bytes=signs + scales + dense, sign_bytes=signs,
                 largest_bf16=2 * max(r * c for _, r, c, _ in ts),
-                largest_row_bytes_gathered=max((c + 63) // 64 * 8 + 4 if b else 4 * c for _, r, c, b in ts),
+                largest_bits=max(r * ((c + 63) // 64) * 8 for _, r, c, b in ts if b),
+                largest_row_bytes_gathered=max((c + 63) // 64 * 8 + 4 if b else 4 * c for _, r, c, b in ts if r > 1),
                 gathered_user_bytes=signs + scales + 4 * cd,   # what the chunks carry: bits, scales, float32 dense
                 result_f32_bytes=4 * params)
 
@@ -143,7 +150,8 @@ def job(name, reads, writes, net, mem_rank, core_s, wall, note=""):
 
 
 def plan(model, users, nodes, r, c):
-    f = shape_facts(MODELS[model])
+    e1 = bool(c["embed_1bit"])
+    f = shape_facts(MODELS[model], e1)
     M = int(c["cores_per_node"])
     P = nodes * M
     n = users
@@ -165,7 +173,7 @@ def plan(model, users, nodes, r, c):
     t_mem = n * 2 * B / (nodes * c["mem_bw_gbs"] * GB)
     fs = n * (B + D) + nodes * B
     t = max(t_cpu, t_mem, fs / bw(c, nodes))
-    jobs.append(job("compress", n * 2 * B, n * D, 0, 2 * f["largest_bf16"] + f["sign_bytes"] // 1000 + prog,
+    jobs.append(job("compress", n * 2 * B, n * D, 0, 2 * f["largest_bf16"] + f["largest_bits"] + prog,
                     n * cpu1, t, "array of %d single-rank tasks, %d at a time per node" % (n, M)))
 
     # sign: recompute the content hash (SHA-256 of the delta) and write the signed copy.
@@ -179,7 +187,7 @@ def plan(model, users, nodes, r, c):
     G = f["gathered_user_bytes"]
     row_all = n * f["largest_row_bytes_gathered"]
     gathered = max(chunk * (1 + 1.0 / P), row_all)
-    out_f32 = 4 * max(r_ * c_ for _, r_, c_, _ in tensors(MODELS[model]))
+    out_f32 = 4 * max(r_ * c_ for _, r_, c_, _ in tensors(MODELS[model], e1))
     mem_base = gathered * 2 + out_f32 + f["largest_bf16"] + prog
     pairs = n * (n - 1) // 2
     aggs = {}
@@ -194,7 +202,12 @@ def plan(model, users, nodes, r, c):
             core = n * f["coords_1bit"] / r["agg_majority"] + n * f["coords_dense"] / r["dense_order"]
         else:  # multi-krum: the distance pass, then the mean of the m selected
             m_sel = n - int(c["byzantine"])
-            core = pairs * f["params"] / r["krum_pair_coords"] + m_sel * f["params"] / r["agg_mean"]
+            core = pairs * f["coords_1bit"] / r["krum_pair_coords"] + m_sel * f["params"] / r["agg_mean"]
+            # The dense parts' Gram matrix (cblas_dsyrk, n(n+1)/2 dot products of the dense
+            # coordinates, 2 FLOP each) is computed whole on every rank (docs/aggregate.md
+            # "Distribution"): it does not shrink with the rank count.
+            gram = (n * (n + 1) // 2) * f["coords_dense"] * 2.0 / (r["dgemm_gflops"] * 1e9)
+            comm["krum_dense_gram_seconds_every_rank"] = gram
         # Communication. Output pass (not majority): MPI_Alltoall, each rank gets its rows of
         # every user: the job moves n*G once; a node sends/receives (N-1)/N of its 1/N share
         # over the network. Majority and Krum's distance pass: all-gathers, every rank gets
@@ -219,6 +232,9 @@ def plan(model, users, nodes, r, c):
             comm["krum_blocked_blocks"] = b
             comm["krum_blocked_per_rank"] = 2 * math.ceil(n / b) * G if b > 1 else n * G
         t_cpu = core / (P * (eff if P > 1 else 1.0))
+        if meth == "multi-krum":  # counted once in core-hours; every rank spends it
+            core += gram
+            t_cpu += gram
         t_net = net_node / (c["net_gbs"] * GB) if nodes > 1 else 0.0
         t_shm = shm_node / (c["shm_gbs"] * GB) if P > 1 else 0.0
         t_fs = (n * D + D) / bw(c, nodes)
@@ -317,7 +333,8 @@ def main():
         # Every step is its own Slurm allocation: on N nodes a step uses the k <= N nodes that
         # finish it soonest (past some k, more nodes only add reading or copying).
         plans = {k: plan(model, users, k, r, c) for k in range(1, max(nodes) + 1)}
-        sc = {"model": model, "users": users, "shape": plans[1][0], "by_nodes": []}
+        sc = {"model": model, "users": users, "shape": plans[1][0],
+              "shape_embed_1bit": shape_facts(MODELS[model], True), "by_nodes": []}
         for N in nodes:
             def pick(get):
                 k = min(range(1, N + 1), key=lambda k: (get(plans[k])["wall_seconds"], k))
@@ -343,6 +360,8 @@ def main():
 def report(out, c):
     M = int(c["cores_per_node"])
     print("Projection from measured per-core rates (bench/scaling_model.py; docs/scaling.md)")
+    if c["embed_1bit"]:
+        print("embeddings and head coded with 1 bit (--bits-for, --scale row)")
     print("cluster: %d cores/node, %.0f GB/node, network %.1f GB/s/node, file system %.1f GB/s/node (%.0f GB/s total)"
           % (M, c["node_mem_gb"], c["net_gbs"], c["fs_node_gbs"], c["fs_total_gbs"]))
     for sc in out["scenarios"]:
@@ -370,6 +389,8 @@ def report(out, c):
             for k, v in cm.items():
                 if k in ("krum_pairs", "krum_blocked_blocks"):
                     parts.append("%s %d" % (k, v))
+                elif k.endswith("_seconds_every_rank"):
+                    parts.append("%s %s" % (k, fmt_t(v)))
                 else:
                     parts.append("%s %s" % (k, fmt_b(v)))
             print("- %s: %s" % (m, ", ".join(parts)))

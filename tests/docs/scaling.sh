@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench/scaling_model.py (docs/scaling.md): the parameter counts of Llama-2-7B
 # and -70B from their shapes equal the official ones, the 7B delta's bytes
-# equal docs/bitdelta.md's hand count, core-seconds follow from the rates
+# equal docs/bitdelta.md's hand counts (embeddings dense, and in 1 bit), core-seconds follow from the rates
 # (a rate twice as high halves them), no step's time grows with the node
 # count, bad --rates / --set / --nodes are refused, and the table in
 # docs/scaling.md is what the script prints now.
@@ -32,6 +32,9 @@ for sc, sb in zip(a["scenarios"], b["scenarios"]):
     if m == "llama2-7b":
         # docs/bitdelta.md: signs 809,500,672 + scales 896 + dense 524,820,480
         check(f["delta_bytes"] == 809500672 + 896 + 524820480, "7b delta bytes %d" % f["delta_bytes"])
+        # and with --bits-for the embeddings and head, --scale row: signs 842,268,672 + scales 5,695,488 + norms 532,480
+        e = sc["shape_embed_1bit"]
+        check(e["delta_bytes"] == 842268672 + 5695488 + 532480, "7b delta bytes with 1-bit embeddings %d" % e["delta_bytes"])
     n = sc["users"]
     prev = None
     for x, y in zip(sc["by_nodes"], sb["by_nodes"]):
