@@ -71,3 +71,14 @@ cat "$w/hashes"
 [ "$(cut -d' ' -f2,3 "$w/hashes" | sort -u | wc -l)" -eq 1 ] || { echo "content hashes depend on the number of ranks"; exit 1; }
 $PY "$ref" check "$w/b16.h5" "$w/f16.h5" "$w/d4.bd.h5" "$w/a4.h5" --scale row >/dev/null
 echo "ok: identical content hashes at 1-4 ranks"
+
+# compress --no-verify takes the base's recorded per-tensor digests for
+# base_sha256 (no hashing of the base): the same delta, the same base_sha256
+for n in 1 2; do
+    ds "$n" compress --base "$w/b16.h5" --finetuned "$w/f16.h5" -o "$w/nv$n.bd.h5" --scale row --no-verify $q >/dev/null 2>&1
+    [ "$($PY "$ref" hash "$w/nv$n.bd.h5")" = "$($PY "$ref" hash "$w/d1.bd.h5")" ] ||
+        { echo "compress --no-verify at $n rank(s) wrote another delta"; exit 1; }
+    $PY -c 'import h5py, sys; a, b = (h5py.File(p, "r").attrs["base_sha256"] for p in sys.argv[1:]); assert a == b, (a, b)' \
+        "$w/nv$n.bd.h5" "$w/d1.bd.h5" || { echo "compress --no-verify: another base_sha256 ($n)"; exit 1; }
+done
+echo "ok: compress --no-verify writes the same delta at 1 and 2 ranks"
