@@ -28,17 +28,20 @@ MiB = 1 << 20
 # where it was measured (file, section, command) so docs/scaling.md can cite it.
 RATES = {
     "import_gbs": {
-        "value": 0.97 / 4.25, "unit": "GB/s of safetensors read (and .h5 written), 1 rank",
-        "source": "docs/formats.md Benchmark: sh bench/import_export.sh build/deltasoup 1 (0.97 GB in 4.25 s)"},
+        "value": 3.24 / 7.86, "unit": "GB/s of safetensors read (and .h5 written), 1 rank, CPU seconds",
+        "source": "bench/README.md Streaming I/O (commit 0a1853b): stream_bench.sh LAYERS=8, import of 3.24 GB, 7.86 s of CPU"},
     "compress_gbs": {
-        "value": 1.41, "unit": "GB/s of base + fine-tune read, 1 rank",
-        "source": "docs/bitdelta.md Performance: bench/compress_bench.sh (4 layers of 7B shapes, 2.30 s at 1 rank)"},
+        "value": 6.48 / 6.65, "unit": "GB/s of base + fine-tune read, 1 rank, CPU seconds, verified on read",
+        "source": "bench/README.md Streaming I/O (commit 0a1853b): stream_bench.sh LAYERS=8, compress of 2 x 3.24 GB, 6.65 s of CPU (2.36 s with --no-verify)"},
     "compress_speedup_2": {
         "value": 2.30 / 1.47, "unit": "speedup of 2 ranks over 1 (one job)",
-        "source": "docs/bitdelta.md Performance: bench/compress_bench.sh (2.30 s -> 1.47 s)"},
+        "source": "docs/bitdelta.md Performance: bench/compress_bench.sh (2.30 s -> 1.47 s; 1.03 in 0a1853b's run at load 10-11)"},
     "apply_gbs": {
-        "value": (0.777 + 0.053) / 2.98, "unit": "GB/s of base + delta read, 1 rank, verified on read",
-        "source": "bench/README.md verify.sh: apply 777 MB base + 53 MB delta in 2.98 s (2.70 s --no-verify)"},
+        "value": (3.24 + 0.20) / 12.93, "unit": "GB/s of base + delta read, 1 rank, CPU seconds, verified on read",
+        "source": "bench/README.md Streaming I/O (commit 0a1853b): stream_bench.sh LAYERS=8, apply of 3.24 GB + 0.2 GB, 12.93 s of CPU"},
+    "apply_speedup_2": {
+        "value": 29.94 / 23.40, "unit": "speedup of 2 ranks over 1 (one job)",
+        "source": "bench/README.md Streaming I/O (commit 0a1853b): apply 29.94 s -> 23.40 s net wall, load 10-11"},
     "sha256_gbs": {
         "value": 1.6, "unit": "GB/s SHA-256 (sign recomputes the content hash)",
         "source": "bench/README.md verify.sh: openssl speed -evp sha256, SHA-NI, under load"},
@@ -247,13 +250,13 @@ def plan(model, users, nodes, r, c):
         aggs[meth] = j
 
     # apply: one job, tensors sharded by size.
-    ce, _ = efficiency(r["compress_speedup_2"])
+    ce, _ = efficiency(r["apply_speedup_2"])
     cpu1 = (B + D) / (r["apply_gbs"] * GB)
     ranks = min(P, f["n_tensors"])
     t = max(cpu1 / (ranks * (ce if ranks > 1 else 1)), f["largest_bf16"] / (r["apply_gbs"] * GB))
     t = max(t, (2 * B + D) / bw(c, nodes))
     jobs.append(job("apply", B + D, B, 0, 2 * f["largest_bf16"] + prog, cpu1, t,
-                    "2-rank efficiency of compress (%.2f) assumed" % ce))
+                    "2-rank efficiency %.2f (measured)" % ce))
 
     # eval --ppl of the soup (and the baseline): 2 * params FLOP per token. A rank has
     # node_mem / M of memory; a replica is pipelined (eval --pipeline S) over the S ranks its
