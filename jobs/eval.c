@@ -98,13 +98,8 @@ static const ds_opt options[] = {
     DS_OPT_CHOICE(opts, eo.tqa_harness, "truthfulqa-prompt", "P", tqa_prompts, "plain",
                   "truthfulqa-mc: plain (\"Q: {question}\\nA:\") or harness (lm-evaluation-harness's\n"
                   "6-shot QA primer before it; about 380 tokens with a 512-piece vocabulary)"),
-    DS_OPT_INT(opts, pipeline, "pipeline", "P", 0, 1 << 20, "0",
-               "--ppl: the model's layers sharded over groups of P ranks, each rank\n"
-               "holding one stage's layers (P divides the ranks; docs/model.md);\n"
-               "0: 1 when the model fits a rank's memory, else the fewest stages that fit"),
-    DS_OPT_DOUBLE(opts, mem_per_rank, "mem-per-rank", "GIB", 0, 1e9, NULL,
-                  "the memory one rank may use, in GiB (default: the node's memory\n"
-                  "divided by the ranks on it); models that do not fit are refused"),
+    DS_OPT_PIPELINE(opts, pipeline, "--ppl: "),
+    DS_OPT_MEM_PER_RANK(opts, mem_per_rank),
     DS_OPT_INT(opts, eo.seq_len, "seq-len", "N", 2, 1 << 24, NULL,
                "ppl/kl: tokens per document at most (without it: the model's max_seq_len)"),
     {.name = "json", .type = DS_OPT_T_OPTSTR, .off = offsetof(opts, json), .meta = "OUT", .def = json_stdout,

@@ -35,13 +35,8 @@ static const ds_opt options[] = {
                   "0 = greedy (argmax), else sample softmax(logits / T)"),
     DS_OPT_I64(opts, seed, "seed", "S", 0, INT64_MAX, "42", "sampling seed"),
     DS_OPT_JSON(opts, json, "print {prompt_tokens, tokens, text, tokens_per_s} instead of the text"),
-    DS_OPT_INT(opts, pipeline, "pipeline", "P", 0, 1 << 20, "0",
-               "the model's layers over P ranks, each holding one stage's layers and its\n"
-               "KV cache (P divides the ranks; docs/model.md); 0: 1 when the model fits\n"
-               "a rank's memory, else the fewest stages that fit"),
-    DS_OPT_DOUBLE(opts, mem_per_rank, "mem-per-rank", "GIB", 0, 1e9, NULL,
-                  "the memory one rank may use, in GiB (default: the node's memory\n"
-                  "divided by the ranks on it)"),
+    DS_OPT_PIPELINE(opts, pipeline, ""),
+    DS_OPT_MEM_PER_RANK(opts, mem_per_rank),
     DS_OPT_NO_VERIFY(opts, no_verify),
     DS_OPT_QUIET,
     {0}};

@@ -130,6 +130,19 @@ int ds_opts_count(const ds_cmd *cmd, const void *o, const char *name);
     {"no-verify", 0, DS_OPT_T_FLAG, offsetof(T, f), NULL,                                                     \
      "read tensors without checking them against the digests recorded in\n"                                 \
      "the files (docs/robustness.md \"Verification on read\"); says so on stderr", NULL, 0, 0, NULL, 0, NULL}
+/* --pipeline P and --mem-per-rank GIB of the jobs that can shard a model's
+ * layers over ranks (src/pipeline.h, docs/model.md "Pipeline"); WHAT starts
+ * the help ("--ppl: " where only part of a job runs pipelined). The job
+ * passes GiB * 2^30 to ds_mem_set_per_rank (src/membudget.h). */
+#define DS_OPT_PIPELINE(T, f, what)                                                                             \
+    DS_OPT_INT(T, f, "pipeline", "P", 0, 1 << 20, "0",                                                        \
+               what "the model's layers over groups of P ranks, each rank holding\n"                        \
+                    "one stage's layers (P divides the ranks; docs/model.md); 0: 1 when\n"                  \
+                    "the model fits a rank's memory, else the fewest stages that fit")
+#define DS_OPT_MEM_PER_RANK(T, f)                                                                               \
+    DS_OPT_DOUBLE(T, f, "mem-per-rank", "GIB", 0, 1e9, NULL,                                                  \
+                  "the memory one rank may use, in GiB (default: the node's memory\n"                       \
+                  "divided by the ranks on it); a model that does not fit is refused")
 extern const char *const ds_opt_devices[]; /* cpu, cuda */
 #define DS_OPT_DEVICE(T, f, help) \
     {"device", 0, DS_OPT_T_STR, offsetof(T, f), "DEV", help, NULL, 0, 0, ds_opt_devices, 0, NULL}
