@@ -129,7 +129,10 @@ static int load_models(const ds_ctx *ctx, const opts *o, inputs *in)
     if (!rc && !bm->has_tokenizer)
         rc = ds_err(DS_EXIT_INPUT, "%s: no tokenizer in the checkpoint (import it with --tokenizer)", o->base);
     if (!rc) rc = ds_llama_load(&in->student, bf);
-    if (!rc) rc = ds_llama_load(&in->teacher, ff);
+    /* the teacher only runs forward: its weights as stored (bf16: half the
+     * memory of f32; its logits equal the f32 engine's on the same weights,
+     * docs/model.md "Numerics and kernels") */
+    if (!rc) rc = ds_llama_load_as(&in->teacher, ff, DS_LLAMA_LOAD_STORED);
     if (!rc) in->have_tok = !(rc = ds_model_read_tokenizer(bf, &in->tok));
     rc = ds_ctx_agree(ctx, rc);
     ds_model_close(ff);

@@ -67,4 +67,23 @@ g_applied=$("$DELTASOUP" generate --model "$w/a.h5" --prompt "Once upon a time" 
 g_fly=$("$DELTASOUP" generate --model "$w/bbf16.h5" --delta "$w/d.bd.h5" --prompt "Once upon a time" \
     --max-tokens 40 --temperature 0 $q)
 [ "$g_applied" = "$g_fly" ] || fail "generate --delta differs: '$g_fly' vs '$g_applied'"
+
+# fit-scales keeps a bf16 teacher in bf16 (forward only): the bf16 applied
+# checkpoint a.h5 as the teacher gives the same fit (report and fitted
+# scales) as the same weights in f32 (a32.h5), same base and delta
+mkdir "$w/hfa"
+"$DELTASOUP" export --to safetensors "$w/a.h5" -o "$w/hfa/model.safetensors" $q > /dev/null &&
+    "$DELTASOUP" import --from safetensors "$w/hfa/model.safetensors" --config "$w/hfa/config.json" \
+        --tokenizer "$model/tok512.bin" --dtype f32 -o "$w/a32.h5" $q > /dev/null || fail "a32.h5"
+"$DELTASOUP" compress --base "$w/r32.h5" --finetuned "$w/a32.h5" -o "$w/d32.bd.h5" $q > /dev/null || fail "compress"
+for t in a a32; do
+    "$DELTASOUP" fit-scales --base "$w/r32.h5" --finetuned "$w/$t.h5" --delta "$w/d32.bd.h5" --calib "$text" \
+        -o "$w/fit$t.bd.h5" --steps 3 --batch 2 --seq-len 32 --samples 8 --report "$w/fit$t.json" $q > "$w/fit.out" 2>&1 ||
+        { cat "$w/fit.out"; fail "fit-scales against the $t teacher"; }
+    $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({k: v for k, v in d.items() if not isinstance(v, str) and k != "seconds"}, sort_keys=True))' \
+        "$w/fit$t.json" > "$w/fit$t.cmp"
+    "$DELTASOUP" inspect "$w/fit$t.bd.h5" --json | $PY -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps([(t.get("name"), t.get("scale")) for t in d.get("tensors", [])]))' > "$w/fit$t.scales"
+done
+cmp -s "$w/fita.cmp" "$w/fita32.cmp" || fail "fit-scales report differs with the bf16 teacher: $(diff "$w/fita.cmp" "$w/fita32.cmp")"
+cmp -s "$w/fita.scales" "$w/fita32.scales" || fail "fitted scales differ with the bf16 teacher"
 echo "ok"
