@@ -43,8 +43,8 @@ RATES = {
         "value": 29.94 / 23.40, "unit": "speedup of 2 ranks over 1 (one job)",
         "source": "bench/README.md Streaming I/O (commit 0a1853b): apply 29.94 s -> 23.40 s net wall, load 10-11"},
     "sha256_gbs": {
-        "value": 1.6, "unit": "GB/s SHA-256 (sign recomputes the content hash)",
-        "source": "bench/README.md verify.sh: openssl speed -evp sha256, SHA-NI, under load"},
+        "value": 1.2, "unit": "GB/s SHA-256 (sign recomputes the content hash)",
+        "source": "bench/README.md verify.sh re-run (commit 362bd4f): perf, ~0.65 s of CPU for 777 MB in apply (openssl speed: 1.6 GB/s)"},
     "agg_mean": {
         "value": 64 * 2 * 4096 * 4096 / 3.76, "unit": "user-coordinates/s, 1 rank, reading included",
         "source": "docs/aggregate.md Throughput: bench/aggregate_bench.sh TENSORS=2, n=64 mean 3.76 s"},
