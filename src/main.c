@@ -3,6 +3,9 @@
 #include "src/jobs.h"
 #include "src/opts.h"
 #include <cblas.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -85,11 +88,49 @@ static void mpi_avoid_sharedfp_sm(void)
 /* A job started without mpiexec (one rank: `deltasoup inspect F`) is an Open
  * MPI singleton, which forks an orted daemon in MPI_Init only so that it
  * could later MPI_Comm_spawn; no job spawns, so it runs isolated (about half
- * a second less per start: docs/robustness.md), unless the user
- * set the parameter. Under mpiexec or srun the parameter has no effect. */
+ * a second less per start: docs/robustness.md), unless the user set the
+ * parameter. Isolated singletons all take the same job name, so concurrent
+ * ones share (and one's MPI_Finalize removes) the session directory
+ * TMPDIR/ompi.HOST.UID/jf.0/1: each gets a private session tree
+ * (orte_tmpdir_base), removed at exit. Under mpiexec or srun neither
+ * parameter is touched. */
+static char singleton_tmp[4096];
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void singleton_tmp_remove(void)
+{
+    if (singleton_tmp[0]) nftw(singleton_tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int launched_by_mpiexec_or_srun(void)
+{
+    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "OMPI_MCA_orte_hnp_uri"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i])) return 1;
+    return 0;
+}
+
 static void mpi_singleton_isolated(void)
 {
-    if (!getenv("OMPI_MCA_ess_singleton_isolated")) setenv("OMPI_MCA_ess_singleton_isolated", "1", 1);
+    if (launched_by_mpiexec_or_srun() || getenv("OMPI_MCA_ess_singleton_isolated") ||
+        getenv("OMPI_MCA_orte_tmpdir_base"))
+        return; /* the user's settings, or Open MPI's default singleton */
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !*tmp) tmp = "/tmp";
+    int n = snprintf(singleton_tmp, sizeof singleton_tmp, "%s/deltasoup-mpi.XXXXXX", tmp);
+    if (n <= 0 || (size_t)n >= sizeof singleton_tmp || !mkdtemp(singleton_tmp)) {
+        singleton_tmp[0] = 0;
+        return; /* no private tree: Open MPI's default singleton (with its daemon) */
+    }
+    setenv("OMPI_MCA_orte_tmpdir_base", singleton_tmp, 1);
+    setenv("OMPI_MCA_ess_singleton_isolated", "1", 1);
+    atexit(singleton_tmp_remove);
 }
 
 int main(int argc, char **argv)
