@@ -27,7 +27,7 @@
 
 typedef struct {
     const char *base, *json;
-    int f, f_set, overwrite, no_verify;
+    int f, f_set, overwrite, force, no_verify;
     double threshold, chunk_mb;
     ds_strlist in;
 } opts;
@@ -57,6 +57,7 @@ static const ds_opt options[] = {
                   "|z| of log norm, -z of cosine and agreement, z of Krum's score"),
     DS_OPT_DOUBLE(opts, chunk_mb, "chunk-mb", "N", 1.0 / 1024, 1 << 24, "256",
                   "MiB for one chunk of all deltas' rows (fractions ok)"),
+    DS_OPT_FORCE(opts, force, "scan deltas made for another base (a warning instead of an error)"),
     DS_OPT_OVERWRITE(opts, overwrite),
     DS_OPT_NO_VERIFY(opts, no_verify),
     DS_OPT_QUIET,
@@ -109,7 +110,7 @@ static int check_delta(const ds_ctx *ctx, const opts *o, ds_model_file *bf, inpu
         in->layout.entries = ds_malloc(sizeof(ds_delta_entry) * (size_t)(m->n + 1));
         memcpy(in->layout.entries, m->entries, sizeof(ds_delta_entry) * (size_t)m->n);
     }
-    rc = ds_delta_check_fit(o->in.v[k], m, o->base, bf, 0, ctx->rank);
+    rc = ds_delta_check_fit(o->in.v[k], m, o->base, bf, o->force, ctx->rank);
     if (!rc && k > 0) rc = ds_delta_same_layout(o->in.v[0], &in->layout, o->in.v[k], m);
     if (!rc && !m->content_sha256[0]) rc = ds_err(DS_EXIT_INPUT, "%s: no content_sha256 (unfinished file?)", o->in.v[k]);
     ds_delta_close(f);
