@@ -10,12 +10,15 @@ usage:
       probability P (default 0.1), each scale times 1 + k/8 (k uniform in 0..2), each
       dense value plus R (default 0.3) times the tensor's rms times N(0, 1); the
       per-dataset sha256 attributes and content_sha256 recomputed (docs/formats.md).
-  scan_ref.py check REPORT.json [--byzantine F] [--threshold T]
+  scan_ref.py check REPORT.json [--byzantine F] [--threshold T] [PREFIX:WANT ...]
       Recompute every statistic, z-score and flag of the report's deltas (read with
       h5py from the files it names) and compare: statistics and z-scores to 1e-6
-      relative, flags and reasons exactly. Exit 0 when all match.
-  scan_ref.py expect REPORT.json PREFIX:flagged|clean ...
-      Every delta whose owner starts with PREFIX is flagged / not flagged.
+      relative, flags and reasons exactly. Then each PREFIX:WANT: every delta whose
+      owner starts with PREFIX is not flagged (WANT clean), flagged (flagged), or
+      flagged with at least the rules RULE,RULE,... (WANT a list of rule names).
+      Exit 0 when all match.
+  scan_ref.py expect REPORT.json PREFIX:WANT ...
+      Only the expectations (no recomputation).
 
 Values: 1-bit tensors g (2b - 1), dense tensors their values, all tensors
 concatenated, in float64. Written from docs/scan.md, not from the C code.
@@ -193,7 +196,8 @@ def expect(report, specs):
             print("scan_ref.py: no delta owned by %s*" % prefix, file=sys.stderr)
             bad += 1
         for d in hit:
-            if d["flagged"] != (want == "flagged"):
+            rules = [] if want in ("clean", "flagged") else want.split(",")
+            if d["flagged"] != (want != "clean") or any(r not in d["reasons"] for r in rules):
                 print("scan_ref.py: %s (%s): flagged %r, expected %s (reasons %r, z %r)" %
                       (d["file"], d["owner"], d["flagged"], want, d["reasons"], d["z"]), file=sys.stderr)
                 bad += 1
@@ -221,7 +225,7 @@ def main(argv):
     if cmd == "check":
         f = opt(rest, "--byzantine", int, None)
         t = opt(rest, "--threshold", float, None)
-        return check(rest[0], f, t)
+        return check(rest[0], f, t) | expect(rest[0], rest[1:])
     if cmd == "expect":
         return expect(rest[0], rest[1:])
     raise SystemExit(__doc__)
