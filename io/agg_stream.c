@@ -286,6 +286,42 @@ int ds_agg_stream_distances(ds_agg_stream *s, const ds_delta_meta *layout, int s
     return rc;
 }
 
+/* One participant's thresholds of tensor e (TIES). */
+static int threshold_one(ds_delta_rows *r, const ds_delta_entry *e, double density, ds_merge_thr *t)
+{
+    int rc;
+    if (e->coded) {
+        float *sc = ds_malloc(sizeof(float) * (size_t)e->n_scales + 4);
+        rc = ds_delta_rows_scales(r, e, 0, e->n_scales, sc);
+        const uint64_t each = e->mode == DS_SCALE_ROW ? (uint64_t)e->cols
+                              : e->mode == DS_SCALE_COL ? (uint64_t)e->rows
+                                                        : (uint64_t)e->rows * (uint64_t)e->cols;
+        if (!rc) ds_merge_threshold((size_t)e->n_scales, sc, each, density, t);
+        free(sc);
+        return rc;
+    }
+    const size_t n = (size_t)ds_tinfo_numel(&e->t);
+    float *v = ds_malloc(sizeof(float) * n + 4);
+    rc = ds_delta_rows_dense(r, e, 0, ds_delta_nrows(e), DS_DTYPE_F32, v);
+    if (!rc) ds_merge_threshold(n, v, 1, density, t);
+    free(v);
+    return rc;
+}
+
+int ds_agg_stream_thresholds(ds_agg_stream *s, const ds_delta_meta *layout, double density, ds_merge_thr *thr)
+{
+    const size_t np = (size_t)s->np, all = np * (size_t)layout->n;
+    memset(thr, 0, sizeof(ds_merge_thr) * all);
+    int rc = 0;
+    for (int i = 0; i < layout->n && !rc; i++)
+        for (int64_t p = s->lo; p < s->hi && !rc; p++)
+            rc = threshold_one(s->rd[p - s->lo], &layout->entries[i], density, &thr[(size_t)i * np + (size_t)p]);
+    if ((rc = ds_ctx_agree(s->ctx, rc))) return rc;
+    /* each entry is set on one rank, 0 elsewhere: the sum is exact */
+    ds_comm_allreduce_sum_f64(s->comm, (const double *)thr, (double *)thr, 2 * all);
+    return 0;
+}
+
 /* --requantize: BitDelta of the float result (against zero). */
 static int write_requantized(ds_delta_file *out, int i, const ds_delta_entry *oe, const float *res)
 {
@@ -325,11 +361,14 @@ typedef struct {
     float *scales;
     const uint64_t **pb;
     const float **ps;
+    uint64_t *key;
 } pass_bufs;
 
 /* One tensor of the output pass. */
 typedef struct {
     const ds_delta_entry *e;
+    int idx;             /* the tensor's index in the layout */
+    uint64_t *key;       /* merging: each participant's generator key for the tensor */
     int bits_out;        /* majority of a coded tensor: packed bits out, else float32 values */
     int direct;          /* one rank: rows reduced straight into res */
     int writer;          /* the rank that writes the tensor; gathered to it alone with MPI */
@@ -366,6 +405,7 @@ static void bufs_init(pass_bufs *b, const ds_agg_stream *s, const ds_delta_meta 
     b->all = size > 1 ? big_alloc(sub * (size_t)size) : NULL;
     b->pb = ds_malloc(sizeof(void *) * (size_t)s->np);
     b->ps = ds_malloc(sizeof(void *) * (size_t)s->np);
+    b->key = ds_malloc(sizeof(uint64_t) * (size_t)s->np);
     /* all-to-all of the rows each rank reduces: MPI, 2+ ranks, not majority
      * (whose writer computes the chunk's scales from every row's) */
     b->pack = NULL;
@@ -381,7 +421,7 @@ static void bufs_init(pass_bufs *b, const ds_agg_stream *s, const ds_delta_meta 
 
 static void bufs_free(pass_bufs *b)
 {
-    free(b->res), free(b->scales), free(b->part), free(b->all), free(b->pb), free(b->ps), free(b->pack);
+    free(b->res), free(b->scales), free(b->part), free(b->all), free(b->pb), free(b->ps), free(b->pack), free(b->key);
 }
 
 static void pass_init(tensor_pass *t, const ds_agg_stream *s, const ds_delta_entry *e, int mine, const ds_agg_reduce *h,
@@ -400,6 +440,8 @@ static void pass_init(tensor_pass *t, const ds_agg_stream *s, const ds_delta_ent
     t->all = b->all;
     t->pb = b->pb;
     t->ps = b->ps;
+    t->key = b->key;
+    for (int u = 0; u < s->np && h->merge; u++) t->key[u] = ds_merge_key(e->t.name, (size_t)u);
 }
 
 /* This rank's range of the chunk's nr rows (in s) reduced into t->part. */
@@ -411,6 +453,7 @@ static void reduce_rows(const ds_agg_stream *s, tensor_pass *t, const ds_agg_red
     int64_t a, b;
     ds_shard_range(nr, s->ctx->rank, s->ctx->size, &a, &b);
     if (b <= a) return;
+    const ds_merge_thr *thr = h->thr ? h->thr + (size_t)t->idx * np : NULL;
     unsigned char *dst = t->direct ? t->res + (size_t)r0 * t->orow : t->part;
     if (e->coded) {
         for (size_t u = 0; u < np; u++) {
@@ -418,12 +461,17 @@ static void reduce_rows(const ds_agg_stream *s, tensor_pass *t, const ds_agg_red
             t->ps[u] = s->scale[u] + (e->mode == DS_SCALE_ROW ? (size_t)(a - s->row0) : 0);
         }
         ds_agg_bits c = {np, (size_t)(b - a), (size_t)e->cols, e->mode, t->pb, t->ps};
-        if (t->bits_out) ds_agg_majority_bits(&c, (uint64_t *)dst, kept);
+        if (h->merge)
+            ds_merge_bits(h->merge, &c, (uint64_t)(r0 + a) * (uint64_t)e->cols, t->key, thr, (float *)dst, kept);
+        else if (t->bits_out) ds_agg_majority_bits(&c, (uint64_t *)dst, kept);
         else ds_agg_trimmed_bits(&c, h->k, (float *)dst, kept);
     } else {
         const size_t re = (size_t)ds_delta_row_elems(&e->t);
         for (size_t u = 0; u < np; u++) t->ps[u] = s->dense[u] + (size_t)(a - s->row0) * re;
-        ds_agg_trimmed_dense(np, t->ps, (size_t)(b - a) * re, h->k, (float *)dst, kept);
+        if (h->merge)
+            ds_merge_dense(h->merge, np, t->ps, (size_t)(b - a), re, (uint64_t)(r0 + a) * (uint64_t)re, t->key, thr,
+                           (float *)dst, kept);
+        else ds_agg_trimmed_dense(np, t->ps, (size_t)(b - a) * re, h->k, (float *)dst, kept);
     }
 }
 
@@ -464,6 +512,7 @@ int ds_agg_stream_reduce(ds_agg_stream *s, const ds_delta_meta *layout, const ds
         tensor_pass t;
         pass_init(&t, s, e, mine, how, &bufs);
         t.writer = writer[i];
+        t.idx = i;
         for (int64_t r0 = 0; r0 < nrows && !end; r0 += R) {
             const int64_t nr = nrows - r0 < R ? nrows - r0 : R;
             end = bufs.pack ? chunk_scatter(s, e, r0, nr, &rc, bufs.pack) : ds_agg_stream_chunk(s, e, r0, nr, &rc);

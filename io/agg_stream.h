@@ -24,6 +24,7 @@
 #include "io/h5_delta_rows.h"
 #include "src/comm.h"
 #include "src/ctx.h"
+#include "src/merge.h"
 
 typedef struct {
     const ds_ctx *ctx;
@@ -93,7 +94,15 @@ typedef struct {
     int majority;   /* coded tensors: majority vote of the bits, scales the trimmed mean (k_scale) of |g| */
     size_t k;       /* trimmed mean: values dropped at each end (majority: of dense tensors) */
     size_t k_scale; /* majority: scales dropped at each end */
+    const ds_merge *merge;   /* merging methods and weighted sums (src/merge.h), else NULL */
+    const ds_merge_thr *thr; /* TIES: tensor i, participant p at thr[i * np + p], else NULL */
 } ds_agg_reduce;
+
+/* Collective: TIES's trim thresholds (src/merge.h) of every participant's
+ * tensors, thr[i * np + p], on every rank: each rank reads its
+ * participants' scales (1-bit) or values (dense; one tensor in memory at a
+ * time). Returns the agreed status (printed once). */
+int ds_agg_stream_thresholds(ds_agg_stream *s, const ds_delta_meta *layout, double density, ds_merge_thr *thr);
 
 /* The output pass: entry i of layout, chunk by chunk, each rank reducing
  * its range of a chunk's rows, gathered to rank writer[i], which writes

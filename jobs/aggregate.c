@@ -44,14 +44,16 @@
 #include "src/device_ops.h"
 #include "src/hash.h"
 #include "src/jobs.h"
+#include "src/merge.h"
 #include "src/opts.h"
 #include "src/shard.h"
 #include "src/sign.h"
 
 #define CKPT_FILE "aggregate.ckpt"
 
-typedef enum { M_MEAN, M_MEDIAN, M_TRIMMED, M_KRUM, M_MULTIKRUM, M_MAJORITY } method;
-static const char *const method_names[] = {"mean", "median", "trimmed-mean", "krum", "multi-krum", "majority", NULL};
+typedef enum { M_MEAN, M_MEDIAN, M_TRIMMED, M_KRUM, M_MULTIKRUM, M_MAJORITY, M_TA, M_TIES, M_DARE_TIES, M_DARE_LINEAR } method;
+static const char *const method_names[] = {"mean", "median", "trimmed-mean", "krum", "multi-krum", "majority",
+                                           "task-arithmetic", "ties", "dare-ties", "dare-linear", NULL};
 static const char *const comm_names[] = {"mpi", "nccl", NULL}; /* by ds_comm_backend */
 
 /* ---- options */
@@ -66,7 +68,14 @@ typedef struct {
     int n_in;       /* inputs: the positional deltas, then --list's */
     char **in;
     int no_verify;
+    double density, lambda; /* merging methods (src/merge.h) */
+    int64_t seed;
+    int density_set, lambda_set, seed_set;
 } opts;
+
+static int is_merge(int m) { return m == M_TA || m == M_TIES || m == M_DARE_TIES || m == M_DARE_LINEAR; }
+/* the merging methods that read --density and --seed (TIES: its tie-break) */
+static int is_sparse(int m) { return is_merge(m) && m != M_TA; }
 
 static int check(void *p)
 {
@@ -79,6 +88,16 @@ static int check(void *p)
     if (o->f_set && o->m != M_KRUM && o->m != M_MULTIKRUM)
         return ds_err(DS_EXIT_USAGE, "--byzantine applies to krum and multi-krum, not %s", method_names[o->m]);
     if (o->select_set && o->m != M_MULTIKRUM) return ds_err(DS_EXIT_USAGE, "--select applies to multi-krum only");
+    if (o->density_set && !is_sparse(o->m))
+        return ds_err(DS_EXIT_USAGE, "--density applies to ties, dare-ties and dare-linear, not %s", method_names[o->m]);
+    if (!(o->density > 0 && o->density <= 1))
+        return ds_err(DS_EXIT_USAGE, "--density %g: must be in (0, 1] (the fraction of each delta kept)", o->density);
+    if (o->seed_set && !is_sparse(o->m))
+        return ds_err(DS_EXIT_USAGE, "--seed applies to ties, dare-ties and dare-linear, not %s", method_names[o->m]);
+    if (o->lambda_set && !is_merge(o->m))
+        return ds_err(DS_EXIT_USAGE, "--lambda applies to task-arithmetic, ties, dare-ties and dare-linear, not %s",
+                      method_names[o->m]);
+    if (!isfinite(o->lambda)) return ds_err(DS_EXIT_USAGE, "--lambda %g: must be finite", o->lambda);
     if (o->dedup && o->keep_dups) return ds_err(DS_EXIT_USAGE, "--dedup and --keep-duplicates exclude each other");
     if (o->comm == DS_COMM_NCCL && (!o->device || strcmp(o->device, "cuda") != 0))
         return ds_err(DS_EXIT_USAGE, "--comm nccl needs --device cuda (one GPU per rank)");
@@ -90,7 +109,9 @@ static int check(void *p)
 /* The options whose presence matters (a rule in check() or a message) keep
  * a count of occurrences (.given), which the DS_OPT_* kinds do not set. */
 static const ds_opt options[] = {
-    DS_OPT_CHOICE(opts, m, "method", "M", method_names, NULL, "mean | median | trimmed-mean | krum | multi-krum | majority"),
+    DS_OPT_CHOICE(opts, m, "method", "M", method_names, NULL,
+                  "mean | median | trimmed-mean | krum | multi-krum | majority |\n"
+                  "task-arithmetic | ties | dare-ties | dare-linear"),
     DS_OPT_OUTPUT(opts, out, "REF", "delta file to write, with provenance (contributors, weights)"),
     {.name = "trim", .type = DS_OPT_T_DOUBLE, .off = offsetof(opts, trim), .meta = "T",
      .help = "trimmed-mean: drop floor(T n) lowest and highest values per\n"
@@ -102,9 +123,21 @@ static const ds_opt options[] = {
     {.name = "select", .type = DS_OPT_T_INT, .off = offsetof(opts, select), .meta = "M",
      .help = "multi-krum: average the M best-scored deltas (default n - F)", .lo = 1, .hi = 1 << 20,
      .given = DS_OPT_GIVEN(opts, select_set)},
+    {.name = "density", .type = DS_OPT_T_DOUBLE, .off = offsetof(opts, density), .meta = "D",
+     .help = "ties: keep each delta's top-D fraction by magnitude; dare-ties,\n"
+             "dare-linear: keep each coordinate with probability D, times 1/D;\n"
+             "D in (0, 1]",
+     .def = "1", .lo = -INFINITY, .hi = INFINITY, .given = DS_OPT_GIVEN(opts, density_set)},
+    {.name = "lambda", .type = DS_OPT_T_DOUBLE, .off = offsetof(opts, lambda), .meta = "L",
+     .help = "task-arithmetic, ties, dare-ties, dare-linear: multiply the\nmerged delta by L",
+     .def = "1", .lo = -INFINITY, .hi = INFINITY, .given = DS_OPT_GIVEN(opts, lambda_set)},
+    {.name = "seed", .type = DS_OPT_T_I64, .off = offsetof(opts, seed), .meta = "S",
+     .help = "ties, dare-ties, dare-linear: key of the counter-based generator\n"
+             "(DARE's masks, TIES's ties at equal magnitude)",
+     .def = "0", .lo = 0, .hi = INT64_MAX, .given = DS_OPT_GIVEN(opts, seed_set)},
     DS_OPT_FLAG(opts, requantize, "requantize",
-                "mean, median, trimmed-mean, multi-krum: store 1-bit tensors as\n"
-                "sign + mean |x| scale (else as float32 dense deltas)"),
+                "mean, median, trimmed-mean, multi-krum, the merging methods: store\n"
+                "1-bit tensors as sign + mean |x| scale (else as float32 dense deltas)"),
     DS_OPT_STRING(opts, list, "list", "FILE", "more inputs, one path per line ('#' comments)"),
     DS_OPT_STRING(opts, report, "report", "R.json", "write the provenance and the table as JSON"),
     DS_OPT_DOUBLE(opts, chunk_mb, "chunk-mb", "N", 1.0 / 1024, 1 << 24, "256",
@@ -387,6 +420,9 @@ static ds_ckpt *ckpt_record(const opts *o, const input *in, int n, const int *id
     if (o->m == M_KRUM || o->m == M_MULTIKRUM) ds_ckpt_record_int(k, "byzantine", o->f);
     if (o->m == M_MULTIKRUM) ds_ckpt_record_int(k, "select", o->select);
     if (o->m != M_KRUM && o->m != M_MAJORITY) ds_ckpt_record_int(k, "requantize", o->requantize);
+    if (is_sparse(o->m)) ds_ckpt_record_double(k, "density", o->density);
+    if (is_sparse(o->m)) ds_ckpt_record_int(k, "seed", o->seed);
+    if (is_merge(o->m)) ds_ckpt_record_double(k, "lambda", o->lambda);
     ds_ckpt_record_double(k, "chunk_mb", o->chunk_mb);
     ds_ckpt_record_str(k, "output", o->out);
     ds_ckpt_record_int(k, "inputs", n);
@@ -500,6 +536,9 @@ static void params_text(const opts *o, char *buf, size_t n)
     if (o->m == M_TRIMMED || o->m == M_MAJORITY) snprintf(buf + strlen(buf), n - strlen(buf), "trim=%.17g\n", o->trim);
     if (o->m == M_KRUM || o->m == M_MULTIKRUM) snprintf(buf + strlen(buf), n - strlen(buf), "byzantine=%d\n", o->f);
     if (o->m == M_MULTIKRUM) snprintf(buf + strlen(buf), n - strlen(buf), "select=%d\n", o->select);
+    if (is_sparse(o->m)) snprintf(buf + strlen(buf), n - strlen(buf), "density=%.17g\n", o->density);
+    if (is_merge(o->m)) snprintf(buf + strlen(buf), n - strlen(buf), "lambda=%.17g\n", o->lambda);
+    if (is_sparse(o->m)) snprintf(buf + strlen(buf), n - strlen(buf), "seed=%lld\n", (long long)o->seed);
     if (o->m != M_KRUM && o->m != M_MAJORITY) snprintf(buf + strlen(buf), n - strlen(buf), "requantize=%d\n", o->requantize);
 }
 
@@ -535,6 +574,9 @@ static json_t *params_json(const opts *o)
     if (o->m == M_KRUM || o->m == M_MULTIKRUM) json_object_set_new(p, "byzantine", json_integer(o->f));
     if (o->m == M_MULTIKRUM) json_object_set_new(p, "select", json_integer(o->select));
     if (o->m != M_KRUM && o->m != M_MAJORITY) json_object_set_new(p, "requantize", json_boolean(o->requantize));
+    if (is_sparse(o->m)) json_object_set_new(p, "density", json_real(o->density));
+    if (is_sparse(o->m)) json_object_set_new(p, "seed", json_integer(o->seed));
+    if (is_merge(o->m)) json_object_set_new(p, "lambda", json_real(o->lambda));
     if (o->has_max_eps) json_object_set_new(p, "max_dp_epsilon", json_real(o->max_eps));
     if (o->keys) json_object_set_new(p, "trusted_keys", json_string(o->keys));
     json_object_set_new(p, "chunk_mb", json_real(o->chunk_mb));
@@ -626,6 +668,8 @@ static int check_counts(const opts *o, int n, int n_dropped, int rank0, ds_agg_r
         else h->k_scale = k;
     }
     if (o->m == M_MAJORITY) h->k = (size_t)(n - 1) / 2; /* dense tensors: the median */
+    h->merge = NULL;
+    h->thr = NULL;
     if (o->m == M_KRUM || o->m == M_MULTIKRUM) {
         if (n < 2 * o->f + 3)
             return ds_err(DS_EXIT_USAGE, "%s with --byzantine %d needs at least %d deltas (2F + 3), got %d%s",
@@ -659,6 +703,8 @@ typedef struct {
     uint64_t *kept;       /* coordinates kept per output participant (this rank's count) */
     char content[65], version[65];
     int n_used;
+    ds_merge mg;          /* merging methods */
+    ds_merge_thr *thr;    /* TIES's thresholds (tensors x participants) */
 } run;
 
 static int is_krum(const opts *o) { return o->m == M_KRUM || o->m == M_MULTIKRUM; }
@@ -702,7 +748,7 @@ static void run_free(run *r)
     ds_agg_stream_free(&r->s);
     ds_comm_free(r->comm);
     free(r->in), free(r->idx), free(r->oidx), free(r->paths), free(r->score), free(r->sel);
-    free(r->layout.entries), free(r->oes), free(r->writer), free(r->kept);
+    free(r->layout.entries), free(r->oes), free(r->writer), free(r->kept), free(r->thr);
 }
 
 /* Collective: refuse an existing output or report before any work (exit 4;
@@ -798,6 +844,22 @@ static int run_krum(run *r)
         r->oidx[r->np++] = r->idx[p];
     }
     return r->o->m == M_MULTIKRUM ? stream_open(r, r->np, r->oidx) : 0;
+}
+
+/* Collective: the merging methods' parameters (mergekit's defaults: only
+ * ties normalizes) and TIES's thresholds. */
+static int run_merge_plan(run *r)
+{
+    const opts *o = r->o;
+    static const ds_merge_kind kinds[] = {[M_TA] = DS_MERGE_TA, [M_TIES] = DS_MERGE_TIES,
+                                          [M_DARE_TIES] = DS_MERGE_DARE_TIES, [M_DARE_LINEAR] = DS_MERGE_DARE_LINEAR};
+    r->mg = (ds_merge){.kind = kinds[o->m], .density = o->density, .lambda = o->lambda, .seed = (uint64_t)o->seed,
+                       .normalize = o->m == M_TIES, .w = NULL};
+    r->how.merge = &r->mg;
+    if (o->m != M_TIES) return 0;
+    r->thr = ds_malloc(sizeof(ds_merge_thr) * (size_t)r->np * (size_t)(r->layout.n + 1));
+    r->how.thr = r->thr;
+    return ds_agg_stream_thresholds(&r->s, &r->layout, o->density, r->thr);
 }
 
 /* The output's entries, each tensor's writer (by size), its metadata. */
@@ -975,6 +1037,7 @@ static int aggregate(ds_ctx *ctx, opts *o)
     int rc = run_prepare(&r);
     if (!rc) rc = stream_open(&r, r.n, r.idx);
     if (!rc && is_krum(o)) rc = run_krum(&r);
+    if (!rc && is_merge(o->m)) rc = run_merge_plan(&r);
     if (!rc && !r.ck.stopped) rc = run_output(&r);
     if (!rc && r.ck.stopped) {
         ds_printf0(ctx, "[aggregate] signal: checkpoint after tensor %d/%d of the %s written to %s; run again to resume\n",
