@@ -396,6 +396,8 @@ int ds_delta_commit_staged(ds_delta_file *f, int rc, const char *base_sha256, ch
     return rc;
 }
 
+int64_t ds_delta_root(const ds_delta_file *f) { return (int64_t)f->file; }
+
 int ds_delta_commit(ds_delta_file *f, int rc, const char *base_sha256, char content_sha256[65])
 {
     ds_ctx ctx = f->ctx;

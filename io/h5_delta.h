@@ -66,6 +66,9 @@ void ds_delta_close(ds_delta_file *f);
  * overwrite: replace an existing NAME (else DS_EXIT_OUTPUT). */
 int ds_delta_create(const char *path, MPI_Comm comm, const ds_delta_meta *meta, int overwrite,
                     ds_delta_file **out);
+/* The open file's HDF5 id (a hid_t), for io/ modules that add root
+ * attributes (collectively, between create and commit: io/dp_record.h). */
+int64_t ds_delta_root(const ds_delta_file *f);
 int ds_delta_write_signs(ds_delta_file *f, int i, const uint64_t *bits);
 int ds_delta_write_scales(ds_delta_file *f, int i, const float *scales);
 /* data in the entry's source dtype. */

@@ -952,6 +952,8 @@ int ds_model_commit(ds_model_file *f, int rc, const char *content_sha256)
     return ds_out_finish(&ctx, path, rc);
 }
 
+int64_t ds_model_root(const ds_model_file *f) { return (int64_t)f->file; }
+
 void ds_model_discard(ds_model_file *f)
 {
     if (f) discard_tmp(f);

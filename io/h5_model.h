@@ -113,6 +113,10 @@ int ds_model_content_hash(ds_model_file *f, char hex[65]);
 int ds_model_commit(ds_model_file *f, int rc, const char *content_sha256);
 /* Collective: give up writing without a message; removes NAME.tmp, frees f. */
 void ds_model_discard(ds_model_file *f);
+/* The open file's HDF5 id (a hid_t), for io/ modules that read or add root
+ * attributes the format leaves to them (a DP fine-tune's record,
+ * io/dp_record.h). Adding one is collective, between create and commit. */
+int64_t ds_model_root(const ds_model_file *f);
 /* Hugging Face Llama tensor names for a config, in canonical (sorted) order,
  * with shapes; dtype set to dt. Returns the count; *out allocated. */
 int ds_model_llama_tensors(const ds_config *cfg, ds_dtype dt, ds_tinfo **out);

@@ -212,6 +212,13 @@ int ds_llama_load_path_pipe(const ds_ctx *ctx, const char *path, int P, ds_pipe 
 int ds_llama_save(const ds_llama *m, const ds_ctx *ctx, const char *path, const ds_dtype *dtypes,
                   const ds_tokenizer *tok, int overwrite)
 {
+    return ds_llama_save_attrs(m, ctx, path, dtypes, tok, overwrite, NULL, NULL);
+}
+
+int ds_llama_save_attrs(const ds_llama *m, const ds_ctx *ctx, const char *path, const ds_dtype *dtypes,
+                        const ds_tokenizer *tok, int overwrite, int (*attrs)(struct ds_model_file *f, const void *arg),
+                        const void *arg)
+{
     const int n = m->n_tensors;
     ds_tinfo *ti = ds_malloc((size_t)n * sizeof *ti);
     int64_t *sizes = ds_malloc((size_t)n * sizeof *sizes);
@@ -225,6 +232,7 @@ int ds_llama_save(const ds_llama *m, const ds_ctx *ctx, const char *path, const 
     ds_model_file *f;
     int rc = ds_model_create(path, ctx->comm, &m->cfg, n, ti, tok, overwrite, &f);
     if (!rc) {
+        if (attrs) rc = attrs(f, arg);
         for (int i = 0; i < n && !rc; i++)
             if (owner[i] == ctx->rank) rc = ds_model_write_tensor(f, ti[i].name, m->tinfo[i].dtype, m->p[i]);
         rc = ds_model_commit(f, rc, NULL);

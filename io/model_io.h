@@ -53,6 +53,13 @@ int ds_llama_load_path_pipe(const ds_ctx *ctx, const char *path, int P, ds_pipe 
  * holds the same m. Returns the agreed code (already printed). */
 int ds_llama_save(const ds_llama *m, const ds_ctx *ctx, const char *path, const ds_dtype *dtypes,
                   const ds_tokenizer *tok, int overwrite);
+/* The same, calling attrs(f, arg) on every rank after the file is created
+ * (to add root attributes, collectively; its non-zero return fails the
+ * save). */
+struct ds_model_file;
+int ds_llama_save_attrs(const ds_llama *m, const ds_ctx *ctx, const char *path, const ds_dtype *dtypes,
+                        const ds_tokenizer *tok, int overwrite, int (*attrs)(struct ds_model_file *f, const void *arg),
+                        const void *arg);
 
 /* OpenBLAS threads: the node's CPUs shared by the ranks on that node. */
 void ds_llama_threads_auto(const ds_ctx *ctx);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "io/delta_check.h"
+#include "io/dp_record.h"
 #include "io/h5.h"
 #include "io/h5_delta.h"
 #include "io/h5_model.h"
@@ -257,14 +258,21 @@ static int compress_write(const ds_ctx *ctx, const opts *o, ds_dev *dev, ds_mode
     ds_delta_meta meta = {.cfg = bm->cfg, .n = n, .entries = e};
     snprintf(meta.owner, sizeof meta.owner, "%s", o->owner);
     snprintf(meta.scale_fit, sizeof meta.scale_fit, "mean_abs");
-    ds_delta_file *d;
-    int rc = ds_delta_create(o->out, ctx->comm, &meta, o->overwrite, &d);
+    /* a DP fine-tune's record goes onto the delta (io/dp_record.h) */
+    ds_dp_record dp;
+    int rc = ds_ctx_agree(ctx, ds_dp_record_read(ds_model_root(ff), &dp));
     if (rc) return rc;
+    meta.has_dp = dp.has;
+    meta.dp_epsilon = dp.epsilon;
+    meta.dp_delta = dp.delta;
+    ds_delta_file *d;
+    if ((rc = ds_delta_create(o->out, ctx->comm, &meta, o->overwrite, &d))) return rc;
+    if (dp.has && dp.accountant[0]) rc = ds_dp_record_write(ds_delta_root(d), &dp, 0);
     ds_tensor_shard sh;
     ds_tensor_shard_plan(&sh, ctx, n, &e[0].t, sizeof *e, DS_WEIGH_BYTES);
     ds_named_digest *bdig = ds_malloc(sizeof(ds_named_digest) * (size_t)(n ? n : 1));
     int nbdig = 0;
-    rc = compress_local(ctx, o, dev, bf, ff, d, n, e, &sh, bdig, &nbdig);
+    if (!rc) rc = compress_local(ctx, o, dev, bf, ff, d, n, e, &sh, bdig, &nbdig);
     char base_hex[65] = "", content[65] = "";
     if (!(rc = ds_ctx_agree(ctx, rc))) rc = base_hash(ctx, o, bm, nbdig, bdig, base_hex);
     rc = ds_delta_commit(d, rc, base_hex, content);
