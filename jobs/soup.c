@@ -35,6 +35,7 @@
 #include "eval/results.h"
 #include "eval/tasks.h"
 #include "io/delta_apply.h"
+#include "io/gate_results.h"
 #include "io/h5_delta.h"
 #include "io/model_io.h"
 #include "io/outfile.h"
@@ -47,7 +48,7 @@
 #define CKPT_FILE "soup.ckpt"
 
 typedef struct {
-    const char *base, *list, *method, *out, *report, *ckpt;
+    const char *base, *list, *method, *out, *report, *ckpt, *baseline;
     ds_strlist eval_specs, gate_specs;
     ds_gate_rule rule;
     ds_eval_opts eo;
@@ -63,6 +64,7 @@ static int check(void *p)
     if (!o->out) return ds_err(DS_EXIT_USAGE, "-o SOUP.bd.h5 is required");
     if (!o->report) return ds_err(DS_EXIT_USAGE, "--report R.json is required");
     if (o->eval_specs.n == 0) return ds_err(DS_EXIT_USAGE, "--eval-task KIND:FILE is required (the held-out score)");
+    if (o->baseline && o->gate_specs.n == 0) return ds_err(DS_EXIT_USAGE, "--baseline applies with --gate-task only");
     return 0;
 }
 
@@ -77,6 +79,10 @@ static const ds_opt options[] = {
     DS_OPT_LIST(opts, gate_specs, "gate-task", "KIND:FILE",
                 "safety gate task (repeatable): a soup must pass the gate rule\n"
                 "against the base on each; without it no gate applies"),
+    DS_OPT_STRING(opts, baseline, "baseline", "BASE.json",
+                  "the gate's baseline: results of deltasoup eval --json OUT holding\n"
+                  "one model (e.g. the current reference); default: the base, evaluated\n"
+                  "here on the gate tasks"),
     DS_OPT_DOUBLE(opts, rule.min_ratio, "min-ratio", "R", 1e-9, 1, "0.95", "the gate rule's R (as deltasoup gate)"),
     DS_OPT_DOUBLE(opts, rule.abs_slack, "abs-slack", "A", 0, 1e300, "0.01", "the gate rule's A (as deltasoup gate)"),
     DS_OPT_DOUBLE(opts, rule.se_slack, "se-slack", "K", 0, 1e6, "0", "the gate rule's K (as deltasoup gate)"),
@@ -129,22 +135,37 @@ typedef struct {
 
 static const char *kind_of(const ds_eval_task *t) { return ds_task_kind_name(t->kind); }
 
-/* Collective: the candidates of the list (eval's list reader: a missing
- * file is named with its line) and the tasks. */
+/* The candidates of the list: one path per line, blank lines and '#'
+ * comments skipped; each must exist. */
+static int read_list(soup *S, const char *list)
+{
+    char *text;
+    size_t len;
+    int rc = ds_read_file(list, &text, &len), line_no = 0;
+    if (rc) return rc;
+    for (char *line = text, *nl; line && !rc; line = nl) {
+        nl = strchr(line, '\n');
+        if (nl) *nl++ = 0;
+        line_no++;
+        while (*line == ' ' || *line == '\t') line++;
+        char *end = line + strlen(line);
+        while (end > line && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r')) *--end = 0;
+        if (!*line || *line == '#') continue;
+        if (!ds_file_exists(line))
+            rc = ds_err(DS_EXIT_INPUT, "--candidates %s: line %d: no such delta file '%s'", list, line_no, line);
+        S->cand = ds_realloc(S->cand, sizeof(char *) * (size_t)(S->n + 1));
+        S->cand[S->n++] = ds_strdup(line);
+    }
+    free(text);
+    if (!rc && S->n == 0) rc = ds_err(DS_EXIT_USAGE, "--candidates %s: no candidate deltas in the list", list);
+    return rc;
+}
+
+/* Collective: the candidates and the tasks. */
 static int read_inputs(const ds_ctx *ctx, soup *S)
 {
     const opts *o = S->o;
-    ds_eval_plan p = {0};
-    int rc = ds_eval_plan_read_list(&p, o->list);
-    for (int i = 0; i < p.n_models && !rc; i++)
-        if (!p.models[i].path) rc = ds_err(DS_EXIT_INPUT, "%s: a line \"base\": candidates are delta files", o->list);
-    if (!rc && p.n_models == 0) rc = ds_err(DS_EXIT_USAGE, "%s: no candidate deltas in the list", o->list);
-    if (!rc) {
-        S->n = p.n_models;
-        S->cand = ds_calloc((size_t)S->n, sizeof *S->cand);
-        for (int i = 0; i < S->n; i++) S->cand[i] = ds_strdup(p.models[i].path);
-    }
-    ds_eval_plan_free(&p);
+    int rc = read_list(S, o->list);
     for (int k = 0; k < 2 && !rc; k++) {
         const ds_strlist *l = k ? &o->gate_specs : &o->eval_specs;
         ds_eval_plan *tp = k ? &S->gt : &S->ev;
@@ -327,6 +348,7 @@ static ds_ckpt *ckpt_record(const soup *S)
         snprintf(key, sizeof key, "gate_task_%d", i), ds_ckpt_record_str(k, key, o->gate_specs.v[i]);
     ds_ckpt_record_int(k, "n_candidates", S->n);
     ds_ckpt_record_int(k, "n_gate_tasks", o->gate_specs.n);
+    ds_ckpt_record_str(k, "baseline", o->baseline ? o->baseline : "(the base)");
     ds_ckpt_record_double(k, "min_ratio", o->rule.min_ratio);
     ds_ckpt_record_double(k, "abs_slack", o->rule.abs_slack);
     ds_ckpt_record_double(k, "se_slack", o->rule.se_slack);
@@ -487,10 +509,33 @@ static int check_gate_base(const soup *S, const json_t *rows)
                                             ds_gate_direction(json_string_value(json_object_get(r, "metric"))) &&
                                             isfinite(num_of(json_object_get(r, "value")));
         if (!n)
-            return ds_err(DS_EXIT_INPUT, "--gate-task %s: missing from the baseline: the base gives no gated metric "
-                                         "with a finite value on it (nothing to gate against)", S->gt.tasks[ti].spec);
+            return ds_err(DS_EXIT_INPUT, "--gate-task %s: missing from the baseline %s: no gated metric with a finite "
+                                         "value of this task and data file (nothing to gate against)",
+                          S->gt.tasks[ti].spec, S->o->baseline ? S->o->baseline : "(the base)");
     }
     return 0;
+}
+
+/* Rank 0: the gate tasks' rows of --baseline FILE (matched by task kind and
+ * data file name, as deltasoup gate matches them). */
+static int baseline_file(const soup *S, json_t **rows)
+{
+    ds_gate_results r;
+    int rc = ds_gate_results_load(S->o->baseline, "--baseline", NULL, &r);
+    *rows = json_array();
+    for (int ti = 0; ti < S->gt.n_tasks && !rc; ti++) {
+        const ds_eval_task *t = &S->gt.tasks[ti];
+        char *tmp = ds_strdup(t->data);
+        const char *data = basename(tmp);
+        for (int k = 0; k < r.n; k++)
+            if (strcmp(r.rows[k].task, kind_of(t)) == 0 && strcmp(r.rows[k].data, data) == 0)
+                json_array_append_new(*rows, json_pack("{s:i, s:s, s:s, s:s, s:o, s:o}", "task_index", ti, "task",
+                                                       kind_of(t), "data", data, "metric", r.rows[k].metric, "value",
+                                                       num_or_null(r.rows[k].value), "se", num_or_null(r.rows[k].se)));
+        free(tmp);
+    }
+    ds_gate_results_free(&r);
+    return rc;
 }
 
 /* Collective: the base's rows (once; kept in the state). */
@@ -499,7 +544,8 @@ static int baseline(const ds_ctx *ctx, soup *S)
     if (json_object_get(S->st, "base")) return 0;
     json_t *ev = NULL, *gt = NULL;
     int rc = eval_model(ctx, S, NULL, &S->ev, &ev);
-    if (!rc && S->gt.n_tasks) rc = eval_model(ctx, S, NULL, &S->gt, &gt);
+    if (!rc && S->gt.n_tasks && !S->o->baseline) rc = eval_model(ctx, S, NULL, &S->gt, &gt);
+    if (!rc && S->o->baseline && ctx->rank == 0) rc = baseline_file(S, &gt);
     if (!rc && ctx->rank == 0) {
         const json_t *r0 = json_array_get(ev, 0);
         json_object_set_new(S->st, "base", json_pack("{s:o, s:O, s:O}", "score", num_or_null(score_of(ev)), "metrics",
@@ -640,6 +686,7 @@ static int step(ds_ctx *ctx, soup *S)
         json_t *rows = NULL;
         rc = eval_model(ctx, S, soup_path, &S->gt, &rows);
         if (!rc && ctx->rank == 0) gate_ok = gate_pass(S, rows, why, sizeof why);
+        if (!rc && ctx->rank == 0) json_object_set(cand_at(S, i), "gate_metrics", rows);
         json_decref(rows);
         if (rc) return rc;
     }
@@ -682,7 +729,8 @@ static json_t *report_json(const ds_ctx *ctx, const soup *S, int wrote)
     json_t *gate, *cands = json_array(), *kept = json_array(), *specs = json_array();
     for (int t = 0; t < o->gate_specs.n; t++) json_array_append_new(specs, json_string(o->gate_specs.v[t]));
     if (o->gate_specs.n)
-        gate = json_pack("{s:b, s:o, s:f, s:f, s:f, s:O}", "applied", 1, "tasks", specs, "min_ratio", o->rule.min_ratio,
+        gate = json_pack("{s:b, s:o, s:s, s:f, s:f, s:f, s:O}", "applied", 1, "tasks", specs, "baseline_of",
+                         o->baseline ? o->baseline : "base", "min_ratio", o->rule.min_ratio,
                          "abs_slack", o->rule.abs_slack, "se_slack", o->rule.se_slack, "baseline",
                          json_object_get(json_object_get(S->st, "base"), "gate_metrics"));
     else
@@ -746,10 +794,10 @@ static int outputs_begin(const ds_ctx *ctx, soup *S)
 {
     const opts *o = S->o;
     const char *outs[2] = {o->out, o->report};
-    const int ni = S->n + 2 + S->ev.n_tasks + S->gt.n_tasks;
+    const int ni = S->n + 3 + S->ev.n_tasks + S->gt.n_tasks;
     const char **ins = ds_calloc((size_t)ni, sizeof *ins);
     int k = 0;
-    ins[k++] = o->base, ins[k++] = o->list;
+    ins[k++] = o->base, ins[k++] = o->list, ins[k++] = o->baseline;
     for (int i = 0; i < S->n; i++) ins[k++] = S->cand[i];
     for (int t = 0; t < S->ev.n_tasks; t++) ins[k++] = S->ev.tasks[t].data;
     for (int t = 0; t < S->gt.n_tasks; t++) ins[k++] = S->gt.tasks[t].data;
@@ -780,12 +828,24 @@ static void soup_free(soup *S)
     json_decref(S->st);
 }
 
+/* Collective: refuse a method aggregate does not know (or that cannot merge
+ * two of these candidates, e.g. krum needs three) before any evaluation:
+ * aggregate merges the first two candidates into the scratch soup. */
+static int probe_method(ds_ctx *ctx, const soup *S)
+{
+    const char *paths[2] = {S->cand[0], S->n > 1 ? S->cand[1] : NULL};
+    const int rc = aggregate_to(ctx, S, paths, S->n > 1 ? 2 : 1, S->try_path, 1);
+    if (ctx->rank == 0) unlink(S->try_path);
+    return rc;
+}
+
 /* Collective: the plan and its steps. */
 static int run(ds_ctx *ctx, opts *o)
 {
     soup S = {.ctx = ctx, .o = o, .t0 = ds_now()};
     int rc = read_inputs(ctx, &S), resumed = 0;
     if (!rc) rc = outputs_begin(ctx, &S);
+    if (!rc) rc = probe_method(ctx, &S);
     if (!rc) rc = load_models(ctx, &S);
     if (!rc) {
         S.rec = ckpt_record(&S);
@@ -804,6 +864,10 @@ static int run(ds_ctx *ctx, opts *o)
     while (!rc && !S.stopped && state_int(&S, "next") < S.n) {
         rc = step(ctx, &S);
         ds_progress_step(&prog, state_int(&S, "next"), "%d kept", state_int(&S, "n_kept"));
+    }
+    if (rc && rc != DS_EXIT_CHECKPOINTED && ctx->rank == 0 && S.ckdir[0] && !ds_file_exists(S.ckpath)) {
+        unlink(S.try_path), unlink(S.cur_path), unlink(S.log_path); /* nothing to resume: no scratch left */
+        rmdir(S.ckdir);
     }
     if (!rc && S.stopped) {
         ds_printf0(ctx, "[soup] signal: checkpoint written to %s (%d of %d scored alone, %d of %d tried); run again "
