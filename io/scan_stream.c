@@ -112,11 +112,25 @@ json_t *ds_scan_summary_json(int n, const ds_scan_summary *sum)
                      (json_int_t)sum->neighbours, "threshold", sum->threshold, "median", med, "sigma", sg);
 }
 
-int ds_scan_report(const ds_ctx *ctx, ds_comm *comm, int n, const char *const *file, const char *const *owner,
-                   const char *const *content, const ds_delta_meta *layout, double chunk_mb, json_t **deltas)
+/* Collective: owner[k] and content[k] of the n files (each string
+ * allocated; the caller frees them). */
+static int read_identities(const ds_ctx *ctx, int n, const char *const *file, char **owner, char **content)
 {
-    *deltas = NULL;
-    if (n < 3) return ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "the anomaly scan needs at least 3 deltas, got %d", n));
+    int rc = 0;
+    for (int k = 0; k < n && !rc; k++) {
+        ds_delta_file *f;
+        if ((rc = ds_delta_open(file[k], ctx->comm, &f))) break;
+        owner[k] = ds_strdup(ds_delta_get_meta(f)->owner);
+        content[k] = ds_strdup(ds_delta_get_meta(f)->content_sha256);
+        ds_delta_close(f);
+    }
+    return rc;
+}
+
+int ds_scan_files(const ds_ctx *ctx, ds_comm *comm, int n, const char *const *file, const char *const *content,
+                  const ds_delta_meta *layout, double chunk_mb, size_t f, double threshold, ds_scan_delta *d,
+                  ds_scan_summary *sum)
+{
     ds_agg_stream s;
     int rc = ds_agg_stream_init(&s, ctx, comm, n, file, layout, chunk_mb);
     ds_scan_sums sums;
@@ -124,13 +138,28 @@ int ds_scan_report(const ds_ctx *ctx, ds_comm *comm, int n, const char *const *f
     if (!rc) rc = ds_scan_stream(&s, layout, &sums);
     ds_agg_stream_free(&s);
     if (!rc) {
-        ds_scan_delta *d = ds_calloc((size_t)n, sizeof(ds_scan_delta));
-        ds_scan_summary sum;
-        ds_scan_finish(&sums, ds_scan_default_f((size_t)n), DS_SCAN_THRESHOLD, d, &sum);
+        ds_scan_finish(&sums, f, threshold, d, sum);
         ds_scan_mark_duplicates(n, content, d);
-        *deltas = ds_scan_deltas_json(n, file, owner, content, d);
-        free(d);
     }
     ds_scan_sums_free(&sums);
+    return rc;
+}
+
+int ds_scan_report(const ds_ctx *ctx, ds_comm *comm, int n, const char *const *file, const ds_delta_meta *layout,
+                   double chunk_mb, json_t **deltas)
+{
+    *deltas = NULL;
+    if (n < 3) return ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "the anomaly scan needs at least 3 deltas, got %d", n));
+    char **owner = ds_calloc((size_t)n, sizeof(char *)), **content = ds_calloc((size_t)n, sizeof(char *));
+    int rc = read_identities(ctx, n, file, owner, content);
+    ds_scan_delta *d = ds_calloc((size_t)n, sizeof(ds_scan_delta));
+    ds_scan_summary sum;
+    if (!rc)
+        rc = ds_scan_files(ctx, comm, n, file, (const char *const *)content, layout, chunk_mb,
+                           ds_scan_default_f((size_t)n), DS_SCAN_THRESHOLD, d, &sum);
+    if (!rc) *deltas = ds_scan_deltas_json(n, file, (const char *const *)owner, (const char *const *)content, d);
+    free(d);
+    for (int k = 0; k < n; k++) free(owner[k]), free(content[k]);
+    free(owner), free(content);
     return rc;
 }

@@ -36,13 +36,21 @@ json_t *ds_scan_deltas_json(int n, const char *const *file, const char *const *o
  * "threshold", "median" and "sigma" (objects by statistic). */
 json_t *ds_scan_summary_json(int n, const ds_scan_summary *sum);
 
+/* Collective: the pass over the n files (same layout; content[k]: file k's
+ * content hash) with its own stream of chunk_mb MiB per chunk, then
+ * ds_scan_finish with f and threshold and the duplicate rule: d[n] and
+ * *sum, equal on every rank. Returns the agreed status (printed once). */
+int ds_scan_files(const ds_ctx *ctx, ds_comm *comm, int n, const char *const *file, const char *const *content,
+                  const ds_delta_meta *layout, double chunk_mb, size_t f, double threshold, ds_scan_delta *d,
+                  ds_scan_summary *sum);
+
 /* Collective: everything for a caller that already opened and checked the
- * n delta files (same layout; e.g. aggregate --report over its
- * participants): the pass with its own stream (chunk_mb MiB per chunk of
- * all deltas' rows), Krum's f = ds_scan_default_f(n), threshold
- * DS_SCAN_THRESHOLD, the duplicate rule; *deltas receives
+ * n delta files (same layout, checked digests and base; e.g. aggregate
+ * --report over its participants): each file's owner and content hash
+ * (ds_delta_open), then ds_scan_files with Krum's f = ds_scan_default_f(n)
+ * and the threshold DS_SCAN_THRESHOLD; *deltas receives
  * ds_scan_deltas_json's array (every rank; NULL on failure). Needs n >= 3
  * (else DS_EXIT_INPUT). Returns the agreed status (printed once). */
-int ds_scan_report(const ds_ctx *ctx, ds_comm *comm, int n, const char *const *file, const char *const *owner,
-                   const char *const *content, const ds_delta_meta *layout, double chunk_mb, json_t **deltas);
+int ds_scan_report(const ds_ctx *ctx, ds_comm *comm, int n, const char *const *file, const ds_delta_meta *layout,
+                   double chunk_mb, json_t **deltas);
 #endif

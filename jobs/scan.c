@@ -161,22 +161,14 @@ static int scan(const ds_ctx *ctx, const opts *o, const inputs *in)
 {
     ds_comm *comm = NULL;
     int rc = ds_comm_init(&comm, ctx, DS_COMM_MPI);
-    ds_agg_stream s;
-    memset(&s, 0, sizeof s);
-    if (!rc) rc = ds_agg_stream_init(&s, ctx, comm, in->n, in->file, &in->layout, o->chunk_mb);
-    ds_scan_sums sums;
-    ds_scan_sums_init(&sums, (size_t)in->n);
-    if (!rc) rc = ds_scan_stream(&s, &in->layout, &sums);
-    ds_agg_stream_free(&s);
-    ds_comm_free(comm);
     ds_scan_delta *d = ds_calloc((size_t)in->n, sizeof(ds_scan_delta));
     ds_scan_summary sum;
-    if (!rc) {
-        const size_t f = o->f_set ? (size_t)o->f : ds_scan_default_f((size_t)in->n);
-        ds_scan_finish(&sums, f, o->threshold, d, &sum);
-        ds_scan_mark_duplicates(in->n, (const char *const *)in->content, d);
-        print_table(ctx, in, d, &sum);
-    }
+    const size_t f = o->f_set ? (size_t)o->f : ds_scan_default_f((size_t)in->n);
+    if (!rc)
+        rc = ds_scan_files(ctx, comm, in->n, in->file, (const char *const *)in->content, &in->layout, o->chunk_mb, f,
+                           o->threshold, d, &sum);
+    ds_comm_free(comm);
+    if (!rc) print_table(ctx, in, d, &sum);
     if (!rc && o->json) {
         json_t *rep = ds_scan_summary_json(in->n, &sum);
         json_object_set_new(rep, "base", json_string(o->base));
@@ -187,7 +179,6 @@ static int scan(const ds_ctx *ctx, const opts *o, const inputs *in)
         json_decref(rep);
     }
     free(d);
-    ds_scan_sums_free(&sums);
     return rc;
 }
 
