@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "src/aggregate.h"
+#include "src/robust.h"
 #include "src/shard.h"
 #include <sys/mman.h>
 
@@ -254,8 +255,22 @@ static int chunk_scatter(ds_agg_stream *s, const ds_delta_entry *e, int64_t r0, 
 }
 
 /* ---- the passes */
+static int dist_pass(ds_agg_stream *s, const ds_delta_meta *layout, int start, double *d, double *norm2,
+                     ds_agg_stop_fn stop, void *arg);
+
 int ds_agg_stream_distances(ds_agg_stream *s, const ds_delta_meta *layout, int start, double *d, ds_agg_stop_fn stop,
                             void *arg)
+{
+    return dist_pass(s, layout, start, d, NULL, stop, arg);
+}
+
+int ds_agg_stream_gram(ds_agg_stream *s, const ds_delta_meta *layout, double *d, double *norm2)
+{
+    return dist_pass(s, layout, 0, d, norm2, NULL, NULL);
+}
+
+static int dist_pass(ds_agg_stream *s, const ds_delta_meta *layout, int start, double *d, double *norm2,
+                     ds_agg_stop_fn stop, void *arg)
 {
     const int np = s->np;
     ds_progress pr;
@@ -274,15 +289,18 @@ int ds_agg_stream_distances(ds_agg_stream *s, const ds_delta_meta *layout, int s
             if (e->coded) {
                 ds_agg_bits c = {(size_t)np, (size_t)nr, (size_t)e->cols, e->mode, s->bits, s->scale};
                 ds_agg_dist_bits(&c, (size_t)s->ctx->rank, (size_t)s->ctx->size, d);
+                if (norm2) ds_rob_norms_bits(&c, (size_t)s->ctx->rank, (size_t)s->ctx->size, norm2);
             } else {
-                ds_agg_dist_dense((size_t)np, s->dense, (size_t)nr * (size_t)ds_delta_row_elems(&e->t), (size_t)s->ctx->rank,
-                                  (size_t)s->ctx->size, d);
+                const size_t m = (size_t)nr * (size_t)ds_delta_row_elems(&e->t);
+                ds_agg_dist_dense((size_t)np, s->dense, m, (size_t)s->ctx->rank, (size_t)s->ctx->size, d);
+                if (norm2) ds_rob_norms_dense((size_t)np, s->dense, m, (size_t)s->ctx->rank, (size_t)s->ctx->size, norm2);
             }
         }
         ds_progress_step(&pr, i + 1, "%s", e->t.name);
         if (!rc && stop && (stopped = stop(arg, i + 1))) break;
     }
     if (!rc && !stopped) ds_comm_allreduce_sum_f64(s->comm, d, d, (size_t)np * (size_t)np);
+    if (!rc && !stopped && norm2) ds_comm_allreduce_sum_f64(s->comm, norm2, norm2, (size_t)np);
     return rc;
 }
 
@@ -444,6 +462,57 @@ static void pass_init(tensor_pass *t, const ds_agg_stream *s, const ds_delta_ent
     for (int u = 0; u < s->np && h->merge; u++) t->key[u] = ds_merge_key(e->t.name, (size_t)u);
 }
 
+/* One row's values of participant u (1-bit: g (2b - 1)) into v[cols]. */
+static void row_values(const ds_agg_stream *s, const ds_delta_entry *e, size_t u, int64_t r, float *v)
+{
+    const size_t cols = e->coded ? (size_t)e->cols : (size_t)ds_delta_row_elems(&e->t);
+    if (!e->coded) {
+        memcpy(v, s->dense[u] + (size_t)(r - s->row0) * cols, cols * sizeof(float));
+        return;
+    }
+    const uint64_t *bits = s->bits[u] + (size_t)(r - s->row0) * (size_t)e->words_per_row;
+    const float *sc = s->scale[u];
+    for (size_t c = 0; c < cols; c++) {
+        const float g = sc[e->mode == DS_SCALE_ROW ? (size_t)(r - s->row0) : e->mode == DS_SCALE_COL ? c : 0];
+        v[c] = (bits[c / 64] >> (c % 64)) & 1 ? g : -g;
+    }
+}
+
+/* Bulyan's coordinate step and NNM's mixed deltas: rows [a, b) of the
+ * chunk (starting at tensor row r0) one row at a time, from the values. */
+static void reduce_values(const ds_agg_stream *s, tensor_pass *t, const ds_agg_reduce *h, int64_t r0, int64_t a,
+                          int64_t b, float *dst, uint64_t *kept)
+{
+    const ds_delta_entry *e = t->e;
+    const size_t np = (size_t)s->np, cols = e->coded ? (size_t)e->cols : (size_t)ds_delta_row_elems(&e->t);
+    const size_t nv = h->mix ? h->nmix : np;
+    float *x = ds_malloc(sizeof(float) * np * cols + 8), *y = h->mix ? ds_malloc(sizeof(float) * nv * cols + 8) : x;
+    double *acc = h->mix ? ds_malloc(sizeof(double) * cols + 8) : NULL;
+    const float **pv = ds_malloc(sizeof(float *) * nv + 8);
+    for (int64_t r = a; r < b; r++) {
+        for (size_t u = 0; u < np; u++) row_values(s, e, u, r, x + u * cols);
+        for (size_t k = 0; k < nv && h->mix; k++) {
+            memset(acc, 0, sizeof(double) * cols);
+            for (size_t u = 0; u < np; u++) {
+                const double w = h->mix[k * np + u];
+                if (w == 0) continue;
+                for (size_t c = 0; c < cols; c++) acc[c] += w * (double)x[u * cols + c];
+            }
+            for (size_t c = 0; c < cols; c++) y[k * cols + c] = (float)acc[c];
+        }
+        for (size_t k = 0; k < nv; k++) pv[k] = y + k * cols;
+        float *o = dst + (size_t)(r - a) * cols;
+        uint64_t *kp = h->mix ? NULL : kept;
+        if (h->bulyan_beta) ds_rob_bulyan_dense(nv, pv, cols, h->bulyan_beta, o, kp);
+        else if (h->merge)
+            ds_merge_dense(h->merge, nv, pv, 1, cols, (uint64_t)(r0 + r) * (uint64_t)cols, t->key,
+                           h->thr ? h->thr + (size_t)t->idx * np : NULL, o, kp);
+        else ds_agg_trimmed_dense(nv, pv, cols, h->k, o, kp);
+    }
+    free(x), free(acc), free(pv);
+    if (h->mix) free(y);
+}
+
 /* This rank's range of the chunk's nr rows (in s) reduced into t->part. */
 static void reduce_rows(const ds_agg_stream *s, tensor_pass *t, const ds_agg_reduce *h, int64_t r0, int64_t nr,
                         uint64_t *kept)
@@ -455,6 +524,10 @@ static void reduce_rows(const ds_agg_stream *s, tensor_pass *t, const ds_agg_red
     if (b <= a) return;
     const ds_merge_thr *thr = h->thr ? h->thr + (size_t)t->idx * np : NULL;
     unsigned char *dst = t->direct ? t->res + (size_t)r0 * t->orow : t->part;
+    if (h->bulyan_beta || h->mix) {
+        reduce_values(s, t, h, r0, a, b, (float *)dst, kept);
+        return;
+    }
     if (e->coded) {
         for (size_t u = 0; u < np; u++) {
             t->pb[u] = s->bits[u] + (size_t)(a - s->row0) * (size_t)e->words_per_row;

@@ -89,6 +89,12 @@ typedef int (*ds_agg_stop_fn)(void *arg, int next);
 int ds_agg_stream_distances(ds_agg_stream *s, const ds_delta_meta *layout, int start, double *d, ds_agg_stop_fn stop,
                             void *arg);
 
+/* Collective: as ds_agg_stream_distances over all tensors (no stop), and
+ * norm2[p] = ||x_p||^2 (participant p's sums formed on rank p % size in
+ * chunk order, then summed over ranks): with D, the Gram matrix of the
+ * robust aggregators (src/robust.h). Returns the agreed status. */
+int ds_agg_stream_gram(ds_agg_stream *s, const ds_delta_meta *layout, double *d, double *norm2);
+
 /* How the output pass reduces a coordinate over the participants. */
 typedef struct {
     int majority;   /* coded tensors: majority vote of the bits, scales the trimmed mean (k_scale) of |g| */
@@ -96,6 +102,9 @@ typedef struct {
     size_t k_scale; /* majority: scales dropped at each end */
     const ds_merge *merge;   /* merging methods and weighted sums (src/merge.h), else NULL */
     const ds_merge_thr *thr; /* TIES: tensor i, participant p at thr[i * np + p], else NULL */
+    size_t bulyan_beta;      /* > 0: Bulyan's coordinate step (src/robust.h) keeping beta values */
+    const double *mix;       /* NNM: the reduced values are those of the nmix deltas y_k = sum_p mix[k * np + p] x_p */
+    size_t nmix;             /* (computed per row in double, rounded to float); kept is then not counted */
 } ds_agg_reduce;
 
 /* Collective: TIES's trim thresholds (src/merge.h) of every participant's

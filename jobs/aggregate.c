@@ -45,15 +45,21 @@
 #include "src/hash.h"
 #include "src/jobs.h"
 #include "src/merge.h"
+#include "src/robust.h"
 #include "src/opts.h"
 #include "src/shard.h"
 #include "src/sign.h"
 
 #define CKPT_FILE "aggregate.ckpt"
 
-typedef enum { M_MEAN, M_MEDIAN, M_TRIMMED, M_KRUM, M_MULTIKRUM, M_MAJORITY, M_TA, M_TIES, M_DARE_TIES, M_DARE_LINEAR } method;
+typedef enum {
+    M_MEAN, M_MEDIAN, M_TRIMMED, M_KRUM, M_MULTIKRUM, M_MAJORITY, M_TA, M_TIES, M_DARE_TIES, M_DARE_LINEAR, M_GM, M_CC,
+    M_BULYAN
+} method;
 static const char *const method_names[] = {"mean", "median", "trimmed-mean", "krum", "multi-krum", "majority",
-                                           "task-arithmetic", "ties", "dare-ties", "dare-linear", NULL};
+                                           "task-arithmetic", "ties", "dare-ties", "dare-linear", "geometric-median",
+                                           "centered-clipping", "bulyan", NULL};
+static const char *const pre_names[] = {"none", "nnm", NULL};
 static const char *const comm_names[] = {"mpi", "nccl", NULL}; /* by ds_comm_backend */
 
 /* ---- options */
@@ -71,11 +77,18 @@ typedef struct {
     double density, lambda; /* merging methods (src/merge.h) */
     int64_t seed;
     int density_set, lambda_set, seed_set;
+    double tol, tau; /* geometric-median, centered-clipping (src/robust.h) */
+    int max_iter, iters, pre;
+    int tol_set, tau_set, max_iter_set, iters_set;
 } opts;
 
 static int is_merge(int m) { return m == M_TA || m == M_TIES || m == M_DARE_TIES || m == M_DARE_LINEAR; }
 /* the merging methods that read --density and --seed (TIES: its tie-break) */
 static int is_sparse(int m) { return is_merge(m) && m != M_TA; }
+/* the methods that read --byzantine */
+static int uses_f(const opts *o) { return o->m == M_KRUM || o->m == M_MULTIKRUM || o->m == M_BULYAN || o->pre; }
+/* krum without --pre copies the chosen delta as stored */
+static int copies(const opts *o) { return o->m == M_KRUM && !o->pre; }
 
 static int check(void *p)
 {
@@ -85,8 +98,17 @@ static int check(void *p)
     if (o->trim >= 0.5) return ds_err(DS_EXIT_USAGE, "--trim %g: must be below 0.5", o->trim);
     if (o->trim_set && o->m != M_TRIMMED && o->m != M_MAJORITY)
         return ds_err(DS_EXIT_USAGE, "--trim applies to trimmed-mean and majority, not %s", method_names[o->m]);
-    if (o->f_set && o->m != M_KRUM && o->m != M_MULTIKRUM)
-        return ds_err(DS_EXIT_USAGE, "--byzantine applies to krum and multi-krum, not %s", method_names[o->m]);
+    if (o->f_set && !uses_f(o))
+        return ds_err(DS_EXIT_USAGE, "--byzantine applies to krum, multi-krum, bulyan and --pre nnm, not %s",
+                      method_names[o->m]);
+    if ((o->tol_set || o->max_iter_set) && o->m != M_GM)
+        return ds_err(DS_EXIT_USAGE, "--tol and --max-iter apply to geometric-median, not %s", method_names[o->m]);
+    if ((o->tau_set || o->iters_set) && o->m != M_CC)
+        return ds_err(DS_EXIT_USAGE, "--tau and --iters apply to centered-clipping, not %s", method_names[o->m]);
+    if (o->m == M_CC && !o->tau_set) return ds_err(DS_EXIT_USAGE, "centered-clipping needs --tau T (the clipping radius)");
+    if (o->pre && (o->m == M_MAJORITY || o->m == M_TIES))
+        return ds_err(DS_EXIT_USAGE, "--pre nnm does not apply to %s (%s)", method_names[o->m],
+                      o->m == M_MAJORITY ? "mixed deltas are not 1-bit" : "its trim would need the mixed deltas' magnitudes");
     if (o->select_set && o->m != M_MULTIKRUM) return ds_err(DS_EXIT_USAGE, "--select applies to multi-krum only");
     if (o->density_set && !is_sparse(o->m))
         return ds_err(DS_EXIT_USAGE, "--density applies to ties, dare-ties and dare-linear, not %s", method_names[o->m]);
@@ -101,7 +123,7 @@ static int check(void *p)
     if (o->dedup && o->keep_dups) return ds_err(DS_EXIT_USAGE, "--dedup and --keep-duplicates exclude each other");
     if (o->comm == DS_COMM_NCCL && (!o->device || strcmp(o->device, "cuda") != 0))
         return ds_err(DS_EXIT_USAGE, "--comm nccl needs --device cuda (one GPU per rank)");
-    if (o->requantize && (o->m == M_KRUM || o->m == M_MAJORITY))
+    if (o->requantize && (copies(o) || o->m == M_MAJORITY))
         return ds_err(DS_EXIT_USAGE, "--requantize: %s already gives 1-bit tensors", method_names[o->m]);
     return 0;
 }
@@ -111,14 +133,17 @@ static int check(void *p)
 static const ds_opt options[] = {
     DS_OPT_CHOICE(opts, m, "method", "M", method_names, NULL,
                   "mean | median | trimmed-mean | krum | multi-krum | majority |\n"
-                  "task-arithmetic | ties | dare-ties | dare-linear"),
+                  "task-arithmetic | ties | dare-ties | dare-linear |\n"
+                  "geometric-median | centered-clipping | bulyan"),
     DS_OPT_OUTPUT(opts, out, "REF", "delta file to write, with provenance (contributors, weights)"),
     {.name = "trim", .type = DS_OPT_T_DOUBLE, .off = offsetof(opts, trim), .meta = "T",
      .help = "trimmed-mean: drop floor(T n) lowest and highest values per\n"
              "coordinate; majority: trim of the users' scales",
      .def = "0.1", .lo = 0.0, .hi = 0.5, .given = DS_OPT_GIVEN(opts, trim_set)},
     {.name = "byzantine", .type = DS_OPT_T_INT, .off = offsetof(opts, f), .meta = "F",
-     .help = "krum, multi-krum: tolerated bad deltas (n >= 2F + 3)", .def = "0", .lo = 0, .hi = 1 << 20,
+     .help = "krum, multi-krum (n >= 2F + 3), bulyan (n >= 4F + 3), --pre nnm\n"
+             "(n > 2F): tolerated bad deltas",
+     .def = "0", .lo = 0, .hi = 1 << 20,
      .given = DS_OPT_GIVEN(opts, f_set)},
     {.name = "select", .type = DS_OPT_T_INT, .off = offsetof(opts, select), .meta = "M",
      .help = "multi-krum: average the M best-scored deltas (default n - F)", .lo = 1, .hi = 1 << 20,
@@ -135,6 +160,21 @@ static const ds_opt options[] = {
      .help = "ties, dare-ties, dare-linear: key of the counter-based generator\n"
              "(DARE's masks, TIES's ties at equal magnitude)",
      .def = "0", .lo = 0, .hi = INT64_MAX, .given = DS_OPT_GIVEN(opts, seed_set)},
+    {.name = "tol", .type = DS_OPT_T_DOUBLE, .off = offsetof(opts, tol), .meta = "T",
+     .help = "geometric-median: stop when the objective changes by less than T\n(relative)",
+     .def = "1e-6", .lo = 0, .hi = 1, .given = DS_OPT_GIVEN(opts, tol_set)},
+    {.name = "max-iter", .type = DS_OPT_T_INT, .off = offsetof(opts, max_iter), .meta = "N",
+     .help = "geometric-median: at most N Weiszfeld updates", .def = "100", .lo = 1, .hi = 1 << 20,
+     .given = DS_OPT_GIVEN(opts, max_iter_set)},
+    {.name = "tau", .type = DS_OPT_T_DOUBLE, .off = offsetof(opts, tau), .meta = "T",
+     .help = "centered-clipping: clipping radius (L2 over the whole delta; required)", .lo = 0, .hi = INFINITY,
+     .given = DS_OPT_GIVEN(opts, tau_set)},
+    {.name = "iters", .type = DS_OPT_T_INT, .off = offsetof(opts, iters), .meta = "L",
+     .help = "centered-clipping: clipping iterations", .def = "1", .lo = 1, .hi = 1 << 20,
+     .given = DS_OPT_GIVEN(opts, iters_set)},
+    DS_OPT_CHOICE(opts, pre, "pre", "P", pre_names, "none",
+                  "nnm: first replace each delta by the mean of its n - F nearest\n"
+                  "(itself included; F = --byzantine), then apply --method"),
     DS_OPT_FLAG(opts, requantize, "requantize",
                 "mean, median, trimmed-mean, multi-krum, the merging methods: store\n"
                 "1-bit tensors as sign + mean |x| scale (else as float32 dense deltas)"),
@@ -417,9 +457,14 @@ static ds_ckpt *ckpt_record(const opts *o, const input *in, int n, const int *id
     ds_ckpt_record_int(k, "version", 1);
     ds_ckpt_record_str(k, "method", method_names[o->m]);
     if (o->m == M_TRIMMED || o->m == M_MAJORITY) ds_ckpt_record_double(k, "trim", o->trim);
-    if (o->m == M_KRUM || o->m == M_MULTIKRUM) ds_ckpt_record_int(k, "byzantine", o->f);
+    if (uses_f(o)) ds_ckpt_record_int(k, "byzantine", o->f);
+    if (o->pre) ds_ckpt_record_str(k, "pre", pre_names[o->pre]);
+    if (o->m == M_GM) ds_ckpt_record_double(k, "tol", o->tol);
+    if (o->m == M_GM) ds_ckpt_record_int(k, "max_iter", o->max_iter);
+    if (o->m == M_CC) ds_ckpt_record_double(k, "tau", o->tau);
+    if (o->m == M_CC) ds_ckpt_record_int(k, "iters", o->iters);
     if (o->m == M_MULTIKRUM) ds_ckpt_record_int(k, "select", o->select);
-    if (o->m != M_KRUM && o->m != M_MAJORITY) ds_ckpt_record_int(k, "requantize", o->requantize);
+    if (!copies(o) && o->m != M_MAJORITY) ds_ckpt_record_int(k, "requantize", o->requantize);
     if (is_sparse(o->m)) ds_ckpt_record_double(k, "density", o->density);
     if (is_sparse(o->m)) ds_ckpt_record_int(k, "seed", o->seed);
     if (is_merge(o->m)) ds_ckpt_record_double(k, "lambda", o->lambda);
@@ -518,10 +563,10 @@ static int ckpt_get_krum(const ds_ctx *ctx, const resume *ck, int n, double *sco
 }
 
 /* ---- the output */
-static void out_entry(int m, int requantize, const ds_delta_entry *in, ds_delta_entry *o)
+static void out_entry(const opts *op, const ds_delta_entry *in, ds_delta_entry *o)
 {
     *o = *in;
-    if (!in->coded || m == M_KRUM || m == M_MAJORITY || requantize) return;
+    if (!in->coded || copies(op) || op->m == M_MAJORITY || op->requantize) return;
     /* a per-coordinate statistic of 1-bit values is not 1-bit: float32 dense */
     o->coded = 0;
     o->t.dtype = DS_DTYPE_F32;
@@ -534,12 +579,15 @@ static void params_text(const opts *o, char *buf, size_t n)
 {
     buf[0] = 0;
     if (o->m == M_TRIMMED || o->m == M_MAJORITY) snprintf(buf + strlen(buf), n - strlen(buf), "trim=%.17g\n", o->trim);
-    if (o->m == M_KRUM || o->m == M_MULTIKRUM) snprintf(buf + strlen(buf), n - strlen(buf), "byzantine=%d\n", o->f);
+    if (uses_f(o)) snprintf(buf + strlen(buf), n - strlen(buf), "byzantine=%d\n", o->f);
+    if (o->pre) snprintf(buf + strlen(buf), n - strlen(buf), "pre=%s\n", pre_names[o->pre]);
+    if (o->m == M_GM) snprintf(buf + strlen(buf), n - strlen(buf), "tol=%.17g\nmax_iter=%d\n", o->tol, o->max_iter);
+    if (o->m == M_CC) snprintf(buf + strlen(buf), n - strlen(buf), "tau=%.17g\niters=%d\n", o->tau, o->iters);
     if (o->m == M_MULTIKRUM) snprintf(buf + strlen(buf), n - strlen(buf), "select=%d\n", o->select);
     if (is_sparse(o->m)) snprintf(buf + strlen(buf), n - strlen(buf), "density=%.17g\n", o->density);
     if (is_merge(o->m)) snprintf(buf + strlen(buf), n - strlen(buf), "lambda=%.17g\n", o->lambda);
     if (is_sparse(o->m)) snprintf(buf + strlen(buf), n - strlen(buf), "seed=%lld\n", (long long)o->seed);
-    if (o->m != M_KRUM && o->m != M_MAJORITY) snprintf(buf + strlen(buf), n - strlen(buf), "requantize=%d\n", o->requantize);
+    if (!copies(o) && o->m != M_MAJORITY) snprintf(buf + strlen(buf), n - strlen(buf), "requantize=%d\n", o->requantize);
 }
 
 /* SHA-256 over the method, its parameters and the contributors' content
@@ -571,9 +619,14 @@ static json_t *params_json(const opts *o)
 {
     json_t *p = json_object();
     if (o->m == M_TRIMMED || o->m == M_MAJORITY) json_object_set_new(p, "trim", json_real(o->trim));
-    if (o->m == M_KRUM || o->m == M_MULTIKRUM) json_object_set_new(p, "byzantine", json_integer(o->f));
+    if (uses_f(o)) json_object_set_new(p, "byzantine", json_integer(o->f));
+    if (o->pre) json_object_set_new(p, "pre", json_string(pre_names[o->pre]));
+    if (o->m == M_GM) json_object_set_new(p, "tol", json_real(o->tol));
+    if (o->m == M_GM) json_object_set_new(p, "max_iter", json_integer(o->max_iter));
+    if (o->m == M_CC) json_object_set_new(p, "tau", json_real(o->tau));
+    if (o->m == M_CC) json_object_set_new(p, "iters", json_integer(o->iters));
     if (o->m == M_MULTIKRUM) json_object_set_new(p, "select", json_integer(o->select));
-    if (o->m != M_KRUM && o->m != M_MAJORITY) json_object_set_new(p, "requantize", json_boolean(o->requantize));
+    if (!copies(o) && o->m != M_MAJORITY) json_object_set_new(p, "requantize", json_boolean(o->requantize));
     if (is_sparse(o->m)) json_object_set_new(p, "density", json_real(o->density));
     if (is_sparse(o->m)) json_object_set_new(p, "seed", json_integer(o->seed));
     if (is_merge(o->m)) json_object_set_new(p, "lambda", json_real(o->lambda));
@@ -670,6 +723,15 @@ static int check_counts(const opts *o, int n, int n_dropped, int rank0, ds_agg_r
     if (o->m == M_MAJORITY) h->k = (size_t)(n - 1) / 2; /* dense tensors: the median */
     h->merge = NULL;
     h->thr = NULL;
+    h->bulyan_beta = 0;
+    h->mix = NULL;
+    h->nmix = 0;
+    if (o->m == M_BULYAN && n < 4 * o->f + 3)
+        return ds_err(DS_EXIT_USAGE, "bulyan with --byzantine %d needs at least %d deltas (4F + 3), got %d%s", o->f,
+                      4 * o->f + 3, n, why);
+    if (o->pre && n <= 2 * o->f)
+        return ds_err(DS_EXIT_USAGE, "--pre nnm with --byzantine %d needs more than %d deltas (2F), got %d%s", o->f,
+                      2 * o->f, n, why);
     if (o->m == M_KRUM || o->m == M_MULTIKRUM) {
         if (n < 2 * o->f + 3)
             return ds_err(DS_EXIT_USAGE, "%s with --byzantine %d needs at least %d deltas (2F + 3), got %d%s",
@@ -705,6 +767,9 @@ typedef struct {
     int n_used;
     ds_merge mg;          /* merging methods */
     ds_merge_thr *thr;    /* TIES's thresholds (tensors x participants) */
+    ds_merge wsum;        /* robust methods: the output as a weighted sum of the inputs */
+    double *coef;         /* its coefficients (or NNM's shares), reported as weights; NULL: kept counts */
+    double *mixm;         /* NNM: the mixed deltas' coefficients */
 } run;
 
 static int is_krum(const opts *o) { return o->m == M_KRUM || o->m == M_MULTIKRUM; }
@@ -748,7 +813,7 @@ static void run_free(run *r)
     ds_agg_stream_free(&r->s);
     ds_comm_free(r->comm);
     free(r->in), free(r->idx), free(r->oidx), free(r->paths), free(r->score), free(r->sel);
-    free(r->layout.entries), free(r->oes), free(r->writer), free(r->kept), free(r->thr);
+    free(r->layout.entries), free(r->oes), free(r->writer), free(r->kept), free(r->thr), free(r->coef), free(r->mixm);
 }
 
 /* Collective: refuse an existing output or report before any work (exit 4;
@@ -862,6 +927,110 @@ static int run_merge_plan(run *r)
     return ds_agg_stream_thresholds(&r->s, &r->layout, o->density, r->thr);
 }
 
+/* ---- the robust aggregators on the Gram matrix (src/robust.h) */
+static int needs_gram(const opts *o) { return o->pre || o->m == M_GM || o->m == M_CC || o->m == M_BULYAN; }
+
+/* coef = c^T cur (cur: m x n rows of coefficients over the n inputs). */
+static void coef_of(size_t m, size_t n, const double *c, const double *cur, double *coef)
+{
+    for (size_t j = 0; j < n; j++) coef[j] = 0;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) coef[j] += c[i] * cur[i * n + j];
+}
+
+/* The current deltas (the inputs, or NNM's mixes) chosen or combined. */
+static int robust_choose(run *r, size_t n, const double *cur, const double *gc, const double *dc)
+{
+    const opts *o = r->o;
+    double *c = ds_calloc(n + 1, sizeof(double));
+    unsigned char *sel = ds_calloc(n + 1, 1);
+    int rc = 0;
+    if (o->m == M_GM) {
+        double obj;
+        const int it = ds_rob_geomed(n, gc, 1e-6, o->tol, o->max_iter, c, &obj);
+        ds_printf0(r->ctx, "[aggregate] geometric median: %d Weiszfeld update(s), objective %.9g\n", it, obj);
+    } else if (o->m == M_CC) {
+        ds_rob_cclip(n, gc, o->tau, o->iters, c);
+    } else if (is_krum(o)) {
+        ds_agg_krum_scores(n, dc, (size_t)o->f, r->score);
+        ds_agg_krum_select(n, r->score, (size_t)o->select, sel);
+        for (size_t p = 0; p < n; p++) {
+            r->in[r->idx[p]].score = r->score[p];
+            c[p] = sel[p] ? 1.0 / (double)o->select : 0;
+        }
+    } else if (o->m == M_BULYAN) {
+        /* Krum selects theta = n - 2f: the lowest scores (as multi-krum) */
+        const size_t theta = n - 2 * (size_t)o->f;
+        size_t k = 0;
+        ds_agg_krum_scores(n, dc, (size_t)o->f, r->score);
+        ds_agg_krum_select(n, r->score, theta, sel);
+        for (size_t p = 0; p < n; p++) r->in[r->idx[p]].score = r->score[p];
+        r->how.bulyan_beta = theta - 2 * (size_t)o->f;
+        if (!o->pre) { /* the selected inputs, in input order */
+            r->np = 0;
+            for (size_t p = 0; p < n; p++)
+                if (sel[p]) r->oidx[r->np++] = r->idx[p];
+            rc = stream_open(r, r->np, r->oidx);
+        } else {
+            r->mixm = ds_malloc(sizeof(double) * theta * n + 8);
+            for (size_t p = 0; p < n; p++)
+                if (sel[p]) memcpy(r->mixm + k++ * n, cur + p * n, sizeof(double) * n);
+            r->how.mix = r->mixm, r->how.nmix = theta;
+            r->coef = ds_calloc(n + 1, sizeof(double));
+            for (size_t i = 0; i < theta; i++) c[i] = 1.0 / (double)theta;
+            coef_of(theta, n, c, r->mixm, r->coef);
+        }
+    } else if (o->m == M_MEAN) {
+        for (size_t p = 0; p < n; p++) c[p] = 1.0 / (double)n;
+    } else { /* a per-coordinate method on NNM's mixes */
+        r->mixm = ds_malloc(sizeof(double) * n * n + 8);
+        memcpy(r->mixm, cur, sizeof(double) * n * n);
+        r->how.mix = r->mixm, r->how.nmix = n;
+        for (size_t p = 0; p < n; p++) c[p] = 1.0 / (double)n;
+        r->coef = ds_calloc(n + 1, sizeof(double));
+        coef_of(n, n, c, cur, r->coef);
+    }
+    if (o->m == M_GM || o->m == M_CC || is_krum(o) || o->m == M_MEAN) {
+        r->coef = ds_calloc(n + 1, sizeof(double));
+        coef_of(n, n, c, cur, r->coef);
+        r->wsum = (ds_merge){.kind = DS_MERGE_TA, .density = 1, .lambda = 1, .w = r->coef};
+        r->how.merge = &r->wsum;
+        r->how.k = 0;
+    }
+    free(c);
+    free(sel);
+    return rc;
+}
+
+/* Collective: D and the norms (one pass), the Gram matrix, NNM's mixes,
+ * then the method's choice (the output pass follows). */
+static int run_robust(run *r)
+{
+    const size_t n = (size_t)r->n, nn = n * n;
+    double *d = ds_calloc(nn + 1, sizeof(double)), *norm2 = ds_calloc(n + 1, sizeof(double));
+    int rc = ds_agg_stream_gram(&r->s, &r->layout, d, norm2);
+    if (rc) {
+        free(d), free(norm2);
+        return rc;
+    }
+    double *g = ds_malloc(sizeof(double) * nn + 8), *cur = ds_calloc(nn + 1, sizeof(double));
+    double *gc = ds_malloc(sizeof(double) * nn + 8), *dc = ds_calloc(nn + 1, sizeof(double));
+    ds_rob_gram(n, d, norm2, g);
+    for (size_t i = 0; i < n; i++) /* D in full, as summed (not through G) */
+        for (size_t j = i + 1; j < n; j++) dc[i * n + j] = dc[j * n + i] = d[i * n + j];
+    if (r->o->pre) {
+        ds_rob_nnm(n, dc, (size_t)r->o->f, cur);
+        ds_rob_mix_gram(n, n, cur, g, gc);
+        ds_rob_dist(n, gc, dc);
+    } else {
+        for (size_t i = 0; i < n; i++) cur[i * n + i] = 1;
+        memcpy(gc, g, sizeof(double) * nn);
+    }
+    rc = robust_choose(r, n, cur, gc, dc);
+    free(d), free(norm2), free(g), free(cur), free(gc), free(dc);
+    return rc;
+}
+
 /* The output's entries, each tensor's writer (by size), its metadata. */
 static void output_plan(run *r, ds_delta_meta *om)
 {
@@ -872,7 +1041,7 @@ static void output_plan(run *r, ds_delta_meta *om)
     r->writer = ds_malloc(sizeof(int) * (size_t)(l->n + 1));
     r->kept = ds_calloc((size_t)r->np + 1, sizeof(uint64_t));
     for (int i = 0; i < l->n; i++) {
-        out_entry(o->m, o->requantize, &l->entries[i], &r->oes[i]);
+        out_entry(o, &l->entries[i], &r->oes[i]);
         sizes[i] = ds_tinfo_numel(&r->oes[i].t);
         r->total += sizes[i];
     }
@@ -993,7 +1162,7 @@ static int run_finish(run *r)
     for (int p = 0; p < r->np; p++) {
         input *x = &r->in[r->oidx[p]];
         x->kept_frac = r->total ? kd[p] / (double)r->total : 0;
-        x->weight = sum > 0 ? kd[p] / sum : 0;
+        x->weight = r->coef ? r->coef[p] : sum > 0 ? kd[p] / sum : 0;
         r->n_used += x->weight > 0;
     }
     free(kd);
@@ -1036,7 +1205,8 @@ static int aggregate(ds_ctx *ctx, opts *o)
     run_init(&r, ctx, o);
     int rc = run_prepare(&r);
     if (!rc) rc = stream_open(&r, r.n, r.idx);
-    if (!rc && is_krum(o)) rc = run_krum(&r);
+    if (!rc && needs_gram(o)) rc = run_robust(&r);
+    else if (!rc && is_krum(o)) rc = run_krum(&r);
     if (!rc && is_merge(o->m)) rc = run_merge_plan(&r);
     if (!rc && !r.ck.stopped) rc = run_output(&r);
     if (!rc && r.ck.stopped) {
