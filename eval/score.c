@@ -11,49 +11,145 @@ void ds_eval_env_free(ds_eval_env *e)
 {
     ds_llama_act_free(e->act);
     ds_llama_act_free(e->ref_act);
+    ds_llama_act_free(e->pre_act);
     if (e->have_kv) ds_llama_kv_free(&e->kv);
-    e->act = e->ref_act = NULL;
-    e->act_b = e->act_t = e->ref_act_t = 0;
+    e->act = e->ref_act = e->pre_act = NULL;
+    e->act_b = e->act_t = e->ref_act_t = e->pre_act_t = 0;
     e->have_kv = 0;
 }
 
 ds_llama_act *ds_eval_env_act(ds_eval_env *e, int B, int T)
 {
     if (!e->act || B > e->act_b || T > e->act_t) {
+        /* grown in steps (fewer reallocations, each a round of page faults) */
         ds_llama_act_free(e->act);
-        e->act_b = B > e->act_b ? B : e->act_b;
-        e->act_t = T > e->act_t ? T : e->act_t;
+        const int max_t = e->m->cfg.max_seq_len;
+        e->act_b = B > e->act_b ? (B + 3) / 4 * 4 : e->act_b;
+        e->act_t = T > e->act_t ? (T + 31) / 32 * 32 : e->act_t;
+        if (e->act_t > max_t) e->act_t = max_t < T ? T : max_t;
         e->act = ds_llama_act_new(e->m, e->act_b, e->act_t);
     }
     return e->act;
 }
 
-int ds_eval_loglik(ds_eval_env *e, const char *prompt, int n, const char *const *answers, double *ll)
+/* The prompt's ids (with BOS) and each answer's (without), checked against
+ * the model's context; *T receives the longest prompt + answer. */
+typedef struct {
+    int *pids, np, **aids, *na, n;
+} loglik_ids;
+
+static void loglik_ids_free(loglik_ids *x)
+{
+    for (int i = 0; i < x->n; i++) free(x->aids[i]);
+    free(x->aids);
+    free(x->na);
+    free(x->pids);
+}
+
+static int loglik_encode(ds_eval_env *e, const char *prompt, int n, const char *const *answers, loglik_ids *x,
+                         int *T)
 {
     const int max_t = e->m->cfg.max_seq_len;
-    int *pids = ds_malloc((strlen(prompt) + 3) * sizeof *pids);
-    const int np = ds_tokenizer_encode(e->tok, prompt, 1, 0, pids);
-    int **aids = ds_malloc((size_t)n * sizeof *aids), *na = ds_malloc((size_t)n * sizeof *na);
-    int T = 0, rc = np < 0 ? DS_EXIT_INPUT : 0; /* not UTF-8: ds_err is set */
-    if (np == 0) rc = ds_err(DS_EXIT_INPUT, "the prompt has no tokens");
+    x->n = n;
+    x->pids = ds_malloc((strlen(prompt) + 3) * sizeof *x->pids);
+    x->np = ds_tokenizer_encode(e->tok, prompt, 1, 0, x->pids);
+    x->aids = ds_malloc((size_t)n * sizeof *x->aids);
+    x->na = ds_malloc((size_t)n * sizeof *x->na);
+    int rc = x->np < 0 ? DS_EXIT_INPUT : 0; /* not UTF-8: ds_err is set */
+    if (x->np == 0) rc = ds_err(DS_EXIT_INPUT, "the prompt has no tokens");
+    *T = 0;
     for (int i = 0; i < n; i++) {
-        aids[i] = ds_malloc((strlen(answers[i]) + 3) * sizeof **aids);
-        na[i] = rc ? 0 : ds_tokenizer_encode(e->tok, answers[i], 0, 0, aids[i]);
-        if (na[i] < 0) na[i] = 0, rc = DS_EXIT_INPUT;
-        if (np + na[i] > T) T = np + na[i];
+        x->aids[i] = ds_malloc((strlen(answers[i]) + 3) * sizeof **x->aids);
+        x->na[i] = rc ? 0 : ds_tokenizer_encode(e->tok, answers[i], 0, 0, x->aids[i]);
+        if (x->na[i] < 0) x->na[i] = 0, rc = DS_EXIT_INPUT;
+        if (x->np + x->na[i] > *T) *T = x->np + x->na[i];
     }
-    if (!rc && T > max_t)
-        rc = ds_err(DS_EXIT_INPUT, "prompt and answer take %d tokens, more than the model's max_seq_len %d", T, max_t);
+    if (!rc && *T > max_t)
+        rc = ds_err(DS_EXIT_INPUT, "prompt and answer take %d tokens, more than the model's max_seq_len %d", *T, max_t);
+    return rc;
+}
+
+/* a finite loss sum implies the logits it used were finite */
+static int loglik_check(const double *ll, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!isfinite(ll[i]))
+            return ds_err(DS_EXIT_INPUT, "answer %d: the log-likelihood is not finite (non-finite logits)", i + 1);
+    return 0;
+}
+
+/* DS_EVAL_PREFIX=0 in the environment selects the reference twin (tests,
+ * docs/eval.md), as DS_SIMD=ref selects the portable kernels. */
+static int prefix_wanted(void)
+{
+    static int want = -1;
+    if (want < 0) {
+        const char *v = getenv("DS_EVAL_PREFIX");
+        want = !(v && strcmp(v, "0") == 0);
+    }
+    return want;
+}
+
+int ds_eval_loglik(ds_eval_env *e, const char *prompt, int n, const char *const *answers, double *ll)
+{
+    if (!prefix_wanted()) return ds_eval_loglik_ref(e, prompt, n, answers, ll);
+    loglik_ids x;
+    int T, rc = loglik_encode(e, prompt, n, answers, &x, &T);
+    if (!rc) {
+        const int np = x.np, pad = e->tok->eos_id >= 0 ? e->tok->eos_id : 0;
+        if (!e->pre_act || np > e->pre_act_t) {
+            ds_llama_act_free(e->pre_act);
+            e->pre_act_t = (np + 31) / 32 * 32;
+            if (e->pre_act_t > e->m->cfg.max_seq_len) e->pre_act_t = np;
+            e->pre_act = ds_llama_act_new(e->m, 1, e->pre_act_t);
+        }
+        /* the prompt once: logits only at its last position (answer token 0) */
+        const int last = np - 1;
+        ds_llama_forward_rows(e->m, e->pre_act, NULL, x.pids, 1, np, &last, 1);
+        int Tc = 0;
+        for (int i = 0; i < n; i++) {
+            ll[i] = x.na[i] ? ds_llama_row_nll(e->pre_act, 0, x.aids[i][0]) : 0.0;
+            if (x.na[i] - 1 > Tc) Tc = x.na[i] - 1;
+        }
+        if (Tc > 0) {
+            /* answer i's tokens 0..na-2 at positions np.., right-padded; row
+             * (i, j) predicts its token j + 1 */
+            int *tokens = ds_malloc((size_t)n * Tc * sizeof *tokens), *rows = ds_malloc((size_t)n * Tc * sizeof *rows);
+            int nr = 0;
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < Tc; j++) {
+                    tokens[(size_t)i * Tc + j] = j < x.na[i] - 1 ? x.aids[i][j] : pad;
+                    if (j < x.na[i] - 1) rows[nr++] = i * Tc + j;
+                }
+            ds_llama_act *a = ds_eval_env_act(e, n, Tc);
+            ds_llama_forward_rows(e->m, a, e->pre_act, tokens, n, Tc, rows, nr);
+            for (int i = 0, r = 0; i < n; i++) /* the same order of sums as the reference */
+                for (int j = 1; j < x.na[i]; j++) ll[i] += ds_llama_row_nll(a, r++, x.aids[i][j]);
+            free(tokens);
+            free(rows);
+        }
+        for (int i = 0; i < n; i++) ll[i] = x.na[i] ? -ll[i] : 0.0;
+        rc = loglik_check(ll, n);
+    }
+    loglik_ids_free(&x);
+    return rc;
+}
+
+int ds_eval_loglik_ref(ds_eval_env *e, const char *prompt, int n, const char *const *answers, double *ll)
+{
+    loglik_ids x;
+    int T, rc = loglik_encode(e, prompt, n, answers, &x, &T);
     if (!rc) {
         /* Right padding: with causal attention the pad (EOS) after an answer
          * cannot change the logits of the positions before it. */
+        const int np = x.np;
         int *tokens = ds_malloc((size_t)n * (size_t)T * sizeof *tokens);
         int *targets = ds_malloc((size_t)n * (size_t)T * sizeof *targets);
         for (int i = 0; i < n; i++) {
             int *row = tokens + (size_t)i * T;
-            memcpy(row, pids, (size_t)np * sizeof *row);
-            memcpy(row + np, aids[i], (size_t)na[i] * sizeof *row);
-            for (int j = np + na[i]; j < T; j++) row[j] = e->tok->eos_id >= 0 ? e->tok->eos_id : 0;
+            memcpy(row, x.pids, (size_t)np * sizeof *row);
+            memcpy(row + np, x.aids[i], (size_t)x.na[i] * sizeof *row);
+            for (int j = np + x.na[i]; j < T; j++) row[j] = e->tok->eos_id >= 0 ? e->tok->eos_id : 0;
         }
         for (size_t j = 0; j < (size_t)n * T; j++) targets[j] = -1;
         ds_llama_act *a = ds_eval_env_act(e, n, T);
@@ -61,20 +157,15 @@ int ds_eval_loglik(ds_eval_env *e, const char *prompt, int n, const char *const 
         for (int i = 0; i < n; i++) {
             /* position np - 1 + j predicts answer token j */
             int *tg = targets + (size_t)i * T + np - 1;
-            for (int j = 0; j < na[i]; j++) tg[j] = aids[i][j];
-            ll[i] = na[i] ? -ds_llama_loss_ce(a, targets, 0.0f, NULL) : 0.0;
-            /* a finite loss sum implies the logits it used were finite */
-            if (!isfinite(ll[i]) && !rc)
-                rc = ds_err(DS_EXIT_INPUT, "answer %d: the log-likelihood is not finite (non-finite logits)", i + 1);
-            for (int j = 0; j < na[i]; j++) tg[j] = -1;
+            for (int j = 0; j < x.na[i]; j++) tg[j] = x.aids[i][j];
+            ll[i] = x.na[i] ? -ds_llama_loss_ce(a, targets, 0.0f, NULL) : 0.0;
+            for (int j = 0; j < x.na[i]; j++) tg[j] = -1;
         }
+        rc = loglik_check(ll, n);
         free(tokens);
         free(targets);
     }
-    for (int i = 0; i < n; i++) free(aids[i]);
-    free(aids);
-    free(na);
-    free(pids);
+    loglik_ids_free(&x);
     return rc;
 }
 

@@ -109,8 +109,8 @@ typedef struct {
     ds_refusal_fn refusal;
     const ds_eval_opts *o;
     /* scratch (ds_eval_env_free releases it) */
-    ds_llama_act *act, *ref_act;
-    int act_b, act_t, ref_act_t;
+    ds_llama_act *act, *ref_act, *pre_act;
+    int act_b, act_t, ref_act_t, pre_act_t;
     ds_llama_kv kv;
     int have_kv;
 } ds_eval_env;
@@ -133,9 +133,15 @@ int ds_eval_task_reduce(const ds_eval_task *t, json_t *const *recs, ds_eval_metr
 /* Log-likelihood of each of n answers given a prompt: sum over the answer's
  * tokens of log p(token | BOS, prompt, earlier answer tokens). The prompt is
  * encoded with BOS, each answer on its own (the tokenizer's dummy prefix
- * space separates it from the prompt), and the ids are concatenated. One
- * batched forward [n, longest]. ll[i] receives answer i's value. */
+ * space separates it from the prompt), and the ids are concatenated.
+ * ll[i] receives answer i's value. The prompt's forward is computed once
+ * (its keys and values then serve every answer as a cached prefix) and the
+ * answers are one batched continuation [n, longest answer - 1], with logits
+ * only at the scored positions. ds_eval_loglik_ref is the reference twin:
+ * one batched forward of the whole sequences [n, prompt + longest answer]
+ * (docs/eval.md: the two agree bit for bit on this machine's kernels). */
 int ds_eval_loglik(ds_eval_env *e, const char *prompt, int n, const char *const *answers, double *ll);
+int ds_eval_loglik_ref(ds_eval_env *e, const char *prompt, int n, const char *const *answers, double *ll);
 
 /* MC1: 1 when the first choice with the highest log-likelihood is choice
  * `gold`. MC2: sum over true choices of exp(ll) / sum over all of exp(ll). */

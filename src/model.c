@@ -327,19 +327,22 @@ static void rope_apply(const ds_llama *m, float *x, int N, int T, int n_heads, i
  * order, so they agree bit for bit (tests/unit/test_model.c). */
 
 /* Per width W (src/vexp.h) and name suffix, with a target attribute:
- *   softmax_causal_SFX(S, T)  causal softmax of a T x T score block, row i
- *                             over columns 0..i, the rest of the row zeroed
- *                             (P is kept for the backward pass)
+ *   softmax_causal_SFX(S, R, ld, off)  causal softmax of R rows of ld scores,
+ *                             row i over columns 0..off+i, the rest of the
+ *                             row zeroed (off = 0, ld = T: a T x T block, P
+ *                             kept for the backward pass; off = P: rows
+ *                             after a cached prefix of P positions)
  *   silu_mul_SFX(o, g, u, n)  o = silu(g) * u
  *   row_lse_SFX(z, V, p)      log-sum-exp of a row, and (when p) its softmax */
 #define DS_ENGINE_LOOPS(W, SFX, ATTR)                                                                                   \
-    ATTR static void softmax_causal_##SFX(float *S, int T)                                                             \
+    ATTR static void softmax_causal_##SFX(float *S, int R, int ld, int off)                                            \
     {                                                                                                                  \
-        for (int i = 0; i < T; i++) {                                                                                  \
-            float *row = S + (size_t)i * T;                                                                            \
-            const float sum = ds_v##W##_exp_sub_sum(row, i + 1, ds_v##W##_max(row, i + 1));                            \
-            ds_v##W##_scale(row, i + 1, 1.0f / sum);                                                                   \
-            memset(row + i + 1, 0, (size_t)(T - i - 1) * sizeof(float));                                               \
+        for (int i = 0; i < R; i++) {                                                                                  \
+            float *row = S + (size_t)i * ld;                                                                           \
+            const int n = off + i + 1;                                                                                 \
+            const float sum = ds_v##W##_exp_sub_sum(row, n, ds_v##W##_max(row, n));                                    \
+            ds_v##W##_scale(row, n, 1.0f / sum);                                                                       \
+            memset(row + n, 0, (size_t)(ld - n) * sizeof(float));                                                     \
         }                                                                                                              \
     }                                                                                                                  \
     ATTR static void silu_mul_##SFX(float *out, const float *g, const float *u, int64_t n)                             \
@@ -376,7 +379,10 @@ static int engine_avx2(void) { return ds_simd_active() != DS_SIMD_REF; }
 #define row_lse_avx2 row_lse_ref
 static int engine_avx2(void) { return 0; }
 #endif
-static void softmax_causal(float *S, int T) { (engine_avx2() ? softmax_causal_avx2 : softmax_causal_ref)(S, T); }
+static void softmax_causal(float *S, int R, int ld, int off)
+{
+    (engine_avx2() ? softmax_causal_avx2 : softmax_causal_ref)(S, R, ld, off);
+}
 static void silu_mul(float *out, const float *g, const float *u, int64_t n)
 {
     (engine_avx2() ? silu_mul_avx2 : silu_mul_ref)(out, g, u, n);
@@ -387,6 +393,8 @@ static float row_lse(const float *z, int V, float *p) { return (engine_avx2() ? 
 
 struct ds_llama_act {
     int max_b, max_t, B, T, V;
+    int cont; /* the last forward was ds_llama_forward_rows (forward only: no backward) */
+    int pos0; /* the position of the last forward's first token */
     int64_t cap; /* max_b * max_t tokens */
     int *tokens;
     float *x;    /* [L+1][cap, D] residual stream entering each layer (and the final norm) */
@@ -478,7 +486,7 @@ static void attention_fwd(const ds_llama *m, ds_llama_act *a, const float *q, co
             const float *Vv = v + (size_t)b * T * KVD + (h / rep) * hs;
             float *S = P + ((size_t)b * H + h) * T * T;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, Q, D, K, KVD, 0.0f, S, T);
-            softmax_causal(S, T);
+            softmax_causal(S, T, T, 0);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, S, T, Vv, KVD, 0.0f,
                         att + (size_t)b * T * D + h * hs, D);
         }
@@ -490,56 +498,143 @@ float *ds_llama_forward(const ds_llama *m, ds_llama_act *a, const int *tokens, i
     return ds_llama_forward_stage(m, a, tokens, NULL, B, T);
 }
 
-float *ds_llama_forward_stage(const ds_llama *m, ds_llama_act *a, const int *tokens, const float *x_in, int B, int T)
+/* Attention of layer s for B continuations of T tokens after the cached
+ * prefix in pre (its first pre->T positions, one sequence): each query row j
+ * attends to the P prefix keys and its own keys 0..j. The keys and values
+ * of a (sequence, head) are laid out as one [P + T, hs] block, so the scores
+ * and the weighted sum are the same sgemm reductions, in the same order, as
+ * the whole sequence's in attention_fwd. Scratch: K, V blocks and scores. */
+static void attention_cont(const ds_llama *m, ds_llama_act *a, const ds_llama_act *pre, int s, const float *q,
+                           const float *k, const float *v, float *att)
+{
+    const int B = a->B, T = a->T, P = pre->T, D = m->cfg.dim, H = m->cfg.n_heads, hs = D / H;
+    const int KVD = hs * m->cfg.n_kv_heads, rep = H / m->cfg.n_kv_heads, PT = P + T;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const float *pk = pre->k + (size_t)s * pre->cap * KVD, *pv = pre->v + (size_t)s * pre->cap * KVD;
+    float *Kc = ds_malloc((size_t)PT * hs * sizeof(float)), *Vc = ds_malloc((size_t)PT * hs * sizeof(float));
+    float *S = ds_malloc((size_t)T * PT * sizeof(float));
+    for (int b = 0; b < B; b++)
+        for (int kh = 0; kh < m->cfg.n_kv_heads; kh++) {
+            for (int r = 0; r < PT; r++) {
+                const float *ks = r < P ? pk + (size_t)r * KVD : k + ((size_t)b * T + r - P) * KVD;
+                const float *vs = r < P ? pv + (size_t)r * KVD : v + ((size_t)b * T + r - P) * KVD;
+                memcpy(Kc + (size_t)r * hs, ks + kh * hs, (size_t)hs * sizeof(float));
+                memcpy(Vc + (size_t)r * hs, vs + kh * hs, (size_t)hs * sizeof(float));
+            }
+            for (int h = kh * rep; h < (kh + 1) * rep; h++) {
+                const float *Q = q + (size_t)b * T * D + h * hs;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, PT, hs, scale, Q, D, Kc, hs, 0.0f, S, PT);
+                softmax_causal(S, T, PT, P);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, PT, 1.0f, S, PT, Vc, hs, 0.0f,
+                            att + (size_t)b * T * D + h * hs, D);
+            }
+        }
+    free(Kc);
+    free(Vc);
+    free(S);
+}
+
+/* Decoder layer l0 + s of the model on the workspace's N = B * T rows, its
+ * activations at index s; after the prefix in pre when pre is not NULL. */
+static void layer_fwd(const ds_llama *m, ds_llama_act *a, int s, const ds_llama_act *pre)
+{
+    const ds_config *c = &m->cfg;
+    const int D = c->dim, F = c->hidden_dim, H = c->n_heads, T = a->T, N = a->B * a->T;
+    const int KVD = D / H * c->n_kv_heads, pos0 = pre ? pre->T : 0;
+    const int64_t cap = a->cap;
+    const int i0 = ds_llama_index(m->l0 + s, 0);
+#define W(role) wm(m, a->wscratch, i0 + (role))
+    const float *const *Wn = (const float *const *)m->w + i0; /* the norms (F32) */
+    float *x = a->x + s * cap * D, *xnext = a->x + (s + 1) * cap * D;
+    float *xn1 = a->xn1 + s * cap * D, *q = a->q + s * cap * D, *k = a->k + s * cap * KVD, *v = a->v + s * cap * KVD,
+          *att = a->att + s * cap * D, *xmid = a->xmid + s * cap * D, *xn2 = a->xn2 + s * cap * D,
+          *h1 = a->h1 + s * cap * F, *h3 = a->h3 + s * cap * F, *act = a->act + s * cap * F;
+    rmsnorm_fwd(xn1, a->rs1 + s * cap, x, Wn[DS_LLAMA_ATTN_NORM], N, D, c->norm_eps);
+    lin_fwd(q, xn1, W(DS_LLAMA_Q), N, D, D, 0);
+    lin_fwd(k, xn1, W(DS_LLAMA_K), N, D, KVD, 0);
+    lin_fwd(v, xn1, W(DS_LLAMA_V), N, D, KVD, 0);
+    rope_apply(m, q, N, T, H, D, pos0, 0);
+    rope_apply(m, k, N, T, c->n_kv_heads, KVD, pos0, 0);
+    if (pre) attention_cont(m, a, pre, s, q, k, v, att);
+    else attention_fwd(m, a, q, k, v, a->P + (int64_t)s * a->max_b * H * a->max_t * a->max_t, att);
+    memcpy(xmid, x, (size_t)N * D * sizeof(float));
+    lin_fwd(xmid, att, W(DS_LLAMA_O), N, D, D, 1.0f);
+    rmsnorm_fwd(xn2, a->rs2 + s * cap, xmid, Wn[DS_LLAMA_FFN_NORM], N, D, c->norm_eps);
+    lin_fwd(h1, xn2, W(DS_LLAMA_GATE), N, D, F, 0);
+    lin_fwd(h3, xn2, W(DS_LLAMA_UP), N, D, F, 0);
+    silu_mul(act, h1, h3, (int64_t)N * F);
+    memcpy(xnext, xmid, (size_t)N * D * sizeof(float));
+    lin_fwd(xnext, act, W(DS_LLAMA_DOWN), N, F, D, 1.0f);
+#undef W
+}
+
+/* Embed tokens [B, T] (or copy x_in on a later stage) into the workspace. */
+static void forward_input(const ds_llama *m, ds_llama_act *a, const int *tokens, const float *x_in, int B, int T,
+                          const char *who)
 {
     const ds_config *c = &m->cfg;
     if (B < 1 || T < 1 || B > a->max_b || T > a->max_t || T > c->max_seq_len)
-        ds_die("ds_llama_forward: batch %dx%d exceeds the workspace %dx%d or max_seq_len %d", B, T, a->max_b,
-               a->max_t, c->max_seq_len);
-    const int D = c->dim, F = c->hidden_dim, V = c->vocab_size, H = c->n_heads;
-    const int KVD = D / H * c->n_kv_heads, N = B * T, l0 = m->l0, Ls = m->l1 - m->l0;
-    const int64_t cap = a->cap;
+        ds_die("%s: batch %dx%d exceeds the workspace %dx%d or max_seq_len %d", who, B, T, a->max_b, a->max_t,
+               c->max_seq_len);
+    const int D = c->dim, V = c->vocab_size, N = B * T;
     a->B = B;
     a->T = T;
     for (int n = 0; n < N; n++) {
-        if (tokens[n] < 0 || tokens[n] >= V) ds_die("ds_llama_forward: token %d out of range [0, %d)", tokens[n], V);
+        if (tokens[n] < 0 || tokens[n] >= V) ds_die("%s: token %d out of range [0, %d)", who, tokens[n], V);
         a->tokens[n] = tokens[n];
-        if (l0 == 0) embed_row(m, tokens[n], a->x + (size_t)n * D);
+        if (m->l0 == 0) embed_row(m, tokens[n], a->x + (size_t)n * D);
     }
-    if (l0 > 0) memcpy(a->x, x_in, (size_t)N * D * sizeof(float));
-    for (int s = 0; s < Ls; s++) { /* layer l0 + s; its activations at index s */
-        const int i0 = ds_llama_index(l0 + s, 0);
-#define W(role) wm(m, a->wscratch, i0 + (role))
-        const float *const *Wn = (const float *const *)m->w + i0; /* the norms (F32) */
-        float *x = a->x + s * cap * D, *xnext = a->x + (s + 1) * cap * D;
-        float *xn1 = a->xn1 + s * cap * D, *q = a->q + s * cap * D, *k = a->k + s * cap * KVD,
-              *v = a->v + s * cap * KVD, *att = a->att + s * cap * D, *xmid = a->xmid + s * cap * D,
-              *xn2 = a->xn2 + s * cap * D, *h1 = a->h1 + s * cap * F, *h3 = a->h3 + s * cap * F,
-              *act = a->act + s * cap * F;
-        float *P = a->P + (int64_t)s * a->max_b * H * a->max_t * a->max_t;
-        rmsnorm_fwd(xn1, a->rs1 + s * cap, x, Wn[DS_LLAMA_ATTN_NORM], N, D, c->norm_eps);
-        lin_fwd(q, xn1, W(DS_LLAMA_Q), N, D, D, 0);
-        lin_fwd(k, xn1, W(DS_LLAMA_K), N, D, KVD, 0);
-        lin_fwd(v, xn1, W(DS_LLAMA_V), N, D, KVD, 0);
-        rope_apply(m, q, N, T, H, D, 0, 0);
-        rope_apply(m, k, N, T, c->n_kv_heads, KVD, 0, 0);
-        attention_fwd(m, a, q, k, v, P, att);
-        memcpy(xmid, x, (size_t)N * D * sizeof(float));
-        lin_fwd(xmid, att, W(DS_LLAMA_O), N, D, D, 1.0f);
-        rmsnorm_fwd(xn2, a->rs2 + s * cap, xmid, Wn[DS_LLAMA_FFN_NORM], N, D, c->norm_eps);
-        lin_fwd(h1, xn2, W(DS_LLAMA_GATE), N, D, F, 0);
-        lin_fwd(h3, xn2, W(DS_LLAMA_UP), N, D, F, 0);
-        silu_mul(act, h1, h3, (int64_t)N * F);
-        memcpy(xnext, xmid, (size_t)N * D * sizeof(float));
-        lin_fwd(xnext, act, W(DS_LLAMA_DOWN), N, F, D, 1.0f);
-#undef W
-    }
-    const int L = c->n_layers;
+    if (m->l0 > 0) memcpy(a->x, x_in, (size_t)N * D * sizeof(float));
+}
+
+float *ds_llama_forward_stage(const ds_llama *m, ds_llama_act *a, const int *tokens, const float *x_in, int B, int T)
+{
+    const ds_config *c = &m->cfg;
+    forward_input(m, a, tokens, x_in, B, T, "ds_llama_forward");
+    a->cont = a->pos0 = 0;
+    const int D = c->dim, V = c->vocab_size, N = B * T, Ls = m->l1 - m->l0, L = c->n_layers;
+    const int64_t cap = a->cap;
+    for (int s = 0; s < Ls; s++) layer_fwd(m, a, s, NULL);
     if (m->l1 < L) return a->x + Ls * cap * D; /* the hidden states for the next stage */
     const int i_head = c->tied_embeddings ? 0 : 2 + DS_LLAMA_ROLES * L;
     rmsnorm_fwd(a->xf, a->rsf, a->x + Ls * cap * D, m->w[1 + DS_LLAMA_ROLES * L], N, D, c->norm_eps);
     lin_fwd(a->logits, a->xf, wm(m, a->wscratch, i_head), N, D, V, 0);
     return a->logits;
+}
+
+float *ds_llama_forward_rows(const ds_llama *m, ds_llama_act *a, const ds_llama_act *pre, const int *tokens, int B,
+                             int T, const int *rows, int n_rows)
+{
+    const ds_config *c = &m->cfg;
+    if (m->l0 != 0 || m->l1 != c->n_layers) ds_die("ds_llama_forward_rows: a stage model");
+    if (pre && (pre->B != 1 || pre->pos0 != 0 || pre->T + T > c->max_seq_len))
+        ds_die("ds_llama_forward_rows: the prefix must be the full forward of one sequence, %d + %d <= %d positions",
+               pre->T, T, c->max_seq_len);
+    forward_input(m, a, tokens, NULL, B, T, "ds_llama_forward_rows");
+    a->cont = 1; /* attention probabilities not kept: no backward */
+    a->pos0 = pre ? pre->T : 0;
+    const int D = c->dim, V = c->vocab_size, L = c->n_layers, N = B * T;
+    const int64_t cap = a->cap;
+    for (int s = 0; s < L; s++) layer_fwd(m, a, s, pre);
+    if (n_rows < 0 || n_rows > N) ds_die("ds_llama_forward_rows: %d rows of %d", n_rows, N);
+    const float *h = a->x + L * cap * D;
+    for (int r = 0; r < n_rows; r++) {
+        if (rows[r] < 0 || rows[r] >= N) ds_die("ds_llama_forward_rows: row %d of %d", rows[r], N);
+        memcpy(a->dx + (size_t)r * D, h + (size_t)rows[r] * D, (size_t)D * sizeof(float));
+    }
+    if (n_rows == 0) return a->logits;
+    const int i_head = c->tied_embeddings ? 0 : 2 + DS_LLAMA_ROLES * L;
+    rmsnorm_fwd(a->xf, a->rsf, a->dx, m->w[1 + DS_LLAMA_ROLES * L], n_rows, D, c->norm_eps);
+    lin_fwd(a->logits, a->xf, wm(m, a->wscratch, i_head), n_rows, D, V, 0);
+    return a->logits;
+}
+
+double ds_llama_row_nll(const ds_llama_act *a, int row, int target)
+{
+    const float *z = a->logits + (size_t)row * a->V;
+    if (row < 0 || row >= a->cap || target < 0 || target >= a->V)
+        ds_die("ds_llama_row_nll: row %d target %d outside %lld x %d", row, target, (long long)a->cap, a->V);
+    return (double)row_lse(z, a->V, NULL) - z[target];
 }
 
 /* ---- losses */
@@ -688,6 +783,7 @@ void ds_llama_backward(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g)
 
 float *ds_llama_backward_stage(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g, const float *dx_out)
 {
+    if (a->cont) ds_die("ds_llama_backward: the last forward was ds_llama_forward_rows (forward only)");
     const ds_config *c = &m->cfg;
     const int D = c->dim, F = c->hidden_dim, L = c->n_layers, V = c->vocab_size, H = c->n_heads;
     const int KVD = D / H * c->n_kv_heads, N = a->B * a->T, T = a->T, l0 = m->l0, Ls = m->l1 - m->l0;

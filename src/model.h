@@ -124,6 +124,21 @@ float *ds_llama_forward_stage(const ds_llama *m, ds_llama_act *a, const int *tok
  * Returns the logits [B*T, vocab], valid until the next forward. */
 float *ds_llama_forward(const ds_llama *m, ds_llama_act *a, const int *tokens, int B, int T);
 
+/* Forward only, logits only where they are scored: tokens [B, T] at
+ * positions P..P+T-1 after the prefix whose forward is in pre (a workspace
+ * after a forward of one sequence of P tokens from position 0: its keys and
+ * values are attended to by every row), or at 0..T-1 when pre is NULL.
+ * Logits are computed for the n_rows rows rows[] (indexes into [0, B*T)) only
+ * and returned as [n_rows, vocab], valid until the next forward. The same
+ * reductions in the same order as ds_llama_forward of the whole sequences
+ * (docs/model.md "Scoring with a shared prefix"); no backward after it.
+ * Whole models only (not a pipeline stage). */
+float *ds_llama_forward_rows(const ds_llama *m, ds_llama_act *a, const ds_llama_act *pre, const int *tokens, int B,
+                             int T, const int *rows, int n_rows);
+/* -log p(target) at row `row` of the last forward's logits (a row index of
+ * the array ds_llama_forward_rows returned, or of ds_llama_forward's). */
+double ds_llama_row_nll(const ds_llama_act *a, int row, int target);
+
 /* Losses on the logits of the last forward. Each returns the SUM over the
  * counted positions (double) and writes dL/dlogits * grad_scale for the
  * backward pass (grad_scale 0: loss only, no gradient wanted).
