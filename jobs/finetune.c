@@ -46,12 +46,13 @@ static int check(void *p)
     }
     if (isnan(o->sigma) == isnan(o->target))
         return ds_err(DS_EXIT_USAGE, "--dp needs exactly one of --noise-multiplier S and --target-epsilon E");
-    if (!isnan(o->sigma) && !(o->sigma > 0))
-        return ds_err(DS_EXIT_USAGE, "--noise-multiplier must be > 0, got %g", o->sigma);
-    if (!isnan(o->target) && !(o->target > 0))
-        return ds_err(DS_EXIT_USAGE, "--target-epsilon must be > 0, got %g", o->target);
+    if (!isnan(o->sigma) && !(o->sigma > 0 && isfinite(o->sigma)))
+        return ds_err(DS_EXIT_USAGE, "--noise-multiplier must be finite and > 0, got %g", o->sigma);
+    if (!isnan(o->target) && !(o->target > 0 && isfinite(o->target)))
+        return ds_err(DS_EXIT_USAGE, "--target-epsilon must be finite and > 0, got %g", o->target);
     if (isnan(o->clip)) return ds_err(DS_EXIT_USAGE, "--dp needs --max-grad-norm C");
-    if (!(o->clip > 0)) return ds_err(DS_EXIT_USAGE, "--max-grad-norm must be > 0, got %g", o->clip);
+    if (!(o->clip > 0 && isfinite(o->clip)))
+        return ds_err(DS_EXIT_USAGE, "--max-grad-norm must be finite and > 0, got %g", o->clip);
     if (!isnan(o->delta) && !(o->delta > 0 && o->delta < 1))
         return ds_err(DS_EXIT_USAGE, "--dp-delta must be in (0, 1), got %g", o->delta);
     if (o->steps < 1) return ds_err(DS_EXIT_USAGE, "--dp needs --steps >= 1");

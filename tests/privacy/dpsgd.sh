@@ -80,8 +80,8 @@ refuse() { # WHAT ARGS...: exit 2, one line containing WHAT
     [ ! -e "$d/x.h5" ] || fail "$* : output written"
 }
 refuse "--noise-multiplier S" --dp --max-grad-norm 1
-refuse "--noise-multiplier must be > 0" --dp --noise-multiplier 0 --max-grad-norm 1
+refuse "--noise-multiplier must be finite and > 0" --dp --noise-multiplier 0 --max-grad-norm 1
 refuse "--dp-delta must be in (0, 1)" --dp --noise-multiplier 1 --max-grad-norm 1 --dp-delta 1
-refuse "--max-grad-norm must be > 0" --dp --target-epsilon 8 --max-grad-norm 0
+refuse "--max-grad-norm must be finite and > 0" --dp --target-epsilon 8 --max-grad-norm 0
 refuse "sample rate" --dp --noise-multiplier 1 --max-grad-norm 1 --batch 5000 --seq-len 32
 echo "$name: ok"

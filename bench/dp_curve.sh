@@ -1,0 +1,58 @@
+#!/bin/sh
+# DP-SGD figures (docs/privacy.md "DP-SGD in finetune"):
+#   (a) held-out NLL against epsilon: stories260K fine-tuned on TruthfulQA
+#       text (each row "Q: question / A: best answer. correct answers" a
+#       document; every 5th row held out) for STEPS steps with
+#       --max-grad-norm 1 at --target-epsilon for each of EPSILONS, and
+#       without DP (epsilon inf: plain finetune, same batch, steps and LR);
+#       the held-out NLL of each (eval --ppl) against the base's;
+#   (b) the cost of a DP step against a non-private one (tokens/s of the
+#       same batch, one rank, one BLAS thread for both: the plain run under taskset -c 0).
+# usage: BUILD=build-dpsgd bench/dp_curve.sh [OUT]
+# env: EPSILONS="2 8" STEPS=100 BATCH=128 SEQ=64 LR=1e-3 SEED=1
+set -eu
+. "$(dirname "$0")/env.sh"
+out=${1:-/tmp/dp_curve}
+mkdir -p "$out"
+: "${EPSILONS:=2 8}" "${STEPS:=100}" "${BATCH:=128}" "${SEQ:=64}" "${LR:=1e-3}" "${SEED:=1}"
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
+    OPENBLAS_CORETYPE=Haswell; export OPENBLAS_CORETYPE
+fi
+S=$top/data/models/stories260K
+"$PY" - "$top/data/benchmarks/truthfulqa/TruthfulQA.csv" "$out" <<'PYEOF'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1], encoding="utf-8-sig")))
+docs = ["Q: %s\nA: %s. %s" % (r["Question"], r["Best Answer"], r["Correct Answers"]) for r in rows]
+for name, keep in (("train", lambda i: i % 5 != 0), ("held", lambda i: i % 5 == 0)):
+    with open("%s/%s.txt" % (sys.argv[2], name), "w") as f:
+        f.write("\n\n".join(d for i, d in enumerate(docs) if keep(i)) + "\n")
+PYEOF
+[ -e "$out/base.h5" ] || "$DELTASOUP" import --from llama2c "$S/stories260K.bin" --tokenizer "$S/tok512.bin" \
+    -o "$out/base.h5" --quiet
+nll() { "$DELTASOUP" eval --model "$1" --ppl "$out/held.txt" --seq-len 128 --json |
+        "$PY" -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["nll"])'; }
+FT="finetune --base $out/base.h5 --data $out/train.txt --steps $STEPS --batch $BATCH --seq-len $SEQ --lr $LR --seed $SEED"
+echo "base: held-out NLL $(nll "$out/base.h5")"
+for e in $EPSILONS; do
+    # shellcheck disable=SC2086
+    "$DELTASOUP" $FT --dp --target-epsilon "$e" --max-grad-norm 1 -o "$out/dp$e.h5" --overwrite > "$out/dp$e.log"
+    echo "epsilon $e: held-out NLL $(nll "$out/dp$e.h5") | $(grep -h 'DP-SGD\|wrote' "$out/dp$e.log" | tr '\n' ' ')"
+done
+# shellcheck disable=SC2086
+taskset -c 0 "$DELTASOUP" $FT -o "$out/nodp.h5" --overwrite > "$out/nodp.log"
+echo "epsilon inf (no DP): held-out NLL $(nll "$out/nodp.h5") | $(grep -h wrote "$out/nodp.log")"
+echo "load: $(uptime)"
+# (b) cost: REPS alternating pairs of OSTEPS steps, DP and plain, both on one core
+# (taskset -c 0); the best wall time of each (tokens/s as finetune prints them).
+: "${REPS:=3}" "${OSTEPS:=20}"
+FT="finetune --base $out/base.h5 --data $out/train.txt --steps $OSTEPS --batch $BATCH --seq-len $SEQ --lr $LR --seed $SEED"
+for r in $(seq "$REPS"); do
+    t0=$(date +%s.%N)
+    # shellcheck disable=SC2086
+    taskset -c 0 "$DELTASOUP" $FT --dp --noise-multiplier 1 --max-grad-norm 1 -o "$out/o_dp.h5" --overwrite --quiet
+    t1=$(date +%s.%N)
+    # shellcheck disable=SC2086
+    taskset -c 0 "$DELTASOUP" $FT -o "$out/o_plain.h5" --overwrite --quiet
+    t2=$(date +%s.%N)
+    echo "pair $r: DP $(echo "$t1 - $t0" | bc) s, plain $(echo "$t2 - $t1" | bc) s ($OSTEPS steps, batch $BATCH, seq $SEQ; load $(cut -d' ' -f1 /proc/loadavg))"
+done
