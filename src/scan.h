@@ -91,7 +91,7 @@ typedef struct {
 } ds_scan_summary;
 
 #define DS_SCAN_MAD_SCALE 1.4826
-#define DS_SCAN_THRESHOLD 3.5
+#define DS_SCAN_THRESHOLD 8.0 /* docs/scan.md "Threshold": above every honest z measured, below every poisoned one */
 /* The default f: floor((n - 3) / 2), the most Krum tolerates (n >= 2f + 3). */
 size_t ds_scan_default_f(size_t n);
 
