@@ -101,37 +101,56 @@ static inline double sparsify(const ds_merge *mg, const ds_merge_thr *t, double 
     }
 }
 
-/* t[u * cols + c] (sparsified values) and keep flags of one row -> out. */
-static void mix_row(const ds_merge *mg, size_t n, size_t cols, const double *t, const unsigned char *keep, float *out,
-                    uint64_t *kept)
+/* t[u * cols + c] (sparsified values) and keep flags of one row -> out.
+ * Users in the outer loop (rows of t in order, cache-friendly); each
+ * coordinate's sums are still formed in user order. acc: 3 x cols doubles. */
+static void mix_row(const ds_merge *mg, size_t n, size_t cols, const double *t, const unsigned char *keep, double *acc,
+                    float *out, uint64_t *kept)
 {
     const int consensus = mg->kind == DS_MERGE_TIES || mg->kind == DS_MERGE_DARE_TIES;
-    for (size_t c = 0; c < cols; c++) {
-        double sum = 0, div = 0, s = 0;
-        if (consensus) {
-            for (size_t u = 0; u < n; u++) s += (mg->w ? mg->w[u] : 1.0) * t[u * cols + c];
-            s = s >= 0 ? 1 : -1;
-        }
+    double *sum = acc, *div = acc + cols, *s = acc + 2 * cols;
+    memset(acc, 0, sizeof(double) * 3 * cols);
+    if (consensus) {
         for (size_t u = 0; u < n; u++) {
-            const double w = mg->w ? mg->w[u] : 1.0, v = t[u * cols + c];
-            if (consensus) {
-                const double sg = (v > 0) - (v < 0);
-                if (!keep[u * cols + c] || sg != s) continue;
+            const double w = mg->w ? mg->w[u] : 1.0, *tu = t + u * cols;
+            for (size_t c = 0; c < cols; c++) s[c] += w * tu[c];
+        }
+        for (size_t c = 0; c < cols; c++) s[c] = s[c] >= 0 ? 1 : -1;
+    }
+    for (size_t u = 0; u < n; u++) {
+        const double w = mg->w ? mg->w[u] : 1.0, *tu = t + u * cols;
+        const unsigned char *ku = keep + u * cols;
+        uint64_t k = 0;
+        if (consensus) {
+            for (size_t c = 0; c < cols; c++) {
+                const double v = tu[c], sg = (v > 0) - (v < 0);
+                if (!ku[c] || sg != s[c]) continue;
+                sum[c] += w * v;
+                div[c] += w;
+                k++;
             }
-            sum += w * v;
-            div += w;
-            if (kept && keep[u * cols + c]) kept[u]++;
+        } else {
+            for (size_t c = 0; c < cols; c++) {
+                sum[c] += w * tu[c];
+                div[c] += w;
+                k += ku[c];
+            }
         }
+        if (kept) kept[u] += k;
+    }
+    for (size_t c = 0; c < cols; c++) {
+        double v = sum[c];
         if (mg->normalize) {
-            if (consensus ? div == 0 : fabs(div) < 1e-8) div = 1;
-            sum /= div;
+            double d = div[c];
+            if (consensus ? d == 0 : fabs(d) < 1e-8) d = 1;
+            v /= d;
         }
-        out[c] = (float)(sum * mg->lambda);
+        out[c] = (float)(v * mg->lambda);
     }
 }
 
 typedef struct {
-    double *t, *u;
+    double *t, *u, *acc;
     unsigned char *keep;
 } row_bufs;
 
@@ -139,10 +158,11 @@ static void bufs_init(row_bufs *b, size_t n, size_t cols)
 {
     b->t = ds_malloc(sizeof(double) * n * cols + 8);
     b->u = ds_malloc(sizeof(double) * cols + 8);
+    b->acc = ds_malloc(sizeof(double) * 3 * cols + 8);
     b->keep = ds_malloc(n * cols + 1);
 }
 
-static void bufs_free(row_bufs *b) { free(b->t), free(b->u), free(b->keep); }
+static void bufs_free(row_bufs *b) { free(b->t), free(b->u), free(b->acc), free(b->keep); }
 
 void ds_merge_bits(const ds_merge *mg, const ds_agg_bits *c, uint64_t j0, const uint64_t *key, const ds_merge_thr *thr,
                    float *out, uint64_t *kept)
@@ -167,7 +187,7 @@ void ds_merge_bits(const ds_merge *mg, const ds_agg_bits *c, uint64_t j0, const 
                 b.keep[u * cols + col] = (unsigned char)k;
             }
         }
-        mix_row(mg, n, cols, b.t, b.keep, out + r * cols, kept);
+        mix_row(mg, n, cols, b.t, b.keep, b.acc, out + r * cols, kept);
     }
     bufs_free(&b);
 }
@@ -190,7 +210,7 @@ void ds_merge_dense(const ds_merge *mg, size_t n, const float *const *x, size_t 
                 b.keep[u * cols + col] = (unsigned char)k;
             }
         }
-        mix_row(mg, n, cols, b.t, b.keep, out + r * cols, kept);
+        mix_row(mg, n, cols, b.t, b.keep, b.acc, out + r * cols, kept);
     }
     bufs_free(&b);
 }
