@@ -43,6 +43,12 @@ $MPIEXEC -n 2 "$DELTASOUP" scan --base "$d/base.h5" --json "$d/np2.json" --chunk
     fail "scan at 2 ranks"
 cmp "$d/np1.json" "$d/np2.json" || fail "1 and 2 ranks differ"
 
+# n = 3 with two copies: every MAD is 0, the odd one out gets z = inf (null in the JSON), the copies duplicate
+cp "$d/honest/honest1.bd.h5" "$d/copy.bd.h5"
+"$DELTASOUP" scan --base "$d/base.h5" --json "$d/three.json" --quiet "$d/honest/honest1.bd.h5" "$d/copy.bd.h5" \
+    "$d/honest/honest2.bd.h5" > /dev/null || fail "scan of 3"
+"$PYTHON3" "$REF" check "$d/three.json" honest1:duplicate honest2:flagged > /dev/null || fail "MAD 0 (3 deltas)"
+
 # bad input: one line, the exit code, no output
 cp "$d/honest/honest3.bd.h5" "$d/other.bd.h5"
 "$PYTHON3" -c "import h5py, sys, numpy as np
