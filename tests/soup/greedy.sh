@@ -13,6 +13,8 @@
 #  - independent scores: deltasoup eval on every candidate, on the written
 #    soup and on a rejected soup merged again by deltasoup aggregate gives
 #    the report's numbers exactly.
+#  - --method mean gives model-soups' running average of the kept deltas
+#    (numpy, float64, from their bits and scales: tests/python/aggregate_ref.py).
 set -u
 . "$(dirname "$0")/../defaults.sh"
 PY=$PYTHON3
@@ -107,6 +109,27 @@ assert branches >= {"start-gate", "start+", "step+", "step-score"}, branches
 open(w + "/rejected.txt", "w").write("\n".join(rejected[0]) + "\n")
 json.dump({"rejected": rejected[1]}, open(w + "/rejected.json", "w"))
 print("greedy: kept %d of 4, branches %s" % (len(kept), sorted(branches)))
+PYEOF
+
+# --method mean is model-soups' running average (soup * k/(k+1) + new / (k+1)),
+# recomputed in float64 from the kept deltas' bits and scales.
+"$PY" - "$w" "$top_srcdir/tests/python" <<'PYEOF' || fail "the soup is not the running average of the kept deltas"
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from aggregate_ref import load
+w = sys.argv[1]
+kept = json.load(open(w + "/r1.json"))["kept"]
+soup = None
+for k, path in enumerate(kept):
+    d = load(path)[0]
+    soup = {n: x["v"] for n, x in d.items()} if soup is None else \
+        {n: soup[n] * (k / (k + 1.0)) + d[n]["v"] / (k + 1.0) for n in soup}
+got = load(w + "/s1.bd.h5")[0]
+assert got.keys() == soup.keys() and len(kept) >= 2
+worst = max(float(np.max(np.abs(got[n]["v"] - soup[n]) / (np.abs(soup[n]) + 1e-30))) for n in soup)
+assert worst < 1e-6, worst  # float32 rounding of the float64 average
+print("mean soup = running average of %d kept deltas (max relative difference %.2g)" % (len(kept), worst))
 PYEOF
 
 # The same soup at 1 and 2 ranks: every dataset and attribute.
