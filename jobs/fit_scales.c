@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "io/delta_fit.h"
+#include "io/dp_record.h"
 #include "io/h5_model.h"
 #include "io/model_io.h"
 #include "io/outfile.h"
@@ -373,6 +374,10 @@ static int write_output(const ds_ctx *ctx, const opts *o, const calib *c, inputs
     ds_delta_file *d;
     int rc = ds_delta_create(o->out, ctx->comm, &meta, o->overwrite, &d);
     if (rc) return rc;
+    /* a DP fine-tune's record (io/dp_record.h) stays with the delta */
+    ds_dp_record dp;
+    rc = ds_ctx_agree(ctx, ds_dp_record_read(ds_delta_root(in->delta), &dp));
+    if (!rc && dp.has && dp.accountant[0]) rc = ds_dp_record_write(ds_delta_root(d), &dp, 0);
     const int n = dm->n;
     int64_t *sizes = ds_malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
     int *owner = ds_malloc(sizeof(int) * (size_t)(n ? n : 1));

@@ -3,7 +3,7 @@
 # on TruthfulQA text; the record (dp_* root attributes, docs/formats.md) with
 # the epsilon `deltasoup privacy` gives for the recorded sample rate, noise
 # multiplier and steps; the same checkpoint bits at 1 and 2 ranks; compress
-# copies the record onto the delta; aggregate --max-dp-epsilon keeps the
+# copies the record onto the delta, fit-scales keeps it; aggregate --max-dp-epsilon keeps the
 # delta under the bound and drops the one over it by its computed epsilon
 # (--target-epsilon 30); the refusals: one line naming the option, exit 2,
 # nothing written. The math: tests/privacy/dpsgd_ref.sh.
@@ -37,6 +37,8 @@ q=$("$PYTHON3" -c 'import h5py,sys; print(repr(float(h5py.File(sys.argv[1],"r").
 for x in a e; do
     "$DELTASOUP" compress --base "$d/base.h5" --finetuned "$d/$x.h5" -o "$d/$x.bd.h5" > /dev/null || fail "compress $x"
 done
+"$DELTASOUP" fit-scales --base "$d/base.h5" --finetuned "$d/a.h5" --delta "$d/a.bd.h5" --calib "$d/train.txt" \
+    -o "$d/a.fit.bd.h5" --steps 2 --batch 2 --seq-len 32 --samples 8 --quiet || fail "fit-scales"
 "$PYTHON3" - "$d" <<'PYEOF' || fail "records"
 import h5py, json, re, sys
 d = sys.argv[1]
@@ -53,7 +55,7 @@ for k, v in want.items():
     assert (got == v) if isinstance(v, str) else abs(float(got) - v) <= 1e-12 * abs(v), (k, got, v)
 E = dict(e.attrs)
 assert 29.99 <= E["dp_epsilon"] <= 30 and E["dp_delta"] == 1e-6 and E["dp_noise_multiplier"] > 0, E
-for x, X in (("a", A), ("e", E)):
+for x, X in (("a", A), ("e", E), ("a.fit", A)):
     D = dict(h5py.File("%s/%s.bd.h5" % (d, x), "r").attrs)
     for k in want:
         assert k in D and str(D[k]) == str(X[k]), ("delta", x, k, D.get(k), X[k])
