@@ -2,7 +2,7 @@
 # The whole pipeline on the shipped real model (stories260K), end to end, with
 # 2 MPI ranks (NP=...):
 #   import -> inspect -> export (safetensors) -> generate -> eval
-#   -> finetune three users -> compress -> fit-scales (KL) -> inspect delta
+#   -> finetune five users (one with DP-SGD) -> compress -> fit-scales (KL) -> inspect delta
 #   -> apply -> sign -> aggregate (trusted keys, multi-krum) -> eval tasks
 #   (perplexity, TruthfulQA MC, refusal, XSTest) for base, users and soup -> gate
 #   -> report (the night as the nightly soup script would record it: report.html)
@@ -78,7 +78,11 @@ for q, name in enumerate(["tqa", "tqa2", "tqa3", "tqa4"]):
 PY
 users="mtbench tqa tqa2 tqa3 tqa4"
 for u in $users; do
-    ds finetune --base "$out/base.h5" --data "$out/user_$u.txt" -o "$out/ft_$u.h5" --steps 100 --seed 1 --quiet
+    # tqa4 fine-tunes with DP-SGD (docs/privacy.md): its delta carries the epsilon the
+    # toolkit computed (dp_epsilon), which the night's report shows in its contributors table
+    dp=()
+    [ "$u" = tqa4 ] && dp=(--dp --target-epsilon 8 --max-grad-norm 1)
+    ds finetune --base "$out/base.h5" --data "$out/user_$u.txt" -o "$out/ft_$u.h5" --steps 100 --seed 1 --quiet ${dp[@]+"${dp[@]}"}
 done
 
 section "BitDelta: compress each fine-tune to 1 bit + scales, fit the scales (KL)"
