@@ -5,13 +5,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Rows of e per chunk: the stream's (chunk_mb for all deltas' rows), and at
+ * most chunk_mb of float32 medians (one per coordinate: for fewer than 32
+ * deltas the median of a 1-bit chunk is larger than its bits). From the
+ * budget, the shape and n only, as the stream's. */
+static int64_t scan_rows(const ds_agg_stream *s, const ds_delta_entry *e)
+{
+    const int64_t R = ds_agg_stream_rows(s, e);
+    const int64_t per = (int64_t)(e->coded ? e->cols : ds_delta_row_elems(&e->t)) * 4;
+    const int64_t cap = per > 0 && (int64_t)s->budget / per > 1 ? (int64_t)s->budget / per : 1;
+    return R < cap ? R : cap;
+}
+
 /* The largest chunk of the pass: coordinates and packed words. */
 static void chunk_caps(const ds_agg_stream *s, const ds_delta_meta *layout, size_t *coords, size_t *words)
 {
     *coords = *words = 0;
     for (int i = 0; i < layout->n; i++) {
         const ds_delta_entry *e = &layout->entries[i];
-        const size_t R = (size_t)ds_agg_stream_rows(s, e);
+        const size_t R = (size_t)scan_rows(s, e);
         const size_t c = R * (size_t)(e->coded ? e->cols : ds_delta_row_elems(&e->t));
         const size_t w = e->coded ? R * (size_t)e->words_per_row : 0;
         if (c > *coords) *coords = c;
@@ -47,7 +59,7 @@ int ds_scan_stream(ds_agg_stream *s, const ds_delta_meta *layout, ds_scan_sums *
     int64_t j = 0; /* the pass's chunk counter: chunk j is computed by rank j % size */
     for (int i = 0; i < layout->n && !rc; i++) {
         const ds_delta_entry *e = &layout->entries[i];
-        const int64_t nrows = ds_delta_nrows(e), R = ds_agg_stream_rows(s, e);
+        const int64_t nrows = ds_delta_nrows(e), R = scan_rows(s, e);
         for (int64_t r0 = 0; r0 < nrows && !rc; r0 += R, j++) {
             const int64_t nr = nrows - r0 < R ? nrows - r0 : R;
             int local;
