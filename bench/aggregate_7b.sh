@@ -20,7 +20,8 @@
 #   BUILD=build OLD=/work/scratch/old/build NOVERIFY=1 sh bench/aggregate_7b.sh
 # Knobs: N=64, METHODS, RANKS="1 2", MORE_BLOCKS=2, MORE_METHOD=median,
 # CHUNK_MB (default: the job's), BENCH_DIR, OLD, NOVERIFY, REPEAT=1 (runs per
-# line; the fastest is printed).
+# line; the fastest is printed). Newer methods' parameters: centered-clipping
+# --tau 1 --iters 3, bulyan --byzantine 8, ties/dare-* --density 0.5.
 set -eu
 . "$(dirname "$0")/env.sh"
 N=${N:-64} METHODS=${METHODS:-median trimmed-mean krum} RANKS=${RANKS:-1 2}
@@ -36,7 +37,12 @@ run1() {
     exe=$1 np=$2 m=$3
     shift 3
     opt=""
-    case $m in median | trimmed-mean) opt="--requantize" ;; esac
+    case $m in
+    median | trimmed-mean) opt="--requantize" ;;
+    centered-clipping) opt="--tau 1 --iters 3" ;;
+    bulyan) opt="--byzantine 8" ;;
+    ties | dare-ties | dare-linear) opt="--density 0.5" ;;
+    esac
     t0=$(date +%s.%N)
     if [ "$m" = trivial ]; then
         /usr/bin/time -f "%M %U %S" -o "$dir/rss" $MPIEXEC -n "$np" "$exe" inspect "$dir/template.bd.h5" > "$dir/log" < /dev/null

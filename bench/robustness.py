@@ -12,6 +12,8 @@ usage:
   robustness.py slices CSV OUTDIR N
       TruthfulQA rows as text: every 7th row to OUTDIR/heldout.txt, the rest
       in N contiguous slices OUTDIR/user<i>.txt.
+  robustness.py tau HONEST.list
+      centered-clipping's --tau for the bench: the median ||h - honest mean||.
   robustness.py real EVAL.json
       The held-out NLL table from `deltasoup eval --json` over the aggregates.
 
@@ -145,7 +147,7 @@ def synth(a):
             d[att, m] = np.linalg.norm(v - mu) / nmu
             shift[att, m] = np.linalg.norm(v - clean[m]) / nmu
             cos[att, m] = v @ mu / (np.linalg.norm(v) * nmu)
-            outside[att, m] = att != "none" and B[m] is not None and d[att, m] > B[m] + rounding(ts) / nmu
+            outside[att, m] = att != "none" and B.get(m) is not None and d[att, m] > B[m] + rounding(ts) / nmu
     ok = not any(outside.values())
     head = "| attack | " + " | ".join(methods) + " |\n|---" * 1 + "|---" * len(methods) + "|"
     print(f"{len(hon_paths)} honest + {f} poisoned per attack (n = {n}), "
@@ -155,7 +157,7 @@ def synth(a):
     for att in ["none"] + attacks:
         cells = [f"{d[att, m]:.4f}{' *' if outside[att, m] else ''}" for m in methods]
         print(f"| {att} | " + " | ".join(cells) + " |")
-    print("| **bound** | " + " | ".join("none" if B[m] is None else f"{B[m]:.4f}" for m in methods) + " |")
+    print("| **bound** | " + " | ".join("none" if B.get(m) is None else f"{B[m]:.4f}" for m in methods) + " |")
     print("\nshift from the same method's honest-only aggregate, ||agg - agg_honest|| / ||honest mean||\n")
     print(head)
     for att in attacks:
@@ -184,6 +186,14 @@ def slices(a):
     for u, part in enumerate(np.array_split(np.arange(len(rest)), a.n)):
         with open(os.path.join(a.outdir, f"user{u}.txt"), "w") as g:
             g.writelines(rest[i] for i in part)
+    return 0
+
+
+def tau(a):
+    """centered-clipping's radius for the bench: the median over the honest
+    deltas of ||h - honest mean||."""
+    H = np.stack([flat(tensors(l.strip())) for l in open(a.list) if l.strip()])
+    print(f"{float(np.median(np.linalg.norm(H - H.mean(axis=0), axis=1))):.6g}")
     return 0
 
 
@@ -220,8 +230,10 @@ def main():
     s.add_argument("eval_json")
     s.add_argument("--attacks", required=True)
     s.add_argument("--methods", required=True)
+    s = sub.add_parser("tau")
+    s.add_argument("list")
     a = p.parse_args()
-    return {"synth": synth, "slices": slices, "real": real}[a.cmd](a)
+    return {"synth": synth, "slices": slices, "real": real, "tau": tau}[a.cmd](a)
 
 
 if __name__ == "__main__":

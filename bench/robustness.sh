@@ -14,6 +14,11 @@
 # env: HONEST=70 POISON=30 TRIM=0.3 MODE=row NOISE=0.1 ATTACKS="sign-flip scale gaussian alie ipm"
 #      MUST_PULL="sign-flip scale" REAL=1 USERS=10 REAL_POISON=3 REAL_TRIM=0.25
 #      REAL_ATTACKS="sign-flip:10 scale alie" STEPS=30 NP=1 (ranks; MPIEXEC=mpiexec)
+#      METHODS (default: every method; nnm+M is M after --pre nnm). Parameters of the
+#      newer methods: bulyan F = min(POISON, (n - 3) / 4) (it needs n >= 4F + 3);
+#      centered-clipping --tau = the median honest ||h - honest mean||, --iters 3;
+#      task-arithmetic, dare-ties, dare-linear --lambda 1/n (a mean, not a sum);
+#      ties --density 0.2, dare-* --density 0.5 --seed 1
 set -eu
 : "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}" "${top_builddir:=.}" "${PYTHON3:=/usr/bin/python3}"
 : "${DELTASOUP:=$top_builddir/deltasoup}" "${MK:=$top_builddir/tests/unit/test_aggregate_mkdelta}"
@@ -23,18 +28,26 @@ set -eu
 : "${REAL:=1}" "${USERS:=10}" "${REAL_POISON:=3}" "${REAL_TRIM:=0.25}" "${REAL_ATTACKS:=sign-flip:10 scale alie}"
 : "${STEPS:=30}"
 out=${1:-robustness.out}
-methods="mean median trimmed-mean krum multi-krum majority"
+methods=${METHODS:-mean median trimmed-mean krum multi-krum majority geometric-median centered-clipping bulyan \
+nnm+mean nnm+median nnm+geometric-median task-arithmetic ties dare-ties dare-linear}
 py="$top_srcdir/bench/robustness.py"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 
 ds() {
     if [ "$NP" -gt 1 ]; then $MPIEXEC -n "$NP" "$DELTASOUP" "$@"; else "$DELTASOUP" "$@"; fi
 }
-# opts METHOD F TRIM: the method's parameters (F = tolerated poisoned deltas)
+# opts METHOD F TRIM N TAU: the method's parameters (F = tolerated poisoned
+# deltas, N = deltas aggregated, TAU = centered-clipping's radius)
 opts() {
     case $1 in
+    nnm+*) echo "--pre nnm --byzantine $2 $(opts "${1#nnm+}" "$2" "$3" "$4" "$5" | sed 's/--byzantine [0-9]*//')" ;;
     trimmed-mean | majority) echo "--trim $3" ;;
     krum | multi-krum) echo "--byzantine $2" ;;
+    bulyan) b=$(( ($4 - 3) / 4 )); [ "$b" -gt "$2" ] && b=$2; echo "--byzantine $b" ;;
+    centered-clipping) echo "--tau $5 --iters 3" ;;
+    task-arithmetic) echo "--lambda $(awk "BEGIN { print 1 / $4 }")" ;;
+    ties) echo "--density 0.2" ;;
+    dare-ties | dare-linear) echo "--density 0.5 --seed 1 --lambda $(awk "BEGIN { print 1 / $4 }")" ;;
     esac
 }
 # aggregate_all DIR F TRIM ATTACK [POISONED...]: every method over
@@ -42,8 +55,10 @@ opts() {
 aggregate_all() {
     dir=$1 f=$2 trim=$3 att=$4
     shift 4
+    n=$(($# + $(grep -c . "$dir/honest.list")))
+    tau=$("$PYTHON3" "$py" tau "$dir/honest.list")
     for m in $methods; do
-        ds aggregate --method "$m" $(opts "$m" "$f" "$trim") --keep-duplicates -o "$dir/agg/$att-$m.bd.h5" --quiet \
+        ds aggregate --method "${m#nnm+}" $(opts "$m" "$f" "$trim" "$n" "$tau") --keep-duplicates -o "$dir/agg/$att-$m.bd.h5" --quiet \
             "$@" --list "$dir/honest.list" > "$dir/agg/$att-$m.log" 2>&1 ||
             { cat "$dir/agg/$att-$m.log" >&2; exit 1; }
     done
