@@ -6,7 +6,9 @@ of the Llama 2 7B shapes (dim 4096, hidden 11008, 32 heads), bf16, and the
 small noise). Root attributes, the bf16 type and the tokenizer group are
 copied from TEMPLATE; no content_sha256 (deltasoup reads such files without
 a check): bench/verify.sh rewrites the base through deltasoup first.
-usage: verify_gen.py TEMPLATE.h5 BASE.h5 FT.h5 [LAYERS]"""
+usage: verify_gen.py TEMPLATE.h5 BASE.h5 FT.h5 [LAYERS]   (FT "-": the base only)
+With FT "-" the matrices are cut from one block of 2^26 bf16 normal draws,
+each at its own offset (fast: 13 GB in about a minute), not drawn anew."""
 import os
 import sys
 
@@ -21,7 +23,7 @@ def main(template, base, ft, layers=2):
     rng = np.random.default_rng(11)
     t = h5py.File(template, "r")
     tt = t["tensors/model.norm.weight"].id.get_type()
-    files = [h5py.File(p, "w") for p in (base, ft)]
+    files = [h5py.File(p, "w") for p in (base, ft) if p != "-"]
     for f in files:
         for k, v in t.attrs.items():
             if k != "content_sha256":
@@ -31,12 +33,23 @@ def main(template, base, ft, layers=2):
         f.attrs["max_seq_len"], f.attrs["tied_embeddings"] = 512, 1
         f.create_group("tensors")
         t.copy("tokenizer", f)
-    for name, shape in tensors(layers, vocab=512):
+    block = None
+    if len(files) == 1:  # the base only: a block of draws reused at offsets
+        block = bf16(rng.standard_normal(1 << 26, dtype=np.float32) * np.float32(0.02))
+        block = np.concatenate([block, block])
+    for k, (name, shape) in enumerate(tensors(layers, vocab=512)):
+        n = int(np.prod(shape))
+        if block is not None and len(shape) == 2 and n <= 1 << 26:
+            off = (k * 7919 * 4099) % (1 << 26)
+            ds = h5py.h5d.create(files[0]["tensors"].id, name.encode(), tt, h5py.h5s.create_simple(shape))
+            ds.write(h5py.h5s.ALL, h5py.h5s.ALL, np.ascontiguousarray(block[off:off + n].reshape(shape)), mtype=tt)
+            ds.close()
+            continue
         w = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
         if len(shape) == 1:
             w += 1
-        d = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.002)
-        for f, x in zip(files, (w, w + d)):
+        xs = (w, w + rng.standard_normal(shape, dtype=np.float32) * np.float32(0.002)) if len(files) > 1 else (w,)
+        for f, x in zip(files, xs):
             ds = h5py.h5d.create(f["tensors"].id, name.encode(), tt, h5py.h5s.create_simple(shape))
             ds.write(h5py.h5s.ALL, h5py.h5s.ALL, bf16(x), mtype=tt)
             ds.close()

@@ -1,0 +1,47 @@
+#!/bin/sh
+# A model of Llama-2-7B shapes in bf16 (32 decoder blocks of dim 4096, hidden
+# 11008, 32 heads; stories260K's 512-piece vocabulary and tokenizer: 6.5 B
+# parameters, 13 GB), written tensor by tensor (bench/verify_gen.py: one
+# tensor in memory at a time), then on this machine (issue 14, docs/model.md
+# "Pipeline"):
+#  1. `eval --ppl` at 2 ranks without a pipeline (--pipeline 1): refused up
+#     front, naming --pipeline (each rank would hold the whole model);
+#  2. `eval --ppl` at 2 ranks with --pipeline 2 (and with the automatic
+#     choice, --pipeline 0): peak RSS of each rank, NLL, seconds;
+#  3. `generate` at 2 ranks with --pipeline 2 (8 tokens).
+# Usage: BUILD=build sh bench/model7b.sh [LAYERS]   (LAYERS default 32;
+# MEM=GIB passes --mem-per-rank to the eval runs, e.g. MEM=1.6 with 2 layers)
+# Scratch in $TMPDIR (13 GB of disk), removed afterwards. Needs ~15 GB of free
+# memory; one run takes minutes (a window of 64 tokens is ~0.8 TFLOP).
+set -eu
+. "$(dirname "$0")/env.sh"
+layers=${1:-32}
+w=$(mktemp -d "${TMPDIR:-/tmp}/ds-7b.XXXXXX")
+trap 'rm -rf "$w"' EXIT
+m=$top/data/models/stories260K
+"$DELTASOUP" import --from llama2c "$m/stories260K.bin" --tokenizer "$m/tok512.bin" -o "$w/t.h5" --dtype bf16 \
+    --quiet > /dev/null
+t0=$(date +%s)
+$PY "$top/bench/verify_gen.py" "$w/t.h5" "$w/big.h5" - "$layers"
+echo "== model: $layers layers, $(du -h "$w/big.h5" | cut -f1) written in $(( $(date +%s) - t0 )) s;" \
+    "$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uptime | sed 's/.*load/load/')"
+head -c 400 "$top/data/lm_corpus/tinystories_sample.txt" > "$w/text.txt"
+# each rank under /usr/bin/time: its own peak RSS
+rss() { /usr/bin/time -f "rank peak RSS %M KiB, %e s" "$@"; }
+echo "== 1. eval --ppl, 2 ranks, --pipeline 1 (must be refused)"
+if $MPIEXEC -n 2 "$DELTASOUP" eval --model "$w/big.h5" --ppl "$w/text.txt" --seq-len 64 --pipeline 1 ${MEM:+--mem-per-rank $MEM} --quiet \
+    < /dev/null > "$w/o1" 2> "$w/e1"; then
+    echo "NOT refused"; exit 1
+fi
+grep -m1 -i "pipeline" "$w/e1" || { cat "$w/e1"; exit 1; }
+for p in 2 0; do
+    echo "== 2. eval --ppl, 2 ranks, --pipeline $p"
+    t0=$(date +%s.%N)
+    $MPIEXEC -n 2 /usr/bin/time -f "rank peak RSS %M KiB, %e s" "$DELTASOUP" eval --model "$w/big.h5" \
+        --ppl "$w/text.txt" --seq-len 64 --pipeline "$p" ${MEM:+--mem-per-rank $MEM} < /dev/null 2>&1 | grep -av "^\[" || true
+    echo "  wall $(echo "$(date +%s.%N) - $t0" | bc) s"
+done
+echo "== 3. generate, 2 ranks, --pipeline 2, 8 tokens"
+$MPIEXEC -n 2 /usr/bin/time -f "rank peak RSS %M KiB, %e s" "$DELTASOUP" generate --model "$w/big.h5" \
+    --prompt "Once upon a time" --max-tokens 8 --pipeline 2 < /dev/null 2>&1 | tail -4
+echo "load after: $(uptime | sed 's/.*load/load/')"
