@@ -21,6 +21,13 @@
  * elsewhere). */
 void ds_eval_gather(const ds_ctx *ctx, json_t **mine, int64_t lo, int64_t hi, int n, json_t **all);
 
+/* Collective: the items of task t shared out over the ranks of ctx
+ * (contiguous blocks, ds_shard_range), each evaluated with env
+ * (ds_eval_task_item); rank 0 receives in *all the t->n records in item
+ * order (new references; *all is NULL on the other ranks). Returns 0 or the
+ * error agreed by the ranks (an item's failure is printed by the agreement). */
+int ds_eval_task_records(const ds_ctx *ctx, const ds_eval_task *t, ds_eval_env *env, json_t ***all);
+
 /* Rank 0, one (model, task) evaluated: the metric rows appended to rows,
  * each item's record to items (may be NULL) as a JSON line, MT-Bench
  * answers to answers (mtbench-answers only). Releases all[k]. 0, or a

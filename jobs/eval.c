@@ -370,16 +370,8 @@ static int open_outputs(const ds_ctx *ctx, const opts *o, outputs *out)
 static int run_task(const ds_ctx *ctx, outputs *out, const ds_eval_model *mr, ds_eval_task *t, ds_eval_env *env,
                     ds_outfile *answers)
 {
-    int64_t lo, hi;
-    ds_shard_range(t->n, ctx->rank, ctx->size, &lo, &hi);
-    json_t **mine = ds_calloc((size_t)(hi - lo) + 1, sizeof *mine);
-    int rc = 0;
-    for (int64_t k = lo; k < hi && !rc; k++) rc = ds_eval_task_item(t, env, (int)k, &mine[k - lo]);
-    rc = ds_ctx_agree(ctx, rc);
-    json_t **all = ctx->rank == 0 ? ds_calloc((size_t)t->n, sizeof *all) : NULL;
-    if (!rc) ds_eval_gather(ctx, mine, lo, hi, t->n, all);
-    for (int64_t k = lo; k < hi; k++) json_decref(mine[k - lo]);
-    free(mine);
+    json_t **all;
+    int rc = ds_eval_task_records(ctx, t, env, &all);
     if (!rc && ctx->rank == 0) rc = ds_eval_results_add(out->rows, mr, t, all, out->items.f, answers->f);
     free(all);
     /* an item's failure was printed by the agreement above */

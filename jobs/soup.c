@@ -259,15 +259,8 @@ static int eval_model(const ds_ctx *c, soup *S, const char *path, const ds_eval_
     *rows = c->rank == 0 ? json_array() : NULL;
     for (int ti = 0; ti < tp->n_tasks && !rc; ti++) {
         const ds_eval_task *t = &tp->tasks[ti];
-        int64_t lo, hi;
-        ds_shard_range(t->n, c->rank, c->size, &lo, &hi);
-        json_t **mine = ds_calloc((size_t)(hi - lo) + 1, sizeof *mine);
-        for (int64_t k = lo; k < hi && !rc; k++) rc = ds_eval_task_item(t, &S->env, (int)k, &mine[k - lo]);
-        rc = ds_ctx_agree(c, rc);
-        json_t **all = c->rank == 0 ? ds_calloc((size_t)t->n + 1, sizeof *all) : NULL;
-        if (!rc) ds_eval_gather(c, mine, lo, hi, t->n, all);
-        for (int64_t k = lo; k < hi; k++) json_decref(mine[k - lo]);
-        free(mine);
+        json_t **all;
+        rc = ds_eval_task_records(c, t, &S->env, &all);
         if (!rc && c->rank == 0) rc = reduce_rows(t, ti, all, *rows);
         free(all);
         rc = ds_ctx_agree(c, rc);
