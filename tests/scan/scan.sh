@@ -51,9 +51,11 @@ cp "$d/honest/honest1.bd.h5" "$d/copy.bd.h5"
 
 # bad input: one line, the exit code, no output
 cp "$d/honest/honest3.bd.h5" "$d/other.bd.h5"
+cp "$d/honest/honest4.bd.h5" "$d/damaged.bd.h5"
 "$PYTHON3" -c "import h5py, sys, numpy as np
-f = h5py.File(sys.argv[1], 'r+'); del f.attrs['base_sha256']; f.attrs.create('base_sha256', np.bytes_('2' * 64))" \
-    "$d/other.bd.h5" || fail "h5py"
+f = h5py.File(sys.argv[1], 'r+'); del f.attrs['base_sha256']; f.attrs.create('base_sha256', np.bytes_('2' * 64))
+g = h5py.File(sys.argv[2], 'r+'); g['bits/model.layers.0.mlp.down_proj.weight/scale'][0] *= 2" \
+    "$d/other.bd.h5" "$d/damaged.bd.h5" || fail "h5py"
 H="$d/honest/honest1.bd.h5 $d/honest/honest2.bd.h5"
 expect() { # NP CODE "message part" scan-args...
     np=$1 want=$2 msg=$3
@@ -74,5 +76,7 @@ expect 1 2 "scan needs at least 3 deltas (a median, a MAD and Krum's neighbours)
 expect 1 3 "$d/missing.bd.h5: cannot open" --base "$d/base.h5" $H "$d/missing.bd.h5"
 expect 2 3 "$d/other.bd.h5: delta was made for base sha256 2222222222222222..., but $d/base.h5 has sha256" \
     --base "$d/base.h5" $H "$d/other.bd.h5"
+expect 1 3 "$d/damaged.bd.h5: tensor model.layers.0.mlp.down_proj.weight: scale data does not match its recorded sha256" \
+    --base "$d/base.h5" $H "$d/damaged.bd.h5"
 expect 1 2 "--byzantine 1 needs at least 5 deltas (2F + 3), got 3" --base "$d/base.h5" --byzantine 1 $H "$d/other.bd.h5"
 rm -rf "$d"
