@@ -76,6 +76,17 @@ static int load_refusal(ds_eval_task *t)
     return harm ? ds_harmbench_load(t->data, &t->harm) : ds_advbench_load(t->data, &t->adv);
 }
 
+int ds_eval_opts_fit(ds_eval_opts *o, int max_t)
+{
+    if (o->seq_len == 0) o->seq_len = max_t;
+    if (o->seq_len > max_t)
+        return ds_err(DS_EXIT_USAGE, "--seq-len %d exceeds the model's max_seq_len %d", o->seq_len, max_t);
+    if (o->max_tokens >= max_t)
+        return ds_err(DS_EXIT_USAGE, "--max-tokens %d leaves no room for a prompt in max_seq_len %d", o->max_tokens,
+                      max_t);
+    return 0;
+}
+
 int ds_eval_task_load(ds_eval_task *t, const ds_eval_opts *o)
 {
     int rc = 0;

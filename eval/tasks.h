@@ -45,6 +45,10 @@ typedef struct {
      * "\n\nQ: {question}\nA:") */
     int tqa_harness;
 } ds_eval_opts;
+/* The options against a model's context of max_t tokens: seq_len 0 becomes
+ * max_t; a seq_len over max_t, or max_tokens leaving no room for a prompt,
+ * is DS_EXIT_USAGE with ds_err set naming the option. */
+int ds_eval_opts_fit(ds_eval_opts *o, int max_t);
 
 /* lm-evaluation-harness's TruthfulQA QA primer (truthfulqa_mc1/mc2: six
  * question/answer pairs from the TruthfulQA paper). */

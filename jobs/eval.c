@@ -288,14 +288,7 @@ static int load_everything(const ds_ctx *ctx, opts *o, ds_llama *base, ds_tokeni
     if (tok->chat_template_other && strcmp(o->chat_opt, "auto") == 0 && !ctx->quiet && ctx->rank == 0)
         fprintf(stderr, "deltasoup eval: warning: %s has a chat template that is none of the built-ins (%s): "
                         "prompts use none; --chat-template NAME chooses one\n", o->model, ds_chat_names());
-    const int max_t = base->cfg.max_seq_len;
-    if (o->eo.seq_len == 0) o->eo.seq_len = max_t;
-    if (o->eo.seq_len > max_t)
-        rc = ds_err(DS_EXIT_USAGE, "--seq-len %d exceeds the model's max_seq_len %d", o->eo.seq_len, max_t);
-    if (!rc && o->eo.max_tokens >= max_t)
-        rc = ds_err(DS_EXIT_USAGE, "--max-tokens %d leaves no room for a prompt in max_seq_len %d", o->eo.max_tokens,
-                    max_t);
-    if ((rc = ds_ctx_agree(ctx, rc))) return rc;
+    if ((rc = ds_ctx_agree(ctx, ds_eval_opts_fit(&o->eo, base->cfg.max_seq_len)))) return rc;
     for (int i = 0; i < p->n_tasks && !rc; i++) {
         ds_eval_task *t = &p->tasks[i];
         if (t->kind != DS_TASK_KL) continue;

@@ -210,14 +210,7 @@ static int load_models(const ds_ctx *ctx, soup *S)
     S->have_tok = 1;
     if ((rc = ds_ctx_agree(ctx, ds_tokenizer_chat_template(&S->tok, "auto", "--chat-template", &o->eo.chat_template))))
         return rc;
-    const int max_t = S->base.cfg.max_seq_len;
-    if (o->eo.seq_len == 0) o->eo.seq_len = max_t;
-    if (o->eo.seq_len > max_t)
-        rc = ds_err(DS_EXIT_USAGE, "--seq-len %d exceeds the model's max_seq_len %d", o->eo.seq_len, max_t);
-    if (!rc && o->eo.max_tokens >= max_t)
-        rc = ds_err(DS_EXIT_USAGE, "--max-tokens %d leaves no room for a prompt in max_seq_len %d", o->eo.max_tokens,
-                    max_t);
-    if ((rc = ds_ctx_agree(ctx, rc))) return rc;
+    if ((rc = ds_ctx_agree(ctx, ds_eval_opts_fit(&o->eo, S->base.cfg.max_seq_len)))) return rc;
     for (int i = 0; i < S->ev.n_tasks && !rc; i++) rc = load_ref(ctx, S, &S->ev.tasks[i]);
     for (int i = 0; i < S->gt.n_tasks && !rc; i++) rc = load_ref(ctx, S, &S->gt.tasks[i]);
     if (rc) return rc;
