@@ -6,6 +6,10 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 jobs=${JOBS:-$(nproc)}
+# One make job more than cores: several tests spend much of their time
+# waiting (MPI start-up, the Slurm tests' daemons and their shared lock), and
+# a waiting test would otherwise hold one of the cores' slots idle.
+tjobs=${TEST_JOBS:-$((jobs + 1))}
 t0=$(date +%s)
 step() { echo "==== check.sh: $* ($(( $(date +%s) - t0 ))s)"; }
 
@@ -19,7 +23,7 @@ run_build() { # dir, configure args...
     local dir=$1; shift
     mkdir -p "$dir"
     (cd "$dir" && "$top/configure" -q "$@" && make -j"$jobs" >/dev/null) || return 1
-    if ! (cd "$dir" && make -j"$jobs" check); then
+    if ! (cd "$dir" && make -j"$tjobs" check); then
         show_failed_logs "$dir/tests"
         return 1
     fi
@@ -38,7 +42,7 @@ show_failed_logs() {
 step "make distcheck (normal build + make check from the tarball)"
 mkdir -p "$top/build"
 (cd "$top/build" && "$top/configure" -q) || exit 1
-if ! (cd "$top/build" && make -j"$jobs" distcheck) |
+if ! (cd "$top/build" && make -j"$tjobs" distcheck) |
     { grep -E '^(PASS|FAIL|ERROR|SKIP|XPASS|XFAIL|# [A-Z]+:)|archives ready' || true; }; then
     echo "make distcheck failed"
     # distcheck leaves its tree (deltasoup-VERSION/_build/sub) behind on failure.
