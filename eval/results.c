@@ -123,7 +123,7 @@ static void write_item(FILE *f, const ds_eval_model *m, const ds_eval_task *t, i
 }
 
 int ds_eval_results_add(json_t *rows, const ds_eval_model *m, const ds_eval_task *t, json_t **all, FILE *items,
-                        FILE *answers)
+                        FILE *answers, FILE *judge)
 {
     int rc = 0;
     ds_eval_metric met[DS_EVAL_MAX_METRICS];
@@ -131,7 +131,7 @@ int ds_eval_results_add(json_t *rows, const ds_eval_model *m, const ds_eval_task
     if (nm < 0) rc = ds_errcode() ? ds_errcode() : DS_EXIT_FAIL;
     for (int i = 0; i < nm; i++) {
         json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:o, s:s}", "delta", m->label, "task",
-                                ds_task_kind_name(t->kind), "data", t->data, "metric", met[i].metric, "value",
+                                ds_eval_task_name(t), "data", t->data, "metric", met[i].metric, "value",
                                 num_or_null(met[i].value), "n", (json_int_t)met[i].n, "se", num_or_null(met[i].se),
                                 "better", ds_better_name(met[i].better));
         if (t->ref) json_object_set_new(row, "ref", json_string(t->ref));
@@ -140,6 +140,9 @@ int ds_eval_results_add(json_t *rows, const ds_eval_model *m, const ds_eval_task
     for (int k = 0; k < t->n; k++) {
         if (items) write_item(items, m, t, k, all[k]);
         if (t->kind == DS_TASK_MTBENCH) write_answer(answers, m->id, all[k]);
+        if (t->kind == DS_TASK_MTBENCH && t->mt_judge)
+            ds_mt_judge_write(judge, &t->judge, &t->mt.items[t->index[k]], m->id, m->label,
+                              json_object_get(all[k], "turns"));
         json_decref(all[k]);
     }
     return rc;
@@ -151,7 +154,7 @@ json_t *ds_eval_results_doc(const char *model, const ds_eval_plan *p, const ds_e
     json_t *tasks = json_array(), *models = json_array();
     for (int i = 0; i < p->n_tasks; i++)
         json_array_append_new(tasks, json_pack("{s:s, s:s, s:s, s:i}", "spec", p->tasks[i].spec, "task",
-                                               ds_task_kind_name(p->tasks[i].kind), "data", p->tasks[i].data, "n",
+                                               ds_eval_task_name(&p->tasks[i]), "data", p->tasks[i].data, "n",
                                                p->tasks[i].n));
     for (int i = 0; i < p->n_models; i++) json_array_append_new(models, json_string(p->models[i].label));
     json_t *doc = json_pack("{s:s, s:i, s:s, s:o, s:o, s:{s:i, s:i, s:i}, s:O, s:i, s:f}", "format", "deltasoup.eval",

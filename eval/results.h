@@ -30,15 +30,25 @@ int ds_eval_task_records(const ds_ctx *ctx, const ds_eval_task *t, ds_eval_env *
 
 /* Rank 0, one (model, task) evaluated: the metric rows appended to rows,
  * each item's record to items (may be NULL) as a JSON line, MT-Bench
- * answers to answers (mtbench-answers only). Releases all[k]. 0, or a
- * ds_exit code with ds_err set when the reduction fails. */
+ * answers to answers (mtbench-answers and mtbench-judge-prompts only), the
+ * judge prompts to judge (mtbench-judge-prompts only). Releases all[k]. 0,
+ * or a ds_exit code with ds_err set when the reduction fails. */
 int ds_eval_results_add(json_t *rows, const ds_eval_model *m, const ds_eval_task *t, json_t **all, FILE *items,
-                        FILE *answers);
+                        FILE *answers, FILE *judge);
 
 /* The --json document (new reference): format, model, deltas, tasks,
  * options, results (rows), ranks, seconds. */
 json_t *ds_eval_results_doc(const char *model, const ds_eval_plan *p, const ds_eval_opts *o, json_t *rows,
                             int ranks, double seconds);
+
+/* The results of model m (its rows among rows) as lm-evaluation-harness
+ * v0.4 writes them (docs/eval.md, "lm-evaluation-harness JSON"; eval/lmeval.c):
+ * results per harness task with "metric,none" and "metric_stderr,none"
+ * keys, group_subtasks, configs, versions, n-shot, higher_is_better,
+ * n-samples, config (the model and its delta), git_hash, date. New
+ * reference. */
+json_t *ds_eval_lmeval_doc(const char *model, const ds_eval_model *m, const ds_eval_plan *p, const ds_eval_opts *o,
+                           json_t *rows, double start, double seconds);
 
 /* The rows for people (stdout, rank 0) and as CSV. */
 void ds_eval_print_table(const ds_ctx *ctx, json_t *rows);

@@ -12,6 +12,11 @@ static const char *const kind_names[DS_TASK_COUNT] = {"truthfulqa-mc", "refusal"
 
 const char *ds_task_kind_name(ds_task_kind k) { return k < DS_TASK_COUNT ? kind_names[k] : "?"; }
 
+const char *ds_eval_task_name(const ds_eval_task *t)
+{
+    return t->kind == DS_TASK_MTBENCH && t->mt_judge ? "mtbench-judge-prompts" : ds_task_kind_name(t->kind);
+}
+
 const char *ds_better_name(ds_better b)
 {
     return b == DS_BETTER_HIGHER ? "higher" : b == DS_BETTER_LOWER ? "lower" : "none";
@@ -21,15 +26,24 @@ int ds_eval_task_parse(const char *spec, ds_eval_task *t)
 {
     memset(t, 0, sizeof *t);
     const char *colon = strchr(spec, ':');
+    static const char judge_kind[] = "mtbench-judge-prompts:";
+    if (strncmp(spec, judge_kind, sizeof judge_kind - 1) == 0) { /* mtbench-answers and the judge prompts */
+        if (!spec[sizeof judge_kind - 1]) return ds_err(DS_EXIT_USAGE, "--task '%s': no file after '%s'", spec, judge_kind);
+        t->kind = DS_TASK_MTBENCH;
+        t->mt_judge = 1;
+        t->spec = ds_strdup(spec);
+        t->data = ds_strdup(spec + sizeof judge_kind - 1);
+        return 0;
+    }
     if (!colon)
         return ds_err(DS_EXIT_USAGE, "--task '%s': expected KIND:FILE (kinds: truthfulqa-mc, refusal, xstest, ppl, "
-                                     "kl:REF.h5:FILE, mtbench-answers)", spec);
+                                     "kl:REF.h5:FILE, mtbench-answers, mtbench-judge-prompts)", spec);
     const size_t klen = (size_t)(colon - spec);
     int k = 0;
     while (k < DS_TASK_COUNT && !(strlen(kind_names[k]) == klen && strncmp(spec, kind_names[k], klen) == 0)) k++;
     if (k == DS_TASK_COUNT)
         return ds_err(DS_EXIT_USAGE, "--task '%s': unknown task '%.*s' (kinds: truthfulqa-mc, refusal, xstest, ppl, "
-                                     "kl, mtbench-answers)", spec, (int)klen, spec);
+                                     "kl, mtbench-answers, mtbench-judge-prompts)", spec, (int)klen, spec);
     const char *arg = colon + 1, *file = arg;
     if (k == DS_TASK_KL) {
         const char *last = strrchr(arg, ':');
@@ -126,6 +140,11 @@ int ds_eval_task_load(ds_eval_task *t, const ds_eval_opts *o)
         break;
     case DS_TASK_MTBENCH:
         if (!(rc = ds_mtbench_load(t->data, &t->mt))) take_first(t, t->mt.n, o->limit);
+        if (!rc && t->mt_judge && t->n) {
+            char *jp = o->judge_prompts ? ds_strdup(o->judge_prompts) : ds_mt_judge_default_path(t->data);
+            rc = ds_mt_judge_load(&t->judge, jp, t->data, &t->mt, t->index, t->n);
+            free(jp);
+        }
         break;
     default: rc = ds_err(DS_EXIT_USAGE, "bad task kind");
     }
@@ -141,6 +160,7 @@ void ds_eval_task_free(ds_eval_task *t)
     if (t->xs.items) ds_xstest_free(&t->xs);
     if (t->docs.docs) ds_text_docs_free(&t->docs);
     if (t->mt.items) ds_mtbench_free(&t->mt);
+    if (t->judge.prompts_path) ds_mt_judge_free(&t->judge);
     if (t->ref_model) {
         ds_llama_free(t->ref_model);
         free(t->ref_model);

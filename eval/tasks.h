@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <stdint.h>
 #include "eval/datasets.h"
+#include "eval/judge.h"
 #include "eval/refusal.h"
 #include "io/text.h"
 #include "io/tokenizer.h"
@@ -26,7 +27,9 @@ typedef enum {
     DS_TASK_XSTEST,     /* xstest:FILE          (xstest_prompts.csv) */
     DS_TASK_PPL,        /* ppl:FILE             (text) */
     DS_TASK_KL,         /* kl:REF.h5:FILE       (checkpoint, text) */
-    DS_TASK_MTBENCH,    /* mtbench-answers:FILE (question.jsonl) */
+    DS_TASK_MTBENCH,    /* mtbench-answers:FILE (question.jsonl); also
+                         * mtbench-judge-prompts:FILE (the same answers, and
+                         * the judge prompts: ds_eval_task.mt_judge) */
     DS_TASK_COUNT
 } ds_task_kind;
 
@@ -44,6 +47,9 @@ typedef struct {
      * lm-evaluation-harness's 6-shot QA prompt (DS_TQA_HARNESS_PRIMER
      * "\n\nQ: {question}\nA:") */
     int tqa_harness;
+    /* mtbench-judge-prompts: FastChat's judge_prompts.jsonl (NULL: the one
+     * in the questions file's directory) */
+    const char *judge_prompts;
 } ds_eval_opts;
 /* The options against a model's context of max_t tokens: seq_len 0 becomes
  * max_t; a seq_len over max_t, or max_tokens leaving no room for a prompt,
@@ -90,11 +96,15 @@ typedef struct {
     ds_xstest xs;
     ds_text_docs docs;
     ds_mtbench mt;
+    int mt_judge;       /* mtbench-judge-prompts: judge prompts too */
+    ds_mt_judge judge;  /* loaded with the task when mt_judge */
     ds_llama *ref_model; /* kl: loaded on every rank */
 } ds_eval_task;
 
 /* The kind's name ("truthfulqa-mc", ...); ds_task_kind_parse: 0 or -1. */
 const char *ds_task_kind_name(ds_task_kind k);
+/* The task's name as given: the kind's, or "mtbench-judge-prompts". */
+const char *ds_eval_task_name(const ds_eval_task *t);
 
 /* Parse "kind:ARGS" (kl: "kl:REF.h5:FILE", the last ':' separates the text
  * file). DS_EXIT_USAGE with a message naming the spec when malformed. */

@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "eval/plan.h"
 #include "eval/results.h"
 #include "eval/tasks.h"
@@ -36,7 +37,7 @@ typedef struct {
 } model_task_arg;
 
 typedef struct {
-    const char *model, *json, *csv, *items, *answers_dir, *chat_opt;
+    const char *model, *json, *csv, *items, *answers_dir, *chat_opt, *lm_eval_json, *judge_dir;
     int overwrite, force, n_max_tokens;
     ds_eval_opts eo;
     int n_args;
@@ -106,8 +107,17 @@ static const ds_opt options[] = {
      .help = "the results as JSON to OUT (without OUT: to stdout instead of the table)"},
     DS_OPT_STRING(opts, csv, "csv", "OUT", "the results as CSV"),
     DS_OPT_STRING(opts, items, "items", "OUT", "every item's record as JSON lines (audit, references)"),
+    DS_OPT_STRING(opts, lm_eval_json, "lm-eval-json", "OUT",
+                  "the results as lm-evaluation-harness (v0.4) writes them (several models:\n"
+                  "OUT with .<model_id> before .json, one file each)"),
     DS_OPT_STRING(opts, answers_dir, "answers-dir", "DIR",
                   "mtbench-answers: DIR/<model_id>.jsonl (without it: the directory\nof --json OUT or --csv OUT)"),
+    DS_OPT_STRING(opts, eo.judge_prompts, "judge-prompts", "FILE",
+                  "mtbench-judge-prompts: FastChat's judge_prompts.jsonl (default: the one\n"
+                  "beside the questions file)"),
+    DS_OPT_STRING(opts, judge_dir, "judge-dir", "DIR",
+                  "mtbench-judge-prompts: DIR/<model_id>.judge-prompts.jsonl (default: the\n"
+                  "answers' directory)"),
     DS_OPT_OVERWRITE(opts, overwrite),
     DS_OPT_FORCE(opts, force, "apply deltas made for another base"),
     DS_OPT_NO_VERIFY(opts, no_verify),
@@ -121,6 +131,14 @@ static int check_plain(opts *o)
     if (!o->model) return ds_err(DS_EXIT_USAGE, "--model is required");
     if (!last_arg(o, 'p')) return ds_err(DS_EXIT_USAGE, "--ppl TEXT or --task KIND:FILE is required");
     return 0;
+}
+
+/* The mtbench-judge-prompts task of the plan, or NULL. */
+static const ds_eval_task *judge_task(const ds_eval_plan *p)
+{
+    for (int i = 0; i < p->n_tasks; i++)
+        if (p->tasks[i].kind == DS_TASK_MTBENCH && p->tasks[i].mt_judge) return &p->tasks[i];
+    return NULL;
 }
 
 /* The task runner's plan: models and tasks in the order given, then the rules. */
@@ -153,7 +171,11 @@ static int check_runner(opts *o)
     if (explicit_deltas && p->n_models == 0) return ds_err(DS_EXIT_USAGE, "--delta-list: no delta in the list");
     if (p->n_models == 0) ds_eval_plan_add_model(p, NULL);
     const int n_mt = ds_eval_plan_count(p, DS_TASK_MTBENCH);
-    if (n_mt > 1) return ds_err(DS_EXIT_USAGE, "mtbench-answers: give it once (one answer file per model)");
+    if (n_mt > 1)
+        return ds_err(DS_EXIT_USAGE, "mtbench-answers / mtbench-judge-prompts: give one of them once (one answer "
+                                     "file per model; mtbench-judge-prompts writes the answers too)");
+    if ((o->eo.judge_prompts || o->judge_dir) && !judge_task(p))
+        return ds_err(DS_EXIT_USAGE, "--%s: no mtbench-judge-prompts task", o->judge_dir ? "judge-dir" : "judge-prompts");
     if (n_mt && !o->answers_dir && !json_file && !o->csv)
         return ds_err(DS_EXIT_USAGE, "mtbench-answers needs --answers-dir DIR (or --json OUT / --csv OUT)");
     return n_mt ? ds_eval_plan_unique_ids(p) : 0;
@@ -166,7 +188,7 @@ static int check(void *p)
         return ds_err(DS_EXIT_USAGE, "--chat-template: expected auto or one of %s, got '%s'", ds_chat_names(),
                       o->chat_opt);
     o->runner = count_args(o, 't') || count_args(o, 'l') || count_args(o, 'd') > 1 || o->csv || o->items ||
-                o->answers_dir || o->eo.limit || o->n_max_tokens || (o->json && o->json != json_stdout);
+                o->answers_dir || o->lm_eval_json || o->eo.limit || o->n_max_tokens || (o->json && o->json != json_stdout);
     return o->runner ? check_runner(o) : check_plain(o);
 }
 
@@ -188,6 +210,8 @@ static const ds_cmd cmd = {
               "  ppl:TEXT                     NLL per token and perplexity (also: --ppl TEXT)\n"
               "  kl:REF.h5:TEXT               KL(p_ref || p) per token against a reference checkpoint\n"
               "  mtbench-answers:question.jsonl  answers in FastChat's answer JSONL format\n"
+              "  mtbench-judge-prompts:question.jsonl  the answers, and FastChat's single-answer judge\n"
+              "                               prompts filled with them (--judge-prompts, --judge-dir)\n"
               "Exit: 0 ok, 2 usage (bad --task), 3 bad input, 4 output exists.",
     .check = check};
 
@@ -269,7 +293,7 @@ static void print_pipe(const ds_ctx *ctx, const ds_pipe *p, const ds_llama *m)
 
 typedef struct {
     ds_outfile json, csv, items;
-    ds_outfile *answers; /* per model */
+    ds_outfile *answers, *judge, *lmeval; /* per model */
     json_t *rows;        /* rank 0: result rows */
 } outputs;
 
@@ -320,17 +344,42 @@ static char *answers_path(const opts *o, int m)
     return path;
 }
 
+/* The judge prompts file of model m (mtbench-judge-prompts):
+ * DIR/<id>.judge-prompts.jsonl, DIR --judge-dir or the answers' (malloc'd). */
+static char *judge_path(const opts *o, int m)
+{
+    char *a = answers_path(o, m), *dir = o->judge_dir ? ds_strdup(o->judge_dir) : ds_strdup(dirname(a));
+    char *path = ds_malloc(strlen(dir) + strlen(o->plan.models[m].id) + 24);
+    sprintf(path, "%s/%s.judge-prompts.jsonl", dir, o->plan.models[m].id);
+    free(dir);
+    free(a);
+    return path;
+}
+
+/* The lm-eval JSON of model m: OUT, or with several models OUT with
+ * ".<id>" before its ".json" (else at its end) (malloc'd). */
+static char *lmeval_path(const opts *o, int m)
+{
+    const char *out = o->lm_eval_json, *id = o->plan.models[m].id;
+    if (o->plan.n_models == 1) return ds_strdup(out);
+    const size_t n = strlen(out), stem = n > 5 && strcmp(out + n - 5, ".json") == 0 ? n - 5 : n;
+    char *path = ds_malloc(n + strlen(id) + 2);
+    sprintf(path, "%.*s.%s%s", (int)stem, out, id, out + stem);
+    return path;
+}
+
 /* No output may be an input or another output (io/outfile.h), --overwrite or not. */
 static int check_paths(const ds_ctx *ctx, const opts *o, char **answers, int n_answers)
 {
-    const int cap = 4 + n_answers + 1 + o->n_args + o->plan.n_models + 2 * o->plan.n_tasks;
-    const char **outs = ds_calloc((size_t)cap, sizeof *outs), **ins = outs + 4 + n_answers;
+    const int cap = 4 + n_answers + 1 + o->n_args + o->plan.n_models + 2 * o->plan.n_tasks + 1;
+    const char **outs = ds_calloc((size_t)cap, sizeof *outs), **ins = outs + 3 + n_answers;
     int no = 0, ni = 0;
     outs[no++] = o->json != json_stdout ? o->json : NULL;
     outs[no++] = o->csv;
     outs[no++] = o->items;
     for (int m = 0; m < n_answers; m++) outs[no++] = answers[m];
     ins[ni++] = o->model;
+    ins[ni++] = o->eo.judge_prompts;
     for (int i = 0; i < o->n_args; i++)
         if (o->args[i].kind == 'l' || o->args[i].kind == 'p') ins[ni++] = o->args[i].value;
     for (int m = 0; m < o->plan.n_models; m++) ins[ni++] = o->plan.models[m].path;
@@ -343,29 +392,50 @@ static int check_paths(const ds_ctx *ctx, const opts *o, char **answers, int n_a
     return rc;
 }
 
+/* The per-model outputs: [answers, judge prompts, lm-eval JSON] of each model
+ * that has them; *n receives the count, kinds[i] 'a', 'j' or 'l'. */
+static char **model_outputs(const opts *o, int *n, char *kinds)
+{
+    const int nm = o->plan.n_models, mt = ds_eval_plan_count(&o->plan, DS_TASK_MTBENCH), judge = judge_task(&o->plan) != NULL;
+    char **paths = ds_calloc(3 * (size_t)nm + 1, sizeof *paths);
+    *n = 0;
+    for (int m = 0; m < nm; m++) {
+        if (mt) kinds[*n] = 'a', paths[(*n)++] = answers_path(o, m);
+        if (judge) kinds[*n] = 'j', paths[(*n)++] = judge_path(o, m);
+        if (o->lm_eval_json) kinds[*n] = 'l', paths[(*n)++] = lmeval_path(o, m);
+    }
+    return paths;
+}
+
 static int open_outputs(const ds_ctx *ctx, const opts *o, outputs *out)
 {
-    const int n_answers = ds_eval_plan_count(&o->plan, DS_TASK_MTBENCH) ? o->plan.n_models : 0;
-    char **answers = ds_calloc((size_t)n_answers + 1, sizeof *answers);
-    for (int m = 0; m < n_answers; m++) answers[m] = answers_path(o, m);
+    int n_answers;
+    char *kinds = ds_malloc(3 * (size_t)o->plan.n_models + 1);
+    char **answers = model_outputs(o, &n_answers, kinds);
     const char *json_file = o->json != json_stdout ? o->json : NULL;
     int rc = check_paths(ctx, o, answers, n_answers);
     if (!rc && json_file) rc = ds_outfile_open(ctx, &out->json, json_file, o->overwrite);
     if (!rc && o->csv) rc = ds_outfile_open(ctx, &out->csv, o->csv, o->overwrite);
     if (!rc && o->items) rc = ds_outfile_open(ctx, &out->items, o->items, o->overwrite);
-    for (int m = 0; m < n_answers && !rc; m++) rc = ds_outfile_open(ctx, &out->answers[m], answers[m], o->overwrite);
+    for (int i = 0, m = -1; i < n_answers && !rc; i++) {
+        m += i == 0 || kinds[i] <= kinds[i - 1]; /* a model's outputs come in the order a, j, l */
+        ds_outfile *f = kinds[i] == 'a' ? &out->answers[m] : kinds[i] == 'j' ? &out->judge[m] : &out->lmeval[m];
+        rc = ds_outfile_open(ctx, f, answers[i], o->overwrite);
+    }
     for (int m = 0; m < n_answers; m++) free(answers[m]);
     free(answers);
+    free(kinds);
     return rc;
 }
 
 /* One (model, task): this rank's items, gathered and reduced on rank 0. */
 static int run_task(const ds_ctx *ctx, outputs *out, const ds_eval_model *mr, ds_eval_task *t, ds_eval_env *env,
-                    ds_outfile *answers)
+                    int mi)
 {
     json_t **all;
     int rc = ds_eval_task_records(ctx, t, env, &all);
-    if (!rc && ctx->rank == 0) rc = ds_eval_results_add(out->rows, mr, t, all, out->items.f, answers->f);
+    if (!rc && ctx->rank == 0)
+        rc = ds_eval_results_add(out->rows, mr, t, all, out->items.f, out->answers[mi].f, out->judge[mi].f);
     free(all);
     /* an item's failure was printed by the agreement above */
     return rc ? rc : ds_ctx_agree(ctx, rc);
@@ -389,7 +459,7 @@ static int evaluate_all(const ds_ctx *ctx, const opts *o, const ds_llama *base, 
             rc = ds_delta_apply_to_model(ctx, mr->path, o->model, o->force, &base->cfg, work->n_tensors, work->tinfo,
                                          work->p);
         for (int ti = 0; ti < p->n_tasks && !rc; ti++) {
-            rc = run_task(ctx, out, mr, &p->tasks[ti], env, &out->answers[mi]);
+            rc = run_task(ctx, out, mr, &p->tasks[ti], env, mi);
             done += p->tasks[ti].n;
             ds_progress_step(&prog, done, "%s %s", mr->label, p->tasks[ti].spec);
         }
@@ -398,8 +468,15 @@ static int evaluate_all(const ds_ctx *ctx, const opts *o, const ds_llama *base, 
 }
 
 /* Rank 0: the table or the JSON on stdout, the JSON and CSV files. */
-static void report(const ds_ctx *ctx, const opts *o, outputs *out, double seconds)
+static void report(const ds_ctx *ctx, const opts *o, outputs *out, double start, double seconds)
 {
+    for (int m = 0; m < o->plan.n_models && o->lm_eval_json; m++) {
+        json_t *h = ds_eval_lmeval_doc(o->model, &o->plan.models[m], &o->plan, &o->eo, out->rows, start, seconds);
+        char *hs = json_dumps(h, DS_EVAL_JSON_FLAGS | JSON_INDENT(2));
+        fprintf(out->lmeval[m].f, "%s\n", hs);
+        free(hs);
+        json_decref(h);
+    }
     json_t *doc = ds_eval_results_doc(o->model, &o->plan, &o->eo, out->rows, ctx->size, seconds);
     if (!ds_verify_enabled()) json_object_set_new(doc, "verify", json_false()); /* --no-verify */
     char *s = json_dumps(doc, DS_EVAL_JSON_FLAGS | JSON_INDENT(1));
@@ -416,8 +493,14 @@ static int close_outputs(const ds_ctx *ctx, const opts *o, outputs *out, int rc)
     rc = ds_outfile_close(ctx, &out->json, rc);
     rc = ds_outfile_close(ctx, &out->csv, rc);
     rc = ds_outfile_close(ctx, &out->items, rc);
-    for (int m = 0; m < o->plan.n_models; m++) rc = ds_outfile_close(ctx, &out->answers[m], rc);
+    for (int m = 0; m < o->plan.n_models; m++) {
+        rc = ds_outfile_close(ctx, &out->answers[m], rc);
+        rc = ds_outfile_close(ctx, &out->judge[m], rc);
+        rc = ds_outfile_close(ctx, &out->lmeval[m], rc);
+    }
     free(out->answers);
+    free(out->judge);
+    free(out->lmeval);
     json_decref(out->rows);
     return rc;
 }
@@ -428,9 +511,11 @@ static int run_tasks(const ds_ctx *ctx, opts *o)
     ds_tokenizer tok = {0};
     int have_tok = 0;
     int rc = load_everything(ctx, o, &base, &tok, &have_tok);
-    outputs out = {.rows = json_array(), .answers = ds_calloc((size_t)o->plan.n_models + 1, sizeof *out.answers)};
+    const size_t nm = (size_t)o->plan.n_models + 1;
+    outputs out = {.rows = json_array(), .answers = ds_calloc(nm, sizeof *out.answers),
+                   .judge = ds_calloc(nm, sizeof *out.judge), .lmeval = ds_calloc(nm, sizeof *out.lmeval)};
     if (!rc) rc = open_outputs(ctx, o, &out);
-    double t0 = ds_now();
+    double t0 = ds_now(), start = (double)time(NULL);
     if (!rc) {
         /* One BLAS thread per rank: OpenBLAS may split a product differently
          * with more threads, and a result must not depend on how many ranks
@@ -440,7 +525,7 @@ static int run_tasks(const ds_ctx *ctx, opts *o)
     }
     ds_eval_env env = {.m = &work, .tok = &tok, .refusal = ds_refusal_is_refusal, .o = &o->eo};
     if (!rc) rc = evaluate_all(ctx, o, &base, &work, &env, &out);
-    if (!rc && ctx->rank == 0) report(ctx, o, &out, ds_now() - t0);
+    if (!rc && ctx->rank == 0) report(ctx, o, &out, start, ds_now() - t0);
     rc = close_outputs(ctx, o, &out, rc);
     ds_eval_env_free(&env);
     if (work.w) ds_llama_free(&work);
