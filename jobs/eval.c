@@ -197,11 +197,11 @@ static const ds_cmd cmd = {
              "deltasoup eval --model M.h5 [--delta D.bd.h5 [--force]] --ppl TEXT [--seq-len N] [--json]",
     .about = "Evaluate the base model and/or base + each delta on every task (docs/eval.md).\n"
              "--ppl TEXT without an option of the task runner (--task, a second --delta, --delta-list,\n"
-             "--limit, --max-tokens, --json OUT, --csv, --items, --answers-dir) is the plain perplexity\n"
-             "report of one model: the text splits into documents on blank lines or <|endoftext|>;\n"
-             "each is tokenized with BOS and cut to --seq-len tokens; every token after BOS is\n"
-             "predicted. Documents are shared out across ranks; the result does not depend on their\n"
-             "number.",
+             "--limit, --max-tokens, --json OUT, --csv, --items, --answers-dir, --lm-eval-json) is the\n"
+             "plain perplexity report of one model: the text splits into documents on blank lines or\n"
+             "<|endoftext|>; each is tokenized with BOS and cut to --seq-len tokens; every token after\n"
+             "BOS is predicted. Documents are shared out across ranks; the result does not depend on\n"
+             "their number.",
     .opts = options,
     .epilog = "Task kinds (--task KIND:FILE):\n"
               "  truthfulqa-mc:mc_task.json   MC1 and MC2 (prompt \"Q: {question}\\nA:\", answer \" {choice}\")\n"
