@@ -102,6 +102,31 @@ END_TEST
         ck_assert_msg(strstr(ds_errmsg(), (spec)) != NULL, "message \"%s\" lacks the spec", ds_errmsg()); \
     } while (0)
 
+/* Python's str.format, one pass: "{{" "}}" are braces, a value is not read
+ * again for fields; an unknown field or a lone brace is refused. */
+START_TEST(test_format_fields)
+{
+    const char *names[] = {"question", "answer"}, *vals[] = {"Q{answer}", "A}}"};
+    char err[128];
+    char *s = ds_format_fields("[{question}] {{x}} {answer}/{answer}", 2, names, vals, err, sizeof err);
+    ck_assert_str_eq(s, "[Q{answer}] {x} A}}/A}}");
+    free(s);
+    ck_assert_ptr_null(ds_format_fields("{ref_answer_1}", 2, names, vals, err, sizeof err));
+    ck_assert_str_eq(err, "unknown field {ref_answer_1}");
+    ck_assert_ptr_null(ds_format_fields("a } b", 2, names, vals, err, sizeof err));
+    ck_assert_ptr_null(ds_format_fields("a {question", 2, names, vals, err, sizeof err));
+    s = ds_format_fields("", 2, names, vals, err, sizeof err);
+    ck_assert_str_eq(s, "");
+    free(s);
+    ck_assert_int_eq(ds_mt_judge_needs_ref("math"), 1);
+    ck_assert_int_eq(ds_mt_judge_needs_ref("coding"), 1);
+    ck_assert_int_eq(ds_mt_judge_needs_ref("writing"), 0);
+    s = ds_mt_judge_default_path("data/mt/question.jsonl");
+    ck_assert_str_eq(s, "data/mt/judge_prompts.jsonl");
+    free(s);
+}
+END_TEST
+
 START_TEST(test_task_parse)
 {
     ds_eval_task t;
@@ -115,7 +140,17 @@ START_TEST(test_task_parse)
     ds_eval_task_free(&t);
     ck_assert_int_eq(ds_eval_task_parse("mtbench-answers:q.jsonl", &t), 0);
     ck_assert_int_eq(t.kind, DS_TASK_MTBENCH);
+    ck_assert_int_eq(t.mt_judge, 0);
+    ck_assert_str_eq(ds_eval_task_name(&t), "mtbench-answers");
     ds_eval_task_free(&t);
+    ck_assert_int_eq(ds_eval_task_parse("mtbench-judge-prompts:d/q.jsonl", &t), 0);
+    ck_assert_int_eq(t.kind, DS_TASK_MTBENCH);
+    ck_assert_int_eq(t.mt_judge, 1);
+    ck_assert_str_eq(t.data, "d/q.jsonl");
+    ck_assert_str_eq(ds_eval_task_name(&t), "mtbench-judge-prompts");
+    ds_eval_task_free(&t);
+    ck_usage("mtbench-judge-prompts:");
+    ck_usage("mtbench-judge:q.jsonl");
     ck_usage("ppl");
     ck_usage("ppl:");
     ck_usage("perplexity:x.txt");
@@ -347,6 +382,7 @@ int main(void)
     tcase_add_test(ds_check_case(su, "gate", 60), test_gate_rule);
     TCase *task = ds_check_case(su, "task", 60);
     tcase_add_test(task, test_task_parse);
+    tcase_add_test(task, test_format_fields);
     tcase_add_test(task, test_task_load);
     tcase_add_test(ds_check_case(su, "reduce", 60), test_reduce);
     tcase_add_test(ds_check_case(su, "refusal", 60), test_refusal_strings);
