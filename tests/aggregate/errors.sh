@@ -33,11 +33,11 @@ expect 2 "--select 4: only 3 deltas" --method multi-krum --select 4 $S
 expect 2 "--trim 0.5: must be below 0.5" --method trimmed-mean --trim 0.5 $S
 expect 2 "--trim 0.1 drops no values with 3 deltas (floor(0.1 x 3) = 0): needs at least 10" --method trimmed-mean --trim 0.1 $S
 expect 2 "--trim 0.25 drops no scales with 3 deltas (floor(0.25 x 3) = 0): needs at least 4" --method majority --trim 0.25 $S
-expect 2 "--method: expected mean, median, trimmed-mean, krum, multi-krum or majority, got 'avg'" --method avg $S
+expect 2 "--method: expected mean, median, trimmed-mean, krum, multi-krum, majority, task-arithmetic, ties, dare-ties, dare-linear, geometric-median, centered-clipping or bulyan, got 'avg'" --method avg $S
 expect 2 "--method is required" $S
 expect 2 "unknown option '--bogus'" --method mean --bogus $S
 expect 2 "no input deltas" --method mean
-expect 2 "--byzantine applies to krum and multi-krum" --method mean --byzantine 1 $S
+expect 2 "--byzantine applies to krum, multi-krum, bulyan and --pre nnm, not mean" --method mean --byzantine 1 $S
 expect 2 "--requantize: majority already gives 1-bit tensors" --method majority --requantize $S
 expect 3 "$d/rows.bd.h5: tensor a.weight: shape [38, 150], but [37, 150] in $d/s1.bd.h5" --method mean $S "$d/rows.bd.h5"
 expect 3 "$d/mode.bd.h5: tensor a.weight: scale mode row, but tensor in $d/s1.bd.h5" --method median $S "$d/mode.bd.h5"
