@@ -1,23 +1,73 @@
 /* Engine throughput: forward+backward tokens/s on a batch, and KV-cached
  * generation tokens/s, for a config given on the command line.
- *   model_bench DIM HIDDEN LAYERS HEADS KV_HEADS VOCAB SEQ TIED B T ITERS GEN_TOKENS THREADS [DTYPE]
+ *   model_bench DIM HIDDEN LAYERS HEADS KV_HEADS VOCAB SEQ TIED B T ITERS GEN_TOKENS THREADS [DTYPE [prefill]]
  * DTYPE f32 (default), bf16 or f16: the matrices held in that precision
  * (docs/model.md "Numerics and kernels"; the gradients stay f32).
+ * prefill: forward only (no gradients allocated, no generation): tokens/s,
+ * the GFLOP/s of its matrix products (2 x matrix parameters x tokens, plus
+ * the causal attention's 2 x 2 x T^2/2 x dim per layer and sequence), and
+ * the sgemm peak measured here (OpenBLAS, 2048^3, the same threads).
  * Prints one line of key=value. Random weights: speed does not depend on them. */
 #include "config.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cblas.h>
 #include "src/model.h"
+
+/* sgemm GFLOP/s on 2048^3 (best of 3), with the threads already set */
+static double sgemm_peak(void)
+{
+    const int n = 2048;
+    float *x = calloc((size_t)n * n, sizeof *x), *y = calloc((size_t)n * n, sizeof *y),
+          *z = calloc((size_t)n * n, sizeof *z);
+    for (size_t i = 0; i < (size_t)n * n; i++) x[i] = y[i] = (float)(i % 7) * 0.1f;
+    double best = 0;
+    for (int r = 0; r < 3; r++) {
+        const double t0 = ds_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, x, n, y, n, 0.0f, z, n);
+        const double g = 2.0 * n * n * n / (ds_now() - t0) / 1e9;
+        best = g > best ? g : best;
+    }
+    free(x), free(y), free(z);
+    return best;
+}
+
+static int prefill(ds_llama *m, ds_llama_act *a, int B, int T, int iters, ds_dtype dt)
+{
+    const ds_config *c = &m->cfg;
+    int *tok = malloc((size_t)B * T * sizeof *tok);
+    ds_rng r = {7};
+    for (int i = 0; i < B * T; i++) tok[i] = (int)(ds_rng_u64(&r) % (uint64_t)c->vocab_size);
+    double t0 = 0;
+    for (int it = -1; it < iters; it++) { /* one warm-up */
+        if (it == 0) t0 = ds_now();
+        ds_llama_forward(m, a, tok, B, T);
+    }
+    const double sec = (ds_now() - t0) / iters;
+    /* matrix parameters: every layer's seven, and the head */
+    const double D = c->dim, F = c->hidden_dim, KVD = D / c->n_heads * c->n_kv_heads, L = c->n_layers;
+    const double mat = L * (2 * D * D + 2 * D * KVD + 3 * D * F) + (double)c->vocab_size * D;
+    const double flop = 2.0 * mat * B * T + L * B * 2.0 * (double)T * T * D;
+    printf("dtype=%s weight_mib=%.1f params=%lld prefill_tokens_per_s=%.1f gflops=%.1f sgemm_peak_gflops=%.1f "
+           "peak_rss_mib=%.1f\n",
+           ds_dtype_name(dt), (double)m->bytes / 1048576.0, (long long)m->numel, B * T / sec, flop / sec / 1e9,
+           sgemm_peak(), ds_peak_rss() / 1048576.0);
+    free(tok);
+    ds_llama_act_free(a);
+    ds_llama_free(m);
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
-    if (argc != 14 && argc != 15) {
-        fprintf(stderr, "usage: model_bench DIM HIDDEN LAYERS HEADS KV_HEADS VOCAB SEQ TIED B T ITERS GEN THREADS [DTYPE]\n");
+    if (argc < 14 || argc > 16 || (argc == 16 && strcmp(argv[15], "prefill") != 0)) {
+        fprintf(stderr,
+                "usage: model_bench DIM HIDDEN LAYERS HEADS KV_HEADS VOCAB SEQ TIED B T ITERS GEN THREADS [DTYPE [prefill]]\n");
         return 2;
     }
     ds_dtype dt = DS_DTYPE_F32;
-    if (argc == 15) {
+    if (argc >= 15) {
         if (strcmp(argv[14], "bf16") == 0) dt = DS_DTYPE_BF16;
         else if (strcmp(argv[14], "f16") == 0) dt = DS_DTYPE_F16;
         else if (strcmp(argv[14], "f32") != 0) {
@@ -42,6 +92,7 @@ int main(int argc, char **argv)
     free(dts);
     ds_llama_randomize(&m, 1, 0.02f);
     ds_llama_act *a = ds_llama_act_new(&m, B, T);
+    if (argc == 16) return prefill(&m, a, B, T, iters, dt);
     ds_llama_grads g;
     ds_llama_grads_init(&g, &m, NULL);
     int *tok = malloc((size_t)B * T * sizeof *tok), *tgt = malloc((size_t)B * T * sizeof *tgt);

@@ -2,13 +2,19 @@
 """PyTorch peer of bench/model_bench.c: the same Llama math in eager float32
 (embedding, RMSNorm, rotate-half RoPE from precomputed tables, GQA causal
 attention, SwiGLU, untied/tied head, cross-entropy), forward+backward tokens/s.
-  model_torch.py DIM HIDDEN LAYERS HEADS KV_HEADS VOCAB SEQ TIED B T ITERS THREADS"""
+  model_torch.py DIM HIDDEN LAYERS HEADS KV_HEADS VOCAB SEQ TIED B T ITERS THREADS [prefill f32|bf16]
+prefill: the forward only, under torch.no_grad(), with the weights in f32 or
+bf16 (activations in the same dtype: PyTorch's CPU bf16 matmul)."""
 import sys
 import time
 import torch
 import torch.nn.functional as F
 
 D, HID, L, H, KVH, V, S, TIED, B, T, ITERS, THREADS = map(int, sys.argv[1:13])
+PREFILL = sys.argv[13:14] == ["prefill"]
+DT = torch.bfloat16 if sys.argv[14:15] == ["bf16"] else torch.float32
+if PREFILL:
+    torch.set_grad_enabled(False)
 torch.set_num_threads(THREADS)
 torch.manual_seed(1)
 hs = D // H
@@ -16,7 +22,8 @@ kvd = hs * KVH
 
 
 def p(*shape, norm=False):
-    return torch.nn.Parameter(torch.ones(shape) if norm else torch.randn(shape) * 0.02)
+    w = torch.ones(shape) if norm else torch.randn(shape) * 0.02
+    return w.to(DT) if PREFILL else torch.nn.Parameter(w)
 
 
 emb = p(V, D)
@@ -55,7 +62,15 @@ def forward(tok):
     return rms(x, fin) @ head.t()
 
 
+cos, sin = cos.to(DT), sin.to(DT)
 tok = torch.randint(0, V, (B, T))
+if PREFILL:
+    for it in range(-1, ITERS):
+        if it == 0:
+            t0 = time.perf_counter()
+        forward(tok)
+    print("prefill_tokens_per_s=%.1f" % (ITERS * B * T / (time.perf_counter() - t0)))
+    sys.exit(0)
 tgt = torch.randint(0, V, (B * T,))
 for it in range(-2, ITERS):
     if it == 0:
