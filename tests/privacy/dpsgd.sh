@@ -86,4 +86,5 @@ refuse "--noise-multiplier must be finite and > 0" --dp --noise-multiplier 0 --m
 refuse "--dp-delta must be in (0, 1)" --dp --noise-multiplier 1 --max-grad-norm 1 --dp-delta 1
 refuse "--max-grad-norm must be finite and > 0" --dp --target-epsilon 8 --max-grad-norm 0
 refuse "sample rate" --dp --noise-multiplier 1 --max-grad-norm 1 --batch 5000 --seq-len 32
+rm -rf "$d"
 echo "$name: ok"
