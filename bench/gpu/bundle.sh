@@ -58,7 +58,7 @@ export PATH="\$b/bin:\$PATH"
 export OPAL_PREFIX="\$b/root/usr"
 export OMPI_MCA_mca_base_component_path="\$b/root/usr/lib/$ma/openmpi/lib/openmpi3"
 export PMIX_MCA_mca_base_component_path="\$b/root/usr/lib/$ma/pmix2/lib/pmix"
-export OMPI_MCA_mca_base_component_show_load_errors=0
+export OMPI_MCA_mca_base_component_show_load_errors=0 PMIX_MCA_pcompress_base_silence_warning=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export MPIEXEC=mpiexec DELTASOUP="\$b/bin/deltasoup"
 EOF

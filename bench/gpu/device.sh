@@ -82,6 +82,7 @@ speed() {
     deltasoup import --from llama2c data/models/stories260K/stories260K.bin --dtype bf16 -o "$d/t.h5" --quiet >/dev/null
     python3 bench/compress_gen.py "$d/t.h5" "$d/b.h5" "$d/f.h5" "${LAYERS:-4}"
     ls -l "$d"
+    # the generator's checkpoints carry no content hash: apply needs --force
     for dev in cpu cuda cpu cuda; do
         cat "$d/b.h5" "$d/f.h5" >/dev/null
         deltasoup compress --base "$d/b.h5" --finetuned "$d/f.h5" -o "$d/$dev.bd.h5" --device $dev --json --quiet \
@@ -91,8 +92,14 @@ speed() {
         cat "$d/b.h5" "$d/cpu.bd.h5" >/dev/null
         t0=$(date +%s.%N)
         deltasoup apply --base "$d/b.h5" --delta "$d/cpu.bd.h5" -o "$d/a-$dev.h5" --device $dev --quiet \
-            --overwrite >"$d/a.out"
+            --overwrite --force >"$d/a.out" 2>/dev/null
         echo "apply --device $dev $(echo "$(date +%s.%N) - $t0" | bc) s $(sed -n 's/^content_sha256: //p' "$d/a.out")"
+    done
+    for dev in cpu cuda; do
+        deltasoup compress --base "$d/b.h5" --finetuned "$d/f.h5" -o "$d/nv.bd.h5" --device $dev --json --quiet \
+            --overwrite --no-verify >"$d/c-nv.json"
+        python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("compress --no-verify --device", r.get("device"),
+            "%.2f s" % r["seconds"], "%.2f GB/s" % r["input_gb_per_s"], r["content_sha256"])' "$d/c-nv.json"
     done
     for n in 2 4 8; do
         mpiexec -n $n deltasoup compress --base "$d/b.h5" --finetuned "$d/f.h5" -o "$d/n.bd.h5" --device cuda --json \
