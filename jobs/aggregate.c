@@ -37,6 +37,7 @@
 #include "io/h5_delta.h"
 #include "io/h5_delta_rows.h"
 #include "io/outfile.h"
+#include "io/scan_stream.h"
 #include "src/aggregate.h"
 #include "src/bitdelta.h"
 #include "src/checkpoint.h"
@@ -179,7 +180,8 @@ static const ds_opt options[] = {
                 "mean, median, trimmed-mean, multi-krum, the merging methods: store\n"
                 "1-bit tensors as sign + mean |x| scale (else as float32 dense deltas)"),
     DS_OPT_STRING(opts, list, "list", "FILE", "more inputs, one path per line ('#' comments)"),
-    DS_OPT_STRING(opts, report, "report", "R.json", "write the provenance and the table as JSON"),
+    DS_OPT_STRING(opts, report, "report", "R.json", "write the provenance, the table and (3 or more\n"
+                                                    "participants) the anomaly report's \"deltas\" as JSON"),
     DS_OPT_DOUBLE(opts, chunk_mb, "chunk-mb", "N", 1.0 / 1024, 1 << 24, "256",
                   "MiB for one chunk of all users' rows (fractions ok)"),
     DS_OPT_CHECKPOINT(opts, ckpt, "keep resumable state in DIR; a run with the same DIR resumes"),
@@ -1154,6 +1156,14 @@ static int run_finish(run *r)
 {
     const ds_ctx *ctx = r->ctx;
     const opts *o = r->o;
+    /* --report's anomaly report over every participant (docs/scan.md), before
+     * anything is put in place: a failure leaves no output */
+    json_t *scan = NULL;
+    if (o->report && r->n >= 3) {
+        for (int p = 0; p < r->n; p++) r->paths[p] = r->in[r->idx[p]].path;
+        int rc = ds_scan_report(ctx, r->comm, r->n, (const char *const *)r->paths, &r->layout, o->chunk_mb, &scan);
+        if (rc) return rc;
+    }
     /* integer counts < 2^53: the sum of doubles is exact */
     double *kd = ds_malloc(sizeof(double) * ((size_t)r->np + 1)), sum = 0;
     for (int p = 0; p < r->np; p++) kd[p] = (double)r->kept[p];
@@ -1170,8 +1180,12 @@ static int run_finish(run *r)
     char stage[4200];
     ds_out_tmpname(o->out, stage, sizeof stage);
     int rc = ds_out_finish(ctx, o->out, ctx->rank == 0 ? write_provenance(stage, o, r->in, r->version, r->n_used) : 0);
-    if (rc) return rc;
+    if (rc) {
+        json_decref(scan);
+        return rc;
+    }
     json_t *rep = report_json(o, r->in, r->version, r->content, r->in[r->oidx[0]].base, r->n_used);
+    if (scan) json_object_set_new(rep, "deltas", scan);
     if (o->report) rc = ds_out_write_json(ctx, o->report, rep, JSON_INDENT(2) | JSON_SORT_KEYS, 0);
     json_decref(rep);
     return rc;

@@ -5,7 +5,8 @@
 # gaussian`. Checks: the poisoned are flagged and the honest are not; every
 # statistic, z-score and flag against the independent numpy reference
 # (tests/python/scan_ref.py check, 1e-6 relative); the same JSON at 1 and 2
-# ranks with several chunks per tensor; bad input refused with one line, its
+# ranks with several chunks per tensor; aggregate --report's "deltas" = scan's;
+# bad input refused with one line, its
 # exit code and no output.
 set -u
 . "$(dirname "$0")/../defaults.sh"
@@ -42,6 +43,19 @@ grep -q "scan: 6 of 20 deltas flagged" "$d/np1.out" || fail "table: $(tail -3 "$
 $MPIEXEC -n 2 "$DELTASOUP" scan --base "$d/base.h5" --json "$d/np2.json" --chunk-mb 0.05 --quiet $all > /dev/null ||
     fail "scan at 2 ranks"
 cmp "$d/np1.json" "$d/np2.json" || fail "1 and 2 ranks differ"
+# aggregate --report carries the same "deltas" list (its participants), at 2
+# ranks (one delta of each attack: the sign-flips are copies, which aggregate refuses)
+sub="$honest $(ls "$d"/poison/*-0.bd.h5)"
+"$DELTASOUP" scan --base "$d/base.h5" --json "$d/sub.json" --chunk-mb 0.05 --quiet $sub > /dev/null || fail "scan (17)"
+$MPIEXEC -n 2 "$DELTASOUP" aggregate --method median -o "$d/agg.bd.h5" --report "$d/agg.json" --chunk-mb 0.05 \
+    --quiet $sub > /dev/null || fail "aggregate --report"
+"$PYTHON3" - "$d/agg.json" "$d/sub.json" <<'EOF' || fail "aggregate --report's deltas differ from scan's"
+import json, sys
+a, b = (json.load(open(f))["deltas"] for f in sys.argv[1:3])
+assert len(a) == len(b) == 17, (len(a), len(b))
+assert sorted(a, key=lambda x: x["file"]) == sorted(b, key=lambda x: x["file"])
+assert sum(x["flagged"] for x in a) == 3, [x["file"] for x in a if x["flagged"]]
+EOF
 
 # n = 3 with two copies: every MAD is 0, the odd one out gets z = inf (null in the JSON), the copies duplicate
 cp "$d/honest/honest1.bd.h5" "$d/copy.bd.h5"
