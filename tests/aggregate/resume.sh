@@ -4,7 +4,8 @@
 # checkpoint and exit 75 with no output and no report; the same command then
 # resumes and ends with the content hash and report of an uninterrupted run.
 # trimmed-mean and majority stop in the output, multi-krum once in its
-# distance pass (1 rank) and once in the output (2 ranks, resumed at 1 rank).
+# distance pass (1 rank) and once in the output (2 ranks, resumed at 1 rank);
+# ties and geometric-median in the output, resumed at another rank count.
 # A checkpoint is refused for other inputs or another method, and when its
 # partial output is gone; a run without --checkpoint starts clean.
 set -u
@@ -111,6 +112,17 @@ interrupt mkrum1 1 "open 5/5" $MKRUM
 resume mkrum1 1 mkrum "tensor 1/5 of the distances" $MKRUM
 interrupt mkrum2 2 "distances 5/5" $MKRUM
 resume mkrum2 1 mkrum "tensor 1/5 of the output" $MKRUM
+# the newer methods, stopped at 1 rank and resumed at 2: TIES (thresholds,
+# then the output); the geometric median (its Gram pass and Weiszfeld run
+# through, so the stop lands in the output and the resume keeps the weights)
+TIES="--method ties --density 0.5"
+GM="--method geometric-median"
+ref ties $TIES
+ref gm $GM
+interrupt ties1 1 "open 5/5" $TIES
+resume ties1 2 ties "tensor 1/5 of the output" $TIES
+interrupt gm1 1 "open 5/5" $GM
+resume gm1 2 gm "tensor 1/5 of the output" $GM
 
 # A checkpoint belongs to its inputs and method (one line, exit 3).
 interrupt x 1 "open 5/5" $TRIM
