@@ -523,6 +523,48 @@ int ds_model_read_tensor_digest(ds_model_file *f, const char *name, ds_dtype wan
     return i < 0 ? -i : read_whole(f, i, want, buf, digest, NULL, NULL);
 }
 
+struct ds_model_read_job {
+    ds_model_file *f;
+    int i, rc, check;
+    ds_sha256_async *h; /* hashing in flight, or NULL */
+    ds_digest d;
+};
+
+int ds_model_read_begin(ds_model_file *f, const char *name, ds_dtype want, void *buf, int want_digest,
+                        ds_model_read_job **job)
+{
+    ds_model_read_job *j = ds_calloc(1, sizeof *j);
+    *job = j;
+    j->f = f;
+    j->i = tensor_index(f, name);
+    if (j->i < 0) return j->rc = -j->i;
+    const ds_tinfo *t = &f->meta.tensors[j->i];
+    int check = !f->writing && f->has_rec[j->i] && ds_verify_enabled();
+    int hash = check || (want_digest && (f->writing || !f->has_rec[j->i]));
+    if (!hash || want != t->dtype)
+        return j->rc = read_whole(f, j->i, want, buf, want_digest ? &j->d : NULL, NULL, NULL);
+    j->rc = ds_h5_read_rows(f->dsets[j->i], ds_h5_type(t->dtype), 0, t->ndim ? t->shape[0] : 1, buf);
+    if (j->rc) return j->rc;
+    j->check = check;
+    j->h = ds_sha256_async_new(ds_entry_digest_begin(t));
+    ds_sha256_async_update(j->h, buf, ds_tinfo_bytes(t));
+    return 0;
+}
+
+int ds_model_read_end(ds_model_read_job *j, ds_digest *digest)
+{
+    if (!j) return 0;
+    int rc = j->rc;
+    if (j->h) {
+        ds_sha256_final(ds_sha256_async_end(j->h), &j->d);
+        if (!rc && j->check && memcmp(j->d.b, j->f->rec[j->i].b, 32) != 0)
+            rc = mismatch(j->f->path, j->f->meta.tensors[j->i].name);
+    }
+    if (!rc && digest) *digest = j->d;
+    free(j);
+    return rc;
+}
+
 int ds_model_read_tensor_pieces(ds_model_file *f, const char *name, ds_dtype want, void *buf, ds_model_piece_fn fn,
                                 void *arg)
 {

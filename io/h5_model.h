@@ -68,6 +68,21 @@ int ds_model_read_tensor(ds_model_file *f, const char *name, ds_dtype want, void
  * job that needs the digest of what it read (compress, for base_sha256)
  * hashes it at most once. */
 int ds_model_read_tensor_digest(ds_model_file *f, const char *name, ds_dtype want, void *buf, ds_digest *digest);
+/* ds_model_read_tensor_digest in two halves, for a job that works on the
+ * tensor while it is hashed: _begin reads the tensor whole into buf and, where
+ * a digest is to be checked or given (as ds_model_read_tensor_digest: digest
+ * wanted, or verification on and a digest recorded), starts hashing buf on a
+ * background thread; the caller may read buf (not write it) until _end, which
+ * waits, checks the digest against the recorded one (exit 3 naming the
+ * tensor, the message of ds_model_read_tensor) and gives it (digest may be
+ * NULL). Reading as another dtype than the stored one is done at once, as
+ * ds_model_read_tensor_digest. Every _begin must be ended, also after it
+ * failed (_end then returns that error); two tensors (of one or two files)
+ * may be in flight at once: their hashes then run on two threads. */
+typedef struct ds_model_read_job ds_model_read_job;
+int ds_model_read_begin(ds_model_file *f, const char *name, ds_dtype want, void *buf, int want_digest,
+                        ds_model_read_job **job);
+int ds_model_read_end(ds_model_read_job *job, ds_digest *digest);
 /* ds_model_read_tensor calling fn(arg, off, n) as each piece of buf (bytes
  * [off, off + n), in dtype want, in order) has been read, while the digest
  * of that piece is computed on a second thread (export writes each piece as

@@ -157,17 +157,21 @@ static int compress_one(const opts *o, ds_dev *dev, ds_model_file *bf, ds_model_
                         const ds_delta_entry *e, buffers *b, ds_named_digest *dig)
 {
     const ds_tinfo *t = &e->t;
-    /* the base's digest (for base_sha256) is the one computed while reading */
-    int rc = ds_model_read_tensor_digest(bf, t->name, t->dtype, b->wb, &dig->digest);
-    if (!rc) rc = ds_model_read_tensor(ff, t->name, t->dtype, b->wf);
+    /* Both tensors are hashed on two threads while a 1-bit tensor is coded
+     * (ds_model_read_begin); nothing is written, and no coding error is
+     * reported, before both digests have been checked. The base's digest
+     * (for base_sha256) is the one computed while reading. */
+    ds_model_read_job *jb = NULL, *jf = NULL;
+    int rc = ds_model_read_begin(bf, t->name, t->dtype, b->wb, 1, &jb);
+    if (!rc) rc = ds_model_read_begin(ff, t->name, t->dtype, b->wf, 0, &jf);
+    int64_t bad = -1;
+    if (!rc && e->coded) rc = ds_dev_code(dev, e, b->wf, b->wb, b->bits, b->sc, &bad);
+    int rb = ds_model_read_end(jb, &dig->digest), rf = ds_model_read_end(jf, NULL);
+    /* a read or a digest mismatch names the damaged file first */
+    if (rb || rf) return rb ? rb : rf;
     if (rc) return rc;
     snprintf(dig->name, DS_NAME_MAX, "%s", t->name);
-    int64_t bad;
-    if (e->coded) {
-        if ((rc = ds_dev_code(dev, e, b->wf, b->wb, b->bits, b->sc, &bad))) return rc;
-    } else {
-        bad = ds_delta_dense(t->dtype, b->wf, b->wb, (size_t)ds_tinfo_numel(t), b->wf);
-    }
+    if (!e->coded) bad = ds_delta_dense(t->dtype, b->wf, b->wb, (size_t)ds_tinfo_numel(t), b->wf);
     if (bad >= 0) {
         float vb, vf;
         ds_to_f32(t->dtype, (const char *)b->wb + (size_t)bad * ds_dtype_size(t->dtype), &vb, 1);
