@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from aggregate_ref import check_close, load, round_to  # noqa: E402  (the file readers)
+from aggregate_ref import check_close, load, round_to, run_cases  # noqa: E402  (readers, case runner)
 
 M64 = (1 << 64) - 1
 
@@ -153,16 +153,5 @@ def run_case(line):
         assert frac < min(1.0, density * 1.5), f"kept fraction {frac} for density {density}"
 
 
-def main():
-    lines = [l.strip() for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
-    for line in lines:
-        try:
-            run_case(line)
-        except AssertionError as e:
-            print("FAIL:", line, "\n  ", e)
-            sys.exit(1)
-        print("ok:", line.split(" -- ")[0])
-
-
 if __name__ == "__main__":
-    main()
+    run_cases(run_case, sys.argv[1])

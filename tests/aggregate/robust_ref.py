@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from aggregate_ref import check_close, load, round_to  # noqa: E402  (the file readers)
+from aggregate_ref import check_close, load, round_to, run_cases  # noqa: E402  (readers, case runner)
 
 
 def geomed(X, tol, max_iter, eps=1e-6):
@@ -147,16 +147,5 @@ def run_case(line):
             check_close(t, o["v"], round_to(r, dn), tol, tol_abs)
 
 
-def main():
-    lines = [l.strip() for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
-    for line in lines:
-        try:
-            run_case(line)
-        except AssertionError as e:
-            print("FAIL:", line, "\n  ", e)
-            sys.exit(1)
-        print("ok:", line.split(" -- ")[0])
-
-
 if __name__ == "__main__":
-    main()
+    run_cases(run_case, sys.argv[1])

@@ -212,8 +212,11 @@ def run_case(line):
         assert own == [loaded[i][1]["owner"].decode() for i in range(len(ins))], "provenance owners"
 
 
-def main():
-    lines = [l.strip() for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
+def run_cases(run_case, path):
+    """The case runner of this file, merge_ref.py and robust_ref.py: each
+    non-comment line of PATH through run_case; the first failed assertion
+    prints FAIL with the line and exits 1."""
+    lines = [l.strip() for l in open(path) if l.strip() and not l.startswith("#")]
     for line in lines:
         try:
             run_case(line)
@@ -224,4 +227,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_cases(run_case, sys.argv[1])
