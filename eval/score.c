@@ -27,7 +27,7 @@ ds_llama_act *ds_eval_env_act(ds_eval_env *e, int B, int T)
         e->act_b = B > e->act_b ? (B + 3) / 4 * 4 : e->act_b;
         e->act_t = T > e->act_t ? (T + 31) / 32 * 32 : e->act_t;
         if (e->act_t > max_t) e->act_t = max_t < T ? T : max_t;
-        e->act = ds_llama_act_new(e->m, e->act_b, e->act_t);
+        e->act = ds_llama_act_new_fwd(e->m, e->act_b, e->act_t);
     }
     return e->act;
 }
@@ -101,7 +101,7 @@ int ds_eval_loglik(ds_eval_env *e, const char *prompt, int n, const char *const 
             ds_llama_act_free(e->pre_act);
             e->pre_act_t = (np + 31) / 32 * 32;
             if (e->pre_act_t > e->m->cfg.max_seq_len) e->pre_act_t = np;
-            e->pre_act = ds_llama_act_new(e->m, 1, e->pre_act_t);
+            e->pre_act = ds_llama_act_new_fwd(e->m, 1, e->pre_act_t);
         }
         /* the prompt once: logits only at its last position (answer token 0) */
         const int last = np - 1;

@@ -284,7 +284,7 @@ static json_t *item_kl(const ds_eval_task *t, ds_eval_env *e, int d)
         if (!e->ref_act || n > e->ref_act_t) {
             ds_llama_act_free(e->ref_act);
             e->ref_act_t = n > e->ref_act_t ? n : e->ref_act_t;
-            e->ref_act = ds_llama_act_new(t->ref_model, 1, e->ref_act_t);
+            e->ref_act = ds_llama_act_new_fwd(t->ref_model, 1, e->ref_act_t);
         }
         float *ref = ds_malloc((size_t)n * V * sizeof *ref);
         memcpy(ref, ds_llama_forward(t->ref_model, e->ref_act, ids, 1, n), (size_t)n * V * sizeof *ref);

@@ -321,7 +321,7 @@ int ds_llama_ppl_pipe(const ds_ctx *ctx, const ds_pipe *p, const ds_llama *m, ds
     ppl_stage s = {.m = m, .docs = docs, .tok = tok, .seq_len = seq_len, .nd = nd, .mb_doc = mb_doc};
     s.ids = ds_malloc((longest + 3) * sizeof *s.ids);
     s.acc = ds_calloc((size_t)nd * 2, sizeof *s.acc);
-    s.a = ds_llama_act_new(m, 1, seq_len);
+    s.a = ds_llama_act_new_fwd(m, 1, seq_len);
     for (int k = 0; k < DS_PIPE_DEPTH; k++) s.ring[k] = ds_malloc(sizeof(float) * (size_t)seq_len * m->cfg.dim);
     /* this group's documents of 2 tokens or more, in order: its micro-batches */
     int n_mb = 0, bad = 0;
@@ -375,7 +375,7 @@ int ds_llama_ppl(const ds_ctx *ctx, const ds_llama *m, ds_tokenizer *tok, const 
      * zero where another rank owns the document, so the SUM is exact. */
     double *acc = ds_calloc((size_t)nd * 2, sizeof *acc);
     int *ids = ds_malloc((longest + 3) * sizeof *ids);
-    ds_llama_act *a = ds_llama_act_new(m, 1, seq_len);
+    ds_llama_act *a = ds_llama_act_new_fwd(m, 1, seq_len);
     int bad = 0;
     for (int d = 0; d < nd; d++) {
         if (owner[d] != ctx->rank) continue;

@@ -273,7 +273,7 @@ static int fit_init(ds_ctx *ctx, const opts *o, inputs *in, const calib *c, fit 
     ft->evb = o->batch;
     const int maxb = ft->nloc > 0 ? ft->nloc : 1, na = ft->evb > maxb ? ft->evb : maxb;
     ft->sa = ds_llama_act_new(&in->student, na, ft->T);
-    ft->ta = ds_llama_act_new(&in->teacher, na, ft->T);
+    ft->ta = ds_llama_act_new_fwd(&in->teacher, na, ft->T); /* the teacher: forward only */
     ft->first = ft->last = NAN;
     return 0;
 }
@@ -509,7 +509,8 @@ static int fit_finish(const ds_ctx *ctx, const opts *o, inputs *in, const calib 
 static int fit_memory_check(const ds_ctx *ctx, const opts *o, const inputs *in)
 {
     if (o->seq_len > in->student.cfg.max_seq_len) return 0; /* calib_load's usage error comes first */
-    const double need = 2 * ds_llama_act_bytes(&in->student.cfg, o->batch, o->seq_len) +
+    const double need = ds_llama_act_bytes(&in->student.cfg, o->batch, o->seq_len) +
+                        ds_llama_act_bytes_fwd(&in->teacher.cfg, o->batch, o->seq_len) +
                         (double)o->samples * (double)o->seq_len * sizeof(int);
     char what[96];
     snprintf(what, sizeof what, "--batch %d --seq-len %d --samples %d", o->batch, o->seq_len, o->samples);

@@ -394,6 +394,9 @@ static float row_lse(const float *z, int V, float *p) { return (engine_avx2() ? 
 struct ds_llama_act {
     int max_b, max_t, B, T, V;
     int cont; /* the last forward was ds_llama_forward_rows (forward only: no backward) */
+    int fwd_only; /* ds_llama_act_new_fwd: no backward buffers, P for one layer */
+    float *cscratch; /* attention_cont's K, V blocks and scores (grown as needed) */
+    size_t cscratch_n;
     int pos0; /* the position of the last forward's first token */
     int64_t cap; /* max_b * max_t tokens */
     int *tokens;
@@ -412,50 +415,76 @@ static inline wmat wm(const ds_llama *m, float *scratch, int i)
 }
 
 /* The buffers of a workspace, in floats: one list for ds_llama_act_new and
- * ds_llama_act_bytes (L, N, D, KVD, F, V, H, max_b, max_t in scope). */
-#define ACT_BUFFERS(X) \
-    X(x, (L + 1) * N * D) X(xn1, L * N * D) X(rs1, L * N) X(q, L * N * D) X(k, L * N * KVD) \
-    X(v, L * N * KVD) X(P, L * max_b * H * max_t * max_t) X(att, L * N * D) X(xmid, L * N * D) \
-    X(xn2, L * N * D) X(rs2, L * N) X(h1, L * N * F) X(h3, L * N * F) X(act, L * N * F) X(xf, N * D) \
-    X(rsf, N) X(logits, N * V) X(dlogits, N * V) X(dx, N * D) X(dxn, N * D) X(dq, N * D) X(dk, N * KVD) \
-    X(dv, N * KVD) X(datt, N * D) X(dh1, N * F) X(dh3, N * F) X(dP, (int64_t)max_t * max_t)
+ * ds_llama_act_bytes (L, N, D, KVD, F, V, H, max_b, max_t, LL and XL in
+ * scope); ACT_BWD's only for the backward pass. A training workspace keeps
+ * every layer's activations (LL = L, XL = L + 1 residual streams); a
+ * forward-only one keeps every layer's keys and values (a cached prefix,
+ * ds_llama_forward_rows) but one layer of the rest (LL = 1) and two
+ * residual streams used in turn (XL = 2). */
+#define ACT_FWD(X) \
+    X(x, XL * N * D) X(xn1, LL * N * D) X(rs1, LL * N) X(q, LL * N * D) X(k, L * N * KVD) \
+    X(v, L * N * KVD) X(P, LL * max_b * H * max_t * max_t) X(att, LL * N * D) X(xmid, LL * N * D) \
+    X(xn2, LL * N * D) X(rs2, LL * N) X(h1, LL * N * F) X(h3, LL * N * F) X(act, LL * N * F) X(xf, N * D) \
+    X(rsf, N) X(logits, N * V)
+#define ACT_BWD(X) \
+    X(dlogits, N * V) X(dx, N * D) X(dxn, N * D) X(dq, N * D) X(dk, N * KVD) X(dv, N * KVD) X(datt, N * D) \
+    X(dh1, N * F) X(dh3, N * F) X(dP, (int64_t)max_t * max_t)
 
-double ds_llama_act_bytes(const ds_config *c, int64_t max_b, int64_t max_t)
-{
-    return ds_llama_act_bytes_stage(c, max_b, max_t, 0, c->n_layers);
-}
-
-double ds_llama_act_bytes_stage(const ds_config *c, int64_t max_b, int64_t max_t, int l0, int l1)
+static double act_bytes(const ds_config *c, int64_t max_b, int64_t max_t, int l0, int l1, int fwd_only)
 {
     const int64_t D = c->dim, F = c->hidden_dim, L = l1 - l0, H = c->n_heads;
+    const int64_t LL = fwd_only ? 1 : L, XL = fwd_only ? 2 : L + 1;
     const int64_t V = l1 == c->n_layers ? c->vocab_size : 0;
     const int64_t KVD = D / H * c->n_kv_heads, N = max_b * max_t;
     double floats = 0;
 #define COUNT(p, n) floats += (double)(n);
-    ACT_BUFFERS(COUNT)
+    ACT_FWD(COUNT)
+    if (!fwd_only) { ACT_BWD(COUNT) }
 #undef COUNT
     return 4.0 * floats + (double)sizeof(int) * (double)N; /* + the tokens */
 }
 
-ds_llama_act *ds_llama_act_new(const ds_llama *m, int max_b, int max_t)
+double ds_llama_act_bytes(const ds_config *c, int64_t max_b, int64_t max_t)
+{
+    return act_bytes(c, max_b, max_t, 0, c->n_layers, 0);
+}
+
+double ds_llama_act_bytes_fwd(const ds_config *c, int64_t max_b, int64_t max_t)
+{
+    return act_bytes(c, max_b, max_t, 0, c->n_layers, 1);
+}
+
+double ds_llama_act_bytes_stage(const ds_config *c, int64_t max_b, int64_t max_t, int l0, int l1)
+{
+    return act_bytes(c, max_b, max_t, l0, l1, 0);
+}
+
+static ds_llama_act *act_new(const ds_llama *m, int max_b, int max_t, int fwd_only)
 {
     const ds_config *c = &m->cfg;
     /* a stage keeps its own layers' activations, and logits on the last only */
     const int64_t D = c->dim, F = c->hidden_dim, L = m->l1 - m->l0, H = c->n_heads;
+    const int64_t LL = fwd_only ? 1 : L, XL = fwd_only ? 2 : L + 1;
     const int64_t V = m->l1 == c->n_layers ? c->vocab_size : 0;
     const int64_t KVD = D / H * c->n_kv_heads;
     ds_llama_act *a = ds_calloc(1, sizeof *a);
     a->max_b = max_b;
     a->max_t = max_t;
     a->V = c->vocab_size;
+    a->fwd_only = fwd_only;
     const int64_t N = a->cap = (int64_t)max_b * max_t;
     a->tokens = ds_malloc((size_t)N * sizeof(int));
 #define ALLOC(p, n) a->p = ds_malloc((size_t)(n) * sizeof(float));
-    ACT_BUFFERS(ALLOC)
+    ACT_FWD(ALLOC)
+    if (!fwd_only) { ACT_BWD(ALLOC) }
 #undef ALLOC
     if (!m->all_f32) a->wscratch = ds_malloc(DS_GEMM_SCRATCH_FLOATS * sizeof(float));
     return a;
 }
+
+ds_llama_act *ds_llama_act_new(const ds_llama *m, int max_b, int max_t) { return act_new(m, max_b, max_t, 0); }
+
+ds_llama_act *ds_llama_act_new_fwd(const ds_llama *m, int max_b, int max_t) { return act_new(m, max_b, max_t, 1); }
 
 void ds_llama_act_free(ds_llama_act *a)
 {
@@ -466,10 +495,18 @@ void ds_llama_act_free(ds_llama_act *a)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(a->tokens);
     free(a->wscratch);
+    free(a->cscratch);
     free(a);
 }
 
 /* ---- forward */
+
+/* The residual stream entering layer index s (s = the stage's layer count:
+ * leaving the last); a forward-only workspace keeps two, used in turn. */
+static inline float *xat(const ds_llama_act *a, int s, int D)
+{
+    return a->x + (int64_t)(a->fwd_only ? (s & 1) : s) * a->cap * D;
+}
 
 /* Causal attention of one layer for every (sequence, head): P = softmax(QK^T
  * * scale) kept for the backward pass, att = P V. */
@@ -511,8 +548,13 @@ static void attention_cont(const ds_llama *m, ds_llama_act *a, const ds_llama_ac
     const int KVD = hs * m->cfg.n_kv_heads, rep = H / m->cfg.n_kv_heads, PT = P + T;
     const float scale = 1.0f / sqrtf((float)hs);
     const float *pk = pre->k + (size_t)s * pre->cap * KVD, *pv = pre->v + (size_t)s * pre->cap * KVD;
-    float *Kc = ds_malloc((size_t)PT * hs * sizeof(float)), *Vc = ds_malloc((size_t)PT * hs * sizeof(float));
-    float *S = ds_malloc((size_t)T * PT * sizeof(float));
+    const size_t need = (size_t)PT * hs * 2 + (size_t)T * PT;
+    if (a->cscratch_n < need) {
+        free(a->cscratch);
+        a->cscratch = ds_malloc(need * sizeof(float));
+        a->cscratch_n = need;
+    }
+    float *Kc = a->cscratch, *Vc = Kc + (size_t)PT * hs, *S = Vc + (size_t)PT * hs;
     for (int b = 0; b < B; b++)
         for (int kh = 0; kh < m->cfg.n_kv_heads; kh++) {
             for (int r = 0; r < PT; r++) {
@@ -529,9 +571,6 @@ static void attention_cont(const ds_llama *m, ds_llama_act *a, const ds_llama_ac
                             att + (size_t)b * T * D + h * hs, D);
             }
         }
-    free(Kc);
-    free(Vc);
-    free(S);
 }
 
 /* Decoder layer l0 + s of the model on the workspace's N = B * T rows, its
@@ -545,21 +584,23 @@ static void layer_fwd(const ds_llama *m, ds_llama_act *a, int s, const ds_llama_
     const int i0 = ds_llama_index(m->l0 + s, 0);
 #define W(role) wm(m, a->wscratch, i0 + (role))
     const float *const *Wn = (const float *const *)m->w + i0; /* the norms (F32) */
-    float *x = a->x + s * cap * D, *xnext = a->x + (s + 1) * cap * D;
-    float *xn1 = a->xn1 + s * cap * D, *q = a->q + s * cap * D, *k = a->k + s * cap * KVD, *v = a->v + s * cap * KVD,
-          *att = a->att + s * cap * D, *xmid = a->xmid + s * cap * D, *xn2 = a->xn2 + s * cap * D,
-          *h1 = a->h1 + s * cap * F, *h3 = a->h3 + s * cap * F, *act = a->act + s * cap * F;
-    rmsnorm_fwd(xn1, a->rs1 + s * cap, x, Wn[DS_LLAMA_ATTN_NORM], N, D, c->norm_eps);
+    /* layer-local activations: at index s, or at 0 in a forward-only workspace */
+    const int64_t ls = a->fwd_only ? 0 : s;
+    float *x = xat(a, s, D), *xnext = xat(a, s + 1, D);
+    float *xn1 = a->xn1 + ls * cap * D, *q = a->q + ls * cap * D, *k = a->k + s * cap * KVD, *v = a->v + s * cap * KVD,
+          *att = a->att + ls * cap * D, *xmid = a->xmid + ls * cap * D, *xn2 = a->xn2 + ls * cap * D,
+          *h1 = a->h1 + ls * cap * F, *h3 = a->h3 + ls * cap * F, *act = a->act + ls * cap * F;
+    rmsnorm_fwd(xn1, a->rs1 + ls * cap, x, Wn[DS_LLAMA_ATTN_NORM], N, D, c->norm_eps);
     lin_fwd(q, xn1, W(DS_LLAMA_Q), N, D, D, 0);
     lin_fwd(k, xn1, W(DS_LLAMA_K), N, D, KVD, 0);
     lin_fwd(v, xn1, W(DS_LLAMA_V), N, D, KVD, 0);
     rope_apply(m, q, N, T, H, D, pos0, 0);
     rope_apply(m, k, N, T, c->n_kv_heads, KVD, pos0, 0);
     if (pre) attention_cont(m, a, pre, s, q, k, v, att);
-    else attention_fwd(m, a, q, k, v, a->P + (int64_t)s * a->max_b * H * a->max_t * a->max_t, att);
+    else attention_fwd(m, a, q, k, v, a->P + ls * a->max_b * H * a->max_t * a->max_t, att);
     memcpy(xmid, x, (size_t)N * D * sizeof(float));
     lin_fwd(xmid, att, W(DS_LLAMA_O), N, D, D, 1.0f);
-    rmsnorm_fwd(xn2, a->rs2 + s * cap, xmid, Wn[DS_LLAMA_FFN_NORM], N, D, c->norm_eps);
+    rmsnorm_fwd(xn2, a->rs2 + ls * cap, xmid, Wn[DS_LLAMA_FFN_NORM], N, D, c->norm_eps);
     lin_fwd(h1, xn2, W(DS_LLAMA_GATE), N, D, F, 0);
     lin_fwd(h3, xn2, W(DS_LLAMA_UP), N, D, F, 0);
     silu_mul(act, h1, h3, (int64_t)N * F);
@@ -593,11 +634,10 @@ float *ds_llama_forward_stage(const ds_llama *m, ds_llama_act *a, const int *tok
     forward_input(m, a, tokens, x_in, B, T, "ds_llama_forward");
     a->cont = a->pos0 = 0;
     const int D = c->dim, V = c->vocab_size, N = B * T, Ls = m->l1 - m->l0, L = c->n_layers;
-    const int64_t cap = a->cap;
     for (int s = 0; s < Ls; s++) layer_fwd(m, a, s, NULL);
-    if (m->l1 < L) return a->x + Ls * cap * D; /* the hidden states for the next stage */
+    if (m->l1 < L) return xat(a, Ls, D); /* the hidden states for the next stage */
     const int i_head = c->tied_embeddings ? 0 : 2 + DS_LLAMA_ROLES * L;
-    rmsnorm_fwd(a->xf, a->rsf, a->x + Ls * cap * D, m->w[1 + DS_LLAMA_ROLES * L], N, D, c->norm_eps);
+    rmsnorm_fwd(a->xf, a->rsf, xat(a, Ls, D), m->w[1 + DS_LLAMA_ROLES * L], N, D, c->norm_eps);
     lin_fwd(a->logits, a->xf, wm(m, a->wscratch, i_head), N, D, V, 0);
     return a->logits;
 }
@@ -614,17 +654,19 @@ float *ds_llama_forward_rows(const ds_llama *m, ds_llama_act *a, const ds_llama_
     a->cont = 1; /* attention probabilities not kept: no backward */
     a->pos0 = pre ? pre->T : 0;
     const int D = c->dim, V = c->vocab_size, L = c->n_layers, N = B * T;
-    const int64_t cap = a->cap;
     for (int s = 0; s < L; s++) layer_fwd(m, a, s, pre);
     if (n_rows < 0 || n_rows > N) ds_die("ds_llama_forward_rows: %d rows of %d", n_rows, N);
-    const float *h = a->x + L * cap * D;
+    /* the scored rows gathered into layer 0's xn1 (not needed after the
+     * forward; a forward-only workspace has no backward scratch) */
+    const float *h = xat(a, L, D);
+    float *g = a->xn1;
     for (int r = 0; r < n_rows; r++) {
         if (rows[r] < 0 || rows[r] >= N) ds_die("ds_llama_forward_rows: row %d of %d", rows[r], N);
-        memcpy(a->dx + (size_t)r * D, h + (size_t)rows[r] * D, (size_t)D * sizeof(float));
+        memcpy(g + (size_t)r * D, h + (size_t)rows[r] * D, (size_t)D * sizeof(float));
     }
     if (n_rows == 0) return a->logits;
     const int i_head = c->tied_embeddings ? 0 : 2 + DS_LLAMA_ROLES * L;
-    rmsnorm_fwd(a->xf, a->rsf, a->dx, m->w[1 + DS_LLAMA_ROLES * L], n_rows, D, c->norm_eps);
+    rmsnorm_fwd(a->xf, a->rsf, g, m->w[1 + DS_LLAMA_ROLES * L], n_rows, D, c->norm_eps);
     lin_fwd(a->logits, a->xf, wm(m, a->wscratch, i_head), n_rows, D, V, 0);
     return a->logits;
 }
@@ -641,12 +683,13 @@ double ds_llama_row_nll(const ds_llama_act *a, int row, int target)
 
 double ds_llama_loss_ce(ds_llama_act *a, const int *targets, float grad_scale, int64_t *count)
 {
+    if (grad_scale != 0 && !a->dlogits) ds_die("ds_llama_loss: a gradient in a forward-only workspace");
     const int N = a->B * a->T, V = a->V;
     double loss = 0;
     int64_t cnt = 0;
     for (int n = 0; n < N; n++) {
         const float *z = a->logits + (size_t)n * V;
-        float *d = a->dlogits + (size_t)n * V;
+        float *d = a->dlogits ? a->dlogits + (size_t)n * V : NULL;
         const int t = targets[n];
         if (t < 0 || t >= V) { /* not counted: no gradient from this position */
             if (grad_scale != 0) memset(d, 0, (size_t)V * sizeof(float));
@@ -667,12 +710,13 @@ double ds_llama_loss_ce(ds_llama_act *a, const int *targets, float grad_scale, i
 double ds_llama_loss_kl(ds_llama_act *a, const float *ref_logits, const unsigned char *mask, float grad_scale,
                         int64_t *count)
 {
+    if (grad_scale != 0 && !a->dlogits) ds_die("ds_llama_loss: a gradient in a forward-only workspace");
     const int N = a->B * a->T, V = a->V;
     double loss = 0;
     int64_t cnt = 0;
     for (int n = 0; n < N; n++) {
         const float *z = a->logits + (size_t)n * V, *r = ref_logits + (size_t)n * V;
-        float *d = a->dlogits + (size_t)n * V;
+        float *d = a->dlogits ? a->dlogits + (size_t)n * V : NULL;
         if (mask && !mask[n]) {
             if (grad_scale != 0) memset(d, 0, (size_t)V * sizeof(float));
             continue;
@@ -683,7 +727,7 @@ double ds_llama_loss_kl(ds_llama_act *a, const float *ref_logits, const unsigned
         for (int j = 0; j < V; j++) {
             const float lpr = r[j] - rlse, pr = expf(lpr);
             kl += (double)pr * ((double)lpr - ((double)z[j] - lse));
-            d[j] = grad_scale * (d[j] - pr); /* dKL/dz = p - p_ref */
+            if (d) d[j] = grad_scale * (d[j] - pr); /* dKL/dz = p - p_ref */
         }
         loss += kl;
         cnt++;
@@ -695,13 +739,14 @@ double ds_llama_loss_kl(ds_llama_act *a, const float *ref_logits, const unsigned
 double ds_llama_loss_mse(ds_llama_act *a, const float *ref_logits, const unsigned char *mask, float grad_scale,
                          int64_t *count)
 {
+    if (grad_scale != 0 && !a->dlogits) ds_die("ds_llama_loss: a gradient in a forward-only workspace");
     const int N = a->B * a->T, V = a->V;
     double loss = 0;
     int64_t cnt = 0;
     const float g = 2.0f * grad_scale / V;
     for (int n = 0; n < N; n++) {
         const float *z = a->logits + (size_t)n * V, *r = ref_logits + (size_t)n * V;
-        float *d = a->dlogits + (size_t)n * V;
+        float *d = a->dlogits ? a->dlogits + (size_t)n * V : NULL;
         if (mask && !mask[n]) {
             if (grad_scale != 0) memset(d, 0, (size_t)V * sizeof(float));
             continue;
@@ -710,7 +755,7 @@ double ds_llama_loss_mse(ds_llama_act *a, const float *ref_logits, const unsigne
         for (int j = 0; j < V; j++) {
             const float e = z[j] - r[j];
             s += (double)e * e;
-            d[j] = g * e;
+            if (d) d[j] = g * e;
         }
         loss += s / V;
         cnt++;
@@ -784,6 +829,7 @@ void ds_llama_backward(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g)
 float *ds_llama_backward_stage(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g, const float *dx_out)
 {
     if (a->cont) ds_die("ds_llama_backward: the last forward was ds_llama_forward_rows (forward only)");
+    if (a->fwd_only) ds_die("ds_llama_backward: a forward-only workspace (ds_llama_act_new_fwd)");
     const ds_config *c = &m->cfg;
     const int D = c->dim, F = c->hidden_dim, L = c->n_layers, V = c->vocab_size, H = c->n_heads;
     const int KVD = D / H * c->n_kv_heads, N = a->B * a->T, T = a->T, l0 = m->l0, Ls = m->l1 - m->l0;

@@ -102,10 +102,19 @@ typedef struct ds_llama_act ds_llama_act;
  * 4 MiB panel scratch, DS_GEMM_SCRATCH_FLOATS, when m has f16/bf16
  * matrices). */
 ds_llama_act *ds_llama_act_new(const ds_llama *m, int max_b, int max_t);
+/* A forward-only workspace (eval, generate's prompt, a teacher's logits):
+ * no backward buffers and one layer's attention probabilities instead of
+ * every layer's (for 32 layers, 32 heads and 1024 tokens: 128 MiB instead
+ * of 4 GiB). The forwards and the losses without gradient (grad_scale 0)
+ * give the same bits as in a ds_llama_act_new workspace; the losses with
+ * a gradient and the backward refuse it (ds_die). */
+ds_llama_act *ds_llama_act_new_fwd(const ds_llama *m, int max_b, int max_t);
 void ds_llama_act_free(ds_llama_act *a);
 /* The bytes ds_llama_act_new(m, max_b, max_t) allocates for a model of
  * config c (the same list of buffers), for checks before allocating. */
 double ds_llama_act_bytes(const ds_config *c, int64_t max_b, int64_t max_t);
+/* The bytes of ds_llama_act_new_fwd(m, max_b, max_t). */
+double ds_llama_act_bytes_fwd(const ds_config *c, int64_t max_b, int64_t max_t);
 
 /* The bytes of a stage's workspace (its layers' activations; logits on the
  * last stage only). */

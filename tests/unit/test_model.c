@@ -55,6 +55,48 @@ START_TEST(test_kv_step_matches_batch)
 }
 END_TEST
 
+START_TEST(test_forward_only_workspace)
+{
+    /* A forward-only workspace gives the training workspace's logits and
+     * no-gradient losses bit for bit, over batches that reuse its single
+     * layer of attention probabilities, and is smaller by the backward
+     * buffers and all but one layer of those probabilities. */
+    ds_llama m;
+    ck_assert_int_eq(ds_llama_init(&m, &small), 0);
+    ds_llama_randomize(&m, 11, 0.3f);
+    const int B = 2, T = 10, V = small.vocab_size;
+    int toks[20], tg[20];
+    for (int i = 0; i < B * T; i++) toks[i] = (i * 7 + 3) % V, tg[i] = i % 5 ? (i * 3 + 1) % V : -1;
+    ds_llama_act *a = ds_llama_act_new(&m, B, T), *f = ds_llama_act_new_fwd(&m, B, T);
+    for (int round = 0; round < 2; round++) {
+        const int b = round ? B : 1, t = round ? T : T - 3;
+        const float *za = ds_llama_forward(&m, a, toks, b, t);
+        float *ref = malloc(sizeof(float) * (size_t)b * t * V);
+        memcpy(ref, za, sizeof(float) * (size_t)b * t * V);
+        const float *zf = ds_llama_forward(&m, f, toks, b, t);
+        ck_assert_int_eq(memcmp(ref, zf, sizeof(float) * (size_t)b * t * V), 0);
+        int64_t ca, cf;
+        const double la = ds_llama_loss_ce(a, tg, 0.0f, &ca), lf = ds_llama_loss_ce(f, tg, 0.0f, &cf);
+        ck_assert(la == lf && ca == cf);
+        for (int i = 0; i < b * t * V; i++) ref[i] *= 0.9f; /* another distribution */
+        ck_assert(ds_llama_loss_kl(a, ref, NULL, 0.0f, NULL) == ds_llama_loss_kl(f, ref, NULL, 0.0f, NULL));
+        ck_assert(ds_llama_loss_mse(a, ref, NULL, 0.0f, NULL) == ds_llama_loss_mse(f, ref, NULL, 0.0f, NULL));
+        free(ref);
+    }
+    /* saved: the backward buffers; (L - 1) layers of everything but the keys
+     * and values, and L - 1 residual streams */
+    const double H = small.n_heads, L = small.n_layers, N = B * T, Dm = small.dim, F = small.hidden_dim;
+    const double KVD = Dm / H * small.n_kv_heads;
+    const double saved = ds_llama_act_bytes(&small, B, T) - ds_llama_act_bytes_fwd(&small, B, T);
+    const double bwd = N * V + 4 * N * Dm + 2 * N * KVD + 2 * N * F + (double)T * T;
+    const double layer = 5 * N * Dm + 2 * N + 3 * N * F + B * H * T * T;
+    ck_assert_double_eq_tol(saved, 4.0 * (bwd + (L - 1) * layer + (L - 1) * N * Dm), 0.5);
+    ds_llama_act_free(a);
+    ds_llama_act_free(f);
+    ds_llama_free(&m);
+}
+END_TEST
+
 START_TEST(test_grad_subset_and_fd)
 {
     /* A subset of gradients equals the same tensors of the full set, and the
@@ -419,6 +461,7 @@ int main(void)
     Suite *s = suite_create("model");
     tcase_add_test(ds_check_case(s, "text", 60), test_text_split);
     tcase_add_test(ds_check_case(s, "kv-cache", 60), test_kv_step_matches_batch);
+    tcase_add_test(ds_check_case(s, "forward-only", 60), test_forward_only_workspace);
     TCase *grad = ds_check_case(s, "grad", 60);
     tcase_add_test(grad, test_grad_subset_and_fd);
     tcase_add_test(grad, test_grad_every_tensor_fd);
