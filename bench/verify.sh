@@ -8,6 +8,8 @@
 # system of every rank: on a machine busy with other work, the CPU ratio is
 # the steadier figure). Run once by hand:
 #   DELTASOUP=build/deltasoup sh bench/verify.sh
+# JOBS (default "apply aggregate eval-ppl") picks jobs; MPIEXEC="mpiexec
+# --bind-to none" lets a rank's hashing thread use a second core.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 DELTASOUP=${DELTASOUP:-$top/build/deltasoup}
@@ -43,7 +45,7 @@ best() {
 }
 echo "job ranks verified_s no_verify_s ratio cpu_verified_s cpu_no_verify_s cpu_ratio"
 for n in $RANKS; do
-    for job in apply aggregate eval-ppl; do
+    for job in ${JOBS:-apply aggregate eval-ppl}; do
         case $job in
         apply) set -- apply --base "$dir/b.h5" --delta "$dir/d1.bd.h5" --force -o "$dir/o.h5" --overwrite $q ;;
         aggregate) set -- aggregate --method mean -o "$dir/r.bd.h5" --overwrite $q "$dir/d1.bd.h5" "$dir/p/gaussian-0.bd.h5" "$dir/p/gaussian-1.bd.h5" ;;

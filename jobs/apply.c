@@ -66,25 +66,38 @@ static int apply_local(const ds_ctx *ctx, const opts *o, ds_dev *dev, ds_model_f
     ds_tensor_shard_plan(&sh, ctx, n, bm->tensors, sizeof *bm->tensors, DS_WEIGH_BYTES);
     ds_progress pr;
     ds_progress_init(&pr, ctx, "tensor", sh.mine);
-    /* one buffer for this rank's largest tensor, reused for every tensor */
+    /* Two buffers for this rank's largest tensor, reused for every tensor,
+     * in turn: while tensor i's base is hashed (ds_model_read_begin), the
+     * previous tensor's result is written from the other buffer. A result
+     * is written only after its base was verified, and the output is
+     * staged (NAME.tmp): a later failure leaves nothing. */
     size_t cap = 1;
     for (int i = 0; i < n; i++)
         if (sh.owner[i] == ctx->rank && ds_tinfo_bytes(&bm->tensors[i]) > cap) cap = ds_tinfo_bytes(&bm->tensors[i]);
-    void *buf = ds_buf_alloc(cap);
+    void *bufs[2] = {ds_buf_alloc(cap), ds_buf_alloc(cap)};
+    int prev = -1, turn = 0; /* the tensor whose result waits in bufs[!turn] */
     for (int i = 0; i < n && !rc; i++) {
         if (sh.owner[i] != ctx->rank) continue;
         const ds_tinfo *t = &bm->tensors[i];
-        rc = ds_model_read_tensor(bf, t->name, t->dtype, buf);
+        void *buf = bufs[turn];
+        ds_model_read_job *job = NULL;
+        rc = ds_model_read_begin(bf, t->name, t->dtype, buf, 0, &job);
+        if (!rc && prev >= 0) rc = ds_model_write_tensor(of, bm->tensors[prev].name, bm->tensors[prev].dtype, bufs[!turn]);
+        const int rr = ds_model_read_end(job, NULL);
+        if (!rc) rc = rr;
         int k = ds_delta_find(d, t->name);
         if (!rc && k >= 0) rc = ds_delta_add_entry(d, k, t->dtype, buf, dev_apply, dev);
         int64_t bad = rc ? -1 : ds_find_nonfinite(t->dtype, buf, (size_t)ds_tinfo_numel(t));
         if (bad >= 0)
             rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: base + delta is not finite at element %lld (base %s)", o->delta,
                         t->name, (long long)bad, o->base);
-        if (!rc) rc = ds_model_write_tensor(of, t->name, t->dtype, buf);
+        prev = i;
+        turn = !turn;
         ds_progress_step(&pr, ++done, "%s", t->name);
     }
-    free(buf);
+    if (!rc && prev >= 0) rc = ds_model_write_tensor(of, bm->tensors[prev].name, bm->tensors[prev].dtype, bufs[!turn]);
+    free(bufs[0]);
+    free(bufs[1]);
     ds_tensor_shard_free(&sh);
     return rc;
 }
