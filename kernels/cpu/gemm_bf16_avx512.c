@@ -148,8 +148,20 @@ DS_TARGET_AVX512BF16 INLINE void dp_tile(const int WR, const int NR, size_t in, 
     __m512 acc[4][4];
     for (int r = 0; r < WR; r++)
         for (int j = 0; j < NR; j++) acc[r][j] = _mm512_setzero_ps();
-    for (size_t k = 0; k < in; k += 32) {
-        const __mmask32 m = in - k >= 32 ? 0xffffffffu : (__mmask32)((1u << (in - k)) - 1);
+    /* whole vectors unmasked (a masked load in every iteration is slow, as
+     * in bitpack_avx512.c), the tail masked: the same products and sums */
+    size_t k = 0;
+    for (; k + 32 <= in; k += 32) {
+        __m512i w[4];
+        for (int r = 0; r < WR; r++) w[r] = _mm512_loadu_si512(W + (o + r) * in + k);
+        for (int j = 0; j < NR; j++) {
+            const __m512i xv = _mm512_loadu_si512(xb + (n + j) * in + k);
+            for (int r = 0; r < WR; r++)
+                acc[r][j] = _mm512_dpbf16_ps(acc[r][j], (__m512bh)w[r], (__m512bh)xv);
+        }
+    }
+    if (k < in) {
+        const __mmask32 m = (__mmask32)((1u << (in - k)) - 1);
         __m512i w[4];
         for (int r = 0; r < WR; r++) w[r] = _mm512_maskz_loadu_epi16(m, W + (o + r) * in + k);
         for (int j = 0; j < NR; j++) {
