@@ -88,7 +88,8 @@ DS_TARGET_BITSTAT_POPCNT void ds_bitstat_keep_avx512(size_t n, const uint64_t *T
     for (size_t c = 0; c < ncoord; c += 8) {
         const size_t nc = ncoord - c < 8 ? ncoord - c : 8;
         const __mmask8 lm = (__mmask8)((1u << nc) - 1);
-        const __m512i x1 = _mm512_and_si512(_mm512_maskz_loadu_epi64(lm, T + c), vv);
+        /* whole vectors unmasked (masked loads in every iteration are slow) */
+        const __m512i x1 = _mm512_and_si512(nc == 8 ? _mm512_loadu_si512(T + c) : _mm512_maskz_loadu_epi64(lm, T + c), vv);
         const __m512i c0 = _mm512_sub_epi64(vn, _mm512_popcnt_epi64(x1));
         const __m512i a1 = _mm512_max_epi64(_mm512_sub_epi64(vlo, c0), zero);
         const __m512i b1 = _mm512_max_epi64(_mm512_sub_epi64(vhi1, c0), zero);
