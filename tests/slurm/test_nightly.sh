@@ -137,7 +137,8 @@ ppl2=$(ppl_of soup/latest)
 # be far worse; it must be within 5% of the clean night 1.
 awk -v a="$ppl2" -v b="$ppl1" 'BEGIN { exit !(a <= 1.05 * b) }' ||
     ds_cluster_fail "night 2 soup ppl $ppl2 vs night 1 $ppl1: the poisoned delta got through"
-# The report names the poisoned delta with weight 0 (or not selected).
+# The report names the poisoned delta with weight 0 (or not selected), and its
+# anomaly report ("deltas") flags it.
 "$PY" - soup/reference-$day2.json <<'PYEOF' || ds_cluster_fail "night 2: the aggregate report does not give the poisoned delta weight 0"
 import json, sys
 rec = json.load(open(sys.argv[1]))
@@ -148,13 +149,18 @@ def entries(x):
         for v in x.values(): yield from entries(v)
     elif isinstance(x, list):
         for v in x: yield from entries(v)
+# the contributor entries (weight or selection), not the anomaly report's "deltas"
 hits = [e for e in entries(rec["aggregate_report"])
-        if any(isinstance(v, str) and ("mallory" in v) for v in e.values())]
+        if ("weight" in e or "selected" in e) and any(isinstance(v, str) and ("mallory" in v) for v in e.values())]
 assert hits, "poisoned delta not in the report"
 for e in hits:
     w = e.get("weight", e.get("selected"))
     assert w in (0, 0.0, False), e
 print("poisoned delta in the report:", hits[0])
+# and the anomaly report (aggregate --report's "deltas", 3 or more contributors) flags it
+scan = [d for d in rec["aggregate_report"].get("deltas", []) if d.get("owner") == "mallory"]
+assert scan and scan[0]["flagged"], scan
+print("flagged by the anomaly report:", scan[0]["reasons"])
 PYEOF
 
 st=$(ds_job_wait "$j3" 180) || exit 99
