@@ -482,6 +482,16 @@ static int tensor_index(ds_model_file *f, const char *name)
     return i;
 }
 
+/* Whether a read of tensor i hashes it: to check it (verification on and a
+ * digest recorded; *check) or to give a digest the file does not record yet
+ * (want_digest). Else a given digest is the recorded one (with --no-verify:
+ * trusted, as the option says). */
+static int must_hash(const ds_model_file *f, int i, int want_digest, int *check)
+{
+    *check = !f->writing && f->has_rec[i] && ds_verify_enabled();
+    return *check || (want_digest && (f->writing || !f->has_rec[i]));
+}
+
 /* A whole tensor i into buf (as want), fn called on each piece read; its
  * digest into *digest when digest is given (with --no-verify, the recorded
  * one where the file has it: trusted, as --no-verify says), checked against
@@ -492,8 +502,8 @@ static int read_whole(ds_model_file *f, int i, ds_dtype want, void *buf, ds_dige
     const ds_tinfo *t = &f->meta.tensors[i];
     if (!is_model_dtype(want))
         return ds_err(DS_EXIT_FAIL, "%s: tensor %s: cannot read as %s", f->path, t->name, ds_dtype_name(want));
-    int check = !f->writing && f->has_rec[i] && ds_verify_enabled();
-    if (!check && (!digest || (!f->writing && f->has_rec[i]))) {
+    int check;
+    if (!must_hash(f, i, digest != NULL, &check)) {
         int rc = ds_h5_read_rows_conv(f->dsets[i], t->dtype, want, 0, t->ndim ? t->shape[0] : 1, buf);
         if (!rc && digest) *digest = f->rec[i];
         if (!rc && fn) rc = fn(arg, 0, (size_t)ds_tinfo_numel(t) * ds_dtype_size(want));
@@ -517,12 +527,6 @@ int ds_model_read_rows(ds_model_file *f, const char *name, ds_dtype want, int64_
     return ds_h5_read_rows_conv(f->dsets[i], t->dtype, want, row0, nrows, buf);
 }
 
-int ds_model_read_tensor_digest(ds_model_file *f, const char *name, ds_dtype want, void *buf, ds_digest *digest)
-{
-    int i = tensor_index(f, name);
-    return i < 0 ? -i : read_whole(f, i, want, buf, digest, NULL, NULL);
-}
-
 struct ds_model_read_job {
     ds_model_file *f;
     int i, rc, check;
@@ -539,13 +543,10 @@ int ds_model_read_begin(ds_model_file *f, const char *name, ds_dtype want, void 
     j->i = tensor_index(f, name);
     if (j->i < 0) return j->rc = -j->i;
     const ds_tinfo *t = &f->meta.tensors[j->i];
-    int check = !f->writing && f->has_rec[j->i] && ds_verify_enabled();
-    int hash = check || (want_digest && (f->writing || !f->has_rec[j->i]));
-    if (!hash || want != t->dtype)
+    if (!must_hash(f, j->i, want_digest, &j->check) || want != t->dtype)
         return j->rc = read_whole(f, j->i, want, buf, want_digest ? &j->d : NULL, NULL, NULL);
     j->rc = ds_h5_read_rows(f->dsets[j->i], ds_h5_type(t->dtype), 0, t->ndim ? t->shape[0] : 1, buf);
     if (j->rc) return j->rc;
-    j->check = check;
     j->h = ds_sha256_async_new(ds_entry_digest_begin(t));
     ds_sha256_async_update(j->h, buf, ds_tinfo_bytes(t));
     return 0;

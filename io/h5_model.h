@@ -61,24 +61,21 @@ const char *ds_model_path(const ds_model_file *f);
  * (conversions round to nearest even, kernels/half.h). Reading in the stored
  * dtype (meta->tensors[i].dtype) gives the exact stored bits. */
 int ds_model_read_tensor(ds_model_file *f, const char *name, ds_dtype want, void *buf);
-/* ds_model_read_tensor that also gives the tensor's entry digest
- * (ds_entry_digest of the stored bytes, src/hash.h), computed while reading
- * and verified against the recorded one; with --no-verify, the recorded one
- * (trusted, as --no-verify says) where the file has one, else computed: a
- * job that needs the digest of what it read (compress, for base_sha256)
- * hashes it at most once. */
-int ds_model_read_tensor_digest(ds_model_file *f, const char *name, ds_dtype want, void *buf, ds_digest *digest);
-/* ds_model_read_tensor_digest in two halves, for a job that works on the
- * tensor while it is hashed: _begin reads the tensor whole into buf and, where
- * a digest is to be checked or given (as ds_model_read_tensor_digest: digest
- * wanted, or verification on and a digest recorded), starts hashing buf on a
- * background thread; the caller may read buf (not write it) until _end, which
- * waits, checks the digest against the recorded one (exit 3 naming the
- * tensor, the message of ds_model_read_tensor) and gives it (digest may be
- * NULL). Reading as another dtype than the stored one is done at once, as
- * ds_model_read_tensor_digest. Every _begin must be ended, also after it
- * failed (_end then returns that error); two tensors (of one or two files)
- * may be in flight at once: their hashes then run on two threads. */
+/* ds_model_read_tensor in two halves, for a job that works on the tensor
+ * while it is hashed (compress, apply). _begin reads the tensor whole into
+ * buf and, where it is to be checked (verification on and a digest
+ * recorded) or its digest is wanted and not recorded, starts hashing buf
+ * (ds_entry_digest of the stored bytes, src/hash.h) on a background thread;
+ * the caller may read buf (not write it) until _end, which waits, checks the
+ * digest against the recorded one (exit 3 naming the tensor, the message of
+ * ds_model_read_tensor) and gives it (digest may be NULL). With --no-verify a
+ * wanted digest is the recorded one (trusted, as the option says) where the
+ * file has one: a job that needs the digest of what it read (compress, for
+ * base_sha256) hashes it at most once. Reading as another dtype than the
+ * stored one is done at once, hashing included. Every _begin must be ended,
+ * also after it failed (_end then returns that error); two tensors (of one
+ * or two files) may be in flight at once: their hashes then run on two
+ * threads. */
 typedef struct ds_model_read_job ds_model_read_job;
 int ds_model_read_begin(ds_model_file *f, const char *name, ds_dtype want, void *buf, int want_digest,
                         ds_model_read_job **job);
