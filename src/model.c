@@ -681,15 +681,24 @@ double ds_llama_row_nll(const ds_llama_act *a, int row, int target)
 
 /* ---- losses */
 
-double ds_llama_loss_ce(ds_llama_act *a, const int *targets, float grad_scale, int64_t *count)
+/* The rows dL/dlogits of the losses go to: a->dlogits, or NULL in a
+ * forward-only workspace, where a gradient (grad_scale != 0) stops the
+ * program. */
+static float *grad_rows(ds_llama_act *a, float grad_scale)
 {
     if (grad_scale != 0 && !a->dlogits) ds_die("ds_llama_loss: a gradient in a forward-only workspace");
+    return a->dlogits;
+}
+
+double ds_llama_loss_ce(ds_llama_act *a, const int *targets, float grad_scale, int64_t *count)
+{
+    float *const dz = grad_rows(a, grad_scale);
     const int N = a->B * a->T, V = a->V;
     double loss = 0;
     int64_t cnt = 0;
     for (int n = 0; n < N; n++) {
         const float *z = a->logits + (size_t)n * V;
-        float *d = a->dlogits ? a->dlogits + (size_t)n * V : NULL;
+        float *d = dz ? dz + (size_t)n * V : NULL;
         const int t = targets[n];
         if (t < 0 || t >= V) { /* not counted: no gradient from this position */
             if (grad_scale != 0) memset(d, 0, (size_t)V * sizeof(float));
@@ -710,13 +719,13 @@ double ds_llama_loss_ce(ds_llama_act *a, const int *targets, float grad_scale, i
 double ds_llama_loss_kl(ds_llama_act *a, const float *ref_logits, const unsigned char *mask, float grad_scale,
                         int64_t *count)
 {
-    if (grad_scale != 0 && !a->dlogits) ds_die("ds_llama_loss: a gradient in a forward-only workspace");
+    float *const dz = grad_rows(a, grad_scale);
     const int N = a->B * a->T, V = a->V;
     double loss = 0;
     int64_t cnt = 0;
     for (int n = 0; n < N; n++) {
         const float *z = a->logits + (size_t)n * V, *r = ref_logits + (size_t)n * V;
-        float *d = a->dlogits ? a->dlogits + (size_t)n * V : NULL;
+        float *d = dz ? dz + (size_t)n * V : NULL;
         if (mask && !mask[n]) {
             if (grad_scale != 0) memset(d, 0, (size_t)V * sizeof(float));
             continue;
@@ -739,14 +748,14 @@ double ds_llama_loss_kl(ds_llama_act *a, const float *ref_logits, const unsigned
 double ds_llama_loss_mse(ds_llama_act *a, const float *ref_logits, const unsigned char *mask, float grad_scale,
                          int64_t *count)
 {
-    if (grad_scale != 0 && !a->dlogits) ds_die("ds_llama_loss: a gradient in a forward-only workspace");
+    float *const dz = grad_rows(a, grad_scale);
     const int N = a->B * a->T, V = a->V;
     double loss = 0;
     int64_t cnt = 0;
     const float g = 2.0f * grad_scale / V;
     for (int n = 0; n < N; n++) {
         const float *z = a->logits + (size_t)n * V, *r = ref_logits + (size_t)n * V;
-        float *d = a->dlogits ? a->dlogits + (size_t)n * V : NULL;
+        float *d = dz ? dz + (size_t)n * V : NULL;
         if (mask && !mask[n]) {
             if (grad_scale != 0) memset(d, 0, (size_t)V * sizeof(float));
             continue;
