@@ -645,20 +645,27 @@ float *ds_llama_forward_stage(const ds_llama *m, ds_llama_act *a, const int *tok
 float *ds_llama_forward_rows(const ds_llama *m, ds_llama_act *a, const ds_llama_act *pre, const int *tokens, int B,
                              int T, const int *rows, int n_rows)
 {
+    if (m->l0 != 0 || m->l1 != m->cfg.n_layers) ds_die("ds_llama_forward_rows: a stage model (ds_llama_forward_rows_stage)");
+    return ds_llama_forward_rows_stage(m, a, pre, tokens, NULL, B, T, rows, n_rows);
+}
+
+float *ds_llama_forward_rows_stage(const ds_llama *m, ds_llama_act *a, const ds_llama_act *pre, const int *tokens,
+                                   const float *x_in, int B, int T, const int *rows, int n_rows)
+{
     const ds_config *c = &m->cfg;
-    if (m->l0 != 0 || m->l1 != c->n_layers) ds_die("ds_llama_forward_rows: a stage model");
     if (pre && (pre->B != 1 || pre->pos0 != 0 || pre->T + T > c->max_seq_len))
         ds_die("ds_llama_forward_rows: the prefix must be the full forward of one sequence, %d + %d <= %d positions",
                pre->T, T, c->max_seq_len);
-    forward_input(m, a, tokens, NULL, B, T, "ds_llama_forward_rows");
+    forward_input(m, a, tokens, x_in, B, T, "ds_llama_forward_rows");
     a->cont = 1; /* attention probabilities not kept: no backward */
     a->pos0 = pre ? pre->T : 0;
-    const int D = c->dim, V = c->vocab_size, L = c->n_layers, N = B * T;
-    for (int s = 0; s < L; s++) layer_fwd(m, a, s, pre);
+    const int D = c->dim, V = c->vocab_size, L = c->n_layers, Ls = m->l1 - m->l0, N = B * T;
+    for (int s = 0; s < Ls; s++) layer_fwd(m, a, s, pre);
+    if (m->l1 < L) return xat(a, Ls, D); /* every row's hidden state, for the next stage */
     if (n_rows < 0 || n_rows > N) ds_die("ds_llama_forward_rows: %d rows of %d", n_rows, N);
     /* the scored rows gathered into layer 0's xn1 (not needed after the
      * forward; a forward-only workspace has no backward scratch) */
-    const float *h = xat(a, L, D);
+    const float *h = xat(a, Ls, D);
     float *g = a->xn1;
     for (int r = 0; r < n_rows; r++) {
         if (rows[r] < 0 || rows[r] >= N) ds_die("ds_llama_forward_rows: row %d of %d", rows[r], N);

@@ -141,9 +141,15 @@ float *ds_llama_forward(const ds_llama *m, ds_llama_act *a, const int *tokens, i
  * and returned as [n_rows, vocab], valid until the next forward. The same
  * reductions in the same order as ds_llama_forward of the whole sequences
  * (docs/model.md "Scoring with a shared prefix"); no backward after it.
- * Whole models only (not a pipeline stage). */
+ * Whole models only (ds_llama_forward_rows_stage for a pipeline stage). */
 float *ds_llama_forward_rows(const ds_llama *m, ds_llama_act *a, const ds_llama_act *pre, const int *tokens, int B,
                              int T, const int *rows, int n_rows);
+/* The same on a pipeline stage (as ds_llama_forward_stage: x_in from the
+ * previous stage, ignored on the first; pre is this stage's workspace of
+ * the prefix): returns the logits of the rows on the last stage, else
+ * every row's output [B*T, dim] for the next stage (rows unused there). */
+float *ds_llama_forward_rows_stage(const ds_llama *m, ds_llama_act *a, const ds_llama_act *pre, const int *tokens,
+                                   const float *x_in, int B, int T, const int *rows, int n_rows);
 /* -log p(target) at row `row` of the last forward's logits (a row index of
  * the array ds_llama_forward_rows returned, or of ds_llama_forward's). */
 double ds_llama_row_nll(const ds_llama_act *a, int row, int target);
