@@ -21,8 +21,9 @@
  * elsewhere). */
 void ds_eval_gather(const ds_ctx *ctx, json_t **mine, int64_t lo, int64_t hi, int n, json_t **all);
 
-/* Collective: the items of task t shared out over the ranks of ctx
- * (contiguous blocks, ds_shard_range), each evaluated with env
+/* Collective: the items of task t shared out over the ranks of ctx, or
+ * over the groups of env->pipe (contiguous blocks, ds_shard_range), each
+ * evaluated with env
  * (ds_eval_task_item); rank 0 receives in *all the t->n records in item
  * order (new references; *all is NULL on the other ranks). Returns 0 or the
  * error agreed by the ranks (an item's failure is printed by the agreement). */

@@ -2,10 +2,12 @@
  * log-likelihoods for multiple choice, MC1/MC2, greedy answers. */
 #include "config.h"
 #include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "eval/tasks.h"
+#include <mpi.h>
 
 void ds_eval_env_free(ds_eval_env *e)
 {
@@ -13,6 +15,9 @@ void ds_eval_env_free(ds_eval_env *e)
     ds_llama_act_free(e->ref_act);
     ds_llama_act_free(e->pre_act);
     if (e->have_kv) ds_llama_kv_free(&e->kv);
+    free(e->xin);
+    e->xin = NULL;
+    e->xin_n = 0;
     e->act = e->ref_act = e->pre_act = NULL;
     e->act_b = e->act_t = e->ref_act_t = e->pre_act_t = 0;
     e->have_kv = 0;
@@ -30,6 +35,58 @@ ds_llama_act *ds_eval_env_act(ds_eval_env *e, int B, int T)
         e->act = ds_llama_act_new_fwd(e->m, e->act_b, e->act_t);
     }
     return e->act;
+}
+
+/* ---- through the stages of a pipeline */
+
+static int piped(const ds_eval_env *e) { return e->pipe && e->pipe->P > 1; }
+
+int ds_eval_has_logits(const ds_eval_env *e) { return !piped(e) || e->pipe->last; }
+
+void ds_eval_share(const ds_eval_env *e, double *v, int n)
+{
+    if (piped(e)) MPI_Bcast(v, n, MPI_DOUBLE, e->pipe->P - 1, e->pipe->group_comm);
+}
+
+/* The previous stage's n floats, into e->xin (grown as needed). */
+static const float *recv_prev(ds_eval_env *e, size_t n)
+{
+    if (n > INT_MAX) ds_die("eval: %zu hidden-state floats in one message exceed MPI's int count", n);
+    if (n > e->xin_n) {
+        free(e->xin);
+        e->xin = ds_malloc(n * sizeof *e->xin);
+        e->xin_n = n;
+    }
+    MPI_Recv(e->xin, (int)n, MPI_FLOAT, e->pipe->stage - 1, 0, e->pipe->group_comm, MPI_STATUS_IGNORE);
+    return e->xin;
+}
+
+float *ds_eval_forward(ds_eval_env *e, const ds_llama *m, ds_llama_act *a, const ds_llama_act *pre, const int *tokens,
+                       int B, int T, const int *rows, int n_rows)
+{
+    if (!piped(e)) return rows ? ds_llama_forward_rows(m, a, pre, tokens, B, T, rows, n_rows)
+                               : ds_llama_forward(m, a, tokens, B, T);
+    const ds_pipe *p = e->pipe;
+    const size_t n = (size_t)B * (size_t)T * (size_t)m->cfg.dim;
+    const float *x = p->first ? NULL : recv_prev(e, n);
+    float *out = rows ? ds_llama_forward_rows_stage(m, a, pre, tokens, x, B, T, rows, n_rows)
+                      : ds_llama_forward_stage(m, a, tokens, x, B, T);
+    if (p->last) return out;
+    MPI_Send(out, (int)n, MPI_FLOAT, p->stage + 1, 0, p->group_comm);
+    return NULL;
+}
+
+/* One token of generation at position pos (ds_llama_step): the logits
+ * where they are computed, else NULL. */
+static float *step(ds_eval_env *e, int token, int pos)
+{
+    if (!piped(e)) return ds_llama_step(e->m, &e->kv, token, pos);
+    const ds_pipe *p = e->pipe;
+    const size_t D = (size_t)e->m->cfg.dim;
+    float *h = ds_llama_step_stage(e->m, &e->kv, token, p->first ? NULL : recv_prev(e, D), pos);
+    if (p->last) return h;
+    MPI_Send(h, (int)D, MPI_FLOAT, p->stage + 1, 0, p->group_comm);
+    return NULL;
 }
 
 /* The prompt's ids (with BOS) and each answer's (without), checked against
@@ -104,11 +161,11 @@ int ds_eval_loglik(ds_eval_env *e, const char *prompt, int n, const char *const 
             e->pre_act = ds_llama_act_new_fwd(e->m, 1, e->pre_act_t);
         }
         /* the prompt once: logits only at its last position (answer token 0) */
-        const int last = np - 1;
-        ds_llama_forward_rows(e->m, e->pre_act, NULL, x.pids, 1, np, &last, 1);
+        const int last = np - 1, here = ds_eval_has_logits(e);
+        ds_eval_forward(e, e->m, e->pre_act, NULL, x.pids, 1, np, &last, 1);
         int Tc = 0;
         for (int i = 0; i < n; i++) {
-            ll[i] = x.na[i] ? ds_llama_row_nll(e->pre_act, 0, x.aids[i][0]) : 0.0;
+            ll[i] = x.na[i] && here ? ds_llama_row_nll(e->pre_act, 0, x.aids[i][0]) : 0.0;
             if (x.na[i] - 1 > Tc) Tc = x.na[i] - 1;
         }
         if (Tc > 0) {
@@ -122,13 +179,14 @@ int ds_eval_loglik(ds_eval_env *e, const char *prompt, int n, const char *const 
                     if (j < x.na[i] - 1) rows[nr++] = i * Tc + j;
                 }
             ds_llama_act *a = ds_eval_env_act(e, n, Tc);
-            ds_llama_forward_rows(e->m, a, e->pre_act, tokens, n, Tc, rows, nr);
-            for (int i = 0, r = 0; i < n; i++) /* the same order of sums as the reference */
+            ds_eval_forward(e, e->m, a, e->pre_act, tokens, n, Tc, rows, nr);
+            for (int i = 0, r = 0; i < n && here; i++) /* the same order of sums as the reference */
                 for (int j = 1; j < x.na[i]; j++) ll[i] += ds_llama_row_nll(a, r++, x.aids[i][j]);
             free(tokens);
             free(rows);
         }
         for (int i = 0; i < n; i++) ll[i] = x.na[i] ? -ll[i] : 0.0;
+        ds_eval_share(e, ll, n);
         rc = loglik_check(ll, n);
     }
     loglik_ids_free(&x);
@@ -153,14 +211,15 @@ int ds_eval_loglik_ref(ds_eval_env *e, const char *prompt, int n, const char *co
         }
         for (size_t j = 0; j < (size_t)n * T; j++) targets[j] = -1;
         ds_llama_act *a = ds_eval_env_act(e, n, T);
-        ds_llama_forward(e->m, a, tokens, n, T);
-        for (int i = 0; i < n; i++) {
+        ds_eval_forward(e, e->m, a, NULL, tokens, n, T, NULL, 0);
+        for (int i = 0; i < n && ds_eval_has_logits(e); i++) {
             /* position np - 1 + j predicts answer token j */
             int *tg = targets + (size_t)i * T + np - 1;
             for (int j = 0; j < x.na[i]; j++) tg[j] = x.aids[i][j];
             ll[i] = x.na[i] ? -ds_llama_loss_ce(a, targets, 0.0f, NULL) : 0.0;
             for (int j = 0; j < x.na[i]; j++) tg[j] = -1;
         }
+        ds_eval_share(e, ll, n);
         rc = loglik_check(ll, n);
         free(tokens);
         free(targets);
@@ -204,18 +263,25 @@ int ds_eval_greedy(ds_eval_env *e, const int *ids, int n_ids, int max_new, int *
     int stop[DS_TOK_MAX_STOP], n_stop = ds_tokenizer_stop_ids(e->tok, stop);
     float *z = NULL;
     int pos = 0;
-    z = ds_llama_step(m, &e->kv, ids[0], pos++);
-    for (int i = 1 + skip; i < n_ids; i++) z = ds_llama_step(m, &e->kv, ids[i], pos++);
+    z = step(e, ids[0], pos++);
+    for (int i = 1 + skip; i < n_ids; i++) z = step(e, ids[i], pos++);
     int n = 0;
     while (n < max_new && pos < max_t) {
-        /* V floats a step beside a forward pass: a NaN would pick token 0 */
-        if (ds_find_nonfinite(DS_DTYPE_F32, z, (size_t)V) >= 0) return -1 - n;
-        int best = 0, end = 0;
-        for (int j = 1; j < V; j++) best = z[j] > z[best] ? j : best;
-        for (int k = 0; k < n_stop; k++) end |= best == stop[k];
-        if (end) break;
-        out[n++] = best;
-        if (n < max_new && pos + 1 < max_t) z = ds_llama_step(m, &e->kv, best, pos);
+        /* the next token, or -1: a stop token, -2: non-finite logits (V
+         * floats a step beside a forward pass: a NaN would pick token 0) */
+        double next = 0;
+        if (ds_eval_has_logits(e)) {
+            int best = 0, end = 0;
+            if (ds_find_nonfinite(DS_DTYPE_F32, z, (size_t)V) >= 0) end = -2;
+            for (int j = 1; j < V && !end; j++) best = z[j] > z[best] ? j : best;
+            for (int k = 0; k < n_stop && !end; k++) end = best == stop[k] ? -1 : 0;
+            next = end ? end : best;
+        }
+        ds_eval_share(e, &next, 1);
+        if (next == -2) return -1 - n;
+        if (next == -1) break;
+        out[n++] = (int)next;
+        if (n < max_new && pos + 1 < max_t) z = step(e, (int)next, pos);
         pos++;
     }
     return n;

@@ -254,15 +254,19 @@ static json_t *item_ppl(const ds_eval_task *t, ds_eval_env *e, int d)
     int n;
     int *ids = doc_ids(t, e, d, &n);
     if (!ids) return NULL;
-    double nll = 0;
-    int64_t cnt = 0;
+    double v[2] = {0, 0}; /* the NLL sum and the predicted tokens */
     if (n >= 2) {
         ds_llama_act *a = ds_eval_env_act(e, 1, n);
-        ds_llama_forward(e->m, a, ids, 1, n);
+        ds_eval_forward(e, e->m, a, NULL, ids, 1, n, NULL, 0);
         ids[n] = -1; /* the last position predicts nothing */
-        nll = ds_llama_loss_ce(a, ids + 1, 0.0f, &cnt);
+        int64_t cnt = 0;
+        if (ds_eval_has_logits(e)) v[0] = ds_llama_loss_ce(a, ids + 1, 0.0f, &cnt);
+        v[1] = (double)cnt;
+        ds_eval_share(e, v, 2);
     }
     free(ids);
+    const double nll = v[0];
+    const int64_t cnt = (int64_t)v[1];
     /* a finite loss sum implies the logits it used were finite */
     if (!isfinite(nll)) {
         ds_err(DS_EXIT_INPUT, "the NLL is not finite (non-finite logits)");
@@ -277,27 +281,33 @@ static json_t *item_kl(const ds_eval_task *t, ds_eval_env *e, int d)
     int n;
     int *ids = doc_ids(t, e, d, &n);
     if (!ids) return NULL;
-    double kl = 0;
-    int64_t cnt = 0;
+    double v[2] = {0, 0}; /* the KL sum and the predicted tokens */
     if (n >= 2) {
         const size_t V = (size_t)e->m->cfg.vocab_size;
+        const int here = ds_eval_has_logits(e);
         if (!e->ref_act || n > e->ref_act_t) {
             ds_llama_act_free(e->ref_act);
             e->ref_act_t = n > e->ref_act_t ? n : e->ref_act_t;
             e->ref_act = ds_llama_act_new_fwd(t->ref_model, 1, e->ref_act_t);
         }
-        float *ref = ds_malloc((size_t)n * V * sizeof *ref);
-        memcpy(ref, ds_llama_forward(t->ref_model, e->ref_act, ids, 1, n), (size_t)n * V * sizeof *ref);
+        float *ref = here ? ds_malloc((size_t)n * V * sizeof *ref) : NULL;
+        const float *z = ds_eval_forward(e, t->ref_model, e->ref_act, NULL, ids, 1, n, NULL, 0);
+        if (here) memcpy(ref, z, (size_t)n * V * sizeof *ref);
         unsigned char *mask = ds_malloc((size_t)n);
         memset(mask, 1, (size_t)n - 1);
         mask[n - 1] = 0;
         ds_llama_act *a = ds_eval_env_act(e, 1, n);
-        ds_llama_forward(e->m, a, ids, 1, n);
-        kl = ds_llama_loss_kl(a, ref, mask, 0.0f, &cnt);
+        ds_eval_forward(e, e->m, a, NULL, ids, 1, n, NULL, 0);
+        int64_t cnt = 0;
+        if (here) v[0] = ds_llama_loss_kl(a, ref, mask, 0.0f, &cnt);
+        v[1] = (double)cnt;
+        ds_eval_share(e, v, 2);
         free(mask);
         free(ref);
     }
     free(ids);
+    const double kl = v[0];
+    const int64_t cnt = (int64_t)v[1];
     if (!isfinite(kl)) {
         ds_err(DS_EXIT_INPUT, "the KL is not finite (non-finite logits of the model or the reference)");
         return NULL;

@@ -20,6 +20,7 @@
 #include "src/chat.h"
 #include "src/ctx.h"
 #include "src/model.h"
+#include "src/pipeline.h"
 
 typedef enum {
     DS_TASK_TQA_MC = 0, /* truthfulqa-mc:FILE   (mc_task.json) */
@@ -116,22 +117,45 @@ int ds_eval_task_load(ds_eval_task *t, const ds_eval_opts *o);
 void ds_eval_task_free(ds_eval_task *t);
 
 /* What items are evaluated with: the model, its tokenizer, the refusal
- * classifier, options, and scratch space kept between items. */
+ * classifier, options, and scratch space kept between items.
+ * Through a pipeline (pipe not NULL, src/pipeline.h): m (and a kl task's
+ * ref_model) is this rank's stage, and every stage of a group evaluates the
+ * same items in step: each forward passes its hidden states from stage to
+ * stage, the last stage computes the scores from the logits and sends them
+ * to the group's other stages, so every stage returns the same records
+ * (docs/eval.md "Pipelined tasks"). */
 typedef struct {
     const ds_llama *m;
     ds_tokenizer *tok;
     ds_refusal_fn refusal;
     const ds_eval_opts *o;
+    const ds_pipe *pipe; /* NULL: m is the whole model */
     /* scratch (ds_eval_env_free releases it) */
     ds_llama_act *act, *ref_act, *pre_act;
     int act_b, act_t, ref_act_t, pre_act_t;
     ds_llama_kv kv;
     int have_kv;
+    float *xin;       /* hidden states received from the previous stage */
+    size_t xin_n;
 } ds_eval_env;
 void ds_eval_env_free(ds_eval_env *e);
 /* Activations of the evaluated model for a batch [B, T] (grown as needed;
  * its size changes no result). */
 ds_llama_act *ds_eval_env_act(ds_eval_env *e, int B, int T);
+
+/* The forward of tokens [B, T] of m (e->m or a task's reference model) in
+ * workspace a: with rows, as ds_llama_forward_rows (after the prefix pre);
+ * rows NULL, as ds_llama_forward (pre unused). Through a pipeline every
+ * stage of the group calls it; the hidden states go from stage to stage.
+ * Returns the logits where they are computed (the whole model, or the
+ * last stage), else NULL. */
+float *ds_eval_forward(ds_eval_env *e, const ds_llama *m, ds_llama_act *a, const ds_llama_act *pre, const int *tokens,
+                       int B, int T, const int *rows, int n_rows);
+/* Whether this rank holds the logits of ds_eval_forward. */
+int ds_eval_has_logits(const ds_eval_env *e);
+/* Through a pipeline: the last stage's n doubles in v to every stage of
+ * the group (nothing otherwise). */
+void ds_eval_share(const ds_eval_env *e, double *v, int n);
 
 /* Evaluate item k (0 <= k < t->n). *rec receives a new JSON object, the
  * item's record. 0 or a ds_exit code with ds_err set (e.g. a prompt that

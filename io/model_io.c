@@ -137,7 +137,7 @@ static int whole_fits(const ds_ctx *ctx, ds_model_file *f)
     for (int l = 0; l < L; l++) total += lb[l];
     free(lb);
     return ds_mem_check(ctx, total + DS_RANK_OVERHEAD, ds_model_path(f),
-                        " (eval --ppl --pipeline P holds 1/P of the layers per rank)");
+                        " (eval and generate --pipeline P hold 1/P of the layers per rank)");
 }
 
 /* ds_llama_load_path_as, and ds_llama_load_path_pipe when pipe is given. */
@@ -207,6 +207,24 @@ int ds_llama_load_path_as(const ds_ctx *ctx, const char *path, ds_llama *m, ds_t
 int ds_llama_load_path_pipe(const ds_ctx *ctx, const char *path, int P, ds_pipe *pipe, ds_llama *m, ds_tokenizer *tok)
 {
     return load_path(ctx, path, m, tok, NULL, DS_LLAMA_LOAD_STORED, P, pipe);
+}
+
+int ds_llama_load_path_stage(const ds_ctx *ctx, const char *path, const ds_pipe *pipe, ds_llama *m)
+{
+    ds_model_file *f;
+    memset(m, 0, sizeof *m);
+    int rc = ds_model_open(path, ctx->comm, &f);
+    if (rc) return rc;
+    const int L = ds_model_get_meta(f)->cfg.n_layers, want = pipe->bounds[pipe->P];
+    if (L != want)
+        rc = ds_err(DS_EXIT_INPUT, "%s: %d layers, but the pipeline's stages split %d (--pipeline %d needs models "
+                                   "of the same depth)", path, L, want, pipe->P);
+    else
+        rc = ds_llama_load_stage(m, f, DS_LLAMA_LOAD_STORED, pipe->l0, pipe->l1);
+    rc = ds_ctx_agree(ctx, rc);
+    ds_model_close(f);
+    if (rc && m->data) ds_llama_free(m);
+    return rc;
 }
 
 int ds_llama_save(const ds_llama *m, const ds_ctx *ctx, const char *path, const ds_dtype *dtypes,

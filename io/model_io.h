@@ -45,6 +45,11 @@ int ds_llama_load_path_as(const ds_ctx *ctx, const char *path, ds_llama *m, ds_t
  * its stored precision (ds_llama_load_stage), with the tokenizer (tok may
  * be NULL). On failure nothing is left allocated (pipe included). */
 int ds_llama_load_path_pipe(const ds_ctx *ctx, const char *path, int P, ds_pipe *pipe, ds_llama *m, ds_tokenizer *tok);
+/* Collective: this rank's stage of PATH under an existing plan (a second
+ * model of a pipelined job, e.g. eval's kl reference): the layers
+ * [pipe->l0, pipe->l1) in their stored precision. PATH must have as many
+ * layers as the plan (DS_EXIT_INPUT naming it otherwise). */
+int ds_llama_load_path_stage(const ds_ctx *ctx, const char *path, const ds_pipe *pipe, ds_llama *m);
 
 /* Collective: write m as a checkpoint at path (atomically, see
  * ds_model_commit), tensor i stored as dtypes[i] (NULL: all F32; converted

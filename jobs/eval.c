@@ -43,7 +43,7 @@ typedef struct {
     int n_args;
     model_task_arg *args;
     int runner; /* the task runner, not the plain --ppl report */
-    int pipeline; /* --pipeline P: stages per group (plain --ppl report); 0: auto */
+    int pipeline; /* --pipeline P: stages per group; 0: auto */
     double mem_per_rank; /* --mem-per-rank, GiB (0: the node's memory shared) */
     ds_eval_plan plan;
     int no_verify;
@@ -99,7 +99,7 @@ static const ds_opt options[] = {
     DS_OPT_CHOICE(opts, eo.tqa_harness, "truthfulqa-prompt", "P", tqa_prompts, "plain",
                   "truthfulqa-mc: plain (\"Q: {question}\\nA:\") or harness (lm-evaluation-harness's\n"
                   "6-shot QA primer before it; about 380 tokens with a 512-piece vocabulary)"),
-    DS_OPT_PIPELINE(opts, pipeline, "--ppl: "),
+    DS_OPT_PIPELINE(opts, pipeline, ""),
     DS_OPT_MEM_PER_RANK(opts, mem_per_rank),
     DS_OPT_INT(opts, eo.seq_len, "seq-len", "N", 2, 1 << 24, NULL,
                "ppl/kl: tokens per document at most (without it: the model's max_seq_len)"),
@@ -146,9 +146,6 @@ static int check_runner(opts *o)
 {
     ds_eval_plan *p = &o->plan;
     int rc = 0;
-    if (o->pipeline > 1)
-        return ds_err(DS_EXIT_USAGE, "--pipeline %d: only the plain --ppl report runs pipelined so far (one --ppl, "
-                      "at most one --delta, no --task or output file)", o->pipeline);
     for (int i = 0; i < o->n_args && !rc; i++) {
         const char *v = o->args[i].value;
         switch (o->args[i].kind) {
@@ -297,15 +294,17 @@ typedef struct {
     json_t *rows;        /* rank 0: result rows */
 } outputs;
 
-/* Collective: the tasks' data, the base, the kl reference models; the
- * options that depend on the model. */
-static int load_everything(const ds_ctx *ctx, opts *o, ds_llama *base, ds_tokenizer *tok, int *have_tok)
+/* Collective: the tasks' data, the pipeline plan and this rank's stage of
+ * the base (the whole base when P is 1), the kl reference models' stages;
+ * the options that depend on the model. */
+static int load_everything(const ds_ctx *ctx, opts *o, ds_pipe *pipe, ds_llama *base, ds_tokenizer *tok,
+                           int *have_tok)
 {
     ds_eval_plan *p = &o->plan;
     int rc = 0;
     for (int i = 0; i < p->n_tasks && !rc; i++) rc = ds_eval_task_load(&p->tasks[i], &o->eo);
     if ((rc = ds_ctx_agree(ctx, rc))) return rc;
-    if ((rc = ds_llama_load_path_as(ctx, o->model, base, tok, NULL, DS_LLAMA_LOAD_STORED))) return rc;
+    if ((rc = ds_llama_load_path_pipe(ctx, o->model, o->pipeline, pipe, base, tok))) return rc;
     *have_tok = 1;
     if ((rc = ds_ctx_agree(ctx, ds_tokenizer_chat_template(tok, o->chat_opt, "--chat-template", &o->eo.chat_template))))
         return rc;
@@ -317,7 +316,7 @@ static int load_everything(const ds_ctx *ctx, opts *o, ds_llama *base, ds_tokeni
         ds_eval_task *t = &p->tasks[i];
         if (t->kind != DS_TASK_KL) continue;
         t->ref_model = ds_calloc(1, sizeof *t->ref_model);
-        if ((rc = ds_llama_load_path_as(ctx, t->ref, t->ref_model, NULL, NULL, DS_LLAMA_LOAD_STORED))) {
+        if ((rc = ds_llama_load_path_stage(ctx, t->ref, pipe, t->ref_model))) {
             free(t->ref_model);
             t->ref_model = NULL;
             return rc;
@@ -509,8 +508,10 @@ static int run_tasks(const ds_ctx *ctx, opts *o)
 {
     ds_llama base = {0}, work = {0};
     ds_tokenizer tok = {0};
+    ds_pipe pipe = {0};
     int have_tok = 0;
-    int rc = load_everything(ctx, o, &base, &tok, &have_tok);
+    int rc = load_everything(ctx, o, &pipe, &base, &tok, &have_tok);
+    if (!rc && pipe.P > 1 && !ctx->quiet && o->json != json_stdout) print_pipe(ctx, &pipe, &base);
     const size_t nm = (size_t)o->plan.n_models + 1;
     outputs out = {.rows = json_array(), .answers = ds_calloc(nm, sizeof *out.answers),
                    .judge = ds_calloc(nm, sizeof *out.judge), .lmeval = ds_calloc(nm, sizeof *out.lmeval)};
@@ -523,7 +524,7 @@ static int run_tasks(const ds_ctx *ctx, opts *o)
         ds_llama_set_threads(1);
         rc = ds_ctx_agree(ctx, ds_llama_init_like(&work, &base));
     }
-    ds_eval_env env = {.m = &work, .tok = &tok, .refusal = ds_refusal_is_refusal, .o = &o->eo};
+    ds_eval_env env = {.m = &work, .tok = &tok, .refusal = ds_refusal_is_refusal, .o = &o->eo, .pipe = &pipe};
     if (!rc) rc = evaluate_all(ctx, o, &base, &work, &env, &out);
     if (!rc && ctx->rank == 0) report(ctx, o, &out, start, ds_now() - t0);
     rc = close_outputs(ctx, o, &out, rc);
@@ -531,6 +532,7 @@ static int run_tasks(const ds_ctx *ctx, opts *o)
     if (work.w) ds_llama_free(&work);
     if (base.w) ds_llama_free(&base);
     if (have_tok) ds_tokenizer_free(&tok);
+    if (pipe.bounds) ds_pipe_free(&pipe);
     return rc;
 }
 

@@ -118,7 +118,7 @@ refused() { # RANKS PATTERN ARGS...
 }
 refused 1 "b.h5: the largest of 1 stages (--pipeline 1, the most these 1 rank(s) allow) needs 0.0 GiB of weights + 1.0 GiB, more than a rank's 1.0 GiB: run more ranks" --ppl "$w/text.txt"
 refused 2 "b.h5: needs 1.0 GiB per rank, more than --mem-per-rank 1.0 GiB (--pipeline 1: more stages" --ppl "$w/text.txt" --pipeline 1
-refused 1 "b.h5: needs 1.0 GiB per rank, more than --mem-per-rank 1.0 GiB (eval --ppl --pipeline P holds 1/P of the layers per rank)" --task "ppl:$w/text.txt"
+refused 1 "b.h5: the largest of 1 stages (--pipeline 1, the most these 1 rank(s) allow) needs 0.0 GiB of weights + 1.0 GiB, more than a rank's 1.0 GiB: run more ranks" --task "ppl:$w/text.txt"
 # a killed stage (SIGKILL of rank 1, the last stage, once the job runs) ends
 # the job with a non-zero exit within seconds, never a hang
 cat "$top_srcdir/data/lm_corpus/tinystories_train_excerpt.txt" "$top_srcdir/data/lm_corpus/tinystories_train_excerpt.txt" > "$w/long.txt"
