@@ -26,14 +26,17 @@ int ds_delta_read_for_fit(ds_delta_file *d, const char *base_path, ds_llama *stu
         if (!ds_tinfo_same_shape(t, &e->t))
             return ds_err(DS_EXIT_INPUT, "%s: tensor %s: shape %s, but %s has %s", path, e->t.name,
                           ds_shape_str(&e->t, s1, sizeof s1), base_path, ds_shape_str(t, s2, sizeof s2));
+        const int held = ds_llama_holds(student, i); /* a pipeline stage holds some tensors */
         if (!e->coded) { /* the student is base + dense deltas */
-            rc = ds_delta_add_entry(d, k, DS_DTYPE_F32, student->w[i], NULL, NULL);
+            if (held) rc = ds_delta_add_entry(d, k, DS_DTYPE_F32, student->w[i], NULL, NULL);
             continue;
         }
         const int c = out->n++;
-        out->bits[c] = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row) + 1);
         out->scales[c] = ds_malloc(sizeof(float) * (size_t)e->n_scales);
-        rc = ds_delta_read_signs(d, k, out->bits[c]);
+        if (held) {
+            out->bits[c] = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row) + 1);
+            rc = ds_delta_read_signs(d, k, out->bits[c]);
+        }
         if (!rc) rc = ds_delta_read_scales(d, k, out->scales[c]);
         int64_t bad = rc ? -1 : ds_find_nonfinite(DS_DTYPE_F32, out->scales[c], (size_t)e->n_scales);
         if (bad >= 0) rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: scale %lld is not finite", path, e->t.name, (long long)bad);

@@ -21,7 +21,10 @@ typedef struct {
  * of that name and shape: DS_EXIT_INPUT naming d, the tensor and
  * base_path), add the dense entries to the student's f32 weights
  * (ds_delta_add_entry) and read the signs and scales of the coded ones into
- * out (a non-finite scale is DS_EXIT_INPUT). A delta without any coded entry
+ * out (a non-finite scale is DS_EXIT_INPUT). On a pipeline stage's student
+ * (ds_llama_init_stage) only the tensors it holds take their dense entries
+ * and signs; the coded entries of the others are listed with their scales
+ * and bits NULL (every stage keeps every scale). A delta without any coded entry
  * is DS_EXIT_INPUT (nothing to fit). Free out with ds_delta_coded_free,
  * also after an error. */
 int ds_delta_read_for_fit(ds_delta_file *d, const char *base_path, ds_llama *student, ds_delta_coded *out);

@@ -1,9 +1,12 @@
 /* deltasoup fit-scales: fit a BitDelta delta's scales to the fine-tuned
  * model on a calibration text (docs/fit-scales.md). The teacher is the
  * fine-tuned model, the student base + g(2b - 1) plus the dense deltas; only
- * the scales move (src/fitscales.h). Data-parallel: each rank takes a share
- * of every batch, scale gradients are all-reduced, every rank keeps the same
- * scales. Resumable: --checkpoint DIR (src/checkpoint.h); SIGUSR1/SIGTERM
+ * the scales move (src/fitscales.h). Pipelined (src/fitscales_pipe.h): the
+ * ranks form groups of --pipeline P stages (P = 1: every rank holds both
+ * whole models), each rank holds one stage of the student and of the
+ * teacher; the groups share out every batch, each window one micro-batch,
+ * the per-window scale gradients are all-reduced and added in window order,
+ * so every rank keeps the same scales at any P and number of ranks. Resumable: --checkpoint DIR (src/checkpoint.h); SIGUSR1/SIGTERM
  * finish the step, checkpoint and exit 75.
  *
  * options -> inputs (models, delta: io/delta_fit.h) -> calibration windows
@@ -22,9 +25,8 @@
 #include "io/outfile.h"
 #include "io/tokens.h"
 #include "src/checkpoint.h"
-#include "src/comm.h"
 #include "src/device_ops.h"
-#include "src/fitscales.h"
+#include "src/fitscales_pipe.h"
 #include "src/jobs.h"
 #include "src/membudget.h"
 #include "src/hash.h"
@@ -40,6 +42,8 @@ typedef struct {
     double lr, holdout;
     int force, overwrite;
     int no_verify;
+    int pipeline;        /* --pipeline P (0: the fewest stages that fit) */
+    double mem_per_rank; /* --mem-per-rank, GiB */
 } opts;
 
 static int check(void *p)
@@ -68,6 +72,8 @@ static const ds_opt options[] = {
     DS_OPT_CHECKPOINT(opts, ckpt, "keep resumable state in DIR; a run with the same DIR resumes"),
     DS_OPT_INT(opts, every, "checkpoint-every", "N", 1, 1 << 30, "20", "steps between checkpoints"),
     DS_OPT_STRING(opts, report, "report", "R.json", "write objective, held-out KL and NLL before and after as JSON"),
+    DS_OPT_PIPELINE(opts, pipeline, ""),
+    DS_OPT_MEM_PER_RANK(opts, mem_per_rank),
     DS_OPT_FORCE(opts, force, "use a delta made for another base (a warning instead of an error)"),
     DS_OPT_DEVICE(opts, device, "where it runs: cpu only (the model engine runs on the CPU; --device\n"
                                 "cuda is not supported by this job yet)"),
@@ -88,14 +94,18 @@ static const ds_cmd cmd = {
     .opts = options,
     .epilog = "With --checkpoint, SIGUSR1 or SIGTERM makes every rank finish the current step, write a\n"
               "checkpoint and exit with code 75; running the same command again continues and ends with the\n"
-              "same scales as an uninterrupted run at the same number of ranks.\n"
-              "Deterministic for a given number of ranks; another number gives scales that agree to float\n"
-              "rounding, not bit for bit (each rank's gradient is a sum over its own rows; docs/fit-scales.md).",
+              "same scales as an uninterrupted run, also when resumed at another number of ranks or --pipeline.\n"
+              "Each window of a batch is one micro-batch through the stages and the windows' scale gradients\n"
+              "are added in a fixed order: the fitted scales are the same bit for bit at any number of ranks\n"
+              "and any --pipeline (docs/fit-scales.md \"Pipelined\"). A rank holds 12 bytes per parameter of\n"
+              "its stage for the student plus the teacher's stage as stored.",
     .check = check};
 
-/* ---- inputs: student (base + dense deltas, coded tensors rebuilt by
- * ds_fitscales_init), teacher, tokenizer, the delta's coded tensors. */
+/* ---- inputs: the pipeline plan, this rank's stage of the student (base +
+ * dense deltas, coded tensors rebuilt by ds_fitscales_init) and of the
+ * teacher, tokenizer, the delta's coded tensors. */
 typedef struct {
+    ds_pipe pipe;
     ds_llama student, teacher;
     ds_tokenizer tok;
     int have_tok;
@@ -110,7 +120,84 @@ static void inputs_free(inputs *in)
     if (in->have_tok) ds_tokenizer_free(&in->tok);
     if (in->student.w) ds_llama_free(&in->student);
     if (in->teacher.w) ds_llama_free(&in->teacher);
+    ds_pipe_free(&in->pipe);
     ds_delta_close(in->delta);
+}
+
+/* ---- the plan: the bytes a rank holds per decoder layer, for the
+ * embeddings (first stage) and for the final norm and head (last stage; a
+ * tied model's head is its embeddings): the student in f32, its gradient
+ * buffer (ds_llama_grads covers the stage) and the f32 base of its coded
+ * tensors, 12 bytes per parameter (every tensor counted as coded), and the
+ * teacher as stored. */
+static void fit_bytes(ds_model_file *ff, double *layer, double *first, double *last)
+{
+    const ds_model_meta *fm = ds_model_get_meta(ff);
+    const int L = fm->cfg.n_layers;
+    ds_tinfo *ti;
+    const int n = ds_llama_tensors(&fm->cfg, &ti); /* the config was checked by the caller */
+    *first = *last = 0;
+    for (int l = 0; l < L; l++) layer[l] = 0;
+    for (int i = 0; i < n; i++) {
+        const int j = ds_model_find(ff, ti[i].name);
+        const double b = 12.0 * (double)ds_tinfo_numel(&ti[i]) + (j < 0 ? 0 : (double)ds_tinfo_bytes(&fm->tensors[j]));
+        if (i == 0) *first += b, *last += fm->cfg.tied_embeddings ? b : 0;
+        else if (i > DS_LLAMA_ROLES * L) *last += b;
+        else layer[(i - 1) / DS_LLAMA_ROLES] += b;
+    }
+    free(ti);
+}
+
+/* A rank's bytes with the P-stage split bounds: the largest stage's
+ * weights (as fit_bytes) and workspaces (a training workspace per window of
+ * its group's share, the teacher's forward-only one), the calibration
+ * windows, and 1 GiB for the program. */
+static double fit_need(const opts *o, const ds_config *c, int ranks, int P, const double *lb, double first,
+                       double last, int *bounds)
+{
+    const int L = c->n_layers, rows = (o->batch + ranks / P - 1) / (ranks / P);
+    ds_pipe_partition(L, lb, first, last, P, bounds);
+    double worst = 0;
+    for (int s = 0; s < P; s++) {
+        double b = (s == 0 ? first : 0) + (s == P - 1 ? last : 0);
+        for (int l = bounds[s]; l < bounds[s + 1]; l++) b += lb[l];
+        b += ds_llama_act_bytes_stage(c, rows, o->seq_len, bounds[s], bounds[s + 1]) +
+             ds_llama_act_bytes_fwd(c, 1, o->seq_len);
+        worst = b > worst ? b : worst;
+    }
+    return worst + (double)o->samples * o->seq_len * sizeof(int) + 1024.0 * 1024.0 * 1024.0;
+}
+
+/* Collective: the stages per group (--pipeline, or the fewest that fit a
+ * rank's memory), checked against the memory, and the plan. */
+static int fit_plan(const ds_ctx *ctx, const opts *o, ds_model_file *ff, ds_pipe *pipe)
+{
+    const ds_config *c = &ds_model_get_meta(ff)->cfg;
+    const int L = c->n_layers;
+    int P = o->pipeline, max_p = 1;
+    if (P > 0 && ctx->size % P)
+        return ds_err(DS_EXIT_USAGE, "--pipeline %d: the %d rank(s) do not split into groups of %d", P, ctx->size, P);
+    if (P > L) return ds_err(DS_EXIT_USAGE, "--pipeline %d: %s has %d layers, at most one stage per layer", P, o->ft, L);
+    if (o->seq_len > c->max_seq_len)
+        return ds_err(DS_EXIT_USAGE, "--seq-len %d exceeds the model's max_seq_len %d", o->seq_len, c->max_seq_len);
+    double *lb = ds_malloc(sizeof(double) * (size_t)L), first, last;
+    int *bounds = ds_malloc(sizeof(int) * (size_t)(L + 1));
+    fit_bytes(ff, lb, &first, &last);
+    for (int p = 1; p <= L && p <= ctx->size; p++)
+        if (ctx->size % p == 0) max_p = p;
+    const double budget = ds_mem_rank_budget(ctx);
+    for (int p = 1; !P && p <= max_p; p++)
+        if (ctx->size % p == 0 && fit_need(o, c, ctx->size, p, lb, first, last, bounds) <= budget) P = p;
+    if (!P) P = max_p; /* refused below, naming the most stages these ranks allow */
+    char what[160], hint[160];
+    snprintf(what, sizeof what, "%s with --batch %d --seq-len %d --samples %d", o->ft, o->batch, o->seq_len, o->samples);
+    snprintf(hint, sizeof hint, " (--pipeline %d%s: more stages hold fewer layers each; run more ranks)", P,
+             P < max_p ? "" : ", the most these ranks allow");
+    int rc = ds_mem_check(ctx, fit_need(o, c, ctx->size, P, lb, first, last, bounds), what, hint);
+    if (!rc) ds_pipe_init(pipe, ctx->comm, P, L, lb, first, last);
+    free(lb);
+    free(bounds);
+    return rc;
 }
 
 /* Collective: the two models (same config) and the base's tokenizer. */
@@ -129,11 +216,13 @@ static int load_models(const ds_ctx *ctx, const opts *o, inputs *in)
     rc = ds_delta_check_config(o->ft, &fm->cfg, o->base, &bm->cfg);
     if (!rc && !bm->has_tokenizer)
         rc = ds_err(DS_EXIT_INPUT, "%s: no tokenizer in the checkpoint (import it with --tokenizer)", o->base);
-    if (!rc) rc = ds_llama_load(&in->student, bf);
+    if (!(rc = ds_ctx_agree(ctx, rc))) rc = ds_ctx_agree(ctx, fit_plan(ctx, o, ff, &in->pipe));
+    const int l0 = in->pipe.l0, l1 = in->pipe.l1;
+    if (!rc) rc = ds_llama_load_stage(&in->student, bf, DS_LLAMA_LOAD_F32, l0, l1);
     /* the teacher only runs forward: its weights as stored (bf16: half the
      * memory of f32; its logits equal the f32 engine's on the same weights,
      * docs/model.md "Numerics and kernels") */
-    if (!rc) rc = ds_llama_load_as(&in->teacher, ff, DS_LLAMA_LOAD_STORED);
+    if (!rc) rc = ds_llama_load_stage(&in->teacher, ff, DS_LLAMA_LOAD_STORED, l0, l1);
     if (!rc) in->have_tok = !(rc = ds_model_read_tokenizer(bf, &in->tok));
     rc = ds_ctx_agree(ctx, rc);
     ds_model_close(ff);
@@ -234,20 +323,19 @@ static int ckpt_restore(const ds_ctx *ctx, const char *path, const ds_ckpt *now,
     if ((rc = ds_ctx_agree(ctx, rc))) return rc;
     f->step = step;
     ds_fitscales_rebuild(f);
+    /* the same scales follow at any number of ranks and stages */
     if (!ctx->quiet)
-        ds_printf0(ctx, "[fit-scales] resuming from %s at step %lld%s\n", path, (long long)step,
-                   ranks != ctx->size ? " (saved with another number of ranks: results may differ in rounding)" : "");
+        ds_printf0(ctx, "[fit-scales] resuming from %s at step %lld (saved at %lld rank(s))\n", path, (long long)step,
+                   (long long)ranks);
     return 0;
 }
 
-/* ---- the fit: scales and optimiser (src/fitscales.h), this rank's share of
- * each batch, activations for the batch and the held-out comparison. */
+/* ---- the fit: scales and optimiser (src/fitscales.h), the pipelined step
+ * and held-out comparison (src/fitscales_pipe.h) on this rank's stage. */
 typedef struct {
     ds_fitscales f;
-    ds_comm *comm;
-    int64_t lo;       /* first row of each batch on this rank */
-    int nloc, evb, T; /* rows per batch here, held-out piece, window */
-    ds_llama_act *sa, *ta;
+    ds_fitpipe fp;
+    int T;              /* window */
     char ckpath[4200];
     ds_ckpt *rec;
     int64_t start;      /* steps done before this run */
@@ -261,19 +349,10 @@ static int fit_init(ds_ctx *ctx, const opts *o, inputs *in, const calib *c, fit 
 {
     memset(ft, 0, sizeof *ft);
     ds_llama_threads_auto(ctx);
-    int rc = ds_comm_init(&ft->comm, ctx, DS_COMM_MPI);
-    if (rc) return rc;
     ds_fitscales_init(&ft->f, &in->student, in->coded.n, in->coded.c, (ds_fit_objective)o->objective, o->lr);
     ft->have_f = 1;
-    int64_t hi;
-    ds_shard_range(o->batch, ctx->rank, ctx->size, &ft->lo, &hi);
     ft->T = c->w.T;
-    ft->nloc = (int)(hi - ft->lo);
-    /* Held-out windows go in pieces of up to one batch per rank. */
-    ft->evb = o->batch;
-    const int maxb = ft->nloc > 0 ? ft->nloc : 1, na = ft->evb > maxb ? ft->evb : maxb;
-    ft->sa = ds_llama_act_new(&in->student, na, ft->T);
-    ft->ta = ds_llama_act_new_fwd(&in->teacher, na, ft->T); /* the teacher: forward only */
+    ds_fitpipe_init(&ft->fp, &in->pipe, &ft->f, &in->teacher, o->batch, ft->T);
     ft->first = ft->last = NAN;
     return 0;
 }
@@ -281,10 +360,8 @@ static int fit_init(ds_ctx *ctx, const opts *o, inputs *in, const calib *c, fit 
 static void fit_free(fit *ft)
 {
     ds_ckpt_free(ft->rec);
-    ds_llama_act_free(ft->sa);
-    ds_llama_act_free(ft->ta);
+    ds_fitpipe_free(&ft->fp);
     if (ft->have_f) ds_fitscales_free(&ft->f);
-    if (ft->comm) ds_comm_free(ft->comm);
 }
 
 /* Collective: resume, or start at step 0. */
@@ -303,9 +380,8 @@ static int fit_resume(const ds_ctx *ctx, const opts *o, const inputs *in, const 
 static int fit_train(const ds_ctx *ctx, const opts *o, inputs *in, calib *c, fit *ft)
 {
     ds_fitscales *f = &ft->f;
-    const int T = ft->T, maxb = ft->nloc > 0 ? ft->nloc : 1;
-    int *tokens = ds_malloc((size_t)maxb * T * sizeof(int));
-    double *red = ds_malloc((size_t)(f->n_scales + 2) * sizeof(double));
+    const int T = ft->T;
+    int *tokens = ds_malloc((size_t)o->batch * T * sizeof(int));
     const float gscale = (float)(1.0 / ((double)o->batch * T));
     const double t0 = ds_now();
     int rc = 0;
@@ -313,33 +389,29 @@ static int fit_train(const ds_ctx *ctx, const opts *o, inputs *in, calib *c, fit
     ds_progress prog;
     ds_progress_init(&prog, ctx, "step", o->steps - ft->start);
     for (int64_t step = ft->start + 1; !rc && step <= o->steps; step++) {
-        for (int b = 0; b < ft->nloc; b++)
-            memcpy(tokens + b * T, ds_token_windows_train(&c->w, (uint64_t)o->seed, (step - 1) * o->batch + ft->lo + b),
+        /* every rank has the batch's windows; its group uses its share */
+        for (int b = 0; b < o->batch; b++)
+            memcpy(tokens + b * T, ds_token_windows_train(&c->w, (uint64_t)o->seed, (step - 1) * o->batch + b),
                    (size_t)T * sizeof(int));
-        ds_fitscales_zero_grad(f);
-        double loss = 0;
-        if (ft->nloc > 0) {
-            const float *ref = ds_llama_forward(&in->teacher, ft->ta, tokens, ft->nloc, T);
-            loss = ds_fitscales_accumulate(f, ft->sa, tokens, ft->nloc, T, ref, gscale);
-        }
         /* One reduction: scale gradients, objective, and whether any rank
          * was signalled (so that all ranks stop after the same step). */
-        memcpy(red, f->grad, (size_t)f->n_scales * sizeof(double));
-        red[f->n_scales] = loss;
-        red[f->n_scales + 1] = ds_ckpt_stop_requested() != 0;
-        ds_comm_allreduce_sum_f64(ft->comm, red, red, (size_t)f->n_scales + 2);
+        double loss = 0, signalled = ds_ckpt_stop_requested() != 0;
+        if (ds_fitpipe_step(&ft->fp, ctx->comm, tokens, gscale, &loss, &signalled)) {
+            rc = ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "%s: a pipeline stage failed at step %lld", o->delta,
+                                          (long long)step));
+            break;
+        }
         /* all-reduced: every rank stops at the same step */
-        if (!isfinite(red[f->n_scales])) {
+        if (!isfinite(loss)) {
             rc = ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "%s: the objective is not finite at step %lld (non-finite "
                                           "logits of the student or the teacher)", o->delta, (long long)step));
             break;
         }
-        memcpy(f->grad, red, (size_t)f->n_scales * sizeof(double));
         ds_fitscales_adam_step(f);
-        ft->last = red[f->n_scales] / ((double)o->batch * T);
+        ft->last = loss / ((double)o->batch * T);
         if (step == ft->start + 1) ft->first = ft->last;
         ds_progress_step(&prog, step - ft->start, "%s %.6f", ds_fit_objective_name(o->objective), ft->last);
-        ft->stopped = red[f->n_scales + 1] > 0;
+        ft->stopped = signalled > 0;
         if (o->ckpt && (ft->stopped || step % o->every == 0) && step < o->steps)
             rc = ckpt_save(ctx, ft->ckpath, ft->rec, f, o);
         if (ft->stopped && step < o->steps) break;
@@ -347,7 +419,6 @@ static int fit_train(const ds_ctx *ctx, const opts *o, inputs *in, calib *c, fit
     }
     ft->secs = ds_now() - t0;
     free(tokens);
-    free(red);
     return rc;
 }
 
@@ -356,7 +427,7 @@ static int fit_train(const ds_ctx *ctx, const opts *o, inputs *in, calib *c, fit
  * place by ds_out_finish: OUT appears complete or not at all. */
 typedef struct {
     double objective_before, objective_after;
-    const ds_llama_compare_result *before, *after;
+    const ds_fit_compare *before, *after;
 } fit_summary;
 
 static int write_output(const ds_ctx *ctx, const opts *o, const calib *c, inputs *in, const ds_fitscales *f,
@@ -387,9 +458,12 @@ static int write_output(const ds_ctx *ctx, const opts *o, const calib *c, inputs
         const ds_delta_entry *e = &dm->entries[k];
         const int ci = e->coded ? c_i++ : -1; /* coded entries are in f->t in delta order */
         if (owner[k] != ctx->rank) continue;
-        if (e->coded) {
-            rc = ds_delta_write_signs(d, k, f->t[ci].bits);
+        if (e->coded) { /* the signs as they were (a pipeline stage holds only its own) */
+            uint64_t *bits = ds_malloc(sizeof(uint64_t) * (size_t)(e->rows * e->words_per_row) + 1);
+            rc = ds_delta_read_signs(in->delta, k, bits);
+            if (!rc) rc = ds_delta_write_signs(d, k, bits);
             if (!rc) rc = ds_delta_write_scales(d, k, f->scales + f->t[ci].off);
+            free(bits);
         } else {
             void *buf = ds_malloc((size_t)ds_tinfo_bytes(&e->t) + 1);
             rc = ds_delta_read_dense(in->delta, k, e->t.dtype, buf);
@@ -415,6 +489,7 @@ static int write_report(const ds_ctx *ctx, const opts *o, const calib *c, const 
                       (json_int_t)c->w.n_train, "heldout_windows", (json_int_t)c->w.n_hold, "calib_sha256", c->sha,
                       "ranks", ctx->size, "objective_before", "objective_after", "heldout", "windows",
                       (json_int_t)c->w.n_hold, "train", "seconds", ft->secs);
+        json_object_set_new(r, "pipeline", json_integer(ft->fp.p->P)); /* stages per group */
         if (!ds_verify_enabled()) json_object_set_new(r, "verify", json_false()); /* --no-verify */
         if (c->w.n_hold) {
             json_object_set_new(r, "objective_before", json_real(s->objective_before));
@@ -456,15 +531,17 @@ static void print_summary(const ds_ctx *ctx, const opts *o, const calib *c, cons
                s->after->kl, s->before->mse, s->after->mse, s->before->nll, s->after->nll, s->before->nll_teacher);
 }
 
-/* The held-out comparison of the student (current scales) to the teacher. */
-static void heldout(const ds_ctx *ctx, inputs *in, const calib *c, fit *ft, ds_llama_compare_result *out)
+/* Collective: the held-out comparison of the student (current scales) to
+ * the teacher, through the pipeline. */
+static int heldout(const ds_ctx *ctx, const calib *c, fit *ft, ds_fit_compare *out)
 {
-    ds_llama_compare(ctx, ft->comm, c->w.hold, c->w.n_hold, ft->T, &in->student, &in->teacher, ft->sa, ft->ta,
-                     ft->evb, out);
+    if (ds_fitpipe_compare(&ft->fp, ctx->comm, c->w.hold, c->w.n_hold, out))
+        return ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "the held-out comparison: a pipeline stage failed"));
+    return 0;
 }
 
 /* The objective of a held-out comparison. */
-static double held_objective(const opts *o, const ds_llama_compare_result *h)
+static double held_objective(const opts *o, const ds_fit_compare *h)
 {
     return o->objective == DS_FIT_MSE ? h->mse : h->kl;
 }
@@ -486,12 +563,13 @@ static int check_finite(const opts *o, const inputs *in, const ds_fitscales *f, 
 
 /* Collective, after the last step: held-out comparison, output, report. */
 static int fit_finish(const ds_ctx *ctx, const opts *o, inputs *in, const calib *c, fit *ft,
-                      const ds_llama_compare_result *before)
+                      const ds_fit_compare *before)
 {
-    ds_llama_compare_result after;
-    heldout(ctx, in, c, ft, &after);
+    ds_fit_compare after;
+    int rc = heldout(ctx, c, ft, &after);
+    if (rc) return rc;
     fit_summary s = {held_objective(o, before), held_objective(o, &after), before, &after};
-    int rc = ds_ctx_agree(ctx, check_finite(o, in, &ft->f, c->w.n_hold ? s.objective_after : 0));
+    rc = ds_ctx_agree(ctx, check_finite(o, in, &ft->f, c->w.n_hold ? s.objective_after : 0));
     if (!rc) rc = write_output(ctx, o, c, in, &ft->f, &s);
     if (!rc && o->report) rc = write_report(ctx, o, c, &s, ft);
     if (!rc) print_summary(ctx, o, c, &s, ft);
@@ -503,18 +581,15 @@ static int fit_finish(const ds_ctx *ctx, const opts *o, inputs *in, const calib 
     return rc;
 }
 
-/* Collective, before the large allocations: each rank holds the student's
- * and the teacher's activations for --batch windows (a training share or a
- * held-out piece) and every calibration window. */
-static int fit_memory_check(const ds_ctx *ctx, const opts *o, const inputs *in)
+/* Rank 0: the plan, one line (stage s holds decoder layers a-b). */
+static void print_pipe(const ds_ctx *ctx, const ds_pipe *p)
 {
-    if (o->seq_len > in->student.cfg.max_seq_len) return 0; /* calib_load's usage error comes first */
-    const double need = ds_llama_act_bytes(&in->student.cfg, o->batch, o->seq_len) +
-                        ds_llama_act_bytes_fwd(&in->teacher.cfg, o->batch, o->seq_len) +
-                        (double)o->samples * (double)o->seq_len * sizeof(int);
-    char what[96];
-    snprintf(what, sizeof what, "--batch %d --seq-len %d --samples %d", o->batch, o->seq_len, o->samples);
-    return ds_mem_check(ctx, need, what, " (lower --batch or --seq-len)");
+    if (ctx->quiet || ctx->rank != 0) return;
+    char line[1024] = "";
+    size_t n = 0;
+    for (int s = 0; s < p->P && n < sizeof line - 40; s++)
+        n += (size_t)snprintf(line + n, sizeof line - n, "%s%d-%d", s ? ", " : "", p->bounds[s], p->bounds[s + 1] - 1);
+    ds_printf0(ctx, "[fit-scales] pipeline: %d group(s) of %d stages; layers per stage: %s\n", p->groups, p->P, line);
 }
 
 static int run_fit(ds_ctx *ctx, const opts *o)
@@ -531,19 +606,19 @@ static int run_fit(ds_ctx *ctx, const opts *o)
     memset(&c, 0, sizeof c);
     memset(&ft, 0, sizeof ft);
     if ((rc = load_inputs(ctx, o, &in))) goto out;
-    if ((rc = fit_memory_check(ctx, o, &in))) goto out;
     if ((rc = ds_ctx_agree(ctx, calib_load(o, &in, &c)))) goto out;
     if ((rc = fit_init(ctx, o, &in, &c, &ft))) goto out;
     if (!ctx->quiet)
         ds_printf0(ctx,
                    "[fit-scales] %s: %d coded tensors, %lld scales; %lld calibration tokens, %lld train / %lld "
-                   "held-out windows of %d; objective %s, %d steps, batch %d, lr %g, %d rank(s)\n",
+                   "held-out windows of %d; objective %s, %d steps, batch %d, lr %g, %d rank(s), --pipeline %d\n",
                    o->delta, ft.f.n, (long long)ft.f.n_scales, (long long)c.stream_tokens, (long long)c.w.n_train,
                    (long long)c.w.n_hold, ft.T, ds_fit_objective_name(o->objective), o->steps, o->batch, o->lr,
-                   ctx->size);
-    ds_llama_compare_result before;
-    heldout(ctx, &in, &c, &ft, &before);
-    rc = fit_resume(ctx, o, &in, &c, &ft);
+                   ctx->size, in.pipe.P);
+    if (in.pipe.P > 1) print_pipe(ctx, &in.pipe);
+    ds_fit_compare before;
+    rc = heldout(ctx, &c, &ft, &before);
+    if (!rc) rc = fit_resume(ctx, o, &in, &c, &ft);
     if (!rc) rc = fit_train(ctx, o, &in, &c, &ft);
     if (!rc && ft.stopped) {
         ds_printf0(ctx, "[fit-scales] signal: checkpoint at step %lld written to %s; run again to resume\n",
@@ -564,6 +639,7 @@ int ds_job_fit_scales(ds_ctx *ctx, int argc, char **argv)
     int rc = ds_opts_parse(ctx, &cmd, argc, argv, &o);
     if (rc) return ds_opts_exit(rc);
     ds_verify_init(ctx, o.no_verify);
+    ds_mem_set_per_rank(o.mem_per_rank * 1024.0 * 1024.0 * 1024.0);
     /* Every rank catches the signals from the start (Slurm signals all
      * tasks, mpiexec forwards SIGUSR1); the flag is read after each step. */
     ds_ckpt_signals saved;

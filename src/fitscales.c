@@ -43,6 +43,7 @@ void ds_fitscales_init(ds_fitscales *f, ds_llama *student, int n, const ds_fit_c
         t->n_scales = t->kind == DS_SCALE_TENSOR ? 1 : t->kind == DS_SCALE_ROW ? t->rows : t->cols;
         t->off = f->n_scales;
         f->n_scales += t->n_scales;
+        if (!ds_llama_holds(student, t->index)) continue; /* another pipeline stage's: its scales only */
         size_t words = (size_t)t->rows * ds_bitpack_words((size_t)t->cols), numel = (size_t)(t->rows * t->cols);
         t->bits = ds_malloc(words * sizeof(uint64_t) + 1);
         memcpy(t->bits, c[k].bits, words * sizeof(uint64_t));
@@ -81,6 +82,7 @@ void ds_fitscales_rebuild(ds_fitscales *f)
 {
     for (int k = 0; k < f->n; k++) {
         const ds_fit_tensor *t = &f->t[k];
+        if (!t->base) continue; /* not held here */
         ds_bitpack_apply(DS_KDT_F32, f->student->w[t->index], DS_KDT_F32, t->base, t->bits, (size_t)t->rows,
                          (size_t)t->cols, t->kind, f->scales + t->off);
     }
@@ -126,15 +128,25 @@ double ds_fitscales_accumulate(ds_fitscales *f, ds_llama_act *a, const int *toke
     if (B <= 0) return 0;
     ds_llama_forward(f->student, a, tokens, B, T);
     double loss = ds_fitscales_objective(f->objective, a, ref_logits, grad_scale, NULL);
+    ds_fitscales_zero_dw(f);
+    ds_llama_backward(f->student, a, &f->g);
+    ds_fitscales_fold(f, f->grad);
+    return loss;
+}
+
+void ds_fitscales_zero_dw(ds_fitscales *f)
+{
     /* Only the coded tensors' dL/dW is wanted; zero just those. */
     for (int k = 0; k < f->n; k++)
-        memset(f->g.g[f->t[k].index], 0, (size_t)(f->t[k].rows * f->t[k].cols) * sizeof(float));
-    ds_llama_backward(f->student, a, &f->g);
+        if (f->t[k].base) memset(f->g.g[f->t[k].index], 0, (size_t)(f->t[k].rows * f->t[k].cols) * sizeof(float));
+}
+
+void ds_fitscales_fold(const ds_fitscales *f, double *gs)
+{
     for (int k = 0; k < f->n; k++) {
         const ds_fit_tensor *t = &f->t[k];
-        ds_fitscales_reduce(f->g.g[t->index], t->bits, t->rows, t->cols, t->kind, f->grad + t->off);
+        if (t->base) ds_fitscales_reduce(f->g.g[t->index], t->bits, t->rows, t->cols, t->kind, gs + t->off);
     }
-    return loss;
 }
 
 void ds_fitscales_adam_step(ds_fitscales *f)

@@ -13,7 +13,8 @@
  * (ds_fitscales_zero_grad), adds those of its rows of the batch
  * (ds_fitscales_accumulate), the caller sums f->grad across ranks, and every
  * rank takes the same Adam step (ds_fitscales_adam_step), so all ranks keep
- * identical scales. Math only: no file I/O, no MPI. */
+ * identical scales. Math only: no file I/O, no MPI (the pipelined step is
+ * src/fitscales_pipe.h). */
 #ifndef DS_FITSCALES_H
 #define DS_FITSCALES_H
 #include <stdint.h>
@@ -44,8 +45,8 @@ typedef struct {
     ds_scale_kind kind;
     int64_t rows, cols, n_scales;
     int64_t off;    /* first scale in ds_fitscales.scales */
-    uint64_t *bits; /* own copy */
-    float *base;    /* W_b: the student's tensor when ds_fitscales_init ran */
+    uint64_t *bits; /* own copy (NULL: a tensor the student, a pipeline stage, does not hold) */
+    float *base;    /* W_b: the student's tensor when ds_fitscales_init ran (NULL: not held) */
 } ds_fit_tensor;
 
 typedef struct {
@@ -64,7 +65,11 @@ typedef struct {
 
 /* Take the student's current coded tensors as W_b (the caller has loaded
  * the base and added the dense deltas), copy bits and scales, and rebuild
- * W = W_b + g(2b - 1). Every c[k].index must be a distinct 2-D tensor. */
+ * W = W_b + g(2b - 1). Every c[k].index must be a distinct 2-D tensor.
+ * The student may be a pipeline stage (ds_llama_init_stage): the tensors it
+ * does not hold keep their scales (every stage has every scale, in the same
+ * layout) but no bits or base (c[k].bits may be NULL there), and are left
+ * out of the rebuild and of the gradients. */
 void ds_fitscales_init(ds_fitscales *f, ds_llama *student, int n, const ds_fit_coded *c,
                        ds_fit_objective objective, double lr);
 void ds_fitscales_free(ds_fitscales *f);
@@ -92,6 +97,12 @@ void ds_fitscales_zero_grad(ds_fitscales *f);
  * Returns the objective's sum over the B*T positions (unscaled). */
 double ds_fitscales_accumulate(ds_fitscales *f, ds_llama_act *a, const int *tokens, int B, int T,
                                const float *ref_logits, float grad_scale);
+/* The pieces of ds_fitscales_accumulate, for a backward the caller runs
+ * (a pipeline stage, src/fitscales_pipe.h): zero dL/dW of the coded tensors
+ * held (f->g), and add their scale gradients from f->g into gs (laid out
+ * as f->grad: scales of tensors not held are left alone). */
+void ds_fitscales_zero_dw(ds_fitscales *f);
+void ds_fitscales_fold(const ds_fitscales *f, double *gs);
 /* One Adam step on every scale from f->grad, then rebuild the student. */
 void ds_fitscales_adam_step(ds_fitscales *f);
 #endif
