@@ -440,8 +440,9 @@ static int run_task(const ds_ctx *ctx, outputs *out, const ds_eval_model *mr, ds
     return rc ? rc : ds_ctx_agree(ctx, rc);
 }
 
-/* Every model on every task; work receives a fresh copy of the base for each. */
-static int evaluate_all(const ds_ctx *ctx, const opts *o, const ds_llama *base, ds_llama *work, ds_eval_env *env,
+/* Every model on every task; work receives a fresh copy of the base for
+ * each (one model alone: work is the base, and its delta is added in place). */
+static int evaluate_all(const ds_ctx *ctx, const opts *o, ds_llama *base, ds_llama *work, ds_eval_env *env,
                         outputs *out)
 {
     const ds_eval_plan *p = &o->plan;
@@ -453,7 +454,7 @@ static int evaluate_all(const ds_ctx *ctx, const opts *o, const ds_llama *base, 
     for (int mi = 0; mi < p->n_models && !rc; mi++) {
         const ds_eval_model *mr = &p->models[mi];
         /* a fresh copy of the base: no delta sees another's weights */
-        ds_llama_copy(work, base);
+        if (work != base) ds_llama_copy(work, base);
         if (mr->path)
             rc = ds_delta_apply_to_model(ctx, mr->path, o->model, o->force, &base->cfg, work->n_tensors, work->tinfo,
                                          work->p);
@@ -522,10 +523,13 @@ static int run_tasks(const ds_ctx *ctx, opts *o)
          * with more threads, and a result must not depend on how many ranks
          * share a node. Parallelism comes from the ranks (one per core). */
         ds_llama_set_threads(1);
-        rc = ds_ctx_agree(ctx, ds_llama_init_like(&work, &base));
+        /* a working copy for each of several models (twice the weights);
+         * one model alone is evaluated in the base's memory */
+        if (o->plan.n_models > 1) rc = ds_ctx_agree(ctx, ds_llama_init_like(&work, &base));
     }
-    ds_eval_env env = {.m = &work, .tok = &tok, .refusal = ds_refusal_is_refusal, .o = &o->eo, .pipe = &pipe};
-    if (!rc) rc = evaluate_all(ctx, o, &base, &work, &env, &out);
+    ds_llama *wm = o->plan.n_models > 1 ? &work : &base;
+    ds_eval_env env = {.m = wm, .tok = &tok, .refusal = ds_refusal_is_refusal, .o = &o->eo, .pipe = &pipe};
+    if (!rc) rc = evaluate_all(ctx, o, &base, wm, &env, &out);
     if (!rc && ctx->rank == 0) report(ctx, o, &out, start, ds_now() - t0);
     rc = close_outputs(ctx, o, &out, rc);
     ds_eval_env_free(&env);
