@@ -1,9 +1,109 @@
 /* Products with weights in their stored precision (src/gemm_w.h): f32
  * weights to BLAS, f16 / bf16 weights in panels converted to f32 (the
- * kernels of kernels/cpu/gemm_bf16.h) for cblas_sgemm, or the direct kernel. */
+ * kernels of kernels/cpu/gemm_bf16.h) for cblas_sgemm, or the direct kernel;
+ * bf16 weights in mode DS_GEMM_DP the vdpbf16ps kernel, on the threads
+ * OpenBLAS is set to. */
 #include "config.h"
 #include "src/gemm_w.h"
 #include <cblas.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "src/ds.h"
+
+/* ---- the mode: DS_GEMM_BF16 read once, or set by ds_gemm_set_mode */
+static int g_mode = -1; /* -1: not resolved yet */
+static pthread_once_t g_mode_once = PTHREAD_ONCE_INIT;
+
+static void mode_from_env(void)
+{
+    const char *e = getenv("DS_GEMM_BF16");
+    if (g_mode < 0) g_mode = e && strcmp(e, "dp") == 0 && ds_gemm_dp_available() ? DS_GEMM_DP : DS_GEMM_EXACT;
+}
+
+ds_gemm_mode ds_gemm_get_mode(void)
+{
+    pthread_once(&g_mode_once, mode_from_env);
+    return (ds_gemm_mode)__atomic_load_n(&g_mode, __ATOMIC_RELAXED);
+}
+
+int ds_gemm_set_mode(ds_gemm_mode m)
+{
+    pthread_once(&g_mode_once, mode_from_env);
+    if (m == DS_GEMM_DP && !ds_gemm_dp_available()) return -1;
+    __atomic_store_n(&g_mode, (int)m, __ATOMIC_RELAXED);
+    return 0;
+}
+
+const char *ds_gemm_mode_name(ds_gemm_mode m) { return m == DS_GEMM_DP ? "dp" : "exact"; }
+
+/* ---- the vdpbf16ps product on T threads, each a slice of out */
+typedef struct {
+    size_t N, in, out, o0, o1;
+    const void *xp;
+    const uint16_t *W;
+    float beta, *y;
+    void *wbuf;
+} dp_job;
+
+static void *dp_slice(void *arg)
+{
+    const dp_job *j = arg;
+    if (j->o1 > j->o0)
+        ds_gemm_dp_run(j->N, j->in, j->o1 - j->o0, j->xp, j->W + j->o0 * j->in, j->beta, j->y + j->o0, j->out,
+                       j->wbuf);
+    return NULL;
+}
+
+static char *align64(void *p) { return (char *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+
+#define DP_MAX_THREADS 16
+/* Below this many multiply-adds one thread (a thread start costs ~20 us). */
+#define DP_THREAD_MACS ((size_t)1 << 24)
+
+static void xwt_dp(size_t N, size_t in, size_t out, const float *x, const uint16_t *W, float beta, float *y,
+                   float *scratch, size_t scratch_n)
+{
+    int T = openblas_get_num_threads();
+    if (T > DP_MAX_THREADS) T = DP_MAX_THREADS;
+    if (T < 1 || N * in * out < DP_THREAD_MACS) T = 1;
+    if ((size_t)T > (out + 15) / 16) T = (int)((out + 15) / 16);
+    const size_t wb = (ds_gemm_dp_wbytes() + 63) / 64 * 64, row = ds_gemm_dp_xbytes(16, in) / 16;
+    /* rows of x per chunk: what the scratch holds beside the W buffers, whole panels of 16 */
+    size_t have = scratch ? scratch_n * sizeof(float) : 0, R = 0;
+    if (have > (size_t)T * wb + 64) R = (have - (size_t)T * wb - 64) / row / 16 * 16;
+    void *own = NULL;
+    char *buf;
+    if (R >= 32 || R >= N) {
+        buf = align64(scratch);
+    } else { /* too small a scratch (the engine's 4 MiB always suffices) */
+        R = N < 256 ? (N + 15) / 16 * 16 : 256;
+        own = ds_malloc((size_t)T * wb + R * row + 64);
+        buf = align64(own);
+    }
+    char *xp = buf + (size_t)T * wb;
+    for (size_t n0 = 0; n0 < N; n0 += R) {
+        const size_t nb = N - n0 < R ? N - n0 : R;
+        ds_gemm_dp_pack_x(nb, in, x + n0 * in, xp);
+        dp_job jobs[DP_MAX_THREADS];
+        pthread_t th[DP_MAX_THREADS];
+        int started[DP_MAX_THREADS] = {0};
+        /* slices of out in multiples of 16 */
+        const size_t per = ((out + (size_t)T - 1) / (size_t)T + 15) / 16 * 16;
+        for (int t = 0; t < T; t++) {
+            const size_t a = (size_t)t * per < out ? (size_t)t * per : out, b = a + per < out ? a + per : out;
+            jobs[t] = (dp_job){nb, in, out, a, b, xp, W, beta, y + n0 * out, buf + (size_t)t * wb};
+        }
+        for (int t = 1; t < T; t++) started[t] = pthread_create(&th[t], NULL, dp_slice, &jobs[t]) == 0;
+        dp_slice(&jobs[0]);
+        for (int t = 1; t < T; t++) {
+            if (started[t]) pthread_join(th[t], NULL);
+            else dp_slice(&jobs[t]); /* no thread to be had: this one does it */
+        }
+    }
+    free(own);
+}
 
 static size_t esize(ds_kdtype dt) { return dt == DS_KDT_F32 ? 4 : 2; }
 
@@ -14,6 +114,10 @@ void ds_gemm_xwt(ds_kdtype dt, size_t N, size_t in, size_t out, const float *x, 
     if (dt == DS_KDT_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)out, (int)in, 1.0f, x, (int)in, W, (int)in,
                     beta, y, (int)out);
+        return;
+    }
+    if (dt == DS_KDT_BF16 && N >= DS_GEMM_DIRECT_N && ds_gemm_get_mode() == DS_GEMM_DP) {
+        xwt_dp(N, in, out, x, W, beta, y, scratch, scratch_n);
         return;
     }
     if (N < DS_GEMM_DIRECT_N || !scratch || scratch_n < in) {

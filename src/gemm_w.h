@@ -12,7 +12,18 @@
  * fewer rows, the one-token product, or no scratch: the direct kernel
  * (ds_gemm_xwt_direct; ds_gemm_xw falls back to ds_gemm_xw_ref). The
  * numerics and bound are gemm_bf16.h's (bf16 x f32 products, f32 sums);
- * measured in bench/gemm_bf16.c, figures in docs/model.md. */
+ * measured in bench/gemm_bf16.c, figures in docs/model.md.
+ *
+ * Mode DS_GEMM_DP (environment DS_GEMM_BF16=dp, or ds_gemm_set_mode; only
+ * where ds_gemm_dp_available: avx512_bf16 and the AVX-512 variant active):
+ * ds_gemm_xwt with bf16 W and N >= DS_GEMM_DIRECT_N rows rounds x to bf16
+ * and runs the vdpbf16ps kernel (gemm_bf16.h ds_gemm_dp_*: bf16 x bf16
+ * products, f32 sums, its bound) on the threads OpenBLAS is set to
+ * (openblas_get_num_threads(); one below 2^24 multiply-adds), each a slice
+ * of out; the scratch holds the packed x (in chunks of rows) and the
+ * threads' W buffers. Results do not depend on the threads or on the
+ * chunks. Everything else (f32 and f16 weights, fewer rows, one token, the
+ * backward product) is as in mode DS_GEMM_EXACT, the default. */
 #ifndef DS_GEMM_W_H
 #define DS_GEMM_W_H
 #include <stddef.h>
@@ -22,6 +33,15 @@
 #define DS_GEMM_DIRECT_N 8
 /* A scratch of this many floats (4 MiB) holds a panel of W rows in f32. */
 #define DS_GEMM_SCRATCH_FLOATS ((size_t)1 << 20)
+
+typedef enum { DS_GEMM_EXACT = 0, DS_GEMM_DP = 1 } ds_gemm_mode;
+/* The mode in force (DS_GEMM_BF16 read on first use: "dp" -> DS_GEMM_DP
+ * where available, anything else -> DS_GEMM_EXACT). */
+ds_gemm_mode ds_gemm_get_mode(void);
+/* Set it for the whole process; -1 (nothing changed) when DS_GEMM_DP is
+ * asked for and not available. */
+int ds_gemm_set_mode(ds_gemm_mode m);
+const char *ds_gemm_mode_name(ds_gemm_mode m);
 
 /* scratch: NULL or scratch_n floats (used when scratch_n >= in). */
 void ds_gemm_xwt(ds_kdtype dt, size_t N, size_t in, size_t out, const float *x, const void *W, float beta,

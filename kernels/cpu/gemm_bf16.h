@@ -38,9 +38,36 @@ void ds_gemm_xw_ref(ds_kdtype dt, size_t N, size_t in, size_t out, const float *
                     float *dx);
 void ds_wconv_f32_ref(ds_kdtype dt, const void *src, float *dst, size_t n);
 
-/* Option (c) of docs/model.md, for the benchmark only (not used by the
- * engine): AVX512-BF16 vdpbf16ps on x rounded to bf16 (xb [N, in], bf16)
- * and bf16 W: bf16 x bf16 products, f32 sums. Returns -1 (nothing done)
- * when the CPU lacks avx512_bf16. */
-int ds_gemm_xwt_dpbf16(size_t N, size_t in, size_t out, const uint16_t *xb, const uint16_t *W, float *y);
+/* The bf16 x bf16 product (docs/model.md "Numerics and kernels", option
+ * (c)): x rounded to bf16 (round to nearest even, as ds_f32_to_bf16) and
+ * multiplied by bf16 W with AVX512-BF16 vdpbf16ps: every product of two
+ * bf16 is exact in f32, the sums are f32 (the instruction flushes denormal
+ * inputs and results to zero). Bound against the f32 product of the
+ * unrounded x: |y - beta*y0 - sum_k x_k w_k| <= (2^-8 + 2 (in + 1) 2^-24
+ * (1 + 2^-8)) sum_k |x_k w_k| + 2 (in + 1) 2^-24 |beta*y0| + in * 2^-125;
+ * against the twin ds_gemm_xwt_dp_ref (same rounded x, k summed in order)
+ * twice the f32 part. Used by src/gemm_w.c when DS_GEMM_BF16=dp.
+ *
+ *   ds_gemm_dp_available  1 when the CPU has avx512_bf16 and the active
+ *                         variant is AVX-512 (DS_SIMD), else 0
+ *   ds_gemm_dp_xbytes     bytes of x [N, in] packed (64-byte aligned
+ *                         buffer wanted)
+ *   ds_gemm_dp_pack_x     pack x (rounding it to bf16) into xp
+ *   ds_gemm_dp_wbytes     bytes of the per-caller W buffer of _run
+ *   ds_gemm_dp_run        y[N, out] (row stride ldy) = beta*y + x . W^T
+ *                         for packed x and W [out, in] bf16; wbuf: a
+ *                         64-byte aligned buffer of ds_gemm_dp_wbytes(),
+ *                         one per concurrent caller. Threads may split
+ *                         out (W + o0*in, y + o0): each y element is
+ *                         computed the same way wherever it is, so results
+ *                         do not depend on the split or on N's batching.
+ * beta is 0 (y not read) or 1. _pack_x and _run only when _available. */
+int ds_gemm_dp_available(void);
+size_t ds_gemm_dp_xbytes(size_t N, size_t in);
+void ds_gemm_dp_pack_x(size_t N, size_t in, const float *x, void *xp);
+size_t ds_gemm_dp_wbytes(void);
+void ds_gemm_dp_run(size_t N, size_t in, size_t out, const void *xp, const uint16_t *W, float beta, float *y,
+                    size_t ldy, void *wbuf);
+/* The portable twin: scalar C, x rounded as above, k summed in order. */
+void ds_gemm_xwt_dp_ref(size_t N, size_t in, size_t out, const float *x, const uint16_t *W, float beta, float *y);
 #endif

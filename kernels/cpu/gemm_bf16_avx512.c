@@ -2,8 +2,8 @@
  * f16/bf16 to f32 and the direct product, which converts 16 weights per
  * register (bf16: zero-extend and shift; f16: vcvtph2ps) and multiplies
  * them by f32 activations with FMAs, 4 rows of W x up to 4 rows of x per
- * tile so that W is read from memory once. Also the vdpbf16ps product of
- * option (c) for the benchmark. */
+ * tile so that W is read from memory once. (The vdpbf16ps product is
+ * gemm_bf16_dp.c.) */
 #include "kernels/cpu/bitpack_impl.h"
 #include "kernels/cpu/gemm_bf16.h"
 #include "kernels/cpu/gemm_bf16_impl.h"
@@ -139,68 +139,4 @@ DS_TARGET_AVX512 void ds_gemm_xwt_direct_avx512(ds_kdtype dt, size_t N, size_t i
     }
 }
 
-/* ---- option (c): vdpbf16ps, bf16 x bf16 products in pairs, f32 sums. */
-#define DS_TARGET_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")))
-
-DS_TARGET_AVX512BF16 INLINE void dp_tile(const int WR, const int NR, size_t in, size_t out, const uint16_t *xb,
-                                         const uint16_t *W, size_t o, size_t n, float *y)
-{
-    __m512 acc[4][4];
-    for (int r = 0; r < WR; r++)
-        for (int j = 0; j < NR; j++) acc[r][j] = _mm512_setzero_ps();
-    /* whole vectors unmasked (a masked load in every iteration is slow, as
-     * in bitpack_avx512.c), the tail masked: the same products and sums */
-    size_t k = 0;
-    for (; k + 32 <= in; k += 32) {
-        __m512i w[4];
-        for (int r = 0; r < WR; r++) w[r] = _mm512_loadu_si512(W + (o + r) * in + k);
-        for (int j = 0; j < NR; j++) {
-            const __m512i xv = _mm512_loadu_si512(xb + (n + j) * in + k);
-            for (int r = 0; r < WR; r++)
-                acc[r][j] = _mm512_dpbf16_ps(acc[r][j], (__m512bh)w[r], (__m512bh)xv);
-        }
-    }
-    if (k < in) {
-        const __mmask32 m = (__mmask32)((1u << (in - k)) - 1);
-        __m512i w[4];
-        for (int r = 0; r < WR; r++) w[r] = _mm512_maskz_loadu_epi16(m, W + (o + r) * in + k);
-        for (int j = 0; j < NR; j++) {
-            const __m512i xv = _mm512_maskz_loadu_epi16(m, xb + (n + j) * in + k);
-            for (int r = 0; r < WR; r++)
-                acc[r][j] = _mm512_dpbf16_ps(acc[r][j], (__m512bh)w[r], (__m512bh)xv);
-        }
-    }
-    for (int j = 0; j < NR; j++)
-        for (int r = 0; r < WR; r++) y[(n + j) * out + o + r] = _mm512_reduce_add_ps(acc[r][j]);
-}
-
-DS_TARGET_AVX512BF16 static void dp_all(size_t N, size_t in, size_t out, const uint16_t *xb, const uint16_t *W,
-                                        float *y)
-{
-    size_t o = 0;
-    for (; o + 4 <= out; o += 4) {
-        size_t n = 0;
-        for (; n + 4 <= N; n += 4) dp_tile(4, 4, in, out, xb, W, o, n, y);
-        for (; n < N; n++) dp_tile(4, 1, in, out, xb, W, o, n, y);
-    }
-    for (; o < out; o++)
-        for (size_t n = 0; n < N; n++) dp_tile(1, 1, in, out, xb, W, o, n, y);
-}
-
-int ds_gemm_xwt_dpbf16(size_t N, size_t in, size_t out, const uint16_t *xb, const uint16_t *W, float *y)
-{
-    if (!__builtin_cpu_supports("avx512bf16") || !ds_simd_supported(DS_SIMD_AVX512)) return -1;
-    /* blocks of 64 rows of x so that they stay in L2 while W streams */
-    for (size_t n0 = 0; n0 < N; n0 += 64) {
-        const size_t nb = N - n0 < 64 ? N - n0 : 64;
-        dp_all(nb, in, out, xb + n0 * in, W, y + n0 * out);
-    }
-    return 0;
-}
-#else
-int ds_gemm_xwt_dpbf16(size_t N, size_t in, size_t out, const uint16_t *xb, const uint16_t *W, float *y)
-{
-    (void)N, (void)in, (void)out, (void)xb, (void)W, (void)y;
-    return -1;
-}
 #endif

@@ -4,8 +4,13 @@
  * rounded weights, for f32, f16 and bf16 weights, odd sizes included (tails
  * of 1..15 columns, rows not a multiple of 4 or of the one-token path's 8,
  * panels that do not divide out). The bound: |y - exact| <= 2 * in * 2^-24 * sum_k |x_k w_k| + tiny
- * (gemm_bf16.h); the conversion is exact (bit for bit). */
+ * (gemm_bf16.h); the conversion is exact (bit for bit). The bf16 x bf16
+ * product of mode DS_GEMM_DP (vdpbf16ps, where the CPU has it) and its
+ * twin: within that bound of the product of the rounded x and within the
+ * documented bound of the f32 product, the same bits for any threads,
+ * chunks of rows and neighbouring rows, x rounded as ds_f32_to_bf16. */
 #include "config.h"
+#include <cblas.h>
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -178,17 +183,151 @@ START_TEST(test_xw_variants)
 }
 END_TEST
 
-/* The vdpbf16ps product of the benchmark: bf16 x bf16 products, within the
- * same bound of the product of the rounded x (where the CPU has it). */
-START_TEST(test_dpbf16)
+/* ---- the bf16 x bf16 product (mode DS_GEMM_DP, gemm_bf16.h ds_gemm_dp_*) */
+
+/* y against the f32 product of the unrounded x: the documented bound
+ * (2^-8 + 2 (in + 1) 2^-24 (1 + 2^-8)) sum|x w| + 2 (in + 1) 2^-24 |beta y0|. */
+static void check_dp_f32(const float *y, const float *y0, float beta, const float *x, const float *wf, size_t N,
+                         size_t in, size_t out, const char *what)
 {
-    const size_t N = 6, in = 77, out = 9;
-    float *wf = malloc(out * in * 4), *x = make_x(N * in), *xr = malloc(N * in * 4), *y = malloc(N * out * 4);
-    uint16_t *xb = malloc(N * in * 2);
-    void *w = make_w(DS_KDT_BF16, out * in, wf);
-    for (size_t i = 0; i < N * in; i++) xr[i] = ds_bf16_to_f32(xb[i] = ds_f32_to_bf16(x[i]));
-    if (ds_gemm_xwt_dpbf16(N, in, out, xb, w, y) == 0) check_xwt(y, y, 0, xr, wf, N, in, out, "dpbf16");
-    free(wf), free(x), free(xr), free(y), free(xb), free(w);
+    const double g = 2.0 * (double)(in + 1) * 0x1p-24;
+    for (size_t n = 0; n < N; n++)
+        for (size_t o = 0; o < out; o++) {
+            double s = 0, a = 0;
+            for (size_t k = 0; k < in; k++) {
+                s += (double)x[n * in + k] * wf[o * in + k];
+                a += fabs((double)x[n * in + k] * wf[o * in + k]);
+            }
+            const double b0 = beta != 0 ? y0[n * out + o] : 0;
+            const double bound = (0x1p-8 + g * (1 + 0x1p-8)) * a + g * fabs(b0) + (double)in * 0x1p-125;
+            ck_assert_msg(fabs(y[n * out + o] - (b0 + s)) <= bound, "%s: N=%zu in=%zu out=%zu y[%zu,%zu]=%.9g want %.9g",
+                          what, N, in, out, n, o, y[n * out + o], b0 + s);
+        }
+}
+
+/* Odd shapes: rows not a multiple of the 16-row panels or of the 32-row
+ * micro-kernel, out not a multiple of its 12 rows of W or of the 48-row
+ * blocks, in odd (a pair with one column) and past one block of 1024 pairs. */
+static const size_t dp_sizes[][3] = {{8, 1, 1},    {9, 77, 13},   {16, 32, 12},  {17, 33, 25},
+                                     {31, 64, 49}, {33, 255, 50}, {47, 2051, 29}, {70, 130, 97}};
+#define NDP (sizeof dp_sizes / sizeof dp_sizes[0])
+
+/* y = beta*y0 + x . W^T through ds_gemm_xwt in mode dp with a scratch of
+ * scratch_n floats, on T OpenBLAS threads. */
+static void run_dp(size_t N, size_t in, size_t out, const float *x, const uint16_t *w, float beta, const float *y0,
+                   float *y, size_t scratch_n, int T)
+{
+    float *scratch = scratch_n ? malloc(scratch_n * 4) : NULL;
+    openblas_set_num_threads(T);
+    memcpy(y, y0, N * out * 4);
+    ck_assert_int_eq(ds_gemm_set_mode(DS_GEMM_DP), 0);
+    ds_gemm_xwt(DS_KDT_BF16, N, in, out, x, w, beta, y, scratch, scratch_n);
+    ds_gemm_set_mode(DS_GEMM_EXACT);
+    openblas_set_num_threads(1);
+    free(scratch);
+}
+
+START_TEST(test_dp)
+{
+    for (size_t s = 0; s < NDP; s++) {
+        const size_t N = dp_sizes[s][0], in = dp_sizes[s][1], out = dp_sizes[s][2];
+        float *wf = malloc(out * in * 4);
+        uint16_t *w = make_w(DS_KDT_BF16, out * in, wf);
+        float *x = make_x(N * in), *xr = malloc(N * in * 4), *y0 = make_x(N * out);
+        float *y = malloc(N * out * 4), *yr = malloc(N * out * 4), *y2 = malloc(N * out * 4);
+        for (size_t i = 0; i < N * in; i++) xr[i] = ds_bf16_to_f32(ds_f32_to_bf16(x[i]));
+        for (int beta = 0; beta <= 1; beta++) {
+            /* the twin: within the f32 bound of the product of the rounded x */
+            memcpy(yr, y0, N * out * 4);
+            ds_gemm_xwt_dp_ref(N, in, out, x, w, (float)beta, yr);
+            check_xwt(yr, y0, (float)beta, xr, wf, N, in, out, "dp ref");
+            check_dp_f32(yr, y0, (float)beta, x, wf, N, in, out, "dp ref vs f32");
+            if (!ds_gemm_dp_available()) continue;
+            /* the kernel: the same bounds, so within twice the f32 one of the twin */
+            run_dp(N, in, out, x, w, (float)beta, y0, y, DS_GEMM_SCRATCH_FLOATS, 1);
+            check_xwt(y, y0, (float)beta, xr, wf, N, in, out, "dp");
+            check_dp_f32(y, y0, (float)beta, x, wf, N, in, out, "dp vs f32");
+            /* 2 threads, no scratch (own buffer), a scratch of 16 rows (chunks): same bits */
+            run_dp(N, in, out, x, w, (float)beta, y0, y2, 0, 2);
+            ck_assert_mem_eq(y, y2, N * out * 4);
+            const size_t row = ds_gemm_dp_xbytes(16, in) / 16;
+            const size_t small = (2 * ((ds_gemm_dp_wbytes() + 63) / 64 * 64) + 64 + 16 * row + 3) / 4;
+            run_dp(N, in, out, x, w, (float)beta, y0, y2, small, 2);
+            ck_assert_mem_eq(y, y2, N * out * 4);
+            /* a row's result does not depend on the rows beside it */
+            if (N > 8) {
+                run_dp(8, in, out, x + (N - 8) * in, w, (float)beta, y0 + (N - 8) * out, y2, DS_GEMM_SCRATCH_FLOATS, 1);
+                ck_assert_mem_eq(y + (N - 8) * out, y2, 8 * out * 4);
+            }
+        }
+        free(wf), free(w), free(x), free(xr), free(y0), free(y), free(yr), free(y2);
+    }
+}
+END_TEST
+
+/* Several threads on a product large enough to use them (2^24
+ * multiply-adds): the same bits as one thread, within the bound of the twin. */
+START_TEST(test_dp_threads)
+{
+    if (!ds_gemm_dp_available()) return;
+    const size_t N = 40, in = 2051, out = 205;
+    float *wf = malloc(out * in * 4);
+    uint16_t *w = make_w(DS_KDT_BF16, out * in, wf);
+    float *x = make_x(N * in), *xr = malloc(N * in * 4), *y0 = make_x(N * out);
+    float *y = malloc(N * out * 4), *y2 = malloc(N * out * 4);
+    for (size_t i = 0; i < N * in; i++) xr[i] = ds_bf16_to_f32(ds_f32_to_bf16(x[i]));
+    run_dp(N, in, out, x, w, 1, y0, y, DS_GEMM_SCRATCH_FLOATS, 1);
+    check_xwt(y, y0, 1, xr, wf, N, in, out, "dp 1 thread");
+    for (int T = 2; T <= 3; T++) {
+        run_dp(N, in, out, x, w, 1, y0, y2, DS_GEMM_SCRATCH_FLOATS, T);
+        ck_assert_mem_eq(y, y2, N * out * 4);
+    }
+    free(wf), free(w), free(x), free(xr), free(y0), free(y), free(y2);
+}
+END_TEST
+
+/* The rounding of x: with W one 1 per row (y[n][o] = xb[n][o] exactly), y
+ * is ds_f32_to_bf16(x) bit for bit: ties to even, carries into the
+ * exponent, large values (no infinity: inf * 0 would spoil the row); and
+ * beta 0 never reads y (NaN there). */
+START_TEST(test_dp_rounding)
+{
+    if (!ds_gemm_dp_available()) return;
+    const size_t N = 19, in = 37, out = 37;
+    uint16_t *w = calloc(out * in, 2);
+    for (size_t o = 0; o < out; o++) w[o * in + o] = 0x3f80; /* 1.0 */
+    float *x = malloc(N * in * 4), *y0 = malloc(N * out * 4), *y = malloc(N * out * 4);
+    for (size_t i = 0; i < N * in; i++) {
+        uint32_t u = 0x3f800000u + (uint32_t)(i * 0x8000u % 0x20000u); /* ties, odd and even, and between */
+        if (i % 5 == 1) u = 0x3f7fffffu + (uint32_t)(i & 1) * 0x8000u;   /* carry into the exponent */
+        if (i % 7 == 3) u = 0x7f7e8000u + (uint32_t)(i & 2) * 0x4000u;  /* large ties */
+        if (i % 2) u |= 0x80000000u;
+        memcpy(&x[i], &u, 4);
+        y0[i % (N * out)] = NAN;
+    }
+    run_dp(N, in, out, x, w, 0, y0, y, DS_GEMM_SCRATCH_FLOATS, 1);
+    for (size_t n = 0; n < N; n++)
+        for (size_t o = 0; o < out; o++) {
+            const float want = ds_bf16_to_f32(ds_f32_to_bf16(x[n * in + o]));
+            ck_assert_msg(memcmp(&y[n * out + o], &want, 4) == 0, "y[%zu,%zu]=%a want %a (x %a)", n, o,
+                          y[n * out + o], want, x[n * in + o]);
+        }
+    free(w), free(x), free(y0), free(y);
+}
+END_TEST
+
+/* The mode: DS_GEMM_DP only where available; the default is exact. */
+START_TEST(test_dp_mode)
+{
+    ck_assert_int_eq(ds_gemm_set_mode(DS_GEMM_EXACT), 0);
+    ck_assert_int_eq(ds_gemm_get_mode(), DS_GEMM_EXACT);
+    ck_assert_int_eq(ds_gemm_set_mode(DS_GEMM_DP), ds_gemm_dp_available() ? 0 : -1);
+    ck_assert_int_eq(ds_gemm_get_mode(), ds_gemm_dp_available() ? DS_GEMM_DP : DS_GEMM_EXACT);
+    ck_assert_int_eq(ds_simd_force(DS_SIMD_REF), 0); /* DS_SIMD=ref: no vdpbf16ps */
+    ck_assert_int_eq(ds_gemm_dp_available(), 0);
+    ck_assert_int_eq(ds_gemm_set_mode(DS_GEMM_DP), -1);
+    ds_simd_force(ds_simd_best());
+    ds_gemm_set_mode(DS_GEMM_EXACT);
 }
 END_TEST
 
@@ -199,6 +338,10 @@ int main(void)
     tcase_add_test(ds_check_case(s, "xwt", 60), test_xwt_variants);
     tcase_add_test(ds_check_case(s, "beta0", 60), test_beta0_nan);
     tcase_add_test(ds_check_case(s, "xw", 60), test_xw_variants);
-    tcase_add_test(ds_check_case(s, "dpbf16", 60), test_dpbf16);
+    TCase *dp = ds_check_case(s, "dp", 60);
+    tcase_add_test(dp, test_dp);
+    tcase_add_test(dp, test_dp_threads);
+    tcase_add_test(dp, test_dp_rounding);
+    tcase_add_test(dp, test_dp_mode);
     return ds_check_run(s);
 }
