@@ -169,17 +169,21 @@ static double fit_need(const opts *o, const ds_config *c, int ranks, int P, cons
 }
 
 /* Collective: the stages per group (--pipeline, or the fewest that fit a
- * rank's memory), checked against the memory, and the plan. */
+ * rank's memory), checked against the memory, and the plan. Errors are
+ * printed once. */
 static int fit_plan(const ds_ctx *ctx, const opts *o, ds_model_file *ff, ds_pipe *pipe)
 {
     const ds_config *c = &ds_model_get_meta(ff)->cfg;
     const int L = c->n_layers;
     int P = o->pipeline, max_p = 1;
+    int rc = 0;
     if (P > 0 && ctx->size % P)
-        return ds_err(DS_EXIT_USAGE, "--pipeline %d: the %d rank(s) do not split into groups of %d", P, ctx->size, P);
-    if (P > L) return ds_err(DS_EXIT_USAGE, "--pipeline %d: %s has %d layers, at most one stage per layer", P, o->ft, L);
-    if (o->seq_len > c->max_seq_len)
-        return ds_err(DS_EXIT_USAGE, "--seq-len %d exceeds the model's max_seq_len %d", o->seq_len, c->max_seq_len);
+        rc = ds_err(DS_EXIT_USAGE, "--pipeline %d: the %d rank(s) do not split into groups of %d", P, ctx->size, P);
+    else if (P > L)
+        rc = ds_err(DS_EXIT_USAGE, "--pipeline %d: %s has %d layers, at most one stage per layer", P, o->ft, L);
+    else if (o->seq_len > c->max_seq_len)
+        rc = ds_err(DS_EXIT_USAGE, "--seq-len %d exceeds the model's max_seq_len %d", o->seq_len, c->max_seq_len);
+    if ((rc = ds_ctx_agree(ctx, rc))) return rc; /* (the same on every rank) */
     double *lb = ds_malloc(sizeof(double) * (size_t)L), first, last;
     int *bounds = ds_malloc(sizeof(int) * (size_t)(L + 1));
     fit_bytes(ff, lb, &first, &last);
@@ -193,7 +197,7 @@ static int fit_plan(const ds_ctx *ctx, const opts *o, ds_model_file *ff, ds_pipe
     snprintf(what, sizeof what, "%s with --batch %d --seq-len %d --samples %d", o->ft, o->batch, o->seq_len, o->samples);
     snprintf(hint, sizeof hint, " (--pipeline %d%s: more stages hold fewer layers each; run more ranks)", P,
              P < max_p ? "" : ", the most these ranks allow");
-    int rc = ds_mem_check(ctx, fit_need(o, c, ctx->size, P, lb, first, last, bounds), what, hint);
+    rc = ds_mem_check(ctx, fit_need(o, c, ctx->size, P, lb, first, last, bounds), what, hint); /* (prints) */
     if (!rc) ds_pipe_init(pipe, ctx->comm, P, L, lb, first, last);
     free(lb);
     free(bounds);
@@ -216,15 +220,16 @@ static int load_models(const ds_ctx *ctx, const opts *o, inputs *in)
     rc = ds_delta_check_config(o->ft, &fm->cfg, o->base, &bm->cfg);
     if (!rc && !bm->has_tokenizer)
         rc = ds_err(DS_EXIT_INPUT, "%s: no tokenizer in the checkpoint (import it with --tokenizer)", o->base);
-    if (!(rc = ds_ctx_agree(ctx, rc))) rc = ds_ctx_agree(ctx, fit_plan(ctx, o, ff, &in->pipe));
-    const int l0 = in->pipe.l0, l1 = in->pipe.l1;
-    if (!rc) rc = ds_llama_load_stage(&in->student, bf, DS_LLAMA_LOAD_F32, l0, l1);
-    /* the teacher only runs forward: its weights as stored (bf16: half the
-     * memory of f32; its logits equal the f32 engine's on the same weights,
-     * docs/model.md "Numerics and kernels") */
-    if (!rc) rc = ds_llama_load_stage(&in->teacher, ff, DS_LLAMA_LOAD_STORED, l0, l1);
-    if (!rc) in->have_tok = !(rc = ds_model_read_tokenizer(bf, &in->tok));
-    rc = ds_ctx_agree(ctx, rc);
+    if (!(rc = ds_ctx_agree(ctx, rc)) && !(rc = fit_plan(ctx, o, ff, &in->pipe))) {
+        const int l0 = in->pipe.l0, l1 = in->pipe.l1;
+        rc = ds_llama_load_stage(&in->student, bf, DS_LLAMA_LOAD_F32, l0, l1);
+        /* the teacher only runs forward: its weights as stored (bf16: half
+         * the memory of f32; its logits equal the f32 engine's on the same
+         * weights, docs/model.md "Numerics and kernels") */
+        if (!rc) rc = ds_llama_load_stage(&in->teacher, ff, DS_LLAMA_LOAD_STORED, l0, l1);
+        if (!rc) in->have_tok = !(rc = ds_model_read_tokenizer(bf, &in->tok));
+        rc = ds_ctx_agree(ctx, rc);
+    }
     ds_model_close(ff);
     ds_model_close(bf);
     return rc;
