@@ -153,10 +153,11 @@ static void fit_bytes(ds_model_file *ff, double *layer, double *first, double *l
  * its group's share, the teacher's forward-only one), the calibration
  * windows, and 1 GiB for the program. */
 static double fit_need(const opts *o, const ds_config *c, int ranks, int P, const double *lb, double first,
-                       double last, int *bounds)
+                       double last, int *bounds, double *weights)
 {
     const int L = c->n_layers, rows = (o->batch + ranks / P - 1) / (ranks / P);
-    ds_pipe_partition(L, lb, first, last, P, bounds);
+    const double program = 1024.0 * 1024.0 * 1024.0;
+    *weights = ds_pipe_partition(L, lb, first, last, P, bounds) + program;
     double worst = 0;
     for (int s = 0; s < P; s++) {
         double b = (s == 0 ? first : 0) + (s == P - 1 ? last : 0);
@@ -165,7 +166,7 @@ static double fit_need(const opts *o, const ds_config *c, int ranks, int P, cons
              ds_llama_act_bytes_fwd(c, 1, o->seq_len);
         worst = b > worst ? b : worst;
     }
-    return worst + (double)o->samples * o->seq_len * sizeof(int) + 1024.0 * 1024.0 * 1024.0;
+    return worst + (double)o->samples * o->seq_len * sizeof(int) + program;
 }
 
 /* Collective: the stages per group (--pipeline, or the fewest that fit a
@@ -190,14 +191,22 @@ static int fit_plan(const ds_ctx *ctx, const opts *o, ds_model_file *ff, ds_pipe
     for (int p = 1; p <= L && p <= ctx->size; p++)
         if (ctx->size % p == 0) max_p = p;
     const double budget = ds_mem_rank_budget(ctx);
+    double weights;
     for (int p = 1; !P && p <= max_p; p++)
-        if (ctx->size % p == 0 && fit_need(o, c, ctx->size, p, lb, first, last, bounds) <= budget) P = p;
+        if (ctx->size % p == 0 && fit_need(o, c, ctx->size, p, lb, first, last, bounds, &weights) <= budget) P = p;
     if (!P) P = max_p; /* refused below, naming the most stages these ranks allow */
-    char what[160], hint[160];
-    snprintf(what, sizeof what, "%s with --batch %d --seq-len %d --samples %d", o->ft, o->batch, o->seq_len, o->samples);
-    snprintf(hint, sizeof hint, " (--pipeline %d%s: more stages hold fewer layers each; run more ranks)", P,
-             P < max_p ? "" : ", the most these ranks allow");
-    rc = ds_mem_check(ctx, fit_need(o, c, ctx->size, P, lb, first, last, bounds), what, hint); /* (prints) */
+    const double need = fit_need(o, c, ctx->size, P, lb, first, last, bounds, &weights);
+    /* too many activations, or a model too large for this many stages */
+    char what[4200], hint[160];
+    if (weights <= budget) {
+        snprintf(what, sizeof what, "--batch %d --seq-len %d --samples %d", o->batch, o->seq_len, o->samples);
+        snprintf(hint, sizeof hint, " (lower --batch or --seq-len)");
+    } else {
+        snprintf(what, sizeof what, "%s with --batch %d --seq-len %d", o->ft, o->batch, o->seq_len);
+        snprintf(hint, sizeof hint, " (--pipeline %d%s: more stages hold fewer layers each; run more ranks)", P,
+                 P < max_p ? "" : ", the most these ranks allow");
+    }
+    rc = ds_mem_check(ctx, need, what, hint); /* (prints) */
     if (!rc) ds_pipe_init(pipe, ctx->comm, P, L, lb, first, last);
     free(lb);
     free(bounds);
