@@ -8,14 +8,18 @@
 #     front, naming --pipeline (each rank would hold the whole model);
 #  2. `eval --ppl` at 2 ranks with --pipeline 2 (and with the automatic
 #     choice, --pipeline 0): peak RSS of each rank, NLL, seconds;
-#  3. `generate` at 2 ranks with --pipeline 2 (8 tokens).
+#  3. `generate` at 2 ranks with --pipeline 2 (8 tokens);
+#  4. eval's task runner at 2 ranks with --pipeline 2: `--task ppl:TEXT` and
+#     one truthfulqa-mc item (prompt once, its answers as a continuation).
+# STEPS=14 runs steps 1 and 4 only (default: all).
 # Usage: BUILD=build sh bench/model7b.sh [LAYERS]   (LAYERS default 32;
 # MEM=GIB passes --mem-per-rank to the eval runs, e.g. MEM=1.6 with 2 layers)
 # Scratch in $TMPDIR (13 GB of disk), removed afterwards. Needs ~15 GB of free
 # memory; one run takes minutes (a window of 64 tokens is ~0.8 TFLOP).
 set -eu
 . "$(dirname "$0")/env.sh"
-layers=${1:-32}
+layers=${1:-32} STEPS=${STEPS:-1234}
+step() { case $STEPS in *$1*) return 0 ;; esac; return 1; }
 w=$(mktemp -d "${TMPDIR:-/tmp}/ds-7b.XXXXXX")
 trap 'rm -rf "$w"' EXIT
 m=$top/data/models/stories260K
@@ -29,12 +33,13 @@ head -c 400 "$top/data/lm_corpus/tinystories_sample.txt" > "$w/text.txt"
 # each rank under /usr/bin/time: its own peak RSS
 rss() { /usr/bin/time -f "rank peak RSS %M KiB, %e s" "$@"; }
 echo "== 1. eval --ppl, 2 ranks, --pipeline 1 (must be refused)"
-if $MPIEXEC -n 2 "$DELTASOUP" eval --model "$w/big.h5" --ppl "$w/text.txt" --seq-len 64 --pipeline 1 ${MEM:+--mem-per-rank $MEM} --quiet \
+if step 1 && $MPIEXEC -n 2 "$DELTASOUP" eval --model "$w/big.h5" --ppl "$w/text.txt" --seq-len 64 --pipeline 1 ${MEM:+--mem-per-rank $MEM} --quiet \
     < /dev/null > "$w/o1" 2> "$w/e1"; then
     echo "NOT refused"; exit 1
 fi
-grep -m1 -i "pipeline" "$w/e1" || { cat "$w/e1"; exit 1; }
+step 1 && { grep -m1 -i "pipeline" "$w/e1" || { cat "$w/e1"; exit 1; }; }
 for p in 2 0; do
+    step 2 || break
     echo "== 2. eval --ppl, 2 ranks, --pipeline $p"
     t0=$(date +%s.%N)
     $MPIEXEC -n 2 /usr/bin/time -f "rank peak RSS %M KiB, %e s" "$DELTASOUP" eval --model "$w/big.h5" \
@@ -42,6 +47,17 @@ for p in 2 0; do
     echo "  wall $(echo "$(date +%s.%N) - $t0" | bc) s"
 done
 echo "== 3. generate, 2 ranks, --pipeline 2, 8 tokens"
-$MPIEXEC -n 2 /usr/bin/time -f "rank peak RSS %M KiB, %e s" "$DELTASOUP" generate --model "$w/big.h5" \
+step 3 && $MPIEXEC -n 2 /usr/bin/time -f "rank peak RSS %M KiB, %e s" "$DELTASOUP" generate --model "$w/big.h5" \
     --prompt "Once upon a time" --max-tokens 8 --pipeline 2 < /dev/null 2>&1 | tail -4
+echo "== 4. eval --task ppl:TEXT --task truthfulqa-mc (1 item), 2 ranks, --pipeline 2"
+t0=$(date +%s.%N)
+step 4 && $MPIEXEC -n 2 /usr/bin/time -f "rank peak RSS %M KiB, %e s" "$DELTASOUP" eval --model "$w/big.h5" \
+    --task "ppl:$w/text.txt" --task "truthfulqa-mc:$top/data/benchmarks/truthfulqa/data/mc_task.json" --limit 1 \
+    --seq-len 64 --pipeline 2 --json --quiet ${MEM:+--mem-per-rank $MEM} < /dev/null 2>&1 |
+    $PY -c 'import json,sys
+t = sys.stdin.read(); i = t.index("{"); j = t.rindex("}") + 1; d = json.loads(t[i:j])
+print(t[:i] + t[j:], end="")
+for r in d["results"]: print("  %s %s = %.6f (n %d)" % (r["task"], r["metric"], r["value"], r["n"]))
+print("  seconds %.1f" % d["seconds"])'
+echo "  wall $(echo "$(date +%s.%N) - $t0" | bc) s"
 echo "load after: $(uptime | sed 's/.*load/load/')"

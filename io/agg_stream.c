@@ -1,10 +1,12 @@
 /* Chunks of rows of many delta files, all-gathered (io/agg_stream.h). */
 #include "config.h"
+#include <pthread.h>
 #include "io/agg_stream.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "src/aggregate.h"
+#include "src/hash.h"
 #include "src/robust.h"
 #include "src/shard.h"
 #include <sys/mman.h>
@@ -67,6 +69,52 @@ static size_t slot_bytes(const ds_delta_entry *e, int64_t rows)
     return (b + 7) & ~(size_t)7;
 }
 
+/* ---- verification beside the work: the readers' deferred digests
+ * (ds_delta_rows_defer) of the chunk just read run on a second thread
+ * while the caller reduces the chunk; settle() waits for them before the
+ * buffers are read into again and at the end of each pass, and raises
+ * their first mismatch. */
+typedef struct {
+    pthread_t th;
+    int running, rc;
+    char msg[1024];
+    ds_agg_stream *s;
+} digest_state;
+
+static void *digest_run(void *arg)
+{
+    digest_state *g = arg;
+    const ds_agg_stream *s = g->s;
+    for (int64_t p = s->lo; p < s->hi && !g->rc; p++)
+        if ((g->rc = ds_delta_rows_digest(s->rd[p - s->lo]))) snprintf(g->msg, sizeof g->msg, "%s", ds_errmsg());
+    return NULL;
+}
+
+/* Start digesting what read_local recorded (on this thread when no second
+ * thread can be started). */
+static void digest_start(ds_agg_stream *s)
+{
+    digest_state *g = s->digest;
+    if (!g) return;
+    g->rc = 0;
+    g->running = pthread_create(&g->th, NULL, digest_run, g) == 0;
+    if (!g->running) digest_run(g);
+}
+
+/* Wait for the digests in flight: 0, or their mismatch (ds_err set). */
+static int settle(ds_agg_stream *s)
+{
+    digest_state *g = s->digest;
+    if (!g) return 0;
+    if (g->running) pthread_join(g->th, NULL);
+    g->running = 0;
+    const int rc = g->rc;
+    g->rc = 0;
+    return rc ? ds_err(rc, "%s", g->msg) : 0;
+}
+
+int ds_agg_stream_settle(ds_agg_stream *s) { return settle(s); }
+
 int ds_agg_stream_init(ds_agg_stream *s, const ds_ctx *ctx, ds_comm *comm, int np, const char *const *paths,
                        const ds_delta_meta *layout, double chunk_mb)
 {
@@ -91,11 +139,18 @@ int ds_agg_stream_init(ds_agg_stream *s, const ds_ctx *ctx, ds_comm *comm, int n
     s->rd = ds_calloc((size_t)(s->hi - s->lo + 1), sizeof(ds_delta_rows *));
     int rc = 0;
     for (int64_t p = s->lo; p < s->hi && !rc; p++) rc = ds_delta_rows_open(paths[p], &s->rd[p - s->lo]);
+    if (ds_verify_enabled()) {
+        digest_state *g = ds_calloc(1, sizeof *g);
+        g->s = s;
+        s->digest = g;
+    }
     return ds_ctx_agree(ctx, rc);
 }
 
 void ds_agg_stream_free(ds_agg_stream *s)
 {
+    (void)settle(s); /* a mismatch was raised by the pass, or no longer matters */
+    free(s->digest);
     if (s->rd)
         for (int64_t p = s->lo; p < s->hi; p++) ds_delta_rows_close(s->rd[p - s->lo]);
     free(s->rd);
@@ -119,10 +174,11 @@ static int check_finite(const char *path, const ds_delta_entry *e, const float *
 /* This rank's participants' rows of the chunk into s->send, slot by slot. */
 static int read_local(ds_agg_stream *s, const ds_delta_entry *e, int64_t r0, int64_t nr, size_t slot)
 {
-    int rc = 0;
+    int rc = settle(s); /* the last chunk's digests, before its buffers are reused */
     for (int64_t p = s->lo; p < s->hi && !rc; p++) {
         unsigned char *dst = s->send + (size_t)(p - s->lo) * slot;
         ds_delta_rows *r = s->rd[p - s->lo];
+        ds_delta_rows_defer(r, s->digest != NULL);
         const char *path = s->paths[p];
         if (e->coded) {
             float *sc = (float *)(dst + (size_t)nr * (size_t)e->words_per_row * 8);
@@ -134,7 +190,9 @@ static int read_local(ds_agg_stream *s, const ds_delta_entry *e, int64_t r0, int
             rc = ds_delta_rows_dense(r, e, r0, nr, DS_DTYPE_F32, dst);
             if (!rc) rc = check_finite(path, e, (const float *)dst, (size_t)nr * (size_t)ds_delta_row_elems(&e->t), "delta");
         }
+        ds_delta_rows_defer(r, 0);
     }
+    if (!rc) digest_start(s);
     return rc;
 }
 
@@ -160,9 +218,9 @@ int ds_agg_stream_chunk(ds_agg_stream *s, const ds_delta_entry *e, int64_t r0, i
 
 int ds_agg_stream_copy(ds_agg_stream *s, const ds_delta_meta *layout, int p, ds_delta_file *out)
 {
-    if (p < s->lo || p >= s->hi) return 0;
+    int rc = settle(s);
+    if (rc || p < s->lo || p >= s->hi) return rc;
     ds_delta_rows *r = s->rd[p - s->lo];
-    int rc = 0;
     for (int i = 0; i < layout->n && !rc; i++) {
         const ds_delta_entry *e = &layout->entries[i];
         if (e->coded) {
@@ -296,6 +354,7 @@ static int dist_pass(ds_agg_stream *s, const ds_delta_meta *layout, int start, d
                 if (norm2) ds_rob_norms_dense((size_t)np, s->dense, m, (size_t)s->ctx->rank, (size_t)s->ctx->size, norm2);
             }
         }
+        if (!rc) rc = ds_ctx_agree(s->ctx, settle(s)); /* the tensor verified before a checkpoint */
         ds_progress_step(&pr, i + 1, "%s", e->t.name);
         if (!rc && stop && (stopped = stop(arg, i + 1))) break;
     }
@@ -330,7 +389,7 @@ int ds_agg_stream_thresholds(ds_agg_stream *s, const ds_delta_meta *layout, doub
 {
     const size_t np = (size_t)s->np, all = np * (size_t)layout->n;
     memset(thr, 0, sizeof(ds_merge_thr) * all);
-    int rc = 0;
+    int rc = settle(s); /* (nothing in flight between passes; reads below are digested on the spot) */
     for (int i = 0; i < layout->n && !rc; i++)
         for (int64_t p = s->lo; p < s->hi && !rc; p++)
             rc = threshold_one(s->rd[p - s->lo], &layout->entries[i], density, &thr[(size_t)i * np + (size_t)p]);
@@ -594,7 +653,11 @@ int ds_agg_stream_reduce(ds_agg_stream *s, const ds_delta_meta *layout, const ds
             gather_rows(s, &t, how, r0, nr);
         }
         if (!end && mine) rc = write_tensor(out, i, &oes[i], how, t.res, t.scales);
-        if (!end) end = ds_ctx_any_failed(ctx, rc);
+        if (!end) { /* the tensor's last digests, before a checkpoint or the commit */
+            const int v = settle(s);
+            rc = rc ? rc : v;
+            end = ds_ctx_any_failed(ctx, rc);
+        }
         ds_progress_step(&pr, i + 1, "%s", e->t.name);
         /* after the last tensor, finishing costs less than stopping */
         if (!end && i + 1 < layout->n && stop && stop(arg, i + 1)) break;

@@ -40,6 +40,10 @@ typedef struct {
     const uint64_t **bits;
     const float **scale, **dense;
     int64_t row0; /* first chunk row the pointers hold (non-zero: this rank's rows only) */
+    /* verification beside the work: the chunk just read is digested on a
+     * second thread while the caller reduces it (settled before the next
+     * read and at the end of every pass) */
+    void *digest; /* the thread's state (io/agg_stream.c), NULL when not verifying */
 } ds_agg_stream;
 
 /* Collective: open this rank's share of the np files; chunk_mb MiB bound
@@ -57,6 +61,12 @@ size_t ds_agg_chunk_scales(const ds_delta_entry *e, int64_t rows);
  * Returns non-zero when any rank failed (then nothing was gathered);
  * *local receives this rank's status, its message not yet printed. */
 int ds_agg_stream_chunk(ds_agg_stream *s, const ds_delta_entry *e, int64_t r0, int64_t nr, int *local);
+
+/* Wait for the digests of the last chunk read (verification runs beside
+ * the work: see ds_agg_stream.digest): 0, or this rank's mismatch (ds_err
+ * set, not printed). A pass built on ds_agg_stream_chunk calls it before
+ * trusting its result. */
+int ds_agg_stream_settle(ds_agg_stream *s);
 
 /* Participant p's entries as stored (layout) into out (entry i of out for
  * entry i of layout), copied by the rank that reads p's file; the others

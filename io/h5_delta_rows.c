@@ -23,6 +23,16 @@ typedef struct {
     ds_sha256 *h;
 } part_state;
 
+/* A read recorded while digests are deferred (ds_delta_rows_defer). */
+typedef struct {
+    const ds_delta_entry *e;
+    const char *part; /* "signs", "scale" or "dense" */
+    int64_t row0, nrows;
+    const void *data;
+    size_t bytes;
+    void *own; /* a copy of the stored values (freed once digested), or NULL */
+} pending_read;
+
 struct ds_delta_rows {
     char path[4096];
     hid_t file;
@@ -30,6 +40,8 @@ struct ds_delta_rows {
     int hashing; /* in ds_delta_rows_content_hash: its caller compares */
     part_state *ps; /* sorted by key; NULL: not verifying */
     char content[65];
+    int defer, n_pend, cap_pend;
+    pending_read *pend;
 };
 
 static int cmp_part(const void *a, const void *b) { return strcmp(((const part_state *)a)->key, ((const part_state *)b)->key); }
@@ -112,6 +124,8 @@ void ds_delta_rows_close(ds_delta_rows *r)
             ds_digest d;
             ds_sha256_final(r->ps[i].h, &d);
         }
+    for (int i = 0; i < r->n_pend; i++) free(r->pend[i].own);
+    free(r->pend);
     free(r->ps);
     free(r);
 }
@@ -131,10 +145,9 @@ static int legacy_check(ds_delta_rows *r)
 
 /* Rows [row0, row0 + nrows) of part of e, as stored (bytes of them at data),
  * have been read: digest them (see part_state). */
-static int feed(ds_delta_rows *r, const ds_delta_entry *e, const char *part, int64_t row0, int64_t nrows,
-                const void *data, size_t bytes)
+static int digest_now(ds_delta_rows *r, const ds_delta_entry *e, const char *part, int64_t row0, int64_t nrows,
+                      const void *data, size_t bytes)
 {
-    if (!r->ps || r->hashing || !ds_verify_enabled()) return 0;
     part_state key, *s;
     snprintf(key.key, sizeof key.key, "%s/%s", e->t.name, part);
     if (!(s = bsearch(&key, r->ps, (size_t)r->n_parts, sizeof *r->ps, cmp_part))) return 0;
@@ -163,6 +176,47 @@ static int feed(ds_delta_rows *r, const ds_delta_entry *e, const char *part, int
         if (++r->n_done == r->n_parts && r->legacy && r->content[0]) return legacy_check(r);
     }
     return 0;
+}
+
+/* Whether reads of r are digested (now or deferred). */
+static int verifying(const ds_delta_rows *r) { return r->ps && !r->hashing && ds_verify_enabled(); }
+
+/* Digest a read now, or record it while deferred (own: a malloc'd copy the
+ * record takes, or NULL when data stays valid as the caller promised). */
+static int feed_own(ds_delta_rows *r, const ds_delta_entry *e, const char *part, int64_t row0, int64_t nrows,
+                    const void *data, size_t bytes, void *own)
+{
+    if (!verifying(r)) return 0;
+    if (!r->defer) {
+        if (r->n_pend) ds_die("%s: a read while %d deferred digests are pending", r->path, r->n_pend);
+        return digest_now(r, e, part, row0, nrows, data, bytes);
+    }
+    if (r->n_pend == r->cap_pend) {
+        r->cap_pend = r->cap_pend ? 2 * r->cap_pend : 16;
+        r->pend = ds_realloc(r->pend, (size_t)r->cap_pend * sizeof *r->pend);
+    }
+    r->pend[r->n_pend++] = (pending_read){e, part, row0, nrows, data, bytes, own};
+    return 0;
+}
+
+static int feed(ds_delta_rows *r, const ds_delta_entry *e, const char *part, int64_t row0, int64_t nrows,
+                const void *data, size_t bytes)
+{
+    return feed_own(r, e, part, row0, nrows, data, bytes, NULL);
+}
+
+void ds_delta_rows_defer(ds_delta_rows *r, int on) { r->defer = on; }
+
+int ds_delta_rows_digest(ds_delta_rows *r)
+{
+    int rc = 0;
+    for (int i = 0; i < r->n_pend; i++) {
+        pending_read *p = &r->pend[i];
+        if (!rc) rc = digest_now(r, p->e, p->part, p->row0, p->nrows, p->data, p->bytes);
+        free(p->own);
+    }
+    r->n_pend = 0;
+    return rc; /* digest_now's message names the file and tensor */
 }
 
 int64_t ds_delta_row_elems(const ds_tinfo *t)
@@ -223,16 +277,18 @@ int ds_delta_rows_dense(ds_delta_rows *r, const ds_delta_entry *e, int64_t row0,
     int rc = part_open(r, e, "", &d);
     if (rc) return tag(r, e, rc);
     size_t n = (size_t)nrows * (size_t)ds_delta_row_elems(&e->t), es = ds_dtype_size(e->t.dtype);
-    if (!r->ps || !ds_verify_enabled()) {
+    if (!verifying(r)) {
         rc = ds_h5_read_rows_conv(d, e->t.dtype, want, row0, nrows, buf);
     } else if (want == e->t.dtype) {
         rc = ds_h5_read_rows(d, ds_h5_type(e->t.dtype), row0, nrows, buf);
         if (!rc) rc = feed(r, e, "dense", row0, nrows, buf, n * es);
     } else {
-        /* digest the stored values, then convert as io/h5.c does */
+        /* digest the stored values, then convert as io/h5.c does (deferred:
+         * the record keeps the stored values) */
         void *st = ds_malloc(n * es + 1);
         rc = ds_h5_read_rows(d, ds_h5_type(e->t.dtype), row0, nrows, st);
-        if (!rc) rc = feed(r, e, "dense", row0, nrows, st, n * es);
+        void *given = NULL; /* st, when a deferred record took it */
+        if (!rc) rc = feed_own(r, e, "dense", row0, nrows, st, n * es, r->defer ? (given = st) : NULL);
         if (!rc && want == DS_DTYPE_F32) {
             ds_to_f32(e->t.dtype, st, buf, n);
         } else if (!rc && e->t.dtype == DS_DTYPE_F32) {
@@ -243,7 +299,7 @@ int ds_delta_rows_dense(ds_delta_rows *r, const ds_delta_entry *e, int64_t row0,
             ds_from_f32(want, tmp, buf, n);
             free(tmp);
         }
-        free(st);
+        if (!given) free(st);
     }
     H5Dclose(d);
     return tag(r, e, rc);

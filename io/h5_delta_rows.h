@@ -26,6 +26,17 @@ int ds_delta_rows_scales(ds_delta_rows *r, const ds_delta_entry *e, int64_t i0, 
 /* Rows of e's dense delta, converted to want (F32, F16, BF16). */
 int ds_delta_rows_dense(ds_delta_rows *r, const ds_delta_entry *e, int64_t row0, int64_t nrows, ds_dtype want,
                         void *buf);
+/* Deferred verification (aggregate's chunks, io/agg_stream.c): while on,
+ * the reads above record what they read instead of digesting it (the dense
+ * values converted on read keep a copy of what was stored); the caller
+ * keeps the buffers unchanged until ds_delta_rows_digest has digested every
+ * recorded read, in order, and returned the first mismatch (0 or
+ * DS_EXIT_INPUT with ds_err set). ds_delta_rows_digest may run on another
+ * thread while the caller works, as long as the caller makes no read
+ * through r until it returns; a read with deferral off while records are
+ * pending stops the program (a caller's bug). */
+void ds_delta_rows_defer(ds_delta_rows *r, int on);
+int ds_delta_rows_digest(ds_delta_rows *r);
 /* The content hash (src/hash.h, docs/formats.md) of the n entries, from the
  * data as stored: one tensor in memory at a time. Needs MPI initialised. */
 int ds_delta_rows_content_hash(ds_delta_rows *r, int n, const ds_delta_entry *e, char hex[65]);

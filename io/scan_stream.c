@@ -75,6 +75,7 @@ int ds_scan_stream(ds_agg_stream *s, const ds_delta_meta *layout, ds_scan_sums *
         }
         if (!rc && ((i + 1) % 8 == 0 || i + 1 == layout->n)) ds_progress_step(&pr, i + 1, "%s", e->t.name);
     }
+    if (!rc) rc = ds_ctx_agree(ctx, ds_agg_stream_settle(s)); /* the last chunk's digests */
     ds_scan_sums_free(&unit);
     ds_scan_work_free(&w);
     return rc;
