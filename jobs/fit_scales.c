@@ -97,8 +97,8 @@ static const ds_cmd cmd = {
               "same scales as an uninterrupted run, also when resumed at another number of ranks or --pipeline.\n"
               "Each window of a batch is one micro-batch through the stages and the windows' scale gradients\n"
               "are added in a fixed order: the fitted scales are the same bit for bit at any number of ranks\n"
-              "and any --pipeline (docs/fit-scales.md \"Pipelined\"). A rank holds 12 bytes per parameter of\n"
-              "its stage for the student plus the teacher's stage as stored.",
+              "and any --pipeline (docs/fit-scales.md \"Ranks and pipeline stages\"). A rank holds 12 bytes per\n"
+              "parameter of its stage for the student plus the teacher's stage as stored.",
     .check = check};
 
 /* ---- inputs: the pipeline plan, this rank's stage of the student (base +
