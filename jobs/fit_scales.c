@@ -97,7 +97,7 @@ static const ds_cmd cmd = {
               "same scales as an uninterrupted run, also when resumed at another number of ranks or --pipeline.\n"
               "Each window of a batch is one micro-batch through the stages and the windows' scale gradients\n"
               "are added in a fixed order: the fitted scales are the same bit for bit at any number of ranks\n"
-              "and any --pipeline (docs/fit-scales.md \"Ranks and pipeline stages\"). A rank holds 12 bytes per\n"
+              "and any --pipeline (docs/fit-scales.md \"Ranks and pipeline stages\"). A rank holds 8 bytes per\n"
               "parameter of its stage for the student plus the teacher's stage as stored.",
     .check = check};
 
@@ -126,10 +126,9 @@ static void inputs_free(inputs *in)
 
 /* ---- the plan: the bytes a rank holds per decoder layer, for the
  * embeddings (first stage) and for the final norm and head (last stage; a
- * tied model's head is its embeddings): the student in f32, its gradient
- * buffer (ds_llama_grads covers the stage) and the f32 base of its coded
- * tensors, 12 bytes per parameter (every tensor counted as coded), and the
- * teacher as stored. */
+ * tied model's head is its embeddings): the student in f32 and the f32 base
+ * of its coded tensors, 8 bytes per parameter (every tensor counted as
+ * coded; no gradient buffer: src/fitscales.h), and the teacher as stored. */
 static void fit_bytes(ds_model_file *ff, double *layer, double *first, double *last)
 {
     const ds_model_meta *fm = ds_model_get_meta(ff);
@@ -140,7 +139,7 @@ static void fit_bytes(ds_model_file *ff, double *layer, double *first, double *l
     for (int l = 0; l < L; l++) layer[l] = 0;
     for (int i = 0; i < n; i++) {
         const int j = ds_model_find(ff, ti[i].name);
-        const double b = 12.0 * (double)ds_tinfo_numel(&ti[i]) + (j < 0 ? 0 : (double)ds_tinfo_bytes(&fm->tensors[j]));
+        const double b = 8.0 * (double)ds_tinfo_numel(&ti[i]) + (j < 0 ? 0 : (double)ds_tinfo_bytes(&fm->tensors[j]));
         if (i == 0) *first += b, *last += fm->cfg.tied_embeddings ? b : 0;
         else if (i > DS_LLAMA_ROLES * L) *last += b;
         else layer[(i - 1) / DS_LLAMA_ROLES] += b;

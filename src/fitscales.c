@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cblas.h>
 
 const char *const ds_fit_objective_names[] = {"kl", "mse", NULL};
 
@@ -20,6 +21,74 @@ int ds_fit_objective_parse(const char *s, ds_fit_objective *out)
 
 const char *ds_fit_objective_name(ds_fit_objective o) { return ds_fit_objective_names[o == DS_FIT_MSE]; }
 
+/* Rows of the ±1 sign matrix expanded at a time (a panel of at most
+ * PANEL_FLOATS floats). */
+#define PANEL_FLOATS ((int64_t)1 << 18)
+
+/* The f32 scratch of at least n floats (grown as needed). */
+static float *scratch(float **p, size_t *cap, size_t n)
+{
+    if (n > *cap) {
+        free(*p);
+        *p = ds_malloc(n * sizeof(float));
+        *cap = n;
+    }
+    return *p;
+}
+
+/* Rows [o0, o0 + r) of S = 2B - 1 of t as f32 into panel [r, cols]. */
+static void sign_panel(const ds_fit_tensor *t, int64_t o0, int64_t r, float *panel)
+{
+    const int64_t wpr = (int64_t)ds_bitpack_words((size_t)t->cols);
+    for (int64_t o = 0; o < r; o++) {
+        const uint64_t *b = t->bits + (o0 + o) * wpr;
+        float *p = panel + o * t->cols;
+        for (int64_t j = 0; j < t->cols; j++) p[j] = (b[j >> 6] >> (j & 63)) & 1 ? 1.0f : -1.0f;
+    }
+}
+
+/* The backward's hook (src/model.h) for a coded tensor: its scale
+ * gradients from dy [N, out] and x [N, in] without dW. dL/dg = sum over the
+ * scale's elements of (dy^T x)_oi S_oi:
+ *   per tensor / row: z = x S^T [N, out], dL/dg_o = sum_n dy[n,o] z[n,o]
+ *     (summed over o per tensor);
+ *   per column: u = dy S [N, in], dL/dg_i = sum_n x[n,i] u[n,i].
+ * S is expanded from the bits panel by panel; sums in double. */
+static void scale_hook(void *arg, int i, const float *dy, const float *x, int N, int in, int out)
+{
+    ds_fitscales *f = arg;
+    const ds_fit_tensor *t = &f->t[f->k_of[i]];
+    double *gs = f->gs + t->off;
+    const int64_t R = PANEL_FLOATS / in > 0 ? PANEL_FLOATS / in : 1;
+    float *panel = scratch(&f->panel, &f->panel_cap, (size_t)(R < out ? R : out) * (size_t)in);
+    if (t->kind == DS_SCALE_COL) {
+        float *u = scratch(&f->z, &f->z_cap, (size_t)N * (size_t)in);
+        for (int64_t o0 = 0; o0 < out; o0 += R) {
+            const int64_t r = out - o0 < R ? out - o0 : R;
+            sign_panel(t, o0, r, panel);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, (int)r, 1.0f, dy + o0, out, panel, in,
+                        o0 ? 1.0f : 0.0f, u, in);
+        }
+        for (int j = 0; j < in; j++) {
+            double s = 0;
+            for (int n = 0; n < N; n++) s += (double)x[(int64_t)n * in + j] * u[(int64_t)n * in + j];
+            gs[j] += s;
+        }
+        return;
+    }
+    float *z = scratch(&f->z, &f->z_cap, (size_t)N * (size_t)(R < out ? R : out));
+    for (int64_t o0 = 0; o0 < out; o0 += R) {
+        const int64_t r = out - o0 < R ? out - o0 : R;
+        sign_panel(t, o0, r, panel);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, (int)r, in, 1.0f, x, in, panel, in, 0.0f, z, (int)r);
+        for (int64_t o = 0; o < r; o++) {
+            double s = 0;
+            for (int n = 0; n < N; n++) s += (double)dy[(int64_t)n * out + o0 + o] * z[(int64_t)n * r + o];
+            gs[t->kind == DS_SCALE_ROW ? o0 + o : 0] += s;
+        }
+    }
+}
+
 void ds_fitscales_init(ds_fitscales *f, ds_llama *student, int n, const ds_fit_coded *c,
                        ds_fit_objective objective, double lr)
 {
@@ -32,7 +101,8 @@ void ds_fitscales_init(ds_fitscales *f, ds_llama *student, int n, const ds_fit_c
     f->beta1 = 0.9;
     f->beta2 = 0.999;
     f->eps = 1e-8;
-    unsigned char *want = ds_calloc((size_t)student->n_tensors, 1);
+    unsigned char *want = ds_calloc((size_t)student->n_tensors, 1), *hooked = ds_calloc((size_t)student->n_tensors, 1);
+    f->k_of = ds_malloc(sizeof(int) * (size_t)student->n_tensors);
     for (int k = 0; k < n; k++) {
         ds_fit_tensor *t = &f->t[k];
         const ds_tinfo *ti = &student->tinfo[c[k].index];
@@ -49,7 +119,11 @@ void ds_fitscales_init(ds_fitscales *f, ds_llama *student, int n, const ds_fit_c
         memcpy(t->bits, c[k].bits, words * sizeof(uint64_t));
         t->base = ds_malloc(numel * sizeof(float) + 1);
         memcpy(t->base, student->w[t->index], numel * sizeof(float));
-        want[t->index] = 1;
+        f->k_of[t->index] = k;
+        /* a linear's scale gradient comes from the backward's hook, without
+         * dW; the embeddings' (a gather) from a dW buffer */
+        if (t->index == 0) want[0] = 1;
+        else hooked[t->index] = 1;
     }
     size_t ns = (size_t)(f->n_scales ? f->n_scales : 1);
     f->scales = ds_malloc(ns * sizeof(float));
@@ -58,8 +132,9 @@ void ds_fitscales_init(ds_fitscales *f, ds_llama *student, int n, const ds_fit_c
     f->v = ds_calloc(ns, sizeof(double));
     for (int k = 0; k < n; k++)
         memcpy(f->scales + f->t[k].off, c[k].scales, (size_t)f->t[k].n_scales * sizeof(float));
-    ds_llama_grads_init(&f->g, student, want);
+    ds_llama_grads_init_hook(&f->g, student, want, hooked, scale_hook, f);
     free(want);
+    free(hooked);
     ds_fitscales_rebuild(f);
 }
 
@@ -70,6 +145,9 @@ void ds_fitscales_free(ds_fitscales *f)
         free(f->t[k].base);
     }
     free(f->t);
+    free(f->k_of);
+    free(f->panel);
+    free(f->z);
     free(f->scales);
     free(f->grad);
     free(f->m);
@@ -128,25 +206,26 @@ double ds_fitscales_accumulate(ds_fitscales *f, ds_llama_act *a, const int *toke
     if (B <= 0) return 0;
     ds_llama_forward(f->student, a, tokens, B, T);
     double loss = ds_fitscales_objective(f->objective, a, ref_logits, grad_scale, NULL);
-    ds_fitscales_zero_dw(f);
+    ds_fitscales_backward_begin(f, f->grad);
     ds_llama_backward(f->student, a, &f->g);
-    ds_fitscales_fold(f, f->grad);
+    ds_fitscales_backward_end(f);
     return loss;
 }
 
-void ds_fitscales_zero_dw(ds_fitscales *f)
+void ds_fitscales_backward_begin(ds_fitscales *f, double *gs)
 {
-    /* Only the coded tensors' dL/dW is wanted; zero just those. */
-    for (int k = 0; k < f->n; k++)
-        if (f->t[k].base) memset(f->g.g[f->t[k].index], 0, (size_t)(f->t[k].rows * f->t[k].cols) * sizeof(float));
+    f->gs = gs;
+    ds_llama_grads_zero(&f->g); /* the coded embeddings' dW, if any */
 }
 
-void ds_fitscales_fold(const ds_fitscales *f, double *gs)
+void ds_fitscales_backward_end(ds_fitscales *f)
 {
     for (int k = 0; k < f->n; k++) {
         const ds_fit_tensor *t = &f->t[k];
-        if (t->base) ds_fitscales_reduce(f->g.g[t->index], t->bits, t->rows, t->cols, t->kind, gs + t->off);
+        if (t->base && f->g.g[t->index])
+            ds_fitscales_reduce(f->g.g[t->index], t->bits, t->rows, t->cols, t->kind, f->gs + t->off);
     }
+    f->gs = NULL;
 }
 
 void ds_fitscales_adam_step(ds_fitscales *f)

@@ -6,8 +6,12 @@
  *
  * Scale gradient of a coded tensor t: dL/dg_t = sum_i (dL/dW_t)_i (2b_i - 1),
  * summed over the tensor, or over each row / column for per-row / per-column
- * scales. dL/dW comes from the engine's backward (src/model.h) for the coded
- * tensors only.
+ * scales. The engine's backward (src/model.h) hands the factors of dL/dW of
+ * a coded linear y = x W^T to a hook, which reduces them at once without
+ * forming dW: with S = 2B - 1, dL/dg = sum_{n,o} dy[n,o] (x S^T)[n,o] (per
+ * tensor; per row: the sum over n for each o), or sum_{n,i} x[n,i]
+ * (dy S)[n,i] per column i. So no f32 gradient buffer of the model is held
+ * (only a coded embedding, a gather, folds its dW: ds_fitscales_reduce).
  *
  * A data-parallel step: every rank zeroes the scale gradients
  * (ds_fitscales_zero_grad), adds those of its rows of the batch
@@ -60,7 +64,11 @@ typedef struct {
     double *m, *v;   /* Adam moments */
     int64_t step;    /* Adam steps taken */
     double lr, beta1, beta2, eps;
-    ds_llama_grads g; /* dL/dW of the coded tensors */
+    ds_llama_grads g; /* the backward's hook for the coded tensors (dW only for a coded embedding) */
+    int *k_of;        /* engine index -> coded tensor k */
+    double *gs;       /* during a backward: where its scale gradients go */
+    float *panel, *z; /* the hook's scratch */
+    size_t panel_cap, z_cap;
 } ds_fitscales;
 
 /* Take the student's current coded tensors as W_b (the caller has loaded
@@ -97,12 +105,15 @@ void ds_fitscales_zero_grad(ds_fitscales *f);
  * Returns the objective's sum over the B*T positions (unscaled). */
 double ds_fitscales_accumulate(ds_fitscales *f, ds_llama_act *a, const int *tokens, int B, int T,
                                const float *ref_logits, float grad_scale);
-/* The pieces of ds_fitscales_accumulate, for a backward the caller runs
- * (a pipeline stage, src/fitscales_pipe.h): zero dL/dW of the coded tensors
- * held (f->g), and add their scale gradients from f->g into gs (laid out
- * as f->grad: scales of tensors not held are left alone). */
-void ds_fitscales_zero_dw(ds_fitscales *f);
-void ds_fitscales_fold(const ds_fitscales *f, double *gs);
+/* Around a backward the caller runs with f->g (ds_fitscales_accumulate, a
+ * pipeline stage: src/fitscales_pipe.h): the scale gradients of the coded
+ * tensors the student holds are ADDED into gs (laid out as f->grad; the
+ * scales of tensors not held are left alone). A coded linear's come from
+ * the backward's hook (dy and x of the product, reduced at once: no dW of
+ * the tensor is formed, docs/fit-scales.md); a coded embedding's from its
+ * dW, folded by _end. */
+void ds_fitscales_backward_begin(ds_fitscales *f, double *gs);
+void ds_fitscales_backward_end(ds_fitscales *f);
 /* One Adam step on every scale from f->grad, then rebuild the student. */
 void ds_fitscales_adam_step(ds_fitscales *f);
 #endif

@@ -87,9 +87,9 @@ static float *bwd(void *arg, int mb, const float *dout, int64_t n, int64_t *n_in
         *n_in = -1;
         return NULL;
     }
-    ds_fitscales_zero_dw(fp->f);
+    ds_fitscales_backward_begin(fp->f, fp->acc + (fp->row0 + mb) * fp->stride);
     float *dx = ds_llama_backward_stage(fp->f->student, fp->sa[mb], &fp->f->g, dout);
-    ds_fitscales_fold(fp->f, fp->acc + (fp->row0 + mb) * fp->stride);
+    ds_fitscales_backward_end(fp->f);
     *n_in = dx ? nx : 0;
     return dx;
 }

@@ -784,6 +784,7 @@ double ds_llama_loss_mse(ds_llama_act *a, const float *ref_logits, const unsigne
 
 void ds_llama_grads_init(ds_llama_grads *g, const ds_llama *m, const unsigned char *want)
 {
+    memset(g, 0, sizeof *g);
     g->n_tensors = m->n_tensors;
     g->numel = m->numel;
     g->data = ds_calloc((size_t)m->numel, sizeof(float));
@@ -792,12 +793,39 @@ void ds_llama_grads_init(ds_llama_grads *g, const ds_llama *m, const unsigned ch
         if ((!want || want[i]) && m->p[i]) g->g[i] = g->data + m->offset[i];
 }
 
+void ds_llama_grads_init_hook(ds_llama_grads *g, const ds_llama *m, const unsigned char *want,
+                              const unsigned char *hooked, ds_llama_wgrad_hook hook, void *arg)
+{
+    memset(g, 0, sizeof *g);
+    g->n_tensors = m->n_tensors;
+    g->g = ds_calloc((size_t)m->n_tensors, sizeof *g->g);
+    g->hooked = ds_calloc((size_t)m->n_tensors, 1);
+    g->hook = hook;
+    g->hook_arg = arg;
+    for (int i = 0; i < m->n_tensors; i++) {
+        if (!m->p[i]) continue; /* another stage's */
+        if (hooked && hooked[i]) {
+            if (i == 0 || m->tinfo[i].ndim != 2) ds_die("ds_llama_grads_init_hook: tensor %d cannot be hooked", i);
+            g->hooked[i] = 1;
+        } else if (want && want[i]) {
+            g->numel += ds_tinfo_numel(&m->tinfo[i]);
+        }
+    }
+    g->data = ds_calloc((size_t)(g->numel ? g->numel : 1), sizeof(float));
+    for (int64_t i = 0, off = 0; i < m->n_tensors; i++)
+        if (m->p[i] && !g->hooked[i] && want && want[i]) {
+            g->g[i] = g->data + off;
+            off += ds_tinfo_numel(&m->tinfo[i]);
+        }
+}
+
 void ds_llama_grads_zero(ds_llama_grads *g) { memset(g->data, 0, (size_t)g->numel * sizeof(float)); }
 
 void ds_llama_grads_free(ds_llama_grads *g)
 {
     free(g->data);
     free(g->g);
+    free(g->hooked);
     memset(g, 0, sizeof *g);
 }
 
@@ -836,6 +864,14 @@ static void attention_bwd(const ds_llama *m, ds_llama_act *a, const float *q, co
         }
 }
 
+/* The weight gradient of linear tensor i from dy [N, out] and x [N, in]:
+ * to the hook when g hooks it, else dW += dy^T x when g asks for it. */
+static void wgrad(ds_llama_grads *g, int i, const float *dy, const float *x, int N, int in, int out)
+{
+    if (g->hooked && g->hooked[i]) g->hook(g->hook_arg, i, dy, x, N, in, out);
+    else if (g->g[i]) lin_bwd_w(g->g[i], dy, x, N, in, out);
+}
+
 void ds_llama_backward(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g)
 {
     if (m->l0 != 0 || m->l1 != m->cfg.n_layers) ds_die("ds_llama_backward: a stage model (ds_llama_backward_stage)");
@@ -854,7 +890,7 @@ float *ds_llama_backward_stage(const ds_llama *m, ds_llama_act *a, ds_llama_grad
     float *dx = a->dx, *dxn = a->dxn;
 
     if (m->l1 == L) {
-        if (g->g[i_head]) lin_bwd_w(g->g[i_head], a->dlogits, a->xf, N, D, V);
+        wgrad(g, i_head, a->dlogits, a->xf, N, D, V);
         lin_bwd_x(dxn, a->dlogits, wm(m, a->wscratch, i_head), N, D, V, 0);
         memset(dx, 0, (size_t)N * D * sizeof(float));
         rmsnorm_bwd(dx, g->g[i_norm], dxn, a->x + Ls * cap * D, m->w[i_norm], a->rsf, N, D);
@@ -874,28 +910,28 @@ float *ds_llama_backward_stage(const ds_llama *m, ds_llama_act *a, ds_llama_grad
         const float *P = a->P + (int64_t)l * a->max_b * H * a->max_t * a->max_t;
 
         /* FFN: x' = xmid + down(silu(gate xn2) * up xn2) */
-        if (G[DS_LLAMA_DOWN]) lin_bwd_w(G[DS_LLAMA_DOWN], dx, act, N, F, D);
+        wgrad(g, i0 + DS_LLAMA_DOWN, dx, act, N, F, D);
         lin_bwd_x(a->dh1, dx, W(DS_LLAMA_DOWN), N, F, D, 0);
         for (int64_t i = 0; i < (int64_t)N * F; i++) {
             const float da = a->dh1[i], s = 1.0f / (1.0f + ds_expf1(-h1[i]));
             a->dh3[i] = da * h1[i] * s;
             a->dh1[i] = da * h3[i] * s * (1.0f + h1[i] * (1.0f - s));
         }
-        if (G[DS_LLAMA_GATE]) lin_bwd_w(G[DS_LLAMA_GATE], a->dh1, xn2, N, D, F);
-        if (G[DS_LLAMA_UP]) lin_bwd_w(G[DS_LLAMA_UP], a->dh3, xn2, N, D, F);
+        wgrad(g, i0 + DS_LLAMA_GATE, a->dh1, xn2, N, D, F);
+        wgrad(g, i0 + DS_LLAMA_UP, a->dh3, xn2, N, D, F);
         lin_bwd_x(dxn, a->dh1, W(DS_LLAMA_GATE), N, D, F, 0);
         lin_bwd_x(dxn, a->dh3, W(DS_LLAMA_UP), N, D, F, 1.0f);
         rmsnorm_bwd(dx, G[DS_LLAMA_FFN_NORM], dxn, xmid, Wn[DS_LLAMA_FFN_NORM], a->rs2 + l * cap, N, D);
 
         /* attention: xmid = x + o(attn(rope(q xn1), rope(k xn1), v xn1)) */
-        if (G[DS_LLAMA_O]) lin_bwd_w(G[DS_LLAMA_O], dx, att, N, D, D);
+        wgrad(g, i0 + DS_LLAMA_O, dx, att, N, D, D);
         lin_bwd_x(a->datt, dx, W(DS_LLAMA_O), N, D, D, 0);
         attention_bwd(m, a, q, k, v, P, a->datt, a->dq, a->dk, a->dv);
         rope_apply(m, a->dq, N, T, H, D, 0, 1);
         rope_apply(m, a->dk, N, T, c->n_kv_heads, KVD, 0, 1);
-        if (G[DS_LLAMA_Q]) lin_bwd_w(G[DS_LLAMA_Q], a->dq, xn1, N, D, D);
-        if (G[DS_LLAMA_K]) lin_bwd_w(G[DS_LLAMA_K], a->dk, xn1, N, D, KVD);
-        if (G[DS_LLAMA_V]) lin_bwd_w(G[DS_LLAMA_V], a->dv, xn1, N, D, KVD);
+        wgrad(g, i0 + DS_LLAMA_Q, a->dq, xn1, N, D, D);
+        wgrad(g, i0 + DS_LLAMA_K, a->dk, xn1, N, D, KVD);
+        wgrad(g, i0 + DS_LLAMA_V, a->dv, xn1, N, D, KVD);
         lin_bwd_x(dxn, a->dq, W(DS_LLAMA_Q), N, D, D, 0);
         lin_bwd_x(dxn, a->dk, W(DS_LLAMA_K), N, D, KVD, 1.0f);
         lin_bwd_x(dxn, a->dv, W(DS_LLAMA_V), N, D, KVD, 1.0f);

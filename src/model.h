@@ -168,6 +168,12 @@ double ds_llama_loss_kl(ds_llama_act *a, const float *ref_logits, const unsigned
 double ds_llama_loss_mse(ds_llama_act *a, const float *ref_logits, const unsigned char *mask,
                          float grad_scale, int64_t *count);
 
+/* A weight gradient taken as its two factors instead of dW (e.g. to reduce
+ * it at once, src/fitscales.h): for linear tensor i, y[N, out] = x[N, in]
+ * W^T, the backward calls hook(arg, i, dy, x, N, in, out) where it would
+ * add dW += dy^T x. dy and x are valid during the call only. */
+typedef void (*ds_llama_wgrad_hook)(void *arg, int i, const float *dy, const float *x, int N, int in, int out);
+
 /* Gradient buffers for a subset of the tensors (one contiguous buffer laid
  * out like the weights; g[i] is NULL for tensors not asked for). */
 typedef struct {
@@ -175,12 +181,22 @@ typedef struct {
     float **g;
     float *data;
     int64_t numel; /* size of data (the whole model, for one all-reduce) */
+    ds_llama_wgrad_hook hook; /* ds_llama_grads_init_hook: the hooked tensors' gradients */
+    void *hook_arg;
+    unsigned char *hooked;    /* [n_tensors] or NULL */
 } ds_llama_grads;
 /* want[i] != 0 asks for tensor i; want NULL: all tensors. */
 void ds_llama_grads_init(ds_llama_grads *g, const ds_llama *m, const unsigned char *want);
+/* Tensors m holds with hooked[i] != 0 (2-D, not the embeddings, whose
+ * gradient is a gather) go to hook instead of a buffer; the others that
+ * want asks for get buffers, packed one after the other (numel: their
+ * sizes only, not laid out like the weights). */
+void ds_llama_grads_init_hook(ds_llama_grads *g, const ds_llama *m, const unsigned char *want,
+                              const unsigned char *hooked, ds_llama_wgrad_hook hook, void *arg);
 void ds_llama_grads_zero(ds_llama_grads *g);
 void ds_llama_grads_free(ds_llama_grads *g);
-/* Backward of the last forward and loss: ADDS dL/dW into g (zero it first). */
+/* Backward of the last forward and loss: ADDS dL/dW into g (zero it first),
+ * or hands it to g's hook. */
 void ds_llama_backward(const ds_llama *m, ds_llama_act *a, ds_llama_grads *g);
 /* Backward of a stage after its forward: from the loss's dL/dlogits on the
  * last stage (dx_out NULL), else from dx_out [B*T, dim], the next stage's
