@@ -6,11 +6,13 @@
  * whole models), each rank holds one stage of the student and of the
  * teacher; the groups share out every batch, each window one micro-batch,
  * the per-window scale gradients are all-reduced and added in window order,
- * so every rank keeps the same scales at any P and number of ranks. Resumable: --checkpoint DIR (src/checkpoint.h); SIGUSR1/SIGTERM
- * finish the step, checkpoint and exit 75.
+ * so every rank keeps the same scales at any P and number of ranks.
+ * Resumable: --checkpoint DIR (src/checkpoint.h); SIGUSR1/SIGTERM finish the
+ * step, checkpoint and exit 75.
  *
- * options -> inputs (models, delta: io/delta_fit.h) -> calibration windows
- * (io/tokens.h) -> held-out comparison (ds_llama_compare) -> Adam steps ->
+ * options -> plan and this rank's stage of the models, delta
+ * (io/delta_fit.h) -> calibration windows (io/tokens.h) -> held-out
+ * comparison (ds_fitpipe_compare) -> Adam steps ->
  * held-out comparison -> fitted delta (staged, fit recorded) and report. */
 #include "config.h"
 #include <jansson.h>
@@ -64,7 +66,7 @@ static const ds_opt options[] = {
                   "KL(p_finetuned || p_student) per token, or logit MSE"),
     DS_OPT_INT(opts, steps, "steps", "N", 0, 1 << 30, "200", "Adam steps"),
     DS_OPT_DOUBLE(opts, lr, "lr", "LR", 1e-12, 10, "1e-4", "learning rate"),
-    DS_OPT_INT(opts, batch, "batch", "B", 1, 1 << 16, "4", "windows per step, shared out across ranks"),
+    DS_OPT_INT(opts, batch, "batch", "B", 1, 1 << 16, "4", "windows per step, shared out across the groups of ranks"),
     DS_OPT_INT(opts, seq_len, "seq-len", "T", 2, 1 << 20, "128", "tokens per window, at most the model's max_seq_len"),
     DS_OPT_INT(opts, samples, "samples", "N", 1, 1 << 30, "800", "calibration windows drawn from TEXT"),
     DS_OPT_DOUBLE(opts, holdout, "holdout", "FRACTION", 0, 0.9, "0.1", "share of the windows held out for the report"),
