@@ -38,6 +38,9 @@ int ds_gemm_set_mode(ds_gemm_mode m)
 
 const char *ds_gemm_mode_name(ds_gemm_mode m) { return m == DS_GEMM_DP ? "dp" : "exact"; }
 
+static int g_threads; /* 0: OpenBLAS's count */
+void ds_gemm_set_threads(int n) { __atomic_store_n(&g_threads, n < 0 ? 0 : n, __ATOMIC_RELAXED); }
+
 /* ---- the vdpbf16ps product on T threads, each a slice of out */
 typedef struct {
     size_t N, in, out, o0, o1;
@@ -65,7 +68,8 @@ static char *align64(void *p) { return (char *)(((uintptr_t)p + 63) & ~(uintptr_
 static void xwt_dp(size_t N, size_t in, size_t out, const float *x, const uint16_t *W, float beta, float *y,
                    float *scratch, size_t scratch_n)
 {
-    int T = openblas_get_num_threads();
+    int T = __atomic_load_n(&g_threads, __ATOMIC_RELAXED);
+    if (T == 0) T = openblas_get_num_threads();
     if (T > DP_MAX_THREADS) T = DP_MAX_THREADS;
     if (T < 1 || N * in * out < DP_THREAD_MACS) T = 1;
     if ((size_t)T > (out + 15) / 16) T = (int)((out + 15) / 16);

@@ -42,6 +42,9 @@ ds_gemm_mode ds_gemm_get_mode(void);
  * asked for and not available. */
 int ds_gemm_set_mode(ds_gemm_mode m);
 const char *ds_gemm_mode_name(ds_gemm_mode m);
+/* Threads of the DS_GEMM_DP product: n >= 1, or 0 (the default) for
+ * OpenBLAS's count. */
+void ds_gemm_set_threads(int n);
 
 /* scratch: NULL or scratch_n floats (used when scratch_n >= in). */
 void ds_gemm_xwt(ds_kdtype dt, size_t N, size_t in, size_t out, const float *x, const void *W, float beta,
