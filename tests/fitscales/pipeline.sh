@@ -95,13 +95,14 @@ rc=0; $MPIEXEC -n 1 "$DELTASOUP" fit-scales $args --mem-per-rank 1.001 -o x.bd.h
 [ -e x.bd.h5 ] && fs_fail "output written after an error"
 
 # a killed stage (SIGKILL of rank 1, the last stage, once the job runs) ends
-# the job with a non-zero exit within seconds
-$MPIEXEC -n 2 "$DELTASOUP" fit-scales $(echo "$args" | sed 's/--steps 8/--steps 1000000/') --pipeline 2 -o k.bd.h5 \
-    >k.log 2>&1 &
+# the job with a non-zero exit within seconds (found by its output's absolute
+# path: other tests may run fit-scales at the same time)
+$MPIEXEC -n 2 "$DELTASOUP" fit-scales $(echo "$args" | sed 's/--steps 8/--steps 1000000/') --pipeline 2 \
+    -o "$tmp/k.bd.h5" >k.log 2>&1 &
 job=$!
 victim=
 for i in $(seq 300); do
-    for p in $(pgrep -f "fit-scales --base base.h5 --finetuned ft.h5" 2>/dev/null); do
+    for p in $(pgrep -f -- "-o $tmp/k.bd.h5" 2>/dev/null); do
         tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' && victim=$p
     done
     [ -n "$victim" ] && grep -q '^\[fit-scales\] d.bd.h5: ' k.log && break
