@@ -1,5 +1,5 @@
 /* src/fitscales_pipe.h under MPI at 1-4 ranks (tests/unit/test_fitscales_pipe.sh),
- * on a random untied 4-layer model with grouped KV heads, coded tensors of
+ * on a random untied 6-layer model with grouped KV heads, coded tensors of
  * every scale kind (per tensor, row, column; the head included), KL and MSE:
  * - for every P that divides the ranks (groups of P stages, the batch's 3
  *   windows shared out across the groups, a group without a window at 4
@@ -20,7 +20,7 @@
 #include "src/mpi_asan.h"
 #include "tests/unit/check_main.h"
 
-enum { L = 4, NB = 3, T = 6, NH = 5 };
+enum { L = 6, NB = 3, T = 6, NH = 5 };
 static int rank, size;
 
 static ds_config cfg(void)
@@ -140,7 +140,7 @@ static void check_P(ds_fit_objective obj, int P, const coded *k, const int *tok)
     double *want = malloc(sizeof(double) * 4096), wobj;
     ds_fit_compare wc, got;
     reference(obj, k, tok, gs, want, &wobj, &wc);
-    double lb[L] = {1, 1, 1, 1};
+    double lb[L] = {1, 1, 1, 1, 1, 1};
     ds_pipe p;
     ds_pipe_init(&p, MPI_COMM_WORLD, P, L, lb, 0.5, 0.5);
     ds_llama s, t;
