@@ -43,16 +43,21 @@ void ds_gemm_set_threads(int n) { __atomic_store_n(&g_threads, n < 0 ? 0 : n, __
 
 /* ---- the vdpbf16ps product on T threads, each a slice of out */
 typedef struct {
-    size_t N, in, out, o0, o1;
-    const void *xp;
+    size_t N, in, out, o0, o1; /* this thread's rows of W: o0..o1 */
+    size_t r0, r1;             /* and rows of x to pack: r0..r1 (multiples of 16 but the end) */
+    const float *x;
+    char *xp;
     const uint16_t *W;
     float beta, *y;
     void *wbuf;
+    pthread_barrier_t *packed; /* NULL with one thread */
 } dp_job;
 
 static void *dp_slice(void *arg)
 {
     const dp_job *j = arg;
+    if (j->r1 > j->r0) ds_gemm_dp_pack_x(j->r1 - j->r0, j->in, j->x + j->r0 * j->in, j->xp + ds_gemm_dp_xbytes(j->r0, j->in));
+    if (j->packed) pthread_barrier_wait(j->packed);
     if (j->o1 > j->o0)
         ds_gemm_dp_run(j->N, j->in, j->o1 - j->o0, j->xp, j->W + j->o0 * j->in, j->beta, j->y + j->o0, j->out,
                        j->wbuf);
@@ -89,21 +94,28 @@ static void xwt_dp(size_t N, size_t in, size_t out, const float *x, const uint16
     char *xp = buf + (size_t)T * wb;
     for (size_t n0 = 0; n0 < N; n0 += R) {
         const size_t nb = N - n0 < R ? N - n0 : R;
-        ds_gemm_dp_pack_x(nb, in, x + n0 * in, xp);
         dp_job jobs[DP_MAX_THREADS];
         pthread_t th[DP_MAX_THREADS];
-        int started[DP_MAX_THREADS] = {0};
-        /* slices of out in multiples of 16 */
+        pthread_barrier_t packed;
+        const int par = T > 1 && pthread_barrier_init(&packed, NULL, (unsigned)T) == 0;
+        /* slices of out in multiples of 16; panels of x shared out for packing */
         const size_t per = ((out + (size_t)T - 1) / (size_t)T + 15) / 16 * 16;
+        const size_t pp = ((nb + 15) / 16 + (size_t)T - 1) / (size_t)T * 16;
         for (int t = 0; t < T; t++) {
             const size_t a = (size_t)t * per < out ? (size_t)t * per : out, b = a + per < out ? a + per : out;
-            jobs[t] = (dp_job){nb, in, out, a, b, xp, W, beta, y + n0 * out, buf + (size_t)t * wb};
+            const size_t ra = (size_t)t * pp < nb ? (size_t)t * pp : nb, rb = ra + pp < nb ? ra + pp : nb;
+            jobs[t] = (dp_job){nb, in, out, a, b, ra, rb, x + n0 * in, xp, W, beta, y + n0 * out,
+                               buf + (size_t)t * wb, par ? &packed : NULL};
         }
-        for (int t = 1; t < T; t++) started[t] = pthread_create(&th[t], NULL, dp_slice, &jobs[t]) == 0;
-        dp_slice(&jobs[0]);
-        for (int t = 1; t < T; t++) {
-            if (started[t]) pthread_join(th[t], NULL);
-            else dp_slice(&jobs[t]); /* no thread to be had: this one does it */
+        if (par) {
+            for (int t = 1; t < T; t++) /* the others wait for it at the barrier: no way on without it */
+                if (pthread_create(&th[t], NULL, dp_slice, &jobs[t]) != 0) ds_die("gemm_w: cannot start a thread");
+            dp_slice(&jobs[0]);
+            for (int t = 1; t < T; t++) pthread_join(th[t], NULL);
+            pthread_barrier_destroy(&packed);
+        } else { /* one thread, or no barrier to be had: the slices in turn */
+            ds_gemm_dp_pack_x(nb, in, x + n0 * in, xp);
+            for (int t = 0; t < T; t++) jobs[t].r0 = jobs[t].r1 = 0, dp_slice(&jobs[t]);
         }
     }
     free(own);
