@@ -10,8 +10,12 @@
 #     choice, --pipeline 0): peak RSS of each rank, NLL, seconds;
 #  3. `generate` at 2 ranks with --pipeline 2 (8 tokens);
 #  4. eval's task runner at 2 ranks with --pipeline 2: `--task ppl:TEXT` and
-#     one truthfulqa-mc item (prompt once, its answers as a continuation).
-# STEPS=14 runs steps 1 and 4 only (default: all).
+#     one truthfulqa-mc item (prompt once, its answers as a continuation);
+#  5. prefill tokens/s: `eval --ppl` of DOCS documents of 32 tokens at 1
+#     stage (1 rank, both cores as OpenBLAS threads) and at 2 stages (2
+#     ranks, one core each; the documents are micro-batches, so the stages
+#     overlap), the forward's seconds as eval reports them (loading apart).
+# STEPS=14 runs steps 1 and 4 only (default: all). DOCS=8.
 # Usage: BUILD=build sh bench/model7b.sh [LAYERS]   (LAYERS default 32;
 # MEM=GIB passes --mem-per-rank to the eval runs, e.g. MEM=1.6 with 2 layers)
 # Scratch in $TMPDIR (13 GB of disk), removed afterwards. Needs ~15 GB of free
@@ -60,4 +64,19 @@ print(t[:i] + t[j:], end="")
 for r in d["results"]: print("  %s %s = %.6f (n %d)" % (r["task"], r["metric"], r["value"], r["n"]))
 print("  seconds %.1f" % d["seconds"])'
 echo "  wall $(echo "$(date +%s.%N) - $t0" | bc) s"
+if step 5; then
+    DOCS=${DOCS:-8}
+    $PY -c 'import sys
+words = open(sys.argv[1]).read().split()
+for d in range(int(sys.argv[2])): print(" ".join(words[d * 40:(d + 1) * 40]) + "\n")' \
+        "$top/data/lm_corpus/tinystories_train_excerpt.txt" "$DOCS" > "$w/docs.txt"
+    for run in "1 1" "2 2"; do
+        set -- $run
+        echo "== 5. prefill, $DOCS documents of <= 32 tokens, $1 rank(s), --pipeline $2 ($(uptime | sed 's/.*load/load/'))"
+        $MPIEXEC -n "$1" --bind-to none "$DELTASOUP" eval --model "$w/big.h5" --ppl "$w/docs.txt" --seq-len 32 \
+            --pipeline "$2" --json --quiet < /dev/null |
+            $PY -c 'import json,sys; d = json.load(sys.stdin)
+print("  %d tokens in %.1f s: %.2f tokens/s, NLL %.6f" % (d["tokens"] + d["documents"], d["seconds"], (d["tokens"] + d["documents"]) / d["seconds"], d["nll"]))'
+    done
+fi
 echo "load after: $(uptime | sed 's/.*load/load/')"
