@@ -36,14 +36,26 @@ static float *scratch(float **p, size_t *cap, size_t n)
     return *p;
 }
 
-/* Rows [o0, o0 + r) of S = 2B - 1 of t as f32 into panel [r, cols]. */
+/* The 8 signs (+1 for a set bit, -1 else, lowest bit first) of every byte. */
+static float sign_lut[256][8];
+
+static void sign_lut_init(void)
+{
+    for (int v = 0; v < 256; v++)
+        for (int k = 0; k < 8; k++) sign_lut[v][k] = (v >> k) & 1 ? 1.0f : -1.0f;
+}
+
+/* Rows [o0, o0 + r) of S = 2B - 1 of t as f32 into panel [r, cols], a byte
+ * of bits (8 signs) at a time. */
 static void sign_panel(const ds_fit_tensor *t, int64_t o0, int64_t r, float *panel)
 {
-    const int64_t wpr = (int64_t)ds_bitpack_words((size_t)t->cols);
+    const int64_t wpr = (int64_t)ds_bitpack_words((size_t)t->cols), cols = t->cols;
     for (int64_t o = 0; o < r; o++) {
         const uint64_t *b = t->bits + (o0 + o) * wpr;
-        float *p = panel + o * t->cols;
-        for (int64_t j = 0; j < t->cols; j++) p[j] = (b[j >> 6] >> (j & 63)) & 1 ? 1.0f : -1.0f;
+        float *p = panel + o * cols;
+        int64_t j = 0;
+        for (; j + 8 <= cols; j += 8) memcpy(p + j, sign_lut[(b[j >> 6] >> (j & 63)) & 255], 8 * sizeof(float));
+        for (; j < cols; j++) p[j] = (b[j >> 6] >> (j & 63)) & 1 ? 1.0f : -1.0f;
     }
 }
 
@@ -93,6 +105,7 @@ void ds_fitscales_init(ds_fitscales *f, ds_llama *student, int n, const ds_fit_c
                        ds_fit_objective objective, double lr)
 {
     memset(f, 0, sizeof *f);
+    if (sign_lut[0][0] == 0) sign_lut_init(); /* (the same values if two threads race) */
     f->student = student;
     f->objective = objective;
     f->n = n;
