@@ -1,9 +1,10 @@
 #!/bin/sh
 # fit-scales through a pipeline (issue 14, docs/fit-scales.md "Pipelined") on
 # stories260K (5 layers) and a real fine-tune's delta:
-# - 1 rank (--pipeline 1), 5 ranks as P=5 (one layer a stage) and 4 ranks as
-#   2 groups of P=2 give the same fitted scales bit for bit (and the same
-#   content hash) and the same held-out report;
+# - 1 rank (--pipeline 1), 5 ranks as P=5 (one layer a stage), 4 ranks as
+#   2 groups of P=2 and 2 ranks whose --mem-per-rank asks for 2 stages give
+#   the same fitted scales bit for bit (and the same content hash) and the
+#   same held-out report;
 # - the fitted delta's eval NLL agrees within 1e-5 (1 rank, and eval
 #   --pipeline 2 on the 2-group output);
 # - a run at P=2 stopped by SIGUSR1 (checkpoint, exit 75) resumed at 1 rank
@@ -55,7 +56,11 @@ fit 5 5 p5 --quiet >/dev/null || fs_fail "5 ranks, --pipeline 5"
 fit 4 2 g2 >g2.log || { cat g2.log; fs_fail "4 ranks, --pipeline 2"; }
 grep -q '^\[fit-scales\] pipeline: 2 group(s) of 2 stages; layers per stage: 0-2, 3-4$' g2.log ||
     { cat g2.log; fs_fail "the plan line"; }
-same p1 p5 g2
+# without --pipeline, 2 ranks whose memory holds half the models (8 bytes per
+# student parameter + the f32 teacher + workspaces + 1 GiB) take 2 stages
+fit 2 0 auto --mem-per-rank 1.004 >auto.log || { cat auto.log; fs_fail "2 ranks, --mem-per-rank 1.004"; }
+grep -q '^\[fit-scales\] pipeline: 1 group(s) of 2 stages' auto.log || { cat auto.log; fs_fail "auto: not 2 stages"; }
+same p1 p5 g2 auto
 $PY -c 'import json,sys; r=json.load(open("g2.json")); assert r["pipeline"] == 2 and r["ranks"] == 4, r' ||
     fs_fail "g2.json: pipeline and ranks"
 
