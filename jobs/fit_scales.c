@@ -100,7 +100,7 @@ static const ds_cmd cmd = {
               "Each window of a batch is one micro-batch through the stages and the windows' scale gradients\n"
               "are added in a fixed order: the fitted scales are the same bit for bit at any number of ranks\n"
               "and any --pipeline (docs/fit-scales.md \"Ranks and pipeline stages\"). A rank holds 8 bytes per\n"
-              "parameter of its stage for the student plus the teacher's stage as stored.",
+              "parameter of its stage for the student (6 for a bf16 base) plus the teacher's stage as stored.",
     .check = check};
 
 /* ---- inputs: the pipeline plan, this rank's stage of the student (base +
@@ -126,12 +126,22 @@ static void inputs_free(inputs *in)
     ds_delta_close(in->delta);
 }
 
-/* ---- the plan: the bytes a rank holds per decoder layer, for the
- * embeddings (first stage) and for the final norm and head (last stage; a
- * tied model's head is its embeddings): the student in f32 and the f32 base
- * of its coded tensors, 8 bytes per parameter (every tensor counted as
- * coded; no gradient buffer: src/fitscales.h), and the teacher as stored. */
-static void fit_bytes(ds_model_file *ff, double *layer, double *first, double *last)
+/* The bytes a rank holds for tensor ti: the student in f32 (4 per
+ * parameter), the base of a coded tensor (every 2-D one counted as coded)
+ * kept by src/fitscales.c in bf16 for a bf16 checkpoint (2), else f32 (4),
+ * no gradient buffer (the backward's hook), and the teacher as stored. */
+static double tensor_bytes(ds_model_file *bf, ds_model_file *ff, const ds_tinfo *ti)
+{
+    const int jb = ds_model_find(bf, ti->name), jf = ds_model_find(ff, ti->name);
+    const ds_tinfo *b = jb < 0 ? NULL : &ds_model_get_meta(bf)->tensors[jb];
+    const double n = (double)ds_tinfo_numel(ti), base = ti->ndim != 2 ? 0 : b && b->dtype == DS_DTYPE_BF16 ? 2 : 4;
+    return (4 + base) * n + (jf < 0 ? 0 : (double)ds_tinfo_bytes(&ds_model_get_meta(ff)->tensors[jf]));
+}
+
+/* ---- the plan: the bytes a rank holds (tensor_bytes) per decoder layer,
+ * for the embeddings (first stage) and for the final norm and head (last
+ * stage; a tied model's head is its embeddings). */
+static void fit_bytes(ds_model_file *bf, ds_model_file *ff, double *layer, double *first, double *last)
 {
     const ds_model_meta *fm = ds_model_get_meta(ff);
     const int L = fm->cfg.n_layers;
@@ -140,8 +150,7 @@ static void fit_bytes(ds_model_file *ff, double *layer, double *first, double *l
     *first = *last = 0;
     for (int l = 0; l < L; l++) layer[l] = 0;
     for (int i = 0; i < n; i++) {
-        const int j = ds_model_find(ff, ti[i].name);
-        const double b = 8.0 * (double)ds_tinfo_numel(&ti[i]) + (j < 0 ? 0 : (double)ds_tinfo_bytes(&fm->tensors[j]));
+        const double b = tensor_bytes(bf, ff, &ti[i]);
         if (i == 0) *first += b, *last += fm->cfg.tied_embeddings ? b : 0;
         else if (i > DS_LLAMA_ROLES * L) *last += b;
         else layer[(i - 1) / DS_LLAMA_ROLES] += b;
@@ -173,7 +182,7 @@ static double fit_need(const opts *o, const ds_config *c, int ranks, int P, cons
 /* Collective: the stages per group (--pipeline, or the fewest that fit a
  * rank's memory), checked against the memory, and the plan. Errors are
  * printed once. */
-static int fit_plan(const ds_ctx *ctx, const opts *o, ds_model_file *ff, ds_pipe *pipe)
+static int fit_plan(const ds_ctx *ctx, const opts *o, ds_model_file *bf, ds_model_file *ff, ds_pipe *pipe)
 {
     const ds_config *c = &ds_model_get_meta(ff)->cfg;
     const int L = c->n_layers;
@@ -188,7 +197,7 @@ static int fit_plan(const ds_ctx *ctx, const opts *o, ds_model_file *ff, ds_pipe
     if ((rc = ds_ctx_agree(ctx, rc))) return rc; /* (the same on every rank) */
     double *lb = ds_malloc(sizeof(double) * (size_t)L), first, last;
     int *bounds = ds_malloc(sizeof(int) * (size_t)(L + 1));
-    fit_bytes(ff, lb, &first, &last);
+    fit_bytes(bf, ff, lb, &first, &last);
     for (int p = 1; p <= L && p <= ctx->size; p++)
         if (ctx->size % p == 0) max_p = p;
     const double budget = ds_mem_rank_budget(ctx);
@@ -230,7 +239,7 @@ static int load_models(const ds_ctx *ctx, const opts *o, inputs *in)
     rc = ds_delta_check_config(o->ft, &fm->cfg, o->base, &bm->cfg);
     if (!rc && !bm->has_tokenizer)
         rc = ds_err(DS_EXIT_INPUT, "%s: no tokenizer in the checkpoint (import it with --tokenizer)", o->base);
-    if (!(rc = ds_ctx_agree(ctx, rc)) && !(rc = fit_plan(ctx, o, ff, &in->pipe))) {
+    if (!(rc = ds_ctx_agree(ctx, rc)) && !(rc = fit_plan(ctx, o, bf, ff, &in->pipe))) {
         const int l0 = in->pipe.l0, l1 = in->pipe.l1;
         rc = ds_llama_load_stage(&in->student, bf, DS_LLAMA_LOAD_F32, l0, l1);
         /* the teacher only runs forward: its weights as stored (bf16: half

@@ -101,6 +101,31 @@ static void scale_hook(void *arg, int i, const float *dy, const float *x, int N,
     }
 }
 
+/* t->base = w (numel floats): in bf16 when every value is one (the base of
+ * a bf16 checkpoint, widened to f32 on loading: its low 16 bits are zero),
+ * so half the memory and the same rebuild; else in f32. */
+static void base_copy(ds_fit_tensor *t, const float *w, size_t numel)
+{
+    int bf16 = 1;
+    for (size_t i = 0; i < numel && bf16; i++) {
+        uint32_t u;
+        memcpy(&u, &w[i], sizeof u);
+        bf16 = (u & 0xffffu) == 0;
+    }
+    t->base_dt = bf16 ? DS_KDT_BF16 : DS_KDT_F32;
+    t->base = ds_malloc(numel * (bf16 ? 2 : 4) + 1);
+    if (!bf16) {
+        memcpy(t->base, w, numel * sizeof(float));
+        return;
+    }
+    uint16_t *b = t->base;
+    for (size_t i = 0; i < numel; i++) {
+        uint32_t u;
+        memcpy(&u, &w[i], sizeof u);
+        b[i] = (uint16_t)(u >> 16);
+    }
+}
+
 void ds_fitscales_init(ds_fitscales *f, ds_llama *student, int n, const ds_fit_coded *c,
                        ds_fit_objective objective, double lr)
 {
@@ -130,8 +155,7 @@ void ds_fitscales_init(ds_fitscales *f, ds_llama *student, int n, const ds_fit_c
         size_t words = (size_t)t->rows * ds_bitpack_words((size_t)t->cols), numel = (size_t)(t->rows * t->cols);
         t->bits = ds_malloc(words * sizeof(uint64_t) + 1);
         memcpy(t->bits, c[k].bits, words * sizeof(uint64_t));
-        t->base = ds_malloc(numel * sizeof(float) + 1);
-        memcpy(t->base, student->w[t->index], numel * sizeof(float));
+        base_copy(t, student->w[t->index], numel);
         f->k_of[t->index] = k;
         /* a linear's scale gradient comes from the backward's hook, without
          * dW; the embeddings' (a gather) from a dW buffer */
@@ -174,7 +198,7 @@ void ds_fitscales_rebuild(ds_fitscales *f)
     for (int k = 0; k < f->n; k++) {
         const ds_fit_tensor *t = &f->t[k];
         if (!t->base) continue; /* not held here */
-        ds_bitpack_apply(DS_KDT_F32, f->student->w[t->index], DS_KDT_F32, t->base, t->bits, (size_t)t->rows,
+        ds_bitpack_apply(DS_KDT_F32, f->student->w[t->index], t->base_dt, t->base, t->bits, (size_t)t->rows,
                          (size_t)t->cols, t->kind, f->scales + t->off);
     }
 }

@@ -50,7 +50,8 @@ typedef struct {
     int64_t rows, cols, n_scales;
     int64_t off;    /* first scale in ds_fitscales.scales */
     uint64_t *bits; /* own copy (NULL: a tensor the student, a pipeline stage, does not hold) */
-    float *base;    /* W_b: the student's tensor when ds_fitscales_init ran (NULL: not held) */
+    void *base;     /* W_b: the student's tensor when ds_fitscales_init ran (NULL: not held), */
+    ds_kdtype base_dt; /* in bf16 when every value is one (a bf16 checkpoint's), else f32 */
 } ds_fit_tensor;
 
 typedef struct {

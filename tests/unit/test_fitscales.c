@@ -115,6 +115,38 @@ static void check_rebuilt(const fixture *x, const ds_fitscales *f)
     }
 }
 
+/* A base whose coded tensors are bf16 values (a bf16 checkpoint's, widened
+ * to f32): ds_fitscales_init keeps W_b in bf16 (half the memory) and the
+ * rebuilt tensors are the same W_b + g(2b - 1) in f32, after init and after
+ * an Adam step; an f32 base stays f32. */
+START_TEST(test_bf16_base)
+{
+    for (int round = 0; round < 2; round++) {
+        fixture x;
+        fixture_init(&x, DS_SCALE_TENSOR, DS_SCALE_ROW);
+        for (int k = 0; round && k < 2; k++) {
+            float *w = x.m.w[x.c[k].index];
+            for (int64_t i = 0; i < ds_tinfo_numel(&x.m.tinfo[x.c[k].index]); i++) {
+                uint32_t u;
+                memcpy(&u, &w[i], sizeof u);
+                u &= 0xffff0000u; /* a bf16 value */
+                memcpy(&w[i], &u, sizeof u);
+                x.base[k][i] = w[i];
+            }
+        }
+        ds_fitscales f;
+        ds_fitscales_init(&f, &x.m, 2, x.c, DS_FIT_KL, 1e-3);
+        for (int k = 0; k < 2; k++) ck_assert_int_eq(f.t[k].base_dt, round ? DS_KDT_BF16 : DS_KDT_F32);
+        check_rebuilt(&x, &f);
+        for (int64_t i = 0; i < f.n_scales; i++) f.grad[i] = sin(i + 1.0) * 1e-2;
+        ds_fitscales_adam_step(&f);
+        check_rebuilt(&x, &f);
+        ds_fitscales_free(&f);
+        fixture_free(&x);
+    }
+}
+END_TEST
+
 START_TEST(test_init_rebuild_adam)
 {
     fixture x;
@@ -360,6 +392,7 @@ int main(void)
     Suite *s = suite_create("fitscales");
     tcase_add_test(ds_check_case(s, "reduce", 60), test_reduce_matches_naive);
     tcase_add_test(ds_check_case(s, "step", 60), test_init_rebuild_adam);
+    tcase_add_test(ds_check_case(s, "bf16_base", 60), test_bf16_base);
     tcase_add_test(ds_check_case(s, "descent", 60), test_descent_and_empty_batch);
     tcase_add_test(ds_check_case(s, "objective", 60), test_objective_names);
     TCase *tk = tcase_create("checkpoint");

@@ -1,6 +1,7 @@
 /* src/fitscales_pipe.h under MPI at 1-4 ranks (tests/unit/test_fitscales_pipe.sh),
  * on a random untied 6-layer model with grouped KV heads, coded tensors of
- * every scale kind (per tensor, row, column; the head included), KL and MSE:
+ * every scale kind (per tensor, row, column; the head included), KL (the
+ * base's values bf16, kept in bf16 by src/fitscales) and MSE (f32):
  * - for every P that divides the ranks (groups of P stages, the batch's 3
  *   windows shared out across the groups, a group without a window at 4
  *   ranks and P = 1), the pipelined step's scale gradients and objective
@@ -75,14 +76,23 @@ static void coded_free(coded *k)
     }
 }
 
-/* Models for layers [l0, l1): the student's base (seed 1) and the teacher (seed 2). */
-static void models(ds_llama *s, ds_llama *t, int l0, int l1)
+/* Models for layers [l0, l1): the student's base (seed 1; with the KL
+ * objective its values rounded to bf16, as a bf16 checkpoint loads, so that
+ * src/fitscales keeps W_b in bf16) and the teacher (seed 2). */
+static void models(ds_llama *s, ds_llama *t, int l0, int l1, ds_fit_objective obj)
 {
     const ds_config c = cfg();
     ck_assert_int_eq(ds_llama_init_stage(s, &c, NULL, l0, l1), 0);
     ck_assert_int_eq(ds_llama_init_stage(t, &c, NULL, l0, l1), 0);
     ds_llama_randomize(s, 1, 0.2f);
     ds_llama_randomize(t, 2, 0.2f);
+    float *w = s->data;
+    for (int64_t i = 0; obj == DS_FIT_KL && i < s->numel; i++) {
+        uint32_t u;
+        memcpy(&u, &w[i], sizeof u);
+        u &= 0xffff0000u;
+        memcpy(&w[i], &u, sizeof u);
+    }
 }
 
 static void tokens_init(int *tok, int n)
@@ -97,7 +107,7 @@ static void reference(ds_fit_objective obj, const coded *k, const int *tok, floa
                       ds_fit_compare *cmp)
 {
     ds_llama s, t;
-    models(&s, &t, 0, L);
+    models(&s, &t, 0, L, obj);
     ds_fitscales f;
     ds_fitscales_init(&f, &s, k->n, k->c, obj, 1e-3);
     ds_llama_act *sa = ds_llama_act_new(&s, 1, T), *ta = ds_llama_act_new_fwd(&t, 1, T);
@@ -144,9 +154,11 @@ static void check_P(ds_fit_objective obj, int P, const coded *k, const int *tok)
     ds_pipe p;
     ds_pipe_init(&p, MPI_COMM_WORLD, P, L, lb, 0.5, 0.5);
     ds_llama s, t;
-    models(&s, &t, p.l0, p.l1);
+    models(&s, &t, p.l0, p.l1, obj);
     ds_fitscales f;
     ds_fitscales_init(&f, &s, k->n, k->c, obj, 1e-3);
+    for (int i = 0; i < f.n; i++)
+        if (f.t[i].base) ck_assert_int_eq(f.t[i].base_dt, obj == DS_FIT_KL ? DS_KDT_BF16 : DS_KDT_F32);
     ck_assert_int_le(f.n_scales, 4096);
     ds_fitpipe fp;
     ds_fitpipe_init(&fp, &p, &f, &t, NB, T);
