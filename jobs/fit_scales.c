@@ -161,7 +161,7 @@ static void fit_bytes(ds_model_file *bf, ds_model_file *ff, double *layer, doubl
 /* A rank's bytes with the P-stage split bounds: the largest stage's
  * weights (as fit_bytes) and workspaces (a training workspace per window of
  * its group's share, the teacher's forward-only one), the calibration
- * windows, and 1 GiB for the program. */
+ * windows, the per-window scale gradients, and 1 GiB for the program. */
 static double fit_need(const opts *o, const ds_config *c, int ranks, int P, const double *lb, double first,
                        double last, int *bounds, double *weights)
 {
@@ -176,7 +176,10 @@ static double fit_need(const opts *o, const ds_config *c, int ranks, int P, cons
              ds_llama_act_bytes_fwd(c, 1, o->seq_len);
         worst = b > worst ? b : worst;
     }
-    return worst + (double)o->samples * o->seq_len * sizeof(int) + program;
+    /* the step's [batch, scales + 1] array of per-window scale gradients
+     * (at most one scale per row or column of every matrix) */
+    const double scales = L * (4.0 * c->dim + 3.0 * c->hidden_dim) + 2.0 * c->vocab_size + 1;
+    return worst + (double)o->samples * o->seq_len * sizeof(int) + (double)o->batch * scales * 8 + program;
 }
 
 /* Collective: the stages per group (--pipeline, or the fewest that fit a
