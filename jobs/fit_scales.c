@@ -455,6 +455,7 @@ static int fit_train(const ds_ctx *ctx, const opts *o, inputs *in, calib *c, fit
 typedef struct {
     double objective_before, objective_after;
     const ds_fit_compare *before, *after;
+    const double *rss; /* rank 0: every rank's peak RSS in bytes */
 } fit_summary;
 
 static int write_output(const ds_ctx *ctx, const opts *o, const calib *c, inputs *in, const ds_fitscales *f,
@@ -518,6 +519,9 @@ static int write_report(const ds_ctx *ctx, const opts *o, const calib *c, const 
                       (json_int_t)c->w.n_hold, "train", "seconds", ft->secs);
         json_object_set_new(r, "pipeline", json_integer(ft->fp.p->P)); /* stages per group */
         if (!ds_verify_enabled()) json_object_set_new(r, "verify", json_false()); /* --no-verify */
+        json_t *rss = json_array();
+        for (int i = 0; i < ctx->size; i++) json_array_append_new(rss, json_integer((json_int_t)s->rss[i]));
+        json_object_set_new(r, "peak_rss_bytes", rss); /* per rank */
         if (c->w.n_hold) {
             json_object_set_new(r, "objective_before", json_real(s->objective_before));
             json_object_set_new(r, "objective_after", json_real(s->objective_after));
@@ -537,6 +541,17 @@ static int write_report(const ds_ctx *ctx, const opts *o, const calib *c, const 
     int rc = ds_out_write_json(ctx, o->report, r, JSON_INDENT(2) | JSON_REAL_PRECISION(10), 0);
     json_decref(r);
     return rc;
+}
+
+/* Rank 0: every rank's peak RSS, in MiB, on one line (the first 16). */
+static void print_rss(const ds_ctx *ctx, const double *rss)
+{
+    if (ctx->rank != 0) return;
+    char line[256] = "";
+    size_t n = 0;
+    for (int i = 0; i < ctx->size && i < 16; i++)
+        n += (size_t)snprintf(line + n, sizeof line - n, "%s%.0f", i ? ", " : "", rss[i] / 1048576.0);
+    ds_printf0(ctx, "peak RSS per rank (MiB): %s%s\n", line, ctx->size > 16 ? ", ..." : "");
 }
 
 static void print_summary(const ds_ctx *ctx, const opts *o, const calib *c, const fit_summary *s, const fit *ft)
@@ -595,11 +610,15 @@ static int fit_finish(const ds_ctx *ctx, const opts *o, inputs *in, const calib 
     ds_fit_compare after;
     int rc = heldout(ctx, c, ft, &after);
     if (rc) return rc;
-    fit_summary s = {held_objective(o, before), held_objective(o, &after), before, &after};
+    double mine = (double)ds_peak_rss(), *rss = ctx->rank == 0 ? ds_malloc(sizeof(double) * (size_t)ctx->size) : NULL;
+    MPI_Gather(&mine, 1, MPI_DOUBLE, rss, 1, MPI_DOUBLE, 0, ctx->comm);
+    fit_summary s = {held_objective(o, before), held_objective(o, &after), before, &after, rss};
     rc = ds_ctx_agree(ctx, check_finite(o, in, &ft->f, c->w.n_hold ? s.objective_after : 0));
     if (!rc) rc = write_output(ctx, o, c, in, &ft->f, &s);
     if (!rc && o->report) rc = write_report(ctx, o, c, &s, ft);
     if (!rc) print_summary(ctx, o, c, &s, ft);
+    if (!rc && !ctx->quiet) print_rss(ctx, rss);
+    free(rss);
     /* Done: a later run with the same folder starts over. */
     if (!rc && o->ckpt && ctx->rank == 0) {
         unlink(ft->ckpath);
