@@ -10,7 +10,9 @@
 # vdpbf16ps and f32 FMA loops; model_bench: OpenBLAS sgemm 2048^3), and a
 # summary table: GFLOP/s (2 x matrix parameters x tokens + causal attention,
 # the same count for every line), share of the sgemm and vdpbf16ps peaks,
-# ratio to PyTorch f32 and bf16.
+# ratio to PyTorch f32 and bf16, and tokens per CPU-second of the process
+# (not lowered by other jobs' time slices on a shared machine; raised by
+# threads that spin while they wait).
 # Issue 14's goal: the engine's bf16 at least 1.5x the faster PyTorch.
 # The dp line runs with OPENBLAS_THREAD_TIMEOUT=4 (OpenBLAS's idle threads
 # sleep at once instead of spinning ~0.1 s after each sgemm, which takes a
@@ -44,15 +46,15 @@ sg=$(kv "$ex" sgemm_peak_gflops)
 fpt=$(awk -v g="$(kv "$ex" gflops)" -v t="$(kv "$ex" prefill_tokens_per_s)" 'BEGIN { print g / t }')
 tf=$(kv "$pf" prefill_tokens_per_s) tb=$(kv "$pb" prefill_tokens_per_s)
 echo
-echo "| T=$T, $THREADS threads | tokens/s | GFLOP/s | share of sgemm ($sg) | share of vdpbf16ps peak ($dp_peak) | vs PyTorch f32 | vs PyTorch bf16 |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
+echo "| T=$T, $THREADS threads | tokens/s | GFLOP/s | share of sgemm ($sg) | share of vdpbf16ps peak ($dp_peak) | vs PyTorch f32 | vs PyTorch bf16 | tokens per CPU-second |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 row() {
-    awk -v n="$1" -v t="$2" -v f="$fpt" -v s="$sg" -v p="$dp_peak" -v a="$tf" -v b="$tb" \
-        'BEGIN { printf "| %s | %.1f | %.0f | %.2f | %.2f | %.2fx | %.2fx |\n", n, t, t * f, t * f / s, t * f / p, t / a, t / b }'
+    awk -v n="$1" -v t="$2" -v c="$3" -v f="$fpt" -v s="$sg" -v p="$dp_peak" -v a="$tf" -v b="$tb" \
+        'BEGIN { printf "| %s | %.1f | %.0f | %.2f | %.2f | %.2fx | %.2fx | %.1f |\n", n, t, t * f, t * f / s, t * f / p, t / a, t / b, c }'
 }
-row "deltasoup bf16, dp (vdpbf16ps)" "$(kv "$dp" prefill_tokens_per_s)"
-row "deltasoup bf16, exact (panels + sgemm)" "$(kv "$ex" prefill_tokens_per_s)"
-row "deltasoup f32" "$(kv "$f32" prefill_tokens_per_s)"
-row "PyTorch f32" "$tf"
-row "PyTorch bf16" "$tb"
+row "deltasoup bf16, dp (vdpbf16ps)" "$(kv "$dp" prefill_tokens_per_s)" "$(kv "$dp" tokens_per_cpu_s)"
+row "deltasoup bf16, exact (panels + sgemm)" "$(kv "$ex" prefill_tokens_per_s)" "$(kv "$ex" tokens_per_cpu_s)"
+row "deltasoup f32" "$(kv "$f32" prefill_tokens_per_s)" "$(kv "$f32" tokens_per_cpu_s)"
+row "PyTorch f32" "$tf" "$(kv "$pf" tokens_per_cpu_s)"
+row "PyTorch bf16" "$tb" "$(kv "$pb" tokens_per_cpu_s)"
 echo "f32 FMA peak $fma_peak GFLOP/s; load after: $(load)"

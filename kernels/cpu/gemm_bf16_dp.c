@@ -6,12 +6,13 @@
  * pair of columns (2p, 2p+1) one 64-byte vector whose lane l holds the
  * pair of row 16*panel + l (rows past N and the column past an odd `in` are
  * 0), grouped by blocks of DP_KC pairs:
- *     xp[(panel * KB + kb) * DP_KC * 16 + p * 16 + l],  uint32 pairs
- * (KB = blocks of DP_KC pairs; the last block holds only its pairs).
+ *     xp[panel * XS + kb * DP_KC * 16 + p * 16 + l],  uint32 pairs
+ * (KB = blocks of DP_KC pairs, the last one holds only its pairs;
+ * XS = KB * DP_KC * 16 + 16, see DP_WST).
  * W is not transposed: a pair (W[o][2p], W[o][2p+1]) is one 32-bit word of
  * the row-major checkpoint layout, broadcast to every lane. For each block
  * of DP_NC rows of W and DP_KC pairs the rows are copied into a per-thread
- * buffer (zero-padded to whole pairs, DP_NR rows, DP_KC words each), so
+ * buffer (zero-padded to whole pairs and to DP_NR rows, DP_WST words a row), so
  * that the micro-kernel reads every operand at offsets known when compiled.
  *
  * Micro-kernel: DP_MR panels (16 * DP_MR rows of x) x DP_NR rows of W in
@@ -32,6 +33,7 @@
 #include "kernels/cpu/gemm_bf16.h"
 #include "kernels/half.h"
 
+/* The blocking (measured on Zen 5, docs/model.md; -D overrides for tuning). */
 #ifndef DP_MR
 #define DP_MR 2     /* panels of 16 rows of x per micro-kernel */
 #endif
