@@ -10,6 +10,10 @@
 # Debian paths). On the GPU machine, `. OUT_DIR/env.sh` sets PATH and Open
 # MPI's plugin paths; bench/gpu/device.sh uses it.
 # Also OUT_DIR.tar.xz, the same packed (about 20 MB). Debian 12 / Open MPI 4.1 layout.
+# FUZZ=DIR also packs the libFuzzer targets built by scripts/fuzz.sh with
+# FUZZ_DIR=DIR/TARGET (DIR/TARGET/fuzz) as libexec/fuzz_TARGET, with their
+# corpora (the run's, its seeds and the committed one) under fuzz/TARGET/
+# and their dictionary: bench/gpu/fuzz_device.sh runs them on the machine.
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$top/build}
@@ -21,6 +25,22 @@ cp "$build/deltasoup" "$out/libexec/"
 for t in tests/unit/test_comm tests/gpu/test_kernels tests/gpu/test_nccl; do
     [ -x "$build/$t" ] && cp "$build/$t" "$out/libexec/"
 done
+if [ -n "${FUZZ:-}" ]; then
+    for d in "$FUZZ"/*/; do
+        t=$(basename "$d")
+        [ -x "$d/fuzz" ] || continue
+        cp "$d/fuzz" "$out/libexec/fuzz_$t"
+        mkdir -p "$out/fuzz/$t/corpus"
+        [ -s "$d/fuzz.dict" ] && cp "$d/fuzz.dict" "$out/fuzz/$t/dict"
+        case $t in
+        safetensors) committed=$top/tests/data/safetensors_bad ;;
+        *) committed=$top/tests/fuzz/${t}_corpus ;;
+        esac
+        for c in "$d/corpus" "$d/seed" "$committed"; do
+            [ -d "$c" ] && find "$c" -maxdepth 1 -type f -exec cp {} "$out/fuzz/$t/corpus/" \;
+        done
+    done
+fi
 cp "$(command -v orterun)" "$out/libexec/mpiexec"
 cp /usr/bin/time "$(command -v bc)" "$out/libexec/"    # bench/stream_bench.sh's tools
 # bin/: wrappers that put lib/ first on the library path of these programs
@@ -39,6 +59,10 @@ for d in /usr/lib/$ma/openmpi /usr/lib/$ma/pmix2 /usr/share/openmpi /etc/openmpi
     cp -a "$d" "$out/root$d"
 done
 rm -rf "$out/root/usr/lib/$ma/openmpi/include"
+# a program that calls MPI_Init without mpiexec (singleton: the fuzz
+# targets of the HDF5 readers) starts $OPAL_PREFIX/bin/orted
+mkdir -p "$out/root/usr/bin"
+cp "$(command -v orted)" "$out/root/usr/bin/orted"
 # the shared libraries of the programs and of every plugin, minus what the
 # GPU machine brings (libc and friends, libstdc++, CUDA) and the network
 # fabrics' libraries (their plugins then do not load, as on a machine
