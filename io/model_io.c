@@ -428,35 +428,3 @@ int ds_llama_ppl(const ds_ctx *ctx, const ds_llama *m, ds_tokenizer *tok, const 
     if (bad) return bad; /* this rank's error (the caller agrees across ranks) */
     return out->tokens ? 0 : ds_err(DS_EXIT_INPUT, "no predicted tokens: every document has fewer than 2 tokens");
 }
-
-void ds_llama_compare(const ds_ctx *ctx, ds_comm *comm, const int *windows, int64_t n, int T, ds_llama *student,
-                      ds_llama *teacher, ds_llama_act *sa, ds_llama_act *ta, int maxb, ds_llama_compare_result *out)
-{
-    int64_t lo, hi;
-    ds_shard_range(n, ctx->rank, ctx->size, &lo, &hi);
-    int *targets = ds_malloc((size_t)maxb * T * sizeof(int));
-    double s[4] = {0, 0, 0, 0};
-    for (int64_t w = lo; w < hi; w += maxb) {
-        const int B = (int)(hi - w < maxb ? hi - w : maxb);
-        const int *tok = windows + w * T;
-        for (int b = 0; b < B; b++) {
-            memcpy(targets + b * T, tok + b * T + 1, (size_t)(T - 1) * sizeof(int));
-            targets[b * T + T - 1] = -1;
-        }
-        const float *ref = ds_llama_forward(teacher, ta, tok, B, T);
-        s[3] += ds_llama_loss_ce(ta, targets, 0, NULL);
-        ds_llama_forward(student, sa, tok, B, T);
-        s[0] += ds_llama_loss_kl(sa, ref, NULL, 0, NULL);
-        s[1] += ds_llama_loss_mse(sa, ref, NULL, 0, NULL);
-        s[2] += ds_llama_loss_ce(sa, targets, 0, NULL);
-    }
-    free(targets);
-    ds_comm_allreduce_sum_f64(comm, s, s, 4);
-    out->tokens = n * T;
-    out->predicted = n * (T - 1);
-    const double nt = out->tokens ? (double)out->tokens : 1, np = out->predicted ? (double)out->predicted : 1;
-    out->kl = s[0] / nt;
-    out->mse = s[1] / nt;
-    out->nll = s[2] / np;
-    out->nll_teacher = s[3] / np;
-}

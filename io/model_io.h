@@ -2,9 +2,9 @@
  * ds_model_file in f32 (jobs that train or take gradients) or in their
  * stored precision (eval, generate; a delta is added afterwards in that
  * precision, as apply would), write a model back
- * in chosen dtypes, OpenBLAS threads per rank, the perplexity of a set of
- * documents and a student-teacher comparison on token windows, both
- * data-parallel across ranks. */
+ * in chosen dtypes, OpenBLAS threads per rank, and the perplexity of a set
+ * of documents, data-parallel across ranks or through a pipeline (the
+ * student-teacher comparison of fit-scales is src/fitscales_pipe.h's). */
 #ifndef DS_MODEL_IO_H
 #define DS_MODEL_IO_H
 #include "io/h5_model.h"
@@ -89,19 +89,4 @@ int ds_llama_ppl(const ds_ctx *ctx, const ds_llama *m, ds_tokenizer *tok, const 
  * bit to ds_llama_ppl's on the whole model at any P and number of groups. */
 int ds_llama_ppl_pipe(const ds_ctx *ctx, const ds_pipe *p, const ds_llama *m, ds_tokenizer *tok,
                       const ds_text_docs *docs, int seq_len, ds_ppl_result *out);
-
-/* A student against a teacher on n windows of T tokens ([n, T], e.g.
- * fit-scales' held-out windows): KL(p_teacher || p_student) and the logit
- * MSE per token, the NLL of the student and of the teacher per predicted
- * token (tokens 2..T of each window). Windows are shared out across ranks
- * in contiguous ranges (ds_shard_range), forwarded in pieces of up to maxb
- * (sa / ta hold maxb x T), and the four sums all-reduced through comm.
- * Collective. */
-typedef struct {
-    double kl, mse, nll, nll_teacher;
-    int64_t tokens, predicted;
-} ds_llama_compare_result;
-void ds_llama_compare(const ds_ctx *ctx, ds_comm *comm, const int *windows, int64_t n, int T,
-                      ds_llama *student, ds_llama *teacher, ds_llama_act *sa, ds_llama_act *ta, int maxb,
-                      ds_llama_compare_result *out);
 #endif
