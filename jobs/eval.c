@@ -316,7 +316,11 @@ static int load_everything(const ds_ctx *ctx, opts *o, ds_pipe *pipe, ds_llama *
         ds_eval_task *t = &p->tasks[i];
         if (t->kind != DS_TASK_KL) continue;
         t->ref_model = ds_calloc(1, sizeof *t->ref_model);
-        if ((rc = ds_llama_load_path_stage(ctx, t->ref, pipe, t->ref_model))) {
+        /* through a pipeline the reference is split at the same layers (so
+         * it must have as many); else it is whole, of any depth */
+        rc = pipe->P > 1 ? ds_llama_load_path_stage(ctx, t->ref, pipe, t->ref_model)
+                         : ds_llama_load_path_as(ctx, t->ref, t->ref_model, NULL, NULL, DS_LLAMA_LOAD_STORED);
+        if (rc) {
             free(t->ref_model);
             t->ref_model = NULL;
             return rc;

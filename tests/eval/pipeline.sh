@@ -8,7 +8,8 @@
 # --pipeline P: 5 ranks as P=5 (one layer a stage), 4 ranks as 2
 # groups of P=2; on stories260K (f32, tied) and on a random 6-layer bf16
 # model with grouped KV heads (3 ranks as P=3). Equal to the last digit:
-# every stage runs the whole model's operations in the same order.
+# every stage runs the whole model's operations in the same order. A kl
+# reference of another depth is refused at P > 1 (exit 3, naming it).
 set -eu
 . "$(dirname "$0")/../defaults.sh"
 PY=$PYTHON3
@@ -49,6 +50,13 @@ run() { # NAME RANKS P MODEL ARGS...
     run r1 1 1 "$w/r6.h5" $r6tasks
     run r3 3 3 "$w/r6.h5" $r6tasks
 }
+# a kl reference of another depth cannot be split at the same layers
+if $MPIEXEC -n 2 "$DELTASOUP" eval --model "$w/b.h5" --task "kl:$w/r6.h5:$w/text.txt" --pipeline 2 $q \
+    > /dev/null 2> "$w/err"; then
+    echo "FAIL: a 6-layer kl reference of a 5-layer model at --pipeline 2 was accepted"; exit 1
+fi
+grep -q "r6.h5: 6 layers, but the pipeline's stages split 5 (--pipeline 2 needs models of the same depth)" "$w/err" ||
+    { cat "$w/err"; echo "FAIL: the depth error"; exit 1; }
 $PY - "$w" <<'PYEOF'
 import json, os, sys
 w = sys.argv[1]
