@@ -7,6 +7,7 @@
 #include "src/gemm_w.h"
 #include <cblas.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,33 +42,140 @@ const char *ds_gemm_mode_name(ds_gemm_mode m) { return m == DS_GEMM_DP ? "dp" : 
 static int g_threads; /* 0: OpenBLAS's count */
 void ds_gemm_set_threads(int n) { __atomic_store_n(&g_threads, n < 0 ? 0 : n, __ATOMIC_RELAXED); }
 
-/* ---- the vdpbf16ps product on T threads, each a slice of out */
+static size_t esize(ds_kdtype dt) { return dt == DS_KDT_F32 ? 4 : 2; }
+
+/* ---- a small pool of threads for the DP product, started on first use
+ * and kept for the process (a thread start and its first wake-up cost
+ * ~50-100 us here, as much as a whole k or v product of a 1B model's
+ * prefill). ds_gemm_parallel runs fn(arg, t, T) for t = 0..T-1, t = 0 on
+ * the caller; workers spin a short while after a job (the next product
+ * usually follows within microseconds) and then sleep on a condition
+ * variable. One parallel call at a time: a concurrent caller (another
+ * thread of the process) runs its job alone, t = 0 of T = 1. */
+#define POOL_MAX 16
+#define POOL_SPIN 2000 /* polls (pause: ~65 cycles on Zen; ~40 us) before a worker sleeps */
+
+static struct {
+    pthread_mutex_t m, call;
+    pthread_cond_t go, done;
+    int workers;           /* started */
+    unsigned long gen;     /* job number, under m (read by spinning workers atomically) */
+    int pending;           /* workers yet to finish the current job, under m */
+    void (*fn)(void *, int, int);
+    void *arg;
+    int T;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
+          0, 0, 0, NULL, NULL, 0};
+
+static unsigned long pool_start_gen[POOL_MAX]; /* a new worker's last job seen, set before its start */
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void *pool_worker(void *arg)
+{
+    const int id = (int)(intptr_t)arg; /* 1.. */
+    unsigned long seen = pool_start_gen[id]; /* the job being posted when it started is the next one */
+    for (;;) {
+        for (int i = 0; i < POOL_SPIN && __atomic_load_n(&pool.gen, __ATOMIC_ACQUIRE) == seen; i++) cpu_relax();
+        pthread_mutex_lock(&pool.m);
+        while (pool.gen == seen) pthread_cond_wait(&pool.go, &pool.m);
+        seen = pool.gen;
+        void (*fn)(void *, int, int) = pool.fn;
+        void *a = pool.arg;
+        const int T = pool.T;
+        pthread_mutex_unlock(&pool.m);
+        if (id < T) fn(a, id, T);
+        pthread_mutex_lock(&pool.m);
+        if (__atomic_sub_fetch(&pool.pending, 1, __ATOMIC_ACQ_REL) == 0) pthread_cond_signal(&pool.done);
+        pthread_mutex_unlock(&pool.m);
+    }
+    return NULL;
+}
+
+/* In a child of fork() the workers are gone: start afresh. */
+static void pool_child(void)
+{
+    pthread_mutex_init(&pool.m, NULL);
+    pthread_mutex_init(&pool.call, NULL);
+    pthread_cond_init(&pool.go, NULL);
+    pthread_cond_init(&pool.done, NULL);
+    pool.workers = 0, pool.pending = 0;
+}
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static void pool_init(void) { pthread_atfork(NULL, NULL, pool_child); }
+
+int ds_gemm_parallel(void (*fn)(void *, int, int), void *arg, int T)
+{
+    if (T > POOL_MAX) T = POOL_MAX;
+    if (T <= 1 || pthread_mutex_trylock(&pool.call) != 0) {
+        fn(arg, 0, 1);
+        return 1;
+    }
+    pthread_once(&pool_once, pool_init);
+    pthread_mutex_lock(&pool.m);
+    while (pool.workers < T - 1) { /* new workers take this job too */
+        pthread_t th;
+        pool_start_gen[pool.workers + 1] = pool.gen;
+        if (pthread_create(&th, NULL, pool_worker, (void *)(intptr_t)(pool.workers + 1)) != 0) break;
+        pthread_detach(th);
+        pool.workers++;
+    }
+    const int ran = pool.workers + 1 < T ? pool.workers + 1 : T;
+    pool.fn = fn, pool.arg = arg, pool.T = ran;
+    __atomic_store_n(&pool.pending, pool.workers, __ATOMIC_RELAXED);
+    __atomic_store_n(&pool.gen, pool.gen + 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&pool.go);
+    pthread_mutex_unlock(&pool.m);
+    fn(arg, 0, ran);
+    for (int i = 0; i < POOL_SPIN && __atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) > 0; i++) cpu_relax();
+    pthread_mutex_lock(&pool.m);
+    while (__atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) > 0) pthread_cond_wait(&pool.done, &pool.m);
+    pthread_mutex_unlock(&pool.m);
+    pthread_mutex_unlock(&pool.call);
+    return ran;
+}
+
+/* ---- the vdpbf16ps product on T threads: each packs its share of x's
+ * panels, all meet (a spinning barrier: they are all running), then each
+ * computes its slice of out */
 typedef struct {
-    size_t N, in, out, o0, o1; /* this thread's rows of W: o0..o1 */
-    size_t r0, r1;             /* and rows of x to pack: r0..r1 (multiples of 16 but the end) */
+    size_t N, in, out;
     const float *x;
-    char *xp;
+    char *xp, *wbufs; /* packed x; T W buffers of wb bytes */
+    size_t wb;
     const uint16_t *W;
     float beta, *y;
-    void *wbuf;
-    pthread_barrier_t *packed; /* NULL with one thread */
+    int arrived; /* at the barrier, atomically */
 } dp_job;
 
-static void *dp_slice(void *arg)
+static void dp_part(void *arg, int t, int T)
 {
-    const dp_job *j = arg;
-    if (j->r1 > j->r0) ds_gemm_dp_pack_x(j->r1 - j->r0, j->in, j->x + j->r0 * j->in, j->xp + ds_gemm_dp_xbytes(j->r0, j->in));
-    if (j->packed) pthread_barrier_wait(j->packed);
-    if (j->o1 > j->o0)
-        ds_gemm_dp_run(j->N, j->in, j->o1 - j->o0, j->xp, j->W + j->o0 * j->in, j->beta, j->y + j->o0, j->out,
-                       j->wbuf);
-    return NULL;
+    dp_job *j = arg;
+    const size_t panels = (j->N + 15) / 16, pp = (panels + (size_t)T - 1) / (size_t)T * 16;
+    const size_t r0 = (size_t)t * pp < j->N ? (size_t)t * pp : j->N, r1 = r0 + pp < j->N ? r0 + pp : j->N;
+    if (r1 > r0) ds_gemm_dp_pack_x(r1 - r0, j->in, j->x + r0 * j->in, j->xp + ds_gemm_dp_xbytes(r0, j->in));
+    if (T > 1) {
+        __atomic_add_fetch(&j->arrived, 1, __ATOMIC_ACQ_REL);
+        for (unsigned i = 0; __atomic_load_n(&j->arrived, __ATOMIC_ACQUIRE) < T; i++)
+            if (i < 100000) cpu_relax();
+            else sched_yield(); /* a participant without a core: let it run */
+    }
+    /* slices of out in multiples of 16 */
+    const size_t per = ((j->out + (size_t)T - 1) / (size_t)T + 15) / 16 * 16;
+    const size_t o0 = (size_t)t * per < j->out ? (size_t)t * per : j->out, o1 = o0 + per < j->out ? o0 + per : j->out;
+    if (o1 > o0)
+        ds_gemm_dp_run(j->N, j->in, o1 - o0, j->xp, j->W + o0 * j->in, j->beta, j->y + o0, j->out,
+                       j->wbufs + (size_t)t * j->wb);
 }
 
 static char *align64(void *p) { return (char *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 
-#define DP_MAX_THREADS 16
-/* Below this many multiply-adds one thread (a thread start costs ~20 us). */
+/* Below this many multiply-adds one thread. */
 #define DP_THREAD_MACS ((size_t)1 << 24)
 
 static void xwt_dp(size_t N, size_t in, size_t out, const float *x, const uint16_t *W, float beta, float *y,
@@ -75,7 +183,7 @@ static void xwt_dp(size_t N, size_t in, size_t out, const float *x, const uint16
 {
     int T = __atomic_load_n(&g_threads, __ATOMIC_RELAXED);
     if (T == 0) T = openblas_get_num_threads();
-    if (T > DP_MAX_THREADS) T = DP_MAX_THREADS;
+    if (T > POOL_MAX) T = POOL_MAX;
     if (T < 1 || N * in * out < DP_THREAD_MACS) T = 1;
     if ((size_t)T > (out + 15) / 16) T = (int)((out + 15) / 16);
     const size_t wb = (ds_gemm_dp_wbytes() + 63) / 64 * 64, row = ds_gemm_dp_xbytes(16, in) / 16;
@@ -91,37 +199,13 @@ static void xwt_dp(size_t N, size_t in, size_t out, const float *x, const uint16
         own = ds_malloc((size_t)T * wb + R * row + 64);
         buf = align64(own);
     }
-    char *xp = buf + (size_t)T * wb;
     for (size_t n0 = 0; n0 < N; n0 += R) {
         const size_t nb = N - n0 < R ? N - n0 : R;
-        dp_job jobs[DP_MAX_THREADS];
-        pthread_t th[DP_MAX_THREADS];
-        pthread_barrier_t packed;
-        const int par = T > 1 && pthread_barrier_init(&packed, NULL, (unsigned)T) == 0;
-        /* slices of out in multiples of 16; panels of x shared out for packing */
-        const size_t per = ((out + (size_t)T - 1) / (size_t)T + 15) / 16 * 16;
-        const size_t pp = ((nb + 15) / 16 + (size_t)T - 1) / (size_t)T * 16;
-        for (int t = 0; t < T; t++) {
-            const size_t a = (size_t)t * per < out ? (size_t)t * per : out, b = a + per < out ? a + per : out;
-            const size_t ra = (size_t)t * pp < nb ? (size_t)t * pp : nb, rb = ra + pp < nb ? ra + pp : nb;
-            jobs[t] = (dp_job){nb, in, out, a, b, ra, rb, x + n0 * in, xp, W, beta, y + n0 * out,
-                               buf + (size_t)t * wb, par ? &packed : NULL};
-        }
-        if (par) {
-            for (int t = 1; t < T; t++) /* the others wait for it at the barrier: no way on without it */
-                if (pthread_create(&th[t], NULL, dp_slice, &jobs[t]) != 0) ds_die("gemm_w: cannot start a thread");
-            dp_slice(&jobs[0]);
-            for (int t = 1; t < T; t++) pthread_join(th[t], NULL);
-            pthread_barrier_destroy(&packed);
-        } else { /* one thread, or no barrier to be had: the slices in turn */
-            ds_gemm_dp_pack_x(nb, in, x + n0 * in, xp);
-            for (int t = 0; t < T; t++) jobs[t].r0 = jobs[t].r1 = 0, dp_slice(&jobs[t]);
-        }
+        dp_job j = {nb, in, out, x + n0 * in, buf + (size_t)T * wb, buf, wb, W, beta, y + n0 * out, 0};
+        ds_gemm_parallel(dp_part, &j, T);
     }
     free(own);
 }
-
-static size_t esize(ds_kdtype dt) { return dt == DS_KDT_F32 ? 4 : 2; }
 
 void ds_gemm_xwt(ds_kdtype dt, size_t N, size_t in, size_t out, const float *x, const void *W, float beta,
                  float *y, float *scratch, size_t scratch_n)

@@ -19,9 +19,11 @@
  * ds_gemm_xwt with bf16 W and N >= DS_GEMM_DIRECT_N rows rounds x to bf16
  * and runs the vdpbf16ps kernel (gemm_bf16.h ds_gemm_dp_*: bf16 x bf16
  * products, f32 sums, its bound) on the threads OpenBLAS is set to
- * (openblas_get_num_threads(); one below 2^24 multiply-adds), each a slice
- * of out; the scratch holds the packed x (in chunks of rows) and the
- * threads' W buffers. Results do not depend on the threads or on the
+ * (openblas_get_num_threads() or ds_gemm_set_threads; one below 2^24
+ * multiply-adds; a pool kept for the process, ds_gemm_parallel), each
+ * packing its share of x's rows and then computing a slice of out; the
+ * scratch holds the packed x (in chunks of rows) and the threads' W
+ * buffers. Results do not depend on the threads or on the
  * chunks. Everything else (f32 and f16 weights, fewer rows, one token, the
  * backward product) is as in mode DS_GEMM_EXACT, the default. */
 #ifndef DS_GEMM_W_H
@@ -45,6 +47,14 @@ const char *ds_gemm_mode_name(ds_gemm_mode m);
 /* Threads of the DS_GEMM_DP product: n >= 1, or 0 (the default) for
  * OpenBLAS's count. */
 void ds_gemm_set_threads(int n);
+
+/* Run fn(arg, t, T) for t = 0..T-1 on the DP product's pool of threads
+ * (started on first use, kept; t = 0 on the caller); returns the T that
+ * ran: 1 (fn(arg, 0, 1) alone) when T <= 1, when another thread of the
+ * process is inside ds_gemm_parallel, or when no thread could be started.
+ * fn must split its work by (t, T) alone. For other loops of the engine
+ * (attention heads, elementwise) that would run beside the products. */
+int ds_gemm_parallel(void (*fn)(void *arg, int t, int T), void *arg, int T);
 
 /* scratch: NULL or scratch_n floats (used when scratch_n >= in). */
 void ds_gemm_xwt(ds_kdtype dt, size_t N, size_t in, size_t out, const float *x, const void *W, float beta,
