@@ -216,7 +216,7 @@ void ds_gemm_xwt(ds_kdtype dt, size_t N, size_t in, size_t out, const float *x, 
                     beta, y, (int)out);
         return;
     }
-    if (dt == DS_KDT_BF16 && N >= DS_GEMM_DIRECT_N && ds_gemm_get_mode() == DS_GEMM_DP) {
+    if (dt == DS_KDT_BF16 && N >= DS_GEMM_DIRECT_N && in > 0 && ds_gemm_get_mode() == DS_GEMM_DP) {
         xwt_dp(N, in, out, x, W, beta, y, scratch, scratch_n);
         return;
     }
