@@ -20,13 +20,15 @@ static pthread_once_t g_mode_once = PTHREAD_ONCE_INIT;
 static void mode_from_env(void)
 {
     const char *e = getenv("DS_GEMM_BF16");
-    if (g_mode < 0) g_mode = e && strcmp(e, "dp") == 0 && ds_gemm_dp_available() ? DS_GEMM_DP : DS_GEMM_EXACT;
+    if (g_mode < 0) g_mode = e && strcmp(e, "dp") == 0 ? DS_GEMM_DP : DS_GEMM_EXACT;
 }
 
+/* the mode asked for, where the kernel variant in force can run it */
 ds_gemm_mode ds_gemm_get_mode(void)
 {
     pthread_once(&g_mode_once, mode_from_env);
-    return (ds_gemm_mode)__atomic_load_n(&g_mode, __ATOMIC_RELAXED);
+    const int m = __atomic_load_n(&g_mode, __ATOMIC_RELAXED);
+    return m == DS_GEMM_DP && ds_gemm_dp_available() ? DS_GEMM_DP : DS_GEMM_EXACT;
 }
 
 int ds_gemm_set_mode(ds_gemm_mode m)

@@ -37,8 +37,9 @@
 #define DS_GEMM_SCRATCH_FLOATS ((size_t)1 << 20)
 
 typedef enum { DS_GEMM_EXACT = 0, DS_GEMM_DP = 1 } ds_gemm_mode;
-/* The mode in force (DS_GEMM_BF16 read on first use: "dp" -> DS_GEMM_DP
- * where available, anything else -> DS_GEMM_EXACT). */
+/* The mode in force: DS_GEMM_DP when it was asked for (DS_GEMM_BF16=dp,
+ * read on first use, or ds_gemm_set_mode) and ds_gemm_dp_available() now
+ * (DS_SIMD, ds_simd_force), else DS_GEMM_EXACT. */
 ds_gemm_mode ds_gemm_get_mode(void);
 /* Set it for the whole process; -1 (nothing changed) when DS_GEMM_DP is
  * asked for and not available. */
