@@ -80,7 +80,7 @@ for t in a a32; do
     "$DELTASOUP" fit-scales --base "$w/r32.h5" --finetuned "$w/$t.h5" --delta "$w/d32.bd.h5" --calib "$text" \
         -o "$w/fit$t.bd.h5" --steps 3 --batch 2 --seq-len 32 --samples 8 --report "$w/fit$t.json" $q > "$w/fit.out" 2>&1 ||
         { cat "$w/fit.out"; fail "fit-scales against the $t teacher"; }
-    $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({k: v for k, v in d.items() if not isinstance(v, str) and k != "seconds"}, sort_keys=True))' \
+    $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({k: v for k, v in d.items() if not isinstance(v, str) and k not in ("seconds", "peak_rss_bytes")}, sort_keys=True))' \
         "$w/fit$t.json" > "$w/fit$t.cmp"
     "$DELTASOUP" inspect "$w/fit$t.bd.h5" --json | $PY -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps([(t.get("name"), t.get("scale")) for t in d.get("tensors", [])]))' > "$w/fit$t.scales"
 done
