@@ -27,4 +27,20 @@ static inline int ds_check_run(Suite *s)
     srunner_free(sr);
     return nf ? 1 : 0;
 }
+
+#ifdef MPI_VERSION /* included after <mpi.h> */
+/* The end of an MPI Check program's main (before MPI_Finalize): the suite
+ * without forking (MPI), printed on rank 0 only; a failure on any rank of
+ * comm fails the program on every rank (0 or 1). */
+static inline int ds_check_run_mpi(Suite *s, int rank, MPI_Comm comm)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, rank == 0 ? CK_ENV : CK_SILENT);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_MAX, comm);
+    return failed ? 1 : 0;
+}
+#endif
 #endif

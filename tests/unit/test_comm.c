@@ -163,13 +163,7 @@ int main(int argc, char **argv)
     tcase_add_test(ds_check_case(s, "backend", 60), test_backend_names);
     tcase_add_test(ds_check_case(s, "nccl", 60), test_nccl_backend);
     tcase_add_test(ds_check_case(s, "device", 60), test_device_select);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, ctx.rank == 0 ? CK_ENV : CK_SILENT);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    /* A failure on any rank fails the test. */
-    MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_MAX, ctx.comm);
+    const int rc = ds_check_run_mpi(s, ctx.rank, ctx.comm);
     MPI_Finalize();
-    return failed ? 1 : 0;
+    return rc;
 }

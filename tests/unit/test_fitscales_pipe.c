@@ -228,12 +228,7 @@ int main(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     Suite *s = suite_create("fitscales_pipe");
     tcase_add_test(ds_check_case(s, "pipelined", 120), test_pipelined);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, rank == 0 ? CK_ENV : CK_SILENT);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    const int rc = ds_check_run_mpi(s, rank, MPI_COMM_WORLD);
     MPI_Finalize();
-    return failed ? 1 : 0;
+    return rc;
 }

@@ -52,17 +52,24 @@ static float *make_x(size_t n)
     return x;
 }
 
+/* The exact (double) sum of x[k] w[k] over k < in, and of its terms' |.|. */
+static void exact_dot(const float *x, const float *w, size_t in, double *s, double *a)
+{
+    *s = *a = 0;
+    for (size_t k = 0; k < in; k++) {
+        *s += (double)x[k] * w[k];
+        *a += fabs((double)x[k] * w[k]);
+    }
+}
+
 /* y (computed with beta, y0 the values before) against the exact sum. */
 static void check_xwt(const float *y, const float *y0, float beta, const float *x, const float *wf, size_t N,
                       size_t in, size_t out, const char *what)
 {
     for (size_t n = 0; n < N; n++)
         for (size_t o = 0; o < out; o++) {
-            double s = 0, a = 0;
-            for (size_t k = 0; k < in; k++) {
-                s += (double)x[n * in + k] * wf[o * in + k];
-                a += fabs((double)x[n * in + k] * wf[o * in + k]);
-            }
+            double s, a;
+            exact_dot(x + n * in, wf + o * in, in, &s, &a);
             const double b0 = beta != 0 ? y0[n * out + o] : 0;
             const double bound = 2.0 * (double)(in + 1) * 0x1p-24 * (a + fabs(b0)) + 1e-30;
             const double got = y[n * out + o];
@@ -193,11 +200,8 @@ static void check_dp_f32(const float *y, const float *y0, float beta, const floa
     const double g = 2.0 * (double)(in + 1) * 0x1p-24;
     for (size_t n = 0; n < N; n++)
         for (size_t o = 0; o < out; o++) {
-            double s = 0, a = 0;
-            for (size_t k = 0; k < in; k++) {
-                s += (double)x[n * in + k] * wf[o * in + k];
-                a += fabs((double)x[n * in + k] * wf[o * in + k]);
-            }
+            double s, a;
+            exact_dot(x + n * in, wf + o * in, in, &s, &a);
             const double b0 = beta != 0 ? y0[n * out + o] : 0;
             const double bound = (0x1p-8 + g * (1 + 0x1p-8)) * a + g * fabs(b0) + (double)in * 0x1p-125;
             ck_assert_msg(fabs(y[n * out + o] - (b0 + s)) <= bound, "%s: N=%zu in=%zu out=%zu y[%zu,%zu]=%.9g want %.9g",

@@ -264,12 +264,7 @@ int main(int argc, char **argv)
     Suite *s = suite_create("pipeline");
     tcase_add_test(ds_check_case(s, "partition", 60), test_partition);
     tcase_add_test(ds_check_case(s, "schedule", 60), test_schedule);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, rank == 0 ? CK_ENV : CK_SILENT);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    const int rc = ds_check_run_mpi(s, rank, MPI_COMM_WORLD);
     MPI_Finalize();
-    return failed ? 1 : 0;
+    return rc;
 }
