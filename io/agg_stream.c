@@ -90,14 +90,18 @@ static void *digest_run(void *arg)
     return NULL;
 }
 
-/* Start digesting what read_local recorded (on this thread when no second
- * thread can be started). */
-static void digest_start(ds_agg_stream *s)
+/* Below this many bytes read, a chunk is digested at once on this thread:
+ * starting a thread would cost more than it saves (tiny --chunk-mb). */
+#define DIGEST_THREAD_MIN ((size_t)1 << 20)
+
+/* Start digesting what read_local recorded, bytes in all (on this thread
+ * for a small chunk, or when no second thread can be started). */
+static void digest_start(ds_agg_stream *s, size_t bytes)
 {
     digest_state *g = s->digest;
     if (!g) return;
     g->rc = 0;
-    g->running = pthread_create(&g->th, NULL, digest_run, g) == 0;
+    g->running = bytes >= DIGEST_THREAD_MIN && pthread_create(&g->th, NULL, digest_run, g) == 0;
     if (!g->running) digest_run(g);
 }
 
@@ -192,7 +196,7 @@ static int read_local(ds_agg_stream *s, const ds_delta_entry *e, int64_t r0, int
         }
         ds_delta_rows_defer(r, 0);
     }
-    if (!rc) digest_start(s);
+    if (!rc) digest_start(s, slot * (size_t)(s->hi - s->lo));
     return rc;
 }
 

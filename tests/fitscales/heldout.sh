@@ -9,6 +9,7 @@
 # closer to the fine-tune's. docs/fit-scales.md gives the numbers.
 . "$(dirname "$0")/../defaults.sh"
 . "$top_srcdir/tests/fitscales/common.sh"
+ds_skip_sanitized "a quality measurement; fit-scales and eval run under ASan in other tests"
 fs_setup heldout
 cd "$tmp" || exit 99
 $PY - "$top_srcdir/data/benchmarks/truthfulqa/TruthfulQA.csv" <<'PYEOF' || fs_fail "TruthfulQA split"

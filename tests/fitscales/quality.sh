@@ -9,6 +9,7 @@
 # records the fit and has a recomputed content hash.
 . "$(dirname "$0")/../defaults.sh"
 . "$top_srcdir/tests/fitscales/common.sh"
+ds_skip_sanitized "a quality measurement; fit-scales runs under ASan in ranks, resume, pipeline, bad_input"
 fs_setup quality
 $PY -c 'import h5py, torch' 2>/dev/null || { echo "skip: no h5py/torch"; exit 77; }
 fs_inputs 60
