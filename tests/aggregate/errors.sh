@@ -93,5 +93,20 @@ with h5py.File('$d/inf.bd.h5', 'r+') as f:
     f.attrs['content_sha256'] = b'2' * 64  # another delta than s2 (else: a duplicate of s2)
 " && "$PYTHON3" "$top_srcdir/tests/python/h5_redigest.py" "$d/inf.bd.h5" dense/c.dense || fail "h5py"
     expect 3 "$d/inf.bd.h5: tensor c.dense: delta value 25 is not finite" --method krum "$d/inf.bd.h5" $S
+    # verification beside the work (io/agg_stream.c): chunks of 1 MiB or
+    # more are digested on a second thread while they are reduced; a flipped
+    # sign bit in the last row of the largest tensor is still refused, with
+    # no output, at 1 rank (3 deltas of 400k rows: a chunk of about 3 MiB)
+    for s in 1 2 3; do "$MK" "$d/big$s.bd.h5" --owner "b$s" --seed $s --shape-rows 400000 || fail mkdelta; done
+    "$PYTHON3" -c "
+import h5py, numpy as np
+with h5py.File('$d/big2.bd.h5', 'r+') as f:
+    d = f['bits/a.weight/signs']
+    v = d[d.shape[0] - 1]
+    v[0] ^= np.array(1, dtype=v.dtype)
+    d[d.shape[0] - 1] = v
+" || fail "h5py flip"
+    expect 3 "$d/big2.bd.h5: tensor a.weight: signs data does not match its recorded sha256" --method median \
+        "$d/big1.bd.h5" "$d/big2.bd.h5" "$d/big3.bd.h5"
 fi
 rm -rf "$d"
