@@ -53,6 +53,17 @@ int ds_generate(const ds_llama *m, const int *ids, int np, int total, float temp
     return n;
 }
 
+float *ds_generate_step(const ds_pipe *p, const ds_llama *m, ds_llama_kv *kv, int token, int pos, float *x)
+{
+    if (!p) return ds_llama_step(m, kv, token, pos);
+    const int D = m->cfg.dim;
+    if (!p->first) MPI_Recv(x, D, MPI_FLOAT, p->stage - 1, 0, p->group_comm, MPI_STATUS_IGNORE);
+    float *h = ds_llama_step_stage(m, kv, token, p->first ? NULL : x, pos);
+    if (p->last) return h;
+    MPI_Send(h, D, MPI_FLOAT, p->stage + 1, 0, p->group_comm);
+    return NULL;
+}
+
 int ds_generate_pipe(const ds_pipe *p, const ds_llama *m, const int *ids, int np, int total, float temp,
                      uint64_t seed, const int *stop, int n_stop, ds_generate_fn on_token, void *arg, int *out)
 {
@@ -66,9 +77,7 @@ int ds_generate_pipe(const ds_pipe *p, const ds_llama *m, const int *ids, int np
      * on, the last stage picks the token of position pos + 1 and tells the
      * group (-1: a stop token, -2: non-finite logits) */
     for (int pos = 0; pos + 1 < total; pos++) {
-        if (!p->first) MPI_Recv(x, D, MPI_FLOAT, p->stage - 1, 0, p->group_comm, MPI_STATUS_IGNORE);
-        float *h = ds_llama_step_stage(m, &kv, cur, p->first ? NULL : x, pos);
-        if (!p->last) MPI_Send(h, D, MPI_FLOAT, p->stage + 1, 0, p->group_comm);
+        float *h = ds_generate_step(p, m, &kv, cur, pos, x);
         if (pos + 1 < np) {
             cur = ids[pos + 1];
             continue;

@@ -25,6 +25,12 @@ typedef void (*ds_generate_fn)(void *arg, int prev, int next);
 int ds_generate(const ds_llama *m, const int *ids, int np, int total, float temp, uint64_t seed, const int *stop,
                 int n_stop, ds_generate_fn on_token, void *arg, int *out);
 
+/* One position (token at pos) through the stages of p, collective over
+ * p->group_comm (p NULL: m is the whole model, ds_llama_step): the previous
+ * stage's output is received into x (m's dim floats), this stage's is sent
+ * to the next. Returns the logits on the last stage, else NULL. */
+float *ds_generate_step(const ds_pipe *p, const ds_llama *m, ds_llama_kv *kv, int token, int pos, float *x);
+
 /* The same through a pipeline (src/pipeline.h), collective over the
  * group's ranks (p->group_comm), m being this rank's stage: each position
  * goes through the stages, the last stage picks each new token (the same

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "eval/generate.h"
 #include "eval/tasks.h"
 #include <mpi.h>
 
@@ -48,8 +49,8 @@ void ds_eval_share(const ds_eval_env *e, double *v, int n)
     if (piped(e)) MPI_Bcast(v, n, MPI_DOUBLE, e->pipe->P - 1, e->pipe->group_comm);
 }
 
-/* The previous stage's n floats, into e->xin (grown as needed). */
-static const float *recv_prev(ds_eval_env *e, size_t n)
+/* e->xin with room for n floats (grown as needed). */
+static float *xin(ds_eval_env *e, size_t n)
 {
     if (n > INT_MAX) ds_die("eval: %zu hidden-state floats in one message exceed MPI's int count", n);
     if (n > e->xin_n) {
@@ -57,7 +58,13 @@ static const float *recv_prev(ds_eval_env *e, size_t n)
         e->xin = ds_malloc(n * sizeof *e->xin);
         e->xin_n = n;
     }
-    MPI_Recv(e->xin, (int)n, MPI_FLOAT, e->pipe->stage - 1, 0, e->pipe->group_comm, MPI_STATUS_IGNORE);
+    return e->xin;
+}
+
+/* The previous stage's n floats, into e->xin. */
+static const float *recv_prev(ds_eval_env *e, size_t n)
+{
+    MPI_Recv(xin(e, n), (int)n, MPI_FLOAT, e->pipe->stage - 1, 0, e->pipe->group_comm, MPI_STATUS_IGNORE);
     return e->xin;
 }
 
@@ -80,13 +87,7 @@ float *ds_eval_forward(ds_eval_env *e, const ds_llama *m, ds_llama_act *a, const
  * where they are computed, else NULL. */
 static float *step(ds_eval_env *e, int token, int pos)
 {
-    if (!piped(e)) return ds_llama_step(e->m, &e->kv, token, pos);
-    const ds_pipe *p = e->pipe;
-    const size_t D = (size_t)e->m->cfg.dim;
-    float *h = ds_llama_step_stage(e->m, &e->kv, token, p->first ? NULL : recv_prev(e, D), pos);
-    if (p->last) return h;
-    MPI_Send(h, (int)D, MPI_FLOAT, p->stage + 1, 0, p->group_comm);
-    return NULL;
+    return ds_generate_step(piped(e) ? e->pipe : NULL, e->m, &e->kv, token, pos, xin(e, (size_t)e->m->cfg.dim));
 }
 
 /* The prompt's ids (with BOS) and each answer's (without), checked against
