@@ -19,12 +19,20 @@ int ds_llama_load_as(ds_llama *m, ds_model_file *f, ds_llama_load_prec prec)
     return ds_llama_load_stage(m, f, prec, 0, ds_model_get_meta(f)->cfg.n_layers);
 }
 
+/* stored == &all_stored: every tensor as stored */
+static const unsigned char all_stored = 1;
+
 int ds_llama_load_stage(ds_llama *m, ds_model_file *f, ds_llama_load_prec prec, int l0, int l1)
+{
+    return ds_llama_load_stage_mask(m, f, prec == DS_LLAMA_LOAD_STORED ? &all_stored : NULL, l0, l1);
+}
+
+int ds_llama_load_stage_mask(ds_llama *m, ds_model_file *f, const unsigned char *stored, int l0, int l1)
 {
     const ds_model_meta *meta = ds_model_get_meta(f);
     const char *path = ds_model_path(f);
     ds_dtype *dt = NULL;
-    if (prec == DS_LLAMA_LOAD_STORED) {
+    if (stored) {
         /* the stored dtype of each tensor the engine will ask for */
         ds_tinfo *ti;
         int n = ds_llama_tensors(&meta->cfg, &ti);
@@ -32,7 +40,7 @@ int ds_llama_load_stage(ds_llama *m, ds_model_file *f, ds_llama_load_prec prec, 
         dt = ds_malloc((size_t)n * sizeof *dt);
         for (int i = 0; i < n; i++) {
             int j = ds_model_find(f, ti[i].name);
-            dt[i] = j < 0 ? DS_DTYPE_F32 : meta->tensors[j].dtype;
+            dt[i] = j < 0 || !(stored == &all_stored || stored[i]) ? DS_DTYPE_F32 : meta->tensors[j].dtype;
         }
         free(ti);
     }

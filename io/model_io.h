@@ -29,6 +29,9 @@ int ds_llama_load_as(ds_llama *m, ds_model_file *f, ds_llama_load_prec prec);
  * layers [l0, l1) (and the embeddings, final norm and head where the stage
  * holds them) are read; every tensor's presence and shape is checked. */
 int ds_llama_load_stage(ds_llama *m, ds_model_file *f, ds_llama_load_prec prec, int l0, int l1);
+/* The same with tensor i (engine order) as stored where stored[i] != 0,
+ * else f32 (stored NULL: all f32). */
+int ds_llama_load_stage_mask(ds_llama *m, ds_model_file *f, const unsigned char *stored, int l0, int l1);
 
 /* Collective: open path, load the weights, and when tok is not NULL its
  * tokenizer (a checkpoint without one is an input error). When dtypes is not

@@ -155,7 +155,9 @@ void ds_fitscales_init(ds_fitscales *f, ds_llama *student, int n, const ds_fit_c
         size_t words = (size_t)t->rows * ds_bitpack_words((size_t)t->cols), numel = (size_t)(t->rows * t->cols);
         t->bits = ds_malloc(words * sizeof(uint64_t) + 1);
         memcpy(t->bits, c[k].bits, words * sizeof(uint64_t));
-        base_copy(t, student->w[t->index], numel);
+        /* a linear held in f16/bf16: W_b in place, W built in the products */
+        t->coded = t->index > 0 && student->tinfo[t->index].dtype != DS_DTYPE_F32;
+        if (!t->coded) base_copy(t, student->w[t->index], numel);
         f->k_of[t->index] = k;
         /* a linear's scale gradient comes from the backward's hook, without
          * dW; the embeddings' (a gather) from a dW buffer */
@@ -167,8 +169,13 @@ void ds_fitscales_init(ds_fitscales *f, ds_llama *student, int n, const ds_fit_c
     f->grad = ds_calloc(ns, sizeof(double));
     f->m = ds_calloc(ns, sizeof(double));
     f->v = ds_calloc(ns, sizeof(double));
-    for (int k = 0; k < n; k++)
-        memcpy(f->scales + f->t[k].off, c[k].scales, (size_t)f->t[k].n_scales * sizeof(float));
+    for (int k = 0; k < n; k++) {
+        ds_fit_tensor *t = &f->t[k];
+        memcpy(f->scales + t->off, c[k].scales, (size_t)t->n_scales * sizeof(float));
+        if (!t->coded) continue;
+        t->code = (ds_wcode){t->bits, t->kind, f->scales + t->off};
+        ds_llama_set_code(student, t->index, &t->code);
+    }
     ds_llama_grads_init_hook(&f->g, student, want, hooked, scale_hook, f);
     free(want);
     free(hooked);
@@ -178,6 +185,7 @@ void ds_fitscales_init(ds_fitscales *f, ds_llama *student, int n, const ds_fit_c
 void ds_fitscales_free(ds_fitscales *f)
 {
     for (int k = 0; k < f->n; k++) {
+        if (f->t[k].coded && f->student->code) f->student->code[f->t[k].index] = NULL;
         free(f->t[k].bits);
         free(f->t[k].base);
     }

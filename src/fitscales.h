@@ -23,6 +23,7 @@
 #define DS_FITSCALES_H
 #include <stdint.h>
 #include "kernels/cpu/bitpack.h"
+#include "src/gemm_w.h"
 #include "src/model.h"
 
 typedef enum { DS_FIT_KL = 0, DS_FIT_MSE = 1 } ds_fit_objective;
@@ -50,8 +51,11 @@ typedef struct {
     int64_t rows, cols, n_scales;
     int64_t off;    /* first scale in ds_fitscales.scales */
     uint64_t *bits; /* own copy (NULL: a tensor the student, a pipeline stage, does not hold) */
-    void *base;     /* W_b: the student's tensor when ds_fitscales_init ran (NULL: not held), */
+    void *base;     /* W_b: the student's tensor when ds_fitscales_init ran (NULL: not held, or coded), */
     ds_kdtype base_dt; /* in bf16 when every value is one (a bf16 checkpoint's), else f32 */
+    int coded;      /* 1: the student holds W_b as stored (f16/bf16) and its products build W
+                     * from the bits (ds_llama_set_code with `code`): no f32 W, no copy, no rebuild */
+    ds_wcode code;
 } ds_fit_tensor;
 
 typedef struct {
@@ -75,6 +79,14 @@ typedef struct {
 /* Take the student's current coded tensors as W_b (the caller has loaded
  * the base and added the dense deltas), copy bits and scales, and rebuild
  * W = W_b + g(2b - 1). Every c[k].index must be a distinct 2-D tensor.
+ * A linear (not the embeddings) that the student holds in f16 or bf16 stays
+ * as it is: the student's products with it build W = W_b + g(2b - 1) panel
+ * by panel from the bits and the current scales (ds_llama_set_code; the
+ * same f32 values as a rebuilt f32 W, multiplied in panels, so equal to
+ * the f32 student's to the rounding of the sums: docs/fit-scales.md). An
+ * f32 student tensor is rebuilt in f32 from a copy of its base (in bf16
+ * when every value is one). ds_fitscales_free makes the student's tensors
+ * plain again; free f before the student.
  * The student may be a pipeline stage (ds_llama_init_stage): the tensors it
  * does not hold keep their scales (every stage has every scale, in the same
  * layout) but no bits or base (c[k].bits may be NULL there), and are left

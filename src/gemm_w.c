@@ -269,3 +269,66 @@ void ds_gemv_w(ds_kdtype dt, size_t in, size_t out, const void *W, const float *
     }
     ds_gemm_xwt_direct(dt, 1, in, out, x, W, beta, y);
 }
+
+/* ---- coded weights: panels of W = W_b + g (2b - 1) built in f32 */
+
+/* Rows [o0, o0 + p) of the coded W into dst [p, in]. */
+static void coded_panel(ds_kdtype dt, size_t in, const void *W, const ds_wcode *c, size_t o0, size_t p, float *dst)
+{
+    const size_t words = ds_bitpack_words(in);
+    ds_bitpack_apply(DS_KDT_F32, dst, dt, (const char *)W + o0 * in * esize(dt), c->bits + o0 * words, p, in,
+                     c->kind, c->kind == DS_SCALE_ROW ? c->scale + o0 : c->scale);
+}
+
+/* The scratch of a coded product: the caller's, or one for the call. */
+static float *coded_scratch(size_t in, size_t out, float *scratch, size_t *scratch_n, float **own)
+{
+    *own = NULL;
+    if (scratch && *scratch_n >= in) return scratch;
+    size_t rows = DS_GEMM_SCRATCH_FLOATS / in;
+    if (rows < 1) rows = 1;
+    if (rows > out) rows = out;
+    *scratch_n = rows * in;
+    return *own = ds_malloc(*scratch_n * sizeof(float));
+}
+
+void ds_gemm_xwt_coded(ds_kdtype dt, size_t N, size_t in, size_t out, const float *x, const void *W,
+                       const ds_wcode *c, float beta, float *y, float *scratch, size_t scratch_n)
+{
+    if (!c) {
+        ds_gemm_xwt(dt, N, in, out, x, W, beta, y, scratch, scratch_n);
+        return;
+    }
+    if (N == 0 || out == 0) return;
+    float *own, *s = coded_scratch(in ? in : 1, out, scratch, &scratch_n, &own);
+    const size_t P = scratch_n / (in ? in : 1);
+    for (size_t o0 = 0; o0 < out; o0 += P) {
+        const size_t p = out - o0 < P ? out - o0 : P;
+        coded_panel(dt, in, W, c, o0, p, s);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)p, (int)in, 1.0f, x, (int)in, s, (int)in,
+                    beta, y + o0, (int)out);
+    }
+    free(own);
+}
+
+void ds_gemm_xw_coded(ds_kdtype dt, size_t N, size_t in, size_t out, const float *dy, const void *W,
+                      const ds_wcode *c, float beta, float *dx, float *scratch, size_t scratch_n)
+{
+    if (!c) {
+        ds_gemm_xw(dt, N, in, out, dy, W, beta, dx, scratch, scratch_n);
+        return;
+    }
+    if (N == 0 || in == 0) return;
+    float *own, *s = coded_scratch(in, out ? out : 1, scratch, &scratch_n, &own);
+    const size_t P = scratch_n / in;
+    /* dx = beta*dx + sum over panels of rows [o0, o0+p) of W: dy[:, o0:o0+p] . W[o0:o0+p, :] */
+    for (size_t o0 = 0; o0 < out; o0 += P) {
+        const size_t p = out - o0 < P ? out - o0 : P;
+        coded_panel(dt, in, W, c, o0, p, s);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)p, 1.0f, dy + o0, (int)out, s,
+                    (int)in, o0 == 0 ? beta : 1.0f, dx, (int)in);
+    }
+    if (out == 0 && beta == 0)
+        for (size_t i = 0; i < N * in; i++) dx[i] = 0;
+    free(own);
+}

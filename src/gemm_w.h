@@ -29,6 +29,8 @@
 #ifndef DS_GEMM_W_H
 #define DS_GEMM_W_H
 #include <stddef.h>
+#include <stdint.h>
+#include "kernels/cpu/bitpack.h"
 #include "kernels/cpu/gemm_bf16.h"
 
 /* Below this many rows of x the direct kernel beats converting panels. */
@@ -63,4 +65,28 @@ void ds_gemm_xwt(ds_kdtype dt, size_t N, size_t in, size_t out, const float *x, 
 void ds_gemm_xw(ds_kdtype dt, size_t N, size_t in, size_t out, const float *dy, const void *W, float beta,
                 float *dx, float *scratch, size_t scratch_n);
 void ds_gemv_w(ds_kdtype dt, size_t in, size_t out, const void *W, const float *x, float beta, float *y);
+
+/* A coded weight (BitDelta, kernels/cpu/bitpack.h): the product uses
+ * W = W_b + g (2b - 1), with W_b the tensor passed as W (f32, f16 or bf16)
+ * and the sign bits and scales below, without W ever being held whole: each
+ * panel of rows of W is built in f32 in the scratch by ds_bitpack_apply
+ * (float(W_b) + g (2b - 1) in f32, the values of an f32 W rebuilt from the
+ * same base, bits and scales) and multiplied by cblas_sgemm, as the f16/bf16
+ * panels above (mode DS_GEMM_EXACT whatever the mode in force). A rank keeps
+ * W_b as stored plus 1/8 byte per weight instead of an f32 W (fit-scales'
+ * student, docs/fit-scales.md). The scales are read at each call, so they
+ * may change between calls. */
+typedef struct ds_wcode {
+    const uint64_t *bits; /* rows (out) x ds_bitpack_words(in) words */
+    ds_scale_kind kind;
+    const float *scale;   /* 1, out (per row) or in (per column) values */
+} ds_wcode;
+
+/* ds_gemm_xwt / ds_gemm_xw with W = W_b + g (2b - 1) (c not NULL; NULL: the
+ * plain products). A scratch of at least `in` floats is used when given,
+ * else one is allocated for the call. */
+void ds_gemm_xwt_coded(ds_kdtype dt, size_t N, size_t in, size_t out, const float *x, const void *W,
+                       const ds_wcode *c, float beta, float *y, float *scratch, size_t scratch_n);
+void ds_gemm_xw_coded(ds_kdtype dt, size_t N, size_t in, size_t out, const float *dy, const void *W,
+                      const ds_wcode *c, float beta, float *dx, float *scratch, size_t scratch_n);
 #endif

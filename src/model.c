@@ -171,7 +171,16 @@ void ds_llama_free(ds_llama *m)
     free(m->offset);
     free(m->rope_cos);
     free(m->rope_sin);
+    free(m->code);
     memset(m, 0, sizeof *m);
+}
+
+void ds_llama_set_code(ds_llama *m, int i, const struct ds_wcode *c)
+{
+    if (i <= 0 || i >= m->n_tensors || m->tinfo[i].ndim != 2 || !m->p[i])
+        ds_die("ds_llama_set_code: tensor %d is not a linear this model holds", i);
+    if (!m->code) m->code = ds_calloc((size_t)m->n_tensors, sizeof *m->code);
+    m->code[i] = c;
 }
 
 int ds_llama_find(const ds_llama *m, const char *name)
@@ -239,14 +248,15 @@ void ds_llama_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
 typedef struct {
     ds_kdtype dt;
     const void *p;
+    const ds_wcode *code; /* a coded weight (ds_llama_set_code), or NULL */
     float *scratch;
 } wmat;
 
 /* y[N, out] (=|+=) x[N, in] @ W[out, in]^T */
 static void lin_fwd(float *y, const float *x, wmat W, int N, int in, int out, float beta)
 {
-    ds_gemm_xwt(W.dt, (size_t)N, (size_t)in, (size_t)out, x, W.p, beta, y, W.scratch,
-                W.scratch ? DS_GEMM_SCRATCH_FLOATS : 0);
+    ds_gemm_xwt_coded(W.dt, (size_t)N, (size_t)in, (size_t)out, x, W.p, W.code, beta, y, W.scratch,
+                      W.scratch ? DS_GEMM_SCRATCH_FLOATS : 0);
 }
 
 /* dW[out, in] += dy[N, out]^T @ x[N, in] */
@@ -258,8 +268,8 @@ static void lin_bwd_w(float *dW, const float *dy, const float *x, int N, int in,
 /* dx[N, in] (=|+=) dy[N, out] @ W[out, in] */
 static void lin_bwd_x(float *dx, const float *dy, wmat W, int N, int in, int out, float beta)
 {
-    ds_gemm_xw(W.dt, (size_t)N, (size_t)in, (size_t)out, dy, W.p, beta, dx, W.scratch,
-               W.scratch ? DS_GEMM_SCRATCH_FLOATS : 0);
+    ds_gemm_xw_coded(W.dt, (size_t)N, (size_t)in, (size_t)out, dy, W.p, W.code, beta, dx, W.scratch,
+                     W.scratch ? DS_GEMM_SCRATCH_FLOATS : 0);
 }
 
 /* Row `row` of the embedding (tensor 0) as f32 into dst [D]. */
@@ -410,7 +420,7 @@ struct ds_llama_act {
 /* Tensor i of m with the workspace's scratch. */
 static inline wmat wm(const ds_llama *m, float *scratch, int i)
 {
-    wmat w = {wdt(m, i), m->p[i], scratch};
+    wmat w = {wdt(m, i), m->p[i], m->code ? m->code[i] : NULL, scratch};
     return w;
 }
 
@@ -981,6 +991,7 @@ void ds_llama_kv_free(ds_llama_kv *kv)
 /* y[out] (+)= W[out, in] x[in], W tensor i of m */
 static void matvec(float *y, const ds_llama *m, int i, const float *x, int in, int out, float beta)
 {
+    if (m->code && m->code[i]) ds_die("the one-token product of a coded tensor (%s) is not implemented", m->tinfo[i].name);
     ds_gemv_w(wdt(m, i), (size_t)in, (size_t)out, m->p[i], x, beta, y);
 }
 

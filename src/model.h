@@ -55,6 +55,7 @@ typedef struct {
     int all_f32;      /* 1 when every tensor it holds is F32 (data .. data + numel floats) */
     int l0, l1;       /* the decoder layers it holds, [l0, l1): all of them, or a pipeline stage's */
     float *rope_cos, *rope_sin; /* [max_seq_len, head_dim/2] */
+    const struct ds_wcode **code; /* NULL, or [n_tensors]: the coded tensors (ds_llama_set_code) */
 } ds_llama;
 
 /* Allocate a zeroed all-F32 model for cfg (checked with ds_config_check). */
@@ -74,6 +75,13 @@ int ds_llama_tensors(const ds_config *cfg, ds_tinfo **tinfo);
  * buffers cover the held tensors only. ds_llama_init_dtypes is the stage
  * [0, n_layers). */
 int ds_llama_init_stage(ds_llama *m, const ds_config *cfg, const ds_dtype *dtypes, int l0, int l1);
+/* Make linear tensor i (2-D, held, not the embeddings: i > 0) a coded
+ * weight (src/gemm_w.h ds_wcode): every product with it (forward and dL/dx;
+ * not the one-token path, which refuses it) uses W = p[i] + g (2b - 1),
+ * with p[i] in its dtype as W_b. c is borrowed (its scales may change
+ * between forwards); NULL makes the tensor plain again. ds_llama_copy copies
+ * W_b only. */
+void ds_llama_set_code(ds_llama *m, int i, const struct ds_wcode *c);
 /* Whether m holds tensor i. */
 int ds_llama_holds(const ds_llama *m, int i);
 /* A zeroed model of like's config, dtypes and stage. */

@@ -147,6 +147,77 @@ START_TEST(test_bf16_base)
 }
 END_TEST
 
+/* A student that holds its matrices in bf16 (coded tensors in place, their
+ * products built from the bits: ds_llama_set_code) against the f32 student
+ * of the same bf16 values (rebuilt W): the same forward, objective and
+ * scale gradients to the rounding of the panel sums, after init and after
+ * an Adam step; the bf16 tensors are not written. */
+START_TEST(test_coded_student)
+{
+    fixture x;
+    fixture_init(&x, DS_SCALE_ROW, DS_SCALE_COL);
+    for (int i = 1; i < x.m.n_tensors; i++) /* bf16 values everywhere */
+        for (int64_t j = 0; j < ds_tinfo_numel(&x.m.tinfo[i]); j++) {
+            uint32_t u;
+            memcpy(&u, &x.m.w[i][j], sizeof u);
+            u &= 0xffff0000u;
+            memcpy(&x.m.w[i][j], &u, sizeof u);
+        }
+    ds_dtype dt[64];
+    ck_assert_int_le(x.m.n_tensors, 64);
+    for (int i = 0; i < x.m.n_tensors; i++) dt[i] = DS_DTYPE_BF16;
+    dt[0] = DS_DTYPE_F32; /* the embeddings (tied: also the head) stay f32 */
+    ds_llama h;
+    ck_assert_int_eq(ds_llama_init_dtypes(&h, &small, dt), 0);
+    ds_llama_copy(&h, &x.m); /* exact: bf16 values */
+    const int q = x.c[0].index;
+    uint16_t *q0 = malloc(ds_tinfo_bytes(&h.tinfo[q]));
+    memcpy(q0, h.p[q], ds_tinfo_bytes(&h.tinfo[q]));
+    ds_fitscales f32, f16;
+    ds_fitscales_init(&f32, &x.m, 2, x.c, DS_FIT_KL, 1e-2);
+    ds_fitscales_init(&f16, &h, 2, x.c, DS_FIT_KL, 1e-2);
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(f32.t[k].coded, 0);
+        ck_assert_int_eq(f16.t[k].coded, 1);
+        ck_assert_ptr_null(f16.t[k].base); /* no copy of W_b */
+    }
+    const int B = 2, T = 9, V = small.vocab_size;
+    int toks[18];
+    for (int i = 0; i < B * T; i++) toks[i] = (i * 7 + 2) % V;
+    float *ref = malloc(sizeof(float) * (size_t)(B * T * V));
+    for (int i = 0; i < B * T * V; i++) ref[i] = (float)sin(0.37 * i);
+    ds_llama_act *a32 = ds_llama_act_new(&x.m, B, T), *a16 = ds_llama_act_new(&h, B, T);
+    for (int step = 0; step < 2; step++) {
+        ds_fitscales_zero_grad(&f32);
+        ds_fitscales_zero_grad(&f16);
+        const double l32 = ds_fitscales_accumulate(&f32, a32, toks, B, T, ref, 1.0f / (B * T));
+        const double l16 = ds_fitscales_accumulate(&f16, a16, toks, B, T, ref, 1.0f / (B * T));
+        ck_assert_double_eq_tol(l16, l32, 1e-5 * fabs(l32));
+        double gmax = 0;
+        for (int64_t i = 0; i < f32.n_scales; i++) gmax = fmax(gmax, fabs(f32.grad[i]));
+        ck_assert_double_gt(gmax, 0);
+        for (int64_t i = 0; i < f32.n_scales; i++) ck_assert_double_eq_tol(f16.grad[i], f32.grad[i], 1e-4 * gmax);
+        /* the same step on both (Adam's first steps are about lr * sign(g):
+         * a gradient near 0 could step either way), so that the next
+         * forward has equal scales, read by the products at each call */
+        memcpy(f16.grad, f32.grad, sizeof(double) * (size_t)f32.n_scales);
+        ds_fitscales_adam_step(&f32);
+        ds_fitscales_adam_step(&f16);
+        ck_assert_mem_eq(f16.scales, f32.scales, sizeof(float) * (size_t)f32.n_scales);
+    }
+    ck_assert_mem_eq(h.p[q], q0, ds_tinfo_bytes(&h.tinfo[q]));
+    ds_fitscales_free(&f16);
+    ck_assert_ptr_null(h.code[q]); /* plain again */
+    ds_fitscales_free(&f32);
+    ds_llama_act_free(a32);
+    ds_llama_act_free(a16);
+    free(ref);
+    free(q0);
+    ds_llama_free(&h);
+    fixture_free(&x);
+}
+END_TEST
+
 START_TEST(test_init_rebuild_adam)
 {
     fixture x;
@@ -393,6 +464,7 @@ int main(void)
     tcase_add_test(ds_check_case(s, "reduce", 60), test_reduce_matches_naive);
     tcase_add_test(ds_check_case(s, "step", 60), test_init_rebuild_adam);
     tcase_add_test(ds_check_case(s, "bf16_base", 60), test_bf16_base);
+    tcase_add_test(ds_check_case(s, "coded_student", 60), test_coded_student);
     tcase_add_test(ds_check_case(s, "descent", 60), test_descent_and_empty_batch);
     tcase_add_test(ds_check_case(s, "objective", 60), test_objective_names);
     TCase *tk = tcase_create("checkpoint");

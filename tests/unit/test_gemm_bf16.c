@@ -190,6 +190,64 @@ START_TEST(test_xw_variants)
 }
 END_TEST
 
+/* ---- coded weights (ds_gemm_xwt_coded, ds_gemm_xw_coded): W = W_b +
+ * g (2b - 1) built panel by panel. Reference: W rebuilt whole by the
+ * portable ds_bitpack_apply_ref (the f32 values the panels must hold), then
+ * the exact (double) products; the same bound as the plain products. For
+ * every dtype of W_b, scale kind, SIMD variant, with a scratch of 2 rows
+ * (many panels), of whole W, and none (allocated for the call). */
+START_TEST(test_coded)
+{
+    for (int d = 0; d < 3; d++)
+        for (size_t s = 0; s < NSIZES; s++) {
+            const size_t N = sizes[s][0], in = sizes[s][1], out = sizes[s][2], words = ds_bitpack_words(in);
+            float *wb = malloc(out * in * 4), *wf = malloc(out * in * 4), *wt = malloc(out * in * 4);
+            void *w = make_w(dtypes[d], out * in, wb);
+            uint64_t *bits = malloc(out * words * 8);
+            for (size_t i = 0; i < out * words; i++) bits[i] = (uint64_t)((rnd() + 1) * 0x1p62) * 3u;
+            for (size_t o = 0; o < out; o++) /* padding bits 0 */
+                if (in % 64) bits[o * words + words - 1] &= (1ull << (in % 64)) - 1;
+            float *sc = malloc((in > out ? in : out) * 4);
+            float *x = make_x(N * in), *y0 = make_x(N * out), *y = malloc(N * out * 4);
+            float *dy = make_x(N * out), *d0 = make_x(N * in), *dx = malloc(N * in * 4);
+            float *scratch = malloc(out * in * 4 + 4);
+            for (int kind = DS_SCALE_TENSOR; kind <= DS_SCALE_COL; kind++) {
+                for (size_t i = 0; i < (in > out ? in : out); i++) sc[i] = (float)(0.05 + 0.1 * fabs(rnd()));
+                ds_bitpack_apply_ref(DS_KDT_F32, wf, dtypes[d], w, bits, out, in, (ds_scale_kind)kind, sc);
+                for (size_t o = 0; o < out; o++)
+                    for (size_t k = 0; k < in; k++) wt[k * out + o] = wf[o * in + k];
+                const ds_wcode c = {bits, (ds_scale_kind)kind, sc};
+                const size_t scr[3] = {2 * in, out * in, 0};
+                for (int v = 0; v < DS_SIMD_COUNT; v++) {
+                    if (ds_simd_force((ds_simd)v)) continue;
+                    for (int k = 0; k < 3; k++)
+                        for (int beta = 0; beta <= 1; beta++) {
+                            memcpy(y, y0, N * out * 4);
+                            ds_gemm_xwt_coded(dtypes[d], N, in, out, x, w, &c, (float)beta, y,
+                                              scr[k] ? scratch : NULL, scr[k]);
+                            check_xwt(y, y0, (float)beta, x, wf, N, in, out, "xwt coded");
+                            memcpy(dx, d0, N * in * 4);
+                            ds_gemm_xw_coded(dtypes[d], N, in, out, dy, w, &c, (float)beta, dx,
+                                             scr[k] ? scratch : NULL, scr[k]);
+                            check_xwt(dx, d0, (float)beta, dy, wt, N, out, in, "xw coded");
+                        }
+                }
+                /* a whole-W scratch: one panel, the same sgemm as an f32 W */
+                float *yf = malloc(N * out * 4);
+                memcpy(y, y0, N * out * 4);
+                memcpy(yf, y0, N * out * 4);
+                ds_gemm_xwt_coded(dtypes[d], N, in, out, x, w, &c, 1.0f, y, scratch, out * in);
+                ds_gemm_xwt(DS_KDT_F32, N, in, out, x, wf, 1.0f, yf, NULL, 0);
+                ck_assert_mem_eq(y, yf, N * out * 4);
+                free(yf);
+            }
+            ds_simd_force(ds_simd_best());
+            free(wb), free(wf), free(wt), free(w), free(bits), free(sc), free(x), free(y0), free(y), free(dy),
+                free(d0), free(dx), free(scratch);
+        }
+}
+END_TEST
+
 /* ---- the bf16 x bf16 product (mode DS_GEMM_DP, gemm_bf16.h ds_gemm_dp_*) */
 
 /* y against the f32 product of the unrounded x: the documented bound
@@ -343,6 +401,7 @@ int main(void)
     tcase_add_test(ds_check_case(s, "xwt", 60), test_xwt_variants);
     tcase_add_test(ds_check_case(s, "beta0", 60), test_beta0_nan);
     tcase_add_test(ds_check_case(s, "xw", 60), test_xw_variants);
+    tcase_add_test(ds_check_case(s, "coded", 60), test_coded);
     TCase *dp = ds_check_case(s, "dp", 60);
     tcase_add_test(dp, test_dp);
     tcase_add_test(dp, test_dp_threads);
