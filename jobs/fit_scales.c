@@ -46,6 +46,8 @@ typedef struct {
     int no_verify;
     int pipeline;        /* --pipeline P (0: the fewest stages that fit) */
     double mem_per_rank; /* --mem-per-rank, GiB */
+    int teacher_first;   /* --teacher-first (also chosen when both models do not fit) */
+    const char *scratch; /* --scratch DIR: the teacher's logits (default $TMPDIR, else /tmp) */
 } opts;
 
 static int check(void *p)
@@ -76,6 +78,13 @@ static const ds_opt options[] = {
     DS_OPT_STRING(opts, report, "report", "R.json", "write objective, held-out KL and NLL before and after as JSON"),
     DS_OPT_PIPELINE(opts, pipeline, ""),
     DS_OPT_MEM_PER_RANK(opts, mem_per_rank),
+    DS_OPT_FLAG(opts, teacher_first, "teacher-first",
+                "run the teacher over every window first (its last stage's logits to --scratch), free it,\n"
+                "then fit the student alone: a rank holds the larger of the two models, not both (chosen\n"
+                "without this flag when both do not fit); the same results bit for bit"),
+    DS_OPT_STRING(opts, scratch, "scratch", "DIR",
+                  "where the teacher's logits go with --teacher-first (default $TMPDIR, else /tmp): windows x\n"
+                  "seq-len x vocab x 4 bytes, in a file removed from DIR as soon as it is opened"),
     DS_OPT_FORCE(opts, force, "use a delta made for another base (a warning instead of an error)"),
     DS_OPT_DEVICE(opts, device, "where it runs: cpu only (the model engine runs on the CPU; --device\n"
                                 "cuda is not supported by this job yet)"),
@@ -99,8 +108,12 @@ static const ds_cmd cmd = {
               "same scales as an uninterrupted run, also when resumed at another number of ranks or --pipeline.\n"
               "Each window of a batch is one micro-batch through the stages and the windows' scale gradients\n"
               "are added in a fixed order: the fitted scales are the same bit for bit at any number of ranks\n"
-              "and any --pipeline (docs/fit-scales.md \"Ranks and pipeline stages\"). A rank holds 8 bytes per\n"
-              "parameter of its stage for the student (6 for a bf16 base) plus the teacher's stage as stored.",
+              "and any --pipeline (docs/fit-scales.md \"Ranks and pipeline stages\"). A rank holds its stage of the\n"
+              "student plus the teacher's stage as stored. With --teacher-first (or when both do not fit) it\n"
+              "holds one at a time: the teacher runs first over every held-out window and every window of the\n"
+              "steps to run, the last stage writes their logits to a file in --scratch (windows x seq-len x\n"
+              "vocab x 4 bytes; checked for room first), the teacher is freed, the student loaded, and the\n"
+              "steps read the logits back: the same scales and report, bit for bit.",
     .check = check};
 
 /* ---- inputs: the pipeline plan, this rank's stage of the student (base +
@@ -108,6 +121,9 @@ static const ds_cmd cmd = {
  * teacher, tokenizer, the delta's coded tensors. */
 typedef struct {
     ds_pipe pipe;
+    int teacher_first; /* the plan: the teacher first, then freed (docs/fit-scales.md "Teacher first") */
+    int tf_auto;       /* chosen because both models do not fit a rank */
+    ds_config cfg;     /* the base's config (the models' and the delta's) */
     ds_llama student, teacher;
     ds_tokenizer tok;
     int have_tok;
@@ -138,42 +154,78 @@ static double tensor_bytes(ds_model_file *bf, ds_model_file *ff, const ds_tinfo 
     return (4 + base) * n + (jf < 0 ? 0 : (double)ds_tinfo_bytes(&ds_model_get_meta(ff)->tensors[jf]));
 }
 
-/* ---- the plan: the bytes a rank holds (tensor_bytes) per decoder layer,
- * for the embeddings (first stage) and for the final norm and head (last
- * stage; a tied model's head is its embeddings). */
-static void fit_bytes(ds_model_file *bf, ds_model_file *ff, double *layer, double *first, double *last)
+/* The bytes of the teacher's tensor ti, as stored (it only runs forward). */
+static double teacher_bytes(ds_model_file *ff, const ds_tinfo *ti)
+{
+    const int jf = ds_model_find(ff, ti->name);
+    return jf < 0 ? 0 : (double)ds_tinfo_bytes(&ds_model_get_meta(ff)->tensors[jf]);
+}
+
+/* ---- the plan: the bytes a rank holds per decoder layer, for the
+ * embeddings (first stage) and for the final norm and head (last stage; a
+ * tied model's head is its embeddings), of the student (tensor_bytes) and
+ * of the teacher (teacher_bytes). */
+typedef struct {
+    double *s, *t;                  /* [n_layers] */
+    double s_first, s_last, t_first, t_last;
+} fit_sizes;
+
+static void fit_bytes(ds_model_file *bf, ds_model_file *ff, fit_sizes *z)
 {
     const ds_model_meta *fm = ds_model_get_meta(ff);
     const int L = fm->cfg.n_layers;
     ds_tinfo *ti;
     const int n = ds_llama_tensors(&fm->cfg, &ti); /* the config was checked by the caller */
-    *first = *last = 0;
-    for (int l = 0; l < L; l++) layer[l] = 0;
+    z->s_first = z->s_last = z->t_first = z->t_last = 0;
+    for (int l = 0; l < L; l++) z->s[l] = z->t[l] = 0;
     for (int i = 0; i < n; i++) {
-        const double b = tensor_bytes(bf, ff, &ti[i]);
-        if (i == 0) *first += b, *last += fm->cfg.tied_embeddings ? b : 0;
-        else if (i > DS_LLAMA_ROLES * L) *last += b;
-        else layer[(i - 1) / DS_LLAMA_ROLES] += b;
+        const double bs = tensor_bytes(bf, ff, &ti[i]), bt = teacher_bytes(ff, &ti[i]);
+        if (i == 0) {
+            z->s_first += bs, z->t_first += bt;
+            if (fm->cfg.tied_embeddings) z->s_last += bs, z->t_last += bt;
+        } else if (i > DS_LLAMA_ROLES * L) z->s_last += bs, z->t_last += bt;
+        else z->s[(i - 1) / DS_LLAMA_ROLES] += bs, z->t[(i - 1) / DS_LLAMA_ROLES] += bt;
     }
     free(ti);
 }
 
+/* The per-layer bytes the stages are balanced by: student + teacher when
+ * both are held, the larger of the two with the teacher first (a stage then
+ * holds one at a time). */
+static void plan_bytes(const fit_sizes *z, int L, int teacher_first, double *lb, double *first, double *last)
+{
+#define PB(s, t) (teacher_first ? ((s) > (t) ? (s) : (t)) : (s) + (t))
+    for (int l = 0; l < L; l++) lb[l] = PB(z->s[l], z->t[l]);
+    *first = PB(z->s_first, z->t_first);
+    *last = PB(z->s_last, z->t_last);
+#undef PB
+}
+
 /* A rank's bytes with the P-stage split bounds: the largest stage's
- * weights (as fit_bytes) and workspaces (a training workspace per window of
- * its group's share, the teacher's forward-only one), the calibration
- * windows, the per-window scale gradients, and 1 GiB for the program. */
-static double fit_need(const opts *o, const ds_config *c, int ranks, int P, const double *lb, double first,
-                       double last, int *bounds, double *weights)
+ * weights and workspaces (a training workspace per window of its group's
+ * share, the teacher's forward-only one), the calibration windows, the
+ * per-window scale gradients, and 1 GiB for the program. Both models:
+ * student + teacher + both workspaces. Teacher first: the larger of the
+ * teacher with its workspace (phase 1) and the student with its workspaces
+ * and, on the last stage, a window's logits read back (phase 2). */
+static double fit_need(const opts *o, const ds_config *c, int ranks, int P, int teacher_first, const fit_sizes *z,
+                       int *bounds, double *weights)
 {
     const int L = c->n_layers, rows = (o->batch + ranks / P - 1) / (ranks / P);
     const double program = 1024.0 * 1024.0 * 1024.0;
+    double *lb = ds_malloc(sizeof(double) * (size_t)L), first, last;
+    plan_bytes(z, L, teacher_first, lb, &first, &last);
     *weights = ds_pipe_partition(L, lb, first, last, P, bounds) + program;
+    free(lb);
     double worst = 0;
     for (int s = 0; s < P; s++) {
-        double b = (s == 0 ? first : 0) + (s == P - 1 ? last : 0);
-        for (int l = bounds[s]; l < bounds[s + 1]; l++) b += lb[l];
-        b += ds_llama_act_bytes_stage(c, rows, o->seq_len, bounds[s], bounds[s + 1]) +
-             ds_llama_act_bytes_fwd(c, 1, o->seq_len);
+        double bs = (s == 0 ? z->s_first : 0) + (s == P - 1 ? z->s_last : 0);
+        double bt = (s == 0 ? z->t_first : 0) + (s == P - 1 ? z->t_last : 0);
+        for (int l = bounds[s]; l < bounds[s + 1]; l++) bs += z->s[l], bt += z->t[l];
+        bs += ds_llama_act_bytes_stage(c, rows, o->seq_len, bounds[s], bounds[s + 1]);
+        bt += ds_llama_act_bytes_fwd(c, 1, o->seq_len);
+        if (teacher_first && s == P - 1) bs += (double)o->seq_len * c->vocab_size * sizeof(float);
+        const double b = teacher_first ? (bs > bt ? bs : bt) : bs + bt;
         worst = b > worst ? b : worst;
     }
     /* the step's [batch, scales + 1] array of per-window scale gradients
@@ -183,9 +235,10 @@ static double fit_need(const opts *o, const ds_config *c, int ranks, int P, cons
 }
 
 /* Collective: the stages per group (--pipeline, or the fewest that fit a
- * rank's memory), checked against the memory, and the plan. Errors are
- * printed once. */
-static int fit_plan(const ds_ctx *ctx, const opts *o, ds_model_file *bf, ds_model_file *ff, ds_pipe *pipe)
+ * rank's memory) and whether the teacher runs first (--teacher-first, or
+ * when both models at once fit at no allowed P), checked against the
+ * memory, and the plan. Errors are printed once. */
+static int fit_plan(const ds_ctx *ctx, const opts *o, ds_model_file *bf, ds_model_file *ff, inputs *in)
 {
     const ds_config *c = &ds_model_get_meta(ff)->cfg;
     const int L = c->n_layers;
@@ -198,17 +251,29 @@ static int fit_plan(const ds_ctx *ctx, const opts *o, ds_model_file *bf, ds_mode
     else if (o->seq_len > c->max_seq_len)
         rc = ds_err(DS_EXIT_USAGE, "--seq-len %d exceeds the model's max_seq_len %d", o->seq_len, c->max_seq_len);
     if ((rc = ds_ctx_agree(ctx, rc))) return rc; /* (the same on every rank) */
-    double *lb = ds_malloc(sizeof(double) * (size_t)L), first, last;
+    fit_sizes z;
+    z.s = ds_malloc(sizeof(double) * (size_t)L);
+    z.t = ds_malloc(sizeof(double) * (size_t)L);
     int *bounds = ds_malloc(sizeof(int) * (size_t)(L + 1));
-    fit_bytes(bf, ff, lb, &first, &last);
+    fit_bytes(bf, ff, &z);
     for (int p = 1; p <= L && p <= ctx->size; p++)
         if (ctx->size % p == 0) max_p = p;
     const double budget = ds_mem_rank_budget(ctx);
     double weights;
-    for (int p = 1; !P && p <= max_p; p++)
-        if (ctx->size % p == 0 && fit_need(o, c, ctx->size, p, lb, first, last, bounds, &weights) <= budget) P = p;
-    if (!P) P = max_p; /* refused below, naming the most stages these ranks allow */
-    const double need = fit_need(o, c, ctx->size, P, lb, first, last, bounds, &weights);
+    /* both models at the fewest stages that fit, else the teacher first */
+    const int p_lo = P ? P : 1, p_hi = P ? P : max_p;
+    int tf = o->teacher_first, found = 0;
+    for (int mode = tf; !found && mode <= 1; mode++)
+        for (int p = p_lo; !found && p <= p_hi; p++)
+            if (ctx->size % p == 0 && fit_need(o, c, ctx->size, p, mode, &z, bounds, &weights) <= budget)
+                found = 1, P = p, tf = mode;
+    if (!found) {
+        if (!P) P = max_p; /* refused below, naming the most stages these ranks allow */
+        tf = 1;            /* the least a rank can need */
+    }
+    in->tf_auto = tf && !o->teacher_first;
+    in->teacher_first = tf;
+    const double need = fit_need(o, c, ctx->size, P, tf, &z, bounds, &weights);
     /* too many activations, or a model too large for this many stages */
     char what[4200], hint[160];
     if (weights <= budget) {
@@ -220,13 +285,27 @@ static int fit_plan(const ds_ctx *ctx, const opts *o, ds_model_file *bf, ds_mode
                  P < max_p ? "" : ", the most these ranks allow");
     }
     rc = ds_mem_check(ctx, need, what, hint); /* (prints) */
-    if (!rc) ds_pipe_init(pipe, ctx->comm, P, L, lb, first, last);
-    free(lb);
+    if (!rc && !ctx->quiet) {
+        double w;
+        const double both = fit_need(o, c, ctx->size, P, 0, &z, bounds, &w), one = fit_need(o, c, ctx->size, P, 1, &z,
+                                                                                              bounds, &w);
+        ds_printf0(ctx, "[fit-scales] memory per rank at --pipeline %d: %.0f bytes with both models, %.0f with the "
+                   "teacher first; %.0f available\n", P, both, one, budget);
+    }
+    if (!rc) {
+        double *lb = ds_malloc(sizeof(double) * (size_t)L), first, last;
+        plan_bytes(&z, L, tf, lb, &first, &last);
+        ds_pipe_init(&in->pipe, ctx->comm, P, L, lb, first, last);
+        free(lb);
+    }
+    free(z.s);
+    free(z.t);
     free(bounds);
     return rc;
 }
 
-/* Collective: the two models (same config) and the base's tokenizer. */
+/* Collective: the two models' metadata (same config), the plan and the
+ * base's tokenizer; the stages are loaded by load_teacher and load_student. */
 static int load_models(const ds_ctx *ctx, const opts *o, inputs *in)
 {
     ds_model_file *bf = NULL, *ff = NULL;
@@ -239,17 +318,12 @@ static int load_models(const ds_ctx *ctx, const opts *o, inputs *in)
     const ds_model_meta *bm = ds_model_get_meta(bf), *fm = ds_model_get_meta(ff);
     snprintf(in->base_sha, sizeof in->base_sha, "%s", bm->content_sha256);
     snprintf(in->ft_sha, sizeof in->ft_sha, "%s", fm->content_sha256);
+    in->cfg = bm->cfg;
     rc = ds_delta_check_config(o->ft, &fm->cfg, o->base, &bm->cfg);
     if (!rc && !bm->has_tokenizer)
         rc = ds_err(DS_EXIT_INPUT, "%s: no tokenizer in the checkpoint (import it with --tokenizer)", o->base);
-    if (!(rc = ds_ctx_agree(ctx, rc)) && !(rc = fit_plan(ctx, o, bf, ff, &in->pipe))) {
-        const int l0 = in->pipe.l0, l1 = in->pipe.l1;
-        rc = ds_llama_load_stage(&in->student, bf, DS_LLAMA_LOAD_F32, l0, l1);
-        /* the teacher only runs forward: its weights as stored (bf16: half
-         * the memory of f32; its logits equal the f32 engine's on the same
-         * weights, docs/model.md "Numerics and kernels") */
-        if (!rc) rc = ds_llama_load_stage(&in->teacher, ff, DS_LLAMA_LOAD_STORED, l0, l1);
-        if (!rc) in->have_tok = !(rc = ds_model_read_tokenizer(bf, &in->tok));
+    if (!(rc = ds_ctx_agree(ctx, rc)) && !(rc = fit_plan(ctx, o, bf, ff, in))) {
+        in->have_tok = !(rc = ds_model_read_tokenizer(bf, &in->tok));
         rc = ds_ctx_agree(ctx, rc);
     }
     ds_model_close(ff);
@@ -257,7 +331,42 @@ static int load_models(const ds_ctx *ctx, const opts *o, inputs *in)
     return rc;
 }
 
-/* Collective: open and check everything; errors printed once. */
+/* Collective: this rank's stage of a model opened again, which must still
+ * have the content hash read by load_models. */
+static int load_stage_again(const ds_ctx *ctx, const inputs *in, const char *path, const char *sha,
+                            ds_llama_load_prec mode, ds_llama *m)
+{
+    ds_model_file *mf = NULL;
+    int rc = ds_model_open(path, ctx->comm, &mf);
+    if (rc) return rc;
+    if (strcmp(ds_model_get_meta(mf)->content_sha256, sha))
+        rc = ds_err(DS_EXIT_INPUT, "%s: changed while fit-scales ran (content_sha256 %.12s..., was %.12s...)", path,
+                    ds_model_get_meta(mf)->content_sha256, sha);
+    if (!rc) rc = ds_llama_load_stage(m, mf, mode, in->pipe.l0, in->pipe.l1);
+    ds_model_close(mf);
+    return ds_ctx_agree(ctx, rc);
+}
+
+/* Collective: the teacher's stage. It only runs forward: its weights as
+ * stored (bf16: half the memory of f32; its logits equal the f32 engine's
+ * on the same weights, docs/model.md "Numerics and kernels"). */
+static int load_teacher(const ds_ctx *ctx, const opts *o, inputs *in)
+{
+    return load_stage_again(ctx, in, o->ft, in->ft_sha, DS_LLAMA_LOAD_STORED, &in->teacher);
+}
+
+/* Collective: the student's stage (the base in f32) with the delta's coded
+ * tensors and dense deltas (with the teacher first: after its phase). */
+static int load_student(const ds_ctx *ctx, const opts *o, inputs *in)
+{
+    int rc = load_stage_again(ctx, in, o->base, in->base_sha, DS_LLAMA_LOAD_F32, &in->student);
+    if (!rc) rc = ds_ctx_agree(ctx, ds_delta_read_for_fit(in->delta, o->base, &in->student, &in->coded));
+    return rc;
+}
+
+/* Collective: open and check everything; errors printed once. Both models'
+ * stages are loaded here when both are held; with the teacher first, the
+ * teacher's phase loads them one after the other. */
 static int load_inputs(const ds_ctx *ctx, const opts *o, inputs *in)
 {
     memset(in, 0, sizeof *in);
@@ -265,9 +374,10 @@ static int load_inputs(const ds_ctx *ctx, const opts *o, inputs *in)
     if (rc || (rc = ds_delta_open(o->delta, ctx->comm, &in->delta))) return rc;
     const ds_delta_meta *dm = ds_delta_get_meta(in->delta);
     rc = ds_delta_check_base(o->delta, dm->base_sha256, o->base, in->base_sha, o->force, ctx->rank);
-    if (!rc) rc = ds_delta_check_config(o->delta, &dm->cfg, o->base, &in->student.cfg);
-    if (!rc) rc = ds_delta_read_for_fit(in->delta, o->base, &in->student, &in->coded);
-    return ds_ctx_agree(ctx, rc);
+    if (!rc) rc = ds_delta_check_config(o->delta, &dm->cfg, o->base, &in->cfg);
+    if ((rc = ds_ctx_agree(ctx, rc)) || in->teacher_first) return rc;
+    if (!(rc = load_teacher(ctx, o, in))) rc = load_student(ctx, o, in);
+    return rc;
 }
 
 /* ---- calibration windows (io/tokens.h); the token stream is dropped once
@@ -281,9 +391,9 @@ typedef struct {
 static int calib_load(const opts *o, inputs *in, calib *c)
 {
     memset(c, 0, sizeof *c);
-    if (o->seq_len > in->student.cfg.max_seq_len)
+    if (o->seq_len > in->cfg.max_seq_len)
         return ds_err(DS_EXIT_USAGE, "--seq-len %d exceeds the model's max_seq_len %d", o->seq_len,
-                      in->student.cfg.max_seq_len);
+                      in->cfg.max_seq_len);
     ds_tokens t;
     int rc = ds_tokens_load(o->calib, &in->tok, &t);
     if (!rc) rc = ds_token_windows_cut(&t, o->seq_len, o->samples, o->holdout, (uint64_t)o->seed, &c->w);
@@ -357,6 +467,155 @@ static int ckpt_restore(const ds_ctx *ctx, const char *path, const ds_ckpt *now,
     return 0;
 }
 
+/* ---- teacher first (docs/fit-scales.md "Teacher first"): phase 1 runs
+ * the teacher alone through the stages over every window the job will use,
+ * the last stage of each group writing its windows' logits to a cache file;
+ * the teacher is freed and the student loaded; the steps and comparisons
+ * read the logits back (ds_fitpipe_ref). A group's last stage caches its
+ * own share of the windows (the shares of ds_fitpipe_step/_compare), in
+ * slots: its held-out windows, then its rows of each step to run. */
+typedef struct {
+    ds_logit_cache lc;
+    int open;
+    double *nll;         /* [n_hold]: the teacher's NLL sum of each held-out window (its group's, last stage) */
+    int64_t hlo, hhi;    /* this group's share of the held-out windows */
+    int64_t blo, bhi;    /* ... and of a step's rows */
+    int64_t start;       /* the steps done before this run (the checkpoint's) */
+    int64_t step;        /* the step being cached or run */
+    int rc;              /* a cache error of this rank (message set) */
+} tcache;
+
+static void tcache_free(tcache *tc)
+{
+    if (tc->open) ds_logit_cache_close(&tc->lc);
+    free(tc->nll);
+    memset(tc, 0, sizeof *tc);
+}
+
+static int64_t tcache_slot(const tcache *tc, int train, int64_t row)
+{
+    return train ? (tc->hhi - tc->hlo) + (tc->step - tc->start - 1) * (tc->bhi - tc->blo) + (row - tc->blo)
+                 : row - tc->hlo;
+}
+
+static int sink_hold(void *arg, int64_t row, const float *logits, double nll)
+{
+    tcache *tc = arg;
+    tc->nll[row] = nll;
+    return tc->rc = ds_logit_cache_put(&tc->lc, tcache_slot(tc, 0, row), logits);
+}
+
+static int sink_step(void *arg, int64_t row, const float *logits, double nll)
+{
+    (void)nll;
+    tcache *tc = arg;
+    return tc->rc = ds_logit_cache_put(&tc->lc, tcache_slot(tc, 1, row), logits);
+}
+
+/* ds_fitpipe_ref's logits: phase 2 reads a row's slot back. */
+static int ref_logits(void *arg, int train, int64_t row, float *buf)
+{
+    tcache *tc = arg;
+    return tc->rc = ds_logit_cache_get(&tc->lc, tcache_slot(tc, train, row), buf);
+}
+
+/* Collective: the step a checkpoint in --checkpoint holds (0 without one),
+ * read before the student exists; ckpt_restore checks the whole record
+ * later. */
+static int ckpt_peek_step(const ds_ctx *ctx, const opts *o, int64_t *start)
+{
+    int64_t step = 0;
+    int rc = 0;
+    if (o->ckpt && ctx->rank == 0) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", o->ckpt, CKPT_FILE);
+        rc = ds_ckpt_mkdir(o->ckpt);
+        if (!rc && access(path, F_OK) == 0) {
+            ds_ckpt *k = NULL;
+            rc = ds_ckpt_read(path, &k);
+            if (!rc) rc = ds_ckpt_get_int(k, "step", &step);
+            if (!rc && step > o->steps)
+                rc = ds_err(DS_EXIT_INPUT, "%s: checkpoint is at step %lld, past --steps %d", path, (long long)step,
+                            o->steps);
+            ds_ckpt_free(k);
+        }
+    }
+    rc = ds_ctx_agree(ctx, rc);
+    MPI_Bcast(&step, 1, MPI_INT64_T, 0, ctx->comm);
+    *start = step;
+    return rc;
+}
+
+/* The scratch folder: --scratch, else $TMPDIR, else /tmp. */
+static const char *scratch_dir(const opts *o)
+{
+    const char *t = getenv("TMPDIR");
+    return o->scratch ? o->scratch : t && t[0] ? t : "/tmp";
+}
+
+/* Collective, teacher first: phase 1 (the checkpoint's step, room in the
+ * scratch folder, the teacher's stage, its logits of every held-out window
+ * and of every window of steps start+1 .. --steps into the cache), then the
+ * teacher freed. */
+static int teacher_phase(const ds_ctx *ctx, const opts *o, inputs *in, calib *c, tcache *tc)
+{
+    memset(tc, 0, sizeof *tc);
+    int rc = ckpt_peek_step(ctx, o, &tc->start);
+    if (rc) return rc;
+    const ds_pipe *p = &in->pipe;
+    const int T = c->w.T;
+    const char *dir = scratch_dir(o);
+    const int64_t steps = o->steps - tc->start, windows = c->w.n_hold + steps * o->batch;
+    const double slot = (double)T * in->cfg.vocab_size * sizeof(float), bytes = (double)windows * slot;
+    ds_shard_range(c->w.n_hold, p->group, p->groups, &tc->hlo, &tc->hhi);
+    ds_shard_range(o->batch, p->group, p->groups, &tc->blo, &tc->bhi);
+    if (!ctx->quiet)
+        ds_printf0(ctx,
+                   "[fit-scales] teacher first%s: the teacher runs alone over %lld windows (%lld held-out, %lld "
+                   "steps x %d) and its logits, %.0f bytes (%.2f GiB), go to %s; then it is freed and the student "
+                   "loaded\n",
+                   in->tf_auto ? " (both models do not fit a rank's memory)" : "", (long long)windows,
+                   (long long)c->w.n_hold, (long long)steps, o->batch, bytes, bytes / 1073741824.0, dir);
+    /* every rank checks (the last stages of a node share the folder) */
+    rc = ds_logit_cache_check_room(dir, bytes);
+    if (!rc && p->last) {
+        const int64_t slots = (tc->hhi - tc->hlo) + steps * (tc->bhi - tc->blo);
+        tc->nll = ds_calloc((size_t)c->w.n_hold + 1, sizeof(double));
+        if (!(rc = ds_logit_cache_open(&tc->lc, dir, slots, (int64_t)T * in->cfg.vocab_size))) tc->open = 1;
+    }
+    if ((rc = ds_ctx_agree(ctx, rc)) || (rc = load_teacher(ctx, o, in))) return rc;
+    ds_llama_threads_auto(ctx);
+    ds_teacherpipe tp;
+    ds_teacherpipe_init(&tp, p, &in->teacher, T);
+    int *tokens = ds_malloc((size_t)o->batch * T * sizeof(int));
+    ds_progress prog;
+    ds_progress_init(&prog, ctx, "teacher step", steps);
+    const double t0 = ds_now();
+    if (ds_teacherpipe_run(&tp, ctx->comm, c->w.hold, c->w.n_hold, 1, sink_hold, tc))
+        rc = ds_ctx_agree(ctx, tc->rc ? tc->rc : ds_err(DS_EXIT_INPUT, "the teacher's held-out windows: a "
+                                                                       "pipeline stage failed"));
+    for (int64_t step = tc->start + 1; !rc && step <= o->steps; step++) {
+        for (int b = 0; b < o->batch; b++) /* as fit_train */
+            memcpy(tokens + b * T, ds_token_windows_train(&c->w, (uint64_t)o->seed, (step - 1) * o->batch + b),
+                   (size_t)T * sizeof(int));
+        tc->step = step;
+        if (ds_teacherpipe_run(&tp, ctx->comm, tokens, o->batch, 0, sink_step, tc)) {
+            rc = ds_ctx_agree(ctx, tc->rc ? tc->rc : ds_err(DS_EXIT_INPUT, "the teacher at step %lld: a pipeline "
+                                                                           "stage failed", (long long)step));
+            break;
+        }
+        ds_progress_step(&prog, step - tc->start, "%.1f MiB of logits written",
+                         (double)(c->w.n_hold + (step - tc->start) * o->batch) * slot / 1048576.0);
+    }
+    free(tokens);
+    ds_teacherpipe_free(&tp);
+    ds_llama_free(&in->teacher); /* the peak holds one model */
+    memset(&in->teacher, 0, sizeof in->teacher);
+    if (!rc && !ctx->quiet)
+        ds_printf0(ctx, "[fit-scales] teacher done in %.1fs; loading the student\n", ds_now() - t0);
+    return rc;
+}
+
 /* ---- the fit: scales and optimiser (src/fitscales.h), the pipelined step
  * and held-out comparison (src/fitscales_pipe.h) on this rank's stage. */
 typedef struct {
@@ -370,16 +629,20 @@ typedef struct {
     double secs;
     int stopped;        /* a signal stopped it before --steps */
     int have_f;
+    tcache *tc;         /* teacher first: the cached logits; NULL: the teacher runs with the student */
 } fit;
 
-static int fit_init(ds_ctx *ctx, const opts *o, inputs *in, const calib *c, fit *ft)
+static int fit_init(ds_ctx *ctx, const opts *o, inputs *in, const calib *c, tcache *tc, fit *ft)
 {
     memset(ft, 0, sizeof *ft);
+    ft->tc = in->teacher_first ? tc : NULL;
     ds_llama_threads_auto(ctx);
     ds_fitscales_init(&ft->f, &in->student, in->coded.n, in->coded.c, (ds_fit_objective)o->objective, o->lr);
     ft->have_f = 1;
     ft->T = c->w.T;
-    ds_fitpipe_init(&ft->fp, &in->pipe, &ft->f, &in->teacher, o->batch, ft->T);
+    const ds_fitpipe_ref ref = {ref_logits, tc, tc->nll};
+    ds_fitpipe_init(&ft->fp, &in->pipe, &ft->f, ft->tc ? NULL : &in->teacher, ft->tc ? &ref : NULL, o->batch,
+                    ft->T);
     ft->first = ft->last = NAN;
     return 0;
 }
@@ -423,6 +686,7 @@ static int fit_train(const ds_ctx *ctx, const opts *o, inputs *in, calib *c, fit
         /* One reduction: scale gradients, objective, and whether any rank
          * was signalled (so that all ranks stop after the same step). */
         double loss = 0, signalled = ds_ckpt_stop_requested() != 0;
+        if (ft->tc) ft->tc->step = step; /* the slots of this step's logits */
         if (ds_fitpipe_step(&ft->fp, ctx->comm, tokens, gscale, &loss, &signalled)) {
             rc = ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "%s: a pipeline stage failed at step %lld", o->delta,
                                           (long long)step));
@@ -649,11 +913,16 @@ static int run_fit(ds_ctx *ctx, const opts *o)
     inputs in;
     calib c;
     fit ft;
+    tcache tc;
     memset(&c, 0, sizeof c);
     memset(&ft, 0, sizeof ft);
+    memset(&tc, 0, sizeof tc);
     if ((rc = load_inputs(ctx, o, &in))) goto out;
     if ((rc = ds_ctx_agree(ctx, calib_load(o, &in, &c)))) goto out;
-    if ((rc = fit_init(ctx, o, &in, &c, &ft))) goto out;
+    /* teacher first: its phase, then the student */
+    if (in.teacher_first && ((rc = teacher_phase(ctx, o, &in, &c, &tc)) || (rc = load_student(ctx, o, &in))))
+        goto out;
+    if ((rc = fit_init(ctx, o, &in, &c, &tc, &ft))) goto out;
     if (!ctx->quiet)
         ds_printf0(ctx,
                    "[fit-scales] %s: %d coded tensors, %lld scales; %lld calibration tokens, %lld train / %lld "
@@ -665,6 +934,9 @@ static int run_fit(ds_ctx *ctx, const opts *o)
     ds_fit_compare before;
     rc = heldout(ctx, &c, &ft, &before);
     if (!rc) rc = fit_resume(ctx, o, &in, &c, &ft);
+    if (!rc && ft.tc && ft.f.step != tc.start) /* the teacher's phase cached steps tc.start+1 .. --steps */
+        rc = ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "%s: the checkpoint changed during the teacher's phase (step "
+                                      "%lld, was %lld)", ft.ckpath, (long long)ft.f.step, (long long)tc.start));
     if (!rc) rc = fit_train(ctx, o, &in, &c, &ft);
     if (!rc && ft.stopped) {
         ds_printf0(ctx, "[fit-scales] signal: checkpoint at step %lld written to %s; run again to resume\n",
@@ -674,6 +946,7 @@ static int run_fit(ds_ctx *ctx, const opts *o)
     if (!rc) rc = fit_finish(ctx, o, &in, &c, &ft, &before);
 out:
     fit_free(&ft);
+    tcache_free(&tc);
     ds_token_windows_free(&c.w);
     inputs_free(&in);
     return rc;

@@ -144,6 +144,60 @@ static void reference(ds_fit_objective obj, const coded *k, const int *tok, floa
     ds_llama_free(&t);
 }
 
+/* Teacher first: the teacher's last-stage logits of every window kept in
+ * memory (rows 0..NB-1: the step's, NB..: the comparison's), then read back
+ * by the student-only pipeline (ds_fitpipe_ref). */
+enum { V = 37 };
+typedef struct {
+    float *lg;   /* [NB + NH, T, V] */
+    double *nll; /* [NB + NH] */
+    int64_t base;
+} memref;
+
+static int mem_sink(void *arg, int64_t row, const float *logits, double nll)
+{
+    memref *m = arg;
+    memcpy(m->lg + (m->base + row) * T * V, logits, sizeof(float) * T * V);
+    m->nll[m->base + row] = nll;
+    return 0;
+}
+
+static int mem_logits(void *arg, int train, int64_t row, float *buf)
+{
+    memref *m = arg;
+    memcpy(buf, m->lg + ((train ? 0 : NB) + row) * T * V, sizeof(float) * T * V);
+    return 0;
+}
+
+/* The teacher first, then the student alone: the same objective, gradient
+ * and comparison, bit for bit, as both together (want*). */
+static void check_teacher_first(const ds_pipe *p, ds_fitscales *f, const ds_llama *t, const int *tok, float gs,
+                                double wobj, const double *want, const ds_fit_compare *wc)
+{
+    memref m = {calloc((NB + NH) * T * V, sizeof(float)), calloc(NB + NH, sizeof(double)), 0};
+    ds_teacherpipe tp;
+    ds_teacherpipe_init(&tp, p, t, T);
+    ck_assert_int_eq(ds_teacherpipe_run(&tp, MPI_COMM_WORLD, tok, NB, 0, mem_sink, &m), 0);
+    m.base = NB;
+    ck_assert_int_eq(ds_teacherpipe_run(&tp, MPI_COMM_WORLD, tok + NB * T, NH, 1, mem_sink, &m), 0);
+    ds_teacherpipe_free(&tp);
+    const ds_fitpipe_ref ref = {mem_logits, &m, m.nll + NB};
+    ds_fitpipe fp;
+    ds_fitpipe_init(&fp, p, f, NULL, &ref, NB, T);
+    double o, flag = 0;
+    ck_assert_int_eq(ds_fitpipe_step(&fp, MPI_COMM_WORLD, tok, gs, &o, &flag), 0);
+    ck_assert_msg(o == wobj, "P=%d teacher first: objective %.17g, both %.17g", p->P, o, wobj);
+    for (int64_t i = 0; i < f->n_scales; i++)
+        ck_assert_msg(f->grad[i] == want[i], "P=%d teacher first: dL/dg[%lld] = %.17g, both %.17g", p->P,
+                      (long long)i, f->grad[i], want[i]);
+    ds_fit_compare got;
+    ck_assert_int_eq(ds_fitpipe_compare(&fp, MPI_COMM_WORLD, tok + NB * T, NH, &got), 0);
+    ck_assert(got.kl == wc->kl && got.mse == wc->mse && got.nll == wc->nll && got.nll_teacher == wc->nll_teacher);
+    ds_fitpipe_free(&fp);
+    free(m.lg);
+    free(m.nll);
+}
+
 static void check_P(ds_fit_objective obj, int P, const coded *k, const int *tok)
 {
     const float gs = 1.0f / (NB * T);
@@ -161,7 +215,7 @@ static void check_P(ds_fit_objective obj, int P, const coded *k, const int *tok)
         if (f.t[i].base) ck_assert_int_eq(f.t[i].base_dt, obj == DS_FIT_KL ? DS_KDT_BF16 : DS_KDT_F32);
     ck_assert_int_le(f.n_scales, 4096);
     ds_fitpipe fp;
-    ds_fitpipe_init(&fp, &p, &f, &t, NB, T);
+    ds_fitpipe_init(&fp, &p, &f, &t, NULL, NB, T);
     double o, flag = rank == 0;
     ck_assert_int_eq(ds_fitpipe_step(&fp, MPI_COMM_WORLD, tok, gs, &o, &flag), 0);
     ck_assert(flag == 1.0); /* summed over the ranks */
@@ -172,6 +226,7 @@ static void check_P(ds_fit_objective obj, int P, const coded *k, const int *tok)
     ck_assert_int_eq(ds_fitpipe_compare(&fp, MPI_COMM_WORLD, tok + NB * T, NH, &got), 0);
     ck_assert(got.kl == wc.kl && got.mse == wc.mse && got.nll == wc.nll && got.nll_teacher == wc.nll_teacher);
     ck_assert(got.tokens == NH * T && got.predicted == NH * (T - 1));
+    check_teacher_first(&p, &f, &t, tok, gs, wobj, want, &wc);
 
     /* finite differences of the pipelined objective on the largest gradients */
     double *g = malloc(sizeof(double) * (size_t)f.n_scales);
