@@ -519,6 +519,15 @@ static int ref_logits(void *arg, int train, int64_t row, float *buf)
     return tc->rc = ds_logit_cache_get(&tc->lc, tcache_slot(tc, train, row), buf);
 }
 
+/* Collective, after a failed pass of the teacher: the cache's error where a
+ * rank had one (a write), else what (a stage failed: a message of another
+ * shape). */
+static int tcache_failed(const ds_ctx *ctx, const tcache *tc, const char *what)
+{
+    int rc = ds_ctx_agree(ctx, tc->rc);
+    return rc ? rc : ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "%s: a pipeline stage failed", what));
+}
+
 /* Collective: the step a checkpoint in --checkpoint holds (0 without one),
  * read before the student exists; ckpt_restore checks the whole record
  * later. */
@@ -592,16 +601,16 @@ static int teacher_phase(const ds_ctx *ctx, const opts *o, inputs *in, calib *c,
     ds_progress_init(&prog, ctx, "teacher step", steps);
     const double t0 = ds_now();
     if (ds_teacherpipe_run(&tp, ctx->comm, c->w.hold, c->w.n_hold, 1, sink_hold, tc))
-        rc = ds_ctx_agree(ctx, tc->rc ? tc->rc : ds_err(DS_EXIT_INPUT, "the teacher's held-out windows: a "
-                                                                       "pipeline stage failed"));
+        rc = tcache_failed(ctx, tc, "the teacher on the held-out windows");
     for (int64_t step = tc->start + 1; !rc && step <= o->steps; step++) {
         for (int b = 0; b < o->batch; b++) /* as fit_train */
             memcpy(tokens + b * T, ds_token_windows_train(&c->w, (uint64_t)o->seed, (step - 1) * o->batch + b),
                    (size_t)T * sizeof(int));
         tc->step = step;
         if (ds_teacherpipe_run(&tp, ctx->comm, tokens, o->batch, 0, sink_step, tc)) {
-            rc = ds_ctx_agree(ctx, tc->rc ? tc->rc : ds_err(DS_EXIT_INPUT, "the teacher at step %lld: a pipeline "
-                                                                           "stage failed", (long long)step));
+            char what[64];
+            snprintf(what, sizeof what, "the teacher at step %lld", (long long)step);
+            rc = tcache_failed(ctx, tc, what);
             break;
         }
         ds_progress_step(&prog, step - tc->start, "%.1f MiB of logits written",
@@ -688,8 +697,10 @@ static int fit_train(const ds_ctx *ctx, const opts *o, inputs *in, calib *c, fit
         double loss = 0, signalled = ds_ckpt_stop_requested() != 0;
         if (ft->tc) ft->tc->step = step; /* the slots of this step's logits */
         if (ds_fitpipe_step(&ft->fp, ctx->comm, tokens, gscale, &loss, &signalled)) {
-            rc = ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "%s: a pipeline stage failed at step %lld", o->delta,
-                                          (long long)step));
+            rc = ft->tc ? ds_ctx_agree(ctx, ft->tc->rc) : 0; /* a read of the cached logits */
+            if (!rc)
+                rc = ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "%s: a pipeline stage failed at step %lld", o->delta,
+                                              (long long)step));
             break;
         }
         /* all-reduced: every rank stops at the same step */
@@ -841,8 +852,10 @@ static void print_summary(const ds_ctx *ctx, const opts *o, const calib *c, cons
  * the teacher, through the pipeline. */
 static int heldout(const ds_ctx *ctx, const calib *c, fit *ft, ds_fit_compare *out)
 {
-    if (ds_fitpipe_compare(&ft->fp, ctx->comm, c->w.hold, c->w.n_hold, out))
-        return ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "the held-out comparison: a pipeline stage failed"));
+    if (ds_fitpipe_compare(&ft->fp, ctx->comm, c->w.hold, c->w.n_hold, out)) {
+        const int rc = ft->tc ? ds_ctx_agree(ctx, ft->tc->rc) : 0; /* a read of the cached logits */
+        return rc ? rc : ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "the held-out comparison: a pipeline stage failed"));
+    }
     return 0;
 }
 
