@@ -109,7 +109,8 @@ static const ds_cmd cmd = {
               "Each window of a batch is one micro-batch through the stages and the windows' scale gradients\n"
               "are added in a fixed order: the fitted scales are the same bit for bit at any number of ranks\n"
               "and any --pipeline (docs/fit-scales.md \"Ranks and pipeline stages\"). A rank holds its stage of the\n"
-              "student plus the teacher's stage as stored. With --teacher-first (or when both do not fit) it\n"
+              "student (a bf16 base: 2 + 1/8 bytes per coded parameter, its products built from the bits; an\n"
+              "f32 base: 8 bytes) plus the teacher's stage as stored. With --teacher-first (or when both do not fit) it\n"
               "holds one at a time: the teacher runs first over every held-out window and every window of the\n"
               "steps to run, the last stage writes their logits to a file in --scratch (windows x seq-len x\n"
               "vocab x 4 bytes; checked for room first), the teacher is freed, the student loaded, and the\n"
@@ -117,8 +118,9 @@ static const ds_cmd cmd = {
     .check = check};
 
 /* ---- inputs: the pipeline plan, this rank's stage of the student (base +
- * dense deltas, coded tensors rebuilt by ds_fitscales_init) and of the
- * teacher, tokenizer, the delta's coded tensors. */
+ * dense deltas, coded tensors rebuilt by ds_fitscales_init, or kept as
+ * stored: stored_mask) and of the teacher, tokenizer, the delta's coded
+ * tensors. */
 typedef struct {
     ds_pipe pipe;
     int teacher_first; /* the plan: the teacher first, then freed (docs/fit-scales.md "Teacher first") */
@@ -130,11 +132,13 @@ typedef struct {
     ds_delta_file *delta;
     char base_sha[65], ft_sha[65];
     ds_delta_coded coded;
+    unsigned char *stored; /* [tensors]: the student's tensors held as the base stores them (stored_mask) */
 } inputs;
 
 static void inputs_free(inputs *in)
 {
     ds_delta_coded_free(&in->coded);
+    free(in->stored);
     if (in->have_tok) ds_tokenizer_free(&in->tok);
     if (in->student.w) ds_llama_free(&in->student);
     if (in->teacher.w) ds_llama_free(&in->teacher);
@@ -142,16 +146,39 @@ static void inputs_free(inputs *in)
     ds_delta_close(in->delta);
 }
 
-/* The bytes a rank holds for tensor ti: the student in f32 (4 per
- * parameter), the base of a coded tensor (every 2-D one counted as coded)
- * kept by src/fitscales.c in bf16 for a bf16 checkpoint (2), else f32 (4),
- * no gradient buffer (the backward's hook), and the teacher as stored. */
-static double tensor_bytes(ds_model_file *bf, ds_model_file *ff, const ds_tinfo *ti)
+/* Which tensors (engine order) the student holds as the base stores them:
+ * the linears the delta codes (not the embeddings), when the base stores
+ * them in f16 or bf16. src/fitscales.c then keeps W_b in place and the
+ * products build W = W_b + g(2b - 1) from the bits (2 bytes + 1/8 per
+ * parameter of a bf16 base instead of 4 + 2); the others are f32. */
+static unsigned char *stored_mask(const ds_delta_meta *dm, ds_model_file *bf)
 {
-    const int jb = ds_model_find(bf, ti->name), jf = ds_model_find(ff, ti->name);
+    const ds_model_meta *bm = ds_model_get_meta(bf);
+    ds_tinfo *ti;
+    const int n = ds_llama_tensors(&bm->cfg, &ti); /* the config was checked by the caller */
+    unsigned char *m = ds_calloc((size_t)(n > 0 ? n : 1), 1);
+    for (int i = 1; i < n; i++) {
+        const int j = ds_model_find(bf, ti[i].name);
+        if (ti[i].ndim != 2 || j < 0 || bm->tensors[j].dtype == DS_DTYPE_F32) continue;
+        for (int k = 0; k < dm->n; k++)
+            if (dm->entries[k].coded && strcmp(dm->entries[k].t.name, ti[i].name) == 0) m[i] = 1;
+    }
+    free(ti);
+    return m;
+}
+
+/* The bytes a rank holds for the student's tensor ti (stored: held as the
+ * base stores it, stored_mask): then the base's bytes and the signs (1/8
+ * per parameter); else f32 (4 per parameter), plus for a 2-D tensor
+ * (counted as coded) the copy of W_b that src/fitscales.c keeps, in bf16
+ * for a bf16 checkpoint (2), else f32 (4). No gradient buffer (the
+ * backward's hook). */
+static double tensor_bytes(ds_model_file *bf, const ds_tinfo *ti, int stored)
+{
+    const int jb = ds_model_find(bf, ti->name);
     const ds_tinfo *b = jb < 0 ? NULL : &ds_model_get_meta(bf)->tensors[jb];
     const double n = (double)ds_tinfo_numel(ti), base = ti->ndim != 2 ? 0 : b && b->dtype == DS_DTYPE_BF16 ? 2 : 4;
-    return (4 + base) * n + (jf < 0 ? 0 : (double)ds_tinfo_bytes(&ds_model_get_meta(ff)->tensors[jf]));
+    return stored && b ? (double)ds_tinfo_bytes(b) + n / 8 : (4 + base) * n;
 }
 
 /* The bytes of the teacher's tensor ti, as stored (it only runs forward). */
@@ -170,7 +197,7 @@ typedef struct {
     double s_first, s_last, t_first, t_last;
 } fit_sizes;
 
-static void fit_bytes(ds_model_file *bf, ds_model_file *ff, fit_sizes *z)
+static void fit_bytes(ds_model_file *bf, ds_model_file *ff, const unsigned char *stored, fit_sizes *z)
 {
     const ds_model_meta *fm = ds_model_get_meta(ff);
     const int L = fm->cfg.n_layers;
@@ -179,7 +206,7 @@ static void fit_bytes(ds_model_file *bf, ds_model_file *ff, fit_sizes *z)
     z->s_first = z->s_last = z->t_first = z->t_last = 0;
     for (int l = 0; l < L; l++) z->s[l] = z->t[l] = 0;
     for (int i = 0; i < n; i++) {
-        const double bs = tensor_bytes(bf, ff, &ti[i]), bt = teacher_bytes(ff, &ti[i]);
+        const double bs = tensor_bytes(bf, &ti[i], stored[i]), bt = teacher_bytes(ff, &ti[i]);
         if (i == 0) {
             z->s_first += bs, z->t_first += bt;
             if (fm->cfg.tied_embeddings) z->s_last += bs, z->t_last += bt;
@@ -255,7 +282,7 @@ static int fit_plan(const ds_ctx *ctx, const opts *o, ds_model_file *bf, ds_mode
     z.s = ds_malloc(sizeof(double) * (size_t)L);
     z.t = ds_malloc(sizeof(double) * (size_t)L);
     int *bounds = ds_malloc(sizeof(int) * (size_t)(L + 1));
-    fit_bytes(bf, ff, &z);
+    fit_bytes(bf, ff, in->stored, &z);
     for (int p = 1; p <= L && p <= ctx->size; p++)
         if (ctx->size % p == 0) max_p = p;
     const double budget = ds_mem_rank_budget(ctx);
@@ -305,7 +332,8 @@ static int fit_plan(const ds_ctx *ctx, const opts *o, ds_model_file *bf, ds_mode
 }
 
 /* Collective: the two models' metadata (same config), the plan and the
- * base's tokenizer; the stages are loaded by load_teacher and load_student. */
+ * base's tokenizer; the stages are loaded by load_teacher and load_student.
+ * The delta is open (it says which tensors it codes: stored_mask). */
 static int load_models(const ds_ctx *ctx, const opts *o, inputs *in)
 {
     ds_model_file *bf = NULL, *ff = NULL;
@@ -322,6 +350,7 @@ static int load_models(const ds_ctx *ctx, const opts *o, inputs *in)
     rc = ds_delta_check_config(o->ft, &fm->cfg, o->base, &bm->cfg);
     if (!rc && !bm->has_tokenizer)
         rc = ds_err(DS_EXIT_INPUT, "%s: no tokenizer in the checkpoint (import it with --tokenizer)", o->base);
+    if (!rc) in->stored = stored_mask(ds_delta_get_meta(in->delta), bf);
     if (!(rc = ds_ctx_agree(ctx, rc)) && !(rc = fit_plan(ctx, o, bf, ff, in))) {
         in->have_tok = !(rc = ds_model_read_tokenizer(bf, &in->tok));
         rc = ds_ctx_agree(ctx, rc);
@@ -332,9 +361,10 @@ static int load_models(const ds_ctx *ctx, const opts *o, inputs *in)
 }
 
 /* Collective: this rank's stage of a model opened again, which must still
- * have the content hash read by load_models. */
+ * have the content hash read by load_models; tensor i as stored where
+ * stored[i] (NULL: every tensor as stored). */
 static int load_stage_again(const ds_ctx *ctx, const inputs *in, const char *path, const char *sha,
-                            ds_llama_load_prec mode, ds_llama *m)
+                            const unsigned char *stored, ds_llama *m)
 {
     ds_model_file *mf = NULL;
     int rc = ds_model_open(path, ctx->comm, &mf);
@@ -342,7 +372,9 @@ static int load_stage_again(const ds_ctx *ctx, const inputs *in, const char *pat
     if (strcmp(ds_model_get_meta(mf)->content_sha256, sha))
         rc = ds_err(DS_EXIT_INPUT, "%s: changed while fit-scales ran (content_sha256 %.12s..., was %.12s...)", path,
                     ds_model_get_meta(mf)->content_sha256, sha);
-    if (!rc) rc = ds_llama_load_stage(m, mf, mode, in->pipe.l0, in->pipe.l1);
+    if (!rc)
+        rc = stored ? ds_llama_load_stage_mask(m, mf, stored, in->pipe.l0, in->pipe.l1)
+                    : ds_llama_load_stage(m, mf, DS_LLAMA_LOAD_STORED, in->pipe.l0, in->pipe.l1);
     ds_model_close(mf);
     return ds_ctx_agree(ctx, rc);
 }
@@ -352,14 +384,15 @@ static int load_stage_again(const ds_ctx *ctx, const inputs *in, const char *pat
  * on the same weights, docs/model.md "Numerics and kernels"). */
 static int load_teacher(const ds_ctx *ctx, const opts *o, inputs *in)
 {
-    return load_stage_again(ctx, in, o->ft, in->ft_sha, DS_LLAMA_LOAD_STORED, &in->teacher);
+    return load_stage_again(ctx, in, o->ft, in->ft_sha, NULL, &in->teacher);
 }
 
-/* Collective: the student's stage (the base in f32) with the delta's coded
- * tensors and dense deltas (with the teacher first: after its phase). */
+/* Collective: the student's stage (the base in f32, its coded f16/bf16
+ * linears as stored: stored_mask) with the delta's coded tensors and dense
+ * deltas (with the teacher first: after its phase). */
 static int load_student(const ds_ctx *ctx, const opts *o, inputs *in)
 {
-    int rc = load_stage_again(ctx, in, o->base, in->base_sha, DS_LLAMA_LOAD_F32, &in->student);
+    int rc = load_stage_again(ctx, in, o->base, in->base_sha, in->stored, &in->student);
     if (!rc) rc = ds_ctx_agree(ctx, ds_delta_read_for_fit(in->delta, o->base, &in->student, &in->coded));
     return rc;
 }
@@ -370,8 +403,8 @@ static int load_student(const ds_ctx *ctx, const opts *o, inputs *in)
 static int load_inputs(const ds_ctx *ctx, const opts *o, inputs *in)
 {
     memset(in, 0, sizeof *in);
-    int rc = load_models(ctx, o, in);
-    if (rc || (rc = ds_delta_open(o->delta, ctx->comm, &in->delta))) return rc;
+    int rc = ds_delta_open(o->delta, ctx->comm, &in->delta);
+    if (rc || (rc = load_models(ctx, o, in))) return rc;
     const ds_delta_meta *dm = ds_delta_get_meta(in->delta);
     rc = ds_delta_check_base(o->delta, dm->base_sha256, o->base, in->base_sha, o->force, ctx->rank);
     if (!rc) rc = ds_delta_check_config(o->delta, &dm->cfg, o->base, &in->cfg);
@@ -648,6 +681,11 @@ static int fit_init(ds_ctx *ctx, const opts *o, inputs *in, const calib *c, tcac
     ds_llama_threads_auto(ctx);
     ds_fitscales_init(&ft->f, &in->student, in->coded.n, in->coded.c, (ds_fit_objective)o->objective, o->lr);
     ft->have_f = 1;
+    for (int k = 0; k < in->coded.n; k++) { /* f holds its own copy of the signs */
+        free(in->coded.bits[k]);
+        in->coded.bits[k] = NULL;
+        in->coded.c[k].bits = NULL;
+    }
     ft->T = c->w.T;
     const ds_fitpipe_ref ref = {ref_logits, tc, tc->nll};
     ds_fitpipe_init(&ft->fp, &in->pipe, &ft->f, ft->tc ? NULL : &in->teacher, ft->tc ? &ref : NULL, o->batch,

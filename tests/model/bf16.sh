@@ -11,7 +11,10 @@
 #    differs: measured 8e-4 nats; bound 5e-3);
 #  - --delta on a bf16 base adds g(2b - 1) in bf16 as apply does: eval
 #    --model B --delta D equals eval of apply(B, D) to the last digit (1 and 2
-#    ranks) and greedy generation gives the same text.
+#    ranks) and greedy generation gives the same text;
+#  - fit-scales on a bf16 base keeps the student's coded linears in bf16 and
+#    fits the same scales as the f32 student to 1e-5, the same bits at 1, 2
+#    ranks and --pipeline 2.
 set -eu
 . "$(dirname "$0")/../defaults.sh"
 PY=$PYTHON3
@@ -86,4 +89,53 @@ for t in a a32; do
 done
 cmp -s "$w/fita.cmp" "$w/fita32.cmp" || fail "fit-scales report differs with the bf16 teacher: $(diff "$w/fita.cmp" "$w/fita32.cmp")"
 cmp -s "$w/fita.scales" "$w/fita32.scales" || fail "fitted scales differ with the bf16 teacher"
+
+# fit-scales on a bf16 base holds the coded linears of the student in bf16
+# (the products build W = W_b + g(2b - 1) from the bits, panel by panel;
+# docs/fit-scales.md): the same fit as the f32 student on the same values
+# (base r32.h5, fita above; the same delta d32, made for r32: --force) to the rounding of the panel sums (reports and
+# scales within 1e-5 relative), and bit for bit the same at 1 rank, 2 ranks
+# and --pipeline 2 (all through mpiexec: the same OpenBLAS threads per rank,
+# tests/fitscales/ranks.sh)
+for r in 1 2 p2; do
+    case $r in 1) run="$MPIEXEC -n 1" ;; *) run="$MPIEXEC -n 2" ;; esac
+    $run "$DELTASOUP" fit-scales --base "$w/bbf16.h5" --finetuned "$w/a.h5" --delta "$w/d32.bd.h5" --force --calib "$text" \
+        -o "$w/fitb$r.bd.h5" --steps 3 --batch 2 --seq-len 32 --samples 8 --report "$w/fitb$r.json" \
+        $( [ $r = p2 ] && echo "--pipeline 2" ) $q > "$w/fit.out" 2>&1 || { cat "$w/fit.out"; fail "fit-scales on the bf16 base ($r)"; }
+    $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({k: v for k, v in d.items() if not isinstance(v, str) and k not in ("seconds", "peak_rss_bytes", "ranks", "pipeline")}, sort_keys=True))' \
+        "$w/fitb$r.json" > "$w/fitb$r.cmp"
+    "$DELTASOUP" inspect "$w/fitb$r.bd.h5" --json | $PY -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps([(t.get("name"), t.get("scale")) for t in d.get("tensors", [])]))' > "$w/fitb$r.scales"
+done
+for r in 2 p2; do
+    cmp -s "$w/fitb1.cmp" "$w/fitb$r.cmp" && cmp -s "$w/fitb1.scales" "$w/fitb$r.scales" ||
+        fail "fit-scales on the bf16 base: $r differs from 1 rank"
+done
+$PY - "$w/fitb1.cmp" "$w/fita.cmp" "$w/fitb1.scales" "$w/fita.scales" <<'PYEOF' || fail "fit-scales: bf16 student too far from the f32 one"
+# Bounds: NLL 1e-5 relative; KL, MSE (and the objective, a KL) 1e-6
+# absolute: they are small differences of near-equal logits, and the
+# teacher's own NLL already differs by ~4e-7 between these runs (fita ran
+# outside mpiexec, with 2 OpenBLAS threads); scales 1e-4 relative.
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+for k in ("ranks", "pipeline"):
+    b.pop(k, None)
+worst = {}
+def walk(x, y, path, rel):
+    if isinstance(x, dict):
+        assert set(x) == set(y), (path, set(x) ^ set(y))
+        for k in x: walk(x[k], y[k], path + "." + k, rel)
+    elif isinstance(x, list):
+        assert len(x) == len(y), path
+        for i, (u, v) in enumerate(zip(x, y)): walk(u, v, path + "[%d]" % i, rel)
+    elif isinstance(x, (int, float)) and not isinstance(x, bool):
+        kl = "kl" in path or "mse" in path or "objective" in path
+        d = abs(x - y) if kl else abs(x - y) / max(abs(x), abs(y), 1e-30)
+        bound = 1e-6 if kl else rel
+        what = "kl/mse abs" if kl else path.split(".")[0].split("[")[0] + " rel"
+        worst[what] = max(worst.get(what, 0), d)
+        assert d <= bound, (path, x, y, bound)
+walk(a, b, "report", 1e-5)
+walk(json.load(open(sys.argv[3])), json.load(open(sys.argv[4])), "scales", 1e-4)
+print("bf16 student vs f32 student, largest differences:", ", ".join("%s %.2e" % kv for kv in sorted(worst.items())))
+PYEOF
 echo "ok"
