@@ -69,15 +69,19 @@ int ds_eval_task_records(const ds_ctx *ctx, const ds_eval_task *t, ds_eval_env *
 {
     int64_t lo, hi;
     /* through a pipeline the groups share out the items; every stage of a
-     * group evaluates its items, the first stage's records are gathered */
+     * group evaluates its items (forward-only kinds running ahead of the
+     * last stage, which alone builds their records), the last stage's
+     * records are gathered; the last stage's error is the group's */
     const ds_pipe *p = env->pipe;
     ds_shard_range(t->n, p ? p->group : ctx->rank, p ? p->groups : ctx->size, &lo, &hi);
     json_t **mine = ds_calloc((size_t)(hi - lo) + 1, sizeof *mine);
     int rc = 0;
-    for (int64_t k = lo; k < hi && !rc; k++) rc = ds_eval_task_item(t, env, (int)k, &mine[k - lo]);
-    rc = ds_ctx_agree(ctx, rc);
+    ds_eval_pipe_begin(env, ds_eval_task_ahead(t));
+    for (int64_t k = lo; k < hi && !rc && !ds_eval_pipe_stopped(env); k++)
+        rc = ds_eval_task_item(t, env, (int)k, &mine[k - lo]);
+    rc = ds_ctx_agree(ctx, ds_eval_pipe_end(env, rc));
     *all = ctx->rank == 0 ? ds_calloc((size_t)t->n + 1, sizeof **all) : NULL;
-    if (!rc) ds_eval_gather(ctx, mine, lo, p && !p->first ? lo : hi, t->n, *all);
+    if (!rc) ds_eval_gather(ctx, mine, lo, p && !p->last ? lo : hi, t->n, *all);
     for (int64_t k = lo; k < hi; k++) json_decref(mine[k - lo]);
     free(mine);
     return rc;

@@ -19,6 +19,11 @@ void ds_eval_env_free(ds_eval_env *e)
     free(e->xin);
     e->xin = NULL;
     e->xin_n = 0;
+    for (int k = 0; k < DS_EVAL_RING; k++) {
+        free(e->ring[k]);
+        e->ring[k] = NULL;
+        e->ring_n[k] = 0;
+    }
     e->act = e->ref_act = e->pre_act = NULL;
     e->act_b = e->act_t = e->ref_act_t = e->pre_act_t = 0;
     e->have_kv = 0;
@@ -42,13 +47,6 @@ ds_llama_act *ds_eval_env_act(ds_eval_env *e, int B, int T)
 
 static int piped(const ds_eval_env *e) { return e->pipe && e->pipe->P > 1; }
 
-int ds_eval_has_logits(const ds_eval_env *e) { return !piped(e) || e->pipe->last; }
-
-void ds_eval_share(const ds_eval_env *e, double *v, int n)
-{
-    if (piped(e)) MPI_Bcast(v, n, MPI_DOUBLE, e->pipe->P - 1, e->pipe->group_comm);
-}
-
 /* e->xin with room for n floats (grown as needed). */
 static float *xin(ds_eval_env *e, size_t n)
 {
@@ -61,10 +59,119 @@ static float *xin(ds_eval_env *e, size_t n)
     return e->xin;
 }
 
+int ds_eval_has_logits(const ds_eval_env *e) { return !piped(e) || e->pipe->last; }
+
+int ds_eval_scored(const ds_eval_env *e) { return !piped(e) || e->pipe->last || !e->ahead; }
+
+void ds_eval_share(const ds_eval_env *e, double *v, int n)
+{
+    if (piped(e) && !e->ahead) MPI_Bcast(v, n, MPI_DOUBLE, e->pipe->P - 1, e->pipe->group_comm);
+}
+
+/* Messages of group_comm: hidden states (forwards, generation steps), and
+ * when running ahead the end of a stage's items (to the next stage) and the
+ * last stage's failure (passed back stage by stage). */
+enum { TAG_X = 0, TAG_END = 11, TAG_STOP = 12 };
+static const char no_bytes = 0;
+
+void ds_eval_pipe_begin(ds_eval_env *e, int ahead)
+{
+    e->ahead = piped(e) && ahead;
+    e->ring_i = e->stop_in = e->stop_out = 0;
+    for (int k = 0; k < DS_EVAL_RING; k++) e->ring_req[k] = MPI_REQUEST_NULL;
+    e->stop_req = MPI_REQUEST_NULL;
+}
+
+/* The stop signal to the previous stage, once. */
+static void pass_stop(ds_eval_env *e)
+{
+    const ds_pipe *p = e->pipe;
+    if (p->first || e->stop_out) return;
+    MPI_Isend(&no_bytes, 0, MPI_BYTE, p->stage - 1, TAG_STOP, p->group_comm, &e->stop_req);
+    e->stop_out = 1;
+}
+
+/* The next stage's stop signal (sent or about to be), passed on. */
+static void take_stop(ds_eval_env *e)
+{
+    char b;
+    MPI_Recv(&b, 0, MPI_BYTE, e->pipe->stage + 1, TAG_STOP, e->pipe->group_comm, MPI_STATUS_IGNORE);
+    e->stop_in = 1;
+    pass_stop(e);
+}
+
+int ds_eval_pipe_stopped(ds_eval_env *e)
+{
+    if (!e->ahead || e->pipe->last) return 0;
+    if (!e->stop_in) {
+        int flag = 0;
+        MPI_Iprobe(e->pipe->stage + 1, TAG_STOP, e->pipe->group_comm, &flag, MPI_STATUS_IGNORE);
+        if (flag) take_stop(e);
+    }
+    return e->stop_in;
+}
+
+int ds_eval_pipe_end(ds_eval_env *e, int rc)
+{
+    if (!e->ahead) return rc;
+    const ds_pipe *p = e->pipe;
+    MPI_Request end = MPI_REQUEST_NULL;
+    if (p->last && rc) pass_stop(e);
+    /* after this stage's last forward (messages from one sender arrive in
+     * order), the next stage takes what is in flight up to this */
+    if (!p->last) MPI_Isend(&no_bytes, 0, MPI_BYTE, p->stage + 1, TAG_END, p->group_comm, &end);
+    for (int done = p->first; !done;) {
+        MPI_Status st;
+        char b;
+        MPI_Probe(p->stage - 1, MPI_ANY_TAG, p->group_comm, &st);
+        if ((done = st.MPI_TAG == TAG_END)) {
+            MPI_Recv(&b, 0, MPI_BYTE, p->stage - 1, TAG_END, p->group_comm, MPI_STATUS_IGNORE);
+        } else { /* a forward of an item after this stage's failure or stop: dropped */
+            int count = 0;
+            MPI_Get_count(&st, MPI_FLOAT, &count);
+            MPI_Recv(xin(e, (size_t)count), count, MPI_FLOAT, p->stage - 1, TAG_X, p->group_comm, MPI_STATUS_IGNORE);
+        }
+    }
+    int group_rc = rc;
+    MPI_Bcast(&group_rc, 1, MPI_INT, p->P - 1, p->group_comm);
+    if (group_rc && !p->last && !e->stop_in) take_stop(e);
+    MPI_Waitall(DS_EVAL_RING, e->ring_req, MPI_STATUSES_IGNORE);
+    MPI_Wait(&end, MPI_STATUS_IGNORE);
+    MPI_Wait(&e->stop_req, MPI_STATUS_IGNORE);
+    e->ahead = 0;
+    return p->last || !group_rc ? rc : 0;
+}
+
+/* Running ahead: n floats of out to the next stage from the ring (the
+ * send of DS_EVAL_RING forwards ago is complete before its buffer is
+ * reused), so this stage goes on while the next takes them. */
+static void send_ahead(ds_eval_env *e, const float *out, size_t n)
+{
+    const ds_pipe *p = e->pipe;
+    const int k = e->ring_i++ % DS_EVAL_RING;
+    MPI_Wait(&e->ring_req[k], MPI_STATUS_IGNORE);
+    if (n > e->ring_n[k]) {
+        free(e->ring[k]);
+        e->ring[k] = ds_malloc(n * sizeof *e->ring[k]);
+        e->ring_n[k] = n;
+    }
+    memcpy(e->ring[k], out, n * sizeof *out);
+    MPI_Isend(e->ring[k], (int)n, MPI_FLOAT, p->stage + 1, TAG_X, p->group_comm, &e->ring_req[k]);
+}
+
 /* The previous stage's n floats, into e->xin. */
 static const float *recv_prev(ds_eval_env *e, size_t n)
 {
-    MPI_Recv(xin(e, n), (int)n, MPI_FLOAT, e->pipe->stage - 1, 0, e->pipe->group_comm, MPI_STATUS_IGNORE);
+    const ds_pipe *p = e->pipe;
+    if (e->ahead) {
+        /* every stage meets the same failures of items before their
+         * forwards, so the previous stage ends its items early only after
+         * this one (a stop): anything else is a bug, not to wait on */
+        MPI_Status st;
+        MPI_Probe(p->stage - 1, MPI_ANY_TAG, p->group_comm, &st);
+        if (st.MPI_TAG != TAG_X) ds_die("eval: pipeline stage %d ended its items before stage %d", p->stage - 1, p->stage);
+    }
+    MPI_Recv(xin(e, n), (int)n, MPI_FLOAT, p->stage - 1, TAG_X, p->group_comm, MPI_STATUS_IGNORE);
     return e->xin;
 }
 
@@ -79,7 +186,8 @@ float *ds_eval_forward(ds_eval_env *e, const ds_llama *m, ds_llama_act *a, const
     float *out = rows ? ds_llama_forward_rows_stage(m, a, pre, tokens, x, B, T, rows, n_rows)
                       : ds_llama_forward_stage(m, a, tokens, x, B, T);
     if (p->last) return out;
-    MPI_Send(out, (int)n, MPI_FLOAT, p->stage + 1, 0, p->group_comm);
+    if (e->ahead) send_ahead(e, out, n);
+    else MPI_Send(out, (int)n, MPI_FLOAT, p->stage + 1, TAG_X, p->group_comm);
     return NULL;
 }
 
@@ -188,7 +296,7 @@ int ds_eval_loglik(ds_eval_env *e, const char *prompt, int n, const char *const 
         }
         for (int i = 0; i < n; i++) ll[i] = x.na[i] ? -ll[i] : 0.0;
         ds_eval_share(e, ll, n);
-        rc = loglik_check(ll, n);
+        if (ds_eval_scored(e)) rc = loglik_check(ll, n);
     }
     loglik_ids_free(&x);
     return rc;
@@ -221,7 +329,7 @@ int ds_eval_loglik_ref(ds_eval_env *e, const char *prompt, int n, const char *co
             for (int j = 0; j < x.na[i]; j++) tg[j] = -1;
         }
         ds_eval_share(e, ll, n);
-        rc = loglik_check(ll, n);
+        if (ds_eval_scored(e)) rc = loglik_check(ll, n);
         free(tokens);
         free(targets);
     }

@@ -202,7 +202,7 @@ static int item_tqa(const ds_tqa_question *q, ds_eval_env *e, json_t **rec)
     double *ull = ds_malloc((size_t)nu * sizeof *ull), *ll = ds_malloc((size_t)nall * sizeof *ll);
     int *label = ds_malloc((size_t)q->n_mc2 * sizeof *label);
     int rc = ds_eval_loglik(e, prompt, nu, uniq, ull);
-    if (!rc) {
+    if (!rc && ds_eval_scored(e)) {
         for (int i = 0; i < nall; i++) ll[i] = ull[slot[i]];
         int gold = 0;
         while (!q->mc1[gold].label) gold++;
@@ -249,11 +249,11 @@ static int *doc_ids(const ds_eval_task *t, ds_eval_env *e, int d, int *n)
 
 /* The sums of ds_llama_ppl (io/model_io.c) for one document: the NLL of
  * every token after the first. */
-static json_t *item_ppl(const ds_eval_task *t, ds_eval_env *e, int d)
+static int item_ppl(const ds_eval_task *t, ds_eval_env *e, int d, json_t **rec)
 {
     int n;
     int *ids = doc_ids(t, e, d, &n);
-    if (!ids) return NULL;
+    if (!ids) return DS_EXIT_INPUT;
     double v[2] = {0, 0}; /* the NLL sum and the predicted tokens */
     if (n >= 2) {
         ds_llama_act *a = ds_eval_env_act(e, 1, n);
@@ -265,22 +265,21 @@ static json_t *item_ppl(const ds_eval_task *t, ds_eval_env *e, int d)
         ds_eval_share(e, v, 2);
     }
     free(ids);
+    if (!ds_eval_scored(e)) return 0;
     const double nll = v[0];
     const int64_t cnt = (int64_t)v[1];
     /* a finite loss sum implies the logits it used were finite */
-    if (!isfinite(nll)) {
-        ds_err(DS_EXIT_INPUT, "the NLL is not finite (non-finite logits)");
-        return NULL;
-    }
-    return json_pack("{s:f, s:I}", "nll_sum", nll, "tokens", (json_int_t)cnt);
+    if (!isfinite(nll)) return ds_err(DS_EXIT_INPUT, "the NLL is not finite (non-finite logits)");
+    *rec = json_pack("{s:f, s:I}", "nll_sum", nll, "tokens", (json_int_t)cnt);
+    return 0;
 }
 
 /* KL(p_ref || p) summed over the positions that predict a token (as ppl). */
-static json_t *item_kl(const ds_eval_task *t, ds_eval_env *e, int d)
+static int item_kl(const ds_eval_task *t, ds_eval_env *e, int d, json_t **rec)
 {
     int n;
     int *ids = doc_ids(t, e, d, &n);
-    if (!ids) return NULL;
+    if (!ids) return DS_EXIT_INPUT;
     double v[2] = {0, 0}; /* the KL sum and the predicted tokens */
     if (n >= 2) {
         const size_t V = (size_t)e->m->cfg.vocab_size;
@@ -306,13 +305,12 @@ static json_t *item_kl(const ds_eval_task *t, ds_eval_env *e, int d)
         free(ref);
     }
     free(ids);
+    if (!ds_eval_scored(e)) return 0;
     const double kl = v[0];
     const int64_t cnt = (int64_t)v[1];
-    if (!isfinite(kl)) {
-        ds_err(DS_EXIT_INPUT, "the KL is not finite (non-finite logits of the model or the reference)");
-        return NULL;
-    }
-    return json_pack("{s:f, s:I}", "kl_sum", kl, "tokens", (json_int_t)cnt);
+    if (!isfinite(kl)) return ds_err(DS_EXIT_INPUT, "the KL is not finite (non-finite logits of the model or the reference)");
+    *rec = json_pack("{s:f, s:I}", "kl_sum", kl, "tokens", (json_int_t)cnt);
+    return 0;
 }
 
 /* Each turn is asked after the earlier turns and answers, as messages. */
@@ -367,11 +365,16 @@ static int item_run(const ds_eval_task *t, ds_eval_env *e, int i, json_t **rec)
         if (!rc) json_object_set_new(*rec, "unsafe", json_integer(t->xs.items[i].unsafe));
         return rc;
     }
-    case DS_TASK_PPL: return (*rec = item_ppl(t, e, i)) ? 0 : DS_EXIT_INPUT;
-    case DS_TASK_KL: return (*rec = item_kl(t, e, i)) ? 0 : DS_EXIT_INPUT;
+    case DS_TASK_PPL: return item_ppl(t, e, i, rec);
+    case DS_TASK_KL: return item_kl(t, e, i, rec);
     case DS_TASK_MTBENCH: return item_mtbench(&t->mt.items[i], e, rec);
     default: return ds_err(DS_EXIT_FAIL, "bad task kind");
     }
+}
+
+int ds_eval_task_ahead(const ds_eval_task *t)
+{
+    return t->kind == DS_TASK_TQA_MC || t->kind == DS_TASK_PPL || t->kind == DS_TASK_KL;
 }
 
 static const char *const item_noun[DS_TASK_COUNT] = {"question", "behaviour", "prompt", "document", "document",

@@ -116,14 +116,23 @@ int ds_eval_task_parse(const char *spec, ds_eval_task *t);
 int ds_eval_task_load(ds_eval_task *t, const ds_eval_opts *o);
 void ds_eval_task_free(ds_eval_task *t);
 
+/* Forwards a stage keeps in flight to the next one when running ahead
+ * (ds_eval_env, ds_eval_pipe_begin). */
+#define DS_EVAL_RING 4
+
 /* What items are evaluated with: the model, its tokenizer, the refusal
  * classifier, options, and scratch space kept between items.
  * Through a pipeline (pipe not NULL, src/pipeline.h): m (and a kl task's
  * ref_model) is this rank's stage, and every stage of a group evaluates the
- * same items in step: each forward passes its hidden states from stage to
- * stage, the last stage computes the scores from the logits and sends them
- * to the group's other stages, so every stage returns the same records
- * (docs/eval.md "Pipelined tasks"). */
+ * same items: each forward passes its hidden states from stage to stage.
+ * Forward-only kinds (truthfulqa-mc, ppl, kl; between ds_eval_pipe_begin
+ * and ds_eval_pipe_end) run ahead: a stage sends its hidden states from a
+ * ring of DS_EVAL_RING buffers and goes on with its next forward, so up to
+ * that many forwards of consecutive items are in flight between two stages;
+ * only the last stage computes the scores and builds the records. In
+ * generation (refusal, xstest, mtbench-answers) the stages go in step: the
+ * last stage sends each next token (or a stop) to the group's other stages,
+ * so every stage builds the same records (docs/eval.md "Pipelined tasks"). */
 typedef struct {
     const ds_llama *m;
     ds_tokenizer *tok;
@@ -137,6 +146,12 @@ typedef struct {
     int have_kv;
     float *xin;       /* hidden states received from the previous stage */
     size_t xin_n;
+    /* running ahead (ds_eval_pipe_begin): the send ring, the stop signal
+     * from the next stage received / passed to the previous one */
+    int ahead, ring_i, stop_in, stop_out;
+    float *ring[DS_EVAL_RING];
+    size_t ring_n[DS_EVAL_RING];
+    MPI_Request ring_req[DS_EVAL_RING], stop_req;
 } ds_eval_env;
 void ds_eval_env_free(ds_eval_env *e);
 /* Activations of the evaluated model for a batch [B, T] (grown as needed;
@@ -146,21 +161,44 @@ ds_llama_act *ds_eval_env_act(ds_eval_env *e, int B, int T);
 /* The forward of tokens [B, T] of m (e->m or a task's reference model) in
  * workspace a: with rows, as ds_llama_forward_rows (after the prefix pre);
  * rows NULL, as ds_llama_forward (pre unused). Through a pipeline every
- * stage of the group calls it; the hidden states go from stage to stage.
- * Returns the logits where they are computed (the whole model, or the
- * last stage), else NULL. */
+ * stage of the group calls it; the hidden states go from stage to stage
+ * (running ahead: sent from the ring, the call returns before the next
+ * stage has them). Returns the logits where they are computed (the whole
+ * model, or the last stage), else NULL. */
 float *ds_eval_forward(ds_eval_env *e, const ds_llama *m, ds_llama_act *a, const ds_llama_act *pre, const int *tokens,
                        int B, int T, const int *rows, int n_rows);
 /* Whether this rank holds the logits of ds_eval_forward. */
 int ds_eval_has_logits(const ds_eval_env *e);
-/* Through a pipeline: the last stage's n doubles in v to every stage of
- * the group (nothing otherwise). */
+/* Whether this rank has an item's scores and builds its record: the whole
+ * model, the last stage, or every stage when not running ahead. */
+int ds_eval_scored(const ds_eval_env *e);
+/* Through a pipeline, not running ahead: the last stage's n doubles in v
+ * to every stage of the group (nothing otherwise). */
 void ds_eval_share(const ds_eval_env *e, double *v, int n);
 
+/* Through a pipeline (e->pipe with P > 1), collective over the group: a run
+ * of consecutive items, ahead (forward-only kinds: ds_eval_task_ahead) or
+ * in step. Each stage evaluates the items in order and stops at its first
+ * failure or when ds_eval_pipe_stopped says so (asked before each item: the
+ * last stage failed). ds_eval_pipe_end(e, rc) ends the run: it takes what
+ * is still in flight, tells the stages of the group whether the last stage
+ * failed, and returns what this stage should report: rc on the last stage;
+ * on another stage 0 when the last failed (the last stage meets every
+ * failure of the items before its first one, so its error is the group's),
+ * else rc. In step, or without a pipeline, begin and end do nothing and
+ * ds_eval_pipe_end returns rc. */
+void ds_eval_pipe_begin(ds_eval_env *e, int ahead);
+int ds_eval_pipe_stopped(ds_eval_env *e);
+int ds_eval_pipe_end(ds_eval_env *e, int rc);
+
 /* Evaluate item k (0 <= k < t->n). *rec receives a new JSON object, the
- * item's record. 0 or a ds_exit code with ds_err set (e.g. a prompt that
- * does not fit the model's context). */
+ * item's record (NULL on a stage without the scores: ds_eval_scored). 0 or
+ * a ds_exit code with ds_err set (e.g. a prompt that does not fit the
+ * model's context). */
 int ds_eval_task_item(const ds_eval_task *t, ds_eval_env *e, int k, json_t **rec);
+/* Whether the task's items are forwards only (truthfulqa-mc, ppl, kl): the
+ * stages of a pipeline may run ahead on them (ds_eval_pipe_begin). */
+int ds_eval_task_ahead(const ds_eval_task *t);
 
 /* Reduce t->n records (item order) into metric rows; returns how many
  * (<= DS_EVAL_MAX_METRICS), or -1 with ds_err set (e.g. no predicted token). */
