@@ -6,7 +6,7 @@
 # generate printed <unk> runs, finetune wrote a checkpoint of NaN weights,
 # fit-scales wrote NaN scales, inspect accepted a file of NaN values with
 # exit 0 (now exit 3 unless --allow-nonfinite): each now fails with exit 3 naming the item, step or tensor, writing
-# nothing, at 1 and 2 ranks.
+# nothing, at 1 and 2 ranks; eval's pipelined tasks too (--pipeline 2 and 3).
 set -u
 . "$(dirname "$0")/../defaults.sh"
 limit=120
@@ -74,6 +74,21 @@ for n in 1 2; do
     np=$n
     one && expect 3 - "inspect: error:" "nanw.h5: tensor model.norm.weight: 2 non-finite value(s)" -- inspect "$w/nanw.h5"
 done
+# Through a pipeline the forward-only tasks run ahead of the last stage,
+# which alone sees the scores (docs/eval.md "Pipelined tasks"): its failure
+# stops the stages ahead of it, and the job fails as at 1 rank (after the
+# base's items succeeded through the same stages): 1 group of 2 stages, 2
+# groups of 2 (the first group's item is reported), 1 group of 3.
+printf 'base\n%s\n' "$big" > "$w/list.txt"
+np=2
+expect 3 "$w/e.json" "eval: error:" "mc_task.json: question 1 (1-based): answer 1: the log-likelihood is not finite" -- \
+    eval --model "$w/b.h5" --delta-list "$w/list.txt" --task "$tqa" --limit 7 --pipeline 2 --json "$w/e.json"
+np=4
+expect 3 "$w/e.json" "eval: error:" "text.txt: document 1 (1-based): the NLL is not finite" -- \
+    eval --model "$w/b.h5" --delta-list "$w/list.txt" --task "ppl:$w/text.txt" --limit 9 --pipeline 2 --json "$w/e.json"
+np=3
+expect 3 "$w/e.json" "eval: error:" "text.txt: document 1 (1-based): the KL is not finite" -- \
+    eval --model "$w/b.h5" --delta "$big" --task "kl:$w/b.h5:$w/text.txt" --limit 5 --pipeline 3 --json "$w/e.json"
 expect 3 - "generate: error:" "logits are not finite at new token 1" -- \
     generate --model "$w/b.h5" --delta "$big" --prompt "Once" --max-tokens 8
 expect 3 - "generate: error:" "logits are not finite at new token 1" -- \
