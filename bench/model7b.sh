@@ -14,8 +14,14 @@
 #  5. prefill tokens/s: `eval --ppl` of DOCS documents of 32 tokens at 1
 #     stage (1 rank, both cores as OpenBLAS threads) and at 2 stages (2
 #     ranks, one core each; the documents are micro-batches, so the stages
-#     overlap), the forward's seconds as eval reports them (loading apart).
-# STEPS=14 runs steps 1 and 4 only (default: all). DOCS=8.
+#     overlap), the forward's seconds as eval reports them (loading apart);
+#  6. fit-scales at 2 ranks: --pipeline 1 refused up front, naming
+#     --pipeline; then 2 steps with --pipeline 2 (a fine-tune made with the
+#     base, FAST=1 bench/verify_gen.py: base + 0.1 x other draws; the delta
+#     from compress; --force: the generated base records no content hash):
+#     peak RSS of each rank, seconds, the report.
+# STEPS=14 runs steps 1 and 4 only (default: 1-4; 5 and 6 only when named,
+# 6 writes a second 13 GB checkpoint). DOCS=8.
 # Usage: BUILD=build sh bench/model7b.sh [LAYERS]   (LAYERS default 32;
 # MEM=GIB passes --mem-per-rank to the eval runs, e.g. MEM=1.6 with 2 layers)
 # Scratch in $TMPDIR (13 GB of disk), removed afterwards. Needs ~15 GB of free
@@ -30,7 +36,11 @@ m=$top/data/models/stories260K
 "$DELTASOUP" import --from llama2c "$m/stories260K.bin" --tokenizer "$m/tok512.bin" -o "$w/t.h5" --dtype bf16 \
     --quiet > /dev/null
 t0=$(date +%s)
-$PY "$top/bench/verify_gen.py" "$w/t.h5" "$w/big.h5" - "$layers"
+if step 6; then
+    FAST=1 $PY "$top/bench/verify_gen.py" "$w/t.h5" "$w/big.h5" "$w/ft.h5" "$layers"
+else
+    $PY "$top/bench/verify_gen.py" "$w/t.h5" "$w/big.h5" - "$layers"
+fi
 echo "== model: $layers layers, $(du -h "$w/big.h5" | cut -f1) written in $(( $(date +%s) - t0 )) s;" \
     "$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uptime | sed 's/.*load/load/')"
 head -c 400 "$top/data/lm_corpus/tinystories_sample.txt" > "$w/text.txt"
@@ -78,5 +88,27 @@ for d in range(int(sys.argv[2])): print(" ".join(words[d * 40:(d + 1) * 40]) + "
             $PY -c 'import json,sys; d = json.load(sys.stdin)
 print("  %d tokens in %.1f s: %.2f tokens/s, NLL %.6f" % (d["tokens"] + d["documents"], d["seconds"], (d["tokens"] + d["documents"]) / d["seconds"], d["nll"]))'
     done
+fi
+if step 6; then
+    head -c 6000 "$top/data/lm_corpus/tinystories_sample.txt" > "$w/calib.txt"
+    t0=$(date +%s.%N)
+    $MPIEXEC -n 2 "$DELTASOUP" compress --base "$w/big.h5" --finetuned "$w/ft.h5" -o "$w/d.bd.h5" --quiet < /dev/null
+    echo "== 6. fit-scales (delta: compress at 2 ranks, $(echo "$(date +%s.%N) - $t0" | bc) s)"
+    fit() { # PIPELINE [ARGS]: fit-scales at 2 ranks, 2 steps of 2 windows of 32 tokens
+        p=$1; shift
+        $MPIEXEC -n 2 /usr/bin/time -f "rank peak RSS %M KiB, %e s" "$DELTASOUP" fit-scales --base "$w/big.h5" \
+            --finetuned "$w/ft.h5" --delta "$w/d.bd.h5" --calib "$w/calib.txt" -o "$w/fit$p.bd.h5" --steps 2 \
+            --batch 2 --seq-len 32 --samples 8 --holdout 0.25 --pipeline "$p" --force ${MEM:+--mem-per-rank $MEM} "$@" \
+            < /dev/null
+    }
+    echo "== 6a. fit-scales, 2 ranks, --pipeline 1 (must be refused)"
+    if fit 1 --quiet > "$w/o6" 2> "$w/e6"; then echo "NOT refused"; exit 1; fi
+    grep -m1 -i "pipeline" "$w/e6" || { cat "$w/e6"; exit 1; }
+    echo "== 6b. fit-scales, 2 ranks, --pipeline 2, 2 steps"
+    t0=$(date +%s.%N)
+    fit 2 --report "$w/fit.json" 2>&1 | grep -av "^\[fit-scales\] step" || true
+    echo "  wall $(echo "$(date +%s.%N) - $t0" | bc) s"
+    $PY -c 'import json,sys; d = json.load(open(sys.argv[1]))
+print("  held-out KL %.6g -> %.6g, NLL %.6f -> %.6f (fine-tune %.6f), peak RSS per rank %s GiB" % (d["heldout"]["kl_before"], d["heldout"]["kl_after"], d["heldout"]["nll_before"], d["heldout"]["nll_after"], d["heldout"]["nll_finetuned"], ", ".join("%.2f" % (b / 2**30) for b in d.get("peak_rss_bytes", []))))' "$w/fit.json"
 fi
 echo "load after: $(uptime | sed 's/.*load/load/')"

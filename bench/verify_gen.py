@@ -8,7 +8,10 @@ copied from TEMPLATE; no content_sha256 (deltasoup reads such files without
 a check): bench/verify.sh rewrites the base through deltasoup first.
 usage: verify_gen.py TEMPLATE.h5 BASE.h5 FT.h5 [LAYERS]   (FT "-": the base only)
 With FT "-" the matrices are cut from one block of 2^26 bf16 normal draws,
-each at its own offset (fast: 13 GB in about a minute), not drawn anew."""
+each at its own offset (fast: 13 GB in about a minute), not drawn anew; with
+FAST=1 in the environment and an FT path, the same for the base, and the
+fine-tune's matrices are the base's plus 0.1 x another slice of the block
+(a base and a fine-tune in about two minutes)."""
 import os
 import sys
 
@@ -34,16 +37,25 @@ def main(template, base, ft, layers=2):
         f.create_group("tensors")
         t.copy("tokenizer", f)
     block = None
-    if len(files) == 1:  # the base only: a block of draws reused at offsets
+    fast = len(files) == 1 or os.environ.get("FAST") == "1"
+    if fast:  # a block of draws reused at offsets
         block = bf16(rng.standard_normal(1 << 26, dtype=np.float32) * np.float32(0.02))
         block = np.concatenate([block, block])
     for k, (name, shape) in enumerate(tensors(layers, vocab=512)):
         n = int(np.prod(shape))
         if block is not None and len(shape) == 2 and n <= 1 << 26:
             off = (k * 7919 * 4099) % (1 << 26)
-            ds = h5py.h5d.create(files[0]["tensors"].id, name.encode(), tt, h5py.h5s.create_simple(shape))
-            ds.write(h5py.h5s.ALL, h5py.h5s.ALL, np.ascontiguousarray(block[off:off + n].reshape(shape)), mtype=tt)
-            ds.close()
+            w = np.ascontiguousarray(block[off:off + n].reshape(shape))
+            xs = [w]
+            if len(files) > 1:
+                off2 = (off + (1 << 25) + 12345) % (1 << 26)
+                f32 = lambda u: (u.astype(np.uint32) << 16).view(np.float32)  # noqa: E731  bf16 bits -> f32
+                d = f32(block[off2:off2 + n].reshape(shape))
+                xs.append(bf16(f32(w) + d * np.float32(0.1)))
+            for f, x in zip(files, xs):
+                ds = h5py.h5d.create(f["tensors"].id, name.encode(), tt, h5py.h5s.create_simple(shape))
+                ds.write(h5py.h5s.ALL, h5py.h5s.ALL, x, mtype=tt)
+                ds.close()
             continue
         w = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
         if len(shape) == 1:
