@@ -292,43 +292,40 @@ static float *coded_scratch(size_t in, size_t out, float *scratch, size_t *scrat
     return *own = ds_malloc(*scratch_n * sizeof(float));
 }
 
-void ds_gemm_xwt_coded(ds_kdtype dt, size_t N, size_t in, size_t out, const float *x, const void *W,
-                       const ds_wcode *c, float beta, float *y, float *scratch, size_t scratch_n)
+/* The coded products by panels of rows [o0, o0 + p) of W: y = beta*y +
+ * a . W^T (xw 0: a = x [N, in], y [N, out]), or y = beta*y + a . W (xw 1:
+ * a = dy [N, out], y = dx [N, in], the panels' partial sums added). */
+static void coded_product(int xw, ds_kdtype dt, size_t N, size_t in, size_t out, const float *a, const void *W,
+                          const ds_wcode *c, float beta, float *y, float *scratch, size_t scratch_n)
 {
-    if (!c) {
-        ds_gemm_xwt(dt, N, in, out, x, W, beta, y, scratch, scratch_n);
-        return;
-    }
-    if (N == 0 || out == 0) return;
-    float *own, *s = coded_scratch(in ? in : 1, out, scratch, &scratch_n, &own);
-    const size_t P = scratch_n / (in ? in : 1);
+    const size_t k = in ? in : 1;
+    float *own, *s = coded_scratch(k, out ? out : 1, scratch, &scratch_n, &own);
+    const size_t P = scratch_n / k;
     for (size_t o0 = 0; o0 < out; o0 += P) {
         const size_t p = out - o0 < P ? out - o0 : P;
         coded_panel(dt, in, W, c, o0, p, s);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)p, (int)in, 1.0f, x, (int)in, s, (int)in,
-                    beta, y + o0, (int)out);
+        if (!xw)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)p, (int)in, 1.0f, a, (int)in, s, (int)in,
+                        beta, y + o0, (int)out);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)p, 1.0f, a + o0, (int)out, s,
+                        (int)in, o0 == 0 ? beta : 1.0f, y, (int)in);
     }
+    if (xw && out == 0 && beta == 0)
+        for (size_t i = 0; i < N * in; i++) y[i] = 0;
     free(own);
+}
+
+void ds_gemm_xwt_coded(ds_kdtype dt, size_t N, size_t in, size_t out, const float *x, const void *W,
+                       const ds_wcode *c, float beta, float *y, float *scratch, size_t scratch_n)
+{
+    if (!c) ds_gemm_xwt(dt, N, in, out, x, W, beta, y, scratch, scratch_n);
+    else if (N && out) coded_product(0, dt, N, in, out, x, W, c, beta, y, scratch, scratch_n);
 }
 
 void ds_gemm_xw_coded(ds_kdtype dt, size_t N, size_t in, size_t out, const float *dy, const void *W,
                       const ds_wcode *c, float beta, float *dx, float *scratch, size_t scratch_n)
 {
-    if (!c) {
-        ds_gemm_xw(dt, N, in, out, dy, W, beta, dx, scratch, scratch_n);
-        return;
-    }
-    if (N == 0 || in == 0) return;
-    float *own, *s = coded_scratch(in, out ? out : 1, scratch, &scratch_n, &own);
-    const size_t P = scratch_n / in;
-    /* dx = beta*dx + sum over panels of rows [o0, o0+p) of W: dy[:, o0:o0+p] . W[o0:o0+p, :] */
-    for (size_t o0 = 0; o0 < out; o0 += P) {
-        const size_t p = out - o0 < P ? out - o0 : P;
-        coded_panel(dt, in, W, c, o0, p, s);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)p, 1.0f, dy + o0, (int)out, s,
-                    (int)in, o0 == 0 ? beta : 1.0f, dx, (int)in);
-    }
-    if (out == 0 && beta == 0)
-        for (size_t i = 0; i < N * in; i++) dx[i] = 0;
-    free(own);
+    if (!c) ds_gemm_xw(dt, N, in, out, dy, W, beta, dx, scratch, scratch_n);
+    else if (N && in) coded_product(1, dt, N, in, out, dy, W, c, beta, dx, scratch, scratch_n);
 }

@@ -38,3 +38,17 @@ fs_inputs()
     "$DELTASOUP" compress --base "$tmp/base.h5" --finetuned "$tmp/ft.h5" -o "$tmp/drow.bd.h5" --scale row \
         --quiet >/dev/null || fs_fail "compress --scale row"
 }
+
+# fs_usr1_when PATTERN LOG PID: SIGUSR1 to PID (an mpiexec, which forwards
+# it) once LOG has a line matching PATTERN (or after 30 s, or when PID has
+# ended).
+fs_usr1_when()
+{
+    _n=0
+    until grep -q "$1" "$2" 2>/dev/null; do
+        _n=$((_n + 1))
+        [ $_n -lt 3000 ] && kill -0 "$3" 2>/dev/null || break
+        sleep 0.01
+    done
+    kill -USR1 "$3" 2>/dev/null || true
+}

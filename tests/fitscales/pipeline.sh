@@ -77,13 +77,7 @@ echo "fitted delta's eval NLL: $a (1 rank), $b (--pipeline 2)"
 # once the job has printed its header, before its first step ends
 $MPIEXEC -n 2 "$DELTASOUP" fit-scales $args --pipeline 2 -o r.bd.h5 --checkpoint ck >r.log 2>&1 &
 pid=$!
-n=0
-until grep -q '^\[fit-scales\] d.bd.h5: ' r.log 2>/dev/null; do
-    n=$((n + 1))
-    [ $n -lt 3000 ] && kill -0 $pid 2>/dev/null || break
-    sleep 0.01
-done
-kill -USR1 $pid 2>/dev/null
+fs_usr1_when '^\[fit-scales\] d.bd.h5: ' r.log $pid
 rc=0; wait $pid || rc=$?
 [ $rc = 75 ] && [ -f ck/fit-scales.ckpt ] || { cat r.log; fs_fail "SIGUSR1 at P=2: exit $rc, expected 75"; }
 fit 1 1 r --checkpoint ck >r2.log || { cat r2.log; fs_fail "resume at P=1"; }

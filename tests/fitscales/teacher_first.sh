@@ -75,13 +75,7 @@ same c1 t1 t2 t4
 $MPIEXEC -n 2 "$DELTASOUP" fit-scales $args --pipeline 2 --teacher-first --scratch scratch -o r.bd.h5 \
     --report r.json --checkpoint ck >r0.log 2>&1 &
 pid=$!
-n=0
-until grep -q '^\[fit-scales\] teacher first' r0.log 2>/dev/null; do
-    n=$((n + 1))
-    [ $n -lt 3000 ] && kill -0 $pid 2>/dev/null || break
-    sleep 0.01
-done
-kill -USR1 $pid 2>/dev/null
+fs_usr1_when '^\[fit-scales\] teacher first' r0.log $pid
 rc=0; wait $pid || rc=$?
 [ $rc = 75 ] && [ -f ck/fit-scales.ckpt ] || { cat r0.log; fs_fail "SIGUSR1 at P=2: exit $rc, expected 75"; }
 fit 1 1 r --teacher-first --scratch scratch --checkpoint ck
