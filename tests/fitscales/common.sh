@@ -52,3 +52,33 @@ fs_usr1_when()
     done
     kill -USR1 "$3" 2>/dev/null || true
 }
+
+# fs_same REF B...: B.bd.h5 has every scale of REF.bd.h5 bit for bit (h5py)
+# and the same content hash, B.json the same report as REF.json (all but
+# seconds, peak RSS, output, ranks and pipeline; with RESUMED set, all but
+# the first step's batch objective, that of the run that resumed).
+fs_same()
+{
+    $PY - "$@" <<'PYEOF' || fs_fail "$* differ"
+import json, os, sys
+import h5py
+def load(name):
+    with h5py.File(name + ".bd.h5", "r") as f:
+        sc = {k: f["bits"][k]["scale"][()].tobytes() for k in f["bits"]}
+        r = json.load(open(name + ".json"))
+        for k in ("seconds", "peak_rss_bytes", "output", "ranks", "pipeline"):
+            r.pop(k)
+        if os.environ.get("RESUMED"):
+            r["train"].pop("batch_objective_first_step")
+        return sc, f.attrs["content_sha256"], r
+ref = load(sys.argv[1])
+assert len(ref[0]) == 35
+for name in sys.argv[2:]:
+    got = load(name)
+    for k in ref[0]:
+        assert got[0][k] == ref[0][k], "%s: scales of %s differ from %s's" % (name, k, sys.argv[1])
+    assert got[1] == ref[1], (name, "content_sha256")
+    assert got[2] == ref[2], (name, got[2], ref[2])
+    print("%s: the scales and report of %s, bit for bit" % (name, sys.argv[1]))
+PYEOF
+}

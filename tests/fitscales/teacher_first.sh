@@ -31,31 +31,6 @@ fit() { # RANKS P NAME [ARGS...]: -o NAME.bd.h5 --report NAME.json, the log in N
     $MPIEXEC -n "$_n" "$DELTASOUP" fit-scales $args --pipeline "$_p" -o "$_o.bd.h5" --report "$_o.json" "$@" \
         >"$_o.log" 2>&1 || { cat "$_o.log"; fs_fail "$_o: exit $?"; }
 }
-same() { # REF B...: every scale bit for bit (h5py), the same content hash, the same report
-    # ($RESUMED: but the first step's batch objective, that of the run that resumed)
-    $PY - "$@" <<'PYEOF' || fs_fail "$* differ"
-import json, os, sys
-import h5py
-def load(name):
-    with h5py.File(name + ".bd.h5", "r") as f:
-        sc = {k: f["bits"][k]["scale"][()].tobytes() for k in f["bits"]}
-        r = json.load(open(name + ".json"))
-        for k in ("seconds", "peak_rss_bytes", "output", "ranks", "pipeline"):
-            r.pop(k)
-        if os.environ.get("RESUMED"):
-            r["train"].pop("batch_objective_first_step")
-        return sc, f.attrs["content_sha256"], r
-ref = load(sys.argv[1])
-assert len(ref[0]) == 35
-for name in sys.argv[2:]:
-    got = load(name)
-    for k in ref[0]:
-        assert got[0][k] == ref[0][k], "%s: scales of %s differ from %s's" % (name, k, sys.argv[1])
-    assert got[1] == ref[1], (name, "content_sha256")
-    assert got[2] == ref[2], (name, got[2], ref[2])
-    print("%s: the scales and report of %s, bit for bit" % (name, sys.argv[1]))
-PYEOF
-}
 fit 1 1 c1
 fit 1 1 t1 --teacher-first --scratch scratch
 grep -q '^\[fit-scales\] teacher first: the teacher runs alone over 42 windows (30 held-out, 4 steps x 3) and its logits, 1376256 bytes (0.00 GiB), go to scratch;' t1.log ||
@@ -67,7 +42,7 @@ TMPDIR=$tmp/scratch; export TMPDIR # the default scratch folder
 fit 4 2 t4 --teacher-first
 grep -q "go to $tmp/scratch;" t4.log || { cat t4.log; fs_fail "t4: \$TMPDIR is not the scratch folder"; }
 unset TMPDIR
-same c1 t1 t2 t4
+fs_same c1 t1 t2 t4
 [ -z "$(ls scratch)" ] || fs_fail "files left in the scratch folder: $(ls scratch)"
 
 # a checkpoint written at P=2 in teacher-first mode resumed at 1 rank:
@@ -82,7 +57,7 @@ fit 1 1 r --teacher-first --scratch scratch --checkpoint ck
 grep -q 'resuming from ck/fit-scales.ckpt at step 1 (saved at 2 rank(s))' r.log || { cat r.log; fs_fail "no resume"; }
 grep -q 'teacher runs alone over 39 windows (30 held-out, 3 steps x 3)' r.log ||
     { cat r.log; fs_fail "the resumed run did not cache the 3 steps left"; }
-RESUMED=1 same c1 r
+RESUMED=1 fs_same c1 r
 
 # without the flag: a budget between the two plans' needs (this build's
 # plan line) chooses the teacher first
@@ -94,7 +69,7 @@ mem=$($PY -c "print('%.9f' % (($both + $one) / 2 / 2**30))")
 fit 1 0 a --mem-per-rank "$mem" --scratch scratch
 grep -q '^\[fit-scales\] teacher first (both models do not fit a rank.s memory): the teacher runs alone over 42 windows' a.log ||
     { cat a.log; fs_fail "--mem-per-rank $mem: the teacher did not run first"; }
-same c1 a
+fs_same c1 a
 mem=$($PY -c "print('%.9f' % (($both + 1024) / 2**30))")
 fit 1 0 b --mem-per-rank "$mem" --scratch scratch
 grep -q '^\[fit-scales\] teacher first' b.log && { cat b.log; fs_fail "--mem-per-rank $mem: the teacher first, both fit"; }
