@@ -505,7 +505,17 @@ int ds_h5_dataset_shape(hid_t dset, int *ndim, int64_t shape[DS_MAX_DIMS])
     hsize_t dims[DS_MAX_DIMS];
     H5Sget_simple_extent_dims(space, dims, NULL);
     H5Sclose(space);
-    for (int i = 0; i < nd; i++) shape[i] = (int64_t)dims[i];
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) {
+        /* (n <= DS_MAX_NUMEL / d: the product stays in range, no overflow) */
+        if (dims[i] > (hsize_t)DS_MAX_NUMEL || (dims[i] && n > DS_MAX_NUMEL / (int64_t)dims[i])) {
+            char where[3200];
+            return ds_err(DS_EXIT_INPUT, "%s: dataspace of more than 2^40 elements (dimension %d is %llu): damaged "
+                          "file", ds_h5_where(dset, where, sizeof where), i, (unsigned long long)dims[i]);
+        }
+        n *= (int64_t)dims[i];
+        shape[i] = (int64_t)dims[i];
+    }
     *ndim = nd;
     return 0;
 }

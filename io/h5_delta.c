@@ -456,7 +456,7 @@ static int open_coded(ds_delta_file *f, hid_t bits, const char *name, ds_delta_e
         rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: source dtype '%s' is not F32, F16 or BF16", f->path, name, s);
     if (!rc) rc = ds_h5_attr_get_int(g, "rows", &rows);
     if (!rc) rc = ds_h5_attr_get_int(g, "cols", &cols);
-    if (!rc && (rows < 1 || cols < 1))
+    if (!rc && (rows < 1 || cols < 1 || rows > DS_MAX_NUMEL || cols > DS_MAX_NUMEL / rows))
         rc = ds_err(DS_EXIT_INPUT, "%s: tensor %s: bad shape [%lld, %lld]", f->path, name, (long long)rows, (long long)cols);
     if (!rc) rc = ds_h5_attr_get_str(g, "scale_mode", s, sizeof s);
     if (!rc && ds_scale_kind_parse(s, &mode) != 0)

@@ -8,6 +8,10 @@
 
 #define DS_NAME_MAX 256
 #define DS_MAX_DIMS 4
+/* The most elements a tensor read from a file may have (2^40; the largest
+ * tensor of a 405B-parameter Llama has about 2^31): a larger dataspace, or
+ * one whose element count overflows, is refused as a damaged file. */
+#define DS_MAX_NUMEL ((int64_t)1 << 40)
 
 /* Exit codes of the deltasoup program (docs/cli.md). */
 enum ds_exit {

@@ -5,7 +5,9 @@
 # `sign a b c` checks every file before signing any (c's data no longer
 # matching its content hash left a and b signed); a number with blanks
 # around it (--steps " 5") and an unknown option are usage errors naming the
-# option (exit 2). At 1 and 2 ranks.
+# option (exit 2); a delta whose dense dataset claims more than 2^40
+# elements is refused naming the file and dataset (exit 3). At 1 and 2
+# ranks.
 set -u
 . "$(dirname "$0")/../defaults.sh"
 . "$(dirname "$0")/common.sh"
@@ -44,6 +46,18 @@ for np in 1 2; do
         sign --key "$w/k" "$w/u2.bd.h5" "$w/u2b.bd.h5" "$w/u3.bd.h5"
     signed "$w/u2.bd.h5" && fail "u2 signed before u3 was found bad ($np rank(s))"
     signed "$w/u2b.bd.h5" && fail "u2b signed before u3 was found bad ($np rank(s))"
+done
+
+echo "== a dataspace too large to be a tensor"
+# (found by scripts/fuzz.sh h5_delta: a dense delta of [32, 7.6e18]
+# overflowed the element count, then inspect died in an allocation of
+# 1.3e19 bytes, MPI_Abort, exit 1; also tests/fuzz/h5_delta_corpus)
+big=$top_srcdir/tests/fuzz/h5_delta_corpus/fuzz-crash-dense-numel-overflow
+for np in 1 2; do
+    np=$np expect 3 "$w/a.h5" "fuzz-crash-dense-numel-overflow: /dense/model.embed_tokens.weight: dataspace of more than 2^40 elements" -- \
+        apply --base "$w/b.h5" --delta "$big" -o "$w/a.h5"
+    np=$np expect 3 - "fuzz-crash-dense-numel-overflow: /dense/model.embed_tokens.weight: dataspace of more than 2^40 elements" -- \
+        inspect "$big"
 done
 
 echo "== option values"
