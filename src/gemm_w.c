@@ -44,6 +44,14 @@ const char *ds_gemm_mode_name(ds_gemm_mode m) { return m == DS_GEMM_DP ? "dp" : 
 static int g_threads; /* 0: OpenBLAS's count */
 void ds_gemm_set_threads(int n) { __atomic_store_n(&g_threads, n < 0 ? 0 : n, __ATOMIC_RELAXED); }
 
+#define POOL_MAX 16
+int ds_gemm_threads(void)
+{
+    int T = __atomic_load_n(&g_threads, __ATOMIC_RELAXED);
+    if (T == 0) T = openblas_get_num_threads();
+    return T < 1 ? 1 : T > POOL_MAX ? POOL_MAX : T;
+}
+
 static size_t esize(ds_kdtype dt) { return dt == DS_KDT_F32 ? 4 : 2; }
 
 /* ---- a small pool of threads for the DP product, started on first use
@@ -54,7 +62,6 @@ static size_t esize(ds_kdtype dt) { return dt == DS_KDT_F32 ? 4 : 2; }
  * usually follows within microseconds) and then sleep on a condition
  * variable. One parallel call at a time: a concurrent caller (another
  * thread of the process) runs its job alone, t = 0 of T = 1. */
-#define POOL_MAX 16
 #define POOL_SPIN 2000 /* polls (pause: ~65 cycles on Zen; ~40 us) before a worker sleeps */
 
 static struct {
@@ -183,10 +190,8 @@ static char *align64(void *p) { return (char *)(((uintptr_t)p + 63) & ~(uintptr_
 static void xwt_dp(size_t N, size_t in, size_t out, const float *x, const uint16_t *W, float beta, float *y,
                    float *scratch, size_t scratch_n)
 {
-    int T = __atomic_load_n(&g_threads, __ATOMIC_RELAXED);
-    if (T == 0) T = openblas_get_num_threads();
-    if (T > POOL_MAX) T = POOL_MAX;
-    if (T < 1 || N * in * out < DP_THREAD_MACS) T = 1;
+    int T = ds_gemm_threads();
+    if (N * in * out < DP_THREAD_MACS) T = 1;
     if ((size_t)T > (out + 15) / 16) T = (int)((out + 15) / 16);
     const size_t wb = (ds_gemm_dp_wbytes() + 63) / 64 * 64, row = ds_gemm_dp_xbytes(16, in) / 16;
     /* rows of x per chunk: what the scratch holds beside the W buffers, whole panels of 16 */

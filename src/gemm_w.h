@@ -50,6 +50,9 @@ const char *ds_gemm_mode_name(ds_gemm_mode m);
 /* Threads of the DS_GEMM_DP product: n >= 1, or 0 (the default) for
  * OpenBLAS's count. */
 void ds_gemm_set_threads(int n);
+/* The threads the DS_GEMM_DP product and ds_gemm_parallel's users take:
+ * ds_gemm_set_threads's n, else openblas_get_num_threads(), in 1..16. */
+int ds_gemm_threads(void);
 
 /* Run fn(arg, t, T) for t = 0..T-1 on the DP product's pool of threads
  * (started on first use, kept; t = 0 on the caller); returns the T that

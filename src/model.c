@@ -3,7 +3,9 @@
  * src/gemm_w.h (cblas_sgemm/sgemv for f32 weights, exactly as
  * before; f16/bf16 read directly), the attention's through cblas_sgemm;
  * activations live in one workspace allocated per batch shape, so a
- * training step does no allocation. */
+ * training step does no allocation. The forward's other work (norms, RoPE,
+ * SiLU, the attention's softmax, copies) runs on the products' threads
+ * above a size (par_for), split so that results do not change. */
 #include "config.h"
 #include "src/model.h"
 #include <cblas.h>
@@ -241,6 +243,70 @@ void ds_llama_copy(ds_llama *dst, const ds_llama *src)
 
 void ds_llama_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
 
+/* ---- the forward's work outside the products (norms, RoPE, SiLU, the
+ * attention's softmax, copies) on the products' threads (src/gemm_w.h
+ * ds_gemm_parallel, ds_gemm_threads of them). The work is split by whole
+ * rows, heads or runs of elements, each computed exactly as on one thread,
+ * so the results do not depend on the thread count. Below PAR_WORK floats
+ * of work one thread: waking the pool costs microseconds (stories260K's
+ * shapes and the one-token step stay on one). The attention's sgemm calls
+ * stay on OpenBLAS's threads: its results depend on its thread count and
+ * on the calls' shapes (docs/model.md "Mode dp"). */
+#define PAR_WORK ((int64_t)1 << 18)
+
+typedef struct {
+    void (*body)(void *ctx, int64_t i0, int64_t i1);
+    void *ctx;
+    int64_t n, grain;
+} par_job;
+
+static void par_run(void *arg, int t, int T)
+{
+    const par_job *j = arg;
+    const int64_t chunks = (j->n + j->grain - 1) / j->grain;
+    const int64_t c0 = chunks * t / T, c1 = chunks * (t + 1) / T;
+    const int64_t i0 = c0 * j->grain, i1 = c1 * j->grain < j->n ? c1 * j->grain : j->n;
+    if (i0 < i1) j->body(j->ctx, i0, i1);
+}
+
+/* The threads for `work` units over n items in runs of grain. */
+static int par_threads(int64_t n, int64_t grain, int64_t work)
+{
+    if (work < PAR_WORK || n <= grain) return 1;
+    const int T = ds_gemm_threads();
+    const int64_t chunks = (n + grain - 1) / grain;
+    return chunks < T ? (int)chunks : T;
+}
+
+/* body(ctx, i0, i1) over [0, n) in runs that are multiples of grain (the
+ * last one ending at n), on par_threads(n, grain, work) threads. */
+static void par_for(int64_t n, int64_t grain, int64_t work, void (*body)(void *, int64_t, int64_t), void *ctx)
+{
+    const int T = par_threads(n, grain, work);
+    if (T <= 1) {
+        if (n > 0) body(ctx, 0, n);
+        return;
+    }
+    par_job j = {body, ctx, n, grain};
+    ds_gemm_parallel(par_run, &j, T);
+}
+
+typedef struct {
+    float *dst;
+    const float *src;
+} par_copy_ctx;
+static void par_copy_body(void *ctx, int64_t i0, int64_t i1)
+{
+    const par_copy_ctx *c = ctx;
+    memcpy(c->dst + i0, c->src + i0, (size_t)(i1 - i0) * sizeof(float));
+}
+/* memcpy of n floats */
+static void par_copy(float *dst, const float *src, int64_t n)
+{
+    par_copy_ctx c = {dst, src};
+    par_for(n, 4096, n, par_copy_body, &c);
+}
+
 /* ---- building blocks */
 
 /* The matrices of the products below: tensor i of m in its dtype, and the
@@ -280,9 +346,9 @@ static void embed_row(const ds_llama *m, int row, float *dst)
 }
 
 /* y = x * rsqrt(mean(x^2) + eps) * w per row; rs[n] keeps the factor. */
-static void rmsnorm_fwd(float *y, float *rs, const float *x, const float *w, int N, int D, float eps)
+static void rmsnorm_rows(float *y, float *rs, const float *x, const float *w, int n0, int n1, int D, float eps)
 {
-    for (int n = 0; n < N; n++) {
+    for (int n = n0; n < n1; n++) {
         const float *xr = x + (size_t)n * D;
         float *yr = y + (size_t)n * D;
         float ss = 0;
@@ -291,6 +357,23 @@ static void rmsnorm_fwd(float *y, float *rs, const float *x, const float *w, int
         if (rs) rs[n] = r;
         for (int j = 0; j < D; j++) yr[j] = xr[j] * r * w[j];
     }
+}
+
+typedef struct {
+    float *y, *rs;
+    const float *x, *w;
+    int D;
+    float eps;
+} rmsnorm_ctx;
+static void rmsnorm_body(void *ctx, int64_t i0, int64_t i1)
+{
+    const rmsnorm_ctx *c = ctx;
+    rmsnorm_rows(c->y, c->rs, c->x, c->w, (int)i0, (int)i1, c->D, c->eps);
+}
+static void rmsnorm_fwd(float *y, float *rs, const float *x, const float *w, int N, int D, float eps)
+{
+    rmsnorm_ctx c = {y, rs, x, w, D, eps};
+    par_for(N, 1, (int64_t)N * D, rmsnorm_body, &c);
 }
 
 /* dx += d(rmsnorm)/dx^T dy; dw += d/dw^T dy (dw may be NULL). */
@@ -312,11 +395,11 @@ static void rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, c
 
 /* Rotate-half RoPE on x [N, n_heads*hs] (row stride ld) at position pos(n).
  * inverse: apply the transpose (for the backward pass). */
-static void rope_apply(const ds_llama *m, float *x, int N, int T, int n_heads, int ld, int pos0, int inverse)
+static void rope_rows(const ds_llama *m, float *x, int n0, int n1, int T, int n_heads, int ld, int pos0, int inverse)
 {
     const int hs = m->cfg.dim / m->cfg.n_heads, half = hs / 2;
     const float sgn = inverse ? -1.0f : 1.0f;
-    for (int n = 0; n < N; n++) {
+    for (int n = n0; n < n1; n++) {
         const int pos = pos0 + (T ? n % T : 0);
         const float *c = m->rope_cos + (size_t)pos * half, *s = m->rope_sin + (size_t)pos * half;
         for (int h = 0; h < n_heads; h++) {
@@ -328,6 +411,22 @@ static void rope_apply(const ds_llama *m, float *x, int N, int T, int n_heads, i
             }
         }
     }
+}
+
+typedef struct {
+    const ds_llama *m;
+    float *x;
+    int T, n_heads, ld, pos0, inverse;
+} rope_ctx;
+static void rope_body(void *ctx, int64_t i0, int64_t i1)
+{
+    const rope_ctx *c = ctx;
+    rope_rows(c->m, c->x, (int)i0, (int)i1, c->T, c->n_heads, c->ld, c->pos0, c->inverse);
+}
+static void rope_apply(const ds_llama *m, float *x, int N, int T, int n_heads, int ld, int pos0, int inverse)
+{
+    rope_ctx c = {m, x, T, n_heads, ld, pos0, inverse};
+    par_for(N, 1, (int64_t)N * n_heads * (m->cfg.dim / m->cfg.n_heads), rope_body, &c);
 }
 
 /* ---- the elementwise hot loops (src/vexp.h), twice: portable (4-lane
@@ -393,9 +492,21 @@ static void softmax_causal(float *S, int R, int ld, int off)
 {
     (engine_avx2() ? softmax_causal_avx2 : softmax_causal_ref)(S, R, ld, off);
 }
+typedef struct {
+    float *out;
+    const float *g, *u;
+    void (*fn)(float *, const float *, const float *, int64_t);
+} silu_ctx;
+static void silu_body(void *ctx, int64_t i0, int64_t i1)
+{
+    const silu_ctx *c = ctx;
+    c->fn(c->out + i0, c->g + i0, c->u + i0, i1 - i0);
+}
+/* runs of 64 elements: every element falls in a vector (or the tail) as on one thread */
 static void silu_mul(float *out, const float *g, const float *u, int64_t n)
 {
-    (engine_avx2() ? silu_mul_avx2 : silu_mul_ref)(out, g, u, n);
+    silu_ctx c = {out, g, u, engine_avx2() ? silu_mul_avx2 : silu_mul_ref};
+    par_for(n, 64, n, silu_body, &c);
 }
 static float row_lse(const float *z, int V, float *p) { return (engine_avx2() ? row_lse_avx2 : row_lse_ref)(z, V, p); }
 
@@ -518,8 +629,22 @@ static inline float *xat(const ds_llama_act *a, int s, int D)
     return a->x + (int64_t)(a->fwd_only ? (s & 1) : s) * a->cap * D;
 }
 
+typedef struct {
+    float *P;
+    int T;
+} softmax_ctx;
+static void softmax_body(void *ctx, int64_t i0, int64_t i1)
+{
+    const softmax_ctx *c = ctx;
+    for (int64_t i = i0; i < i1; i++) softmax_causal(c->P + i * c->T * c->T, c->T, c->T, 0);
+}
+
 /* Causal attention of one layer for every (sequence, head): P = softmax(QK^T
- * * scale) kept for the backward pass, att = P V. */
+ * * scale) kept for the backward pass, att = P V. The products are
+ * cblas_sgemm calls per head on OpenBLAS's threads (its results depend on
+ * its thread count and on the shapes of the calls, so these stay as they
+ * are); the scores of every head first, then the softmax of all heads split
+ * by heads across the products' threads (par_for), then P V per head. */
 static void attention_fwd(const ds_llama *m, ds_llama_act *a, const float *q, const float *k, const float *v,
                           float *P, float *att)
 {
@@ -530,10 +655,15 @@ static void attention_fwd(const ds_llama *m, ds_llama_act *a, const float *q, co
         for (int h = 0; h < H; h++) {
             const float *Q = q + (size_t)b * T * D + h * hs;
             const float *K = k + (size_t)b * T * KVD + (h / rep) * hs;
-            const float *Vv = v + (size_t)b * T * KVD + (h / rep) * hs;
             float *S = P + ((size_t)b * H + h) * T * T;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, Q, D, K, KVD, 0.0f, S, T);
-            softmax_causal(S, T, T, 0);
+        }
+    softmax_ctx sc = {P, T};
+    par_for((int64_t)B * H, 1, (int64_t)B * H * T * T, softmax_body, &sc);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *Vv = v + (size_t)b * T * KVD + (h / rep) * hs;
+            const float *S = P + ((size_t)b * H + h) * T * T;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, S, T, Vv, KVD, 0.0f,
                         att + (size_t)b * T * D + h * hs, D);
         }
@@ -608,13 +738,13 @@ static void layer_fwd(const ds_llama *m, ds_llama_act *a, int s, const ds_llama_
     rope_apply(m, k, N, T, c->n_kv_heads, KVD, pos0, 0);
     if (pre) attention_cont(m, a, pre, s, q, k, v, att);
     else attention_fwd(m, a, q, k, v, a->P + ls * a->max_b * H * a->max_t * a->max_t, att);
-    memcpy(xmid, x, (size_t)N * D * sizeof(float));
+    par_copy(xmid, x, (int64_t)N * D);
     lin_fwd(xmid, att, W(DS_LLAMA_O), N, D, D, 1.0f);
     rmsnorm_fwd(xn2, a->rs2 + ls * cap, xmid, Wn[DS_LLAMA_FFN_NORM], N, D, c->norm_eps);
     lin_fwd(h1, xn2, W(DS_LLAMA_GATE), N, D, F, 0);
     lin_fwd(h3, xn2, W(DS_LLAMA_UP), N, D, F, 0);
     silu_mul(act, h1, h3, (int64_t)N * F);
-    memcpy(xnext, xmid, (size_t)N * D * sizeof(float));
+    par_copy(xnext, xmid, (int64_t)N * D);
     lin_fwd(xnext, act, W(DS_LLAMA_DOWN), N, F, D, 1.0f);
 #undef W
 }

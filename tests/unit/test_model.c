@@ -8,6 +8,7 @@
 #include <string.h>
 #include "io/text.h"
 #include "src/model.h"
+#include "src/gemm_w.h"
 #include "kernels/cpu/dispatch.h"
 #include "src/vexp.h"
 #include "tests/unit/check_main.h"
@@ -456,6 +457,69 @@ START_TEST(test_adamw_first_step)
 }
 END_TEST
 
+/* The forward's work outside the products runs on the products' threads
+ * above a size (src/model.c par_for: norms, RoPE, SiLU, copies, the
+ * attention's softmax): the logits of a model large enough for every part
+ * to be split (rows of 512, 8 heads of 64, 2 x 256 tokens; continuations
+ * of 4 x 128 after a prefix of 128) are bit for bit the same on 1, 2 and 3
+ * of these threads (ds_gemm_set_threads; OpenBLAS's own count, on which
+ * its sgemm results depend, left as it is), with f32 weights and with bf16
+ * ones in each product mode. */
+static const ds_config wide = {.dim = 512, .hidden_dim = 1024, .n_layers = 2, .n_heads = 8, .n_kv_heads = 2,
+                               .vocab_size = 128, .max_seq_len = 256, .norm_eps = 1e-5f, .rope_theta = 10000.0f,
+                               .tied_embeddings = 0};
+
+START_TEST(test_threads_bitwise)
+{
+    const int B = 2, T = 256, N = B * T, P = 128, NC = 4, TC = 128, V = wide.vocab_size;
+    int *toks = malloc(sizeof *toks * (size_t)(P + NC * TC)), *rows = malloc(sizeof *rows * (size_t)(NC * TC));
+    int last = P - 1;
+    for (int i = 0; i < P + NC * TC; i++) toks[i] = (i * 37 + 11) % V;
+    for (int i = 0; i < NC * TC; i++) rows[i] = i;
+    for (int variant = 0; variant < 3; variant++) {
+        ds_dtype *dts = NULL;
+        ds_llama m;
+        ck_assert_int_eq(ds_llama_init(&m, &wide), 0);
+        if (variant > 0) {
+            dts = malloc(sizeof *dts * (size_t)m.n_tensors);
+            for (int i = 0; i < m.n_tensors; i++) dts[i] = DS_DTYPE_BF16;
+            ds_llama_free(&m);
+            ck_assert_int_eq(ds_llama_init_dtypes(&m, &wide, dts), 0);
+        }
+        if (variant == 2 && ds_gemm_set_mode(DS_GEMM_DP) != 0) {
+            ds_llama_free(&m);
+            free(dts);
+            continue;
+        }
+        ds_llama_randomize(&m, 5, 0.05f);
+        /* a workspace per thread count: nothing left from another run */
+        ds_llama_act *a[3], *pre[3], *c[3];
+        const float *z[3], *zc[3];
+        for (int th = 1; th <= 3; th++) {
+            ds_gemm_set_threads(th);
+            a[th - 1] = ds_llama_act_new(&m, B, T);
+            pre[th - 1] = ds_llama_act_new_fwd(&m, 1, P);
+            c[th - 1] = ds_llama_act_new_fwd(&m, NC, TC);
+            z[th - 1] = ds_llama_forward(&m, a[th - 1], toks, B, T);
+            ds_llama_forward_rows(&m, pre[th - 1], NULL, toks, 1, P, &last, 1);
+            zc[th - 1] = ds_llama_forward_rows(&m, c[th - 1], pre[th - 1], toks + P, NC, TC, rows, NC * TC);
+        }
+        for (int th = 2; th <= 3; th++) {
+            ck_assert_msg(memcmp(z[0], z[th - 1], sizeof(float) * (size_t)N * V) == 0,
+                          "variant %d: forward at %d threads", variant, th);
+            ck_assert_msg(memcmp(zc[0], zc[th - 1], sizeof(float) * (size_t)NC * TC * V) == 0,
+                          "variant %d: continuations at %d threads", variant, th);
+        }
+        ds_gemm_set_threads(0);
+        ds_gemm_set_mode(DS_GEMM_EXACT);
+        for (int i = 0; i < 3; i++) ds_llama_act_free(a[i]), ds_llama_act_free(pre[i]), ds_llama_act_free(c[i]);
+        ds_llama_free(&m);
+        free(dts);
+    }
+    free(toks), free(rows);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("model");
@@ -469,6 +533,7 @@ int main(void)
     tcase_add_test(ds_check_case(s, "twins", 60), test_engine_twins);
     tcase_add_test(ds_check_case(s, "adamw", 60), test_adamw_first_step);
     tcase_add_test(ds_check_case(s, "half", 60), test_half_engine);
+    tcase_add_test(ds_check_case(s, "threads", 120), test_threads_bitwise);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_ENV);
     int failed = srunner_ntests_failed(r);
