@@ -40,20 +40,6 @@ uint64_t ds_llama2c_file_size(const ds_config *cfg)
     return DS_LLAMA2C_HEADER_BYTES + 4 * (uint64_t)off[A_COUNT];
 }
 
-static int pread_all(int fd, void *p, size_t n, uint64_t off)
-{
-    char *c = p;
-    while (n > 0) {
-        ssize_t r = pread(fd, c, n, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        c += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
-}
-
 int ds_llama2c_open(const char *path, ds_llama2c **out)
 {
     *out = NULL;
@@ -63,7 +49,7 @@ int ds_llama2c_open(const char *path, ds_llama2c **out)
     unsigned char hb[DS_LLAMA2C_HEADER_BYTES];
     int rc = 0;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) rc = ds_err(DS_EXIT_INPUT, "%s: not a regular file", path);
-    else if (st.st_size < DS_LLAMA2C_HEADER_BYTES || pread_all(fd, hb, sizeof hb, 0) != 0)
+    else if (st.st_size < DS_LLAMA2C_HEADER_BYTES || ds_pread_all(fd, hb, sizeof hb, 0) != 0)
         rc = ds_err(DS_EXIT_INPUT, "%s: truncated: %lld bytes, less than the %d-byte llama2.c header", path,
                     (long long)st.st_size, DS_LLAMA2C_HEADER_BYTES);
     if (rc) {
@@ -165,7 +151,7 @@ int ds_llama2c_read(ds_llama2c *f, const char *name, float *dst)
     if (array < 0) return ds_err(DS_EXIT_INPUT, "%s: tensor %s: no such tensor in a llama2.c checkpoint", f->path, name);
     int64_t first = f->off[array] + (int64_t)layer * per_layer;
     int64_t count = per_layer ? per_layer : f->off[array + 1] - f->off[array];
-    if (pread_all(f->fd, dst, (size_t)count * 4, DS_LLAMA2C_HEADER_BYTES + 4 * (uint64_t)first) != 0)
+    if (ds_pread_all(f->fd, dst, (size_t)count * 4, DS_LLAMA2C_HEADER_BYTES + 4 * (uint64_t)first) != 0)
         return ds_err(DS_EXIT_INPUT, "%s: tensor %s: read failed: %s", f->path, name,
                       errno ? strerror(errno) : "file shrank");
     if (permute) {

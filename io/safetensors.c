@@ -543,20 +543,6 @@ struct ds_st_writer {
     uint64_t *off;
 };
 
-static int pwrite_all(int fd, const void *p, size_t n, uint64_t off)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = pwrite(fd, c, n, (off_t)off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        c += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return 0;
-}
-
 int ds_st_writer_open(const char *path, int create, int n, const ds_tinfo *tensors, int n_meta,
                       const char *const *meta_keys, const char *const *meta_vals, ds_st_writer **out)
 {
@@ -574,7 +560,7 @@ int ds_st_writer_open(const char *path, int create, int n, const ds_tinfo *tenso
     w->n = n;
     w->fd = open(path, create ? O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC : O_WRONLY | O_CLOEXEC, 0644);
     if (w->fd < 0) rc = ds_err(DS_EXIT_OUTPUT, "%s: cannot open for writing: %s", path, strerror(errno));
-    else if (create && (pwrite_all(w->fd, head, hl, 0) != 0 || ftruncate(w->fd, (off_t)size) != 0))
+    else if (create && (ds_pwrite_all(w->fd, head, hl, 0) != 0 || ftruncate(w->fd, (off_t)size) != 0))
         rc = ds_err(DS_EXIT_OUTPUT, "%s: cannot write the header: %s", path, strerror(errno));
     free(head);
     if (rc) {
@@ -602,7 +588,7 @@ int ds_st_writer_put_part(ds_st_writer *w, const char *name, size_t off, const v
     if (n == (size_t)-1) n = bytes;
     if (off > bytes || n > bytes - off)
         return ds_err(DS_EXIT_FAIL, "%s: tensor %s: bytes [%zu, %zu) outside its %zu", w->path, name, off, off + n, bytes);
-    if (pwrite_all(w->fd, data, n, w->off[t - w->t] + off) != 0) {
+    if (ds_pwrite_all(w->fd, data, n, w->off[t - w->t] + off) != 0) {
         int rc = ds_err(DS_EXIT_OUTPUT, "%s: tensor %s: write failed: %s", w->path, name, strerror(errno));
         if (!w->rc) w->rc = rc;
         return rc;

@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static const struct { const char *name; size_t size; } dtype_tab[DS_DTYPE_COUNT] = {
     [DS_DTYPE_F32] = {"F32", 4}, [DS_DTYPE_F16] = {"F16", 2}, [DS_DTYPE_BF16] = {"BF16", 2},
@@ -281,4 +282,38 @@ int ds_file_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+int ds_pread_all(int fd, void *p, size_t n, uint64_t off)
+{
+    char *c = p;
+    while (n > 0) {
+        ssize_t r = pread(fd, c, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            if (r == 0) errno = 0;
+            return -1;
+        }
+        c += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
+int ds_pwrite_all(int fd, const void *p, size_t n, uint64_t off)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = pwrite(fd, c, n, (off_t)off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            if (w == 0) errno = 0;
+            return -1;
+        }
+        c += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
 }

@@ -135,4 +135,8 @@ int ds_parse_double(const char *opt, const char *s, double lo, double hi, double
 /* Read a whole file; NUL-terminated; *len without the NUL. */
 int ds_read_file(const char *path, char **data, size_t *len);
 int ds_file_exists(const char *path);
+/* n bytes at offset off, retried across short transfers and EINTR: 0, or
+ * -1 with errno set (0 at end of file, or when a write wrote nothing). */
+int ds_pread_all(int fd, void *p, size_t n, uint64_t off);
+int ds_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
 #endif

@@ -290,34 +290,33 @@ int ds_logit_cache_open(ds_logit_cache *lc, const char *dir, int64_t slots, int6
     return 0;
 }
 
-int ds_logit_cache_put(ds_logit_cache *lc, int64_t slot, const float *buf)
+/* The byte offset of a slot, after checking it. */
+static int slot_at(const ds_logit_cache *lc, int64_t slot, size_t *len, uint64_t *off)
 {
     if (slot < 0 || slot >= lc->slots) return ds_err(DS_EXIT_FAIL, "teacher logit cache: slot %lld out of range", (long long)slot);
-    const size_t len = sizeof(float) * (size_t)lc->floats;
-    const off_t off = (off_t)slot * (off_t)len;
-    for (size_t done = 0; done < len;) {
-        ssize_t w = pwrite(lc->fd, (const char *)buf + done, len - done, off + (off_t)done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0)
-            return ds_err(DS_EXIT_OUTPUT, "teacher logit cache: write failed: %s", w < 0 ? strerror(errno) : "no room");
-        done += (size_t)w;
-    }
+    *len = sizeof(float) * (size_t)lc->floats;
+    *off = (uint64_t)slot * *len;
     return 0;
+}
+
+int ds_logit_cache_put(ds_logit_cache *lc, int64_t slot, const float *buf)
+{
+    size_t len = 0;
+    uint64_t off = 0;
+    int rc = slot_at(lc, slot, &len, &off);
+    if (!rc && ds_pwrite_all(lc->fd, buf, len, off) != 0)
+        rc = ds_err(DS_EXIT_OUTPUT, "teacher logit cache: write failed: %s", errno ? strerror(errno) : "no room");
+    return rc;
 }
 
 int ds_logit_cache_get(ds_logit_cache *lc, int64_t slot, float *buf)
 {
-    if (slot < 0 || slot >= lc->slots) return ds_err(DS_EXIT_FAIL, "teacher logit cache: slot %lld out of range", (long long)slot);
-    const size_t len = sizeof(float) * (size_t)lc->floats;
-    const off_t off = (off_t)slot * (off_t)len;
-    for (size_t done = 0; done < len;) {
-        ssize_t r = pread(lc->fd, (char *)buf + done, len - done, off + (off_t)done);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0)
-            return ds_err(DS_EXIT_INPUT, "teacher logit cache: read failed: %s", r < 0 ? strerror(errno) : "short file");
-        done += (size_t)r;
-    }
-    return 0;
+    size_t len = 0;
+    uint64_t off = 0;
+    int rc = slot_at(lc, slot, &len, &off);
+    if (!rc && ds_pread_all(lc->fd, buf, len, off) != 0)
+        rc = ds_err(DS_EXIT_INPUT, "teacher logit cache: read failed: %s", errno ? strerror(errno) : "short file");
+    return rc;
 }
 
 void ds_logit_cache_close(ds_logit_cache *lc)
