@@ -552,13 +552,22 @@ static int ref_logits(void *arg, int train, int64_t row, float *buf)
     return tc->rc = ds_logit_cache_get(&tc->lc, tcache_slot(tc, train, row), buf);
 }
 
-/* Collective, after a failed pass of the teacher: the cache's error where a
- * rank had one (a write), else what (a stage failed: a message of another
- * shape). */
-static int tcache_failed(const ds_ctx *ctx, const tcache *tc, const char *what)
+/* Collective, after a failed pass through the stages: the cache's error
+ * where a rank had one (a write or read of the teacher's logits; tc NULL:
+ * no cache), else msg (a stage failed: a message of another shape). */
+static int pass_failed(const ds_ctx *ctx, const tcache *tc, const char *msg)
 {
-    int rc = ds_ctx_agree(ctx, tc->rc);
-    return rc ? rc : ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "%s: a pipeline stage failed", what));
+    const int rc = tc ? ds_ctx_agree(ctx, tc->rc) : 0;
+    return rc ? rc : ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "%s", msg));
+}
+
+/* The windows of a step (every rank has them all; a group uses its share). */
+static void step_windows(const opts *o, calib *c, int64_t step, int *tokens)
+{
+    const int T = c->w.T;
+    for (int b = 0; b < o->batch; b++)
+        memcpy(tokens + b * T, ds_token_windows_train(&c->w, (uint64_t)o->seed, (step - 1) * o->batch + b),
+               (size_t)T * sizeof(int));
 }
 
 /* Collective: the step a checkpoint in --checkpoint holds (0 without one),
@@ -634,16 +643,14 @@ static int teacher_phase(const ds_ctx *ctx, const opts *o, inputs *in, calib *c,
     ds_progress_init(&prog, ctx, "teacher step", steps);
     const double t0 = ds_now();
     if (ds_teacherpipe_run(&tp, ctx->comm, c->w.hold, c->w.n_hold, 1, sink_hold, tc))
-        rc = tcache_failed(ctx, tc, "the teacher on the held-out windows");
+        rc = pass_failed(ctx, tc, "the teacher on the held-out windows: a pipeline stage failed");
     for (int64_t step = tc->start + 1; !rc && step <= o->steps; step++) {
-        for (int b = 0; b < o->batch; b++) /* as fit_train */
-            memcpy(tokens + b * T, ds_token_windows_train(&c->w, (uint64_t)o->seed, (step - 1) * o->batch + b),
-                   (size_t)T * sizeof(int));
+        step_windows(o, c, step, tokens); /* as fit_train */
         tc->step = step;
         if (ds_teacherpipe_run(&tp, ctx->comm, tokens, o->batch, 0, sink_step, tc)) {
-            char what[64];
-            snprintf(what, sizeof what, "the teacher at step %lld", (long long)step);
-            rc = tcache_failed(ctx, tc, what);
+            char msg[96];
+            snprintf(msg, sizeof msg, "the teacher at step %lld: a pipeline stage failed", (long long)step);
+            rc = pass_failed(ctx, tc, msg);
             break;
         }
         ds_progress_step(&prog, step - tc->start, "%.1f MiB of logits written",
@@ -726,19 +733,15 @@ static int fit_train(const ds_ctx *ctx, const opts *o, inputs *in, calib *c, fit
     ds_progress prog;
     ds_progress_init(&prog, ctx, "step", o->steps - ft->start);
     for (int64_t step = ft->start + 1; !rc && step <= o->steps; step++) {
-        /* every rank has the batch's windows; its group uses its share */
-        for (int b = 0; b < o->batch; b++)
-            memcpy(tokens + b * T, ds_token_windows_train(&c->w, (uint64_t)o->seed, (step - 1) * o->batch + b),
-                   (size_t)T * sizeof(int));
+        step_windows(o, c, step, tokens);
         /* One reduction: scale gradients, objective, and whether any rank
          * was signalled (so that all ranks stop after the same step). */
         double loss = 0, signalled = ds_ckpt_stop_requested() != 0;
         if (ft->tc) ft->tc->step = step; /* the slots of this step's logits */
         if (ds_fitpipe_step(&ft->fp, ctx->comm, tokens, gscale, &loss, &signalled)) {
-            rc = ft->tc ? ds_ctx_agree(ctx, ft->tc->rc) : 0; /* a read of the cached logits */
-            if (!rc)
-                rc = ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "%s: a pipeline stage failed at step %lld", o->delta,
-                                              (long long)step));
+            char msg[4200];
+            snprintf(msg, sizeof msg, "%s: a pipeline stage failed at step %lld", o->delta, (long long)step);
+            rc = pass_failed(ctx, ft->tc, msg);
             break;
         }
         /* all-reduced: every rank stops at the same step */
@@ -890,10 +893,8 @@ static void print_summary(const ds_ctx *ctx, const opts *o, const calib *c, cons
  * the teacher, through the pipeline. */
 static int heldout(const ds_ctx *ctx, const calib *c, fit *ft, ds_fit_compare *out)
 {
-    if (ds_fitpipe_compare(&ft->fp, ctx->comm, c->w.hold, c->w.n_hold, out)) {
-        const int rc = ft->tc ? ds_ctx_agree(ctx, ft->tc->rc) : 0; /* a read of the cached logits */
-        return rc ? rc : ds_ctx_agree(ctx, ds_err(DS_EXIT_INPUT, "the held-out comparison: a pipeline stage failed"));
-    }
+    if (ds_fitpipe_compare(&ft->fp, ctx->comm, c->w.hold, c->w.n_hold, out))
+        return pass_failed(ctx, ft->tc, "the held-out comparison: a pipeline stage failed");
     return 0;
 }
 

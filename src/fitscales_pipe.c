@@ -43,6 +43,14 @@ void ds_fitpipe_free(ds_fitpipe *fp)
     memset(fp, 0, sizeof *fp);
 }
 
+/* A window's next tokens into targets [T] (the last position predicts
+ * nothing): the NLL sums of row_losses and of the teacher's phase. */
+static void window_targets(int *targets, const int *tok, int T)
+{
+    memcpy(targets, tok + 1, sizeof(int) * (size_t)(T - 1));
+    targets[T - 1] = -1;
+}
+
 /* The last stage, after both forwards of the row: the objective (a step:
  * with its gradient in the student's workspace) or the comparison's sums. */
 static void row_losses(ds_fitpipe *fp, ds_llama_act *sa, const int *tok, int64_t row, const float *ref, double *acc)
@@ -52,8 +60,7 @@ static void row_losses(ds_fitpipe *fp, ds_llama_act *sa, const int *tok, int64_t
         acc[fp->f->n_scales] = ds_fitscales_objective(fp->f->objective, sa, ref, fp->grad_scale, NULL);
         return;
     }
-    memcpy(fp->targets, tok + 1, sizeof(int) * (size_t)(T - 1));
-    fp->targets[T - 1] = -1; /* the last position predicts nothing */
+    window_targets(fp->targets, tok, T);
     /* teacher first: the sum phase 1 computed the same way on the same logits */
     acc[3] = fp->ta ? ds_llama_loss_ce(fp->ta, fp->targets, 0, NULL) : fp->ref.nll[row];
     acc[0] = ds_llama_loss_kl(sa, ref, NULL, 0, NULL);
@@ -217,8 +224,7 @@ static float *teacher_fwd(void *arg, int mb, const float *in, int64_t n_in, int6
     if (tp->p->last) {
         double nll = 0;
         if (tp->nll) { /* as row_losses' acc[3] */
-            memcpy(tp->targets, tok + 1, sizeof(int) * (size_t)(T - 1));
-            tp->targets[T - 1] = -1;
+            window_targets(tp->targets, tok, T);
             nll = ds_llama_loss_ce(tp->ta, tp->targets, 0, NULL);
         }
         *n_out = tp->sink(tp->arg, row, h, nll) ? -1 : 0;
