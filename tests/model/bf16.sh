@@ -101,9 +101,8 @@ cmp -s "$w/fita.scales" "$w/fita32.scales" || fail "fitted scales differ with th
 # docs/fit-scales.md): the same fit as the f32 student on the same values
 # (base r32.h5, fita above; the same delta d32, made for r32: --force) to
 # the rounding of the panel sums (bounds below), and bit for bit the same at
-# 1 rank, 2 ranks
-# and --pipeline 2 (all through mpiexec: the same OpenBLAS threads per rank,
-# tests/fitscales/ranks.sh)
+# 1 rank, 2 ranks and --pipeline 2 (all through mpiexec: the same OpenBLAS
+# threads per rank, tests/fitscales/ranks.sh)
 for r in 1 2 p2; do
     case $r in 1) run="$MPIEXEC -n 1" ;; *) run="$MPIEXEC -n 2" ;; esac
     $run "$DELTASOUP" fit-scales --base "$w/bbf16.h5" --finetuned "$w/a.h5" --delta "$w/d32.bd.h5" --force --calib "$text" \
