@@ -566,6 +566,56 @@ int ds_model_read_end(ds_model_read_job *j, ds_digest *digest)
     return rc;
 }
 
+struct ds_model_row_reader {
+    ds_model_file *f;
+    int i, rc, check;
+    int64_t next;       /* the next row to read */
+    ds_sha256_async *h; /* hashing, or NULL */
+};
+
+int ds_model_rows_begin(ds_model_file *f, const char *name, int want_digest, ds_model_row_reader **out)
+{
+    ds_model_row_reader *r = ds_calloc(1, sizeof *r);
+    *out = r;
+    r->f = f;
+    r->i = tensor_index(f, name);
+    if (r->i < 0) return r->rc = -r->i;
+    if (must_hash(f, r->i, want_digest, &r->check))
+        r->h = ds_sha256_async_new(ds_entry_digest_begin(&f->meta.tensors[r->i]));
+    return 0;
+}
+
+int ds_model_rows_next(ds_model_row_reader *r, int64_t nrows, void *buf)
+{
+    if (r->rc) return r->rc;
+    const ds_tinfo *t = &r->f->meta.tensors[r->i];
+    int64_t re = 1;
+    for (int k = 1; k < t->ndim; k++) re *= t->shape[k];
+    if ((r->rc = ds_h5_read_rows(r->f->dsets[r->i], ds_h5_type(t->dtype), r->next, t->ndim ? nrows : 1, buf)))
+        return r->rc;
+    r->next += nrows;
+    if (r->h) ds_sha256_async_update(r->h, buf, (size_t)(nrows * re) * ds_dtype_size(t->dtype));
+    return 0;
+}
+
+int ds_model_rows_end(ds_model_row_reader *r, ds_digest *digest)
+{
+    if (!r) return 0;
+    int rc = r->rc;
+    if (r->i >= 0) {
+        const ds_tinfo *t = &r->f->meta.tensors[r->i];
+        ds_digest d = r->f->rec[r->i];
+        if (r->h) ds_sha256_final(ds_sha256_async_end(r->h), &d);
+        /* a reader the caller stopped early (after another error) has no digest */
+        if (r->next == (t->ndim ? t->shape[0] : 1)) {
+            if (!rc && r->check && memcmp(d.b, r->f->rec[r->i].b, 32) != 0) rc = mismatch(r->f->path, t->name);
+            if (!rc && digest) *digest = d;
+        }
+    }
+    free(r);
+    return rc;
+}
+
 int ds_model_read_tensor_pieces(ds_model_file *f, const char *name, ds_dtype want, void *buf, ds_model_piece_fn fn,
                                 void *arg)
 {

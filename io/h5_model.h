@@ -80,6 +80,22 @@ typedef struct ds_model_read_job ds_model_read_job;
 int ds_model_read_begin(ds_model_file *f, const char *name, ds_dtype want, void *buf, int want_digest,
                         ds_model_read_job **job);
 int ds_model_read_end(ds_model_read_job *job, ds_digest *digest);
+/* ds_model_read_begin / _end in row pieces, in the stored dtype, for a job
+ * that works on each piece while it is still in cache (compress): _begin
+ * opens tensor name (rows: its first dimension); _next reads its next nrows
+ * rows (in order, each once) into buf and, where the tensor is hashed
+ * (as ds_model_read_begin says), hands them to the hashing thread: buf must
+ * stay unchanged until the next _next call on this reader has returned, or
+ * until _end (so two buffers used in turn suffice). _end waits, checks the
+ * digest against the recorded one (exit 3 naming the tensor, as
+ * ds_model_read_end), gives it (digest may be NULL) and frees the reader; it
+ * returns the first error of _begin or _next, if any. A reader stopped
+ * before its last row (the caller's error elsewhere) is neither checked nor
+ * gives a digest. Every _begin must be ended, also after it failed. */
+typedef struct ds_model_row_reader ds_model_row_reader;
+int ds_model_rows_begin(ds_model_file *f, const char *name, int want_digest, ds_model_row_reader **out);
+int ds_model_rows_next(ds_model_row_reader *r, int64_t nrows, void *buf);
+int ds_model_rows_end(ds_model_row_reader *r, ds_digest *digest);
 /* ds_model_read_tensor calling fn(arg, off, n) as each piece of buf (bytes
  * [off, off + n), in dtype want, in order) has been read, while the digest
  * of that piece is computed on a second thread (export writes each piece as

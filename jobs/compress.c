@@ -1,7 +1,9 @@
 /* deltasoup compress: base + fine-tuned checkpoint -> BitDelta delta file.
  * Tensors go to ranks by size; each rank reads only its tensors (base and
  * fine-tuned, in their stored dtype), codes them with the sign-pack kernel
- * and writes its part of the delta collectively created file. */
+ * (on the CPU, a 1-bit tensor in pieces of rows as they are read:
+ * compress_stream) and writes its part of the delta collectively created
+ * file. */
 #include "config.h"
 #include <jansson.h>
 #include <stdlib.h>
@@ -125,30 +127,99 @@ static void print_plan(const ds_ctx *ctx, int n, const ds_delta_entry *e, int js
     fflush(stdout);
 }
 
+/* Bytes of each checkpoint per piece of a streamed tensor: small enough
+ * that a piece is still in cache when it is coded and hashed (measured on
+ * 7B shapes, bench/README.md "Streaming I/O"). For the tests only
+ * (tests/bitdelta/pieces.sh), DS_COMPRESS_PIECE_KB sets it in KiB (pieces of
+ * a few rows that do not divide the tensors), and 0 turns streaming off:
+ * every tensor is read whole, as on a GPU. */
+#define PIECE_BYTES ((size_t)2 << 20)
+
+static size_t piece_bytes(void)
+{
+    const char *v = getenv("DS_COMPRESS_PIECE_KB");
+    if (!v || !*v) return PIECE_BYTES;
+    long kb = atol(v);
+    return kb > 0 ? (size_t)kb << 10 : 0;
+}
+
+/* Rows per piece of a streamed tensor. */
+static int64_t piece_rows(const ds_delta_entry *e)
+{
+    size_t row = (size_t)e->cols * ds_dtype_size(e->t.dtype);
+    int64_t per = (int64_t)(piece_bytes() / (row ? row : 1));
+    if (per < 1) per = 1;
+    return per < e->rows ? per : e->rows > 0 ? e->rows : 1;
+}
+
+/* Whether tensor e is coded piece by piece as it is read (compress_stream):
+ * a 1-bit tensor coded on the CPU, stored in its own dtype in both
+ * checkpoints. Else compress_one reads it whole (a GPU codes whole tensors;
+ * a dense delta is written whole). */
+static int streamed(ds_dev *dev, ds_model_file *bf, ds_model_file *ff, const ds_delta_entry *e)
+{
+    if (!e->coded || ds_dev_kind(dev) != DS_DEVICE_CPU || e->rows < 1 || !piece_bytes()) return 0;
+    const ds_model_meta *bm = ds_model_get_meta(bf), *fm = ds_model_get_meta(ff);
+    int ib = ds_model_find(bf, e->t.name), jf = ds_model_find(ff, e->t.name);
+    return ib >= 0 && jf >= 0 && bm->tensors[ib].dtype == e->t.dtype && fm->tensors[jf].dtype == e->t.dtype;
+}
+
 /* The buffers of compress_local, allocated once for the largest tensor
  * this rank codes and reused for every tensor (no allocation, and no page
- * faults of fresh memory, per tensor). */
+ * faults of fresh memory, per tensor): whole tensors for those read whole,
+ * two pieces of each checkpoint (used in turn: one is hashed while the next
+ * is read) for the streamed ones. */
 typedef struct {
-    void *wb, *wf;
+    void *wb, *wf, *pb[2], *pf[2];
     uint64_t *bits;
     float *sc;
 } buffers;
 
-static void buffers_alloc(buffers *b, const ds_ctx *ctx, int n, const ds_delta_entry *e, const ds_tensor_shard *sh)
+static void buffers_alloc(buffers *b, const ds_ctx *ctx, ds_dev *dev, ds_model_file *bf, ds_model_file *ff, int n,
+                          const ds_delta_entry *e, const ds_tensor_shard *sh)
 {
-    size_t bytes = 1, words = 1, scales = 1;
+    size_t bytes = 1, piece = 1, words = 1, scales = 1;
     for (int i = 0; i < n; i++) {
         if (sh->owner[i] != ctx->rank) continue;
         size_t x = ds_tinfo_bytes(&e[i].t), w = (size_t)(e[i].rows * e[i].words_per_row);
-        bytes = x > bytes ? x : bytes;
+        if (streamed(dev, bf, ff, &e[i])) {
+            size_t p = (size_t)piece_rows(&e[i]) * (size_t)e[i].cols * ds_dtype_size(e[i].t.dtype);
+            piece = p > piece ? p : piece;
+        } else {
+            bytes = x > bytes ? x : bytes;
+        }
         if (!e[i].coded) continue;
         words = w > words ? w : words;
         scales = (size_t)e[i].n_scales > scales ? (size_t)e[i].n_scales : scales;
     }
     b->wb = ds_buf_alloc(bytes);
     b->wf = ds_buf_alloc(bytes);
+    for (int k = 0; k < 2; k++) {
+        b->pb[k] = ds_buf_alloc(piece);
+        b->pf[k] = ds_buf_alloc(piece);
+    }
     b->bits = ds_malloc(sizeof(uint64_t) * words);
     b->sc = ds_malloc(sizeof(float) * scales);
+}
+
+static void buffers_free(buffers *b)
+{
+    free(b->wb);
+    free(b->wf);
+    for (int k = 0; k < 2; k++) {
+        free(b->pb[k]);
+        free(b->pf[k]);
+    }
+    free(b->bits);
+    free(b->sc);
+}
+
+/* The error of a non-finite delta at flat index bad of tensor t, whose
+ * fine-tuned and base values are vf and vb. */
+static int non_finite(const opts *o, const ds_tinfo *t, int64_t bad, float vf, float vb)
+{
+    return ds_err(DS_EXIT_INPUT, "%s: tensor %s: non-finite delta at element %lld (fine-tuned %g, base %s: %g)", o->ft,
+                  t->name, (long long)bad, (double)vf, o->base, (double)vb);
 }
 
 /* Read tensor i of both checkpoints (its base digest into dig), code it (or
@@ -176,10 +247,54 @@ static int compress_one(const opts *o, ds_dev *dev, ds_model_file *bf, ds_model_
         float vb, vf;
         ds_to_f32(t->dtype, (const char *)b->wb + (size_t)bad * ds_dtype_size(t->dtype), &vb, 1);
         ds_to_f32(t->dtype, (const char *)b->wf + (size_t)bad * ds_dtype_size(t->dtype), &vf, 1);
-        return ds_err(DS_EXIT_INPUT, "%s: tensor %s: non-finite delta at element %lld (fine-tuned %g, base %s: %g)",
-                      o->ft, t->name, (long long)bad, (double)vf, o->base, (double)vb);
+        return non_finite(o, t, bad, vf, vb);
     }
     if (!e->coded) return ds_delta_write_dense(d, i, b->wf);
+    rc = ds_delta_write_signs(d, i, b->bits);
+    return rc ? rc : ds_delta_write_scales(d, i, b->sc);
+}
+
+/* compress_one of a streamed 1-bit tensor: each piece of rows of both
+ * checkpoints is read, handed to the hashing threads and coded (and looked
+ * at for a non-finite delta) while it is in cache; the scales come from the
+ * row (column) sums at the end: the same bits and scales as coding the
+ * whole tensor. Pieces go through two buffers per checkpoint in turn:
+ * piece k + 2 is read into piece k's once its hash is done (the return of
+ * ds_model_rows_next for piece k + 1). As in compress_one, nothing is
+ * written and no non-finite delta is reported before both digests have
+ * been checked (every piece is read, also after a non-finite one). */
+static int compress_stream(const opts *o, ds_model_file *bf, ds_model_file *ff, ds_delta_file *d, int i,
+                           const ds_delta_entry *e, buffers *b, ds_named_digest *dig)
+{
+    const ds_tinfo *t = &e->t;
+    const size_t es = ds_dtype_size(t->dtype);
+    const int64_t per = piece_rows(e);
+    ds_model_row_reader *jb = NULL, *jf = NULL;
+    int rc = ds_model_rows_begin(bf, t->name, 1, &jb);
+    if (!rc) rc = ds_model_rows_begin(ff, t->name, 0, &jf);
+    ds_delta_coder c;
+    ds_delta_coder_begin(&c, e);
+    int64_t bad = -1;
+    float vb = 0, vf = 0;
+    for (int64_t r0 = 0, k = 0; r0 < e->rows && !rc; r0 += per, k++) {
+        const int64_t nr = e->rows - r0 < per ? e->rows - r0 : per;
+        char *pb = b->pb[k & 1], *pf = b->pf[k & 1];
+        rc = ds_model_rows_next(jb, nr, pb);
+        if (!rc) rc = ds_model_rows_next(jf, nr, pf);
+        if (rc || bad >= 0) continue;
+        if ((bad = ds_delta_coder_rows(&c, pf, pb, r0, nr, b->bits)) >= 0) {
+            size_t at = (size_t)(bad - r0 * e->cols) * es; /* in this piece */
+            ds_to_f32(t->dtype, pb + at, &vb, 1);
+            ds_to_f32(t->dtype, pf + at, &vf, 1);
+        }
+    }
+    ds_delta_coder_end(&c, rc || bad >= 0 ? NULL : b->sc);
+    int rb = ds_model_rows_end(jb, &dig->digest), rf = ds_model_rows_end(jf, NULL);
+    /* a read or a digest mismatch names the damaged file first */
+    if (rb || rf) return rb ? rb : rf;
+    if (rc) return rc;
+    snprintf(dig->name, DS_NAME_MAX, "%s", t->name);
+    if (bad >= 0) return non_finite(o, t, bad, vf, vb);
     rc = ds_delta_write_signs(d, i, b->bits);
     return rc ? rc : ds_delta_write_scales(d, i, b->sc);
 }
@@ -191,19 +306,18 @@ static int compress_local(const ds_ctx *ctx, const opts *o, ds_dev *dev, ds_mode
 {
     int done = 0, rc = 0;
     buffers b;
-    buffers_alloc(&b, ctx, n, e, sh);
+    buffers_alloc(&b, ctx, dev, bf, ff, n, e, sh);
     ds_progress pr;
     ds_progress_init(&pr, ctx, "tensor", sh->mine);
     for (int i = 0; i < n && !rc; i++) {
         if (sh->owner[i] != ctx->rank) continue;
-        if ((rc = compress_one(o, dev, bf, ff, d, i, &e[i], &b, &bdig[*nbdig]))) break;
+        rc = streamed(dev, bf, ff, &e[i]) ? compress_stream(o, bf, ff, d, i, &e[i], &b, &bdig[*nbdig])
+                                          : compress_one(o, dev, bf, ff, d, i, &e[i], &b, &bdig[*nbdig]);
+        if (rc) break;
         ++*nbdig;
         ds_progress_step(&pr, ++done, "%s", e[i].t.name);
     }
-    free(b.wb);
-    free(b.wf);
-    free(b.bits);
-    free(b.sc);
+    buffers_free(&b);
     return rc;
 }
 

@@ -127,6 +127,30 @@ void ds_delta_scales(const ds_delta_entry *e, const double *row_abs, const doubl
 /* Elements converted per step of the chunked float loops (two 16 KiB stacks). */
 #define CHUNK 4096
 
+/* The first non-finite delta of rows [r0, r0 + nr) of W_f (wf: row r0 on)
+ * against W_b (wb: wb_rows rows that repeat down those rows), as a flat
+ * index of the tensor, or -1; row_abs: those rows' |delta| sums (for row r0
+ * on). |delta| sums are finite exactly when every delta is (no float sum of
+ * a tensor overflows a double): the elements are looked at only in a row
+ * whose sum is not. */
+static int64_t first_bad(const ds_delta_entry *e, ds_dtype dt, const void *wf, const void *wb, int64_t wb_rows,
+                         int64_t r0, int64_t nr, const double *row_abs)
+{
+    const size_t es = ds_dtype_size(dt), cols = (size_t)e->cols;
+    for (int64_t i = 0; i < nr; i++) {
+        if (isfinite(row_abs[i])) continue;
+        float a[CHUNK], b[CHUNK];
+        for (size_t j0 = 0; j0 < cols; j0 += CHUNK) {
+            size_t m = cols - j0 < CHUNK ? cols - j0 : CHUNK;
+            ds_to_f32(dt, (const char *)wf + ((size_t)i * cols + j0) * es, a, m);
+            ds_to_f32(dt, (const char *)wb + ((size_t)(i % wb_rows) * cols + j0) * es, b, m);
+            for (size_t j = 0; j < m; j++)
+                if (!isfinite(a[j] - b[j])) return (r0 + i) * e->cols + (int64_t)(j0 + j);
+        }
+    }
+    return -1;
+}
+
 /* The one coding loop: W_f (rows x cols) against W_b, both of dtype dt.
  * wb holds wb_rows rows that repeat down the matrix (wb_rows == rows: a
  * whole base; 1: one row, e.g. of zeros); the kernel runs on blocks of
@@ -142,27 +166,34 @@ static int64_t code(const ds_delta_entry *e, ds_dtype dt, const void *wf, const 
         ds_bitpack_compress((ds_kdtype)dt, (const char *)wf + (size_t)r0 * cols * es, wb, nr, cols, bits + (size_t)r0 * wpr,
                             row_abs + r0, col_abs);
     }
-    int64_t bad = -1;
-    /* |delta| sums are finite exactly when every delta is (no float sum of a
-     * tensor overflows a double): look for the element only when one is not. */
-    for (int64_t i = 0; i < e->rows && bad < 0; i++) {
-        if (isfinite(row_abs[i])) continue;
-        float a[CHUNK], b[CHUNK];
-        for (size_t j0 = 0; j0 < cols && bad < 0; j0 += CHUNK) {
-            size_t m = cols - j0 < CHUNK ? cols - j0 : CHUNK;
-            ds_to_f32(dt, (const char *)wf + ((size_t)i * cols + j0) * es, a, m);
-            ds_to_f32(dt, (const char *)wb + ((size_t)(i % wb_rows) * cols + j0) * es, b, m);
-            for (size_t j = 0; j < m; j++)
-                if (!isfinite(a[j] - b[j])) {
-                    bad = i * e->cols + (int64_t)(j0 + j);
-                    break;
-                }
-        }
-    }
+    int64_t bad = first_bad(e, dt, wf, wb, wb_rows, 0, e->rows, row_abs);
     if (bad < 0) ds_delta_scales(e, row_abs, col_abs, scales);
     free(row_abs);
     free(col_abs);
     return bad;
+}
+
+void ds_delta_coder_begin(ds_delta_coder *c, const ds_delta_entry *e)
+{
+    c->e = e;
+    c->row_abs = ds_malloc(sizeof(double) * (size_t)(e->rows ? e->rows : 1));
+    c->col_abs = e->mode == DS_SCALE_COL ? ds_calloc((size_t)e->cols + 1, sizeof(double)) : NULL;
+}
+
+int64_t ds_delta_coder_rows(ds_delta_coder *c, const void *wf, const void *wb, int64_t r0, int64_t nr, uint64_t *bits)
+{
+    const ds_delta_entry *e = c->e;
+    ds_bitpack_compress((ds_kdtype)e->t.dtype, wf, wb, (size_t)nr, (size_t)e->cols,
+                        bits + (size_t)r0 * (size_t)e->words_per_row, c->row_abs + r0, c->col_abs);
+    return first_bad(e, e->t.dtype, wf, wb, nr > 0 ? nr : 1, r0, nr, c->row_abs + r0);
+}
+
+void ds_delta_coder_end(ds_delta_coder *c, float *scales)
+{
+    if (scales) ds_delta_scales(c->e, c->row_abs, c->col_abs, scales);
+    free(c->row_abs);
+    free(c->col_abs);
+    c->row_abs = c->col_abs = NULL;
 }
 
 int64_t ds_delta_code(const ds_delta_entry *e, const void *wf, const void *wb, uint64_t *bits, float *scales)

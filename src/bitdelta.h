@@ -67,6 +67,22 @@ void ds_delta_scales(const ds_delta_entry *e, const double *row_abs, const doubl
  * W_f and W_b (both in e->t.dtype). Returns -1, or the flat index of the
  * first element whose delta is not finite (nothing useful is written then). */
 int64_t ds_delta_code(const ds_delta_entry *e, const void *wf, const void *wb, uint64_t *bits, float *scales);
+/* ds_delta_code in pieces of rows, for a job that codes each piece as it
+ * is read (compress): _begin, then ds_delta_coder_rows on every row of the
+ * tensor in order (rows [r0, r0 + nr) of W_f and W_b, in e->t.dtype, at wf
+ * and wb; their signs go to rows r0.. of bits, the whole tensor's words),
+ * then _end (scales may be NULL after a failure: it only frees). Bits and
+ * scales equal ds_delta_code's whatever the pieces (the kernel's row sums do
+ * not depend on them; column sums are added in row order). _rows returns -1,
+ * or the flat index in the tensor of the first non-finite delta of its rows
+ * (wf and wb still hold them: the caller names the values). */
+typedef struct {
+    const ds_delta_entry *e;
+    double *row_abs, *col_abs;
+} ds_delta_coder;
+void ds_delta_coder_begin(ds_delta_coder *c, const ds_delta_entry *e);
+int64_t ds_delta_coder_rows(ds_delta_coder *c, const void *wf, const void *wb, int64_t r0, int64_t nr, uint64_t *bits);
+void ds_delta_coder_end(ds_delta_coder *c, float *scales);
 /* The same coding of float32 values x (e->rows x e->cols) taken as the
  * delta itself (against zero; e->t.dtype, the stored source dtype, is not
  * used): aggregate --requantize of a float result. Returns -1, or the flat

@@ -86,18 +86,33 @@ void ds_entry_digest(const ds_tinfo *t, const void *data, ds_digest *out)
     ds_sha256_final(h, out);
 }
 
+/* One worker thread per ds_sha256_async, started at the first update and
+ * kept until _end: a job that hashes a tensor in many small pieces
+ * (compress) starts one thread per tensor, not one per piece. */
 struct ds_sha256_async {
     ds_sha256 *h;
     const void *p;
     size_t n;
     pthread_t th;
-    int running;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, busy, stop;
 };
 
 static void *async_run(void *arg)
 {
     ds_sha256_async *a = arg;
-    ds_sha256_update(a->h, a->p, a->n);
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        while (!a->busy && !a->stop) pthread_cond_wait(&a->cv, &a->mu);
+        if (!a->busy) break; /* stop, nothing left */
+        pthread_mutex_unlock(&a->mu);
+        ds_sha256_update(a->h, a->p, a->n);
+        pthread_mutex_lock(&a->mu);
+        a->busy = 0;
+        pthread_cond_broadcast(&a->cv);
+    }
+    pthread_mutex_unlock(&a->mu);
     return NULL;
 }
 
@@ -105,27 +120,47 @@ ds_sha256_async *ds_sha256_async_new(ds_sha256 *h)
 {
     ds_sha256_async *a = ds_calloc(1, sizeof *a);
     a->h = h;
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
     return a;
 }
 
+/* Wait until the worker has hashed the last piece (mutex held). */
 static void async_wait(ds_sha256_async *a)
 {
-    if (a->running) pthread_join(a->th, NULL);
-    a->running = 0;
+    while (a->busy) pthread_cond_wait(&a->cv, &a->mu);
 }
 
 void ds_sha256_async_update(ds_sha256_async *a, const void *p, size_t n)
 {
+    if (!a->started) {
+        if (pthread_create(&a->th, NULL, async_run, a) != 0) {
+            ds_sha256_update(a->h, p, n); /* no thread: hash here */
+            return;
+        }
+        a->started = 1;
+    }
+    pthread_mutex_lock(&a->mu);
     async_wait(a);
     a->p = p;
     a->n = n;
-    if (pthread_create(&a->th, NULL, async_run, a) == 0) a->running = 1;
-    else ds_sha256_update(a->h, p, n); /* no thread: hash here */
+    a->busy = 1;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
 }
 
 ds_sha256 *ds_sha256_async_end(ds_sha256_async *a)
 {
-    async_wait(a);
+    if (a->started) {
+        pthread_mutex_lock(&a->mu);
+        async_wait(a);
+        a->stop = 1;
+        pthread_cond_broadcast(&a->cv);
+        pthread_mutex_unlock(&a->mu);
+        pthread_join(a->th, NULL);
+    }
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->cv);
     ds_sha256 *h = a->h;
     free(a);
     return h;

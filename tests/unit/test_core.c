@@ -89,6 +89,30 @@ START_TEST(test_entry_digest_layout)
 }
 END_TEST
 
+/* ds_sha256_async (one worker thread kept until _end): many pieces through
+ * two buffers used in turn, as compress streams a tensor, hash like one
+ * update of the whole; an async hash with no update is the empty one. */
+START_TEST(test_sha256_async)
+{
+    enum { N = 1 << 16, P = 1000 };
+    static unsigned char all[N], piece[2][P];
+    for (int i = 0; i < N; i++) all[i] = (unsigned char)(i * 131 + (i >> 7));
+    ds_digest want, got;
+    ds_sha256_buf(all, N, &want);
+    ds_sha256_async *a = ds_sha256_async_new(ds_sha256_new());
+    for (int off = 0, k = 0; off < N; off += P, k++) {
+        int n = N - off < P ? N - off : P;
+        memcpy(piece[k & 1], all + off, (size_t)n); /* piece k - 2's buffer: its hash is done */
+        ds_sha256_async_update(a, piece[k & 1], (size_t)n);
+    }
+    ds_sha256_final(ds_sha256_async_end(a), &got);
+    ck_assert_mem_eq(got.b, want.b, 32);
+    ds_sha256_buf("", 0, &want);
+    ds_sha256_final(ds_sha256_async_end(ds_sha256_async_new(ds_sha256_new())), &got);
+    ck_assert_mem_eq(got.b, want.b, 32);
+}
+END_TEST
+
 START_TEST(test_parse_and_glob)
 {
     long v;
@@ -128,6 +152,7 @@ int main(void)
     TCase *hash = ds_check_case(s, "hash", 0);
     tcase_add_test(hash, test_sha256_known);
     tcase_add_test(hash, test_entry_digest_layout);
+    tcase_add_test(hash, test_sha256_async);
     tcase_add_test(ds_check_case(s, "parse", 0), test_parse_and_glob);
     tcase_add_test(ds_check_case(s, "nonfinite", 0), test_nonfinite);
     return ds_check_run(s);

@@ -1,7 +1,8 @@
 /* Unit tests of the per-tensor math of src/bitdelta.c against naive loops
  * written here: signs and scales of ds_delta_code (f32 and bf16, tensor /
- * row / column scales, odd widths), the index of the first non-finite delta,
- * dense deltas and their addition. */
+ * row / column scales, odd widths), the same signs and scales from
+ * ds_delta_coder in pieces of rows (compress's streaming), the index of the
+ * first non-finite delta, dense deltas and their addition. */
 #include "config.h"
 #include <check.h>
 #include <math.h>
@@ -61,6 +62,25 @@ static void check_code(ds_dtype dt, int64_t rows, int64_t cols, ds_scale_kind m)
         double want = sum[k] / (m == DS_SCALE_COL ? (double)rows : m == DS_SCALE_ROW ? (double)cols : (double)n);
         ck_assert_double_eq_tol(sc[k], want, 1e-6 * want + 1e-12);
     }
+    /* in pieces of rows that need not divide them: the same bits and scales */
+    size_t nw = (size_t)(rows * e.words_per_row);
+    uint64_t *pbits = malloc(sizeof(uint64_t) * nw);
+    float *psc = malloc(sizeof(float) * (size_t)e.n_scales);
+    const int64_t pieces[] = {1, 2, 3, 5, rows};
+    for (int p = 0; p < 5; p++) {
+        memset(pbits, 0xff, sizeof(uint64_t) * nw);
+        ds_delta_coder c;
+        ds_delta_coder_begin(&c, &e);
+        for (int64_t r0 = 0; r0 < rows; r0 += pieces[p]) {
+            int64_t nr = rows - r0 < pieces[p] ? rows - r0 : pieces[p];
+            ck_assert_int_eq(ds_delta_coder_rows(&c, (const char *)wa + (size_t)(r0 * cols) * es,
+                                                 (const char *)wb + (size_t)(r0 * cols) * es, r0, nr, pbits), -1);
+        }
+        ds_delta_coder_end(&c, psc);
+        ck_assert_int_eq(memcmp(pbits, bits, sizeof(uint64_t) * nw), 0);
+        ck_assert_int_eq(memcmp(psc, sc, sizeof(float) * (size_t)e.n_scales), 0);
+    }
+    free(pbits), free(psc);
     free(a), free(b), free(fa), free(fb), free(wa), free(wb), free(bits), free(sc), free(sum);
 }
 
@@ -93,6 +113,13 @@ START_TEST(test_nonfinite)
     ck_assert_int_eq(ds_delta_code(&e, a, b, bits, sc), 150);
     float out[3 * 70];
     ck_assert_int_eq(ds_delta_dense(DS_DTYPE_F32, a, b, 3 * 70, out), 150);
+    /* in pieces of one row: the tensor's flat index, from the piece that holds it */
+    ds_delta_coder c;
+    ds_delta_coder_begin(&c, &e);
+    ck_assert_int_eq(ds_delta_coder_rows(&c, a, b, 0, 1, bits), -1);
+    ck_assert_int_eq(ds_delta_coder_rows(&c, a + 70, b + 70, 1, 1, bits), -1);
+    ck_assert_int_eq(ds_delta_coder_rows(&c, a + 140, b + 140, 2, 1, bits), 150);
+    ds_delta_coder_end(&c, NULL);
 }
 END_TEST
 
