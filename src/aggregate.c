@@ -77,10 +77,12 @@ void ds_agg_trimmed_bits_ref(const ds_agg_bits *c, size_t k, float *out, uint64_
  * coordinates: the users' b' words (B, by position) are transposed into one
  * mask of users per coordinate (T); keep selects the kept positions by rank
  * (K). A few kept values per coordinate (the median) are summed walking the
- * kept bits; many (trimmed mean) through K transposed back to one mask of
- * coordinates per user and masked adds, 64 coordinates at a time. Either way
- * each coordinate's sum is the _ref twin's: +m or -m of the kept users in
- * ascending position, in double, from 0.0. */
+ * kept bits; many (trimmed mean) through nibble tables of the magnitudes
+ * when every signed sum of them is exact in double (sums_exact: any order of
+ * the additions gives the same double), else through K transposed back to
+ * one mask of coordinates per user and masked adds, 64 coordinates at a
+ * time. Either way each coordinate's sum is the _ref twin's: +m or -m of
+ * the kept users in ascending position, in double, from 0.0. */
 typedef struct {
     size_t n, nw;
     mag_idx *o;
@@ -89,7 +91,10 @@ typedef struct {
     uint64_t *flip;       /* all ones for a negative scale, by position */
     const uint64_t **row; /* the current row of the user at each position */
     uint64_t *B, *T, *K, *pos, *neg; /* 64 * nw each */
+    uint64_t *pk;                    /* kept values by position (the median's walk; added to kept per row) */
     double acc[64];
+    int exact;       /* up to 64 users and every signed sum of m exact in double: tab holds their nibble sums */
+    double tab[256]; /* ds_bitstat_tab16 of m */
 } fast_state;
 
 static void fast_init(fast_state *s, size_t n)
@@ -107,12 +112,37 @@ static void fast_init(fast_state *s, size_t n)
     s->K = ds_calloc(nb, sizeof(uint64_t));
     s->pos = ds_calloc(nb, sizeof(uint64_t));
     s->neg = ds_calloc(nb, sizeof(uint64_t));
+    s->pk = ds_calloc(nb, sizeof(uint64_t));
 }
 
 static void fast_free(fast_state *s)
 {
     free(s->o), free(s->m), free(s->sm), free(s->flip), free(s->row);
-    free(s->B), free(s->T), free(s->K), free(s->pos), free(s->neg);
+    free(s->B), free(s->T), free(s->K), free(s->pos), free(s->neg), free(s->pk);
+}
+
+/* Whether every signed sum of the n magnitudes m (floats, as doubles) is
+ * exact in double, so that no order of the additions rounds: each m is a
+ * multiple of u, the smallest unit in the last place among the nonzero m
+ * (2^(e - 24) for m in [2^(e - 1), 2^e); below a float's, for subnormals);
+ * every such sum is then an integer times u, of magnitude at most sum(m), and
+ * a double holds every integer times u up to 2^53 u (1 + 2^-52 margin for
+ * the rounding of the computed sum). NaN or Inf: not exact. */
+static int sums_exact(size_t n, const double *m)
+{
+    double tot = 0.0, u = INFINITY;
+    for (size_t q = 0; q < n; q++) {
+        if (!(m[q] > 0.0)) {
+            if (m[q] != 0.0) return 0;
+            continue;
+        }
+        int e;
+        (void)frexp(m[q], &e);
+        const double ulp = ldexp(1.0, e - 24);
+        u = ulp < u ? ulp : u;
+        tot += m[q];
+    }
+    return tot == 0.0 || (isfinite(tot) && tot <= ldexp(u, 52));
 }
 
 static void fast_order(fast_state *s, const float *const *scale, size_t idx)
@@ -124,6 +154,8 @@ static void fast_order(fast_state *s, const float *const *scale, size_t idx)
         s->sm[2 * q + 1] = s->m[q];
         s->flip[q] = scale[s->o[q].u][idx] < 0.0f ? ~0ull : 0;
     }
+    s->exact = s->nw == 1 && sums_exact(s->n, s->m);
+    if (s->exact) ds_bitstat_tab16(s->n, s->m, s->tab);
 }
 
 /* Few kept values per coordinate: walk the kept bits in position order. */
@@ -134,18 +166,22 @@ static void sum_walk(fast_state *s, size_t ncoord, double div, float *out, uint6
 {
     const int pow2 = div == 1.0 || div == 2.0;
     const double inv = 1.0 / div;
-    if (s->nw == 1 && div <= 2.0) { /* the median of up to 64 users: one or two kept bits */
+    if (s->nw == 1 && div == 2.0) { /* the median of an even number, up to 64: two kept bits */
+        for (size_t cc = 0; cc < ncoord; cc++) {
+            const uint64_t k = s->K[cc], t = s->T[cc];
+            const size_t q1 = (size_t)__builtin_ctzll(k), q2 = (size_t)__builtin_ctzll(k & (k - 1));
+            const double sum = (0.0 + s->sm[2 * q1 + ((t >> q1) & 1u)]) + s->sm[2 * q2 + ((t >> q2) & 1u)];
+            if (kept) s->pk[q1]++, s->pk[q2]++;
+            out[cc] = (float)(sum * 0.5);
+        }
+        return;
+    }
+    if (s->nw == 1 && div == 1.0) { /* an odd number: one */
         for (size_t cc = 0; cc < ncoord; cc++) {
             const uint64_t k = s->K[cc], t = s->T[cc];
             const size_t q1 = (size_t)__builtin_ctzll(k);
-            double sum = 0.0 + s->sm[2 * q1 + ((t >> q1) & 1u)];
-            if (kept) kept[s->o[q1].u]++;
-            if (div == 2.0) {
-                const size_t q2 = (size_t)__builtin_ctzll(k & (k - 1));
-                sum += s->sm[2 * q2 + ((t >> q2) & 1u)];
-                if (kept) kept[s->o[q2].u]++;
-            }
-            out[cc] = mean_of(sum, div, inv, pow2);
+            if (kept) s->pk[q1]++;
+            out[cc] = (float)(0.0 + s->sm[2 * q1 + ((t >> q1) & 1u)]);
         }
         return;
     }
@@ -178,6 +214,17 @@ __attribute__((target_clones("popcnt", "default"))) static void sum_masked(fast_
     for (size_t cc = 0; cc < ncoord; cc++) out[cc] = (float)(s->acc[cc] / div);
 }
 
+/* Many kept values, the sums exact: nibble tables of the magnitudes over
+ * the kept set and kept clear bits (ds_bitstat_tabsum), no transpose back
+ * but to count the kept values. */
+__attribute__((target_clones("popcnt", "default"))) static void sum_tab(fast_state *s, size_t ncoord, double div, float *out, uint64_t *kept)
+{
+    ds_bitstat_tabsum(ncoord, s->tab, s->T, s->K, div, out);
+    if (!kept) return;
+    ds_bit_transpose64(s->K); /* coordinates >= ncoord are clear */
+    for (size_t q = 0; q < s->n; q++) kept[s->o[q].u] += (uint64_t)__builtin_popcountll(s->K[q]);
+}
+
 /* One row of coordinates with the current order. */
 static void fast_row(fast_state *s, const ds_agg_bits *c, size_t r, size_t k, float *out, uint64_t *kept)
 {
@@ -196,8 +243,10 @@ static void fast_row(fast_state *s, const ds_agg_bits *c, size_t r, size_t k, fl
             for (size_t j = 0; j < s->nw; j++) memset(s->K + 64 * j + ncoord, 0, sizeof(uint64_t) * (64 - ncoord));
         ds_bitstat_keep(n, s->T, ncoord, lo, hi, s->K);
         if (walk) sum_walk(s, ncoord, div, out + r * c->cols + 64 * w, kept);
+        else if (s->exact) sum_tab(s, ncoord, div, out + r * c->cols + 64 * w, kept);
         else sum_masked(s, ncoord, div, out + r * c->cols + 64 * w, kept);
     }
+    for (size_t q = 0; kept && q < n; q++) kept[s->o[q].u] += s->pk[q], s->pk[q] = 0;
 }
 
 void ds_agg_trimmed_bits(const ds_agg_bits *c, size_t k, float *out, uint64_t *kept)

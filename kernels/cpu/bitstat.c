@@ -10,6 +10,8 @@ void ds_bit_transpose64_avx512(uint64_t a[64]);
 void ds_bitstat_keep_bmi2(size_t n, const uint64_t *T, size_t ncoord, size_t lo, size_t hi, uint64_t *K);
 void ds_bitstat_keep_avx512(size_t n, const uint64_t *T, size_t ncoord, size_t lo, size_t hi, uint64_t *K);
 void ds_bitstat_accum_avx512(size_t nq, const double *m, const uint64_t *pos, const uint64_t *neg, double acc[64]);
+void ds_bitstat_tabsum_avx512(size_t ncoord, const double tab[256], const uint64_t *T, const uint64_t *K, double div,
+                              float *out);
 #endif
 
 /* 0 ref, 1 pdep only (avx2), 2 avx512 */
@@ -62,6 +64,17 @@ void ds_bitstat_accum(size_t nq, const double *m, const uint64_t *pos, const uin
     }
 #endif
     ds_bitstat_accum_ref(nq, m, pos, neg, acc);
+}
+
+void ds_bitstat_tabsum(size_t ncoord, const double tab[256], const uint64_t *T, const uint64_t *K, double div, float *out)
+{
+#ifdef DS_KERNELS_X86
+    if (level() == 2) {
+        ds_bitstat_tabsum_avx512(ncoord, tab, T, K, div, out);
+        return;
+    }
+#endif
+    ds_bitstat_tabsum_ref(ncoord, tab, T, K, div, out);
 }
 
 const char *ds_bitstat_variant(void)

@@ -30,6 +30,18 @@ void ds_bitstat_keep_ref(size_t n, const uint64_t *T, size_t ncoord, size_t lo, 
 void ds_bitstat_accum(size_t nq, const double *m, const uint64_t *pos, const uint64_t *neg, double acc[64]);
 void ds_bitstat_accum_ref(size_t nq, const double *m, const uint64_t *pos, const uint64_t *neg, double acc[64]);
 
+/* Exact sums through nibble tables, for callers that have checked that
+ * every signed sum of the m's is exact in double (then the order of the
+ * additions cannot change a result, and these equal accum's chains bit for
+ * bit). tab16 fills tab[16 g + x] with the sum of m[4 g + i] over the set
+ * bits i of x (g = 0..15; m[q] for q >= n counts as 0). tabsum sets, for
+ * c < ncoord, out[c] = (float)((S(K[c] & T[c]) - S(K[c] & ~T[c])) / div),
+ * where S(x) sums tab[16 g + (nibble g of x)] over the 16 nibbles of x. */
+void ds_bitstat_tab16(size_t n, const double *m, double tab[256]);
+void ds_bitstat_tabsum(size_t ncoord, const double tab[256], const uint64_t *T, const uint64_t *K, double div, float *out);
+void ds_bitstat_tabsum_ref(size_t ncoord, const double tab[256], const uint64_t *T, const uint64_t *K, double div,
+                           float *out);
+
 /* The variant in use: "ref" or "avx512" (avx2 uses the _ref twins but
  * pdep for keep). */
 const char *ds_bitstat_variant(void);

@@ -122,4 +122,35 @@ DS_TARGET_BITSTAT void ds_bitstat_accum_avx512(size_t nq, const double *m, const
     }
     for (int g = 0; g < 8; g++) _mm512_storeu_pd(acc + 8 * g, s[g]);
 }
+
+#define DS_TARGET_TABSUM __attribute__((target("avx512f,avx512dq,avx512vl")))
+
+/* 8 coordinates per vector: each nibble of K & T and of K & ~T indexes its
+ * group's 16-entry table (two registers) with VPERMT2PD, which reads only
+ * the low 4 bits of each index. Two partial sums per side (exact). */
+DS_TARGET_TABSUM void ds_bitstat_tabsum_avx512(size_t ncoord, const double tab[256], const uint64_t *T, const uint64_t *K,
+                                               double div, float *out)
+{
+    __m512d lo[16], hi[16];
+    for (int g = 0; g < 16; g++) lo[g] = _mm512_loadu_pd(tab + 16 * g), hi[g] = _mm512_loadu_pd(tab + 16 * g + 8);
+    const __m512d vdiv = _mm512_set1_pd(div);
+    for (size_t c = 0; c < ncoord; c += 8) {
+        const size_t nc = ncoord - c < 8 ? ncoord - c : 8;
+        const __mmask8 lm = (__mmask8)((1u << nc) - 1);
+        const __m512i k = nc == 8 ? _mm512_loadu_si512(K + c) : _mm512_maskz_loadu_epi64(lm, K + c);
+        const __m512i t = nc == 8 ? _mm512_loadu_si512(T + c) : _mm512_maskz_loadu_epi64(lm, T + c);
+        __m512i a = _mm512_and_si512(k, t), b = _mm512_andnot_si512(t, k);
+        __m512d a0 = _mm512_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
+        for (int g = 0; g < 16; g += 2) {
+            a0 = _mm512_add_pd(a0, _mm512_permutex2var_pd(lo[g], a, hi[g]));
+            b0 = _mm512_add_pd(b0, _mm512_permutex2var_pd(lo[g], b, hi[g]));
+            a = _mm512_srli_epi64(a, 4), b = _mm512_srli_epi64(b, 4);
+            a1 = _mm512_add_pd(a1, _mm512_permutex2var_pd(lo[g + 1], a, hi[g + 1]));
+            b1 = _mm512_add_pd(b1, _mm512_permutex2var_pd(lo[g + 1], b, hi[g + 1]));
+            a = _mm512_srli_epi64(a, 4), b = _mm512_srli_epi64(b, 4);
+        }
+        const __m512d r = _mm512_div_pd(_mm512_sub_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(b0, b1)), vdiv);
+        _mm256_mask_storeu_ps(out + c, lm, _mm512_cvtpd_ps(r));
+    }
+}
 #endif

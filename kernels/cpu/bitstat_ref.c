@@ -37,3 +37,28 @@ void ds_bitstat_accum_ref(size_t nq, const double *m, const uint64_t *pos, const
         for (uint64_t x = neg[q]; x; x &= x - 1) acc[__builtin_ctzll(x)] -= v;
     }
 }
+
+void ds_bitstat_tab16(size_t n, const double *m, double tab[256])
+{
+    for (size_t g = 0; g < 16; g++) {
+        tab[16 * g] = 0.0;
+        for (unsigned x = 1; x < 16; x++) {
+            const size_t q = 4 * g + (size_t)__builtin_ctz(x);
+            tab[16 * g + x] = tab[16 * g + (x & (x - 1))] + (q < n ? m[q] : 0.0);
+        }
+    }
+}
+
+static double tab_sum(const double tab[256], uint64_t x)
+{
+    double s = 0.0;
+    for (unsigned g = 0; g < 16; g++, x >>= 4) s += tab[16 * g + (x & 15u)];
+    return s;
+}
+
+void ds_bitstat_tabsum_ref(size_t ncoord, const double tab[256], const uint64_t *T, const uint64_t *K, double div,
+                           float *out)
+{
+    for (size_t c = 0; c < ncoord; c++)
+        out[c] = (float)((tab_sum(tab, K[c] & T[c]) - tab_sum(tab, K[c] & ~T[c])) / div);
+}

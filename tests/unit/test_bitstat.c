@@ -9,7 +9,8 @@
  *   even, the median, the trimmed mean (trim 0.1 and others) and the mean;
  *   and against ds_agg_trimmed_bits_ref bit for bit, kept counts included,
  *   also for scales spanning 60 binades (where sums in another order would
- *   round differently). */
+ *   round differently) and 20-27 binades (where they start to);
+ * - the nibble-table sums (tab16, tabsum) against sums written here. */
 #include "config.h"
 #include <check.h>
 #include <math.h>
@@ -93,9 +94,48 @@ START_TEST(test_keep_accum)
 }
 END_TEST
 
+/* The nibble tables against sums written here: magnitudes that are
+ * multiples of 2^-20 below 2^12 (every signed sum exact), random kept and set
+ * masks, every variant; ncoord 1..64, n 1..64 (tab16 ignores m beyond n). */
+START_TEST(test_tabsum)
+{
+    rng_state = 15;
+    for (int t = 0; t < 300; t++) {
+        const size_t n = 1 + rnd() % 64, ncoord = 1 + rnd() % 64;
+        double m[64], tab[256];
+        for (size_t q = 0; q < 64; q++) m[q] = q < n ? ldexp((double)(rnd() & 0xffffffff), -20) : 1e300;
+        uint64_t T[64], K[64];
+        const uint64_t v = n == 64 ? ~0ull : (1ull << n) - 1;
+        for (size_t c = 0; c < 64; c++) T[c] = rnd64(), K[c] = rnd64() & v;
+        const double div = (double)(1 + rnd() % 64);
+        float want[64];
+        for (size_t c = 0; c < ncoord; c++) {
+            double sum = 0.0;
+            for (size_t q = 0; q < n; q++)
+                if (K[c] >> q & 1) sum += T[c] >> q & 1 ? m[q] : -m[q];
+            want[c] = (float)(sum / div);
+        }
+        ds_bitstat_tab16(n, m, tab);
+        FOR_VARIANTS(x) {
+            float out[65];
+            out[ncoord] = 123.0f;
+            ds_bitstat_tabsum(ncoord, tab, T, K, div, out);
+            ck_assert_msg(memcmp(out, want, 4 * ncoord) == 0, "tabsum %s n=%zu ncoord=%zu", ds_simd_name((ds_simd)x), n,
+                          ncoord);
+            ck_assert_msg(out[ncoord] == 123.0f, "tabsum %s wrote past ncoord", ds_simd_name((ds_simd)x));
+        }
+    }
+    ds_simd_force(ds_simd_best());
+}
+END_TEST
+
 /* n users' random bits (probability p1 of a 1) and scales of the kind:
  * mode 0: 0.5..1.5 with ties (a quarter are 1.0), some negative; mode 1:
- * all equal (one value, some negative); mode 2: magnitudes over 60 binades. */
+ * all equal (one value, some negative); mode 2: magnitudes over 60 binades;
+ * mode 3: over 20-27 binades, about where the signed sums of 64 of them stop
+ * being exact in double (the fast path's nibble tables need them exact);
+ * mode 4: all but 6 users at 8, those 6 at 2^60 (cancelling sums that round
+ * differently in another order: the tables must not be used). */
 typedef struct {
     ds_agg_bits c;
     uint64_t **bits;
@@ -115,7 +155,11 @@ static void chunk_make(chunk *k, size_t n, size_t rows, size_t cols, ds_scale_ki
                 if (rndu() < p1) k->bits[u][r * W + c / 64] |= 1ull << (c % 64);
         k->scale[u] = malloc(sizeof(float) * ns);
         for (size_t i = 0; i < ns; i++) {
-            float g = mode == 1 ? same : mode == 2 ? (float)ldexp(0.5 + rndu(), (int)(rnd() % 61) - 30) : (float)(0.5 + rndu());
+            float g = mode == 1   ? same
+                      : mode == 2 ? (float)ldexp(0.5 + rndu(), (int)(rnd() % 61) - 30)
+                      : mode == 3 ? (float)ldexp(0.5 + rndu(), (int)(rnd() % (20 + n % 8)) - 10)
+                      : mode == 4 ? (u + 6 < n ? 8.0f : 0x1p60f)
+                                  : (float)(0.5 + rndu());
             if (mode == 0 && rnd() % 4 == 0) g = 1.0f;
             if (rnd() % 5 == 0) g = -g;
             k->scale[u][i] = g;
@@ -158,7 +202,7 @@ static void check_one(size_t n, size_t rows, size_t cols, ds_scale_kind kind, in
     float *o0 = malloc(4 * m), *o1 = malloc(4 * m), *o2 = malloc(4 * m);
     uint64_t *k0 = calloc(n, 8), *k1 = calloc(n, 8);
     ds_agg_trimmed_bits_ref(&k.c, kk, o0, k0);
-    if (mode != 2) { /* exact double sums: every order gives the same float */
+    if (mode < 2) { /* exact double sums: every order gives the same float */
         float_path(&k, kk, o2);
         ck_assert_msg(memcmp(o0, o2, 4 * m) == 0, "ref vs float path n=%zu kind=%d mode=%d k=%zu", n, kind, mode, kk);
     }
@@ -209,14 +253,30 @@ START_TEST(test_trimmed_edges)
 }
 END_TEST
 
+/* The trimmed mean of up to 64 users with magnitudes about where their sums
+ * stop being exact (mode 3): the nibble tables where they are, the masked
+ * adds where not, either way the _ref twin's results bit for bit. */
+START_TEST(test_trimmed_exact_edge)
+{
+    rng_state = 16;
+    for (int t = 0; t < 40; t++) {
+        const size_t n = 40 + rnd() % 25;
+        check_one(n, 3, 64 + rnd() % 130, t % 2 ? DS_SCALE_ROW : DS_SCALE_TENSOR, 3, 0.5, n / 10);
+        check_one(20 + (size_t)t, 2, 200, t % 2 ? DS_SCALE_ROW : DS_SCALE_TENSOR, 4, 0.5, 1);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("bitstat");
     TCase *kern = ds_check_case(s, "kernels", 60);
     tcase_add_test(kern, test_transpose);
     tcase_add_test(kern, test_keep_accum);
+    tcase_add_test(kern, test_tabsum);
     TCase *trim = ds_check_case(s, "trimmed", 120);
     tcase_add_test(trim, test_trimmed_vs_float);
     tcase_add_test(trim, test_trimmed_edges);
+    tcase_add_test(trim, test_trimmed_exact_edge);
     return ds_check_run(s);
 }
