@@ -2,10 +2,13 @@
 #include "config.h"
 #include <pthread.h>
 #include "io/agg_stream.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "kernels/cpu/bitpack.h"
 #include "src/aggregate.h"
+#include "src/bitdelta.h"
 #include "src/hash.h"
 #include "src/robust.h"
 #include "src/shard.h"
@@ -403,29 +406,14 @@ int ds_agg_stream_thresholds(ds_agg_stream *s, const ds_delta_meta *layout, doub
     return 0;
 }
 
-/* --requantize: BitDelta of the float result (against zero). */
-static int write_requantized(ds_delta_file *out, int i, const ds_delta_entry *oe, const float *res)
-{
-    uint64_t *bits = ds_malloc(sizeof(uint64_t) * (size_t)oe->rows * (size_t)oe->words_per_row);
-    float *sc = ds_malloc(sizeof(float) * (size_t)oe->n_scales);
-    int64_t bad = ds_delta_code_f32(oe, res, bits, sc);
-    int rc = bad >= 0 ? ds_err(DS_EXIT_FAIL, "%s: tensor %s: aggregated value %lld is not finite", ds_delta_path(out),
-                               oe->t.name, (long long)bad)
-                      : ds_delta_write_signs(out, i, bits);
-    if (!rc) rc = ds_delta_write_scales(out, i, sc);
-    free(bits);
-    free(sc);
-    return rc;
-}
-
-/* The writer's end of a tensor: store the assembled result. */
+/* The writer's end of a tensor: store the assembled result (--requantize
+ * streams: write_coded). */
 static int write_tensor(ds_delta_file *out, int i, const ds_delta_entry *oe, const ds_agg_reduce *h, void *res, float *scales)
 {
     if (h->majority && oe->coded) {
         int rc = ds_delta_write_signs(out, i, res);
         return rc ? rc : ds_delta_write_scales(out, i, scales);
     }
-    if (oe->coded) return write_requantized(out, i, oe, res);
     if (oe->t.dtype == DS_DTYPE_F32) return ds_delta_write_dense(out, i, res);
     void *buf = ds_malloc(ds_tinfo_bytes(&oe->t) + 1);
     ds_from_f32(oe->t.dtype, res, buf, (size_t)ds_tinfo_numel(&oe->t));
@@ -440,6 +428,12 @@ static int write_tensor(ds_delta_file *out, int i, const ds_delta_entry *oe, con
 typedef struct {
     unsigned char *res, *part, *all, *pack; /* pack: chunk_scatter's send buffer (NULL: all-gather) */
     float *scales;
+    /* --requantize (a coded output, not majority): the writer codes each
+     * chunk as it comes, so res holds one chunk: the tensor's signs, row and
+     * column sums of |x|, a zero row to code against, its scales */
+    uint64_t *qbits;
+    double *row_abs, *col_abs;
+    float *zero, *qsc;
     const uint64_t **pb;
     const float **ps;
     uint64_t *key;
@@ -460,6 +454,14 @@ typedef struct {
     unsigned char *part, *all;
     const uint64_t **pb;
     const float **ps;
+    /* --requantize: res holds the chunk only, coded into qbits (code_chunk) */
+    int chunked;
+    const ds_delta_entry *oe; /* the output entry */
+    int64_t bad;              /* the first non-finite result's index, or -1 */
+    uint64_t *qbits;
+    double *row_abs, *col_abs;
+    const float *zero;
+    float *qsc;
 } tensor_pass;
 
 static size_t out_row_bytes(const ds_delta_entry *e, const ds_agg_reduce *h)
@@ -468,20 +470,39 @@ static size_t out_row_bytes(const ds_delta_entry *e, const ds_agg_reduce *h)
     return (size_t)(e->coded ? e->cols : ds_delta_row_elems(&e->t)) * 4;
 }
 
-static void bufs_init(pass_bufs *b, const ds_agg_stream *s, const ds_delta_meta *layout, const int *writer,
-                      const ds_agg_reduce *h, int start)
+/* Whether the output entry oe is coded from float results as they come
+ * (--requantize of a coded tensor; majority votes the bits instead). */
+static int streams_coded(const ds_delta_entry *oe, const ds_agg_reduce *h) { return oe->coded && !h->majority; }
+
+static void bufs_init(pass_bufs *b, const ds_agg_stream *s, const ds_delta_meta *layout, const ds_delta_entry *oes,
+                      const int *writer, const ds_agg_reduce *h, int start)
 {
     const int size = s->ctx->size;
-    size_t res = 1, sub = 1, sc = 1;
+    size_t res = 1, sub = 1, sc = 1, qw = 1, qr = 1, qc = 1;
     for (int i = start; i < layout->n; i++) {
         const ds_delta_entry *e = &layout->entries[i];
         const size_t orow = out_row_bytes(e, h), maxsub = (size_t)((out_rows(s, e) + size - 1) / size);
-        if (writer[i] == s->ctx->rank && orow * (size_t)ds_delta_nrows(e) > res) res = orow * (size_t)ds_delta_nrows(e);
+        const int q = streams_coded(&oes[i], h);
+        const size_t rows = q ? (size_t)out_rows(s, e) : (size_t)ds_delta_nrows(e);
+        if (writer[i] == s->ctx->rank && orow * rows > res) res = orow * rows;
         if (orow * maxsub > sub) sub = orow * maxsub;
         if (e->coded && (size_t)e->n_scales > sc) sc = (size_t)e->n_scales;
+        if (q && writer[i] == s->ctx->rank) {
+            const ds_delta_entry *o = &oes[i];
+            const size_t w = (size_t)o->rows * (size_t)o->words_per_row;
+            qw = w > qw ? w : qw;
+            qr = (size_t)o->rows > qr ? (size_t)o->rows : qr;
+            qc = (size_t)o->cols > qc ? (size_t)o->cols : qc;
+            sc = (size_t)o->n_scales > sc ? (size_t)o->n_scales : sc;
+        }
     }
     b->res = big_alloc(res);
     b->scales = ds_malloc(sizeof(float) * sc);
+    b->qbits = big_alloc(sizeof(uint64_t) * qw);
+    b->row_abs = ds_malloc(sizeof(double) * qr);
+    b->col_abs = ds_malloc(sizeof(double) * qc);
+    b->zero = ds_calloc(qc, sizeof(float));
+    b->qsc = ds_malloc(sizeof(float) * sc);
     b->part = size > 1 ? big_alloc(sub) : NULL;
     b->all = size > 1 ? big_alloc(sub * (size_t)size) : NULL;
     b->pb = ds_malloc(sizeof(void *) * (size_t)s->np);
@@ -503,10 +524,11 @@ static void bufs_init(pass_bufs *b, const ds_agg_stream *s, const ds_delta_meta 
 static void bufs_free(pass_bufs *b)
 {
     free(b->res), free(b->scales), free(b->part), free(b->all), free(b->pb), free(b->ps), free(b->pack), free(b->key);
+    free(b->qbits), free(b->row_abs), free(b->col_abs), free(b->zero), free(b->qsc);
 }
 
-static void pass_init(tensor_pass *t, const ds_agg_stream *s, const ds_delta_entry *e, int mine, const ds_agg_reduce *h,
-                      const pass_bufs *b)
+static void pass_init(tensor_pass *t, const ds_agg_stream *s, const ds_delta_entry *e, const ds_delta_entry *oe, int mine,
+                      const ds_agg_reduce *h, const pass_bufs *b)
 {
     const int size = s->ctx->size;
     t->e = e;
@@ -522,6 +544,15 @@ static void pass_init(tensor_pass *t, const ds_agg_stream *s, const ds_delta_ent
     t->pb = b->pb;
     t->ps = b->ps;
     t->key = b->key;
+    t->chunked = streams_coded(oe, h);
+    t->oe = oe;
+    t->bad = -1;
+    t->qbits = b->qbits;
+    t->row_abs = b->row_abs;
+    t->col_abs = t->chunked && oe->mode == DS_SCALE_COL ? b->col_abs : NULL;
+    t->zero = b->zero;
+    t->qsc = b->qsc;
+    if (t->col_abs) memset(t->col_abs, 0, sizeof(double) * (size_t)oe->cols);
     for (int u = 0; u < s->np && h->merge; u++) t->key[u] = ds_merge_key(e->t.name, (size_t)u);
 }
 
@@ -586,7 +617,7 @@ static void reduce_rows(const ds_agg_stream *s, tensor_pass *t, const ds_agg_red
     ds_shard_range(nr, s->ctx->rank, s->ctx->size, &a, &b);
     if (b <= a) return;
     const ds_merge_thr *thr = h->thr ? h->thr + (size_t)t->idx * np : NULL;
-    unsigned char *dst = t->direct ? t->res + (size_t)r0 * t->orow : t->part;
+    unsigned char *dst = t->direct ? t->res + (size_t)(t->chunked ? 0 : r0) * t->orow : t->part;
     if (h->bulyan_beta || h->mix) {
         reduce_values(s, t, h, r0, a, b, (float *)dst, kept);
         return;
@@ -611,8 +642,42 @@ static void reduce_rows(const ds_agg_stream *s, tensor_pass *t, const ds_agg_red
     }
 }
 
+/* --requantize, on the writer: rows [r0, r0 + nr) of the tensor's float
+ * results (res) coded against zero, one row at a time as ds_delta_code_f32
+ * codes them (signs, row and column sums of |x|: the same bits and scales);
+ * the first non-finite value is kept for write_coded's message. */
+static void code_chunk(tensor_pass *t, int64_t r0, int64_t nr)
+{
+    const size_t cols = (size_t)t->oe->cols, wpr = (size_t)t->oe->words_per_row;
+    for (int64_t i = 0; i < nr && t->bad < 0; i++) {
+        const float *x = (const float *)t->res + (size_t)i * cols;
+        const size_t r = (size_t)(r0 + i);
+        ds_bitpack_compress(DS_KDT_F32, x, t->zero, 1, cols, t->qbits + r * wpr, t->row_abs + r, t->col_abs);
+        if (isfinite(t->row_abs[r])) continue; /* finite exactly when every value of the row is */
+        for (size_t j = 0; j < cols; j++)
+            if (!isfinite(x[j])) {
+                t->bad = (int64_t)(r * cols + j);
+                break;
+            }
+    }
+}
+
+/* --requantize: the writer's coded tensor (BitDelta of the float results
+ * against zero), its scales from the rows' sums as ds_delta_code_f32's. */
+static int write_coded(ds_delta_file *out, int i, const tensor_pass *t)
+{
+    const ds_delta_entry *oe = t->oe;
+    if (t->bad >= 0)
+        return ds_err(DS_EXIT_FAIL, "%s: tensor %s: aggregated value %lld is not finite", ds_delta_path(out), oe->t.name,
+                      (long long)t->bad);
+    ds_delta_scales(oe, t->row_abs, t->col_abs, t->qsc);
+    int rc = ds_delta_write_signs(out, i, t->qbits);
+    return rc ? rc : ds_delta_write_scales(out, i, t->qsc);
+}
+
 /* Collective: every rank's reduced rows of the chunk [r0, r0 + nr) to the
- * writer, which places them (and, for majority, the chunk's scales). */
+ * writer, which places them (and, for majority, the chunk's scales; for
+ * --requantize, codes them). */
 static void gather_rows(const ds_agg_stream *s, tensor_pass *t, const ds_agg_reduce *h, int64_t r0, int64_t nr)
 {
     const ds_delta_entry *e = t->e;
@@ -624,11 +689,13 @@ static void gather_rows(const ds_agg_stream *s, tensor_pass *t, const ds_agg_red
     for (int r = 0; r < s->ctx->size && !t->direct; r++) {
         int64_t ra, rb;
         ds_shard_range(nr, r, s->ctx->size, &ra, &rb);
-        memcpy(t->res + (size_t)(r0 + ra) * t->orow, t->all + (size_t)r * t->orow * t->maxsub, (size_t)(rb - ra) * t->orow);
+        memcpy(t->res + (size_t)((t->chunked ? 0 : r0) + ra) * t->orow, t->all + (size_t)r * t->orow * t->maxsub,
+               (size_t)(rb - ra) * t->orow);
     }
     if (t->bits_out && (r0 == 0 || e->mode == DS_SCALE_ROW))
         ds_agg_majority_scales((size_t)s->np, s->scale, ds_agg_chunk_scales(e, nr), h->k_scale,
                                t->scales + (e->mode == DS_SCALE_ROW ? r0 : 0));
+    if (t->chunked) code_chunk(t, r0, nr);
 }
 
 int ds_agg_stream_reduce(ds_agg_stream *s, const ds_delta_meta *layout, const ds_delta_entry *oes, const int *writer,
@@ -640,13 +707,13 @@ int ds_agg_stream_reduce(ds_agg_stream *s, const ds_delta_meta *layout, const ds
     ds_progress pr;
     ds_progress_init(&pr, ctx, "aggregate", layout->n);
     pass_bufs bufs;
-    bufs_init(&bufs, s, layout, writer, how, start);
+    bufs_init(&bufs, s, layout, oes, writer, how, start);
     for (int i = start; i < layout->n && !end; i++) {
         const ds_delta_entry *e = &layout->entries[i];
         const int mine = writer[i] == ctx->rank;
         const int64_t nrows = ds_delta_nrows(e), R = out_rows(s, e);
         tensor_pass t;
-        pass_init(&t, s, e, mine, how, &bufs);
+        pass_init(&t, s, e, &oes[i], mine, how, &bufs);
         t.writer = writer[i];
         t.idx = i;
         for (int64_t r0 = 0; r0 < nrows && !end; r0 += R) {
@@ -656,7 +723,7 @@ int ds_agg_stream_reduce(ds_agg_stream *s, const ds_delta_meta *layout, const ds
             reduce_rows(s, &t, how, r0, nr, kept);
             gather_rows(s, &t, how, r0, nr);
         }
-        if (!end && mine) rc = write_tensor(out, i, &oes[i], how, t.res, t.scales);
+        if (!end && mine) rc = t.chunked ? write_coded(out, i, &t) : write_tensor(out, i, &oes[i], how, t.res, t.scales);
         if (!end) { /* the tensor's last digests, before a checkpoint or the commit */
             const int v = settle(s);
             rc = rc ? rc : v;

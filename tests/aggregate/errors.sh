@@ -35,6 +35,9 @@ expect 2 "--trim 0.1 drops no values with 3 deltas (floor(0.1 x 3) = 0): needs a
 expect 2 "--trim 0.25 drops no scales with 3 deltas (floor(0.25 x 3) = 0): needs at least 4" --method majority --trim 0.25 $S
 expect 2 "--method: expected mean, median, trimmed-mean, krum, multi-krum, majority, task-arithmetic, ties, dare-ties, dare-linear, geometric-median, centered-clipping or bulyan, got 'avg'" --method avg $S
 expect 2 "--method is required" $S
+# --requantize codes each chunk as it is reduced (io/agg_stream.c): an
+# overflowing result is refused, naming the output and tensor, with nothing written
+expect 1 "out.bd.h5: tensor a.weight: aggregated value 0 is not finite" --method task-arithmetic --lambda 1e300 --requantize --chunk-mb 0.004 $S
 expect 2 "unknown option '--bogus'" --method mean --bogus $S
 expect 2 "no input deltas" --method mean
 expect 2 "--byzantine applies to krum, multi-krum, bulyan and --pre nnm, not mean" --method mean --byzantine 1 $S
