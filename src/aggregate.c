@@ -91,7 +91,8 @@ typedef struct {
     uint64_t *flip;       /* all ones for a negative scale, by position */
     const uint64_t **row; /* the current row of the user at each position */
     uint64_t *B, *T, *K, *pos, *neg; /* 64 * nw each */
-    uint64_t *pk;                    /* kept values by position (the median's walk; added to kept per row) */
+    uint64_t *pk;                    /* kept values by position (added to kept per row) */
+    ds_poscount pc;                  /* the trimmed mean's kept values by position, bit-sliced (flushed into pk) */
     double acc[64];
     int exact;       /* up to 64 users and every signed sum of m exact in double: tab holds their nibble sums */
     double tab[256]; /* ds_bitstat_tab16 of m */
@@ -113,6 +114,7 @@ static void fast_init(fast_state *s, size_t n)
     s->pos = ds_calloc(nb, sizeof(uint64_t));
     s->neg = ds_calloc(nb, sizeof(uint64_t));
     s->pk = ds_calloc(nb, sizeof(uint64_t));
+    memset(&s->pc, 0, sizeof s->pc);
 }
 
 static void fast_free(fast_state *s)
@@ -215,14 +217,14 @@ __attribute__((target_clones("popcnt", "default"))) static void sum_masked(fast_
 }
 
 /* Many kept values, the sums exact: nibble tables of the magnitudes over
- * the kept set and kept clear bits (ds_bitstat_tabsum), no transpose back
- * but to count the kept values. */
-__attribute__((target_clones("popcnt", "default"))) static void sum_tab(fast_state *s, size_t ncoord, double div, float *out, uint64_t *kept)
+ * the kept set and kept clear bits (ds_bitstat_tabsum); the kept values
+ * counted by position in bit-sliced counters (ds_poscount), no transpose. */
+static void sum_tab(fast_state *s, size_t ncoord, double div, float *out, uint64_t *kept)
 {
     ds_bitstat_tabsum(ncoord, s->tab, s->T, s->K, div, out);
     if (!kept) return;
-    ds_bit_transpose64(s->K); /* coordinates >= ncoord are clear */
-    for (size_t q = 0; q < s->n; q++) kept[s->o[q].u] += (uint64_t)__builtin_popcountll(s->K[q]);
+    ds_poscount_add(&s->pc, s->K); /* coordinates >= ncoord and positions >= n are clear */
+    if (s->pc.adds == DS_POSCOUNT_ADDS) ds_poscount_flush(&s->pc, s->pk);
 }
 
 /* One row of coordinates with the current order. */
@@ -246,6 +248,7 @@ static void fast_row(fast_state *s, const ds_agg_bits *c, size_t r, size_t k, fl
         else if (s->exact) sum_tab(s, ncoord, div, out + r * c->cols + 64 * w, kept);
         else sum_masked(s, ncoord, div, out + r * c->cols + 64 * w, kept);
     }
+    if (kept && s->pc.adds) ds_poscount_flush(&s->pc, s->pk);
     for (size_t q = 0; kept && q < n; q++) kept[s->o[q].u] += s->pk[q], s->pk[q] = 0;
 }
 

@@ -12,6 +12,8 @@ void ds_bitstat_keep_avx512(size_t n, const uint64_t *T, size_t ncoord, size_t l
 void ds_bitstat_accum_avx512(size_t nq, const double *m, const uint64_t *pos, const uint64_t *neg, double acc[64]);
 void ds_bitstat_tabsum_avx512(size_t ncoord, const double tab[256], const uint64_t *T, const uint64_t *K, double div,
                               float *out);
+void ds_poscount_add_avx512(ds_poscount *pc, const uint64_t K[64]);
+void ds_poscount_flush_avx512(ds_poscount *pc, uint64_t cnt[64]);
 #endif
 
 /* 0 ref, 1 pdep only (avx2), 2 avx512 */
@@ -75,6 +77,28 @@ void ds_bitstat_tabsum(size_t ncoord, const double tab[256], const uint64_t *T, 
     }
 #endif
     ds_bitstat_tabsum_ref(ncoord, tab, T, K, div, out);
+}
+
+void ds_poscount_add(ds_poscount *pc, const uint64_t K[64])
+{
+#ifdef DS_KERNELS_X86
+    if (level() == 2) {
+        ds_poscount_add_avx512(pc, K);
+        return;
+    }
+#endif
+    ds_poscount_add_ref(pc, K);
+}
+
+void ds_poscount_flush(ds_poscount *pc, uint64_t cnt[64])
+{
+#ifdef DS_KERNELS_X86
+    if (level() == 2) {
+        ds_poscount_flush_avx512(pc, cnt);
+        return;
+    }
+#endif
+    ds_poscount_flush_ref(pc, cnt);
 }
 
 const char *ds_bitstat_variant(void)

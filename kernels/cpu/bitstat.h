@@ -42,6 +42,25 @@ void ds_bitstat_tabsum(size_t ncoord, const double tab[256], const uint64_t *T, 
 void ds_bitstat_tabsum_ref(size_t ncoord, const double tab[256], const uint64_t *T, const uint64_t *K, double div,
                            float *out);
 
+/* Counts by position over many 64 x 64 blocks (the kept values of each
+ * user in the trimmed mean): add counts the set bits of each position q
+ * among the 64 words K[0..63] into bit-sliced counters (plane p of lane l
+ * holds bit p of the count of q among K[l], K[l + 8], ..., K[l + 56] since
+ * the last flush; at most DS_POSCOUNT_ADDS adds between flushes, as each
+ * add is up to 8 per lane); flush adds the counts into cnt[64] and clears
+ * the counters. Portable twin and an AVX-512 variant (VPTERNLOG adders,
+ * VPMOVM2B for the flush), the same counts. */
+#define DS_POSCOUNT_PLANES 8
+#define DS_POSCOUNT_ADDS 31
+typedef struct {
+    uint64_t pl[DS_POSCOUNT_PLANES][8];
+    int adds;
+} ds_poscount;
+void ds_poscount_add(ds_poscount *pc, const uint64_t K[64]);
+void ds_poscount_flush(ds_poscount *pc, uint64_t cnt[64]);
+void ds_poscount_add_ref(ds_poscount *pc, const uint64_t K[64]);
+void ds_poscount_flush_ref(ds_poscount *pc, uint64_t cnt[64]);
+
 /* The variant in use: "ref" or "avx512" (avx2 uses the _ref twins but
  * pdep for keep). */
 const char *ds_bitstat_variant(void);

@@ -4,6 +4,7 @@
  * the avx2 variant too); the masked sums
  * with one masked add per 8 lanes. */
 #include "kernels/cpu/bitstat.h"
+#include <string.h>
 #include "kernels/cpu/bitstat_impl.h"
 #include "kernels/cpu/bitpack_impl.h"
 #ifdef DS_KERNELS_X86
@@ -152,5 +153,57 @@ DS_TARGET_TABSUM void ds_bitstat_tabsum_avx512(size_t ncoord, const double tab[2
         const __m512d r = _mm512_div_pd(_mm512_sub_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(b0, b1)), vdiv);
         _mm256_mask_storeu_ps(out + c, lm, _mm512_cvtpd_ps(r));
     }
+}
+
+#define DS_TARGET_POSCOUNT __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+/* a + b + c = sum + 2 carry with two VPTERNLOGQ */
+#define FULL_ADD(a, b, c, s, k)                                                                                        \
+    do {                                                                                                               \
+        const __m512i a_ = (a), b_ = (b), c_ = (c);                                                                    \
+        s = _mm512_ternarylogic_epi64(a_, b_, c_, 0x96);                                                               \
+        k = _mm512_ternarylogic_epi64(a_, b_, c_, 0xe8);                                                               \
+    } while (0)
+
+DS_TARGET_POSCOUNT void ds_poscount_add_avx512(ds_poscount *pc, const uint64_t K[64])
+{
+    __m512i x[8];
+    for (int j = 0; j < 8; j++) x[j] = _mm512_loadu_si512(K + 8 * j);
+    __m512i sa, ca, sb, cb, s1, cc, t2, t4a;
+    FULL_ADD(x[0], x[1], x[2], sa, ca);
+    FULL_ADD(x[3], x[4], x[5], sb, cb);
+    FULL_ADD(sa, sb, x[6], s1, cc);
+    const __m512i cd = _mm512_and_si512(s1, x[7]);
+    s1 = _mm512_xor_si512(s1, x[7]);
+    FULL_ADD(ca, cb, cc, t2, t4a);
+    const __m512i in[4] = {s1, _mm512_xor_si512(t2, cd), _mm512_xor_si512(t4a, _mm512_and_si512(t2, cd)),
+                           _mm512_and_si512(t4a, _mm512_and_si512(t2, cd))};
+    __m512i carry = _mm512_setzero_si512();
+    for (int p = 0; p < DS_POSCOUNT_PLANES; p++) {
+        __m512i sum;
+        const __m512i a = _mm512_loadu_si512(pc->pl[p]);
+        FULL_ADD(a, p < 4 ? in[p] : _mm512_setzero_si512(), carry, sum, carry);
+        _mm512_storeu_si512(pc->pl[p], sum);
+    }
+    pc->adds++;
+}
+
+/* Per lane, each plane's bits as bytes (VPMOVM2B) weighted 2^p: a lane's
+ * counts are at most 8 x 31 < 256, so they fit bytes; lanes summed in 16 bits. */
+DS_TARGET_POSCOUNT void ds_poscount_flush_avx512(ds_poscount *pc, uint64_t cnt[64])
+{
+    __m512i lo16 = _mm512_setzero_si512(), hi16 = lo16; /* positions 0-31, 32-63 */
+    for (int l = 0; l < 8; l++) {
+        __m512i b = _mm512_setzero_si512();
+        for (int p = 0; p < DS_POSCOUNT_PLANES; p++)
+            b = _mm512_add_epi8(b, _mm512_maskz_mov_epi8(_cvtu64_mask64(pc->pl[p][l]), _mm512_set1_epi8((char)(1 << p))));
+        lo16 = _mm512_add_epi16(lo16, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(b)));
+        hi16 = _mm512_add_epi16(hi16, _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(b, 1)));
+    }
+    uint16_t c16[64];
+    _mm512_storeu_si512(c16, lo16);
+    _mm512_storeu_si512(c16 + 32, hi16);
+    for (int q = 0; q < 64; q++) cnt[q] += c16[q];
+    memset(pc, 0, sizeof *pc);
 }
 #endif

@@ -1,5 +1,6 @@
 /* Portable reference twins of kernels/cpu/bitstat.h. */
 #include "kernels/cpu/bitstat.h"
+#include <string.h>
 #include "kernels/cpu/bitstat_impl.h"
 
 void ds_bit_transpose64_ref(uint64_t a[64])
@@ -61,4 +62,43 @@ void ds_bitstat_tabsum_ref(size_t ncoord, const double tab[256], const uint64_t 
 {
     for (size_t c = 0; c < ncoord; c++)
         out[c] = (float)((tab_sum(tab, K[c] & T[c]) - tab_sum(tab, K[c] & ~T[c])) / div);
+}
+
+/* a + b + c = s + 2 carry, bit by bit */
+static inline void full_add(uint64_t a, uint64_t b, uint64_t c, uint64_t *s, uint64_t *carry)
+{
+    const uint64_t u = a ^ b;
+    *s = u ^ c;
+    *carry = (a & b) | (u & c);
+}
+
+void ds_poscount_add_ref(ds_poscount *pc, const uint64_t K[64])
+{
+    for (int l = 0; l < 8; l++) {
+        /* the 8 words of lane l as one 4-bit count per position: s1 + 2 s2 + 4 s4 + 8 s8 */
+        uint64_t sa, ca, sb, cb, s1, cc, t2, t4a;
+        full_add(K[l], K[8 + l], K[16 + l], &sa, &ca);
+        full_add(K[24 + l], K[32 + l], K[40 + l], &sb, &cb);
+        full_add(sa, sb, K[48 + l], &s1, &cc);
+        const uint64_t cd = s1 & K[56 + l];
+        s1 ^= K[56 + l];
+        full_add(ca, cb, cc, &t2, &t4a);
+        const uint64_t s2 = t2 ^ cd, t4b = t2 & cd;
+        const uint64_t in[4] = {s1, s2, t4a ^ t4b, t4a & t4b};
+        uint64_t carry = 0;
+        for (int p = 0; p < DS_POSCOUNT_PLANES; p++) {
+            uint64_t sum;
+            full_add(pc->pl[p][l], p < 4 ? in[p] : 0, carry, &sum, &carry);
+            pc->pl[p][l] = sum;
+        }
+    }
+    pc->adds++;
+}
+
+void ds_poscount_flush_ref(ds_poscount *pc, uint64_t cnt[64])
+{
+    for (int p = 0; p < DS_POSCOUNT_PLANES; p++)
+        for (int l = 0; l < 8; l++)
+            for (uint64_t w = pc->pl[p][l]; w; w &= w - 1) cnt[__builtin_ctzll(w)] += (uint64_t)1 << p;
+    memset(pc, 0, sizeof *pc);
 }

@@ -10,7 +10,8 @@
  *   and against ds_agg_trimmed_bits_ref bit for bit, kept counts included,
  *   also for scales spanning 60 binades (where sums in another order would
  *   round differently) and 20-27 binades (where they start to);
- * - the nibble-table sums (tab16, tabsum) against sums written here. */
+ * - the nibble-table sums (tab16, tabsum) and the counts by position
+ *   (ds_poscount) against sums and counts written here. */
 #include "config.h"
 #include <check.h>
 #include <math.h>
@@ -124,6 +125,41 @@ START_TEST(test_tabsum)
                           ncoord);
             ck_assert_msg(out[ncoord] == 123.0f, "tabsum %s wrote past ncoord", ds_simd_name((ds_simd)x));
         }
+    }
+    ds_simd_force(ds_simd_best());
+}
+END_TEST
+
+/* Counts by position against a count written here: random words of
+ * densities 0..1 (all set: the counters' largest value, 8 per lane per add),
+ * 1..DS_POSCOUNT_ADDS adds between flushes, every variant. */
+START_TEST(test_poscount)
+{
+    rng_state = 17;
+    for (int t = 0; t < 60; t++) {
+        const int adds = 1 + (int)(rnd() % DS_POSCOUNT_ADDS);
+        const double p = t % 3 == 0 ? 1.0 : rndu();
+        uint64_t (*K)[64] = malloc(sizeof(uint64_t[64]) * (size_t)adds), want[64] = {0};
+        for (int a = 0; a < adds; a++)
+            for (int c = 0; c < 64; c++) {
+                K[a][c] = 0;
+                for (int q = 0; q < 64; q++)
+                    if (rndu() < p) K[a][c] |= 1ull << q, want[q]++;
+            }
+        FOR_VARIANTS(x) {
+            ds_poscount pc;
+            memset(&pc, 0, sizeof pc);
+            uint64_t got[64];
+            for (int q = 0; q < 64; q++) got[q] = 1000; /* flush adds */
+            for (int a = 0; a < adds; a++) ds_poscount_add(&pc, K[a]);
+            ds_poscount_flush(&pc, got);
+            for (int q = 0; q < 64; q++)
+                ck_assert_msg(got[q] == want[q] + 1000, "poscount %s adds=%d position %d: %llu, want %llu",
+                              ds_simd_name((ds_simd)x), adds, q, (unsigned long long)got[q] - 1000,
+                              (unsigned long long)want[q]);
+            ck_assert_int_eq(pc.adds, 0);
+        }
+        free(K);
     }
     ds_simd_force(ds_simd_best());
 }
@@ -274,6 +310,7 @@ int main(void)
     tcase_add_test(kern, test_transpose);
     tcase_add_test(kern, test_keep_accum);
     tcase_add_test(kern, test_tabsum);
+    tcase_add_test(kern, test_poscount);
     TCase *trim = ds_check_case(s, "trimmed", 120);
     tcase_add_test(trim, test_trimmed_vs_float);
     tcase_add_test(trim, test_trimmed_edges);
