@@ -28,20 +28,20 @@ MiB = 1 << 20
 # where it was measured (file, section, command) so docs/scaling.md can cite it.
 RATES = {
     "import_gbs": {
-        "value": 3.24 / 7.86, "unit": "GB/s of safetensors read (and .h5 written), 1 rank, CPU seconds",
-        "source": "bench/README.md Streaming I/O (commit 0a1853b): stream_bench.sh LAYERS=8, import of 3.24 GB, 7.86 s of CPU"},
+        "value": 3.24 / 5.79, "unit": "GB/s of safetensors read (and .h5 written), 1 rank, CPU seconds",
+        "source": "bench/README.md Streaming I/O, idle re-run of 2026-12-04 (commit 197fa88): stream_bench.sh LAYERS=8 REPS=2, import of 3.24 GB, 5.79 s of CPU"},
     "compress_gbs": {
-        "value": 6.48 / 6.65, "unit": "GB/s of base + fine-tune read, 1 rank, CPU seconds, verified on read",
-        "source": "bench/README.md Streaming I/O (commit 0a1853b): stream_bench.sh LAYERS=8, compress of 2 x 3.24 GB, 6.65 s of CPU (2.36 s with --no-verify)"},
+        "value": 6.48 / 5.12, "unit": "GB/s of base + fine-tune read, 1 rank, CPU seconds, verified on read",
+        "source": "bench/README.md Streaming I/O, idle re-run of 2026-12-04 (commit 197fa88): stream_bench.sh LAYERS=8 REPS=2, compress of 2 x 3.24 GB, 5.12 s of CPU (0.93 s with --no-verify)"},
     "compress_speedup_2": {
-        "value": 2.30 / 1.47, "unit": "speedup of 2 ranks over 1 (one job)",
-        "source": "docs/bitdelta.md Performance: bench/compress_bench.sh (2.30 s -> 1.47 s; 1.03 in 0a1853b's run at load 10-11)"},
+        "value": 4.92 / 2.57, "unit": "speedup of 2 ranks over 1 (one job)",
+        "source": "bench/README.md Streaming I/O, idle re-run of 2026-12-04 (commit 197fa88): stream_bench.sh LAYERS=8 REPS=2: compress 4.92 s -> 2.57 s net wall (two idle cores)"},
     "apply_gbs": {
-        "value": (3.24 + 0.20) / 12.93, "unit": "GB/s of base + delta read, 1 rank, CPU seconds, verified on read",
-        "source": "bench/README.md Streaming I/O (commit 0a1853b): stream_bench.sh LAYERS=8, apply of 3.24 GB + 0.2 GB, 12.93 s of CPU"},
+        "value": (3.24 + 0.20) / 7.15, "unit": "GB/s of base + delta read, 1 rank, CPU seconds, verified on read",
+        "source": "bench/README.md Streaming I/O, idle re-run of 2026-12-04 (commit 197fa88): stream_bench.sh LAYERS=8 REPS=2, apply of 3.24 GB + 0.2 GB, 7.15 s of CPU"},
     "apply_speedup_2": {
-        "value": 29.94 / 23.40, "unit": "speedup of 2 ranks over 1 (one job)",
-        "source": "bench/README.md Streaming I/O (commit 0a1853b): apply 29.94 s -> 23.40 s net wall, load 10-11"},
+        "value": 6.99 / 4.32, "unit": "speedup of 2 ranks over 1 (one job)",
+        "source": "bench/README.md Streaming I/O, idle re-run of 2026-12-04 (commit 197fa88): stream_bench.sh LAYERS=8 REPS=2: apply 6.99 s -> 4.32 s net wall (two idle cores)"},
     "sha256_gbs": {
         "value": 1.2, "unit": "GB/s SHA-256 (sign recomputes the content hash)",
         "source": "bench/README.md verify.sh re-run (commit 362bd4f): perf, ~0.65 s of CPU for 777 MB in apply (openssl speed: 1.6 GB/s)"},
@@ -49,20 +49,20 @@ RATES = {
         "value": 64 * 2 * 4096 * 4096 / 3.76, "unit": "user-coordinates/s, 1 rank, reading included",
         "source": "docs/aggregate.md Throughput: bench/aggregate_bench.sh TENSORS=2, n=64 mean 3.76 s"},
     "agg_median": {
-        "value": 64 * 202375168 / (4.12 - 0.29), "unit": "user-coordinates/s, 1 rank, CPU seconds, reading and verification included",
-        "source": "docs/aggregate.md / bench/README.md 'old build vs new' (commit 16e102d): bench/aggregate_7b.sh with OLD, 64 deltas of one 7B block, median 4.12 s of CPU less 0.29 s for a trivial job"},
+        "value": 64 * 202375168 / (2.74 - 0.20), "unit": "user-coordinates/s, 1 rank, CPU seconds, reading and verification included",
+        "source": "bench/README.md 'Aggregate, old build vs new', idle run of 2026-12-04 (commit 690c309): bench/aggregate_7b.sh with OLD, 64 deltas of one 7B block, median 2.74 s of CPU less 0.20 s for a trivial job"},
     "agg_trimmed": {
-        "value": 64 * 202375168 / (5.53 - 0.29), "unit": "user-coordinates/s, 1 rank, CPU seconds, reading and verification included",
-        "source": "docs/aggregate.md / bench/README.md 'old build vs new' (commit 16e102d): trimmed-mean (0.1) 5.53 s of CPU less 0.29 s"},
+        "value": 64 * 202375168 / (3.82 - 0.20), "unit": "user-coordinates/s, 1 rank, CPU seconds, reading and verification included",
+        "source": "bench/README.md 'Aggregate, old build vs new', idle run of 2026-12-04 (commit 690c309): bench/aggregate_7b.sh with OLD, 64 deltas of one 7B block, trimmed-mean (0.1) 3.82 s of CPU less 0.20 s"},
     "agg_majority": {
         "value": 64 * 2 * 4096 * 4096 / 1.31, "unit": "user-coordinates/s, 1 rank, reading included",
         "source": "docs/aggregate.md Throughput: bench/aggregate_bench.sh TENSORS=2, n=64 majority 1.31 s"},
     "krum_pair_coords": {
-        "value": 64 * 63 / 2 * 202375168 / 4.9, "unit": "pair-coordinates/s (XOR+popcount), 1 rank; whole job",
-        "source": "docs/aggregate.md Measured: bench/aggregate_7b.sh, krum 4.9 s wall (old build, load 3) for 2016 pairs x 202 M coordinates; the new build is 1.5x faster in one run at load 10-12 (commit 16e102d), not used"},
+        "value": 64 * 63 / 2 * 202375168 / (3.27 - 0.44), "unit": "pair-coordinates/s (XOR+popcount), 1 rank; whole job",
+        "source": "bench/README.md 'Aggregate, old build vs new', idle run of 2026-12-04 (commit 690c309): bench/aggregate_7b.sh with OLD, 64 deltas of one 7B block, krum 3.27 s wall less 0.44 s for a trivial job, 2016 pairs x 202 M coordinates, verified on read"},
     "agg_speedup_2": {
-        "value": 23.0 / 27.6, "unit": "speedup of 2 ranks over 1 (median, 7B block)",
-        "source": "docs/aggregate.md Measured: bench/aggregate_7b.sh (23.0 s -> 27.6 s: both cores busy with other jobs)"},
+        "value": (2.99 - 0.44) / (2.16 - 0.48), "unit": "speedup of 2 ranks over 1 (median, 7B block)",
+        "source": "bench/README.md 'Aggregate, old build vs new', idle run of 2026-12-04 (commit 690c309): bench/aggregate_7b.sh with OLD, 64 deltas of one 7B block: median 2.99 s -> 2.16 s wall, less 0.44 / 0.48 s for a trivial job at each rank count (two idle cores)"},
     "dense_order": {
         "value": 1.0e8, "unit": "user-values/s for a float median/trimmed mean of dense tensors (embeddings, head)",
         "source": "ASSUMED, not measured: aggregate_7b.sh has only the two RMSNorm vectors dense"},
