@@ -147,12 +147,29 @@ int ds_config_check(const ds_config *c, const char *what)
 static _Thread_local char err_msg[1024];
 static _Thread_local int err_code;
 
+/* Messages quote what files hold (attribute strings, names): a control
+ * character (C0 or DEL) from a damaged or hostile file is written as \xNN,
+ * so the message stays one line and cannot drive the terminal reading the
+ * log. */
 int ds_err(int code, const char *fmt, ...)
 {
+    char raw[sizeof err_msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    size_t o = 0;
+    for (const unsigned char *c = (const unsigned char *)raw; *c && o + 1 < sizeof err_msg; c++) {
+        if (*c >= 0x20 && *c != 0x7f) {
+            err_msg[o++] = (char)*c;
+        } else if (o + 5 < sizeof err_msg) {
+            snprintf(err_msg + o, 5, "\\x%02x", *c);
+            o += 4;
+        } else {
+            break;
+        }
+    }
+    err_msg[o] = 0;
     err_code = code ? code : DS_EXIT_FAIL;
     return err_code;
 }

@@ -6,7 +6,8 @@
 # matching its content hash left a and b signed); a number with blanks
 # around it (--steps " 5") and an unknown option are usage errors naming the
 # option (exit 2); a delta whose dense dataset claims more than 2^40
-# elements is refused naming the file and dataset (exit 3). At 1 and 2
+# elements is refused naming the file and dataset (exit 3); control
+# characters read from a file are escaped in the message. At 1 and 2
 # ranks.
 set -u
 . "$(dirname "$0")/../defaults.sh"
@@ -59,6 +60,18 @@ for np in 1 2; do
     np=$np expect 3 - "fuzz-crash-dense-numel-overflow: /dense/model.embed_tokens.weight: dataspace of more than 2^40 elements" -- \
         inspect "$big"
 done
+
+echo "== control characters from a file, in a message"
+# (what a file holds is quoted in errors: a control character is written
+# as \xNN, so the error stays one line and cannot drive the terminal)
+cp "$w/u1.bd.h5" "$w/esc.bd.h5"
+$PYTHON3 -c "
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], 'r+') as f:
+    f.attrs['base_sha256'] = np.bytes_(b'\x1b[2J\nevil')
+" "$w/esc.bd.h5" || exit 1
+expect 3 - "esc.bd.h5: base_sha256 '\\x1b[2J\\x0aevil' is not a SHA-256 hex digest" -- inspect "$w/esc.bd.h5"
+if grep -q "$(printf '\033')" "$w/stderr"; then echo "FAIL: an escape character reached stderr"; fails=$((fails + 1)); fi
 
 echo "== option values"
 expect 2 - "--steps: expected an integer in [0, 1073741824], got ' 5'" -- finetune --base "$w/b.h5" --data "$w/text.txt" -o "$w/ft.h5" --steps " 5"
