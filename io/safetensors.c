@@ -634,8 +634,8 @@ int ds_st_writer_copy_in(ds_st_writer *w, const char *name, int fd_in, uint64_t 
         if (k < 0 && errno == EINTR) continue;
         /* not between these files (another file system, an old kernel): the caller writes it instead */
         if (first && k < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL)) return 1;
-        const int rc = ds_err(DS_EXIT_OUTPUT, "%s: tensor %s: copy failed: %s", w->path, name,
-                              k == 0 ? "the input ended early" : strerror(errno));
+        if (k == 0) return 2; /* the input ends inside the tensor: the caller names it */
+        const int rc = ds_err(DS_EXIT_OUTPUT, "%s: tensor %s: copy failed: %s", w->path, name, strerror(errno));
         if (!w->rc) w->rc = rc;
         return rc;
     }

@@ -95,7 +95,8 @@ int ds_st_writer_put_part(ds_st_writer *w, const char *name, size_t off, const v
  * does) from fd_in at byte off_in, where they lie exactly as the layout
  * wants them (the caller's check). 0 when copied; 1 when the kernel cannot
  * copy between these files (nothing was written: write the tensor another
- * way); otherwise an error naming the file and tensor. */
+ * way); 2 when fd_in ends inside the tensor's bytes (the caller names its
+ * file); otherwise an error naming the output and tensor. */
 int ds_st_writer_copy_in(ds_st_writer *w, const char *name, int fd_in, uint64_t off_in);
 /* The writer's file descriptor and tensor NAME's data offset in it (to read
  * back what was written), 0; or an error when NAME is not in the layout. */

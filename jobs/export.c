@@ -106,6 +106,9 @@ static int copy_tensor(ds_model_file *mf, const ds_tinfo *t, int in_fd, ds_st_wr
     const char *env = getenv("DS_EXPORT_COPY");
     if (in_fd < 0 || (env && strcmp(env, "0") == 0) || !ds_model_tensor_extent(mf, t->name, &off)) return 1;
     int rc = ds_st_writer_copy_in(w, t->name, in_fd, off);
+    if (rc == 2)
+        return ds_err(DS_EXIT_INPUT, "%s: tensor %s: the file ends inside the tensor's data (truncated?)",
+                      ds_model_path(mf), t->name);
     if (rc) return rc;
     if ((rc = ds_st_writer_locate(w, t->name, &out_fd, &out_off))) return rc;
     return ds_model_verify_copy(mf, t->name, out_fd, out_off);
