@@ -1,7 +1,6 @@
 /* HDF5 model checkpoint (io/h5_model.h, docs/formats.md "Model checkpoint"). */
 #include "config.h"
 #include "io/h5_model.h"
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -622,47 +621,6 @@ int ds_model_read_tensor_pieces(ds_model_file *f, const char *name, ds_dtype wan
 {
     int i = tensor_index(f, name);
     return i < 0 ? -i : read_whole(f, i, want, buf, NULL, fn, arg);
-}
-
-int ds_model_tensor_extent(ds_model_file *f, const char *name, uint64_t *off)
-{
-    const int i = tensor_index(f, name);
-    if (i < 0 || f->writing || (ds_verify_enabled() && !f->has_rec[i])) return 0;
-    const ds_tinfo *t = &f->meta.tensors[i];
-    const hid_t d = f->dsets[i];
-    const haddr_t a = H5Dget_offset(d); /* HADDR_UNDEF unless contiguous and allocated */
-    if (a == HADDR_UNDEF || H5Dget_storage_size(d) != (hsize_t)ds_tinfo_bytes(t)) return 0;
-    const hid_t ty = H5Dget_type(d);
-    const int le = ty >= 0 && H5Tget_size(ty) == ds_dtype_size(t->dtype) && H5Tget_order(ty) == H5T_ORDER_LE;
-    if (ty >= 0) H5Tclose(ty);
-    if (!le) return 0;
-    *off = (uint64_t)a;
-    return 1;
-}
-
-int ds_model_verify_copy(ds_model_file *f, const char *name, int fd, uint64_t off)
-{
-    const int i = tensor_index(f, name);
-    if (i < 0) return -i;
-    int check;
-    if (!must_hash(f, i, 0, &check)) return 0;
-    const ds_tinfo *t = &f->meta.tensors[i];
-    /* read back in 2 MiB pieces (cache-sized, reused): the copy is in the page cache */
-    const size_t piece = (size_t)2 << 20, bytes = ds_tinfo_bytes(t);
-    char *buf = scratch(f, 0, piece);
-    ds_sha256 *h = ds_entry_digest_begin(t);
-    int rc = 0;
-    for (size_t done = 0; done < bytes && !rc; done += piece) {
-        const size_t n = bytes - done < piece ? bytes - done : piece;
-        if (ds_pread_all(fd, buf, n, off + done) != 0)
-            rc = ds_err(DS_EXIT_OUTPUT, "%s: tensor %s: cannot read back its copy: %s", f->path, name,
-                        errno ? strerror(errno) : "end of file");
-        else ds_sha256_update(h, buf, n);
-    }
-    ds_digest dg;
-    ds_sha256_final(h, &dg);
-    if (!rc && check && memcmp(dg.b, f->rec[i].b, 32) != 0) rc = mismatch(f->path, t->name);
-    return rc;
 }
 
 int ds_model_read_tensor(ds_model_file *f, const char *name, ds_dtype want, void *buf)

@@ -102,17 +102,6 @@ int ds_model_rows_end(ds_model_row_reader *r, ds_digest *digest);
  * it comes); a non-zero return of fn stops the read and is returned. A
  * tensor that fails its check may have been passed to fn in part. */
 typedef int (*ds_model_piece_fn)(void *arg, size_t off, size_t n);
-/* Where tensor NAME's stored bytes lie in the file, for a copy that does not
- * go through memory (export's copy_file_range): 1 and its byte offset in
- * *off when its dataset is contiguous, allocated, little-endian and holds
- * exactly its bytes, and when verification on read can check the copy (the
- * tensor has a recorded digest) or is off; else 0 (read it instead). */
-int ds_model_tensor_extent(ds_model_file *f, const char *name, uint64_t *off);
-/* Verification on read of such a copy: the tensor's bytes as they now lie
- * in fd at off (the copy), digested and checked against its recorded digest
- * with the message of ds_model_read_tensor (exit 3 naming this file and the
- * tensor). Nothing to check with --no-verify: 0. */
-int ds_model_verify_copy(ds_model_file *f, const char *name, int fd, uint64_t off);
 int ds_model_read_tensor_pieces(ds_model_file *f, const char *name, ds_dtype want, void *buf, ds_model_piece_fn fn,
                                 void *arg);
 /* Read rows [row0, row0+nrows) of a 2-D (or 1-D: elements) tensor. */

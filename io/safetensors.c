@@ -558,7 +558,7 @@ int ds_st_writer_open(const char *path, int create, int n, const ds_tinfo *tenso
     }
     w->path = ds_strdup(path);
     w->n = n;
-    w->fd = open(path, create ? O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC : O_RDWR | O_CLOEXEC, 0644); /* read: export checks its copies */
+    w->fd = open(path, create ? O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC : O_WRONLY | O_CLOEXEC, 0644);
     if (w->fd < 0) rc = ds_err(DS_EXIT_OUTPUT, "%s: cannot open for writing: %s", path, strerror(errno));
     else if (create && (ds_pwrite_all(w->fd, head, hl, 0) != 0 || ftruncate(w->fd, (off_t)size) != 0))
         rc = ds_err(DS_EXIT_OUTPUT, "%s: cannot write the header: %s", path, strerror(errno));
@@ -590,52 +590,6 @@ int ds_st_writer_put_part(ds_st_writer *w, const char *name, size_t off, const v
         return ds_err(DS_EXIT_FAIL, "%s: tensor %s: bytes [%zu, %zu) outside its %zu", w->path, name, off, off + n, bytes);
     if (ds_pwrite_all(w->fd, data, n, w->off[t - w->t] + off) != 0) {
         int rc = ds_err(DS_EXIT_OUTPUT, "%s: tensor %s: write failed: %s", w->path, name, strerror(errno));
-        if (!w->rc) w->rc = rc;
-        return rc;
-    }
-    return 0;
-}
-
-/* Tensor name's entry in w's layout, or NULL (ds_err set). */
-static const ds_tinfo *writer_entry(const ds_st_writer *w, const char *name)
-{
-    ds_tinfo key;
-    if (strlen(name) >= sizeof key.name) {
-        ds_err(DS_EXIT_FAIL, "%s: tensor %.64s: not in the layout", w->path, name);
-        return NULL;
-    }
-    strcpy(key.name, name);
-    const ds_tinfo *t = bsearch(&key, w->t, (size_t)w->n, sizeof key, cmp_tinfo_name);
-    if (!t) ds_err(DS_EXIT_FAIL, "%s: tensor %s: not in the layout", w->path, name);
-    return t;
-}
-
-int ds_st_writer_locate(const ds_st_writer *w, const char *name, int *fd, uint64_t *off)
-{
-    const ds_tinfo *t = writer_entry(w, name);
-    if (!t) return ds_errcode();
-    *fd = w->fd;
-    *off = w->off[t - w->t];
-    return 0;
-}
-
-int ds_st_writer_copy_in(ds_st_writer *w, const char *name, int fd_in, uint64_t off_in)
-{
-    const ds_tinfo *t = writer_entry(w, name);
-    if (!t) return ds_errcode();
-    size_t left = ds_tinfo_bytes(t);
-    loff_t in = (loff_t)off_in, out = (loff_t)w->off[t - w->t];
-    for (int first = 1; left > 0; first = 0) {
-        const ssize_t k = copy_file_range(fd_in, &in, w->fd, &out, left, 0);
-        if (k > 0) {
-            left -= (size_t)k;
-            continue;
-        }
-        if (k < 0 && errno == EINTR) continue;
-        /* not between these files (another file system, an old kernel): the caller writes it instead */
-        if (first && k < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL)) return 1;
-        if (k == 0) return 2; /* the input ends inside the tensor: the caller names it */
-        const int rc = ds_err(DS_EXIT_OUTPUT, "%s: tensor %s: copy failed: %s", w->path, name, strerror(errno));
         if (!w->rc) w->rc = rc;
         return rc;
     }

@@ -91,16 +91,6 @@ int ds_st_writer_open(const char *path, int create, int n, const ds_tinfo *tenso
 int ds_st_writer_put(ds_st_writer *w, const char *name, const void *data);
 /* Bytes [off, off + n) of tensor NAME's data (a tensor written in pieces). */
 int ds_st_writer_put_part(ds_st_writer *w, const char *name, size_t off, const void *data, size_t n);
-/* Tensor NAME's bytes copied inside the kernel (copy_file_range, as cp
- * does) from fd_in at byte off_in, where they lie exactly as the layout
- * wants them (the caller's check). 0 when copied; 1 when the kernel cannot
- * copy between these files (nothing was written: write the tensor another
- * way); 2 when fd_in ends inside the tensor's bytes (the caller names its
- * file); otherwise an error naming the output and tensor. */
-int ds_st_writer_copy_in(ds_st_writer *w, const char *name, int fd_in, uint64_t off_in);
-/* The writer's file descriptor and tensor NAME's data offset in it (to read
- * back what was written), 0; or an error when NAME is not in the layout. */
-int ds_st_writer_locate(const ds_st_writer *w, const char *name, int *fd, uint64_t *off);
 /* Flush and close; returns the first error of the writer's life. */
 int ds_st_writer_close(ds_st_writer *w);
 

@@ -5,12 +5,10 @@
  * tensors it owns (shared out by bytes) at their offsets, one tensor in
  * memory at a time. */
 #include "config.h"
-#include <fcntl.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include "io/h5.h"
 #include "io/h5_model.h"
 #include "io/hf_config.h"
@@ -93,33 +91,11 @@ static int put_piece(void *arg, size_t off, size_t n)
     return ds_st_writer_put_part(p->w, p->name, off, p->buf + off, n);
 }
 
-/* Tensor t copied inside the kernel from the input file (in_fd) where its
- * stored bytes lie as safetensors wants them (contiguous, little-endian:
- * the same bytes), then, when verifying, read back from the output and
- * checked against its recorded digest: what was written is what was
- * verified. 0, 1 when it cannot be copied so (read and write it instead),
- * or an error. DS_EXPORT_COPY=0 turns the copy off (tests compare both). */
-static int copy_tensor(ds_model_file *mf, const ds_tinfo *t, int in_fd, ds_st_writer *w)
-{
-    uint64_t off, out_off;
-    int out_fd;
-    const char *env = getenv("DS_EXPORT_COPY");
-    if (in_fd < 0 || (env && strcmp(env, "0") == 0) || !ds_model_tensor_extent(mf, t->name, &off)) return 1;
-    int rc = ds_st_writer_copy_in(w, t->name, in_fd, off);
-    if (rc == 2)
-        return ds_err(DS_EXIT_INPUT, "%s: tensor %s: the file ends inside the tensor's data (truncated?)",
-                      ds_model_path(mf), t->name);
-    if (rc) return rc;
-    if ((rc = ds_st_writer_locate(w, t->name, &out_fd, &out_off))) return rc;
-    return ds_model_verify_copy(mf, t->name, out_fd, out_off);
-}
-
 /* This rank's tensors into the writer; about ten progress lines. */
 static int export_local(const ds_ctx *ctx, ds_model_file *mf, const ds_tensor_shard *sh, ds_st_writer *w)
 {
     const ds_model_meta *meta = ds_model_get_meta(mf);
-    void *buf = NULL;
-    const int in_fd = open(ds_model_path(mf), O_RDONLY | O_CLOEXEC); /* for copy_tensor; -1: read every tensor */
+    void *buf = ds_buf_alloc((size_t)sh->biggest);
     ds_progress pr;
     ds_progress_init(&pr, ctx, "tensors (rank 0)", sh->mine);
     const int every = sh->mine / 10 > 1 ? sh->mine / 10 : 1;
@@ -127,14 +103,10 @@ static int export_local(const ds_ctx *ctx, ds_model_file *mf, const ds_tensor_sh
     for (int k = 0; k < meta->n_tensors && !rc; k++) {
         if (sh->owner[k] != ctx->rank) continue;
         const ds_tinfo *t = &meta->tensors[k];
-        if ((rc = copy_tensor(mf, t, in_fd, w)) == 1) {
-            if (!buf) buf = ds_buf_alloc((size_t)sh->biggest);
-            piece_out p = {w, t->name, buf};
-            rc = ds_model_read_tensor_pieces(mf, t->name, t->dtype, buf, put_piece, &p);
-        }
+        piece_out p = {w, t->name, buf};
+        rc = ds_model_read_tensor_pieces(mf, t->name, t->dtype, buf, put_piece, &p);
         if (++done % every == 0 || done == sh->mine) ds_progress_step(&pr, done, "%s", t->name);
     }
-    if (in_fd >= 0) close(in_fd);
     free(buf);
     return rc;
 }
