@@ -8,7 +8,9 @@
 #   compress at 1 rank vs `cat` of the same two input files (goal >= 0.40),
 #   import (safetensors -> h5) and export (h5 -> safetensors) vs `cp` of the
 #   same bytes (goal <= 2x), compress and apply at 2 ranks vs 1 (goal >= 1.5x),
-#   and each job's user+sys CPU seconds and peak RSS (max over ranks).
+#   and each job's user+sys CPU seconds and peak RSS (max over ranks);
+#   export also against `cp` then `sync FILE` (export fsyncs its files
+#   before renaming them into place; cp does not).
 # Inputs are written by deltasoup itself (per-tensor sha256, content_sha256),
 # so the default verification on read runs; compress --no-verify is shown too.
 # OLD=path/to/an/older/deltasoup times the same jobs with that build too, on
@@ -58,6 +60,9 @@ best() {
 best cat cat "$dir/b.h5" "$dir/f.h5"
 best cp cp "$dir/b.h5" "$dir/cp"
 best cpst cp "$dir/st/model.safetensors" "$dir/cp"
+# export makes its files durable before renaming them into place (fsync of
+# the staged set, io/hf_config.c); cp does not: the same copy then `sync FILE`
+best cpsync sh -c 'cp "$1" "$2" && sync "$2"' - "$dir/b.h5" "$dir/cp"
 # jobs PREFIX DELTASOUP: every job with that build, figures under PREFIX
 jobs() {
     p=$1 n1="$MPIEXEC -n 1 $2" n2="$MPIEXEC -n 2 $2"
@@ -69,6 +74,7 @@ jobs() {
     best ${p}a1 $n1 apply --base "$dir/b.h5" --delta "$dir/d.bd.h5" -o "$dir/o.h5" $q
     best ${p}a2 $n2 apply --base "$dir/b.h5" --delta "$dir/d.bd.h5" -o "$dir/o.h5" $q
     best ${p}ex $n1 export --to safetensors "$dir/b.h5" -o "$dir/ox/model.safetensors" $q
+    best ${p}exnv $n1 export --to safetensors "$dir/b.h5" -o "$dir/ox/model.safetensors" $q --no-verify
     best ${p}im $n1 import --from safetensors "$dir/st/model.safetensors" -o "$dir/o.h5" $q
 }
 builds=new
@@ -79,20 +85,23 @@ net() { echo "$1 - $2" | bc -l; } # a job's seconds less MPI start-up
 r() { printf '%.3f' "$(echo "$1" | bc -l)"; }
 gbs() { printf '%.2f' "$(echo "$1 / $2 / 1000000000" | bc -l)"; }
 printf '%-4s %-22s %8s %8s %8s %7s\n' build step wall_s net_s cpu_s rss_MB
-for s in cat cp cpst; do
+for s in cat cp cpst cpsync; do
     eval "w=\$w_$s c=\$c_$s m=\$m_$s"
-    case $s in cat) l="cat base+ft" ;; cp) l="cp base.h5" ;; cpst) l="cp model.safetensors" ;; esac
+    case $s in
+    cat) l="cat base+ft" ;; cp) l="cp base.h5" ;; cpst) l="cp model.safetensors" ;;
+    cpsync) l="cp + sync base.h5" ;;
+    esac
     printf '%-4s %-22s %8.2f %8.2f %8.2f %7d\n' - "$l" "$w" "$w" "$c" "$m"
 done
 for b in $builds; do
     p=; [ "$b" = new ] || p=${b}_
-    for s in t1 t2 c1 cnv c2 a1 a2 ex im; do
+    for s in t1 t2 c1 cnv c2 a1 a2 ex exnv im; do
         eval "w=\$w_$p$s c=\$c_$p$s m=\$m_$p$s t1=\$w_${p}t1 t2=\$w_${p}t2"
-        case $s in c1 | cnv | a1 | ex | im) nt=$(net "$w" "$t1") ;; c2 | a2) nt=$(net "$w" "$t2") ;; *) nt=$w ;; esac
+        case $s in c1 | cnv | a1 | ex | exnv | im) nt=$(net "$w" "$t1") ;; c2 | a2) nt=$(net "$w" "$t2") ;; *) nt=$w ;; esac
         case $s in
         t1) l="trivial job, 1 rank" ;; t2) l="trivial job, 2 ranks" ;; c1) l="compress, 1 rank" ;;
         cnv) l="compress --no-verify" ;; c2) l="compress, 2 ranks" ;; a1) l="apply, 1 rank" ;;
-        a2) l="apply, 2 ranks" ;; ex) l="export, 1 rank" ;; im) l="import, 1 rank" ;;
+        a2) l="apply, 2 ranks" ;; ex) l="export, 1 rank" ;; exnv) l="export --no-verify" ;; im) l="import, 1 rank" ;;
         esac
         printf '%-4s %-22s %8.2f %8.2f %8.2f %7d\n' "$b" "$l" "$w" "$nt" "$c" "$m"
     done
@@ -102,8 +111,10 @@ for b in $builds; do
     eval "t1=\$w_${p}t1 t2=\$w_${p}t2"
     eval "c1=\$(net \$w_${p}c1 $t1) cnv=\$(net \$w_${p}cnv $t1) c2=\$(net \$w_${p}c2 $t2)"
     eval "a1=\$(net \$w_${p}a1 $t1) a2=\$(net \$w_${p}a2 $t2) ex=\$(net \$w_${p}ex $t1) im=\$(net \$w_${p}im $t1)"
+    eval "exnv=\$(net \$w_${p}exnv $t1)"
     echo "[$b] cat: $(gbs "$in_bytes" "$w_cat") GB/s; compress 1 rank: $(gbs "$in_bytes" "$c1") GB/s, --no-verify $(gbs "$in_bytes" "$cnv") GB/s"
     echo "[$b] compress 1 rank / cat throughput: $(r "$w_cat / $c1") (goal >= 0.40); --no-verify: $(r "$w_cat / $cnv")"
     echo "[$b] import / cp: $(r "$im / $w_cpst") (goal <= 2); export / cp: $(r "$ex / $w_cp") (goal <= 2)"
+    echo "[$b] export --no-verify / cp: $(r "$exnv / $w_cp"); against cp + sync FILE (durable, as export is): export $(r "$ex / $w_cpsync"), --no-verify $(r "$exnv / $w_cpsync")"
     echo "[$b] 2 ranks vs 1: compress $(r "$c1 / $c2")x, apply $(r "$a1 / $a2")x (goal >= 1.5 with 2 free cores)"
 done

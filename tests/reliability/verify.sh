@@ -14,7 +14,7 @@ $PYTHON3 "$top_srcdir/tests/python/bitdelta_ref.py" perturb "$w/b.h5" "$w/f2.h5"
     "$DELTASOUP" compress --base "$w/b.h5" --finetuned "$w/f2.h5" -o "$w/d2.bd.h5" --quiet > /dev/null &&
     $PYTHON3 "$top_srcdir/tests/python/bitdelta_ref.py" perturb "$w/b.h5" "$w/f3.h5" 7 &&
     "$DELTASOUP" compress --base "$w/b.h5" --finetuned "$w/f3.h5" -o "$w/d3.bd.h5" --quiet > /dev/null || exit 1
-mkdir -p "$w/x1" "$w/x2" "$w/nvx1" "$w/nvx2" || exit 1
+mkdir -p "$w/x1" "$w/x2" "$w/xc" "$w/nvx1" "$w/nvx2" || exit 1
 # the damaged and old-format copies, made with h5py independently of deltasoup
 $PYTHON3 - "$w" << 'PY' || exit 1
 import shutil, sys, h5py, numpy as np
@@ -75,6 +75,7 @@ for n in 1 2; do
         --calib "$w/text.txt" -o "$o.bd.h5" --steps 1 --batch 1 --seq-len 16 --samples 4
     np=$n expect 3 "$w/x$n/m.safetensors" "$w/bx.h5" "$mb" -- export --to safetensors "$w/bx.h5" -o "$w/x$n/m.safetensors"
     [ -e "$w/x$n/config.json" ] && fail "export wrote config.json"
+    one && np=$n expect 3 "$w/xc/m.safetensors" "$w/bc.h5" "$mb" -- export --to safetensors "$w/bc.h5" -o "$w/xc/m.safetensors"
     one && np=$n expect 3 "$o.h5" "$w/bx.h5" "$mb" -- finetune --base "$w/bx.h5" --data "$w/text.txt" -o "$o.h5" --steps 1 --batch 1 --seq-len 16
     np=$n expect 3 "$o.bd.h5" "$w/dx.bd.h5" "$md" -- aggregate --method mean -o "$o.bd.h5" "$w/d3.bd.h5" "$w/dx.bd.h5" "$w/d2.bd.h5"
     one && np=$n expect 3 "$o.bd.h5" "$w/dc.bd.h5" "$md" -- aggregate --method median -o "$o.bd.h5" "$w/d3.bd.h5" "$w/dc.bd.h5" "$w/d2.bd.h5"
