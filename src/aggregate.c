@@ -128,8 +128,9 @@ static void fast_free(fast_state *s)
  * multiple of u, the smallest unit in the last place among the nonzero m
  * (2^(e - 24) for m in [2^(e - 1), 2^e); below a float's, for subnormals);
  * every such sum is then an integer times u, of magnitude at most sum(m), and
- * a double holds every integer times u up to 2^53 u (1 + 2^-52 margin for
- * the rounding of the computed sum). NaN or Inf: not exact. */
+ * a double holds every integer times u up to 2^53 u (the computed sum is
+ * held to 2^52 u: a factor 2 of margin for its own rounding). NaN or Inf:
+ * not exact. */
 static int sums_exact(size_t n, const double *m)
 {
     double tot = 0.0, u = INFINITY;
