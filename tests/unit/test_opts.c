@@ -179,7 +179,7 @@ START_TEST(test_errors)
         /* blanks around a number (strtol/strtod would skip the leading ones) */
         {{"--steps", " 5", "f"}, DS_EXIT_USAGE, "--steps: expected an integer in [1, 1000000000], got ' 5'"},
         {{"--steps=5 ", "f"}, DS_EXIT_USAGE, "--steps: expected an integer in [1, 1000000000], got '5 '"},
-        {{"--seed", "\t7", "f"}, DS_EXIT_USAGE, "--seed: expected an integer in [0, 9007199254740992], got '\t7'"},
+        {{"--seed", "\t7", "f"}, DS_EXIT_USAGE, "--seed: expected an integer in [0, 9007199254740992], got '\\x097'"},
         {{"--lr", " 0.5", "f"}, DS_EXIT_USAGE, "--lr: expected a number in [0, 1], got ' 0.5'"},
         {{"--scale", "diag", "f"}, DS_EXIT_USAGE, "--scale: expected tensor, row or col, got 'diag'"},
         {{"--device", "tpu", "f"}, DS_EXIT_USAGE, "--device: expected cpu or cuda, got 'tpu'"},
