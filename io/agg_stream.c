@@ -2,11 +2,9 @@
 #include "config.h"
 #include <pthread.h>
 #include "io/agg_stream.h"
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "kernels/cpu/bitpack.h"
 #include "src/aggregate.h"
 #include "src/bitdelta.h"
 #include "src/hash.h"
@@ -429,11 +427,9 @@ typedef struct {
     unsigned char *res, *part, *all, *pack; /* pack: chunk_scatter's send buffer (NULL: all-gather) */
     float *scales;
     /* --requantize (a coded output, not majority): the writer codes each
-     * chunk as it comes, so res holds one chunk: the tensor's signs, row and
-     * column sums of |x|, a zero row to code against, its scales */
+     * chunk as it comes, so res holds one chunk: the tensor's signs, its scales */
     uint64_t *qbits;
-    double *row_abs, *col_abs;
-    float *zero, *qsc;
+    float *qsc;
     const uint64_t **pb;
     const float **ps;
     uint64_t *key;
@@ -454,13 +450,13 @@ typedef struct {
     unsigned char *part, *all;
     const uint64_t **pb;
     const float **ps;
-    /* --requantize: res holds the chunk only, coded into qbits (code_chunk) */
+    /* --requantize: res holds the chunk only, coded into qbits as it comes
+     * (ds_delta_coder_begin_f32, on the writer) */
     int chunked;
     const ds_delta_entry *oe; /* the output entry */
+    ds_delta_coder coder;
     int64_t bad;              /* the first non-finite result's index, or -1 */
     uint64_t *qbits;
-    double *row_abs, *col_abs;
-    const float *zero;
     float *qsc;
 } tensor_pass;
 
@@ -478,7 +474,7 @@ static void bufs_init(pass_bufs *b, const ds_agg_stream *s, const ds_delta_meta 
                       const int *writer, const ds_agg_reduce *h, int start)
 {
     const int size = s->ctx->size;
-    size_t res = 1, sub = 1, sc = 1, qw = 1, qr = 1, qc = 1;
+    size_t res = 1, sub = 1, sc = 1, qw = 1;
     for (int i = start; i < layout->n; i++) {
         const ds_delta_entry *e = &layout->entries[i];
         const size_t orow = out_row_bytes(e, h), maxsub = (size_t)((out_rows(s, e) + size - 1) / size);
@@ -491,17 +487,12 @@ static void bufs_init(pass_bufs *b, const ds_agg_stream *s, const ds_delta_meta 
             const ds_delta_entry *o = &oes[i];
             const size_t w = (size_t)o->rows * (size_t)o->words_per_row;
             qw = w > qw ? w : qw;
-            qr = (size_t)o->rows > qr ? (size_t)o->rows : qr;
-            qc = (size_t)o->cols > qc ? (size_t)o->cols : qc;
             sc = (size_t)o->n_scales > sc ? (size_t)o->n_scales : sc;
         }
     }
     b->res = big_alloc(res);
     b->scales = ds_malloc(sizeof(float) * sc);
     b->qbits = big_alloc(sizeof(uint64_t) * qw);
-    b->row_abs = ds_malloc(sizeof(double) * qr);
-    b->col_abs = ds_malloc(sizeof(double) * qc);
-    b->zero = ds_calloc(qc, sizeof(float));
     b->qsc = ds_malloc(sizeof(float) * sc);
     b->part = size > 1 ? big_alloc(sub) : NULL;
     b->all = size > 1 ? big_alloc(sub * (size_t)size) : NULL;
@@ -524,7 +515,7 @@ static void bufs_init(pass_bufs *b, const ds_agg_stream *s, const ds_delta_meta 
 static void bufs_free(pass_bufs *b)
 {
     free(b->res), free(b->scales), free(b->part), free(b->all), free(b->pb), free(b->ps), free(b->pack), free(b->key);
-    free(b->qbits), free(b->row_abs), free(b->col_abs), free(b->zero), free(b->qsc);
+    free(b->qbits), free(b->qsc);
 }
 
 static void pass_init(tensor_pass *t, const ds_agg_stream *s, const ds_delta_entry *e, const ds_delta_entry *oe, int mine,
@@ -548,11 +539,9 @@ static void pass_init(tensor_pass *t, const ds_agg_stream *s, const ds_delta_ent
     t->oe = oe;
     t->bad = -1;
     t->qbits = b->qbits;
-    t->row_abs = b->row_abs;
-    t->col_abs = t->chunked && oe->mode == DS_SCALE_COL ? b->col_abs : NULL;
-    t->zero = b->zero;
     t->qsc = b->qsc;
-    if (t->col_abs) memset(t->col_abs, 0, sizeof(double) * (size_t)oe->cols);
+    memset(&t->coder, 0, sizeof t->coder);
+    if (t->chunked && t->res) ds_delta_coder_begin_f32(&t->coder, oe);
     for (int u = 0; u < s->np && h->merge; u++) t->key[u] = ds_merge_key(e->t.name, (size_t)u);
 }
 
@@ -643,34 +632,22 @@ static void reduce_rows(const ds_agg_stream *s, tensor_pass *t, const ds_agg_red
 }
 
 /* --requantize, on the writer: rows [r0, r0 + nr) of the tensor's float
- * results (res) coded against zero, one row at a time as ds_delta_code_f32
- * codes them (signs, row and column sums of |x|: the same bits and scales);
- * the first non-finite value is kept for write_coded's message. */
+ * results (res) coded against zero as ds_delta_code_f32 codes them; the
+ * first non-finite value is kept for write_coded's message. */
 static void code_chunk(tensor_pass *t, int64_t r0, int64_t nr)
 {
-    const size_t cols = (size_t)t->oe->cols, wpr = (size_t)t->oe->words_per_row;
-    for (int64_t i = 0; i < nr && t->bad < 0; i++) {
-        const float *x = (const float *)t->res + (size_t)i * cols;
-        const size_t r = (size_t)(r0 + i);
-        ds_bitpack_compress(DS_KDT_F32, x, t->zero, 1, cols, t->qbits + r * wpr, t->row_abs + r, t->col_abs);
-        if (isfinite(t->row_abs[r])) continue; /* finite exactly when every value of the row is */
-        for (size_t j = 0; j < cols; j++)
-            if (!isfinite(x[j])) {
-                t->bad = (int64_t)(r * cols + j);
-                break;
-            }
-    }
+    if (t->bad < 0) t->bad = ds_delta_coder_rows(&t->coder, t->res, NULL, r0, nr, t->qbits);
 }
 
 /* --requantize: the writer's coded tensor (BitDelta of the float results
  * against zero), its scales from the rows' sums as ds_delta_code_f32's. */
-static int write_coded(ds_delta_file *out, int i, const tensor_pass *t)
+static int write_coded(ds_delta_file *out, int i, tensor_pass *t)
 {
     const ds_delta_entry *oe = t->oe;
     if (t->bad >= 0)
         return ds_err(DS_EXIT_FAIL, "%s: tensor %s: aggregated value %lld is not finite", ds_delta_path(out), oe->t.name,
                       (long long)t->bad);
-    ds_delta_scales(oe, t->row_abs, t->col_abs, t->qsc);
+    ds_delta_coder_end(&t->coder, t->qsc);
     int rc = ds_delta_write_signs(out, i, t->qbits);
     return rc ? rc : ds_delta_write_scales(out, i, t->qsc);
 }
@@ -724,6 +701,7 @@ int ds_agg_stream_reduce(ds_agg_stream *s, const ds_delta_meta *layout, const ds
             gather_rows(s, &t, how, r0, nr);
         }
         if (!end && mine) rc = t.chunked ? write_coded(out, i, &t) : write_tensor(out, i, &oes[i], how, t.res, t.scales);
+        ds_delta_coder_end(&t.coder, NULL); /* (a pass stopped early; after write_coded, nothing left) */
         if (!end) { /* the tensor's last digests, before a checkpoint or the commit */
             const int v = settle(s);
             rc = rc ? rc : v;

@@ -176,13 +176,29 @@ static int64_t code(const ds_delta_entry *e, ds_dtype dt, const void *wf, const 
 void ds_delta_coder_begin(ds_delta_coder *c, const ds_delta_entry *e)
 {
     c->e = e;
+    c->dt = e->t.dtype;
+    c->zero = NULL;
     c->row_abs = ds_malloc(sizeof(double) * (size_t)(e->rows ? e->rows : 1));
     c->col_abs = e->mode == DS_SCALE_COL ? ds_calloc((size_t)e->cols + 1, sizeof(double)) : NULL;
+}
+
+void ds_delta_coder_begin_f32(ds_delta_coder *c, const ds_delta_entry *e)
+{
+    ds_delta_coder_begin(c, e);
+    c->dt = DS_DTYPE_F32;
+    c->zero = ds_calloc((size_t)e->cols + 1, sizeof(float));
 }
 
 int64_t ds_delta_coder_rows(ds_delta_coder *c, const void *wf, const void *wb, int64_t r0, int64_t nr, uint64_t *bits)
 {
     const ds_delta_entry *e = c->e;
+    if (c->zero) { /* against one row of zeros, a row at a time, as code() with wb_rows 1 */
+        const size_t cols = (size_t)e->cols, wpr = (size_t)e->words_per_row;
+        for (int64_t i = 0; i < nr; i++)
+            ds_bitpack_compress(DS_KDT_F32, (const float *)wf + (size_t)i * cols, c->zero, 1, cols,
+                                bits + (size_t)(r0 + i) * wpr, c->row_abs + r0 + i, c->col_abs);
+        return first_bad(e, DS_DTYPE_F32, wf, c->zero, 1, r0, nr, c->row_abs + r0);
+    }
     ds_bitpack_compress((ds_kdtype)e->t.dtype, wf, wb, (size_t)nr, (size_t)e->cols,
                         bits + (size_t)r0 * (size_t)e->words_per_row, c->row_abs + r0, c->col_abs);
     return first_bad(e, e->t.dtype, wf, wb, nr > 0 ? nr : 1, r0, nr, c->row_abs + r0);
@@ -193,7 +209,9 @@ void ds_delta_coder_end(ds_delta_coder *c, float *scales)
     if (scales) ds_delta_scales(c->e, c->row_abs, c->col_abs, scales);
     free(c->row_abs);
     free(c->col_abs);
+    free(c->zero);
     c->row_abs = c->col_abs = NULL;
+    c->zero = NULL;
 }
 
 int64_t ds_delta_code(const ds_delta_entry *e, const void *wf, const void *wb, uint64_t *bits, float *scales)

@@ -78,9 +78,15 @@ int64_t ds_delta_code(const ds_delta_entry *e, const void *wf, const void *wb, u
  * (wf and wb still hold them: the caller names the values). */
 typedef struct {
     const ds_delta_entry *e;
+    ds_dtype dt;
+    float *zero; /* _begin_f32: the row of zeros coded against */
     double *row_abs, *col_abs;
 } ds_delta_coder;
 void ds_delta_coder_begin(ds_delta_coder *c, const ds_delta_entry *e);
+/* The same in pieces for ds_delta_code_f32: float32 values coded against
+ * zero (aggregate --requantize of each chunk as it comes); wb is not used
+ * (NULL). */
+void ds_delta_coder_begin_f32(ds_delta_coder *c, const ds_delta_entry *e);
 int64_t ds_delta_coder_rows(ds_delta_coder *c, const void *wf, const void *wb, int64_t r0, int64_t nr, uint64_t *bits);
 void ds_delta_coder_end(ds_delta_coder *c, float *scales);
 /* The same coding of float32 values x (e->rows x e->cols) taken as the

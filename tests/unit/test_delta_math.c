@@ -80,6 +80,24 @@ static void check_code(ds_dtype dt, int64_t rows, int64_t cols, ds_scale_kind m)
         ck_assert_int_eq(memcmp(pbits, bits, sizeof(uint64_t) * nw), 0);
         ck_assert_int_eq(memcmp(psc, sc, sizeof(float) * (size_t)e.n_scales), 0);
     }
+    /* float32 values against zero (aggregate --requantize): pieces equal
+     * ds_delta_code_f32 on the whole */
+    uint64_t *zbits = malloc(sizeof(uint64_t) * nw);
+    float *zsc = malloc(sizeof(float) * (size_t)e.n_scales);
+    ck_assert_int_eq(ds_delta_code_f32(&e, fa, zbits, zsc), -1);
+    for (int p = 0; p < 5; p++) {
+        memset(pbits, 0xff, sizeof(uint64_t) * nw);
+        ds_delta_coder c;
+        ds_delta_coder_begin_f32(&c, &e);
+        for (int64_t r0 = 0; r0 < rows; r0 += pieces[p]) {
+            int64_t nr = rows - r0 < pieces[p] ? rows - r0 : pieces[p];
+            ck_assert_int_eq(ds_delta_coder_rows(&c, fa + (size_t)(r0 * cols), NULL, r0, nr, pbits), -1);
+        }
+        ds_delta_coder_end(&c, psc);
+        ck_assert_int_eq(memcmp(pbits, zbits, sizeof(uint64_t) * nw), 0);
+        ck_assert_int_eq(memcmp(psc, zsc, sizeof(float) * (size_t)e.n_scales), 0);
+    }
+    free(zbits), free(zsc);
     free(pbits), free(psc);
     free(a), free(b), free(fa), free(fb), free(wa), free(wb), free(bits), free(sc), free(sum);
 }
